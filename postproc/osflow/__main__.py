@@ -1,0 +1,3 @@
+from osflow.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,344 @@
+"""Frozen dataclasses passed between the stages.
+
+    source.py     PDML / pcap            -> Packet
+    decode.py     Packet                 -> Message (HttpRequest, MysqlReply, ...)
+    aggregate.py  Message                -> Exchange (request + response on one connection)
+    tables.py     ss / ps text           -> SocketEntry, Process
+    join.py       Exchange + tables      -> Participant for every connection end
+    aggregate.py  Exchange + Participant -> Flow (pairs with parents, groups, tokens)
+    render/       Flow                   -> lines of text (timeline, Mermaid, JSON Lines)
+
+Names follow the socket API where there is one (``sockname``/``peername``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+
+# --------------------------------------------------------------------------- addresses
+
+
+@dataclass(frozen=True, order=True)
+class Address:
+    """A TCP endpoint: host (normalised text form, no brackets) and port."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        if ":" in self.host:
+            return f"[{self.host}]:{self.port}"
+        return f"{self.host}:{self.port}"
+
+
+# --------------------------------------------------------------------------- source
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One application PDU as tshark dissected it: protocol name and its fields.
+
+    ``fields`` keeps document order; a field name may repeat (HTTP header lines).
+    """
+
+    name: str
+    fields: tuple[tuple[str, str], ...]
+
+    def get(self, name: str, default: Optional[str] = None) -> Optional[str]:
+        for k, v in self.fields:
+            if k == name:
+                return v
+        return default
+
+    def all(self, name: str) -> list[str]:
+        return [v for k, v in self.fields if k == name]
+
+    def has(self, name: str) -> bool:
+        return any(k == name for k, _ in self.fields)
+
+
+@dataclass(frozen=True)
+class Packet:
+    """One TCP frame, with only what osflow needs."""
+
+    number: int
+    time: float  # epoch seconds
+    src: Address
+    dst: Address
+    stream: int  # tcp.stream
+    syn: bool = False
+    fin: bool = False
+    rst: bool = False
+    payload: int = 0  # tcp.len
+    layers: tuple[Layer, ...] = ()
+
+
+# --------------------------------------------------------------------------- decode
+
+
+@dataclass(frozen=True, kw_only=True)
+class Message:
+    """One protocol message on one TCP connection (``src`` sent it)."""
+
+    protocol: str  # http | mysql | memcache | tcp
+    stream: int
+    src: Address
+    dst: Address
+    start: float  # epoch of the first frame carrying it
+    end: float  # epoch of the last frame carrying it
+    frames: tuple[int, ...]
+    is_request: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class KeystoneAuth:
+    """What a ``POST /v3/auth/tokens`` body asks for (never the password)."""
+
+    methods: tuple[str, ...] = ()
+    user: Optional[str] = None
+    user_domain: Optional[str] = None
+    project: Optional[str] = None
+    project_domain: Optional[str] = None
+    domain: Optional[str] = None  # domain scope
+    system: bool = False
+    unscoped: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class TokenInfo:
+    """Who a token issued or validated by keystone belongs to (from the response body)."""
+
+    user: Optional[str] = None
+    user_domain: Optional[str] = None
+    project: Optional[str] = None
+    domain: Optional[str] = None
+    expires: Optional[str] = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class HttpRequest(Message):
+    method: str
+    uri: str
+    user_agent: Optional[str] = None
+    headers: tuple[tuple[str, str], ...] = ()  # raw, secrets included: redact when rendering
+    auth: Optional[KeystoneAuth] = None
+    content_type: Optional[str] = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class HttpResponse(Message):
+    status: int
+    reason: str
+    headers: tuple[tuple[str, str], ...] = ()
+    request_in: Optional[int] = None  # http.request_in: the frame of the request
+    token: Optional[TokenInfo] = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class MysqlGreeting(Message):
+    version: Optional[str] = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class MysqlLogin(Message):
+    user: Optional[str] = None
+    schema: Optional[str] = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class MysqlCommand(Message):
+    command: str  # query, quit, ping, init_db, ... (lower case, from mysql.command)
+    text: Optional[str] = None  # query text / schema of init_db
+
+
+@dataclass(frozen=True, kw_only=True)
+class MysqlReply(Message):
+    kind: str  # ok | error | rows | eof | auth_switch
+    rows: int = 0
+    affected_rows: Optional[int] = None
+    error_code: Optional[int] = None
+    error_message: Optional[str] = None
+    schemas: tuple[str, ...] = ()  # mysql.field.db of the result's columns
+    tables: tuple[str, ...] = ()  # mysql.field.org_table of the result's columns
+    complete: bool = True
+
+
+@dataclass(frozen=True, kw_only=True)
+class MemcacheCommand(Message):
+    command: str  # get, gets, set, add, replace, delete, touch, incr, decr, ...
+    keys: tuple[str, ...] = ()
+    value_length: Optional[int] = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class MemcacheReply(Message):
+    result: str  # hit | miss | STORED | NOT_STORED | NOT_FOUND | DELETED | EXISTS | TOUCHED | ERROR | <number>
+    keys: tuple[str, ...] = ()  # keys of VALUE lines (hits)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Closed(Message):
+    """The first FIN or RST a side sent on a connection."""
+
+    reset: bool = False
+
+
+# --------------------------------------------------------------------------- aggregate (pairing)
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """A request and its response on one connection (``client`` sent the request)."""
+
+    protocol: str
+    stream: int
+    client: Address
+    server: Address
+    request: Message
+    response: Optional[Message]
+
+    @property
+    def start(self) -> float:
+        return self.request.start
+
+    @property
+    def end(self) -> float:
+        return self.response.end if self.response is not None else self.request.end
+
+    @property
+    def frames(self) -> tuple[int, ...]:
+        if self.response is None:
+            return self.request.frames
+        return self.request.frames + self.response.frames
+
+
+# --------------------------------------------------------------------------- tables
+
+
+@dataclass(frozen=True)
+class SocketUser:
+    """One ``("comm",pid=N,fd=M)`` of ss's ``users:(...)``."""
+
+    comm: str
+    pid: int
+    fd: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class SocketEntry:
+    """One TCP socket line of ``ss`` (a listener has no peer)."""
+
+    state: str
+    sockname: Address  # local; host "*" for a wildcard
+    peername: Optional[Address]  # remote; None for a listener
+    users: tuple[SocketUser, ...] = ()
+    time: Optional[float] = None  # epoch of the snapshot, when the file says
+    line: int = 0  # line number in its file
+    source: str = ""  # file name
+
+
+@dataclass(frozen=True)
+class Process:
+    """One process line of ``ps``."""
+
+    pid: int
+    args: str
+    ppid: Optional[int] = None
+    user: Optional[str] = None
+    time: Optional[float] = None
+    line: int = 0
+    source: str = ""
+
+
+# --------------------------------------------------------------------------- join
+
+
+@dataclass(frozen=True)
+class Participant:
+    """Who is on one end of a connection, and why osflow thinks so."""
+
+    label: str  # keystone, placement DB, OpenStackClient, 127.0.0.1:5000 ...
+    service: Optional[str]  # the service key (mysql for any DB), None when unknown
+    evidence: str  # human-readable: "ss pid 26408 -> ps '(wsgi:placement-a -k start'"
+    pid: Optional[int] = None
+    source: str = "port"  # table | ss-comm | protocol | port | address
+
+
+@dataclass(frozen=True)
+class ConnectionNames:
+    """Both ends of one connection, named."""
+
+    stream: int
+    client_address: Address
+    server_address: Address
+    client: Participant
+    server: Participant
+
+
+# --------------------------------------------------------------------------- aggregate (flow)
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One request/response pair, named, placed in the tree of calls."""
+
+    id: int
+    parent: Optional[int]
+    exchange: Exchange
+    client: Participant
+    server: Participant
+    request: str  # rendered request text, secrets already hidden
+    response: str  # rendered response text, secrets already hidden
+    notes: tuple[str, ...] = ()  # e.g. "token T1 = admin@admin (3f2a9c01)", "cache miss"
+    tokens: tuple[str, ...] = ()  # token ids (T1, ...) this pair mentions
+    noise: bool = False  # pool ping / rollback / SET ...
+
+    @property
+    def protocol(self) -> str:
+        return self.exchange.protocol
+
+
+@dataclass(frozen=True)
+class Token:
+    """A token seen in the capture: its number, fingerprint and owner when known."""
+
+    id: str  # T1, T2, ...
+    fingerprint: str  # first 8 hex digits of sha256(token)
+    owner: Optional[str] = None  # user@project
+    secret: Optional[str] = field(default=None, repr=False)  # the token itself, when seen
+
+    def describe(self) -> str:
+        if self.owner:
+            return f"{self.id} {self.owner} ({self.fingerprint})"
+        return f"{self.id} ({self.fingerprint})"
+
+
+@dataclass(frozen=True)
+class Step:
+    """One line of the timeline / one arrow of the diagram: a pair, or a group of pairs."""
+
+    pairs: tuple[Pair, ...]
+    depth: int
+    summary: Optional[str] = None  # set for a group: "47 queries (...) + 65 pool pings ..."
+
+    @property
+    def first(self) -> Pair:
+        return self.pairs[0]
+
+    @property
+    def is_group(self) -> bool:
+        return self.summary is not None
+
+
+@dataclass(frozen=True)
+class Flow:
+    """Everything the renderers need."""
+
+    pairs: tuple[Pair, ...]
+    steps: tuple[Step, ...]
+    tokens: tuple[Token, ...]
+    connections: tuple[ConnectionNames, ...]
+    origin: float  # epoch of the first frame
+    warnings: tuple[str, ...] = ()

@@ -1,0 +1,123 @@
+"""The OpenStack port map: the one source of truth for service keys, ports and labels.
+
+The Wireshark plugin (``dissectors/osflow.lua``) carries the same table; a test
+(``tests/test_portmap_lua.py``) fails when the two disagree.
+
+A *service key* is lowercase (``keystone``, ``nova-api``, ``mysql``); a *label* is
+what diagrams show (``keystone``, ``RabbitMQ``, ``OpenStackClient``).  MySQL
+servers are labelled after the database they serve: ``placement DB``.
+
+>>> service_for_port(8778).key
+'placement'
+>>> label_for("rabbitmq")
+'RabbitMQ'
+>>> db_label("keystone")
+'keystone DB'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+
+@dataclass(frozen=True)
+class Service:
+    """One OpenStack (or infrastructure) service."""
+
+    key: str
+    label: str
+    ports: tuple[int, ...]
+    protocol: str  # http | mysql | memcache | amqp | other
+    database: Optional[str] = None  # the schema this service keeps in MySQL
+
+
+#: Every service osflow knows.  Order matters only for documentation.
+SERVICES: tuple[Service, ...] = (
+    Service("keystone", "keystone", (5000, 35357), "http", "keystone"),
+    Service("placement", "placement", (8778,), "http", "placement"),
+    Service("glance", "glance", (9292,), "http", "glance"),
+    Service("nova-api", "nova-api", (8774,), "http", "nova_api"),
+    Service("nova-metadata", "nova-metadata", (8775,), "http", "nova"),
+    Service("nova-novncproxy", "nova-novncproxy", (6080,), "http"),
+    Service("neutron-server", "neutron-server", (9696,), "http", "neutron"),
+    Service("cinder-api", "cinder-api", (8776,), "http", "cinder"),
+    Service("heat-api", "heat-api", (8004,), "http", "heat"),
+    Service("heat-api-cfn", "heat-api-cfn", (8000,), "http", "heat"),
+    Service("swift-proxy", "swift-proxy", (8080,), "http"),
+    Service("barbican", "barbican", (9311,), "http", "barbican"),
+    Service("octavia", "octavia", (9876,), "http", "octavia"),
+    Service("designate", "designate", (9001,), "http", "designate"),
+    Service("manila", "manila", (8786,), "http", "manila"),
+    Service("ironic", "ironic", (6385,), "http", "ironic"),
+    Service("gnocchi", "gnocchi", (8041,), "http", "gnocchi"),
+    Service("aodh", "aodh", (8042,), "http", "aodh"),
+    Service("memcached", "memcached", (11211,), "memcache"),
+    Service("mysql", "MySQL", (3306,), "mysql"),
+    Service("rabbitmq", "RabbitMQ", (5672,), "amqp"),
+    Service("openstackclient", "OpenStackClient", (), "http"),
+)
+
+_BY_KEY = {s.key: s for s in SERVICES}
+_BY_PORT = {p: s for s in SERVICES for p in s.ports}
+
+#: Ports whose traffic is HTTP (tshark needs ``-d tcp.port==N,http`` for some).
+HTTP_PORTS: tuple[int, ...] = tuple(sorted(p for s in SERVICES if s.protocol == "http" for p in s.ports))
+#: Every port in the map, for capture filters.
+ALL_PORTS: tuple[int, ...] = tuple(sorted(_BY_PORT))
+
+
+def service(key: str) -> Optional[Service]:
+    """The service with this key, or None."""
+    return _BY_KEY.get(key)
+
+
+def service_for_port(port: int, overrides: Optional[dict[int, str]] = None) -> Optional[Service]:
+    """The service that listens on ``port`` by convention (``--service PORT=NAME`` wins).
+
+    >>> service_for_port(5000).label
+    'keystone'
+    >>> service_for_port(5000, {5000: "glance"}).key
+    'glance'
+    >>> service_for_port(4444, {4444: "my-api"}).label
+    'my-api'
+    >>> service_for_port(12345) is None
+    True
+    """
+    if overrides and port in overrides:
+        name = overrides[port]
+        return _BY_KEY.get(name) or Service(name, name, (port,), "other")
+    return _BY_PORT.get(port)
+
+
+def label_for(key: str) -> str:
+    """The diagram label of a service key; unknown keys are their own label."""
+    s = _BY_KEY.get(key)
+    return s.label if s else key
+
+
+def db_label(database: str) -> str:
+    """The participant label of a MySQL server serving ``database``."""
+    return f"{database} DB"
+
+
+def database_of(key: str) -> Optional[str]:
+    """The schema a service keeps in MySQL (keystone -> keystone)."""
+    s = _BY_KEY.get(key)
+    return s.database if s else None
+
+
+def service_for_database(database: str) -> Optional[Service]:
+    """The service whose schema is ``database`` (nova_api -> nova-api)."""
+    for s in SERVICES:
+        if s.database == database:
+            return s
+    return None
+
+
+def tshark_decode_as() -> list[str]:
+    """tshark arguments that decode every OpenStack HTTP port as HTTP."""
+    args: list[str] = []
+    for port in HTTP_PORTS:
+        args += ["-d", f"tcp.port=={port},http"]
+    return args
