@@ -73,6 +73,7 @@ class Packet:
     rst: bool = False
     payload: int = 0  # tcp.len
     layers: tuple[Layer, ...] = ()
+    segments: tuple[int, ...] = ()  # frames of a PDU reassembled in this frame (tcp.segment)
 
 
 # --------------------------------------------------------------------------- decode
@@ -289,8 +290,11 @@ class Pair:
     exchange: Exchange
     client: Participant
     server: Participant
-    request: str  # rendered request text, secrets already hidden
-    response: str  # rendered response text, secrets already hidden
+    request: str  # plain request text (JSON "request"), secrets already hidden
+    response: Optional[str]  # plain response text (JSON "response"), None when none was seen
+    message: str = ""  # richer request text for the timeline and diagram
+    result: str = ""  # richer response text for the timeline and diagram
+    depth: int = 0  # nesting depth (0 at the top)
     notes: tuple[str, ...] = ()  # e.g. "token T1 = admin@admin (3f2a9c01)", "cache miss"
     tokens: tuple[str, ...] = ()  # token ids (T1, ...) this pair mentions
     noise: bool = False  # pool ping / rollback / SET ...

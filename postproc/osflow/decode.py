@@ -1,0 +1,434 @@
+"""Decode stage: Packet -> protocol Message (HTTP, MySQL, memcached, TCP close).
+
+Everything comes from PDML fields, never from display strings.  A MySQL reply
+spreads over many PDUs (column count, column definitions, EOF, rows, EOF) and
+often over several frames: :class:`Decoder` keeps per-connection state and
+emits one :class:`~osflow.model.MysqlReply` when the reply is complete.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator, Optional
+
+from .model import (
+    Address,
+    Closed,
+    HttpRequest,
+    HttpResponse,
+    KeystoneAuth,
+    Layer,
+    MemcacheCommand,
+    MemcacheReply,
+    Message,
+    MysqlCommand,
+    MysqlGreeting,
+    MysqlLogin,
+    MysqlReply,
+    Packet,
+    TokenInfo,
+)
+
+#: COM_* codes (mysql.command) -> osflow's command names.
+MYSQL_COMMANDS = {
+    0: "sleep",
+    1: "quit",
+    2: "init_db",
+    3: "query",
+    4: "field_list",
+    5: "create_db",
+    6: "drop_db",
+    7: "refresh",
+    8: "shutdown",
+    9: "statistics",
+    10: "process_info",
+    12: "process_kill",
+    13: "debug",
+    14: "ping",
+    17: "change_user",
+    22: "stmt_prepare",
+    23: "stmt_execute",
+    24: "stmt_send_long_data",
+    25: "stmt_close",
+    26: "stmt_reset",
+    27: "set_option",
+    28: "stmt_fetch",
+    31: "reset_connection",
+}
+
+#: memcached replies that are not hits/misses, as the protocol spells them.
+MEMCACHE_WORDS = {"STORED", "NOT_STORED", "EXISTS", "NOT_FOUND", "DELETED", "TOUCHED", "OK", "ERROR"}
+
+
+def header_lines(lines: Iterable[str]) -> tuple[tuple[str, str], ...]:
+    """Split ``http.request.line`` values into (name, value) pairs.
+
+    >>> header_lines(['Host: controller:5000 ', 'X-Auth-Token: gAAA\\\\r\\\\n', 'junk'])
+    (('Host', 'controller:5000'), ('X-Auth-Token', 'gAAA'))
+    """
+    out = []
+    for line in lines:
+        line = line.replace("\\r\\n", "").strip()
+        name, sep, value = line.partition(":")
+        if sep and name and " " not in name:
+            out.append((name.strip(), value.strip()))
+    return tuple(out)
+
+
+def header(headers: tuple[tuple[str, str], ...], name: str) -> Optional[str]:
+    """The first header called ``name`` (case-insensitive)."""
+    name = name.lower()
+    for k, v in headers:
+        if k.lower() == name:
+            return v
+    return None
+
+
+def keystone_auth(body: Optional[str]) -> Optional[KeystoneAuth]:
+    """What a ``POST /v3/auth/tokens`` body asks for; the password is never kept.
+
+    >>> a = keystone_auth('{"auth": {"identity": {"methods": ["password"], "password": {"user": '
+    ...                   '{"password": "s3cret", "name": "admin", "domain": {"name": "Default"}}}}, '
+    ...                   '"scope": {"project": {"name": "admin", "domain": {"name": "Default"}}}}}')
+    >>> (a.methods, a.user, a.user_domain, a.project)
+    (('password',), 'admin', 'Default', 'admin')
+    >>> "s3cret" in repr(a)
+    False
+    >>> keystone_auth('not json') is None
+    True
+    """
+    doc = _json(body)
+    auth = doc.get("auth") if isinstance(doc, dict) else None
+    if not isinstance(auth, dict):
+        return None
+    identity = auth.get("identity") if isinstance(auth.get("identity"), dict) else {}
+    methods = tuple(str(m) for m in identity.get("methods") or () if isinstance(m, str))
+    user = user_domain = None
+    for method in methods:
+        part = identity.get(method)
+        if isinstance(part, dict) and isinstance(part.get("user"), dict):
+            u = part["user"]
+            user = _name(u)
+            user_domain = _name(u.get("domain"))
+            break
+    scope = auth.get("scope")
+    project = project_domain = domain = None
+    system = unscoped = False
+    if isinstance(scope, dict):
+        if isinstance(scope.get("project"), dict):
+            project = _name(scope["project"])
+            project_domain = _name(scope["project"].get("domain"))
+        elif isinstance(scope.get("domain"), dict):
+            domain = _name(scope["domain"])
+        elif "system" in scope:
+            system = True
+    elif scope == "unscoped" or scope is None:
+        unscoped = True
+    return KeystoneAuth(
+        methods=methods,
+        user=user,
+        user_domain=user_domain,
+        project=project,
+        project_domain=project_domain,
+        domain=domain,
+        system=system,
+        unscoped=unscoped,
+    )
+
+
+def token_info(body: Optional[str]) -> Optional[TokenInfo]:
+    """Who the token in a keystone token response belongs to."""
+    doc = _json(body)
+    token = doc.get("token") if isinstance(doc, dict) else None
+    if not isinstance(token, dict):
+        return None
+    user = token.get("user") if isinstance(token.get("user"), dict) else {}
+    return TokenInfo(
+        user=_name(user),
+        user_domain=_name(user.get("domain")),
+        project=_name(token.get("project")),
+        domain=_name(token.get("domain")),
+        expires=token.get("expires_at") if isinstance(token.get("expires_at"), str) else None,
+    )
+
+
+def _json(text: Optional[str]):
+    if not text or text[:1] not in "{[":
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def _name(obj) -> Optional[str]:
+    if isinstance(obj, dict):
+        v = obj.get("name") or obj.get("id")
+        return str(v) if v is not None else None
+    return None
+
+
+def _int(text: Optional[str], default: Optional[int] = None) -> Optional[int]:
+    if text is None:
+        return default
+    try:
+        return int(text, 0) if text.startswith("0x") else int(text)
+    except ValueError:
+        return default
+
+
+@dataclass
+class _MysqlReplyState:
+    """A MySQL reply being assembled from its PDUs."""
+
+    src: Address
+    dst: Address
+    start: float
+    frames: list[int] = field(default_factory=list)
+    phase: str = "start"  # start | columns | rows
+    columns: int = 0
+    column_defs: int = 0
+    rows: int = 0
+    schemas: dict[str, None] = field(default_factory=dict)
+    tables: dict[str, None] = field(default_factory=dict)
+    end: float = 0.0
+
+
+class Decoder:
+    """Turn packets into messages, keeping per-connection state for MySQL replies."""
+
+    def __init__(self) -> None:
+        self._times: dict[int, float] = {}  # frame -> time of recent payload frames, for reassembled PDUs
+        self._mysql: dict[tuple[int, Address], _MysqlReplyState] = {}
+        self._closed: set[tuple[int, Address]] = set()
+
+    def decode(self, packets: Iterable[Packet]) -> Iterator[Message]:
+        for packet in packets:
+            yield from self.packet(packet)
+        yield from self.flush()
+
+    def packet(self, p: Packet) -> Iterator[Message]:
+        if p.payload:
+            self._times[p.number] = p.time
+            if len(self._times) > 8192:
+                for k in list(self._times)[:4096]:
+                    del self._times[k]
+        first = True
+        for layer in p.layers:
+            frames = (p.number,)
+            start = p.time
+            if first and p.segments:
+                frames = tuple(sorted(set(p.segments) | {p.number}))
+                start = min((self._times.get(f, p.time) for f in frames), default=p.time)
+            first = False
+            if layer.name == "http":
+                m = self._http(p, layer, frames, start)
+                if m is not None:
+                    yield m
+            elif layer.name == "memcache":
+                m = self._memcache(p, layer, frames, start)
+                if m is not None:
+                    yield m
+            elif layer.name == "mysql":
+                yield from self._mysql_layer(p, layer, frames, start)
+        if p.fin or p.rst:
+            key = (p.stream, p.src)
+            if key not in self._closed:
+                self._closed.add(key)
+                yield from self._flush_mysql(p.stream, p.src)
+                yield Closed(
+                    protocol="tcp",
+                    stream=p.stream,
+                    src=p.src,
+                    dst=p.dst,
+                    start=p.time,
+                    end=p.time,
+                    frames=(p.number,),
+                    is_request=False,
+                    reset=p.rst,
+                )
+
+    def flush(self) -> Iterator[Message]:
+        """Emit replies still being assembled when the input ends (marked incomplete)."""
+        for key in list(self._mysql):
+            yield from self._flush_mysql(*key)
+
+    # ----------------------------------------------------------------- HTTP
+
+    def _http(self, p: Packet, layer: Layer, frames: tuple[int, ...], start: float) -> Optional[Message]:
+        common = dict(protocol="http", stream=p.stream, src=p.src, dst=p.dst, start=start, end=p.time, frames=frames)
+        method = layer.get("http.request.method")
+        if method is not None:
+            headers = header_lines(layer.all("http.request.line"))
+            uri = layer.get("http.request.uri") or ""
+            body = layer.get("http.file_data")
+            auth = None
+            if method == "POST" and uri.split("?")[0].rstrip("/").endswith("/auth/tokens"):
+                auth = keystone_auth(body)
+            return HttpRequest(
+                **common,
+                is_request=True,
+                method=method,
+                uri=uri,
+                user_agent=layer.get("http.user_agent"),
+                headers=headers,
+                auth=auth,
+                content_type=layer.get("http.content_type"),
+            )
+        code = layer.get("http.response.code")
+        if code is not None:
+            headers = header_lines(layer.all("http.response.line"))
+            token = None
+            if header(headers, "X-Subject-Token") is not None:
+                token = token_info(layer.get("http.file_data"))
+            return HttpResponse(
+                **common,
+                is_request=False,
+                status=_int(code, 0) or 0,
+                reason=layer.get("http.response.phrase") or "",
+                headers=headers,
+                request_in=_int(layer.get("http.request_in")),
+                token=token,
+            )
+        return None
+
+    # ----------------------------------------------------------------- memcached
+
+    def _memcache(self, p: Packet, layer: Layer, frames: tuple[int, ...], start: float) -> Optional[Message]:
+        common = dict(protocol="memcache", stream=p.stream, src=p.src, dst=p.dst, start=start, end=p.time, frames=frames)
+        command = layer.get("memcache.command")
+        keys = tuple(layer.all("memcache.key"))
+        if command is not None:
+            return MemcacheCommand(
+                **common,
+                is_request=True,
+                command=command.lower(),
+                keys=keys,
+                value_length=_int(layer.get("memcache.value.length")),
+            )
+        if keys:  # VALUE <key> ... END: a hit
+            return MemcacheReply(**common, is_request=False, result="hit", keys=keys)
+        response = layer.get("memcache.response")
+        if response is not None:
+            word = response.strip()
+            result = "miss" if word == "END" else word
+            return MemcacheReply(**common, is_request=False, result=result)
+        # incr/decr replies are bare numbers
+        for name in ("memcache.value", "memcache.response"):
+            v = layer.get(name)
+            if v is not None:
+                return MemcacheReply(**common, is_request=False, result=v.strip())
+        return None
+
+    # ----------------------------------------------------------------- MySQL
+
+    def _mysql_layer(self, p: Packet, layer: Layer, frames: tuple[int, ...], start: float) -> Iterator[Message]:
+        common = dict(protocol="mysql", stream=p.stream, src=p.src, dst=p.dst, start=start, end=p.time, frames=frames)
+        if layer.has("mysql.server_greeting"):
+            yield MysqlGreeting(**common, is_request=False, version=layer.get("mysql.version"))
+            return
+        if layer.has("mysql.login_request"):
+            yield MysqlLogin(**common, is_request=True, user=layer.get("mysql.user"), schema=layer.get("mysql.schema"))
+            return
+        if layer.has("mysql.request") or layer.has("mysql.command"):
+            code = _int(layer.get("mysql.command"), -1)
+            name = MYSQL_COMMANDS.get(code, f"command {code}")
+            text = layer.get("mysql.query")
+            if text is None and name == "init_db":
+                text = layer.get("mysql.schema")
+            yield MysqlCommand(**common, is_request=True, command=name, text=text)
+            return
+        # server -> client: part of a reply
+        key = (p.stream, p.src)
+        st = self._mysql.get(key)
+        if st is None:
+            st = self._mysql[key] = _MysqlReplyState(src=p.src, dst=p.dst, start=start)
+        if p.number not in st.frames:
+            st.frames.append(p.number)
+        st.end = p.time
+        error_code = layer.get("mysql.error_code")
+        if error_code is not None:
+            del self._mysql[key]
+            yield MysqlReply(
+                **self._reply_common(p, st),
+                kind="error",
+                error_code=_int(error_code),
+                error_message=layer.get("mysql.error.message") or layer.get("mysql.message"),
+            )
+            return
+        if layer.has("mysql.num_fields") and st.phase == "start":
+            st.phase = "columns"
+            st.columns = _int(layer.get("mysql.num_fields"), 0) or 0
+            return
+        if layer.has("mysql.field.name") or layer.has("mysql.field.catalog"):
+            st.column_defs += 1
+            db = layer.get("mysql.field.db")
+            if db:
+                st.schemas.setdefault(db, None)
+            table = layer.get("mysql.field.org_table") or layer.get("mysql.field.table")
+            if table:
+                st.tables.setdefault(table, None)
+            return
+        is_eof = layer.has("mysql.eof") or layer.get("mysql.response_code") == "0xfe"
+        is_ok = layer.has("mysql.affected_rows")
+        if st.phase == "columns" and is_eof and not is_ok:
+            st.phase = "rows"  # the intermediate EOF after the column definitions
+            return
+        if st.phase in ("columns", "rows") and (is_eof or is_ok):
+            del self._mysql[key]
+            yield MysqlReply(
+                **self._reply_common(p, st),
+                kind="rows",
+                rows=st.rows,
+                schemas=tuple(st.schemas),
+                tables=tuple(st.tables),
+            )
+            return
+        if st.phase in ("columns", "rows"):
+            st.phase = "rows"
+            st.rows += 1
+            return
+        if is_ok:
+            del self._mysql[key]
+            yield MysqlReply(**self._reply_common(p, st), kind="ok", affected_rows=_int(layer.get("mysql.affected_rows")))
+            return
+        if is_eof:
+            del self._mysql[key]
+            yield MysqlReply(**self._reply_common(p, st), kind="eof")
+            return
+        # anything else (auth switch, more data): part of a reply still open
+
+    @staticmethod
+    def _reply_common(p: Packet, st: _MysqlReplyState, complete: bool = True) -> dict:
+        return dict(
+            protocol="mysql",
+            stream=p.stream,
+            src=st.src,
+            dst=st.dst,
+            start=st.start,
+            end=st.end,
+            frames=tuple(st.frames),
+            is_request=False,
+            complete=complete,
+        )
+
+    def _flush_mysql(self, stream: int, src: Address) -> Iterator[Message]:
+        st = self._mysql.pop((stream, src), None)
+        if st is None or st.phase == "start":
+            return
+        yield MysqlReply(
+            protocol="mysql",
+            stream=stream,
+            src=st.src,
+            dst=st.dst,
+            start=st.start,
+            end=st.end,
+            frames=tuple(st.frames),
+            is_request=False,
+            kind="rows",
+            rows=st.rows,
+            schemas=tuple(st.schemas),
+            tables=tuple(st.tables),
+            complete=False,
+        )

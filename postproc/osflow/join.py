@@ -1,0 +1,387 @@
+"""Join stage: name the process and service on each end of every connection.
+
+Evidence, strongest first:
+
+1. socket table + process table: 4-tuple -> pid (``ss``) -> command line (``ps``)
+   -> service (``(wsgi:placement-a -k start`` is placement);
+2. the process name in ``ss``'s ``users:(("openstack",pid=...))`` when the pid is
+   in no process table (short-lived clients such as the ``openstack`` CLI);
+3. protocol evidence: MySQL login user/schema, ``mysql.field.db``, the
+   User-Agent, the request the client service is serving at that moment, the
+   tables a query touches;
+4. the port map (servers only; ``--service PORT=NAME`` overrides it).
+
+Apache's listening sockets belong to ``apache2`` workers, which say nothing about
+the service behind them: such ends are named by port.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from typing import Iterable, Optional
+
+from . import portmap
+from .model import (
+    Address,
+    ConnectionNames,
+    Exchange,
+    HttpRequest,
+    MysqlCommand,
+    MysqlLogin,
+    MysqlReply,
+    Participant,
+)
+
+# Command lines (ps args, or ss's process name) -> service key.  First match wins.
+_PROCESS_PATTERNS: tuple[tuple[re.Pattern, Optional[str]], ...] = tuple(
+    (re.compile(p), key)
+    for p, key in (
+        (r"wsgi:keystone|keystone-wsgi|keystone-all|uwsgi.*keystone|gunicorn.*keystone|\bkeystone-api\b", "keystone"),
+        (r"wsgi:placement|placement-api|placement-wsgi|uwsgi.*placement|gunicorn.*placement", "placement"),
+        (r"wsgi:nova-api|nova-api-wsgi|\bnova-api\b|uwsgi.*nova-api", "nova-api"),
+        (r"wsgi:nova-metadata|nova-metadata-wsgi|\bnova-metadata", "nova-metadata"),
+        (r"\bnova-(compute|conductor|scheduler|novncproxy|spicehtml5proxy|serialproxy)\b", None),
+        (r"wsgi:neutron|neutron-api|\bneutron-server\b|uwsgi.*neutron", "neutron-server"),
+        (r"\bneutron-[a-z0-9-]+-agent\b", None),
+        (r"wsgi:cinder|cinder-wsgi|\bcinder-api\b", "cinder-api"),
+        (r"\bcinder-(volume|scheduler|backup)\b", None),
+        (r"wsgi:glance|\bglance-api\b|uwsgi.*glance", "glance"),
+        (r"wsgi:heat-api-cfn|\bheat-api-cfn\b", "heat-api-cfn"),
+        (r"wsgi:heat|\bheat-api\b", "heat-api"),
+        (r"\bheat-engine\b", None),
+        (r"wsgi:barbican|\bbarbican-api\b", "barbican"),
+        (r"wsgi:octavia|\boctavia-api\b", "octavia"),
+        (r"\bdesignate-api\b", "designate"),
+        (r"wsgi:manila|\bmanila-api\b", "manila"),
+        (r"wsgi:ironic|\bironic-api\b", "ironic"),
+        (r"\bswift-proxy", "swift-proxy"),
+        (r"\bgnocchi-api\b", "gnocchi"),
+        (r"\baodh-api\b", "aodh"),
+        (r"\bmariadbd\b|\bmysqld\b|\bmariadb\b", "mysql"),
+        (r"\bmemcached\b", "memcached"),
+        (r"beam\.smp.*rabbit|rabbitmq-server|^beam\.smp$", "rabbitmq"),
+        (r"(^|/)openstack( |$)|python-openstackclient|^openstack$", "openstackclient"),
+    )
+)
+# Component processes without a port of their own: the matched word is the key.
+_COMPONENT = re.compile(
+    r"\b(nova-(compute|conductor|scheduler|novncproxy|spicehtml5proxy|serialproxy)|neutron-[a-z0-9-]+-agent|"
+    r"cinder-(volume|scheduler|backup)|heat-engine)\b"
+)
+# Processes that own sockets for others (web servers): they name no service.
+_AMBIGUOUS = re.compile(r"(^|/)(apache2|httpd|nginx|haproxy)( |$)|^\(?apache2")
+
+# User-Agent -> service key.
+_USER_AGENTS: tuple[tuple[re.Pattern, str], ...] = tuple(
+    (re.compile(p, re.I), key)
+    for p, key in (
+        (r"^placement/", "placement"),
+        (r"^keystone/", "keystone"),
+        (r"^nova(-api)?/", "nova-api"),
+        (r"^neutron(-server)?/", "neutron-server"),
+        (r"^cinder(-api)?/", "cinder-api"),
+        (r"^glance(-api)?/", "glance"),
+        (r"^heat/", "heat-api"),
+        (r"python-openstackclient|^openstacksdk/|^osc-lib", "openstackclient"),
+    )
+)
+
+# Tables a service's queries touch (first match by majority vote).
+_TABLES: dict[str, frozenset[str]] = {
+    "keystone": frozenset(
+        "user local_user password project assignment role implied_role token revocation_event "
+        "federated_user nonlocal_user access_rule application_credential credential endpoint "
+        "service region policy domain_config group user_group_membership trust system_assignment "
+        "project_tag limit registered_limit expiring_user_group_membership".split()
+    ),
+    "placement": frozenset(
+        "resource_classes traits resource_providers inventories allocations consumers projects users "
+        "resource_provider_traits resource_provider_aggregates placement_aggregates consumer_types".split()
+    ),
+    "nova-api": frozenset("cell_mappings host_mappings instance_mappings flavors build_requests request_specs".split()),
+    "neutron-server": frozenset("networks subnets ports routers securitygroups securitygrouprules agents".split()),
+    "glance": frozenset("images image_properties image_locations image_members tasks".split()),
+    "cinder-api": frozenset("volumes snapshots backups volume_types quotas".split()),
+}
+
+_TABLE_REF = re.compile(r"\b(?:FROM|JOIN|INTO|UPDATE)\s+`?([A-Za-z_][A-Za-z0-9_]*)`?", re.I)
+
+
+def tables_in(sql: Optional[str]) -> list[str]:
+    """Tables a statement names after FROM/JOIN/INTO/UPDATE, in order.
+
+    >>> tables_in("SELECT a FROM user INNER JOIN local_user ON x WHERE y IN (SELECT b FROM `project`)")
+    ['user', 'local_user', 'project']
+    >>> tables_in(None)
+    []
+    """
+    if not sql:
+        return []
+    seen: dict[str, None] = {}
+    for m in _TABLE_REF.finditer(sql):
+        seen.setdefault(m.group(1), None)
+    return list(seen)
+
+
+def service_of_command(args: str) -> tuple[Optional[str], bool]:
+    """The service key a command line names, and whether the process is an ambiguous web server.
+
+    >>> service_of_command("(wsgi:placement-a -k start")
+    ('placement', False)
+    >>> service_of_command("/usr/sbin/mariadbd --user=mysql")
+    ('mysql', False)
+    >>> service_of_command("/usr/sbin/apache2 -k start")
+    (None, True)
+    >>> service_of_command("openstack")
+    ('openstackclient', False)
+    >>> service_of_command("/usr/bin/python3 /usr/bin/nova-conductor --config-file x")
+    ('nova-conductor', False)
+    """
+    for pattern, key in _PROCESS_PATTERNS:
+        if pattern.search(args):
+            if key is None:
+                m = _COMPONENT.search(args)
+                return (m.group(1) if m else None), False
+            return key, False
+    if _AMBIGUOUS.search(args):
+        return None, True
+    return None, False
+
+
+def service_of_user_agent(ua: Optional[str]) -> Optional[str]:
+    """The service a User-Agent names; ``python-keystoneclient`` names none.
+
+    >>> service_of_user_agent("placement/unknown keystonemiddleware.auth_token/10.1.0 keystoneauth1/5.0.0")
+    'placement'
+    >>> service_of_user_agent("openstacksdk/0.101.0 keystoneauth1/5.0.0 python-requests/2.28.1")
+    'openstackclient'
+    >>> service_of_user_agent("python-keystoneclient") is None
+    True
+    """
+    if not ua:
+        return None
+    for pattern, key in _USER_AGENTS:
+        if pattern.search(ua):
+            return key
+    return None
+
+
+@dataclass
+class _Conn:
+    stream: int
+    client: Address
+    server: Address
+    protocol: str
+    start: float
+    exchanges: list
+
+
+@dataclass(frozen=True)
+class Named:
+    """A service key with the evidence that named it."""
+
+    key: str
+    evidence: str
+    source: str
+    pid: Optional[int] = None
+
+
+class Joiner:
+    """Name both ends of every connection of a list of exchanges."""
+
+    def __init__(self, sockets=None, processes=None, overrides: Optional[dict[int, str]] = None) -> None:
+        self.sockets = sockets
+        self.processes = processes
+        self.overrides = overrides or {}
+
+    # ------------------------------------------------------------------ tables
+
+    def _from_tables(self, local: Address, remote: Address, time: float) -> tuple[Optional[Named], Optional[str]]:
+        """(named service, description of an unnamed owner) from ss + ps."""
+        if self.sockets is None:
+            return None, None
+        entry = self.sockets.owner(local, remote, time)
+        if entry is None or not entry.users:
+            return None, None
+        user = entry.users[0]
+        where = f"ss {os.path.basename(entry.source)}:{entry.line}" if entry.source else "ss"
+        proc = self.processes.get(user.pid) if self.processes is not None else None
+        if proc is not None:
+            key, ambiguous = service_of_command(proc.args)
+            pwhere = f"ps {os.path.basename(proc.source)}:{proc.line}" if proc.source else "ps"
+            if key:
+                return (
+                    Named(key, f"{where} pid {user.pid} -> {pwhere} '{proc.args[:60]}'", "table", user.pid),
+                    None,
+                )
+            if ambiguous:
+                return None, f"{where} pid {user.pid} is {proc.args[:40]!r}, a web server (ambiguous)"
+            return None, f"pid {user.pid} ({user.comm})"
+        key, ambiguous = service_of_command(user.comm)
+        if key:
+            return Named(key, f"{where} process name '{user.comm}' pid {user.pid} (pid in no ps table)", "ss-comm", user.pid), None
+        if ambiguous:
+            return None, f"{where} pid {user.pid} is '{user.comm}', a web server (ambiguous)"
+        return None, f"pid {user.pid} ({user.comm})"
+
+    # ------------------------------------------------------------------ main
+
+    def join(self, exchanges: Iterable[Exchange]) -> dict[int, ConnectionNames]:
+        conns: dict[int, _Conn] = {}
+        for ex in exchanges:
+            c = conns.get(ex.stream)
+            if c is None:
+                c = conns[ex.stream] = _Conn(ex.stream, ex.client, ex.server, ex.protocol, ex.start, [])
+            c.exchanges.append(ex)
+
+        servers: dict[int, Optional[Named]] = {}
+        server_notes: dict[int, Optional[str]] = {}
+        for s, c in conns.items():
+            named, note = self._from_tables(c.server, c.client, c.start)
+            if named is None:
+                svc = portmap.service_for_port(c.server.port, self.overrides)
+                if svc is not None:
+                    how = "--service" if c.server.port in self.overrides else "port map"
+                    named = Named(svc.key, f"port {c.server.port} ({how}: {svc.key})" + (f"; {note}" if note else ""), "port")
+            servers[s] = named
+            server_notes[s] = note
+
+        # spans of requests each service was serving, for "serving at that moment"
+        serving = _Serving()
+        for s, c in conns.items():
+            srv = servers[s]
+            if srv is None or c.protocol != "http":
+                continue
+            for ex in c.exchanges:
+                serving.add(ex.start, ex.end, srv.key, ex)
+        serving.freeze()
+
+        clients: dict[int, Optional[Named]] = {}
+        client_notes: dict[int, Optional[str]] = {}
+        for s, c in conns.items():
+            named, note = self._from_tables(c.client, c.server, c.start)
+            if named is None:
+                named = self._from_protocol(c, servers[s], serving)
+            clients[s] = named
+            client_notes[s] = note
+
+        out: dict[int, ConnectionNames] = {}
+        for s, c in conns.items():
+            cli = clients[s]
+            srv = servers[s]
+            client_p = self._participant(cli, c.client, client_notes[s])
+            server_p = self._server_participant(c, srv, cli, server_notes[s])
+            out[s] = ConnectionNames(s, c.client, c.server, client_p, server_p)
+        return out
+
+    def _participant(self, named: Optional[Named], addr: Address, note: Optional[str]) -> Participant:
+        if named is None:
+            label = str(addr)
+            pid = None
+            if note and note.startswith("pid "):
+                label = f"{addr} ({note})"
+            evidence = "no evidence: " + (note or "not in any socket table, no protocol evidence")
+            return Participant(label, None, evidence, pid, "address")
+        return Participant(portmap.label_for(named.key), named.key, named.evidence, named.pid, named.source)
+
+    def _server_participant(self, c: _Conn, srv: Optional[Named], cli: Optional[Named], note: Optional[str]) -> Participant:
+        if srv is None or srv.key != "mysql":
+            return self._participant(srv, c.server, note)
+        db, why = _database(c)
+        if db is None and cli is not None:
+            db = portmap.database_of(cli.key) or cli.key
+            why = f"database of its client {cli.key}"
+        if db is None:
+            return Participant("MySQL", "mysql", srv.evidence + "; database unknown", srv.pid, srv.source)
+        return Participant(portmap.db_label(db), "mysql", f"{srv.evidence}; {why}", srv.pid, srv.source)
+
+    def _from_protocol(self, c: _Conn, srv: Optional[Named], serving: "_Serving") -> Optional[Named]:
+        votes: Counter = Counter()
+        why: dict[str, str] = {}
+        for ex in c.exchanges:
+            req = ex.request
+            if isinstance(req, MysqlLogin) and req.user:
+                key = _service_for_db_login(req.user, req.schema)
+                if key:
+                    votes[key] += 100
+                    why.setdefault(key, f"MySQL login {req.user}@{req.schema or '-'}")
+            if isinstance(req, HttpRequest):
+                key = service_of_user_agent(req.user_agent)
+                if key:
+                    votes[key] += 50
+                    why.setdefault(key, f"User-Agent '{req.user_agent[:60]}'")
+            if isinstance(ex.response, MysqlReply):
+                for db in ex.response.schemas:
+                    svc = portmap.service_for_database(db)
+                    if svc:
+                        votes[svc.key] += 3
+                        why.setdefault(svc.key, f"result metadata names schema {db}")
+            if isinstance(req, MysqlCommand):
+                for table in tables_in(req.text):
+                    for key, tables in _TABLES.items():
+                        if table in tables:
+                            votes[key] += 1
+                            why.setdefault(key, f"queries touch table {table}")
+            outer = serving.innermost(ex.start, ex.end, exclude=srv.key if srv else None)
+            if outer is not None:
+                key, outer_ex = outer
+                votes[key] += 2
+                req_o = outer_ex.request
+                what = f"{req_o.method} {req_o.uri.split('?')[0]}" if isinstance(req_o, HttpRequest) else "a request"
+                why.setdefault(key, f"{key} was serving {what} at that moment")
+        if not votes:
+            return None
+        key, _ = sorted(votes.items(), key=lambda kv: (-kv[1], kv[0]))[0]
+        return Named(key, why[key], "protocol")
+
+
+def _service_for_db_login(user: str, schema: Optional[str]) -> Optional[str]:
+    for name in (schema, user):
+        if not name:
+            continue
+        svc = portmap.service_for_database(name) or portmap.service(name)
+        if svc is not None:
+            return svc.key
+    return user if user not in ("root", "mysql") else None
+
+
+def _database(c: _Conn) -> tuple[Optional[str], str]:
+    for ex in c.exchanges:
+        if isinstance(ex.request, MysqlLogin) and ex.request.schema:
+            return ex.request.schema, f"login schema {ex.request.schema}"
+    dbs: Counter = Counter()
+    for ex in c.exchanges:
+        if isinstance(ex.response, MysqlReply):
+            dbs.update(d for d in ex.response.schemas if d)
+    if dbs:
+        db = sorted(dbs.items(), key=lambda kv: (-kv[1], kv[0]))[0][0]
+        return db, f"result metadata (mysql.field.db) names {db}"
+    return None, ""
+
+
+class _Serving:
+    """Request spans per service, to find the request a service was serving at a moment."""
+
+    def __init__(self) -> None:
+        self._spans: list[tuple[float, float, str, Exchange]] = []
+        self._starts: list[float] = []
+
+    def add(self, start: float, end: float, key: str, ex: Exchange) -> None:
+        self._spans.append((start, end, key, ex))
+
+    def freeze(self) -> None:
+        self._spans.sort(key=lambda s: (s[0], s[1]))
+        self._starts = [s[0] for s in self._spans]
+
+    def innermost(self, start: float, end: float, exclude: Optional[str]) -> Optional[tuple[str, Exchange]]:
+        i = bisect.bisect_right(self._starts, start)
+        # latest-starting span that contains [start, end]; scan back a bounded distance
+        for j in range(i - 1, max(-1, i - 2000), -1):
+            s, e, key, ex = self._spans[j]
+            if e >= end and key != exclude:
+                return key, ex
+        return None

@@ -1,0 +1,132 @@
+"""The stages wired together: source -> decode -> aggregate (pairs) -> join -> aggregate (flow).
+
+``analyse`` is what ``osflow-post`` runs; tests and other tools call it too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import IO, Iterator, Optional, Sequence
+
+from .aggregate import Pairing, build_flow
+from .decode import Decoder
+from .errors import InputError, PartialInput
+from .join import Joiner
+from .model import Flow, Packet
+from .source import PdmlReader
+
+
+@dataclass
+class Tables:
+    """The socket and process tables given with ``--ss``/``--ps``."""
+
+    sockets: object = None  # tables.SocketTable
+    processes: object = None  # tables.ProcessTable
+    warnings: list[str] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, ss_files: Sequence[str] = (), ps_files: Sequence[str] = ()) -> "Tables":
+        from . import tables
+
+        t = cls()
+        entries = []
+        procs = []
+        for path in ss_files:
+            text = _read_text(path)
+            try:
+                r = tables.parse_ss(text, source=path)
+            except tables.TableError as e:
+                raise InputError(str(e)) from None
+            entries += r.entries
+            t.warnings += r.warnings
+        for path in ps_files:
+            text = _read_text(path)
+            try:
+                r = tables.parse_ps(text, source=path)
+            except tables.TableError as e:
+                raise InputError(str(e)) from None
+            procs += r.processes
+            t.warnings += r.warnings
+        if ss_files:
+            t.sockets = tables.SocketTable(entries)
+        if ps_files:
+            t.processes = tables.ProcessTable(procs)
+        return t
+
+
+def _read_text(path: str) -> str:
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise InputError(f"{path}: cannot read it: {e.strerror}") from None
+    return data.decode("utf-8", "replace")
+
+
+@dataclass
+class Result:
+    flow: Flow
+    partial: Optional[PartialInput]
+    packets: int
+    unnamed_without_tables: dict = field(default_factory=dict)  # stream -> (client label, server label) without tables
+
+
+class _Origin:
+    """Pass packets through, remembering the time of the first one."""
+
+    def __init__(self, packets) -> None:
+        self.packets = packets
+        self.first: Optional[float] = None
+
+    def __iter__(self) -> Iterator[Packet]:
+        for p in self.packets:
+            if self.first is None:
+                self.first = p.time
+            yield p
+
+
+def analyse(
+    stream: IO[bytes],
+    name: str = "<stdin>",
+    tables: Optional[Tables] = None,
+    *,
+    overrides: Optional[dict[int, str]] = None,
+    group: bool = True,
+    show_secrets: bool = False,
+    explain: bool = False,
+) -> Result:
+    tables = tables or Tables()
+    reader = PdmlReader(stream, name)
+    origin = _Origin(reader)
+    pairing = Pairing()
+    pairing.feed(Decoder().decode(origin))
+    exchanges = pairing.finish()
+    warnings = list(tables.warnings)
+    if pairing.orphans:
+        warnings.append(
+            f"{pairing.orphans} response(s) whose request is not in the capture (it started mid-conversation)"
+        )
+    if reader.count == 0 and reader.partial is None:
+        warnings.append(f"{name}: the PDML holds no TCP packet")
+    joiner = Joiner(tables.sockets, tables.processes, overrides)
+    names = joiner.join(exchanges)
+    if tables.sockets is not None and names and not any(
+        n.client.source in ("table", "ss-comm") or n.server.source in ("table", "ss-comm") for n in names.values()
+    ):
+        warnings.append(
+            "no connection of the capture is in the socket tables (--ss from another host or another time?): "
+            "names come from protocol evidence and the port map"
+        )
+    without = {}
+    if explain and (tables.sockets is not None):
+        bare = Joiner(None, None, overrides).join(exchanges)
+        without = {s: (bare[s].client.label, bare[s].server.label) for s in bare}
+    flow = build_flow(
+        exchanges,
+        names,
+        group=group,
+        show_secrets=show_secrets,
+        origin=origin.first,
+        warnings=tuple(warnings),
+    )
+    return Result(flow, reader.partial, reader.count, without)

@@ -1,0 +1,53 @@
+"""The timeline: one row per step (a pair, or a group of similar pairs)."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+from tabulate import tabulate
+
+from .. import quoting
+from ..aggregate import group_result
+from ..model import Flow
+from .common import frame_ranges, seconds
+
+HEADERS = ("step", "time (s)", "ms", "from", "to", "proto", "message", "result", "frames")
+
+
+def rows(flow: Flow, width: int = 110) -> Iterator[tuple]:
+    for n, step in enumerate(flow.steps, 1):
+        first = step.first
+        start = min(p.exchange.start for p in step.pairs)
+        end = max(p.exchange.end for p in step.pairs)
+        frames = [f for p in step.pairs for f in p.exchange.frames]
+        if step.is_group:
+            message, result = step.summary, group_result(step.pairs)
+        else:
+            message, result = first.message, first.result or "(no response)"
+        indent = "· " * step.depth
+        yield (
+            n,
+            seconds(start, flow.origin),
+            f"{(end - start) * 1000:.1f}",
+            quoting.table_cell(first.client.label),
+            quoting.table_cell(first.server.label),
+            first.protocol,
+            indent + quoting.table_cell(message, width),
+            quoting.table_cell(result, 60),
+            frame_ranges(frames, limit=3),
+        )
+
+
+def render(flow: Flow, tablefmt: str = "simple") -> Iterator[str]:
+    """Yield the lines of the timeline table, then the token legend."""
+    table = tabulate(
+        list(rows(flow)),
+        headers=HEADERS,
+        tablefmt=tablefmt,
+        disable_numparse=True,
+        colalign=("right", "right", "right", "left", "left", "left", "left", "left", "left"),
+    )
+    yield from table.splitlines()
+    if flow.tokens:
+        yield ""
+        yield "Tokens: " + ", ".join(t.describe() for t in flow.tokens)

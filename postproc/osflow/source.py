@@ -1,0 +1,317 @@
+"""Source stage: PDML (a stream or a capture run through tshark) -> Packet.
+
+PDML is streamed with ``lxml.etree.iterparse``; each ``<packet>`` is turned into
+a small :class:`~osflow.model.Packet` holding only the fields osflow decodes,
+then cleared, so memory does not grow with the capture.
+
+The XML parser never loads a DTD, never resolves entities and never touches
+the network: a PDML file from someone else cannot read local files or expand
+an entity bomb.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from typing import IO, Iterator, Optional
+
+from lxml import etree
+
+from . import portmap
+from .errors import InputError, OsflowError, PartialInput, ToolMissing
+from .model import Address, Layer, Packet
+
+#: Application protocols osflow decodes (PDML ``<proto name=...>``).
+APP_PROTOCOLS = ("http", "mysql", "memcache")
+
+# Fields kept per protocol.  HTTP: an explicit list (the JSON tree is skipped,
+# http.file_data carries the body).  MySQL: every mysql.* field but the bit
+# fields below.  memcache: every memcache.* field but the value itself.
+_HTTP_FIELDS = frozenset(
+    {
+        "http.request.method",
+        "http.request.uri",
+        "http.request.version",
+        "http.user_agent",
+        "http.request.line",
+        "http.response.line",
+        "http.response.code",
+        "http.response.phrase",
+        "http.request_in",
+        "http.file_data",
+        "http.content_type",
+    }
+)
+_MYSQL_SKIP = ("mysql.caps", "mysql.extcaps", "mysql.stat", "mysql.field.flags", "mysql.connattrs", "mysql.salt",
+               "mysql.passwd", "mysql.unused")
+_MEMCACHE_SKIP = frozenset({"memcache.value"})
+
+
+def _address(host: str, port: str) -> Address:
+    if host.startswith("::ffff:") and "." in host:
+        host = host[7:]
+    return Address(host, int(port))
+
+
+class PdmlReader:
+    """Iterate over the packets of a PDML stream.
+
+    Errors before the first packet (empty input, not XML, not PDML) raise
+    :class:`InputError`.  An input that ends early stops the iteration; the
+    reason is then in :attr:`partial` (a :class:`PartialInput`), so whatever
+    was read is still used.
+    """
+
+    def __init__(self, stream: IO[bytes], name: str = "<stdin>") -> None:
+        self.stream = stream
+        self.name = name
+        self.partial: Optional[PartialInput] = None
+        self.count = 0
+        self.last_frame = 0
+        self.creator: Optional[str] = None
+
+    def __iter__(self) -> Iterator[Packet]:
+        stream = _Watch(self.stream)
+        context = etree.iterparse(
+            stream,
+            events=("start", "end"),
+            tag=("pdml", "packet"),
+            resolve_entities=False,
+            load_dtd=False,
+            no_network=True,
+            huge_tree=True,  # a reassembled body can be large; entities are off anyway
+            remove_comments=True,
+            remove_pis=True,
+        )
+        root = None
+        try:
+            for event, elem in context:
+                if root is None:
+                    if elem.tag != "pdml" or event != "start" or elem.getparent() is not None:
+                        self._not_pdml(context)
+                    root = elem
+                    self.creator = elem.get("creator")
+                    continue
+                if event != "end" or elem.tag != "packet":
+                    continue
+                packet = _packet(elem, self.name)
+                elem.clear()
+                # drop the references the root keeps to packets already read
+                while elem.getprevious() is not None:
+                    del root[0]
+                if packet is not None:
+                    self.count += 1
+                    self.last_frame = packet.number
+                    yield packet
+        except etree.XMLSyntaxError as e:
+            if root is None:
+                what = "empty input" if not stream.content else f"not XML ({_short(e)})"
+                raise InputError(f"{self.name}: expected PDML (tshark -T pdml), found {what}") from None
+            where = f"after frame {self.last_frame}" if self.last_frame else "before the first packet"
+            self.partial = PartialInput(
+                f"{self.name}: PDML ends early {where} (line {e.lineno}: {_short(e)}); "
+                f"output holds the {self.count} packets read"
+            )
+            return
+        if root is None:
+            self._not_pdml(context)
+
+    def _not_pdml(self, context) -> None:
+        top = getattr(context, "root", None)
+        found = f"an XML document whose root is <{top.tag}>" if top is not None else "no <pdml> element"
+        raise InputError(f"{self.name}: expected PDML (tshark -T pdml) with a <pdml> root, found {found}")
+
+
+class _Watch:
+    """A file wrapper that notes whether anything but white space was read."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self.stream = stream
+        self.content = False
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.stream.read(n)
+        if not self.content and data.strip():
+            self.content = True
+        return data
+
+
+def _short(e: etree.XMLSyntaxError) -> str:
+    msg = str(e).split(", line ")[0]
+    return msg[:120]
+
+
+def _packet(elem: etree._Element, name: str) -> Optional[Packet]:
+    """Turn one ``<packet>`` into a Packet, or None for non-TCP frames."""
+    number = 0
+    time = 0.0
+    src_host = dst_host = None
+    sport = dport = None
+    stream = -1
+    flags = 0
+    tcp_len = 0
+    layers: list[Layer] = []
+    segments: list[int] = []
+    for proto in elem.iterchildren("proto"):
+        pname = proto.get("name")
+        if pname == "geninfo":
+            for f in proto.iterchildren("field"):
+                n = f.get("name")
+                if n == "num":
+                    number = int(f.get("show") or 0)
+                elif n == "timestamp":
+                    v = f.get("value")
+                    if v:
+                        time = float(v)
+        elif pname == "ip" or pname == "ipv6":
+            prefix = pname + "."
+            for f in proto.iterchildren("field"):
+                n = f.get("name")
+                if n == prefix + "src":
+                    src_host = f.get("show")
+                elif n == prefix + "dst":
+                    dst_host = f.get("show")
+        elif pname == "tcp":
+            for f in proto.iterchildren("field"):
+                n = f.get("name")
+                if n == "tcp.srcport":
+                    sport = f.get("show")
+                elif n == "tcp.dstport":
+                    dport = f.get("show")
+                elif n == "tcp.stream":
+                    stream = int(f.get("show") or -1)
+                elif n == "tcp.flags":
+                    flags = int(f.get("value") or f.get("show") or "0", 16)
+                elif n == "tcp.len":
+                    tcp_len = int(f.get("show") or 0)
+                elif n == "tcp.segments":
+                    segments += [int(s.get("show")) for s in f.iterchildren("field") if s.get("name") == "tcp.segment"]
+        elif pname == "fake-field-wrapper":
+            for f in proto.iter("field"):
+                if f.get("name") == "tcp.segment":
+                    segments.append(int(f.get("show")))
+        elif pname == "http":
+            layers.append(Layer("http", _fields(proto, _HTTP_FIELDS.__contains__)))
+        elif pname == "mysql":
+            layers.append(Layer("mysql", _mysql_fields(proto)))
+        elif pname == "memcache":
+            layers.append(Layer("memcache", _fields(proto, lambda n: n.startswith("memcache.") and n not in _MEMCACHE_SKIP)))
+    if src_host is None or sport is None or dport is None or dst_host is None:
+        return None
+    return Packet(
+        number=number,
+        time=time,
+        src=_address(src_host, sport),
+        dst=_address(dst_host, dport),
+        stream=stream,
+        syn=bool(flags & 0x02),
+        fin=bool(flags & 0x01),
+        rst=bool(flags & 0x04),
+        payload=tcp_len,
+        layers=tuple(layers),
+        segments=tuple(segments),
+    )
+
+
+def _fields(proto: etree._Element, keep) -> tuple[tuple[str, str], ...]:
+    out = []
+    for f in proto.iter("field"):
+        n = f.get("name")
+        if n and keep(n):
+            out.append((n, f.get("show") or ""))
+    return tuple(out)
+
+
+def _mysql_fields(proto: etree._Element) -> tuple[tuple[str, str], ...]:
+    out = []
+    row = False
+    for f in proto.iter("field"):
+        n = f.get("name")
+        if not n or not n.startswith("mysql."):
+            continue
+        if n.startswith("mysql.row."):
+            row = True
+            continue
+        if n.startswith(_MYSQL_SKIP):
+            continue
+        out.append((n, f.get("show") or ""))
+    if row:
+        out.append(("mysql.row", ""))
+    return tuple(out)
+
+
+# --------------------------------------------------------------------------- tshark
+
+
+def find_tshark() -> str:
+    """The tshark binary: $TSHARK, then PATH, then pyshark's discovery."""
+    env = os.environ.get("TSHARK")
+    if env:
+        return env
+    path = shutil.which("tshark")
+    if path:
+        return path
+    try:  # pyshark knows the usual Windows/macOS locations
+        from pyshark.tshark.tshark import get_process_path
+
+        return get_process_path()
+    except Exception:
+        raise ToolMissing(
+            "tshark not found: install it (Debian/Ubuntu: sudo apt-get install tshark) or set TSHARK=/path/to/tshark"
+        ) from None
+
+
+def tshark_pdml_command(capture: str, tshark: Optional[str] = None, extra: tuple[str, ...] = ()) -> list[str]:
+    """The tshark command that turns a capture into the PDML osflow reads."""
+    return [
+        tshark or find_tshark(),
+        "-r",
+        capture,
+        *portmap.tshark_decode_as(),
+        *extra,
+        "-T",
+        "pdml",
+    ]
+
+
+class TsharkPdml:
+    """Run tshark on a capture file and stream its PDML (``osflow-post -r``)."""
+
+    def __init__(self, capture: str) -> None:
+        if not os.path.exists(capture):
+            raise InputError(f"{capture}: no such file")
+        self.capture = capture
+        self.command = tshark_pdml_command(capture)
+        self.proc: Optional[subprocess.Popen] = None
+
+    def __enter__(self) -> IO[bytes]:
+        try:
+            self.proc = subprocess.Popen(
+                self.command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL
+            )
+        except OSError as e:
+            raise ToolMissing(
+                f"cannot run {self.command[0]}: {e.strerror} "
+                "(install tshark: sudo apt-get install tshark, or set TSHARK=/path/to/tshark)"
+            ) from None
+        assert self.proc.stdout is not None
+        return self.proc.stdout
+
+    def __exit__(self, *exc) -> None:
+        assert self.proc is not None and self.proc.stdout is not None and self.proc.stderr is not None
+        if exc[0] is not None and self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.stdout.close()
+        err = self.proc.stderr.read().decode("utf-8", "replace")
+        self.proc.stderr.close()
+        status = self.proc.wait()
+        self.stderr = err
+        self.problem: Optional[OsflowError] = None
+        if status > 0:
+            lines = [ln for ln in err.splitlines() if ln.strip() and "Running as user" not in ln]
+            msg = (lines[-1] if lines else f"tshark exited with status {status}").strip()
+            if "cut short in the middle of a packet" in err or "appears to be damaged or corrupt" in err:
+                self.problem = PartialInput(f"{self.capture}: {msg}")
+            else:
+                self.problem = InputError(f"{self.capture}: tshark could not read it: {msg}")

@@ -1,0 +1,72 @@
+"""Helpers shared by the tests: the real captures, their PDML, golden files."""
+
+from __future__ import annotations
+
+import functools
+import io
+import os
+import shutil
+import subprocess
+import sys
+from contextlib import redirect_stderr, redirect_stdout
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests" / "fixtures"
+CAPTURES = FIXTURES / "captures"
+GOLDEN = ROOT / "tests" / "golden"
+CASES = ("resource-class-list-cold", "resource-class-list-cache-hit", "resource-provider-create", "token-issue")
+UPDATE = bool(os.environ.get("OSFLOW_UPDATE_GOLDEN"))
+
+sys.path.insert(0, str(ROOT / "postproc"))
+
+
+def tshark() -> str | None:
+    return shutil.which("tshark")
+
+
+def case_dir(case: str) -> Path:
+    return CAPTURES / case
+
+
+@functools.lru_cache(maxsize=None)
+def pdml_bytes(case: str) -> bytes:
+    """The PDML of a real capture, as the analyst's pipeline makes it."""
+    from osflow.source import tshark_pdml_command
+
+    cmd = tshark_pdml_command(str(case_dir(case) / "capture.pcapng"), tshark())
+    return subprocess.run(cmd, check=True, capture_output=True).stdout
+
+
+def run_post(argv: list[str], stdin: bytes | None = None) -> tuple[int, str, str]:
+    """Run osflow-post in-process: (exit status, stdout, stderr)."""
+    from osflow import cli
+
+    out, err = io.StringIO(), io.StringIO()
+    old_stdin = sys.stdin
+    if stdin is not None:
+        sys.stdin = io.TextIOWrapper(io.BytesIO(stdin))
+    try:
+        with redirect_stdout(out), redirect_stderr(err):
+            status = cli.post(argv)
+    finally:
+        sys.stdin = old_stdin
+    return status, out.getvalue(), err.getvalue()
+
+
+def tables_args(case: str) -> list[str]:
+    d = case_dir(case)
+    return ["--ss", str(d / "ss.txt"), "--ps", str(d / "ps.txt")]
+
+
+def check_golden(name: str, text: str) -> None:
+    """Compare with tests/golden/<name>; OSFLOW_UPDATE_GOLDEN=1 rewrites it."""
+    path = GOLDEN / name
+    if UPDATE or not path.exists():
+        if not UPDATE:
+            raise AssertionError(f"golden file {path} is missing: run with OSFLOW_UPDATE_GOLDEN=1 and review it")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        return
+    expected = path.read_text(encoding="utf-8")
+    assert text == expected, f"{name} differs from its golden file (OSFLOW_UPDATE_GOLDEN=1 rewrites it after review)"
