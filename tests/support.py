@@ -70,3 +70,40 @@ def check_golden(name: str, text: str) -> None:
         return
     expected = path.read_text(encoding="utf-8")
     assert text == expected, f"{name} differs from its golden file (OSFLOW_UPDATE_GOLDEN=1 rewrites it after review)"
+
+
+@functools.lru_cache(maxsize=None)
+def messages(case: str) -> tuple:
+    from osflow.decode import Decoder
+    from osflow.source import PdmlReader
+
+    return tuple(Decoder().decode(PdmlReader(io.BytesIO(pdml_bytes(case)), case)))
+
+
+@functools.lru_cache(maxsize=None)
+def result(case: str, with_tables: bool = True, group: bool = True, explain: bool = False):
+    from osflow.pipeline import Tables, analyse
+
+    d = case_dir(case)
+    tables = Tables.load([str(d / "ss.txt")], [str(d / "ps.txt")]) if with_tables else None
+    return analyse(io.BytesIO(pdml_bytes(case)), case, tables, group=group, explain=explain)
+
+
+def flow(case: str, with_tables: bool = True, group: bool = True):
+    return result(case, with_tables, group).flow
+
+
+def header_tokens(case: str) -> list[str]:
+    """Every token the capture carries in an HTTP header (real secrets of the lab)."""
+    from osflow.decode import header
+    from osflow.model import HttpRequest, HttpResponse
+    from osflow.tokens import TOKEN_HEADERS
+
+    found = []
+    for m in messages(case):
+        if isinstance(m, (HttpRequest, HttpResponse)):
+            for name in TOKEN_HEADERS:
+                v = header(m.headers, name)
+                if v and v not in found:
+                    found.append(v)
+    return found

@@ -1,0 +1,139 @@
+"""Join stage: who is on each end of every connection."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from support import CASES, FIXTURES, flow, result, tshark
+
+from osflow.join import Joiner, service_of_command, service_of_user_agent, tables_in
+from osflow.model import Address
+from osflow.tables import ProcessTable, SocketTable, parse_ps, parse_ss
+
+needs_tshark = pytest.mark.skipif(tshark() is None, reason="tshark is not installed (apt-get install tshark)")
+SAMPLES = FIXTURES / "field-samples"
+
+
+def sample_joiner() -> Joiner:
+    ss = parse_ss((SAMPLES / "ss-tp-during-command.txt").read_text(), "ss-tp-during-command.txt")
+    ps = parse_ps((SAMPLES / "ps-aux.txt").read_text(), "ps-aux.txt")
+    return Joiner(SocketTable(ss.entries), ProcessTable(ps.processes))
+
+
+@pytest.mark.parametrize(
+    "local, remote, key",
+    [
+        (59030, 11211, "placement"),  # placement talks to memcached
+        (43428, 3306, "placement"),  # placement -> its DB
+        (43424, 3306, "keystone"),  # keystone -> its DB
+        (56250, 5000, "placement"),  # placement calling keystone
+        (41884, 5000, "openstackclient"),  # CLOSE-WAIT, pid in no ps table: ss's process name
+        (39544, 8778, "openstackclient"),
+    ],
+)
+def test_field_sample_joins(local, remote, key):
+    host = "10.0.20.11"
+    named, note = sample_joiner()._from_tables(Address(host, local), Address(host, remote), None)
+    assert named is not None and named.key == key, note
+
+
+def test_field_sample_server_sides():
+    j = sample_joiner()
+    h = "10.0.20.11"
+    mysql, _ = j._from_tables(Address(h, 3306), Address(h, 43428), None)
+    assert mysql.key == "mysql" and mysql.pid == 966
+    memcached, _ = j._from_tables(Address(h, 11211), Address(h, 59030), None)
+    assert memcached.key == "memcached"
+
+
+def test_apache_listener_is_ambiguous():
+    ss = parse_ss((SAMPLES / "ss-tlnp.txt").read_text())
+    ps = parse_ps((SAMPLES / "ps-aux.txt").read_text())
+    apache = [e for e in ss.entries if e.sockname.port == 5000][0]
+    procs = ProcessTable(ps.processes)
+    for user in apache.users:
+        key, ambiguous = service_of_command(procs.get(user.pid).args)
+        assert key is None and ambiguous
+
+
+@pytest.mark.parametrize(
+    "args, key",
+    [
+        ("(wsgi:keystone-pu -k start", "keystone"),
+        ("(wsgi:placement-a -k start", "placement"),
+        ("/usr/bin/python3 /usr/bin/glance-api --config-file=/etc/glance/glance-api.conf", "glance"),
+        ("/usr/lib/erlang/erts-12.2.1/bin/beam.smp -W w -MBas ageffcbf -- -root /usr/lib/erlang -s rabbit boot", "rabbitmq"),
+        ("/usr/bin/memcached -m 64 -p 11211 -u memcache -l 10.0.20.11", "memcached"),
+        ("/usr/sbin/mariadbd", "mysql"),
+        ("/usr/bin/uwsgi --ini /etc/keystone/keystone-uwsgi-public.ini", "keystone"),
+        ("/usr/bin/python3 /usr/bin/neutron-server --config-file /etc/neutron/neutron.conf", "neutron-server"),
+        ("/usr/bin/python3 /usr/bin/nova-api-wsgi --port 8774", "nova-api"),
+        ("/usr/bin/python3 /usr/bin/openstack server list", "openstackclient"),
+        ("grep --color=auto -E keystone|placement", None),
+    ],
+)
+def test_command_lines(args, key):
+    assert service_of_command(args)[0] == key
+
+
+def test_user_agents_and_tables():
+    assert service_of_user_agent("nova-api/27.0.0 keystonemiddleware.auth_token/10.1.0") == "nova-api"
+    assert tables_in("INSERT INTO resource_classes (name) VALUES ('X')") == ["resource_classes"]
+
+
+@needs_tshark
+@pytest.mark.parametrize("case", CASES)
+def test_every_participant_is_named(case):
+    for c in flow(case).connections:
+        for p in (c.client, c.server):
+            assert p.source != "address", f"{case}: stream {c.stream} end left as {p.label}: {p.evidence}"
+
+
+@needs_tshark
+def test_tables_name_the_ends_on_the_cold_capture():
+    by_label = {}
+    for c in flow("resource-class-list-cold").connections:
+        by_label.setdefault((c.client.label, c.server.label), []).append(c)
+    assert set(by_label) == {
+        ("OpenStackClient", "keystone"),
+        ("OpenStackClient", "placement"),
+        ("keystone", "keystone DB"),
+        ("placement", "placement DB"),
+        ("placement", "memcached"),
+        ("placement", "keystone"),
+    }
+    cli = by_label[("OpenStackClient", "keystone")][0].client
+    assert cli.source == "ss-comm" and "openstack" in cli.evidence  # the CLI is in no ps snapshot
+    placement = by_label[("placement", "memcached")][0].client
+    assert placement.source == "table" and "wsgi:placement-a" in placement.evidence
+    keystone_server = by_label[("OpenStackClient", "keystone")][0].server
+    assert keystone_server.source == "port" and "ambiguous" in keystone_server.evidence  # apache2 owns :5000
+
+
+@needs_tshark
+@pytest.mark.parametrize("case", CASES)
+def test_without_tables_at_least_95_percent_of_pairs_are_named_alike(case):
+    truth = flow(case, with_tables=True).pairs
+    bare = flow(case, with_tables=False).pairs
+    assert len(truth) == len(bare) > 0
+    same = sum((a.client.label, a.server.label) == (b.client.label, b.server.label) for a, b in zip(truth, bare))
+    assert same / len(truth) >= 0.95
+    # and the names without tables come from protocol evidence, not addresses
+    assert all(b.client.source in ("protocol", "port") for b in bare)
+
+
+@needs_tshark
+def test_explain_says_which_ends_only_a_table_could_name():
+    r = result("resource-class-list-cold", explain=True)
+    assert r.unnamed_without_tables  # computed
+    for c in r.flow.connections:
+        assert r.unnamed_without_tables[c.stream] == (c.client.label, c.server.label)
+
+
+def test_port_override_names_an_unknown_server():
+    j = Joiner(overrides={4444: "my-api"})
+    from osflow import portmap
+
+    assert portmap.service_for_port(4444, j.overrides).label == "my-api"
