@@ -339,6 +339,7 @@ def build_flow(
         connections=tuple(names[s] for s in sorted(names)),
         origin=origin,
         warnings=warnings,
+        show_secrets=show_secrets,
     )
 
 

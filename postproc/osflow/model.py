@@ -346,3 +346,4 @@ class Flow:
     connections: tuple[ConnectionNames, ...]
     origin: float  # epoch of the first frame
     warnings: tuple[str, ...] = ()
+    show_secrets: bool = False  # the user asked for tokens in full (--show-secrets)

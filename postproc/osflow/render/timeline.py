@@ -51,3 +51,6 @@ def render(flow: Flow, tablefmt: str = "simple") -> Iterator[str]:
     if flow.tokens:
         yield ""
         yield "Tokens: " + ", ".join(t.describe() for t in flow.tokens)
+        if flow.show_secrets:
+            for t in flow.tokens:
+                yield f"  {t.id} = {t.secret or '(seen only as a cache key)'}"

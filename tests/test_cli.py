@@ -1,0 +1,168 @@
+"""The command line: formats, files, exit statuses, one-line errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from support import ROOT, case_dir, pdml_bytes, run_post, tables_args, tshark
+
+from osflow import cli
+from osflow.errors import EXIT_INPUT, EXIT_OK, EXIT_PARTIAL, EXIT_TOOL, EXIT_USAGE
+
+needs_tshark = pytest.mark.skipif(tshark() is None, reason="tshark is not installed (apt-get install tshark)")
+CASE = "resource-class-list-cache-hit"
+
+
+def one_clear_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    "stdin, expected",
+    [
+        (b"", "expected PDML (tshark -T pdml), found empty input"),
+        (b"GET / HTTP/1.1\r\n", "expected PDML (tshark -T pdml), found not XML"),
+        (b"<?xml version='1.0'?><capture/>", "found an XML document whose root is <capture>"),
+    ],
+)
+def test_bad_pdml_is_one_line_and_exit_3(stdin, expected):
+    status, out, err = run_post([], stdin=stdin)
+    assert status == EXIT_INPUT
+    assert expected in one_clear_line(err) and err.startswith("osflow-post: error: <stdin>:")
+    assert out == ""
+
+
+@needs_tshark
+def test_truncated_pdml_keeps_its_pairs_warns_and_exits_4():
+    data = pdml_bytes("resource-class-list-cold")
+    full_status, full, _ = run_post(["--format", "json"], stdin=data)
+    cut = data[: int(len(data) * 0.6)]
+    status, out, err = run_post(["--format", "json"], stdin=cut)
+    assert full_status == EXIT_OK and status == EXIT_PARTIAL
+    assert "PDML ends early after frame" in err and "warning" in err
+    # every pair completed before the cut is there, as in the full run
+    got = out.splitlines()
+    assert len(got) > 100
+    assert all('"response": null' in line or line in full.splitlines() or '"parent"' in line for line in got)
+
+
+@needs_tshark
+def test_not_a_capture(tmp_path):
+    bad = tmp_path / "random.pcap"
+    bad.write_bytes(os.urandom(4096))
+    status, _, err = run_post(["-r", str(bad)])
+    assert status == EXIT_INPUT
+    assert "tshark could not read it" in one_clear_line(err)
+
+
+@needs_tshark
+def test_truncated_capture_is_partial(tmp_path):
+    data = (case_dir("resource-class-list-cold") / "capture.pcapng").read_bytes()
+    cut = tmp_path / "cut.pcapng"
+    cut.write_bytes(data[: len(data) // 2])
+    status, out, err = run_post(["-r", str(cut), "--format", "json"])
+    assert status == EXIT_PARTIAL and out.count("\n") > 50
+    assert "cut short" in err
+
+
+def test_missing_tshark_says_how_to_install(monkeypatch):
+    monkeypatch.setenv("TSHARK", "/nonexistent/tshark")
+    status, _, err = run_post(["-r", str(case_dir(CASE) / "capture.pcapng")])
+    assert status == EXIT_TOOL and "apt-get install tshark" in one_clear_line(err)
+
+
+def test_usage_errors_exit_2():
+    for argv in (["--format", "pdf"], ["--service", "abc"], ["--bogus"]):
+        status, _, err = run_post(argv)
+        assert status == EXIT_USAGE, argv
+        one_clear_line(err)
+
+
+def test_missing_files_exit_3(tmp_path):
+    for argv in (["-r", str(tmp_path / "nope.pcap")], [str(tmp_path / "nope.pdml")],
+                 ["--ss", str(tmp_path / "nope.txt")]):
+        status, _, err = run_post(argv, stdin=b"")
+        assert status == EXIT_INPUT, argv
+        one_clear_line(err)
+
+
+def test_a_table_that_is_not_a_table_exits_3():
+    status, _, err = run_post(["--ss", str(case_dir(CASE) / "ps.txt")], stdin=b"")
+    assert status == EXIT_INPUT and "ps.txt:" in one_clear_line(err)
+
+
+@needs_tshark
+@pytest.mark.parametrize("ext, first", [(".txt", "  step"), (".mmd", "sequenceDiagram"), (".json", '{"id": 1,'),
+                                        (".md", "# osflow")])
+def test_output_file_format_from_extension(tmp_path, ext, first):
+    out = tmp_path / f"flow{ext}"
+    status, stdout, err = run_post(["-r", str(case_dir(CASE) / "capture.pcapng"), *tables_args(CASE), "-o", str(out)])
+    assert status == EXIT_OK, err
+    assert stdout == ""
+    assert out.read_text().startswith(first)
+
+
+@needs_tshark
+def test_md_wraps_mermaid_under_the_timeline(tmp_path):
+    out = tmp_path / "flow.md"
+    run_post(["-r", str(case_dir(CASE) / "capture.pcapng"), *tables_args(CASE), "-o", str(out)])
+    text = out.read_text()
+    assert text.index("step |") < text.index("```mermaid\nsequenceDiagram") < text.rindex("```")
+
+
+@needs_tshark
+def test_explain_lists_every_connection():
+    status, out, _ = run_post(["-r", str(case_dir(CASE) / "capture.pcapng"), *tables_args(CASE), "--explain"])
+    assert status == 0
+    expl = out[out.index("Connections:"):]
+    assert "127.0.0.1:47354 → 127.0.0.1:8778" in expl and "OpenStackClient" in expl and "ss.txt:" in expl
+
+
+@needs_tshark
+def test_service_override_renames_a_port():
+    status, out, _ = run_post(["-r", str(case_dir(CASE) / "capture.pcapng"), "--service", "11211=my-cache",
+                               "--format", "mermaid"])
+    assert status == 0 and "participant my_cache as my-cache" in out
+
+
+@needs_tshark
+def test_osflow_post_subcommand_and_console_scripts(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "postproc"))
+    cap = str(case_dir(CASE) / "capture.pcapng")
+    a = subprocess.run([sys.executable, "-m", "osflow", "post", "-r", cap, "--format", "json"], env=env,
+                       capture_output=True, text=True)
+    b = subprocess.run([sys.executable, "-c", "import sys; from osflow.cli import post_main; sys.exit(post_main())",
+                        "-r", cap, "--format", "json"], env=env, capture_output=True, text=True)
+    assert a.returncode == b.returncode == 0 and a.stdout == b.stdout and a.stdout
+
+
+def test_help_is_fast_and_documents_exit_statuses():
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "postproc"))
+    start = time.perf_counter()
+    r = subprocess.run([sys.executable, "-c", "import sys; from osflow.cli import post_main; sys.exit(post_main())",
+                        "--help"], env=env, capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    assert r.returncode == 0 and "exit status:" in r.stdout and "partial" in r.stdout
+    assert elapsed < 2.0  # generous for CI; the benchmark measures it properly
+    # no heavy import at start-up
+    r = subprocess.run([sys.executable, "-c", "import sys, osflow.cli; print('lxml' in sys.modules, 'tabulate' in sys.modules)"],
+                       env=env, capture_output=True, text=True)
+    assert r.stdout.strip() == "False False"
+
+
+def test_broken_pipe_is_quiet():
+    if tshark() is None:
+        pytest.skip("tshark is not installed")
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "postproc"))
+    cap = str(case_dir("resource-class-list-cold") / "capture.pcapng")
+    r = subprocess.run(f"{sys.executable} -m osflow post -r {cap} --no-group | head -1", shell=True, env=env,
+                       capture_output=True, text=True)
+    assert r.stdout.strip().startswith("step") and "Traceback" not in r.stderr and "Error" not in r.stderr
