@@ -107,3 +107,9 @@ def header_tokens(case: str) -> list[str]:
                 if v and v not in found:
                     found.append(v)
     return found
+
+
+@functools.lru_cache(maxsize=None)
+def post_cached(argv: tuple[str, ...], stdin_case: str | None = None) -> tuple[int, str, str]:
+    """run_post for arguments that name only fixture files (the output is deterministic)."""
+    return run_post(list(argv), stdin=pdml_bytes(stdin_case) if stdin_case else None)

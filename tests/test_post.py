@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from support import CASES, case_dir, check_golden, pdml_bytes, run_post, tables_args, tshark
+from support import CASES, case_dir, check_golden, post_cached, run_post, tables_args, tshark
 
 pytestmark = pytest.mark.skipif(tshark() is None, reason="tshark is not installed (apt-get install tshark)")
 FORMATS = {"timeline": "txt", "mermaid": "mmd", "json": "jsonl"}
@@ -19,7 +19,7 @@ def capture(case):
 @pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("case", CASES)
 def test_golden_output_from_a_capture(case, fmt):
-    status, out, err = run_post(["-r", capture(case), *tables_args(case), "--format", fmt])
+    status, out, err = post_cached(("-r", capture(case), *tables_args(case), "--format", fmt))
     assert status == 0, err
     check_golden(f"post/{case}.{FORMATS[fmt]}", out)
 
@@ -27,14 +27,14 @@ def test_golden_output_from_a_capture(case, fmt):
 @pytest.mark.parametrize("case", CASES)
 def test_pdml_on_stdin_gives_the_same_output_as_r(case):
     for fmt in FORMATS:
-        _, from_r, _ = run_post(["-r", capture(case), *tables_args(case), "--format", fmt])
-        status, from_pdml, err = run_post([*tables_args(case), "--format", fmt], stdin=pdml_bytes(case))
+        _, from_r, _ = post_cached(("-r", capture(case), *tables_args(case), "--format", fmt))
+        status, from_pdml, err = post_cached((*tables_args(case), "--format", fmt), case)
         assert status == 0, err
         assert from_pdml == from_r, fmt
 
 
 def story(case, *extra):
-    status, out, err = run_post(["-r", capture(case), *tables_args(case), "--format", "json", *extra])
+    status, out, err = post_cached(("-r", capture(case), *tables_args(case), "--format", "json", *extra))
     assert status == 0, err
     return [json.loads(line) for line in out.splitlines()]
 
@@ -94,8 +94,8 @@ def test_json_lines_fields():
 
 
 def test_mermaid_story_and_notes():
-    status, out, _ = run_post(["-r", capture("resource-class-list-cold"), *tables_args("resource-class-list-cold"),
-                               "--format", "mermaid"])
+    status, out, _ = post_cached(("-r", capture("resource-class-list-cold"), *tables_args("resource-class-list-cold"),
+                                  "--format", "mermaid"))
     lines = out.splitlines()
     assert lines[:2] == ["sequenceDiagram", "    autonumber"]
     assert "    participant keystone_DB as keystone DB" in lines
