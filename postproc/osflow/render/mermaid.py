@@ -9,6 +9,7 @@ several diagrams.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Iterator
 
 from .. import quoting
@@ -38,48 +39,49 @@ class _Ids:
         return pid
 
 
-def _chunks(flow: Flow, ids: _Ids) -> Iterator[tuple[list[str], list[str]]]:
-    """One chunk per top-level step: (its lines, labels in order of appearance)."""
+@dataclass(frozen=True)
+class _Seg:
+    """Lines for one step's request (or one pending response), and what is still active after them."""
+
+    lines: tuple[str, ...]
+    labels: tuple[str, ...]  # participants the lines use
+    open: tuple[tuple[str, str, str], ...]  # (client label, server label, request text) still active
+
+
+def _segments(flow: Flow, ids: _Ids) -> Iterator[_Seg]:
     steps = flow.steps
-    i = 0
-    while i < len(steps):
-        j = i + 1
-        while j < len(steps) and steps[j].depth > steps[i].depth:
-            j += 1
-        lines: list[str] = []
-        labels: list[str] = []
-        _emit(steps[i:j], ids, lines, labels)
-        yield lines, labels
-        i = j
+    stack: list[tuple[Step, bool]] = []  # open steps and whether their server was activated
 
+    def open_() -> tuple[tuple[str, str, str], ...]:
+        return tuple((s.first.client.label, s.first.server.label, _text(s)) for s, act in stack if act)
 
-def _emit(steps: list[Step], ids: _Ids, lines: list[str], labels: list[str]) -> None:
-    open_: list[tuple[int, Step]] = []  # steps waiting for their response arrow
-
-    def close_until(depth: int) -> None:
-        while open_ and open_[-1][0] >= depth:
-            _, s = open_.pop()
-            _response(s, ids, lines, active=True)
+    def close_until(depth: int) -> Iterator[_Seg]:
+        while stack and stack[-1][0].depth >= depth:
+            s, active = stack.pop()
+            lines: list[str] = []
+            _response(s, ids, lines, active=active)
+            yield _Seg(tuple(lines), (s.first.client.label, s.first.server.label), open_())
 
     for k, step in enumerate(steps):
-        close_until(step.depth)
+        yield from close_until(step.depth)
         first = step.first
-        for label in (first.client.label, first.server.label):
-            if label not in labels:
-                labels.append(label)
         a, b = ids(first.client.label), ids(first.server.label)
         has_children = k + 1 < len(steps) and steps[k + 1].depth > step.depth
-        text = step.summary if step.is_group else first.message
-        if has_children and a != b:
-            lines.append(f"    {a}->>+{b}: {quoting.mermaid_text(text)}")
-            open_.append((step.depth, step))
+        text = quoting.mermaid_text(_text(step))
+        lines: list[str] = []
+        if has_children:
+            active = a != b
+            lines.append(f"    {a}->>{'+' if active else ''}{b}: {text}")
+            stack.append((step, active))
         else:
-            lines.append(f"    {a}->>{b}: {quoting.mermaid_text(text)}")
-            if has_children:
-                open_.append((step.depth, step))
-            else:
-                _response(step, ids, lines, active=False)
-    close_until(0)
+            lines.append(f"    {a}->>{b}: {text}")
+            _response(step, ids, lines, active=False)
+        yield _Seg(tuple(lines), (first.client.label, first.server.label), open_())
+    yield from close_until(0)
+
+
+def _text(step: Step) -> str:
+    return step.summary if step.is_group else step.first.message
 
 
 def _response(step: Step, ids: _Ids, lines: list[str], active: bool) -> None:
@@ -102,14 +104,25 @@ def _response(step: Step, ids: _Ids, lines: list[str], active: bool) -> None:
 
 
 def diagrams(flow: Flow, max_chars: int = MAX_CHARS) -> list[list[str]]:
-    """The flow as one or more diagrams, each a list of lines."""
+    """The flow as one or more diagrams, each a list of lines.
+
+    A diagram that would pass ``max_chars`` ends between two steps: requests
+    still waiting for their response are deactivated there and re-activated,
+    with a note, at the top of the next diagram.
+    """
     ids = _Ids()
     out: list[list[str]] = []
     body: list[str] = []
     labels: list[str] = []
     size = 0
+    still_open: tuple[tuple[str, str, str], ...] = ()
 
-    def finish() -> None:
+    def add_labels(new) -> None:
+        for label in new:
+            if label not in labels:
+                labels.append(label)
+
+    def finish(closing: tuple[tuple[str, str, str], ...]) -> None:
         head = ["sequenceDiagram", "    autonumber"]
         for label in labels:
             pid = ids(label)
@@ -117,20 +130,25 @@ def diagrams(flow: Flow, max_chars: int = MAX_CHARS) -> list[list[str]]:
                 head.append(f"    participant {pid}")
             else:
                 head.append(f"    participant {pid} as {quoting.mermaid_text(label)}")
-        out.append(head + body)
+        tail = [f"    deactivate {ids(b)}" for _, b, _ in reversed(closing)]
+        out.append(head + body + tail)
 
-    for lines, chunk_labels in _chunks(flow, ids):
-        chunk_size = sum(len(line) + 1 for line in lines)
-        if body and size + chunk_size > max_chars:
-            finish()
+    for seg in _segments(flow, ids):
+        seg_size = sum(len(line) + 1 for line in seg.lines)
+        if body and size + seg_size > max_chars:
+            finish(still_open)
             body, labels, size = [], [], 0
-        body += lines
-        size += chunk_size
-        for label in chunk_labels:
-            if label not in labels:
-                labels.append(label)
+            for a, b, text in still_open:
+                add_labels((a, b))
+                body.append(f"    Note over {ids(a)},{ids(b)}: {quoting.mermaid_text('continued: ' + text)}")
+                body.append(f"    activate {ids(b)}")
+            size = sum(len(line) + 1 for line in body)
+        body += seg.lines
+        size += seg_size
+        add_labels(seg.labels)
+        still_open = seg.open
     if body or not out:
-        finish()
+        finish(())
     return out
 
 
