@@ -334,3 +334,12 @@ def table_cell(text: str | bytes, width: int | None = None) -> str:
         kept.append(ch)
         used += w
     return "".join(kept).rstrip() + "…"
+
+
+def markdown_cell(text: str) -> str:
+    r"""Text for a Markdown table cell: one line, ``|`` escaped.
+
+    >>> markdown_cell("SELECT a || b FROM t")
+    'SELECT a \\|\\| b FROM t'
+    """
+    return one_line(text).replace("|", "\\|")

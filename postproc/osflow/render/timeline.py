@@ -40,8 +40,11 @@ def rows(flow: Flow, width: int = 110) -> Iterator[tuple]:
 
 def render(flow: Flow, tablefmt: str = "simple") -> Iterator[str]:
     """Yield the lines of the timeline table, then the token legend."""
+    table_rows = list(rows(flow))
+    if tablefmt == "github":  # a | inside a cell would end it
+        table_rows = [tuple(quoting.markdown_cell(str(c)) for c in row) for row in table_rows]
     table = tabulate(
-        list(rows(flow)),
+        table_rows,
         headers=HEADERS,
         tablefmt=tablefmt,
         disable_numparse=True,
