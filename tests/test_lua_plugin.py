@@ -1,0 +1,316 @@
+"""The osflow Lua post-dissector on the real captures (tshark -X lua_script:dissectors/osflow.lua).
+
+Golden files: tests/golden/lua/<capture>.tsv, one line per frame that carries a
+request or a response.  Regenerate with OSFLOW_UPDATE_GOLDEN=1 and review the diff.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from osflow_wireshark import (
+    ALL_CAPTURES,
+    CAPTURES,
+    GOLDEN_DIR,
+    LAB_ERRORS,
+    PLUGIN,
+    TSHARK,
+    UPDATE_GOLDEN,
+    clean_env,
+    fields,
+    install_plugin_only,
+    needs_tshark,
+    stderr_lines,
+    tshark,
+)
+
+pytestmark = needs_tshark
+
+GOLDEN_FIELDS = [
+    "frame.number", "osflow.service", "osflow.client", "osflow.server", "osflow.flow",
+    "osflow.direction", "osflow.op", "osflow.token", "osflow.cache", "osflow.db",
+    "osflow.request_in", "osflow.request_id",
+]
+
+COLD = CAPTURES["resource-class-list-cold"]
+
+
+def golden_rows(capture: Path, home: Path, *, plugin: bool = True, extra=None) -> str:
+    rows = fields(capture, GOLDEN_FIELDS, home, display_filter="osflow.direction", plugin=plugin,
+                  extra=extra)
+    return "\t".join(GOLDEN_FIELDS) + "\n" + "".join("\t".join(r) + "\n" for r in rows)
+
+
+def check_golden(name: str, text: str) -> None:
+    path = GOLDEN_DIR / f"{name}.tsv"
+    if UPDATE_GOLDEN:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    assert path.exists(), f"{path} missing: run with OSFLOW_UPDATE_GOLDEN=1"
+    assert text == path.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("name", sorted(ALL_CAPTURES))
+def test_fields_match_golden(name, tmp_path):
+    check_golden(name, golden_rows(ALL_CAPTURES[name], tmp_path))
+
+
+@pytest.mark.parametrize("name", ["resource-class-list-cold", "resource-provider-create"])
+def test_installed_plugin_gives_the_same_fields(name, tmp_path):
+    """The plugin found in the personal Lua plugins folder (no -X) behaves the same."""
+    install_plugin_only(tmp_path)
+    text = golden_rows(CAPTURES[name], tmp_path, plugin=False)
+    assert text == (GOLDEN_DIR / f"{name}.tsv").read_text(encoding="utf-8")
+
+
+def test_two_pass_only_adds_what_later_frames_tell(tmp_path):
+    """With -2 (as in the GUI) a pooled connection is named by its later replies."""
+    two = golden_rows(COLD, tmp_path, extra=["-2"]).splitlines()
+    one = (GOLDEN_DIR / "resource-class-list-cold.tsv").read_text(encoding="utf-8").splitlines()
+    assert len(one) == len(two)
+    learnt = {"osflow.client", "osflow.flow", "osflow.db"}
+    filled = 0
+    for a, b in zip(one, two):
+        for name, x, y in zip(GOLDEN_FIELDS, a.split("\t"), b.split("\t")):
+            if name in learnt and x != y:
+                assert name == "osflow.flow" or x == "", (name, x, y)
+                filled += 1
+            else:
+                assert x == y, (name, x, y)
+    assert filled > 0
+    assert "\tkeystone\tmysql\tkeystone → keystone DB\trequest\tmysql: SELECT 1\t" in "\n".join(two)
+
+
+def test_golden_says_what_the_issue_asks_for():
+    """Spot checks, so a regenerated golden file cannot silently lose the meaning."""
+    cold = (GOLDEN_DIR / "resource-class-list-cold.tsv").read_text(encoding="utf-8")
+    rows = {r.split("\t")[0]: r.split("\t") for r in cold.splitlines()[1:]}
+    col = {n: i for i, n in enumerate(GOLDEN_FIELDS)}
+    assert rows["9"][col["osflow.op"]] == "keystone: issue token (password, user admin, project admin)"
+    assert rows["9"][col["osflow.client"]] == "openstackclient"
+    assert rows["248"][col["osflow.op"]] == "placement: GET /resource_classes (microversion 1.2)"
+    assert rows["255"][col["osflow.op"]] == "mysql: login placement@placement"
+    assert rows["294"][col["osflow.op"]] == "mysql: SELECT … FROM resource_classes"
+    assert rows["305"][col["osflow.op"]] == "memcached: get token cache → miss"
+    assert rows["305"][col["osflow.cache"]] == "miss"
+    assert rows["305"][col["osflow.client"]] == "placement"
+    assert rows["552"][col["osflow.op"]] == "keystone: validate token"
+    assert rows["552"][col["osflow.client"]] == "placement"
+    assert rows["303"][col["osflow.token"]] == rows["248"][col["osflow.token"]] == "bb9ff2e7"
+    hit = (GOLDEN_DIR / "resource-class-list-cache-hit.tsv").read_text(encoding="utf-8")
+    assert "memcached: get token cache → hit\tc5456bf4\thit" in hit
+
+
+def _token_headers(capture: Path, home: Path) -> list[tuple[int, str]]:
+    """(frame, token) for every token header, read with Wireshark only (no plugin)."""
+    out = []
+    for row in fields(capture, ["frame.number", "http.request.line", "http.response.line"], home,
+                      plugin=False, extra=["-d", "tcp.port==5000,http", "-d", "tcp.port==8778,http"]):
+        for line in ",".join(row[1:]).split("\\r\\n"):
+            m = re.match(r"^,?(x-(?:auth|subject|service)-token):\s*(\S+)", line.strip(), re.I)
+            if m:
+                out.append((int(row[0]), m.group(2)))
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(ALL_CAPTURES))
+def test_token_fingerprint_is_sha256_prefix_and_never_the_token(name, tmp_path):
+    capture = ALL_CAPTURES[name]
+    tokens = _token_headers(capture, tmp_path)
+    assert tokens, "every capture carries tokens"
+    rows = {int(r[0]): r for r in fields(capture, ["frame.number", "osflow.token", "osflow.op", "osflow.flow"],
+                                          tmp_path)}
+    for frame, token in tokens:
+        fp = hashlib.sha256(token.encode()).hexdigest()[:8]
+        assert fp in rows[frame][1].split(","), (frame, token[:12])
+    everything = "\n".join("\t".join(r) for r in rows.values())
+    for _, token in tokens:
+        assert token not in everything
+        assert token[:20] not in everything
+
+
+@pytest.mark.parametrize("name", sorted(ALL_CAPTURES))
+def test_password_never_shown(name, tmp_path):
+    capture = ALL_CAPTURES[name]
+    bodies = fields(capture, ["http.file_data"], tmp_path, display_filter='http.request.method == "POST"')
+    passwords = set()
+    for (body,) in bodies:
+        try:
+            doc = json.loads(body)
+        except ValueError:
+            continue
+        user = doc.get("auth", {}).get("identity", {}).get("password", {}).get("user", {})
+        if "password" in user:
+            passwords.add(user["password"])
+    ops = [r[0] for r in fields(capture, ["osflow.op"], tmp_path, display_filter="osflow.op")]
+    assert ops
+    for pw in passwords:
+        assert all(pw not in re.sub(r"\b(openstackclient|OpenStackClient)\b", "", op) for op in ops), pw
+
+
+def test_memcache_key_fingerprint_is_the_key_prefix(tmp_path):
+    for capture in CAPTURES.values():
+        for frame, key, fp in fields(capture, ["frame.number", "memcache.key", "osflow.token"], tmp_path,
+                                     display_filter='memcache.key matches "^tokens/"'):
+            assert fp == key[len("tokens/"):][:8], frame
+
+
+def test_messages_have_a_service_and_bare_tcp_frames_only_the_info_prefix(tmp_path):
+    for capture in CAPTURES.values():
+        rows = fields(capture, ["frame.number", "tcp.srcport", "tcp.dstport", "osflow.service", "http", "mysql",
+                                "memcache", "tcp.len"], tmp_path)
+        assert rows
+        messages = 0
+        for frame, sport, dport, service, http, mysql, memcache, tcp_len in rows:
+            ports = {int(sport), int(dport)}
+            expect = ("keystone" if 5000 in ports else "placement" if 8778 in ports
+                      else "memcached" if 11211 in ports else "mysql")
+            if http or mysql or memcache:
+                assert service == expect, frame
+                messages += 1
+            else:
+                assert service == "", frame
+        assert 0 < messages < len(rows)
+
+
+def test_info_column_is_prefixed_with_the_service(tmp_path):
+    lines = tshark(["-r", str(CAPTURES["resource-class-list-cache-hit"])], tmp_path).stdout.splitlines()
+    assert lines and all(re.search(r"\[(placement|memcached|keystone|mysql)\] ", ln) for ln in lines)
+    assert any("[memcached] get tokens/" in ln for ln in lines)
+
+
+def test_errors_get_expert_info(tmp_path):
+    rows = fields(LAB_ERRORS, ["frame.number", "osflow.op"], tmp_path, display_filter="osflow.error")
+    ops = [op for _, op in rows]
+    assert any(op.endswith("→ 401 Unauthorized") for op in ops)
+    assert any("→ 503 Service Unavailable" in op for op in ops)
+    assert any("→ error 1045" in op for op in ops)
+    assert any("→ error 1146" in op for op in ops)
+    for capture in CAPTURES.values():   # the real captures hold no error
+        assert fields(capture, ["frame.number"], tmp_path, display_filter="osflow.error") == []
+
+
+def test_loads_silently(tmp_path):
+    """No output of its own: stdout carries PDML/fields only, stderr nothing new."""
+    capture = str(CAPTURES["resource-class-list-cache-hit"])
+    with_plugin = tshark(["-r", capture, "-q"], tmp_path)
+    assert with_plugin.stdout == ""
+    assert stderr_lines(with_plugin) == []
+    install_plugin_only(tmp_path / "installed")
+    installed = tshark(["-r", capture, "-q"], tmp_path / "installed", plugin=False)
+    assert installed.stdout == "" and stderr_lines(installed) == []
+    # and it really was loaded
+    plugins = tshark(["-G", "plugins"], tmp_path / "installed", plugin=False).stdout
+    assert "osflow.lua" in plugins
+
+
+@pytest.mark.parametrize("name", ["resource-class-list-cold", "lab-errors"])
+def test_pdml_is_valid_xml_with_osflow(name, tmp_path):
+    lxml = pytest.importorskip("lxml.etree")
+    proc = tshark(["-r", str(ALL_CAPTURES[name]), "-T", "pdml"], tmp_path)
+    assert stderr_lines(proc) == []
+    assert proc.stdout.startswith("<?xml")
+    root = lxml.fromstring(proc.stdout.encode())
+    packets = root.findall("packet")
+    assert packets
+    with_message = 0
+    for pkt in packets:
+        protos = pkt.findall("proto[@name='osflow']")
+        if pkt.findall("proto[@name='http']") + pkt.findall("proto[@name='mysql']") \
+                + pkt.findall("proto[@name='memcache']"):
+            with_message += 1
+            assert len(protos) == 1
+            names = {f.get("name") for f in protos[0].iter("field")}
+            assert {"osflow.service", "osflow.server", "osflow.flow", "osflow.direction"} <= names
+        else:
+            assert protos == []
+    assert with_message > 10
+    ops = [f.get("show") for f in root.iter("field") if f.get("name") == "osflow.op"]
+    assert any("issue token" in op for op in ops)
+    assert "Lua Error" not in proc.stdout
+
+
+@pytest.mark.parametrize("name", sorted(ALL_CAPTURES))
+def test_no_lua_error_and_no_internal_error(name, tmp_path):
+    proc = tshark(["-r", str(ALL_CAPTURES[name]), "-V"], tmp_path)
+    assert "Lua Error" not in proc.stdout + proc.stderr
+    assert "osflow plugin error" not in proc.stdout
+
+
+def test_port_map_preference(tmp_path):
+    """The map is a preference: drop keystone, rename the placement port."""
+    rows = fields(COLD, ["frame.number", "osflow.service"], tmp_path,
+                  extra=["-o", "osflow.services:my-api=8778;memcached=11211;mysql=3306"])
+    services = {s for _, s in rows}
+    assert services == {"my-api", "memcached", "mysql", ""}
+    keystone_frames = fields(COLD, ["frame.number"], tmp_path, display_filter="tcp.port == 5000 && osflow",
+                             extra=["-o", "osflow.services:placement=8778"])
+    assert keystone_frames == []
+
+
+def test_bad_preference_entries_are_reported_not_fatal(tmp_path):
+    proc = tshark(["-r", str(COLD), "-o", "osflow.services:keystone=5000;junk;placement=99999",
+                   "-T", "fields", "-e", "frame.number", "-Y", "osflow.bad_pref"], tmp_path)
+    assert proc.stdout.split() == ["1"]
+    assert "Lua Error" not in proc.stdout + proc.stderr
+
+
+def test_info_prefix_preference(tmp_path):
+    out = tshark(["-r", str(CAPTURES["resource-class-list-cache-hit"]), "-o", "osflow.info_prefix:FALSE"],
+                 tmp_path).stdout
+    assert "[placement]" not in out and "GET /resource_classes" in out
+
+
+# --------------------------------------------------------------------------- fuzz
+
+FUZZ_SEEDS = [1, 2, 3, 4, 5, 6]
+#: frames where a Lua error surfaced, or where osflow caught one of its own
+ERROR_FILTER = "_ws.lua.error || osflow.internal_error"
+
+
+def lua_error_frames(capture: Path, home: Path, script_args: list[str]) -> tuple[list[str], str]:
+    assert TSHARK
+    proc = subprocess.run([TSHARK, *script_args, "-r", str(capture), "-Y", ERROR_FILTER, "-T", "fields",
+                           "-e", "frame.number", "-e", "_ws.expert.message"],
+                          capture_output=True, text=True, errors="replace", env=clean_env(home), timeout=120)
+    return [ln for ln in proc.stdout.splitlines() if ln.strip()], proc.stderr
+
+
+def test_error_detection_sees_a_lua_error(tmp_path):
+    """The fuzz test's detector works: a script that raises is caught."""
+    bad = tmp_path / "raises.lua"
+    bad.write_text('local p = Proto.new("osflowtestbad", "x")\n'
+                   'function p.dissector(tvb, pinfo, tree) if pinfo.number == 2 then error("boom") end end\n'
+                   "register_postdissector(p)\n")
+    frames, _ = lua_error_frames(CAPTURES["resource-class-list-cache-hit"], tmp_path,
+                                 ["-X", f"lua_script:{bad}", "-X", f"lua_script:{PLUGIN}"])
+    assert [f.split("\t")[0] for f in frames] == ["2"]
+    assert "Lua Error" in frames[0]
+
+
+def test_fuzzed_captures_never_raise_lua_errors(tmp_path):
+    """editcap -E corrupts bytes; the plugin must degrade to expert info, never a Lua error."""
+    editcap = Path(TSHARK).with_name("editcap")
+    if not editcap.exists():
+        pytest.skip("editcap not installed")
+    total = 0
+    for seed in FUZZ_SEEDS:
+        for name, capture in sorted(ALL_CAPTURES.items()):
+            out = tmp_path / f"{name}-{seed}.pcapng"
+            subprocess.run([str(editcap), "-E", "0.02", "--seed", str(seed), str(capture), str(out)],
+                           check=True, capture_output=True, env=clean_env(tmp_path))
+            frames, stderr = lua_error_frames(out, tmp_path, ["-X", f"lua_script:{PLUGIN}"])
+            assert frames == [], (name, seed, frames[:3])
+            assert "Lua Error" not in stderr, (name, seed)
+            total += FRAME_COUNTS[name]
+    assert total > 5000
+
+
+FRAME_COUNTS = {"resource-class-list-cache-hit": 23, "resource-class-list-cold": 1005,
+                "resource-provider-create": 775, "token-issue": 248, "lab-errors": 72}

@@ -1,0 +1,421 @@
+"""The "OpenStack" Wireshark profile and ``osflow profile install|uninstall|zip``.
+
+Every colour rule, saved filter and filter button compiles with tshark and matches
+the frames it is meant for on the real captures (and, for errors, on the lab
+error capture); the profile works with ``tshark -C OpenStack`` after install.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import re
+import shutil
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from osflow import portmap, profile
+from osflow_wireshark import (
+    ALL_CAPTURES,
+    CAPTURES,
+    LAB_ERRORS,
+    PROFILE,
+    fields,
+    needs_tshark,
+    stderr_lines,
+    tshark,
+)
+
+COLD = CAPTURES["resource-class-list-cold"]
+
+
+# --------------------------------------------------------------------------- file readers
+
+
+def color_rules() -> list[tuple[str, str]]:
+    """(name, filter) of every rule in colorfilters (format: @name@filter@[bg][fg])."""
+    out = []
+    for line in (PROFILE / "colorfilters").read_text(encoding="utf-8").splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        m = re.match(r"^!?@([^@]+)@(.+)@\[(\d+),(\d+),(\d+)\]\[(\d+),(\d+),(\d+)\]$", line)
+        assert m, f"bad colorfilters line: {line!r}"
+        assert all(0 <= int(v) <= 65535 for v in m.groups()[2:])
+        out.append((m.group(1), m.group(2)))
+    return out
+
+
+def dfilters() -> dict[str, str]:
+    out = {}
+    for line in (PROFILE / "dfilters").read_text(encoding="utf-8").splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        m = re.match(r'^"([^"]+)"\s+(.+)$', line)
+        assert m, f"bad dfilters line: {line!r}"
+        out[m.group(1)] = m.group(2)
+    return out
+
+
+def _uat_fields(line: str) -> list[str]:
+    """A UAT line: comma-separated quoted strings with \\xNN escapes."""
+    parts = re.findall(r'"((?:[^"\\]|\\.)*)"', line)
+    assert ",".join(f'"{p}"' for p in parts) == line.strip(), f"bad UAT line: {line!r}"
+    return [re.sub(r"\\x([0-9a-fA-F]{2})", lambda m: chr(int(m.group(1), 16)), p) for p in parts]
+
+
+def buttons() -> dict[str, str]:
+    out = {}
+    for line in (PROFILE / "dfilter_buttons").read_text(encoding="utf-8").splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        enabled, label, expr, _comment = _uat_fields(line)
+        assert enabled == "TRUE"
+        out[label] = expr
+    return out
+
+
+def header_fields() -> list[str]:
+    out = []
+    for line in (PROFILE / "custom_http_header_fields").read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _desc = _uat_fields(line)
+            out.append(name)
+    return out
+
+
+# --------------------------------------------------------------------------- static checks
+
+
+def test_profile_files_present():
+    assert profile.profile_files() == sorted([
+        "colorfilters", "custom_http_header_fields", "decode_as_entries", "dfilter_buttons", "dfilters",
+        "preferences"])
+
+
+def test_colour_rules_use_only_wireshark_fields():
+    rules = color_rules()
+    assert len(rules) >= 10
+    for name, expr in rules:
+        assert "osflow" not in expr, name
+
+
+def test_buttons_and_dfilters_carry_the_same_filters():
+    assert list(buttons()) == ["Keystone", "Placement", "Memcached", "MySQL", "Tokens", "Errors"]
+    assert sorted(buttons().values()) == sorted(dfilters().values())
+
+
+def test_custom_header_fields():
+    assert header_fields() == ["X-Auth-Token", "X-Subject-Token", "OpenStack-API-Version", "x-openstack-request-id"]
+
+
+def test_decode_as_covers_the_http_ports_of_the_port_map():
+    ports = [int(m) for m in re.findall(r"^decode_as_entry: tcp\.port,(\d+),\(none\),HTTP$",
+                                        (PROFILE / "decode_as_entries").read_text(), re.M)]
+    assert sorted(ports) == sorted(portmap.HTTP_PORTS)
+
+
+def test_data_root_finds_the_shipped_files():
+    root = profile.data_root()
+    assert (root / "profiles" / "OpenStack" / "colorfilters").is_file()
+    assert profile.plugin_source().read_text().startswith("--")
+
+
+# --------------------------------------------------------------------------- with tshark
+
+
+@needs_tshark
+def test_every_expression_compiles_without_the_plugin(tmp_path):
+    exprs = {f"colour rule {n}": e for n, e in color_rules()}
+    exprs.update({f"dfilter {n}": e for n, e in dfilters().items()})
+    exprs.update({f"button {n}": e for n, e in buttons().items()})
+    capture = str(CAPTURES["resource-class-list-cache-hit"])
+    combined = " || ".join(f"({e})" for e in exprs.values())
+    proc = tshark(["-r", capture, "-Y", combined], tmp_path, plugin=False, check=False)
+    if proc.returncode != 0:   # find the culprit(s)
+        bad = [n for n, e in exprs.items()
+               if tshark(["-r", capture, "-Y", e], tmp_path, plugin=False, check=False).returncode != 0]
+        pytest.fail(f"do not compile: {bad}")
+    assert proc.stdout.count("\n") == 23
+
+
+def test_compile_check_can_fail(tmp_path):
+    """The compile check above does catch a filter tshark rejects."""
+    if not shutil.which("tshark"):
+        pytest.skip("tshark not installed")
+    proc = tshark(["-r", str(CAPTURES["resource-class-list-cache-hit"]), "-Y", "tcp.port == "],
+                  tmp_path, plugin=False, check=False)
+    assert proc.returncode != 0
+
+
+def _install(home: Path, *extra: str) -> tuple[int, str]:
+    parser = argparse.ArgumentParser()
+    profile.add_arguments(parser)
+    args = parser.parse_args(["install", "--config-dir", str(home / ".config" / "wireshark"),
+                              "--plugin-dir", str(home / ".local" / "lib" / "wireshark" / "plugins"), *extra])
+    out = io.StringIO()
+    return profile.run(args, out=out), out.getvalue()
+
+
+def _run(home: Path, *argv: str) -> tuple[int, str]:
+    """``osflow profile ...`` with folders found by ``tshark -G folders`` under ``home``."""
+    import os
+    from unittest import mock
+
+    from osflow_wireshark import clean_env
+
+    parser = argparse.ArgumentParser()
+    profile.add_arguments(parser)
+    out = io.StringIO()
+    with mock.patch.dict(os.environ, clean_env(home), clear=True):
+        rc = profile.run(parser.parse_args(list(argv)), out=out)
+    return rc, out.getvalue()
+
+
+#: colour rule -> capture -> frames it must colour (and no other frame)
+HUNTS = {
+    "OpenStack: keystone token issue": {
+        "resource-class-list-cold": {9, 241, 315, 551}, "token-issue": {9, 241},
+        "resource-provider-create": {9, 239}, "resource-class-list-cache-hit": set(), "lab-errors": {6}},
+    "OpenStack: keystone token validation": {
+        "resource-class-list-cold": {552, 981}, "resource-provider-create": {261, 736}, "token-issue": set(),
+        "resource-class-list-cache-hit": set(), "lab-errors": {12}},
+    "OpenStack: memcached miss": {
+        "resource-class-list-cold": {305}, "resource-provider-create": {254}, "resource-class-list-cache-hit": set(),
+        "lab-errors": {37}},
+    "OpenStack: memcached hit": {
+        "resource-class-list-cache-hit": {7}, "resource-provider-create": {755}, "resource-class-list-cold": set()},
+    "OpenStack: HTTP 4xx": {"lab-errors": {10, 15}, "resource-class-list-cold": set()},
+    "OpenStack: HTTP 5xx": {"lab-errors": {27}, "resource-class-list-cold": set()},
+    "OpenStack: MySQL error": {"lab-errors": {52, 68}, "resource-class-list-cold": set()},
+}
+SERVICE_RULES = {5000: "OpenStack: keystone", 8778: "OpenStack: placement", 11211: "OpenStack: memcached",
+                 3306: "OpenStack: MySQL"}
+#: generic rules with no frame in the captures: compile-only (above)
+GENERIC = {"OpenStack: bad TCP", "OpenStack: RabbitMQ", "OpenStack: other OpenStack APIs", "TCP RST",
+           "TCP SYN/FIN", "ARP", "ICMP errors"}
+
+
+@pytest.fixture(scope="module")
+def installed_home(tmp_path_factory) -> Path:
+    home = tmp_path_factory.mktemp("home")
+    rc, out = _run(home, "install")
+    assert rc == 0, out
+    return home
+
+
+@needs_tshark
+def test_install_finds_folders_from_tshark(installed_home):
+    assert (installed_home / ".config" / "wireshark" / "profiles" / "OpenStack" / "colorfilters").is_file()
+    assert (installed_home / ".local" / "lib" / "wireshark" / "plugins" / "osflow.lua").is_file()
+
+
+@needs_tshark
+def test_colour_rules_colour_the_frames_they_are_meant_for(installed_home):
+    all_rules = {name for name, _ in color_rules()}
+    assert set(HUNTS) | set(SERVICE_RULES.values()) | GENERIC == all_rules
+    seen = set()
+    for name, capture in ALL_CAPTURES.items():
+        rows = fields(capture, ["frame.number", "frame.coloring_rule.name", "tcp.srcport", "tcp.dstport"],
+                      installed_home, plugin=False, extra=["-C", "OpenStack", "--color"])
+        coloured = {int(r[0]): r[1] for r in rows}
+        assert len(coloured) == len(rows) and rows
+        for rule, per_capture in HUNTS.items():
+            if name in per_capture:
+                got = {f for f, r in coloured.items() if r == rule}
+                assert got == per_capture[name], (rule, name)
+        for frame, sport, dport in ((int(r[0]), int(r[2]), int(r[3])) for r in rows):
+            rule = coloured[frame]
+            seen.add(rule)
+            service_rule = SERVICE_RULES[min(p for p in (sport, dport) if p in SERVICE_RULES)]
+            assert rule == service_rule or rule in HUNTS, (name, frame, rule)
+    assert set(SERVICE_RULES.values()) <= seen and set(HUNTS) <= seen
+
+
+def _frames(capture: Path, expr: str, home: Path, extra=None) -> set[int]:
+    return {int(r[0]) for r in fields(capture, ["frame.number"], home, display_filter=expr, plugin=False,
+                                      extra=extra)}
+
+
+@needs_tshark
+def test_filters_match_the_frames_they_are_meant_for(tmp_path):
+    """Checked against tshark's view of ports, token headers and errors."""
+    facts = {name: fields(capture, ["frame.number", "tcp.port", "http.request.line", "http.response.line",
+                                    "memcache.key", "http.response.code", "mysql.error_code"], tmp_path,
+                          plugin=False, extra=["-d", "tcp.port==5000,http", "-d", "tcp.port==8778,http"])
+             for name, capture in ALL_CAPTURES.items()}
+    for label, expr in buttons().items():
+        for name, capture in ALL_CAPTURES.items():
+            rows = facts[name]
+            expected = set()
+            for frame, ports, reqlines, reslines, key, code, myerr in rows:
+                ports_ = {int(p) for p in ports.split(",") if p}
+                if label == "Keystone" and ports_ & {5000, 35357}:
+                    expected.add(int(frame))
+                elif label == "Placement" and 8778 in ports_:
+                    expected.add(int(frame))
+                elif label == "Memcached" and 11211 in ports_:
+                    expected.add(int(frame))
+                elif label == "MySQL" and 3306 in ports_:
+                    expected.add(int(frame))
+                elif label == "Tokens" and (re.search(r"(^|,)x-(auth|subject|service)-token:", reqlines, re.I)
+                                            or re.search(r"(^|,)x-subject-token:", reslines, re.I)
+                                            or key.startswith("tokens/")):
+                    expected.add(int(frame))
+                elif label == "Errors" and ((code and int(code.split(",")[0]) >= 400) or myerr):
+                    expected.add(int(frame))
+            got = _frames(capture, expr, tmp_path, ["-d", "tcp.port==5000,http", "-d", "tcp.port==8778,http"])
+            assert got == expected, (label, name)
+            if label in ("Tokens", "Keystone", "MySQL") and name != "resource-class-list-cache-hit":
+                assert expected, (label, name)
+    assert _frames(LAB_ERRORS, buttons()["Errors"], tmp_path,
+                   ["-d", "tcp.port==5000,http", "-d", "tcp.port==8778,http"]) == {10, 15, 27, 52, 68}
+
+
+@needs_tshark
+def test_tshark_with_the_installed_profile(installed_home):
+    proc = tshark(["-C", "OpenStack", "-r", str(COLD)], installed_home, plugin=False)
+    assert stderr_lines(proc) == []
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 1005
+    frame9 = next(ln for ln in lines if ln.split()[0] == "9")
+    # columns: No. Time Service Client → Server Protocol Length Operation Info
+    assert re.match(r"^\s*9\s+\S+\s+keystone\s+OpenStackClient → keystone\s+HTTP/JSON\s+\d+\s+"
+                    r"keystone: issue token \(password, user admin, project admin\)\s+\[keystone\] POST", frame9)
+
+
+@needs_tshark
+def test_custom_header_fields_work(installed_home):
+    profile_ = ["-C", "OpenStack"]
+    assert _frames(COLD, "http.header.X-Auth-Token", installed_home, profile_) == {248, 552}
+    assert _frames(COLD, "http.header.X-Subject-Token", installed_home, profile_) == {241, 551, 552, 981}
+    # response headers are lower-case in placement's answers: the field still matches
+    assert _frames(COLD, "http.header.OpenStack-API-Version", installed_home, profile_) == {248, 994}
+    assert _frames(COLD, "http.header.x-openstack-request-id", installed_home, profile_) == {
+        6, 241, 312, 551, 981, 994}
+
+
+@needs_tshark
+def test_decode_as_entries_without_the_plugin(tmp_path):
+    """The profile alone (no plugin) decodes the OpenStack ports as HTTP, heuristics or not."""
+    dest = tmp_path / ".config" / "wireshark" / "profiles" / "OpenStack"
+    shutil.copytree(PROFILE, dest)
+    no_heuristic = ["--disable-heuristic", "http_tcp"]
+    without = _frames(COLD, "http.request", tmp_path, no_heuristic)
+    with_profile = _frames(COLD, "http.request", tmp_path, no_heuristic + ["-C", "OpenStack"])
+    assert without == set()
+    assert with_profile == {4, 9, 248, 310, 315, 552}
+    proc = tshark(["-C", "OpenStack", "-r", str(COLD), "-q"], tmp_path, plugin=False)
+    assert stderr_lines(proc) == []
+
+
+# --------------------------------------------------------------------------- install behaviour
+
+
+@needs_tshark
+def test_install_is_idempotent(tmp_path):
+    rc, _ = _run(tmp_path, "install")
+    assert rc == 0
+    prof = tmp_path / ".config" / "wireshark" / "profiles" / "OpenStack"
+    before = {p: p.stat().st_mtime_ns for p in prof.rglob("*")}
+    rc, out = _run(tmp_path, "install")
+    assert rc == 0
+    verbs = [ln.split()[0] for ln in out.splitlines() if ln.startswith(("create", "update", "unchanged", "conflict"))]
+    assert verbs and set(verbs) == {"unchanged"}
+    assert {p: p.stat().st_mtime_ns for p in prof.rglob("*")} == before
+
+
+def test_dry_run_writes_nothing(tmp_path):
+    rc, out = _install(tmp_path, "--dry-run")
+    assert rc == 0 and "create" in out
+    assert not (tmp_path / ".config").exists() and not (tmp_path / ".local").exists()
+
+
+def test_user_changes_are_kept_unless_force(tmp_path):
+    assert _install(tmp_path)[0] == 0
+    prof = tmp_path / ".config" / "wireshark" / "profiles" / "OpenStack"
+    mine = prof / "dfilters"
+    mine.write_text(mine.read_text() + '"mine" ip.addr == 10.0.0.1\n')
+    (prof / "recent").write_text("# Wireshark's own state file\n")
+    rc, out = _install(tmp_path)
+    assert rc == 1 and "conflict" in out and "dfilters" in out
+    assert "mine" in mine.read_text()
+    rc, out = _install(tmp_path, "--force")
+    assert rc == 0
+    assert "mine" not in mine.read_text()
+    assert mine.read_text() == (PROFILE / "dfilters").read_text()
+    backups = list(prof.parent.glob("OpenStack.osflow-backup-*"))
+    assert len(backups) == 1 and "mine" in (backups[0] / "dfilters").read_text()
+    assert (prof / "recent").exists()
+
+
+def test_plugin_changed_by_user_is_backed_up_with_force(tmp_path):
+    assert _install(tmp_path)[0] == 0
+    plugin = tmp_path / ".local" / "lib" / "wireshark" / "plugins" / "osflow.lua"
+    plugin.write_text("-- my own osflow\n")
+    assert _install(tmp_path)[0] == 1
+    assert _install(tmp_path, "--force")[0] == 0
+    assert plugin.read_text() == profile.plugin_source().read_text()
+    backups = list(plugin.parent.glob("osflow.lua.osflow-backup-*"))
+    assert len(backups) == 1 and backups[0].read_text() == "-- my own osflow\n"
+    assert not backups[0].name.endswith(".lua"), "a backup must not be loaded as a second plugin"
+
+
+def test_an_older_osflow_install_is_updated_silently(tmp_path):
+    assert _install(tmp_path)[0] == 0
+    prof = tmp_path / ".config" / "wireshark" / "profiles" / "OpenStack"
+    # pretend osflow 0.0 installed a different colorfilters file
+    old = b"@old@tcp@[0,0,0][0,0,0]\n"
+    (prof / "colorfilters").write_bytes(old)
+    import hashlib
+    import json
+
+    manifest = json.loads((prof / profile.MANIFEST_NAME).read_text())
+    manifest["files"]["colorfilters"] = hashlib.sha256(old).hexdigest()
+    (prof / profile.MANIFEST_NAME).write_text(json.dumps(manifest))
+    rc, out = _install(tmp_path)
+    assert rc == 0 and re.search(r"^update\s+\S+colorfilters", out, re.M)
+    assert (prof / "colorfilters").read_text() == (PROFILE / "colorfilters").read_text()
+
+
+def test_uninstall(tmp_path):
+    assert _install(tmp_path)[0] == 0
+    prof = tmp_path / ".config" / "wireshark" / "profiles" / "OpenStack"
+    (prof / "recent").write_text("# Wireshark's own state file\n")
+    parser = argparse.ArgumentParser()
+    profile.add_arguments(parser)
+    args = parser.parse_args(["uninstall", "--config-dir", str(tmp_path / ".config" / "wireshark"),
+                              "--plugin-dir", str(tmp_path / ".local" / "lib" / "wireshark" / "plugins")])
+    assert profile.run(args, out=io.StringIO()) == 0
+    assert sorted(p.name for p in prof.iterdir()) == ["recent"]
+    assert not (tmp_path / ".local" / "lib" / "wireshark" / "plugins" / "osflow.lua").exists()
+    assert profile.run(args, out=io.StringIO()) == 0  # nothing left: still fine
+
+
+@needs_tshark
+def test_zip_has_the_layout_wireshark_imports(tmp_path):
+    parser = argparse.ArgumentParser()
+    profile.add_arguments(parser)
+    out = tmp_path / "osflow-profile.zip"
+    assert profile.run(parser.parse_args(["zip", str(out)]), out=io.StringIO()) == 0
+    with zipfile.ZipFile(out) as zf:
+        names = zf.namelist()
+        assert names[0] == "OpenStack/"
+        assert sorted(names[1:]) == ["OpenStack/" + f for f in profile.profile_files()]
+        assert zf.testzip() is None
+        # what Wireshark's import does: unpack the profile folders into profiles/
+        zf.extractall(tmp_path / "home" / ".config" / "wireshark" / "profiles")
+    proc = tshark(["-C", "OpenStack", "-r", str(CAPTURES["resource-class-list-cache-hit"]), "--color",
+                   "-T", "fields", "-e", "frame.coloring_rule.name"], tmp_path / "home", plugin=False)
+    assert "OpenStack: memcached hit" in proc.stdout.splitlines()
+    assert stderr_lines(proc) == []
+
+
+def test_missing_tshark_is_a_clear_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.delenv("OSFLOW_TSHARK", raising=False)
+    parser = argparse.ArgumentParser()
+    profile.add_arguments(parser)
+    assert profile.run(parser.parse_args(["install"]), out=io.StringIO()) == 2
+    assert "tshark not found" in capsys.readouterr().err
