@@ -231,6 +231,8 @@ class _Texts:
         if isinstance(req, MysqlCommand):
             if req.command == "query":
                 plain = _WS.sub(" ", req.text or "").strip()
+                if not self.show:
+                    plain = tok.hide_sql_secrets(plain)
             else:
                 plain = req.command + (f" {req.text}" if req.text else "")
             response = _mysql_response(resp)

@@ -70,6 +70,7 @@ class PdmlReader:
         self.count = 0
         self.last_frame = 0
         self.creator: Optional[str] = None
+        self._streams: dict = {}  # connection -> stream id, for PDML without tcp.stream
 
     def __iter__(self) -> Iterator[Packet]:
         stream = _Watch(self.stream)
@@ -95,7 +96,7 @@ class PdmlReader:
                     continue
                 if event != "end" or elem.tag != "packet":
                     continue
-                packet = _packet(elem, self.name)
+                packet = _packet(elem, self._streams)
                 elem.clear()
                 # drop the references the root keeps to packets already read
                 while elem.getprevious() is not None:
@@ -109,8 +110,9 @@ class PdmlReader:
                 what = "empty input" if not stream.content else f"not XML ({_short(e)})"
                 raise InputError(f"{self.name}: expected PDML (tshark -T pdml), found {what}") from None
             where = f"after frame {self.last_frame}" if self.last_frame else "before the first packet"
+            what = "ends early" if _is_cut(e) else "is invalid"
             self.partial = PartialInput(
-                f"{self.name}: PDML ends early {where} (line {e.lineno}: {_short(e)}); "
+                f"{self.name}: PDML {what} {where} (line {e.lineno}: {_short(e)}); "
                 f"output holds the {self.count} packets read"
             )
             return
@@ -137,12 +139,19 @@ class _Watch:
         return data
 
 
+def _is_cut(e: etree.XMLSyntaxError) -> bool:
+    """Did the document just stop (as opposed to holding something that is not XML)?"""
+    msg = str(e).lower()
+    return any(w in msg for w in ("premature end", "not finished", "endtag", "end of data", "no element found",
+                                  "unclosed", "expected '>'", "couldn't find end"))
+
+
 def _short(e: etree.XMLSyntaxError) -> str:
     msg = str(e).split(", line ")[0]
     return msg[:120]
 
 
-def _packet(elem: etree._Element, name: str) -> Optional[Packet]:
+def _packet(elem: etree._Element, streams: dict) -> Optional[Packet]:
     """Turn one ``<packet>`` into a Packet, or None for non-TCP frames."""
     number = 0
     time = 0.0
@@ -159,11 +168,9 @@ def _packet(elem: etree._Element, name: str) -> Optional[Packet]:
             for f in proto.iterchildren("field"):
                 n = f.get("name")
                 if n == "num":
-                    number = int(f.get("show") or 0)
+                    number = _int(f.get("show"), 0)
                 elif n == "timestamp":
-                    v = f.get("value")
-                    if v:
-                        time = float(v)
+                    time = _float(f.get("value"), 0.0)
         elif pname == "ip" or pname == "ipv6":
             prefix = pname + "."
             for f in proto.iterchildren("field"):
@@ -180,17 +187,17 @@ def _packet(elem: etree._Element, name: str) -> Optional[Packet]:
                 elif n == "tcp.dstport":
                     dport = f.get("show")
                 elif n == "tcp.stream":
-                    stream = int(f.get("show") or -1)
+                    stream = _int(f.get("show"), -1)
                 elif n == "tcp.flags":
-                    flags = int(f.get("value") or f.get("show") or "0", 16)
+                    flags = _int(f.get("value") or f.get("show"), 0, 16)
                 elif n == "tcp.len":
-                    tcp_len = int(f.get("show") or 0)
+                    tcp_len = _int(f.get("show"), 0)
                 elif n == "tcp.segments":
-                    segments += [int(s.get("show")) for s in f.iterchildren("field") if s.get("name") == "tcp.segment"]
+                    segments += [_int(s.get("show"), 0) for s in f.iterchildren("field") if s.get("name") == "tcp.segment"]
         elif pname == "fake-field-wrapper":
             for f in proto.iter("field"):
                 if f.get("name") == "tcp.segment":
-                    segments.append(int(f.get("show")))
+                    segments.append(_int(f.get("show"), 0))
         elif pname == "http":
             layers.append(Layer("http", _fields(proto, _HTTP_FIELDS.__contains__)))
         elif pname == "mysql":
@@ -199,11 +206,18 @@ def _packet(elem: etree._Element, name: str) -> Optional[Packet]:
             layers.append(Layer("memcache", _fields(proto, lambda n: n.startswith("memcache.") and n not in _MEMCACHE_SKIP)))
     if src_host is None or sport is None or dport is None or dst_host is None:
         return None
+    try:
+        src, dst = _address(src_host, sport), _address(dst_host, dport)
+    except ValueError:
+        return None  # a port that is not a number: not a packet osflow can place
+    if stream < 0:  # PDML without tcp.stream: one id per connection
+        key = (src, dst) if (src.host, src.port) <= (dst.host, dst.port) else (dst, src)
+        stream = streams.setdefault(key, -1 - len(streams))
     return Packet(
         number=number,
         time=time,
-        src=_address(src_host, sport),
-        dst=_address(dst_host, dport),
+        src=src,
+        dst=dst,
         stream=stream,
         syn=bool(flags & 0x02),
         fin=bool(flags & 0x01),
@@ -212,6 +226,20 @@ def _packet(elem: etree._Element, name: str) -> Optional[Packet]:
         layers=tuple(layers),
         segments=tuple(segments),
     )
+
+
+def _int(text: Optional[str], default: int, base: int = 10) -> int:
+    try:
+        return int(text, base) if text else default
+    except ValueError:
+        return default
+
+
+def _float(text: Optional[str], default: float) -> float:
+    try:
+        return float(text) if text else default
+    except ValueError:
+        return default
 
 
 def _fields(proto: etree._Element, keep) -> tuple[tuple[str, str], ...]:

@@ -25,6 +25,22 @@ from typing import Optional
 from .model import Token
 
 TOKEN_HEADERS = ("X-Auth-Token", "X-Subject-Token", "X-Service-Token")
+#: A quoted SQL literal that looks like a secret: a long run of token/hash/base64 characters.
+#: (ids such as 32-hex UUIDs stay: they are what an analyst follows across queries)
+_SECRET_LITERAL = re.compile(r"'(\$[A-Za-z0-9+/=_.$-]{16,}|gAAAA[A-Za-z0-9+/=_-]{20,}|[A-Za-z0-9+/=_.$-]{40,})'")
+
+
+def hide_sql_secrets(sql: str) -> str:
+    """Replace quoted literals that look like secrets (tokens, password hashes, keys) by ``'…'``.
+
+    >>> hide_sql_secrets("UPDATE password SET password_hash='$2b$12$abcdefghijklmnopqrstuvABCDEFG' WHERE id=3")
+    "UPDATE password SET password_hash='…' WHERE id=3"
+    >>> hide_sql_secrets("SELECT * FROM user WHERE name = 'admin' AND id = '5b361b7a22934cc0a97177a0d32584f3'")
+    "SELECT * FROM user WHERE name = 'admin' AND id = '5b361b7a22934cc0a97177a0d32584f3'"
+    >>> hide_sql_secrets("INSERT INTO credential (blob) VALUES ('" + "QUJD" * 20 + "')")
+    "INSERT INTO credential (blob) VALUES ('…')"
+    """
+    return _SECRET_LITERAL.sub("'…'", sql)
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 

@@ -1,0 +1,183 @@
+"""Hostile, broken and odd input: one clear line, no traceback, nothing read is lost, no secret leaks."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from support import CASES, ROOT, case_dir, pdml_bytes, run_post, tables_args, tshark
+
+from osflow.decode import header_lines, keystone_auth, token_info
+from osflow.errors import EXIT_OK, EXIT_PARTIAL, OsflowError
+from osflow.join import service_of_command, service_of_user_agent, tables_in
+from osflow.render.common import frame_ranges
+from osflow.source import PdmlReader
+from osflow.tokens import cache_key_token_hash, hide_sql_secrets
+
+needs_tshark = pytest.mark.skipif(tshark() is None, reason="tshark is not installed (apt-get install tshark)")
+SMALL = "resource-class-list-cache-hit"
+
+
+def one_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+@needs_tshark
+def test_entity_bomb_and_external_entity_through_the_cli(tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOPSECRET-FILE-CONTENT")
+    real = pdml_bytes(SMALL).decode()
+    head, rest = real.split("<pdml", 1)
+    doctype = (
+        f'<!DOCTYPE pdml [<!ENTITY xxe SYSTEM "file://{secret}">'
+        + '<!ENTITY a "AAAAAAAAAA">'
+        + "".join(f'<!ENTITY {n} "{("&" + p + ";") * 10}">' for p, n in zip("abcdefgh", "bcdefghi"))
+        + "]>"
+    )
+    hostile = (head + doctype + "<pdml" + rest).replace('show="GET"', 'show="&xxe;&i;"', 1)
+    status, out, err = run_post(["--format", "json"], stdin=hostile.encode())
+    assert "TOPSECRET" not in out + err and "AAAAAAAAAA" not in out + err
+    # libxml2 refuses the external entity: osflow stops there, keeps what it read and says where
+    assert status in (EXIT_OK, 3, EXIT_PARTIAL), err
+    if status != EXIT_OK:
+        assert "external entity" in one_line(err) or "entity" in err
+
+
+@needs_tshark
+def test_a_huge_attribute_value_is_read(tmp_path):
+    real = pdml_bytes(SMALL)
+    marker = b'name="http.user_agent" showname="User-Agent: '
+    i = real.index(marker)
+    j = real.index(b'show="', i) + len(b'show="')
+    big = real[:j] + b"x" * 20_000_000 + real[j:]
+    status, out, err = run_post(["--format", "json"], stdin=big)
+    assert status == EXIT_OK, err
+    assert len(out.splitlines()) == len(run_post(["--format", "json"], stdin=real)[1].splitlines())
+
+
+@needs_tshark
+def test_invalid_utf8_in_the_middle_keeps_what_came_before():
+    real = pdml_bytes("resource-class-list-cold")
+    cut = real.index(b"<packet>", len(real) // 2)
+    bad = real[:cut] + b"<packet>\xff\xfe\xfa" + real[cut + 8:]
+    status, out, err = run_post(["--format", "json"], stdin=bad)
+    assert status == EXIT_PARTIAL
+    assert re.search(r"PDML is invalid after frame \d+ \(line \d+: .*(UTF-8|encoding)", one_line(err)), err
+    assert len(out.splitlines()) > 100
+
+
+@needs_tshark
+def test_pdml_without_tcp_stream_still_pairs_by_connection():
+    real = pdml_bytes("resource-class-list-cold")
+    stripped = re.sub(rb'\s*<field name="tcp\.stream"[^>]*/>', b"", real)
+    assert b'"tcp.stream"' not in stripped
+    a = [json.loads(x) for x in run_post(["--format", "json"], stdin=real)[1].splitlines()]
+    b = [json.loads(x) for x in run_post(["--format", "json"], stdin=stripped)[1].splitlines()]
+    keep = lambda p: (p["client"], p["server"], p["request"], p["response"], p["frames"], p["parent"])
+    assert list(map(keep, a)) == list(map(keep, b))
+
+
+@needs_tshark
+def test_packets_with_missing_fields_never_crash():
+    real = pdml_bytes(SMALL)
+    for field in (b"num", b"timestamp", b"ip.src", b"tcp.srcport", b"http.request.method", b"mysql.command",
+                  b"memcache.command", b"http.response.code", b"tcp.flags"):
+        damaged = re.sub(rb'<field name="' + re.escape(field) + rb'"[^>]*/>', b"", real)
+        status, out, err = run_post(["--format", "json"], stdin=damaged)
+        assert status == EXIT_OK and "Traceback" not in err, (field, err)
+
+
+@needs_tshark
+def test_same_output_whatever_the_hash_seed(tmp_path):
+    outputs = []
+    for seed in ("1", "2", "random"):
+        env = dict(os.environ, PYTHONPATH=str(ROOT / "postproc"), PYTHONHASHSEED=seed)
+        got = []
+        for fmt in ("timeline", "mermaid", "json", "md"):
+            r = subprocess.run(
+                [sys.executable, "-m", "osflow", "post", "-r", str(case_dir("resource-provider-create") / "capture.pcapng"),
+                 *tables_args("resource-provider-create"), "--format", fmt, "--explain"],
+                env=env, capture_output=True)
+            assert r.returncode == 0, r.stderr
+            got.append(r.stdout + r.stderr)
+        outputs.append(got)
+    assert outputs[0] == outputs[1] == outputs[2]
+
+
+@needs_tshark
+def test_a_socket_table_from_another_host_falls_back_to_evidence():
+    other = str(ROOT / "tests/fixtures/field-samples/ss-tp-during-command.txt")
+    status, out, err = run_post(["-r", str(case_dir(SMALL) / "capture.pcapng"), "--ss", other, "--format", "json"])
+    assert status == EXIT_OK
+    assert "no connection of the capture is in the socket tables" in err
+    pairs = [json.loads(x) for x in out.splitlines()]
+    assert {p["client"] for p in pairs} == {"OpenStackClient", "placement"}
+
+
+# ----------------------------------------------------------------------------- property tests
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=2000))
+def test_pdml_reader_raises_only_osflow_errors(data):
+    try:
+        reader = PdmlReader(io.BytesIO(data), "fuzz")
+        list(reader)
+    except OsflowError as e:
+        assert "\n" not in str(e)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(max_size=80), max_size=10))
+def test_header_lines_never_raise(lines):
+    for name, value in header_lines(lines):
+        assert ":" not in name and " " not in name
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(json_values, st.text(max_size=40))
+def test_keystone_body_parsers_never_raise_and_never_keep_a_password(doc, password):
+    password = "S3cr3t!" + password
+    body = {"auth": {"identity": {"methods": ["password"], "password": {"user": {"password": password, "name": doc}}},
+                     "scope": doc}}
+    for text in (json.dumps(doc), json.dumps(body), json.dumps({"token": doc})):
+        a = keystone_auth(text)
+        token_info(text)
+        if a is not None and password not in json.dumps(doc):
+            assert password not in repr(a)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=300))
+def test_text_helpers_never_raise(text):
+    tables_in(text)
+    service_of_command(text)
+    service_of_user_agent(text)
+    cache_key_token_hash(text)
+    assert "\n" not in hide_sql_secrets(text.replace("\n", " "))
+
+
+@given(st.lists(st.integers(min_value=1, max_value=10**6), max_size=50))
+def test_frame_ranges_cover_every_frame(frames):
+    text = frame_ranges(frames)
+    got = set()
+    for part in filter(None, text.split(",")):
+        a, _, b = part.partition("-")
+        got |= set(range(int(a), int(b or a) + 1))
+    assert got == set(frames)
