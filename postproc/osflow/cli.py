@@ -49,7 +49,8 @@ def add_post_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("pdml", nargs="*", metavar="PDML", help="PDML files (default: standard input; '-' is stdin)")
     p.add_argument("-r", "--read", metavar="CAPTURE", help="read a pcap/pcapng capture (runs tshark)")
     p.add_argument("--ss", action="append", default=[], metavar="FILE",
-                   help="socket table: ss -tp/-tnp/-tnpH/-tlnp output, '### <epoch>' snapshots allowed (repeatable)")
+                   help="socket table: ss -tp/-tnp/-tnpH/-tlnp, netstat -tnp/-tlnp or lsof -nP -iTCP output, "
+                        "'### <epoch>' snapshots allowed (repeatable)")
     p.add_argument("--ps", action="append", default=[], metavar="FILE",
                    help="process table: ps aux/-ef/-eo pid,ppid,user,args output (repeatable)")
     p.add_argument("--service", action="append", default=[], type=_service_override, metavar="PORT=NAME",
@@ -179,12 +180,12 @@ def _post(args, prog: str) -> int:
     overrides = dict(args.service)
     opts = dict(overrides=overrides, group=args.group, show_secrets=args.show_secrets, explain=args.explain)
     if args.read:
-        from .source import TsharkPdml
+        from .source import Tshark
 
-        runner = TsharkPdml(args.read)
+        runner = Tshark(args.read)
         try:
             with runner as stream:
-                result = analyse(stream, args.read, tables, **opts)
+                result = analyse(stream, args.read, tables, reader=runner.reader(stream), **opts)
         except InputError:
             if runner.problem is not None:  # tshark's own words say more than "empty input"
                 raise runner.problem from None

@@ -94,9 +94,12 @@ def analyse(
     group: bool = True,
     show_secrets: bool = False,
     explain: bool = False,
+    reader=None,
 ) -> Result:
+    """Run every stage on ``stream`` (PDML unless ``reader`` is given, e.g. a FieldsReader)."""
     tables = tables or Tables()
-    reader = PdmlReader(stream, name)
+    if reader is None:
+        reader = PdmlReader(stream, name)
     origin = _Origin(reader)
     pairing = Pairing()
     pairing.feed(Decoder().decode(origin))
@@ -126,7 +129,7 @@ def analyse(
         names,
         group=group,
         show_secrets=show_secrets,
-        origin=origin.first,
+        origin=getattr(reader, "first_time", None) if getattr(reader, "first_time", None) is not None else origin.first,
         warnings=tuple(warnings),
     )
     return Result(flow, reader.partial, reader.count, without)
