@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -166,3 +167,33 @@ def test_broken_pipe_is_quiet():
     r = subprocess.run(f"{sys.executable} -m osflow post -r {cap} --no-group | head -1", shell=True, env=env,
                        capture_output=True, text=True)
     assert r.stdout.strip().startswith("step") and "Traceback" not in r.stderr and "Error" not in r.stderr
+
+
+@needs_tshark
+def test_progress_on_a_terminal_only():
+    import pty
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "postproc"))
+    pdml = pdml_bytes("resource-class-list-cold")
+    # on a pipe: nothing but the output
+    r = subprocess.run([sys.executable, "-m", "osflow", "post"], input=pdml, env=env, capture_output=True)
+    assert r.returncode == 0 and r.stderr == b""
+    # on a terminal: frames read, pairs found, rate (the interval is shortened to see it on a small capture)
+    primary, secondary = pty.openpty()
+    code = ("import sys, osflow.pipeline as p; p.Progress.__init__.__defaults__ = (0.0,); "
+            "from osflow.cli import post_main; sys.exit(post_main())")
+    proc = subprocess.run([sys.executable, "-c", code], input=pdml, env=env, stdout=subprocess.DEVNULL,
+                          stderr=secondary)
+    os.close(secondary)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(primary, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(primary)
+    assert proc.returncode == 0
+    assert re.search(rb"osflow: \d+ frames read, \d+ pairs found, [\d,]+ frames/s", seen), seen[:200]

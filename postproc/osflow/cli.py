@@ -179,6 +179,10 @@ def _post(args, prog: str) -> int:
     tables = Tables.load(args.ss, args.ps)
     overrides = dict(args.service)
     opts = dict(overrides=overrides, group=args.group, show_secrets=args.show_secrets, explain=args.explain)
+    if sys.stderr.isatty():  # never on a pipe or a file
+        from .pipeline import Progress
+
+        opts["progress"] = Progress(sys.stderr)
     if args.read:
         from .source import Tshark
 

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import IO, Iterator, Optional, Sequence
 
@@ -71,18 +72,36 @@ class Result:
     unnamed_without_tables: dict = field(default_factory=dict)  # stream -> (client label, server label) without tables
 
 
-class _Origin:
-    """Pass packets through, remembering the time of the first one."""
+class Progress:
+    """Frames read, pairs found and rate on stderr, about twice a second (only on a terminal)."""
 
-    def __init__(self, packets) -> None:
-        self.packets = packets
-        self.first: Optional[float] = None
+    def __init__(self, out: IO[str], interval: float = 0.5) -> None:
+        self.out = out
+        self.interval = interval
+        self.start = time.monotonic()
+        self.next = self.start + interval
+        self.shown = False
 
-    def __iter__(self) -> Iterator[Packet]:
-        for p in self.packets:
-            if self.first is None:
-                self.first = p.time
+    def wrap(self, packets, pairing) -> Iterator[Packet]:
+        n = 0
+        for p in packets:
+            n += 1
+            if n & 255 == 0 and time.monotonic() >= self.next:
+                self.show(n, len(pairing.exchanges))
             yield p
+
+    def show(self, frames: int, pairs: int) -> None:
+        now = time.monotonic()
+        rate = frames / max(now - self.start, 1e-9)
+        self.out.write(f"\rosflow: {frames} frames read, {pairs} pairs found, {rate:,.0f} frames/s ")
+        self.out.flush()
+        self.next = now + self.interval
+        self.shown = True
+
+    def done(self) -> None:
+        if self.shown:
+            self.out.write("\r\033[K")
+            self.out.flush()
 
 
 def analyse(
@@ -95,14 +114,17 @@ def analyse(
     show_secrets: bool = False,
     explain: bool = False,
     reader=None,
+    progress: Optional[Progress] = None,
 ) -> Result:
     """Run every stage on ``stream`` (PDML unless ``reader`` is given, e.g. a FieldsReader)."""
     tables = tables or Tables()
     if reader is None:
         reader = PdmlReader(stream, name)
-    origin = _Origin(reader)
     pairing = Pairing()
-    pairing.feed(Decoder().decode(origin))
+    packets = progress.wrap(reader, pairing) if progress is not None else reader
+    pairing.feed(Decoder().decode(packets))
+    if progress is not None:
+        progress.done()
     exchanges = pairing.finish()
     warnings = list(tables.warnings)
     if pairing.orphans:
@@ -129,7 +151,7 @@ def analyse(
         names,
         group=group,
         show_secrets=show_secrets,
-        origin=getattr(reader, "first_time", None) if getattr(reader, "first_time", None) is not None else origin.first,
+        origin=reader.first_time,
         warnings=tuple(warnings),
     )
     return Result(flow, reader.partial, reader.count, without)
