@@ -91,7 +91,39 @@ def header_fields() -> list[str]:
 def test_profile_files_present():
     assert profile.profile_files() == sorted([
         "colorfilters", "custom_http_header_fields", "decode_as_entries", "dfilter_buttons", "dfilters",
-        "preferences"])
+        "preferences", "recent"])
+
+
+def column_formats() -> list[str]:
+    """Column formats of ``gui.column.format`` in the preferences (title, format pairs)."""
+    text = (PROFILE / "preferences").read_text(encoding="utf-8")
+    m = re.search(r"^gui\.column\.format:\s*\n((?:[ \t]+.*\n?)+)", text, re.M)
+    assert m
+    return re.findall(r'"[^"]*",\s*"([^"]*)"', m.group(1))
+
+
+def column_widths() -> list[tuple[str, int]]:
+    """(format, pixel width) of ``column.width`` in the shipped recent file, as Wireshark 4.0 reads it."""
+    text = (PROFILE / "recent").read_text(encoding="utf-8")
+    m = re.search(r"^column\.width:\s*\n((?:[ \t]+.*\n?)+)", text, re.M)
+    assert m, "no column.width in recent"
+    items = [i.strip().strip('"') for i in m.group(1).replace("\n", " ").split(",")]
+    assert len(items) % 2 == 0
+    return [(items[i], int(items[i + 1])) for i in range(0, len(items), 2)]
+
+
+def test_recent_gives_every_column_a_width():
+    """Wireshark 4.0 matches a width to a column by format, a custom column by its field
+    alone (``%Cus:osflow.op``, not the ``%Cus:osflow.op:0:R`` of the preferences): a
+    width whose format matches no column is silently ignored."""
+    recent_formats = [f for f, _ in column_widths()]
+    assert recent_formats == [re.sub(r"^(%Cus:[^:]+):.*$", r"\1", f) for f in column_formats()]
+    widths = dict(column_widths())
+    assert widths["%Cus:osflow.op"] >= 500 and widths["%Cus:osflow.flow"] >= 200
+    assert widths["%Cus:osflow.service"] >= 80
+    # nothing but column widths: the rest (panes, toolbars) stays Wireshark's default
+    keys = re.findall(r"^([\w.]+):", (PROFILE / "recent").read_text(encoding="utf-8"), re.M)
+    assert keys == ["column.width"]
 
 
 def test_colour_rules_use_only_wireshark_fields():
@@ -377,6 +409,49 @@ def test_an_older_osflow_install_is_updated_silently(tmp_path):
     rc, out = _install(tmp_path)
     assert rc == 0 and re.search(r"^update\s+\S+colorfilters", out, re.M)
     assert (prof / "colorfilters").read_text() == (PROFILE / "colorfilters").read_text()
+
+
+def test_recent_is_a_seed_not_a_user_change(tmp_path):
+    """Wireshark rewrites the profile's ``recent`` on exit: install writes it only when
+    missing, never calls it a conflict (not even with --force overwrites it), and
+    uninstall removes it only while it is still what osflow wrote."""
+    assert _install(tmp_path)[0] == 0
+    prof = tmp_path / ".config" / "wireshark" / "profiles" / "OpenStack"
+    recent = prof / "recent"
+    assert recent.read_bytes() == (PROFILE / "recent").read_bytes()
+    # what Wireshark does on exit: the whole file rewritten, the user's widths in it
+    rewritten = "# Recent settings file for Wireshark 4.0.17.\ncolumn.width:\n\t%m, 42\n"
+    recent.write_text(rewritten)
+    rc, out = _install(tmp_path)
+    assert rc == 0, out
+    assert re.search(r"^keep\s+\S+/recent\s", out, re.M) and "conflict" not in out
+    assert recent.read_text() == rewritten
+    assert not list(prof.parent.glob("OpenStack.osflow-backup-*"))
+    rc, out = _install(tmp_path, "--force")
+    assert rc == 0 and recent.read_text() == rewritten
+    assert not list(prof.parent.glob("OpenStack.osflow-backup-*")), "nothing changed by the user: no backup"
+    # removed: written again by the next install
+    recent.unlink()
+    rc, out = _install(tmp_path)
+    assert rc == 0 and re.search(r"^create\s+\S+/recent\s", out, re.M)
+    assert recent.read_bytes() == (PROFILE / "recent").read_bytes()
+    # uninstall: osflow's own copy goes, with the profile folder
+    parser = argparse.ArgumentParser()
+    profile.add_arguments(parser)
+    args = parser.parse_args(["uninstall", "--config-dir", str(tmp_path / ".config" / "wireshark"),
+                              "--plugin-dir", str(tmp_path / ".local" / "lib" / "wireshark" / "plugins")])
+    out_ = io.StringIO()
+    assert profile.run(args, out=out_) == 0, out_.getvalue()
+    assert not prof.exists()
+    # a recent Wireshark wrote stays after uninstall (and is no reason to refuse it)
+    assert _install(tmp_path)[0] == 0
+    recent.write_text(rewritten)
+    out_ = io.StringIO()
+    assert profile.run(args, out=out_) == 0, out_.getvalue()
+    assert sorted(p.name for p in prof.iterdir()) == ["recent"] and recent.read_text() == rewritten
+    # and without a manifest, Wireshark's recent alone is not "files osflow did not install"
+    out_ = io.StringIO()
+    assert profile.run(args, out=out_) == 0 and "nothing installed" in out_.getvalue()
 
 
 def test_uninstall(tmp_path):

@@ -13,6 +13,13 @@ can tell an old osflow file (updated silently) from a file the user changed
 (left alone unless ``--force``; then the whole profile, or the plugin, is first
 copied to a ``*.osflow-backup-<time>`` sibling).
 
+The profile also ships ``recent`` (the packet list column widths, so the osflow
+columns are readable on a fresh install).  That file is Wireshark's own state:
+Wireshark rewrites it on every exit.  It is therefore only a seed: written when
+the profile has none, otherwise left as Wireshark wrote it (never a conflict,
+not even overwritten by ``--force``), and removed by ``uninstall`` only while it
+is still exactly what osflow wrote.
+
 The lead wires this module into ``osflow profile ...``::
 
     sub = parser.add_subparsers(...).add_parser("profile")
@@ -43,8 +50,18 @@ PROFILE_NAME = "OpenStack"
 PLUGIN_NAME = "osflow.lua"
 MANIFEST_NAME = ".osflow-manifest.json"
 
-#: Files Wireshark itself writes into a profile while it is used; never ours.
+#: Files Wireshark itself writes into a profile while it is used.  When the
+#: profile ships one (``recent``: column widths) it is a seed, see above.
 WIRESHARK_STATE_FILES = frozenset({"recent", "recent_common"})
+
+
+def is_state_file(rel: str) -> bool:
+    """Is ``rel`` (relative to the profile) a file Wireshark rewrites itself?
+
+    >>> is_state_file("recent"), is_state_file("colorfilters")
+    (True, False)
+    """
+    return rel in WIRESHARK_STATE_FILES
 
 
 # --------------------------------------------------------------------------- sources
@@ -195,16 +212,29 @@ def plan_install(folders: Folders) -> Plan:
     plan = Plan()
     src_dir = profile_source()
     new_files: dict[str, str] = {}
+    seeded: dict[str, str] = {}
     for rel in profile_files(src_dir):
         src = src_dir / rel
         h = sha256_file(src)
-        new_files[rel] = h
         dest = folders.profile / rel
+        if is_state_file(rel):
+            # Wireshark's own state file: written once, then Wireshark's.
+            seeded[rel] = h
+            if not dest.exists():
+                plan.actions.append(Action("create", dest, src, "Wireshark's own state file; "
+                                           "written when missing, then left to Wireshark"))
+            elif sha256_file(dest) == h:
+                plan.actions.append(Action("unchanged", dest, src))
+            else:
+                plan.actions.append(Action("keep", dest, None, "Wireshark's own state file "
+                                           "(column widths, panes): left as Wireshark wrote it"))
+            continue
+        new_files[rel] = h
         verb = _state(dest, h, recorded.get(rel))
         plan.actions.append(Action(verb, dest, src, "changed since osflow installed it" if verb == "conflict" else ""))
     # profile files an older osflow installed that this one no longer ships
     for rel, h in sorted(recorded.items()):
-        if rel not in new_files:
+        if rel not in new_files and not is_state_file(rel):
             dest = folders.profile / rel
             if dest.exists():
                 same = sha256_file(dest) == h
@@ -215,6 +245,8 @@ def plan_install(folders: Folders) -> Plan:
     verb = _state(folders.plugin, h, manifest.get("plugin"))
     plan.actions.append(Action(verb, folders.plugin, src, "changed since osflow installed it" if verb == "conflict" else ""))
     plan.manifest = {"osflow": _version(), "files": new_files, "plugin": h}
+    if seeded:
+        plan.manifest["seeded"] = seeded
     return plan
 
 
@@ -303,7 +335,7 @@ def install(folders: Folders, *, force: bool = False, dry_run: bool = False, out
 def uninstall(folders: Folders, *, force: bool = False, dry_run: bool = False, out: TextIO = sys.stdout) -> int:
     manifest = read_manifest(folders)
     if not manifest:
-        ours = [folders.profile / rel for rel in profile_files()] + [folders.plugin]
+        ours = [folders.profile / rel for rel in profile_files() if not is_state_file(rel)] + [folders.plugin]
         if any(p.exists() for p in ours):
             print(f"osflow profile uninstall: no osflow manifest in {folders.profile}; "
                   "not removing files osflow did not install", file=out)
@@ -317,6 +349,14 @@ def uninstall(folders: Folders, *, force: bool = False, dry_run: bool = False, o
             changed = sha256_file(p) != h
             actions.append(Action("conflict" if changed else "remove", p, None,
                                   "changed since osflow installed it" if changed else ""))
+    # Seeds (``recent``): removed while still as osflow wrote them; once
+    # Wireshark has rewritten them they are Wireshark's, and stay.
+    for rel, h in sorted(manifest.get("seeded", {}).items()):
+        p = folders.profile / rel
+        if p.exists():
+            same = sha256_file(p) == h
+            actions.append(Action("remove" if same else "keep", p, None,
+                                  "" if same else "Wireshark's own state file, rewritten by Wireshark"))
     if folders.plugin.exists():
         changed = sha256_file(folders.plugin) != manifest.get("plugin")
         actions.append(Action("conflict" if changed else "remove", folders.plugin, None,
@@ -335,6 +375,9 @@ def uninstall(folders: Folders, *, force: bool = False, dry_run: bool = False, o
         if any(a.path == folders.plugin for a in conflicts):
             print(Action("backup", _backup(folders.plugin, stamp)).line(), file=out)
     for a in actions:
+        if a.verb == "keep":
+            print(a.line(), file=out)
+            continue
         print(Action("remove", a.path, None, a.note).line(), file=out)
         if not dry_run:
             a.path.unlink()
