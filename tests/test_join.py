@@ -71,6 +71,9 @@ def test_apache_listener_is_ambiguous():
         ("/usr/bin/python3 /usr/bin/neutron-server --config-file /etc/neutron/neutron.conf", "neutron-server"),
         ("/usr/bin/python3 /usr/bin/nova-api-wsgi --port 8774", "nova-api"),
         ("/usr/bin/python3 /usr/bin/openstack server list", "openstackclient"),
+        # a service's name inside an option names nothing (seen on the lab: the CLI was named placement)
+        ("/usr/bin/python3 /usr/bin/openstack --os-placement-api-version 1.2 resource class list", "openstackclient"),
+        ("/usr/bin/python3 /opt/tool.py --os-nova-api-version 2.1", None),
         ("grep --color=auto -E keystone|placement", None),
     ],
 )

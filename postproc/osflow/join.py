@@ -36,35 +36,38 @@ from .model import (
     Participant,
 )
 
-# Command lines (ps args, or ss's process name) -> service key.  First match wins.
+# Command lines (ps args, or ss's process name) -> service key.  First match wins.  A name
+# counts only where a program name can stand (not inside an option such as
+# --os-placement-api-version); the openstack CLI is recognised first, by its executable.
+_NAME = r"(?<![\w-])(?:{})"
 _PROCESS_PATTERNS: tuple[tuple[re.Pattern, Optional[str]], ...] = tuple(
-    (re.compile(p), key)
+    (re.compile(_NAME.format(p)), key)
     for p, key in (
-        (r"wsgi:keystone|keystone-wsgi|keystone-all|uwsgi.*keystone|gunicorn.*keystone|\bkeystone-api\b", "keystone"),
-        (r"wsgi:placement|placement-api|placement-wsgi|uwsgi.*placement|gunicorn.*placement", "placement"),
-        (r"wsgi:nova-api|nova-api-wsgi|\bnova-api\b|uwsgi.*nova-api", "nova-api"),
-        (r"wsgi:nova-metadata|nova-metadata-wsgi|\bnova-metadata", "nova-metadata"),
-        (r"\bnova-(compute|conductor|scheduler|novncproxy|spicehtml5proxy|serialproxy)\b", None),
-        (r"wsgi:neutron|neutron-api|\bneutron-server\b|uwsgi.*neutron", "neutron-server"),
-        (r"\bneutron-[a-z0-9-]+-agent\b", None),
-        (r"wsgi:cinder|cinder-wsgi|\bcinder-api\b", "cinder-api"),
-        (r"\bcinder-(volume|scheduler|backup)\b", None),
-        (r"wsgi:glance|\bglance-api\b|uwsgi.*glance", "glance"),
-        (r"wsgi:heat-api-cfn|\bheat-api-cfn\b", "heat-api-cfn"),
-        (r"wsgi:heat|\bheat-api\b", "heat-api"),
-        (r"\bheat-engine\b", None),
-        (r"wsgi:barbican|\bbarbican-api\b", "barbican"),
-        (r"wsgi:octavia|\boctavia-api\b", "octavia"),
-        (r"\bdesignate-api\b", "designate"),
-        (r"wsgi:manila|\bmanila-api\b", "manila"),
-        (r"wsgi:ironic|\bironic-api\b", "ironic"),
-        (r"\bswift-proxy", "swift-proxy"),
-        (r"\bgnocchi-api\b", "gnocchi"),
-        (r"\baodh-api\b", "aodh"),
-        (r"\bmariadbd\b|\bmysqld\b|\bmariadb\b", "mysql"),
-        (r"\bmemcached\b", "memcached"),
-        (r"beam\.smp.*rabbit|rabbitmq-server|^beam\.smp$", "rabbitmq"),
-        (r"(^|/)openstack( |$)|python-openstackclient|^openstack$", "openstackclient"),
+        (r"wsgi:keystone|keystone-wsgi|keystone-all|keystone-api\b|uwsgi.*keystone|gunicorn.*keystone", "keystone"),
+        (r"wsgi:placement|placement-api\b|placement-wsgi|uwsgi.*placement|gunicorn.*placement", "placement"),
+        (r"wsgi:nova-api|nova-api-wsgi|nova-api\b|uwsgi.*nova-api", "nova-api"),
+        (r"wsgi:nova-metadata|nova-metadata", "nova-metadata"),
+        (r"nova-(?:compute|conductor|scheduler|novncproxy|spicehtml5proxy|serialproxy)\b", None),
+        (r"wsgi:neutron|neutron-api\b|neutron-server\b|uwsgi.*neutron", "neutron-server"),
+        (r"neutron-[a-z0-9-]+-agent\b", None),
+        (r"wsgi:cinder|cinder-wsgi|cinder-api\b", "cinder-api"),
+        (r"cinder-(?:volume|scheduler|backup)\b", None),
+        (r"wsgi:glance|glance-api\b|uwsgi.*glance", "glance"),
+        (r"wsgi:heat-api-cfn|heat-api-cfn\b", "heat-api-cfn"),
+        (r"wsgi:heat|heat-api\b", "heat-api"),
+        (r"heat-engine\b", None),
+        (r"wsgi:barbican|barbican-api\b", "barbican"),
+        (r"wsgi:octavia|octavia-api\b", "octavia"),
+        (r"designate-api\b", "designate"),
+        (r"wsgi:manila|manila-api\b", "manila"),
+        (r"wsgi:ironic|ironic-api\b", "ironic"),
+        (r"swift-proxy", "swift-proxy"),
+        (r"gnocchi-api\b", "gnocchi"),
+        (r"aodh-api\b", "aodh"),
+        (r"mariadbd\b|mysqld\b|mariadb\b", "mysql"),
+        (r"memcached\b", "memcached"),
+        (r"beam\.smp.*rabbit|rabbitmq-server|beam\.smp$", "rabbitmq"),
+        (r"python-openstackclient", "openstackclient"),
     )
 )
 # Component processes without a port of their own: the matched word is the key.
@@ -138,9 +141,14 @@ def service_of_command(args: str) -> tuple[Optional[str], bool]:
     (None, True)
     >>> service_of_command("openstack")
     ('openstackclient', False)
+    >>> service_of_command("/usr/bin/python3 /usr/bin/openstack --os-placement-api-version 1.2 resource class list")
+    ('openstackclient', False)
     >>> service_of_command("/usr/bin/python3 /usr/bin/nova-conductor --config-file x")
     ('nova-conductor', False)
     """
+    words = args.split()
+    if any(os.path.basename(w) in ("openstack", "openstack-client") for w in words[:2]):
+        return "openstackclient", False  # its options name services (--os-placement-api-version)
     for pattern, key in _PROCESS_PATTERNS:
         if pattern.search(args):
             if key is None:

@@ -150,7 +150,7 @@ def _is_cut(e: etree.XMLSyntaxError) -> bool:
 
 
 def _short(e: etree.XMLSyntaxError) -> str:
-    msg = str(e).split(", line ")[0]
+    msg = " ".join(str(e).split(", line ")[0].split())  # libxml2 messages may hold newlines
     return msg[:120]
 
 
