@@ -660,6 +660,9 @@ COLD_LOOKUPS = [
 
 
 def golden_data(name: str) -> Any:
+    if name.startswith("tables-"):  # netstat / lsof / ss of tests/fixtures/tables
+        r = ss_file(TESTS / "fixtures" / "tables" / name.removeprefix("tables-"))
+        return {"warnings": list(r.warnings), "entries": [entry_json(e) for e in r.entries]}
     if name.startswith("field-samples-ss-"):
         r = ss_file(FIELD / name.removeprefix("field-samples-"))
         return {"warnings": list(r.warnings), "entries": [entry_json(e) for e in r.entries]}
@@ -690,6 +693,16 @@ GOLDEN_NAMES = [f"field-samples-{n}" for n in FIELD_SS] + [
     "cold-ss.txt",
     "cold-ss-tp.txt",
     "cold-ps.txt",
+] + [
+    f"tables-{n}"
+    for n in (
+        "ss-tnp.txt",
+        "ss-tlnp.txt",
+        "netstat-tnp.txt",
+        "netstat-tlnp.txt",
+        "lsof-nP-iTCP.txt",
+        "lsof-nP-iTCP-sTCP-ESTABLISHED.txt",
+    )
 ]
 
 
@@ -759,3 +772,262 @@ def test_socket_line_with_any_addresses(netid, state, local, peer, rest):
     assert len(r.entries) + len(r.warnings) <= 1
     for e in r.entries:
         assert e.sockname.port >= 0 and (e.peername is None or e.peername.port >= 0)
+
+
+# --------------------------------------------------------------------------- netstat and lsof
+
+TABLES = TESTS / "fixtures" / "tables"
+#: taken one right after the other by tests/fixtures/tables/record.sh (see its README)
+TABLE_FILES = (
+    "ss-tnp.txt",
+    "ss-tlnp.txt",
+    "netstat-tnp.txt",
+    "netstat-tlnp.txt",
+    "lsof-nP-iTCP.txt",
+    "lsof-nP-iTCP-sTCP-ESTABLISHED.txt",
+)
+
+
+@pytest.fixture(scope="module")
+def tables() -> dict[str, SsResult]:
+    return {name: ss_file(TABLES / name) for name in TABLE_FILES}
+
+
+def with_peer(r: SsResult) -> dict[tuple[Address, Address], SocketEntry]:
+    return {(e.sockname, e.peername): e for e in r.entries if e.peername is not None}
+
+
+def test_tables_read_without_warnings(tables):
+    for name, r in tables.items():
+        assert r.warnings == (), name
+        text = (TABLES / name).read_text().splitlines()
+        if name.startswith("lsof"):  # one line per process holding a socket
+            assert 0 < len(r.entries) <= len(text) - 1
+        else:
+            assert len(r.entries) == len(text) - (2 if name.startswith("netstat") else 1)  # header lines
+
+
+@pytest.mark.parametrize("other", ["netstat-tnp.txt", "lsof-nP-iTCP.txt", "lsof-nP-iTCP-sTCP-ESTABLISHED.txt"])
+def test_tables_same_owner_as_ss(tables, other):
+    """Every 4-tuple ss -tnp and the other tool both show: the same state and the same owner pid."""
+    ss, theirs = with_peer(tables["ss-tnp.txt"]), with_peer(tables[other])
+    common = sorted(set(ss) & set(theirs))
+    assert len(common) >= 30
+    for key in common:
+        a, b = ss[key], theirs[key]
+        assert (a.state, pids(a)) == (b.state, pids(b)), key
+        if other.startswith("lsof"):
+            assert a.users == b.users  # lsof has the fd too; the command name is the same (short) comm
+    # and through SocketTable, as the join asks
+    table = SocketTable(tables[other].entries)
+    for key in common:
+        assert pids(table.owner(*key)) == pids(ss[key])
+
+
+def test_tables_known_sockets(tables):
+    """Sockets record.sh made or saw: client python3 (pid 1993), keystone/placement (Apache), memcached."""
+    cases = {
+        (A("127.0.0.1", 50284), A("127.0.0.1", 11211)): ("ESTAB", 1993),  # client -> memcached
+        (A("127.0.0.1", 11211), A("127.0.0.1", 50284)): ("ESTAB", 29685),  # memcached
+        (A("127.0.0.1", 52288), A("127.0.0.1", 5000)): ("ESTAB", 1993),  # client -> keystone
+        (A("127.0.0.1", 5000), A("127.0.0.1", 52288)): ("ESTAB", 29997),  # apache2 (keystone's vhost)
+        (A("127.0.0.1", 45948), A("127.0.0.1", 3306)): ("ESTAB", 32097),  # placement's wsgi daemon -> DB
+        (A("::1", 54238), A("::1", 8778)): ("CLOSE-WAIT", 1993),  # the stand-in closed after answering
+        (A("::1", 54254), A("::1", 8778)): ("ESTAB", 1993),
+        (A("::1", 8778), A("::1", 54254)): ("ESTAB", 1943),  # stand-in http.server on [::1]:8778
+    }
+    for name in ("ss-tnp.txt", "netstat-tnp.txt", "lsof-nP-iTCP.txt"):
+        found = with_peer(tables[name])
+        for key, (state, pid) in cases.items():
+            assert (found[key].state, pids(found[key])) == (state, [pid]), (name, key)
+    # the orphaned FIN-WAIT-2 end: no process in ss nor netstat ('-'), absent from lsof
+    key = (A("::1", 8778), A("::1", 54238))
+    for name in ("ss-tnp.txt", "netstat-tnp.txt"):
+        assert with_peer(tables[name])[key].state == "FIN-WAIT-2" and not with_peer(tables[name])[key].users
+    assert key not in with_peer(tables["lsof-nP-iTCP.txt"])
+    # netstat: no fd, the program name cut at its column width
+    netstat = with_peer(tables["netstat-tnp.txt"])
+    assert netstat[(A("127.0.0.1", 45948), A("127.0.0.1", 3306))].users == (SocketUser("(wsgi:placeme", 32097, None),)
+    assert netstat[(A("127.0.0.1", 34234), A("127.0.0.1", 8778))].state == "TIME-WAIT"
+    lsof = with_peer(tables["lsof-nP-iTCP.txt"])
+    assert lsof[(A("127.0.0.1", 50284), A("127.0.0.1", 11211))].users == (SocketUser("python3", 1993, 3),)
+
+
+def test_tables_listeners(tables):
+    """ss -tlnp, netstat -tlnp and lsof -iTCP (LISTEN lines) name the same listeners."""
+    names = ("ss-tlnp.txt", "netstat-tlnp.txt", "lsof-nP-iTCP.txt")
+    ss, netstat, lsof = (SocketTable(tables[n].entries) for n in names)
+    for port in (3306, 5000, 8778, 11211):
+        (a,) = [e for e in ss.listeners(port) if e.sockname.host == "127.0.0.1"]
+        (b,) = [e for e in netstat.listeners(port) if e.sockname.host == "127.0.0.1"]
+        (c,) = [e for e in lsof.listeners(port) if e.sockname.host == "127.0.0.1"]
+        assert a.sockname == b.sockname == c.sockname and a.state == b.state == c.state == "LISTEN"
+        assert sorted(pids(a)) == sorted(pids(c))  # lsof: one line per process, gathered into one entry
+        assert pids(b)[0] in pids(a)  # netstat names one process only
+    assert pids(lsof.listeners(5000)[0]) == [29988, 29996, 29997]
+    six = [e for e in netstat.listeners(8778) if e.sockname.host == "::1"]  # ':::*' peer of a tcp6 listener
+    assert [(str(e.sockname), e.peername, pids(e)) for e in six] == [("[::1]:8778", None, [1943])]
+    (unknown,) = netstat.listeners(2024)  # '-': the process is not ours to see
+    assert unknown.sockname == A("*", 2024) and unknown.users == ()
+
+
+def test_tables_headerless(tables):
+    for name in ("netstat-tnp.txt", "lsof-nP-iTCP.txt"):
+        lines = (TABLES / name).read_text().splitlines()
+        body = lines[2:] if name.startswith("netstat") else lines[1:]
+        r = parse_ss("\n".join(body), name)
+        assert r.warnings == ()
+        strip = lambda es: [(e.state, e.sockname, e.peername, e.users) for e in es]  # noqa: E731
+        assert strip(r.entries) == strip(tables[name].entries)
+
+
+def test_tables_snapshots_of_several_tools(tables):
+    """One file holding ### snapshots of ss, netstat and lsof: entries get their snapshot's time;
+    an lsof socket is gathered only within its snapshot."""
+    names = ("ss-tnp.txt", "netstat-tnp.txt", "lsof-nP-iTCP.txt", "lsof-nP-iTCP.txt")
+    parts = [(TABLES / n).read_text() for n in names]
+    text = "".join(f"### {1795633123 + i}.5 {i}\n{p}" for i, p in enumerate(parts))
+    r = parse_ss(text, "mixed")
+    assert r.warnings == ()
+    counts = Counter(e.time for e in r.entries)
+    assert counts == {
+        1795633123.5: len(tables["ss-tnp.txt"].entries),
+        1795633124.5: len(tables["netstat-tnp.txt"].entries),
+        1795633125.5: len(tables["lsof-nP-iTCP.txt"].entries),
+        1795633126.5: len(tables["lsof-nP-iTCP.txt"].entries),
+    }
+
+
+def test_tables_bad_lines_name_the_format():
+    lines = (TABLES / "netstat-tnp.txt").read_text().splitlines()
+    r = parse_ss("\n".join(lines[:3] + ["tcp 0 0 garbage"] + lines[3:]), "netstat.txt")
+    assert r.warnings == (
+        "netstat.txt:4: expected a netstat socket line (Proto Recv-Q Send-Q Local-Address Foreign-Address State"
+        " PID/Program), found 'tcp 0 0 garbage'",
+    )
+    lines = (TABLES / "lsof-nP-iTCP.txt").read_text().splitlines()
+    r = parse_ss("\n".join(lines[:2] + ["lsof: WARNING: can't stat() fuse file system"] + lines[2:]), "lsof.txt")
+    assert len(r.warnings) == 1 and r.warnings[0].startswith("lsof.txt:3: expected an lsof socket line (COMMAND PID")
+    with pytest.raises(TableError, match=r"^x:1: not a socket table \(ss, netstat or lsof\)"):
+        parse_ss("lsof: WARNING: can't stat() fuse file system\n", "x")
+
+
+def test_tables_parse_speed(tables):
+    """netstat and lsof lines are tried only after the ss regex fails: a 3700-line lsof file stays fast."""
+    text = "\n".join([(TABLES / "lsof-nP-iTCP.txt").read_text()] * 100)
+    parse_ss(text, "warm-up")
+    best = min(_timed(parse_ss, text) for _ in range(3))
+    assert best < 0.3, f"{best * 1000:.0f} ms"
+
+
+REAL_TABLE_LINES = [
+    line
+    for name in ("netstat-tnp.txt", "netstat-tlnp.txt", "lsof-nP-iTCP.txt", "ss-tnp.txt")
+    for line in (TABLES / name).read_text().splitlines()
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.sampled_from(REAL_TABLE_LINES),
+            st.text(max_size=80),
+            st.tuples(
+                st.sampled_from(REAL_TABLE_LINES), st.integers(0, 120), st.integers(0, 120), st.text(max_size=8)
+            ).map(lambda t: t[0][: t[1]] + t[3] + t[0][t[2] :]),  # a real line cut and spliced
+        ),
+        max_size=12,
+    )
+)
+def test_garbage_mixed_with_real_table_lines(lines):
+    """Real ss / netstat / lsof lines among random and mangled ones: entries or TableError, nothing else;
+    every intact real socket line still gives its entry."""
+    text = "\n".join(lines)
+    try:
+        r = parse_ss(text, "g")
+    except TableError as e:
+        assert str(e).startswith("g:") and "\n" not in str(e)
+        return
+    assert all(w.startswith("g:") for w in r.warnings)
+    got = {(e.state, e.sockname, e.peername) for e in r.entries}
+    for line in lines:
+        if line in REAL_TABLE_LINES and line.strip() and not line.startswith(("#", "\t", " ")):
+            for e in parse_ss(line, "one").entries:
+                assert (e.state, e.sockname, e.peername) in got
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=200), st.sampled_from(["tcp 0 0 ", "tcp6 1 2 ", "x 1 u 3u IPv4 5 0t0 TCP ", "udp 0 0 "]))
+def test_any_netstat_or_lsof_shaped_text(text, prefix):
+    for t in (prefix + text, text + "\n" + prefix + text):
+        try:
+            parse_ss(t, "t")
+        except TableError:
+            pass
+
+
+# --------------------------------------------------------------------------- live: netstat and lsof on this machine
+
+
+@pytest.mark.skipif(shutil.which("netstat") is None, reason="netstat (net-tools) is not installed")
+@pytest.mark.parametrize("options", ["-tnp", "-tanp", "-tlnp", "-tnpe", "-tnpo", "-tnpW"])
+def test_live_netstat(live_sockets, options):
+    out = run("netstat", options)
+    me = os.getpid()
+    if f" {me}/" not in out:
+        pytest.skip("netstat shows no process of this test (no permission?)")
+    r = parse_ss(out, f"netstat {options}")
+    assert r.warnings == (), r.warnings[:5]
+    table = SocketTable(r.entries)
+    port = live_sockets["port"]
+    if "l" in options or "a" in options:
+        (listener,) = table.listeners(port)
+        assert listener.sockname == A("*", port) and pids(listener) == [me]
+    if "l" in options:
+        return
+    for s in (live_sockets["v4"], live_sockets["v6"]):
+        local, remote = A(*s.getsockname()[:2]), A(*s.getpeername()[:2])
+        assert pids(table.owner(local, remote)) == [me]
+        assert pids(table.owner(remote, local)) == [me]  # the server end (::ffff:127.0.0.1 for v4)
+
+
+@pytest.mark.skipif(shutil.which("lsof") is None, reason="lsof is not installed")
+@pytest.mark.parametrize("options", [("-iTCP",), ("-iTCP", "-sTCP:ESTABLISHED"), ("-iTCP", "-sTCP:LISTEN"), ("-i",)])
+def test_live_lsof(live_sockets, options):
+    me = os.getpid()
+    out = run("lsof", "-nP", *options, "-a", "-p", str(me))
+    r = parse_ss(out, "lsof")
+    assert r.warnings == (), r.warnings[:5]
+    table = SocketTable(r.entries)
+    port = live_sockets["port"]
+    if "-sTCP:ESTABLISHED" not in options:
+        (listener,) = table.listeners(port)
+        assert listener.sockname == A("*", port) and pids(listener) == [me]
+    if "-sTCP:LISTEN" in options:
+        assert all(e.state == "LISTEN" for e in r.entries)
+        return
+    for s in (live_sockets["v4"], live_sockets["v6"]):
+        local, remote = A(*s.getsockname()[:2]), A(*s.getpeername()[:2])
+        got = table.owner(local, remote)
+        comm = Path("/proc/self/comm").read_text().strip()[:9]  # lsof shows 9 characters of it
+        assert got.state == "ESTAB" and got.users == (SocketUser(comm, me, s.fileno()),)
+        assert pids(table.owner(remote, local)) == [me]
+
+
+@pytest.mark.skipif(shutil.which("netstat") is None, reason="netstat (net-tools) is not installed")
+def test_live_netstat_not_root_with_stderr(live_sockets):
+    """netstat -tnp run by a user who may not see the processes, with ``2>&1``: its note is no bad line."""
+    cmd = ["netstat", "-tnp"]
+    if os.geteuid() == 0:
+        if shutil.which("setpriv") is None:
+            pytest.skip("setpriv is missing: cannot drop root")
+        cmd = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", *cmd]
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=30, env=env)
+    assert "you should be root" in out.stderr or "would have to be root" in out.stderr
+    r = parse_ss(out.stderr + out.stdout, "netstat 2>&1")
+    assert r.warnings == ()
+    v4 = live_sockets["v4"]
+    got = SocketTable(r.entries).owner(A(*v4.getsockname()[:2]), A(*v4.getpeername()[:2]))
+    assert got is not None and got.state == "ESTAB" and got.users == ()

@@ -370,7 +370,8 @@ class Decoder:
             if table:
                 st.tables.setdefault(table, None)
             return
-        is_eof = layer.has("mysql.eof") or layer.get("mysql.response_code") == "0xfe"
+        # tshark 3.x shows the response code as 0x000000fe, 4.x as 0xfe: compare the number
+        is_eof = layer.has("mysql.eof") or _int(layer.get("mysql.response_code")) == 0xFE
         is_ok = layer.has("mysql.affected_rows")
         if st.phase == "columns" and is_eof and not is_ok:
             st.phase = "rows"  # the intermediate EOF after the column definitions

@@ -4,7 +4,10 @@
 ``ss -tlnp`` print: with or without the header line, with service names
 (``:mysql``) or port numbers, IPv4 or IPv6, with or without the leading
 ``Netid`` column (only ``tcp`` lines are kept; unix, udp and other sockets are
-skipped without a word).  A file may hold many snapshots, each introduced by a
+skipped without a word).  It also reads ``netstat -tnp`` / ``-tlnp`` / ``-tanp``
+(net-tools) and ``lsof -nP -iTCP`` (any ``-sTCP:`` filter), with or without
+their header lines, into the same entries: ss's state names, the owner from
+``PID/Program`` or ``COMMAND PID FD``.  A file may hold many snapshots, each introduced by a
 line ``### <epoch seconds> ...``; every entry gets the epoch of its snapshot as
 ``time`` (``None`` when the file has no such line, as in a single paste).
 
@@ -46,6 +49,7 @@ A ``ps aux`` line without its header keeps the spaces inside the command:
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import re
 import socket
@@ -233,6 +237,66 @@ _SS_HEADER = re.compile(r"(?:Netid\s+)?State\s+Recv-Q\s+Send-Q\b")
 _SS_USER = re.compile(r'\("((?:[^"\\]|\\.)*)",(?:pid=)?(\d+),(?:fd=)?(\d+)\)')
 _SS_EXPECTED = "expected an ss socket line (State Recv-Q Send-Q Local Peer)"
 
+# --------------------------------------------------------------------------- netstat and lsof
+
+#: TCP state names of netstat and lsof -> ss's (ss names are kept as they are)
+_STATE_NAMES = {
+    "ESTABLISHED": "ESTAB",
+    "SYN_SENT": "SYN-SENT",
+    "SYN_RECV": "SYN-RECV",
+    "FIN_WAIT1": "FIN-WAIT-1",
+    "FIN_WAIT2": "FIN-WAIT-2",
+    "TIME_WAIT": "TIME-WAIT",
+    "CLOSE": "UNCONN",  # TCP_CLOSE: ss says UNCONN
+    "CLOSED": "UNCONN",
+    "CLOSE_WAIT": "CLOSE-WAIT",
+    "LAST_ACK": "LAST-ACK",
+    "LISTEN": "LISTEN",
+    "CLOSING": "CLOSING",
+    "UNKNOWN": "UNKNOWN",
+    **{name: name for name in _SS_STATES.split("|")},
+}
+
+#: netstat -tnp: Proto Recv-Q Send-Q Local-Address Foreign-Address State [User Inode] PID/Program [Timer]
+_NETSTAT_LINE = re.compile(
+    r"(?P<proto>tcp6?|udp6?|udpl6?|raw6?)\s+\d+\s+\d+\s+"
+    r"(?P<local>\S+)\s+(?P<peer>\S+)"
+    r"(?:\s+(?P<rest>.*))?$",
+    re.ASCII,
+)
+#: the process column (``1234/apache2``, ``-``) once a -o timer column is taken off the end
+_NETSTAT_PROCESS = re.compile(r"(?:^|\s)(?:(?P<pid>\d+)/(?P<comm>\S.*?)|-)\s*$", re.ASCII)
+_NETSTAT_TIMER = re.compile(r"\s+(?:off|on|keepalive|timewait|probe|unkn-\d+)\s+\([^)]*\)\s*$", re.ASCII)
+_NETSTAT_HEADER = re.compile(
+    r"Active (?:Internet connections|UNIX domain sockets|Bluetooth connections)\b"
+    r"|Proto\s+(?:Recv-Q\s+Send-Q\s+Local\s+Address|RefCnt\s+Flags)"
+)
+#: netstat -a lists unix sockets after the TCP ones: ``unix  2  [ ACC ]  STREAM  LISTENING ...``
+_NETSTAT_UNIX = re.compile(r"unix\s+\d+\s+\[", re.ASCII)
+#: what netstat -p says when not run by root (on stderr, but ``2>&1`` brings it in)
+_NETSTAT_NOTE = re.compile(
+    r"\((?:Not all processes could be identified|No info could be read)|will not be shown, you would have to be root"
+)
+_NETSTAT_EXPECTED = (
+    "expected a netstat socket line (Proto Recv-Q Send-Q Local-Address Foreign-Address State PID/Program)"
+)
+
+#: lsof -nP -iTCP: COMMAND PID [TID [TASKCMD]] USER FD TYPE DEVICE SIZE/OFF NODE NAME [(STATE)]
+_LSOF_LINE = re.compile(
+    r"(?P<comm>\S+)\s+(?P<pid>\d+)\s+(?:\d+\s+(?:\S+\s+)?)?"  # TID, TASKCMD (lsof -K)
+    r"\S+\s+(?P<fd>\S+)\s+IPv[46]\s+(?P<device>\S+)\s+\S+\s+(?P<node>\S+)\s+"  # USER FD TYPE DEVICE SIZE/OFF NODE
+    r"(?P<name>\S+)(?:\s+\((?P<state>[A-Z][A-Z0-9_]*)\))?\s*$",
+    re.ASCII,
+)
+_LSOF_HEADER = re.compile(
+    r"COMMAND\s+PID\s+(?:TID\s+(?:TASKCMD\s+)?)?USER\s+FD\s+TYPE\s+DEVICE\s+SIZE/OFF\s+NODE\s+NAME\b"
+)
+_LSOF_FD = re.compile(r"\d+", re.ASCII)
+_LSOF_EXPECTED = "expected an lsof socket line (COMMAND PID USER FD TYPE DEVICE SIZE/OFF NODE NAME)"
+
+_EXPECTED = {"ss": _SS_EXPECTED, "netstat": _NETSTAT_EXPECTED, "lsof": _LSOF_EXPECTED}
+_ANY_EXPECTED = f"{_SS_EXPECTED}, a netstat -tnp line or an lsof -iTCP line"
+
 
 def _users(rest: Optional[str], cache: dict[str, tuple[SocketUser, ...]]) -> tuple[SocketUser, ...]:
     """The ``users:((...),...)`` of the text after the addresses (``-e``/``-o`` may add more)."""
@@ -252,7 +316,16 @@ def _users(rest: Optional[str], cache: dict[str, tuple[SocketUser, ...]]) -> tup
 
 
 def parse_ss(text: str, source: str = "") -> SsResult:
-    """Parse ss output (one or many snapshots) into TCP socket entries.
+    """Parse ss, netstat or lsof output (one or many snapshots) into TCP socket entries.
+
+    Besides ss, it reads ``netstat -tnp`` / ``-tlnp`` / ``-tanp`` (``tcp`` and
+    ``tcp6`` lines; ``PID/Program`` or ``-``) and ``lsof -nP -iTCP`` (any
+    ``-sTCP:`` filter), with or without their header lines; state names become
+    ss's (``ESTABLISHED`` -> ``ESTAB``, ``CLOSE_WAIT`` -> ``CLOSE-WAIT``, ``CLOSE``
+    -> ``UNCONN``).  lsof prints one line per process holding a socket: the
+    lines of one socket (same DEVICE and NAME) in one snapshot become one entry
+    whose users are those processes, as ss has it.  netstat knows no file
+    descriptor (``fd`` None) and cuts the program name to ~15 characters.
 
     ``source`` names the file in entries and warnings.  Raises TableError when
     the text has lines but none is a socket line or a header (snapshot lines
@@ -264,15 +337,40 @@ def parse_ss(text: str, source: str = "") -> SsResult:
     ...              'xyz\\n', "ss.txt")
     >>> r.entries[0].time, r.entries[0].line, r.warnings
     (1795628314.019138, 2, ("ss.txt:3: expected an ss socket line (State Recv-Q Send-Q Local Peer), found 'xyz'",))
+
+    netstat and lsof lines (real, from tests/fixtures/tables):
+
+    >>> e = parse_ss('tcp6     231      0 ::1:54238               ::1:8778                '
+    ...              'CLOSE_WAIT  1993/python3        ').entries[0]
+    >>> e.state, str(e.sockname), str(e.peername), e.users
+    ('CLOSE-WAIT', '[::1]:54238', '[::1]:8778', (SocketUser(comm='python3', pid=1993, fd=None),))
+    >>> e = parse_ss('memcached 29685  memcache   24u  IPv4 282314      0t0  TCP '
+    ...              '127.0.0.1:11211->127.0.0.1:50284 (ESTABLISHED)').entries[0]
+    >>> e.state, str(e.sockname), str(e.peername), e.users
+    ('ESTAB', '127.0.0.1:11211', '127.0.0.1:50284', (SocketUser(comm='memcached', pid=29685, fd=24),))
     """
     entries: list[SocketEntry] = []
     warnings: list[str] = []
     time: Optional[float] = None
     recognised = False
+    kind = "ss"  # the format of the first line recognised: names what a bad line should have been
+    kind_known = False
     first: Optional[tuple[int, str]] = None
     previous_ok = False
     addresses: dict[str, tuple[str, int, Optional[Address]]] = {}  # text -> host, port, Address
     users_seen: dict[str, tuple[SocketUser, ...]] = {}
+    lsof_sockets: dict[tuple[str, str, str], int] = {}  # (DEVICE, NAME, state) -> index in entries, per snapshot
+
+    def address(text: str) -> tuple[str, int, Optional[Address]]:
+        found = addresses.get(text)
+        if found is None:
+            found = addresses[text] = _address_entry(text)
+        return found
+
+    def bad_address(lineno: int, bad: str, line: str) -> None:
+        warnings.append(
+            f"{_where(source, lineno)}: cannot read the address {bad!r} (unknown service name?), found {_found(line)}"
+        )
 
     for lineno, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
@@ -284,20 +382,121 @@ def parse_ss(text: str, source: str = "") -> SsResult:
                 mark = _MARKER.match(line)
                 if mark is not None:
                     time = float(mark.group(1))
+                    lsof_sockets = {}
                 previous_ok = False
                 continue
             if _SS_HEADER.match(line):
                 recognised = True
                 previous_ok = False
+                if not kind_known:
+                    kind, kind_known = "ss", True
                 continue
             if previous_ok and raw[0] == "\t":
                 continue  # details of the socket above: ss -i prints them on a line of their own
-            warnings.append(f"{_where(source, lineno)}: {_SS_EXPECTED}, found {_found(line)}")
+
+            n = _NETSTAT_LINE.match(line)
+            if n is not None and n.group("proto")[:3] == "tcp":
+                rest = n.group("rest") or ""
+                state_text, _, after = rest.partition(" ")
+                state = _STATE_NAMES.get(state_text)
+                if state is not None:
+                    recognised = True
+                    if not kind_known:
+                        kind, kind_known = "netstat", True
+                    local, peer = address(n.group("local")), address(n.group("peer"))
+                    if local[2] is None or peer[1] == _BAD_PORT or not peer[0]:
+                        bad_address(lineno, n.group("local") if local[2] is None else n.group("peer"), line)
+                        previous_ok = False
+                        continue
+                    after = _NETSTAT_TIMER.sub("", after)
+                    p = _NETSTAT_PROCESS.search(after)
+                    users: tuple[SocketUser, ...] = ()
+                    if p is not None and p.group("pid") is not None:
+                        users = (SocketUser(p.group("comm"), int(p.group("pid")), None),)
+                    entries.append(
+                        SocketEntry(
+                            state=state,
+                            sockname=local[2],
+                            peername=None if state == "LISTEN" else peer[2],
+                            users=users,
+                            time=time,
+                            line=lineno,
+                            source=source,
+                        )
+                    )
+                    previous_ok = True
+                    continue
+            elif n is not None or _NETSTAT_UNIX.match(line):
+                recognised = True  # netstat's udp, raw and unix sockets: not ours
+                previous_ok = True
+                continue
+            if _NETSTAT_HEADER.match(line):
+                recognised = True
+                previous_ok = False
+                if not kind_known:
+                    kind, kind_known = "netstat", True
+                continue
+            if _NETSTAT_NOTE.match(line):
+                previous_ok = False
+                continue
+
+            o = _LSOF_LINE.match(line)
+            if o is not None:
+                recognised = True
+                previous_ok = True
+                if not kind_known:
+                    kind, kind_known = "lsof", True
+                if o.group("node") != "TCP":
+                    continue  # UDP and others: not ours
+                name = o.group("name")
+                local_text, arrow, peer_text = name.partition("->")
+                if local_text in ("*:*", "*"):
+                    continue  # a TCP socket not even bound
+                state = _STATE_NAMES.get(o.group("state") or "UNKNOWN", "UNKNOWN")
+                local = address(local_text)
+                peer = address(peer_text) if arrow else ("*", _ANY_PORT, None)
+                if local[2] is None or peer[1] == _BAD_PORT or not peer[0]:
+                    bad_address(lineno, local_text if local[2] is None else peer_text, line)
+                    previous_ok = False
+                    continue
+                fd = _LSOF_FD.match(o.group("fd"))
+                user = SocketUser(o.group("comm"), int(o.group("pid")), int(fd.group()) if fd else None)
+                key = (o.group("device"), name, state)
+                index = lsof_sockets.get(key)
+                if index is not None:  # the same socket in another process (a forked listener)
+                    known = entries[index]
+                    if user not in known.users:
+                        entries[index] = dataclasses.replace(known, users=known.users + (user,))
+                    continue
+                lsof_sockets[key] = len(entries)
+                entries.append(
+                    SocketEntry(
+                        state=state,
+                        sockname=local[2],
+                        peername=None if state == "LISTEN" else peer[2],
+                        users=(user,),
+                        time=time,
+                        line=lineno,
+                        source=source,
+                    )
+                )
+                continue
+            if _LSOF_HEADER.match(line):
+                recognised = True
+                previous_ok = False
+                lsof_sockets = {}  # a new lsof run
+                if not kind_known:
+                    kind, kind_known = "lsof", True
+                continue
+
+            warnings.append(f"{_where(source, lineno)}: {_EXPECTED[kind]}, found {_found(line)}")
             if first is None:
                 first = (lineno, line)
             previous_ok = False
             continue
 
+        if not kind_known:
+            kind_known = True  # kind is "ss" already
         netid = m.group("netid")
         if netid is not None and netid != "tcp":
             recognised = True  # udp, unix, raw ... sockets: not ours
@@ -314,7 +513,7 @@ def parse_ss(text: str, source: str = "") -> SsResult:
             previous_ok = True
             continue
 
-        local = addresses.get(local_text)
+        local = addresses.get(local_text)  # inline, not address(): the ss path is the hot one
         if local is None:
             local = addresses[local_text] = _address_entry(local_text)
         peer = addresses.get(peer_text)
@@ -323,11 +522,7 @@ def parse_ss(text: str, source: str = "") -> SsResult:
         if local[2] is None or peer[1] == _BAD_PORT or not peer[0]:
             recognised = True  # it is an ss line, only an address is not understood
             previous_ok = False
-            bad = local_text if local[2] is None else peer_text
-            warnings.append(
-                f"{_where(source, lineno)}: cannot read the address {bad!r}"
-                f" (unknown service name?), found {_found(line)}"
-            )
+            bad_address(lineno, local_text if local[2] is None else peer_text, line)
             continue
 
         state = m.group("state")
@@ -347,7 +542,9 @@ def parse_ss(text: str, source: str = "") -> SsResult:
 
     if first is not None and not recognised:
         lineno, line = first
-        raise TableError(f"{_where(source, lineno)}: not an ss socket table: {_SS_EXPECTED}, found {_found(line)}")
+        raise TableError(
+            f"{_where(source, lineno)}: not a socket table (ss, netstat or lsof): {_ANY_EXPECTED}, found {_found(line)}"
+        )
     return SsResult(tuple(entries), tuple(warnings))
 
 
