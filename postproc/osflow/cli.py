@@ -288,6 +288,20 @@ def post_main() -> int:
     return post(sys.argv[1:])
 
 
+def _record(argv: Sequence[str]) -> int:
+    from . import record
+
+    rp = _Parser(prog="osflow record", description="Capture OpenStack traffic while COMMAND runs (or for --duration), "
+                 "with the socket owners and processes osflow-post needs.")
+    record.add_arguments(rp)
+    try:
+        args = rp.parse_args(list(argv))
+    except UsageError as e:
+        print(f"osflow record: error: {e}", file=sys.stderr)
+        return e.exit_status
+    return run(lambda: record.run(args), False, "osflow record")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     p = _Parser(prog="osflow", description="osflow: how OpenStack services talk to each other, from a capture.")
@@ -301,8 +315,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if profile is not None:
         pp = sub.add_parser("profile", help="install the Wireshark profile and Lua plugin")
         profile.add_arguments(pp)
+    sub.add_parser("record", help="capture while a command runs, with socket and process logs", add_help=False)
     if argv and argv[0] == "post":
         return post(argv[1:], prog="osflow post")
+    if argv and argv[0] == "record":
+        return _record(argv[1:])
     try:
         args = p.parse_args(argv)
     except UsageError as e:

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The end-to-end tests on the real OpenStack lab: brings the lab up (up.sh), runs
+# `pytest -m lab tests/e2e` with OSFLOW_LAB=1, and always takes the lab down again (down.sh).
+# Exits non-zero when the lab does not come up or any test fails.  Needs root: it installs
+# packages and changes system configuration (see tests/lab/README.md).  Extra arguments go to pytest.
+set -uo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+LAB=$ROOT/tests/lab
+[ "$(id -u)" = 0 ] || { echo "run-e2e: error: run me as root (the lab installs and starts services)" >&2; exit 1; }
+
+finish() {
+  local status=$?
+  trap - EXIT INT TERM
+  bash "$LAB/down.sh" || status=1
+  exit $status
+}
+trap finish EXIT
+trap 'exit 130' INT TERM
+
+bash "$LAB/up.sh" || { echo "run-e2e: error: the lab did not come up" >&2; exit 1; }
+# shellcheck disable=SC1091
+source "$ROOT/scripts/setup.sh"   # tshark, .venv with osflow and pytest (as the README's test command)
+cd "$ROOT"
+OSFLOW_LAB=1 python -m pytest -q -m lab tests/e2e "$@"

@@ -1,0 +1,292 @@
+"""``osflow record`` without the lab: the socket log's format, its owner lookups, errors, and a real
+recording of a local TCP exchange (skipped when dumpcap may not capture here)."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from osflow import record, tables
+from osflow.errors import InputError, ToolMissing, UsageError
+
+ROOT = Path(__file__).resolve().parents[1]
+COVERAGE = re.compile(r"^coverage: (\d+(?:\.\d+)?)% \((\d+)/(\d+) connection ends\)$", re.M)
+
+
+def parse(argv):
+    p = argparse.ArgumentParser(prog="osflow record")
+    record.add_arguments(p)
+    return p.parse_args(argv)
+
+
+# --------------------------------------------------------------------------- socket log format
+
+
+@pytest.mark.parametrize(
+    "state, local, remote, owners",
+    [
+        ("ESTAB", ("127.0.0.1", 43210), ("127.0.0.1", 8778), [("openstack", 812, 5)]),
+        ("SYN-SENT", ("::1", 50000), ("::1", 5000), [("curl", 9, 3)]),
+        ("ESTAB", ("::ffff:127.0.0.1", 5000), ("::ffff:127.0.0.1", 40000), [("apache2", 7, 17)]),
+        ("LISTEN", ("0.0.0.0", 5000), ("0.0.0.0", 0), [("apache2", 2, 3), ("apache2", 1, 3)]),
+        ("TIME-WAIT", ("127.0.0.1", 1), ("127.0.0.1", 3306), []),
+    ],
+)
+def test_ss_line_is_read_by_parse_ss(state, local, remote, owners):
+    line = record.ss_line(state, 1, 2, local, remote, owners)
+    r = tables.parse_ss(f"### 1795628314.5 1 osflow-record test\n{line}\n", "ss.txt")
+    assert r.warnings == ()
+    (e,) = r.entries
+    assert e.state == state and e.time == 1795628314.5
+    assert e.sockname == tables.canonical_address(tables.parse_address(record.format_address(*local)))
+    if state == "LISTEN":
+        assert e.peername is None
+    else:
+        assert e.peername.port == remote[1]
+    assert [(u.comm, u.pid, u.fd) for u in e.users] == owners
+
+
+def _connected_pair(listener: socket.socket):
+    client = socket.create_connection(listener.getsockname())
+    server, _ = listener.accept()
+    return client, server
+
+
+def test_socket_log_names_our_own_sockets_and_parse_ss_reads_it():
+    """A snapshot, then a poll that finds a socket opened after it: both name this process."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    before = _connected_pair(listener)
+    out = io.StringIO()
+    log = record.SocketLog(out, [port])
+    log.snapshot("start")
+    later = _connected_pair(listener)
+    log.poll()
+    try:
+        r = tables.parse_ss(out.getvalue(), "ss.txt")
+        assert r.warnings == ()
+        table = tables.SocketTable(r.entries)
+        me = os.getpid()
+        for client, server in (before, later):
+            c, s = client.getsockname(), server.getsockname()
+            for local, remote in ((c, s), (s, c)):
+                e = table.owner(tables.parse_address(f"{local[0]}:{local[1]}"), tables.parse_address(f"{remote[0]}:{remote[1]}"))
+                assert e is not None and [u.pid for u in e.users] == [me], (local, remote, out.getvalue())
+        assert [u.pid for u in table.listeners(port)[0].users] == [me]
+        # the later pair came from a poll, in a block of its own
+        assert "new sockets" in out.getvalue().split("### ")[-1]
+        assert log.stats()["lines"] >= 5
+    finally:
+        for s in (*before, *later, listener):
+            s.close()
+
+
+def test_proc_net_tcp_fallback_reads_the_same_sockets():
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    try:
+        rows = [r for r in record.proc_net_tcp_rows() if r.lport == port]
+        assert rows and rows[0].state == 10 and rows[0].inode > 0
+        assert rows[0].addresses()[0] == ("127.0.0.1", port)
+        diag_rows = [r for r in record.tcp_rows_source()() if r.lport == port]
+        assert [r.inode for r in diag_rows] == [r.inode for r in rows]
+    finally:
+        listener.close()
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def test_usage_errors():
+    with pytest.raises(UsageError, match="nothing to record"):
+        record.run(parse([]))
+    with pytest.raises(UsageError, match="not both"):
+        record.run(parse(["--duration", "1", "--", "true"]))
+    with pytest.raises(UsageError, match="--ports"):
+        record.run(parse(["--ports", "50x0", "--", "true"]))
+    with pytest.raises(SystemExit):  # argparse: not a positive number
+        parse(["--duration", "-1"])
+
+
+def test_command_not_found(tmp_path):
+    with pytest.raises(UsageError, match=r"^COMMAND not found: osflow-no-such-command \(not on PATH\)$"):
+        record.run(parse(["-o", str(tmp_path / "x"), "--", "osflow-no-such-command", "arg"]))
+    with pytest.raises(UsageError, match="COMMAND not found: /nonexistent/tool"):
+        record.run(parse(["--", "/nonexistent/tool"]))
+    assert not (tmp_path / "x").exists()
+
+
+def test_dumpcap_missing(monkeypatch):
+    monkeypatch.delenv("DUMPCAP", raising=False)
+    monkeypatch.setattr(record.shutil, "which", lambda name: None)
+    monkeypatch.setattr(record.os, "access", lambda path, mode: False)
+    with pytest.raises(ToolMissing, match="dumpcap not found: install it"):
+        record.find_dumpcap()
+    monkeypatch.setenv("DUMPCAP", "/nonexistent/dumpcap")
+    with pytest.raises(ToolMissing, match="DUMPCAP=/nonexistent/dumpcap is not an executable file"):
+        record.find_dumpcap()
+
+
+def test_no_such_interface(tmp_path):
+    if not os.path.isdir("/sys/class/net"):
+        pytest.skip("no /sys/class/net on this system")
+    with pytest.raises(InputError, match=r"^no such interface: osflow-nosuch0 \(this machine has: .*lo"):
+        record.run(parse(["-i", "osflow-nosuch0", "-o", str(tmp_path / "x"), "--", "true"]))
+    assert not (tmp_path / "x").exists()
+
+
+def _dumpcap() -> str:
+    try:
+        return record.find_dumpcap()
+    except ToolMissing as e:
+        pytest.skip(str(e))
+
+
+def test_dumpcap_messages_from_the_real_dumpcap(tmp_path):
+    """dumpcap's own words (no such device; no permission) become one clear line."""
+    dumpcap = _dumpcap()
+    r = subprocess.run([dumpcap, "-i", "osflow-nosuch0", "-w", str(tmp_path / "a.pcapng")],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0
+    assert str(record.dumpcap_problem("osflow-nosuch0", r.stderr, r.returncode)).startswith(
+        "no such interface: osflow-nosuch0"
+    )
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        pytest.skip("the no-permission message needs root (to run dumpcap as nobody)")
+    os.chmod(tmp_path, 0o777)
+    r = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--inh-caps=-all",
+                        dumpcap, "-i", "lo", "-a", "duration:1", "-w", str(tmp_path / "b.pcapng")],
+                       capture_output=True, text=True, timeout=30)
+    if r.returncode == 0:
+        pytest.skip("dumpcap captures even as nobody here (file capabilities for everyone)")
+    msg = str(record.dumpcap_problem("lo", r.stderr, r.returncode))
+    assert msg.startswith("no permission to capture on lo: run osflow record as root"), (msg, r.stderr)
+
+
+def test_existing_output_folder_is_not_overwritten(tmp_path):
+    (tmp_path / "keep.txt").write_text("x")
+    with pytest.raises(UsageError, match="exists and is not empty"):
+        record.run(parse(["-o", str(tmp_path), "--", "true"]))
+    assert (tmp_path / "keep.txt").read_text() == "x"
+
+
+# --------------------------------------------------------------------------- a real recording
+
+
+class _Echo:
+    """A TCP server in this process: answers one line per connection."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(100)
+                conn.sendall(b"pong\n")
+                conn.recv(100)  # until the client closes
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _record(args, timeout=120, **kw):
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "postproc"))
+    code = ("import argparse,sys; from osflow import record, cli; p=argparse.ArgumentParser(prog='osflow record'); "
+            "record.add_arguments(p); a=p.parse_args(sys.argv[1:]); sys.exit(cli.run(lambda: record.run(a), False, 'osflow record'))")
+    return subprocess.Popen([sys.executable, "-c", code, *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kw)
+
+
+def _skip_unless_capturing(err: str) -> None:
+    if "no permission to capture" in err or "dumpcap not found" in err:
+        pytest.skip("dumpcap cannot capture here: " + err.strip().splitlines()[-1])
+
+
+def test_record_a_short_exchange(tmp_path):
+    _dumpcap()
+    echo = _Echo()
+    out = tmp_path / "rec"
+    client = ("import socket,sys,time\n"
+              "for i in range(3):\n"
+              f"    s = socket.create_connection(('127.0.0.1', {echo.port})); s.sendall(b'ping\\n'); s.recv(10); time.sleep(0.02); s.close()\n"
+              "print('client done'); sys.exit(3)\n")
+    try:
+        p = _record(["-o", str(out), "--ports", str(echo.port), "--", sys.executable, "-c", client])
+        stdout, stderr = p.communicate(timeout=120)
+    finally:
+        echo.close()
+    _skip_unless_capturing(stderr)
+    assert p.returncode == 3, stderr  # COMMAND's exit status
+    assert stdout == "client done\n"  # COMMAND's output untouched
+    assert stat.S_IMODE(out.stat().st_mode) == 0o700
+    for name in ("capture.pcapng", "ss.txt", "ps.txt", "meta.json"):
+        assert stat.S_IMODE((out / name).stat().st_mode) == 0o600, name
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["exit_code"] == 3 and meta["command"][0] == sys.executable
+    assert meta["start"] <= meta["end"] and set(meta["versions"]) >= {"osflow", "dumpcap"}
+    assert f"tcp port {echo.port}" in meta["capture_filter"]
+    # the files are what osflow-post reads
+    ss = tables.parse_ss((out / "ss.txt").read_text(), "ss.txt")
+    assert ss.warnings == () and ss.entries
+    ps = (out / "ps.txt").read_text()
+    assert re.search(r"^##### \d+\.\d+ BEFORE: ps -eo pid,ppid,user,args$", ps, re.M)
+    assert re.search(r"^##### \d+\.\d+ AFTER: ps aux$", ps, re.M)
+    assert tables.parse_ps(ps, "ps.txt").processes
+    # 3 connections of ~20 ms, both ends on this machine: every end has its owner
+    m = COVERAGE.search(stderr)
+    assert m, stderr
+    assert (m.group(2), m.group(3)) == ("6", "6"), stderr
+    assert meta["coverage"]["owned"] == 6 and meta["coverage"]["without_owner"] == []
+    assert "osflow-post -r" in stderr  # without --render: the command to run
+
+
+def test_ctrl_c_stops_everything(tmp_path):
+    _dumpcap()
+    out = tmp_path / "rec"
+    p = _record(["-o", str(out), "--ports", "9", "--", "sleep", "60"])
+    try:
+        deadline = time.monotonic() + 60
+        while not (out / "ps.txt").exists() and time.monotonic() < deadline and p.poll() is None:
+            time.sleep(0.05)
+        if p.poll() is not None:
+            _skip_unless_capturing(p.stderr.read())
+        time.sleep(0.5)
+        p.send_signal(signal.SIGINT)
+        stdout, stderr = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 130, stderr
+    assert "interrupted" in stderr
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["interrupted"] is True
+    for pid in (meta["command_pid"], meta["dumpcap_pid"]):
+        assert pid and not os.path.exists(f"/proc/{pid}"), f"pid {pid} still runs"
