@@ -12,7 +12,6 @@ import pytest
 
 from support import ROOT, case_dir, pdml_bytes, run_post, tables_args, tshark
 
-from osflow import cli
 from osflow.errors import EXIT_INPUT, EXIT_OK, EXIT_PARTIAL, EXIT_TOOL, EXIT_USAGE
 
 needs_tshark = pytest.mark.skipif(tshark() is None, reason="tshark is not installed (apt-get install tshark)")

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from support import CASES, ROOT, case_dir, pdml_bytes, run_post, tables_args, tshark
+from support import ROOT, case_dir, pdml_bytes, run_post, tables_args, tshark
 
 from osflow.decode import header_lines, keystone_auth, token_info
 from osflow.errors import EXIT_OK, EXIT_PARTIAL, OsflowError

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import re
 from collections import Counter, defaultdict, deque
-from dataclasses import replace
 from typing import Iterable, Optional
 
 from . import tokens as tok
@@ -37,7 +36,6 @@ from .model import (
     MysqlLogin,
     MysqlReply,
     Pair,
-    Participant,
     Step,
     Token,
 )

@@ -231,7 +231,6 @@ def _post(args, prog: str) -> int:
 
 
 def _write_output(path: str, fmt: str, flow, lines: Iterable[str]) -> None:
-    from .errors import InputError
 
     if fmt == "mermaid":
         from .render import mermaid

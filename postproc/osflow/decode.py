@@ -351,7 +351,7 @@ class Decoder:
         if error_code is not None:
             del self._mysql[key]
             yield MysqlReply(
-                **self._reply_common(p, st),
+                **self._reply_common(p.stream, st),
                 kind="error",
                 error_code=_int(error_code),
                 error_message=layer.get("mysql.error.message") or layer.get("mysql.message"),
@@ -378,13 +378,7 @@ class Decoder:
             return
         if st.phase in ("columns", "rows") and (is_eof or is_ok):
             del self._mysql[key]
-            yield MysqlReply(
-                **self._reply_common(p, st),
-                kind="rows",
-                rows=st.rows,
-                schemas=tuple(st.schemas),
-                tables=tuple(st.tables),
-            )
+            yield self._rows_reply(p.stream, st, complete=True)
             return
         if st.phase in ("columns", "rows"):
             st.phase = "rows"
@@ -392,19 +386,19 @@ class Decoder:
             return
         if is_ok:
             del self._mysql[key]
-            yield MysqlReply(**self._reply_common(p, st), kind="ok", affected_rows=_int(layer.get("mysql.affected_rows")))
+            yield MysqlReply(**self._reply_common(p.stream, st), kind="ok", affected_rows=_int(layer.get("mysql.affected_rows")))
             return
         if is_eof:
             del self._mysql[key]
-            yield MysqlReply(**self._reply_common(p, st), kind="eof")
+            yield MysqlReply(**self._reply_common(p.stream, st), kind="eof")
             return
         # anything else (auth switch, more data): part of a reply still open
 
     @staticmethod
-    def _reply_common(p: Packet, st: _MysqlReplyState, complete: bool = True) -> dict:
+    def _reply_common(stream: int, st: _MysqlReplyState, complete: bool = True) -> dict:
         return dict(
             protocol="mysql",
-            stream=p.stream,
+            stream=stream,
             src=st.src,
             dst=st.dst,
             start=st.start,
@@ -414,22 +408,18 @@ class Decoder:
             complete=complete,
         )
 
-    def _flush_mysql(self, stream: int, src: Address) -> Iterator[Message]:
-        st = self._mysql.pop((stream, src), None)
-        if st is None or st.phase == "start":
-            return
-        yield MysqlReply(
-            protocol="mysql",
-            stream=stream,
-            src=st.src,
-            dst=st.dst,
-            start=st.start,
-            end=st.end,
-            frames=tuple(st.frames),
-            is_request=False,
+    def _rows_reply(self, stream: int, st: _MysqlReplyState, complete: bool) -> MysqlReply:
+        return MysqlReply(
+            **self._reply_common(stream, st, complete),
             kind="rows",
             rows=st.rows,
             schemas=tuple(st.schemas),
             tables=tuple(st.tables),
-            complete=False,
         )
+
+    def _flush_mysql(self, stream: int, src: Address) -> Iterator[Message]:
+        """A result set still open when its connection closes or the input ends: incomplete."""
+        st = self._mysql.pop((stream, src), None)
+        if st is None or st.phase == "start":
+            return
+        yield self._rows_reply(stream, st, complete=False)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import bisect
 import os
 import re
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass
 from typing import Iterable, Optional
 

@@ -30,29 +30,24 @@ class Tables:
         from . import tables
 
         t = cls()
-        entries = []
-        procs = []
-        for path in ss_files:
-            text = _read_text(path)
-            try:
-                r = tables.parse_ss(text, source=path)
-            except tables.TableError as e:
-                raise InputError(str(e)) from None
-            entries += r.entries
-            t.warnings += r.warnings
-        for path in ps_files:
-            text = _read_text(path)
-            try:
-                r = tables.parse_ps(text, source=path)
-            except tables.TableError as e:
-                raise InputError(str(e)) from None
-            procs += r.processes
-            t.warnings += r.warnings
+        entries = t._parse(ss_files, tables.parse_ss, "entries", tables.TableError)
+        procs = t._parse(ps_files, tables.parse_ps, "processes", tables.TableError)
         if ss_files:
             t.sockets = tables.SocketTable(entries)
         if ps_files:
             t.processes = tables.ProcessTable(procs)
         return t
+
+    def _parse(self, paths: Sequence[str], parse, attr: str, error: type) -> list:
+        found: list = []
+        for path in paths:
+            try:
+                r = parse(_read_text(path), source=path)
+            except error as e:
+                raise InputError(str(e)) from None
+            found += getattr(r, attr)
+            self.warnings += r.warnings
+        return found
 
 
 def _read_text(path: str) -> str:

@@ -1053,7 +1053,7 @@ class Coverage:
         ('coverage: 100% (12/12 connection ends)', 'coverage: 66.7% (2/3 connection ends)', 'coverage: 99.9% (2999/3000 connection ends)', 'coverage: n/a (0/0 connection ends)')
         """
         if not self.total:
-            return f"coverage: n/a (0/0 connection ends)"
+            return "coverage: n/a (0/0 connection ends)"
         text = f"{self.percent:.1f}"
         if self.owned < self.total and text == "100.0":
             text = "99.9"
