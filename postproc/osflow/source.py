@@ -183,14 +183,17 @@ def _packet(elem: etree._Element, streams: dict) -> Optional[Packet]:
                     number = _int(f.get("show"), 0)
                 elif n == "timestamp":
                     time = _float(f.get("value"), 0.0)
+                    break
         elif pname == "ip" or pname == "ipv6":
             prefix = pname + "."
+            src_name, dst_name = prefix + "src", prefix + "dst"
             for f in proto.iterchildren("field"):
                 n = f.get("name")
-                if n == prefix + "src":
+                if n == src_name:
                     src_host = f.get("show")
-                elif n == prefix + "dst":
+                elif n == dst_name:
                     dst_host = f.get("show")
+                    break  # dst follows src
         elif pname == "tcp":
             for f in proto.iterchildren("field"):
                 n = f.get("name")
@@ -263,19 +266,37 @@ def _fields(proto: etree._Element, keep) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
+#: MySQL fields whose children osflow never reads (bit flags, capability sets, connection attributes).
+_MYSQL_LEAVES = frozenset({"mysql.field.flags", "mysql.server_status", "mysql.caps.server", "mysql.caps.client",
+                           "mysql.extcaps.server", "mysql.extcaps.client", "mariadb.extcaps.server", "mysql.connattrs"})
+
+
 def _mysql_fields(proto: etree._Element) -> tuple[tuple[str, str], ...]:
+    """The mysql.* fields of one PDU: its own fields and those one level down (the
+    unnamed wrappers of column definitions and rows, mysql.request, mysql.login_request,
+    mysql.server_greeting); flag and capability subtrees are not walked."""
     out = []
     row = False
-    for f in proto.iter("field"):
+    for f in proto.iterchildren("field"):
         n = f.get("name")
-        if not n or not n.startswith("mysql."):
+        if not n or n in ("mysql.request", "mysql.login_request", "mysql.server_greeting"):
+            if n:
+                out.append((n, ""))
+            for g in f.iterchildren("field"):
+                m = g.get("name")
+                if not m or not m.startswith("mysql."):
+                    continue
+                if m.startswith("mysql.row."):
+                    row = True
+                elif m not in _MYSQL_LEAVES and not m.startswith(_MYSQL_SKIP):
+                    out.append((m, g.get("show") or ""))
+            continue
+        if not n.startswith("mysql."):
             continue
         if n.startswith("mysql.row."):
             row = True
-            continue
-        if n.startswith(_MYSQL_SKIP):
-            continue
-        out.append((n, f.get("show") or ""))
+        elif not n.startswith(_MYSQL_SKIP):
+            out.append((n, f.get("show") or ""))
     if row:
         out.append(("mysql.row", ""))
     return tuple(out)
