@@ -303,6 +303,10 @@ def _record(argv: Sequence[str]) -> int:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "post":  # before building the parser: it imports every subcommand
+        return post(argv[1:], prog="osflow post")
+    if argv and argv[0] == "record":
+        return _record(argv[1:])
     p = _Parser(prog="osflow", description="osflow: how OpenStack services talk to each other, from a capture.")
     p.add_argument("--version", action="version", version=f"osflow {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
@@ -315,10 +319,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         pp = sub.add_parser("profile", help="install the Wireshark profile and Lua plugin")
         profile.add_arguments(pp)
     sub.add_parser("record", help="capture while a command runs, with socket and process logs", add_help=False)
-    if argv and argv[0] == "post":
-        return post(argv[1:], prog="osflow post")
-    if argv and argv[0] == "record":
-        return _record(argv[1:])
     try:
         args = p.parse_args(argv)
     except UsageError as e:

@@ -27,9 +27,11 @@ class Tables:
 
     @classmethod
     def load(cls, ss_files: Sequence[str] = (), ps_files: Sequence[str] = ()) -> "Tables":
+        t = cls()
+        if not ss_files and not ps_files:
+            return t
         from . import tables
 
-        t = cls()
         entries = t._parse(ss_files, tables.parse_ss, "entries", tables.TableError)
         procs = t._parse(ps_files, tables.parse_ps, "processes", tables.TableError)
         if ss_files:
