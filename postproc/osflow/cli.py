@@ -90,6 +90,15 @@ def _output_format(args) -> str:
     return "timeline"
 
 
+def _preload(fmt: str) -> None:
+    """Import the renderer now, so that nothing but rendering is left once the input ends."""
+    import importlib
+
+    for name in {"timeline": ("timeline",), "mermaid": ("mermaid",), "json": ("jsonl",),
+                 "md": ("timeline", "mermaid")}[fmt]:
+        importlib.import_module(f"osflow.render.{name}")
+
+
 def _render(fmt: str, flow) -> Iterable[str]:
     # renderers are imported here so that --help stays fast
     if fmt == "timeline":
@@ -176,6 +185,7 @@ def _post(args, prog: str) -> int:
     if args.read and args.pdml:
         raise UsageError("give either -r CAPTURE or PDML files, not both")
     fmt = _output_format(args)
+    _preload(fmt)  # while tshark (in a pipe) is still starting, not after the last packet
     tables = Tables.load(args.ss, args.ps)
     overrides = dict(args.service)
     opts = dict(overrides=overrides, group=args.group, show_secrets=args.show_secrets, explain=args.explain)
