@@ -421,14 +421,7 @@ class SocketLog:
         while todo:
             pid = todo.pop()
             out.append(pid)
-            try:
-                tasks = os.listdir(f"{self.proc}/{pid}/task")
-            except OSError:
-                continue
-            for t in tasks:
-                raw = _read(f"{self.proc}/{pid}/task/{t}/children")
-                if raw:
-                    todo += [int(c) for c in raw.split()]
+            todo += self._children((pid,))
         return out
 
     def _children(self, pids: Iterable[int]) -> list[int]:

@@ -54,7 +54,20 @@ def _address(host: str, port: str) -> Address:
     return Address(host, int(port))
 
 
-class PdmlReader:
+class _Reader:
+    """What every reader tells the pipeline besides its packets."""
+
+    def __init__(self, stream: IO[bytes], name: str) -> None:
+        self.stream = stream
+        self.name = name
+        self.partial: Optional[PartialInput] = None  # set when the input ended early
+        self.count = 0  # TCP packets read
+        self.last_frame = 0
+        self.first_time: Optional[float] = None  # epoch of the capture's first frame, TCP or not
+        self._streams: dict = {}  # connection -> stream id, for input without tcp.stream
+
+
+class PdmlReader(_Reader):
     """Iterate over the packets of a PDML stream.
 
     Errors before the first packet (empty input, not XML, not PDML) raise
@@ -64,14 +77,8 @@ class PdmlReader:
     """
 
     def __init__(self, stream: IO[bytes], name: str = "<stdin>") -> None:
-        self.stream = stream
-        self.name = name
-        self.partial: Optional[PartialInput] = None
-        self.count = 0
-        self.last_frame = 0
+        super().__init__(stream, name)
         self.creator: Optional[str] = None
-        self._streams: dict = {}  # connection -> stream id, for PDML without tcp.stream
-        self.first_time: Optional[float] = None  # epoch of the capture's first frame
 
     def __iter__(self) -> Iterator[Packet]:
         stream = _Watch(self.stream)
@@ -225,9 +232,8 @@ def _packet(elem: etree._Element, streams: dict) -> Optional[Packet]:
         src, dst = _address(src_host, sport), _address(dst_host, dport)
     except ValueError:
         return None  # a port that is not a number: not a packet osflow can place
-    if stream < 0:  # PDML without tcp.stream: one id per connection
-        key = (src, dst) if (src.host, src.port) <= (dst.host, dst.port) else (dst, src)
-        stream = streams.setdefault(key, -1 - len(streams))
+    if stream < 0:
+        stream = _stream_id(streams, src, dst)
     return Packet(
         number=number,
         time=time,
@@ -241,6 +247,12 @@ def _packet(elem: etree._Element, streams: dict) -> Optional[Packet]:
         layers=tuple(layers),
         segments=tuple(segments),
     )
+
+
+def _stream_id(streams: dict, src: Address, dst: Address) -> int:
+    """A connection id for input without tcp.stream: negative, one per connection."""
+    key = (src, dst) if (src.host, src.port) <= (dst.host, dst.port) else (dst, src)
+    return streams.setdefault(key, -1 - len(streams))
 
 
 def _int(text: Optional[str], default: int, base: int = 10) -> int:
@@ -333,7 +345,7 @@ def _unescape(text: str) -> str:
     return text.replace("\\r", "\r").replace("\\n", "\n").replace("\\t", "\t")
 
 
-class FieldsReader:
+class FieldsReader(_Reader):
     """Iterate over the packets of ``tshark -T fields`` output made with :data:`FIELDS`.
 
     tshark lists every occurrence of a field in a frame but not which PDU it came
@@ -343,13 +355,7 @@ class FieldsReader:
     """
 
     def __init__(self, stream: IO[bytes], name: str = "<tshark>") -> None:
-        self.stream = stream
-        self.name = name
-        self.partial: Optional[PartialInput] = None
-        self.count = 0
-        self.last_frame = 0
-        self._streams: dict = {}
-        self.first_time: Optional[float] = None  # epoch of the capture's first frame (even a filtered one)
+        super().__init__(stream, name)
 
     def __iter__(self) -> Iterator[Packet]:
         width = len(FIELDS)
@@ -382,8 +388,7 @@ class FieldsReader:
             return None
         stream = _int(c[_IDX["tcp.stream"]].split(AGGREGATOR)[-1], -1)
         if stream < 0:
-            key = (src, dst) if (src.host, src.port) <= (dst.host, dst.port) else (dst, src)
-            stream = self._streams.setdefault(key, -1 - len(self._streams))
+            stream = _stream_id(self._streams, src, dst)
         flags = _int(c[_IDX["tcp.flags"]].split(AGGREGATOR)[-1], 0, 16)
         segments = tuple(_int(x, 0) for x in c[_IDX["tcp.segment"]].split(AGGREGATOR) if x)
         layers: list[Layer] = []
