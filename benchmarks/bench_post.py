@@ -144,10 +144,10 @@ def main() -> int:
         gb = big_pdml.stat().st_size / 1e9
         compare("1", f"osflow-post < PDML ({gb:.1f} GB) vs bare iterparse",
                 median(POST, r, stdin=big_pdml), median(BARE, r, stdin=big_pdml), 1.3)
-    compare("2", "tshark -T pdml | osflow-post vs | bare (cold)",
+    compare("2", "tshark -T pdml piped to osflow-post vs to bare (cold)",
             median(pipeline(COLD, POST), r, shell=True), median(pipeline(COLD, BARE), r, shell=True), 1.25)
     if not args.quick:
-        compare("2", f"tshark -T pdml | osflow-post vs | bare ({args.frames // 1000}k frames)",
+        compare("2", f"tshark -T pdml piped to osflow-post vs to bare ({args.frames // 1000}k frames)",
                 median(pipeline(big, POST), r, shell=True), median(pipeline(big, BARE), r, shell=True), 1.25)
     tshark_pdml = [tshark(), "-r", str(big), *DECODE, "-T", "pdml"]
     ours_r = median([*POST, "-r", str(big)], r)
