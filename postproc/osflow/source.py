@@ -28,21 +28,14 @@ APP_PROTOCOLS = ("http", "mysql", "memcache")
 # Fields kept per protocol.  HTTP: an explicit list (the JSON tree is skipped,
 # http.file_data carries the body).  MySQL: every mysql.* field but the bit
 # fields below.  memcache: every memcache.* field but the value itself.
-_HTTP_FIELDS = frozenset(
-    {
-        "http.request.method",
-        "http.request.uri",
-        "http.request.version",
-        "http.user_agent",
-        "http.request.line",
-        "http.response.line",
-        "http.response.code",
-        "http.response.phrase",
-        "http.request_in",
-        "http.file_data",
-        "http.content_type",
-    }
+HTTP_FIELDS = (
+    "http.request.method", "http.request.uri", "http.request.version", "http.user_agent", "http.request.line",
+    "http.response.code", "http.response.phrase", "http.response.line", "http.request_in", "http.file_data",
+    "http.content_type",
 )
+_HTTP_FIELDS = frozenset(HTTP_FIELDS)
+#: The memcached fields the tshark-fields path asks for (the PDML path keeps every memcache.* but the value).
+MEMCACHE_FIELDS = ("memcache.command", "memcache.key", "memcache.response", "memcache.value.length")
 _MYSQL_SKIP = ("mysql.caps", "mysql.extcaps", "mysql.stat", "mysql.field.flags", "mysql.connattrs", "mysql.salt",
                "mysql.passwd", "mysql.unused")
 _MEMCACHE_SKIP = frozenset({"memcache.value"})
@@ -234,19 +227,14 @@ def _packet(elem: etree._Element, streams: dict) -> Optional[Packet]:
         return None  # a port that is not a number: not a packet osflow can place
     if stream < 0:
         stream = _stream_id(streams, src, dst)
-    return Packet(
-        number=number,
-        time=time,
-        src=src,
-        dst=dst,
-        stream=stream,
-        syn=bool(flags & 0x02),
-        fin=bool(flags & 0x01),
-        rst=bool(flags & 0x04),
-        payload=tcp_len,
-        layers=tuple(layers),
-        segments=tuple(segments),
-    )
+    return _tcp_packet(number, time, src, dst, stream, flags, tcp_len, tuple(layers), tuple(segments))
+
+
+def _tcp_packet(number: int, time: float, src: Address, dst: Address, stream: int, flags: int, payload: int,
+                layers: tuple[Layer, ...], segments: tuple[int, ...]) -> Packet:
+    """A Packet, its TCP flag bits (tcp.flags) decoded."""
+    return Packet(number=number, time=time, src=src, dst=dst, stream=stream, syn=bool(flags & 0x02),
+                  fin=bool(flags & 0x01), rst=bool(flags & 0x04), payload=payload, layers=layers, segments=segments)
 
 
 def _stream_id(streams: dict, src: Address, dst: Address) -> int:
@@ -323,13 +311,11 @@ def _mysql_fields(proto: etree._Element) -> tuple[tuple[str, str], ...]:
 FIELDS = (
     "frame.number", "frame.time_epoch", "frame.time_relative", "ip.src", "ip.dst", "ipv6.src", "ipv6.dst",
     "tcp.srcport", "tcp.dstport", "tcp.stream", "tcp.flags", "tcp.len", "tcp.segment",
-    "http.request.method", "http.request.uri", "http.request.version", "http.user_agent", "http.request.line",
-    "http.response.code", "http.response.phrase", "http.response.line", "http.request_in", "http.file_data",
-    "http.content_type",
+    *HTTP_FIELDS,
     "mysql.packet_number", "mysql.version", "mysql.max_packet", "mysql.user", "mysql.schema", "mysql.command",
     "mysql.query", "mysql.num_fields", "mysql.field.catalog", "mysql.field.db", "mysql.field.org_table",
     "mysql.eof", "mysql.affected_rows", "mysql.error_code", "mysql.error.message",
-    "memcache.command", "memcache.key", "memcache.response", "memcache.value.length",
+    *MEMCACHE_FIELDS,
 )
 _IDX = {name: i for i, name in enumerate(FIELDS)}
 AGGREGATOR = "\x1f"
@@ -398,19 +384,8 @@ class FieldsReader(_Reader):
             layers += self._mysql(c)
         if c[_IDX["memcache.command"]] or c[_IDX["memcache.key"]] or c[_IDX["memcache.response"]]:
             layers.append(self._memcache(c))
-        return Packet(
-            number=_int(c[_IDX["frame.number"]], 0),
-            time=_float(c[_IDX["frame.time_epoch"]], 0.0),
-            src=src,
-            dst=dst,
-            stream=stream,
-            syn=bool(flags & 0x02),
-            fin=bool(flags & 0x01),
-            rst=bool(flags & 0x04),
-            payload=_int(c[_IDX["tcp.len"]].split(AGGREGATOR)[-1], 0),
-            layers=tuple(layers),
-            segments=segments,
-        )
+        return _tcp_packet(_int(c[_IDX["frame.number"]], 0), _float(c[_IDX["frame.time_epoch"]], 0.0), src, dst,
+                           stream, flags, _int(c[_IDX["tcp.len"]].split(AGGREGATOR)[-1], 0), tuple(layers), segments)
 
     @staticmethod
     def _pairs(c: list[str], names) -> list[tuple[str, str]]:
@@ -422,14 +397,10 @@ class FieldsReader(_Reader):
         return out
 
     def _http(self, c: list[str]) -> Layer:
-        return Layer("http", tuple(self._pairs(c, (
-            "http.request.method", "http.request.uri", "http.request.version", "http.user_agent",
-            "http.request.line", "http.response.code", "http.response.phrase", "http.response.line",
-            "http.request_in", "http.file_data", "http.content_type"))))
+        return Layer("http", tuple(self._pairs(c, HTTP_FIELDS)))
 
     def _memcache(self, c: list[str]) -> Layer:
-        return Layer("memcache", tuple(self._pairs(c, (
-            "memcache.command", "memcache.key", "memcache.response", "memcache.value.length"))))
+        return Layer("memcache", tuple(self._pairs(c, MEMCACHE_FIELDS)))
 
     def _mysql(self, c: list[str]) -> list[Layer]:
         def values(name: str) -> list[str]:
