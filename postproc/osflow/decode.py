@@ -325,13 +325,14 @@ class Decoder:
 
     def _mysql_layer(self, p: Packet, layer: Layer, frames: tuple[int, ...], start: float) -> Iterator[Message]:
         common = dict(protocol="mysql", stream=p.stream, src=p.src, dst=p.dst, start=start, end=p.time, frames=frames)
-        if layer.has("mysql.server_greeting"):
+        names = {k for k, _ in layer.fields}  # most PDUs are asked about several fields
+        if "mysql.server_greeting" in names:
             yield MysqlGreeting(**common, is_request=False, version=layer.get("mysql.version"))
             return
-        if layer.has("mysql.login_request"):
+        if "mysql.login_request" in names:
             yield MysqlLogin(**common, is_request=True, user=layer.get("mysql.user"), schema=layer.get("mysql.schema"))
             return
-        if layer.has("mysql.request") or layer.has("mysql.command"):
+        if "mysql.request" in names or "mysql.command" in names:
             code = _int(layer.get("mysql.command"), -1)
             name = MYSQL_COMMANDS.get(code, f"command {code}")
             text = layer.get("mysql.query")
@@ -357,11 +358,11 @@ class Decoder:
                 error_message=layer.get("mysql.error.message") or layer.get("mysql.message"),
             )
             return
-        if layer.has("mysql.num_fields") and st.phase == "start":
+        if "mysql.num_fields" in names and st.phase == "start":
             st.phase = "columns"
             st.columns = _int(layer.get("mysql.num_fields"), 0) or 0
             return
-        if layer.has("mysql.field.name") or layer.has("mysql.field.catalog"):
+        if "mysql.field.name" in names or "mysql.field.catalog" in names:
             st.column_defs += 1
             db = layer.get("mysql.field.db")
             if db:
@@ -371,8 +372,8 @@ class Decoder:
                 st.tables.setdefault(table, None)
             return
         # tshark 3.x shows the response code as 0x000000fe, 4.x as 0xfe: compare the number
-        is_eof = layer.has("mysql.eof") or _int(layer.get("mysql.response_code")) == 0xFE
-        is_ok = layer.has("mysql.affected_rows")
+        is_eof = "mysql.eof" in names or _int(layer.get("mysql.response_code")) == 0xFE
+        is_ok = "mysql.affected_rows" in names
         if st.phase == "columns" and is_eof and not is_ok:
             st.phase = "rows"  # the intermediate EOF after the column definitions
             return

@@ -39,9 +39,10 @@ from .model import (
 # Command lines (ps args, or ss's process name) -> service key.  First match wins.  A name
 # counts only where a program name can stand (not inside an option such as
 # --os-placement-api-version); the openstack CLI is recognised first, by its executable.
+# Compiled on first use (re caches them): a capture read without --ss/--ps never needs them.
 _NAME = r"(?<![\w-])(?:{})"
-_PROCESS_PATTERNS: tuple[tuple[re.Pattern, Optional[str]], ...] = tuple(
-    (re.compile(_NAME.format(p)), key)
+_PROCESS_PATTERNS: tuple[tuple[str, Optional[str]], ...] = tuple(
+    (_NAME.format(p), key)
     for p, key in (
         (r"wsgi:keystone|keystone-wsgi|keystone-all|keystone-api\b|uwsgi.*keystone|gunicorn.*keystone", "keystone"),
         (r"wsgi:placement|placement-api\b|placement-wsgi|uwsgi.*placement|gunicorn.*placement", "placement"),
@@ -71,12 +72,12 @@ _PROCESS_PATTERNS: tuple[tuple[re.Pattern, Optional[str]], ...] = tuple(
     )
 )
 # Component processes without a port of their own: the matched word is the key.
-_COMPONENT = re.compile(
+_COMPONENT = (
     r"\b(nova-(compute|conductor|scheduler|novncproxy|spicehtml5proxy|serialproxy)|neutron-[a-z0-9-]+-agent|"
     r"cinder-(volume|scheduler|backup)|heat-engine)\b"
 )
 # Processes that own sockets for others (web servers): they name no service.
-_AMBIGUOUS = re.compile(r"(^|/)(apache2|httpd|nginx|haproxy)( |$)|^\(?apache2")
+_AMBIGUOUS = r"(^|/)(apache2|httpd|nginx|haproxy)( |$)|^\(?apache2"
 
 # User-Agent -> service key.
 _USER_AGENTS: tuple[tuple[re.Pattern, str], ...] = tuple(
@@ -150,12 +151,12 @@ def service_of_command(args: str) -> tuple[Optional[str], bool]:
     if any(os.path.basename(w) in ("openstack", "openstack-client") for w in words[:2]):
         return "openstackclient", False  # its options name services (--os-placement-api-version)
     for pattern, key in _PROCESS_PATTERNS:
-        if pattern.search(args):
+        if re.search(pattern, args):
             if key is None:
-                m = _COMPONENT.search(args)
+                m = re.search(_COMPONENT, args)
                 return (m.group(1) if m else None), False
             return key, False
-    if _AMBIGUOUS.search(args):
+    if re.search(_AMBIGUOUS, args):
         return None, True
     return None, False
 

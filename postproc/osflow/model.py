@@ -56,7 +56,10 @@ class Layer:
         return [v for k, v in self.fields if k == name]
 
     def has(self, name: str) -> bool:
-        return any(k == name for k, _ in self.fields)
+        for k, _ in self.fields:
+            if k == name:
+                return True
+        return False
 
 
 @dataclass(frozen=True)

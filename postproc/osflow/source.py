@@ -12,8 +12,6 @@ an entity bomb.
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 from typing import IO, Iterator, Optional
 
 from lxml import etree
@@ -83,10 +81,12 @@ class PdmlReader(_Reader):
             load_dtd=False,
             no_network=True,
             huge_tree=True,  # a reassembled body can be large; entities are off anyway
+            remove_blank_text=True,  # the indentation between fields: fewer nodes to build
             remove_comments=True,
             remove_pis=True,
         )
         root = None
+        find = _Finder()
         try:
             for event, elem in context:
                 if root is None:
@@ -99,7 +99,7 @@ class PdmlReader(_Reader):
                     continue
                 if self.first_time is None:
                     self.first_time = _first_time(elem)
-                packet = _packet(elem, self._streams)
+                packet = _packet(elem, self._streams, find)
                 elem.clear()
                 # drop the references the root keeps to packets already read
                 while elem.getprevious() is not None:
@@ -163,8 +163,39 @@ def _first_time(elem: etree._Element) -> Optional[float]:
     return None
 
 
-def _packet(elem: etree._Element, streams: dict) -> Optional[Packet]:
+class _Finder:
+    """Find a field among a proto's children by name, in one lookup most of the time.
+
+    tshark writes a protocol's fields in a fixed order, so the position where a
+    field was found last time is tried first; the children are scanned only when
+    it is not there (another tshark version, an optional field, a missing one),
+    and the new position is remembered.  Walking every child of every ``ip`` and
+    ``tcp`` tree in Python costs more than everything else osflow does per packet.
+    """
+
+    __slots__ = ("_at",)
+
+    def __init__(self) -> None:
+        self._at: dict[str, int] = {}
+
+    def show(self, proto: etree._Element, name: str, attr: str = "show") -> Optional[str]:
+        try:
+            f = proto[self._at.get(name, 0)]
+        except IndexError:
+            pass
+        else:
+            if f.get("name") == name:
+                return f.get(attr)
+        for i, f in enumerate(proto):
+            if f.get("name") == name:
+                self._at[name] = i
+                return f.get(attr)
+        return None
+
+
+def _packet(elem: etree._Element, streams: dict, find: Optional[_Finder] = None) -> Optional[Packet]:
     """Turn one ``<packet>`` into a Packet, or None for non-TCP frames."""
+    find = find or _Finder()
     number = 0
     time = 0.0
     src_host = dst_host = None
@@ -177,38 +208,23 @@ def _packet(elem: etree._Element, streams: dict) -> Optional[Packet]:
     for proto in elem.iterchildren("proto"):
         pname = proto.get("name")
         if pname == "geninfo":
-            for f in proto.iterchildren("field"):
-                n = f.get("name")
-                if n == "num":
-                    number = _int(f.get("show"), 0)
-                elif n == "timestamp":
-                    time = _float(f.get("value"), 0.0)
-                    break
-        elif pname == "ip" or pname == "ipv6":
-            prefix = pname + "."
-            src_name, dst_name = prefix + "src", prefix + "dst"
-            for f in proto.iterchildren("field"):
-                n = f.get("name")
-                if n == src_name:
-                    src_host = f.get("show")
-                elif n == dst_name:
-                    dst_host = f.get("show")
-                    break  # dst follows src
+            number = _int(find.show(proto, "num"), 0)
+            time = _float(find.show(proto, "timestamp", "value"), 0.0)
+        elif pname == "ip":
+            src_host, dst_host = find.show(proto, "ip.src"), find.show(proto, "ip.dst")
+        elif pname == "ipv6":
+            src_host, dst_host = find.show(proto, "ipv6.src"), find.show(proto, "ipv6.dst")
         elif pname == "tcp":
-            for f in proto.iterchildren("field"):
-                n = f.get("name")
-                if n == "tcp.srcport":
-                    sport = f.get("show")
-                elif n == "tcp.dstport":
-                    dport = f.get("show")
-                elif n == "tcp.stream":
-                    stream = _int(f.get("show"), -1)
-                elif n == "tcp.flags":
-                    flags = _int(f.get("value") or f.get("show"), 0, 16)
-                elif n == "tcp.len":
-                    tcp_len = _int(f.get("show"), 0)
-                elif n == "tcp.segments":
+            sport, dport = find.show(proto, "tcp.srcport"), find.show(proto, "tcp.dstport")
+            stream = _int(find.show(proto, "tcp.stream"), -1)
+            flags = _int(find.show(proto, "tcp.flags", "value") or find.show(proto, "tcp.flags"), 0, 16)
+            tcp_len = _int(find.show(proto, "tcp.len"), 0)
+            # reassembled segments, when tshark lists them inside tcp, come after the header and payload
+            for i, f in enumerate(proto.iterchildren("field", reversed=True)):
+                if f.get("name") == "tcp.segments":
                     segments += [_int(s.get("show"), 0) for s in f.iterchildren("field") if s.get("name") == "tcp.segment"]
+                if i == 2:
+                    break
         elif pname == "fake-field-wrapper":
             for f in proto.iter("field"):
                 if f.get("name") == "tcp.segment":
@@ -271,35 +287,64 @@ _MYSQL_LEAVES = frozenset({"mysql.field.flags", "mysql.server_status", "mysql.ca
                            "mysql.extcaps.server", "mysql.extcaps.client", "mariadb.extcaps.server", "mysql.connattrs"})
 
 
+#: The length-encoded strings of a column definition, up to its name (the fast path of _mysql_fields).
+_MYSQL_TEXTS = frozenset({"mysql.field.catalog", "mysql.field.db", "mysql.field.table", "mysql.field.org_table",
+                          "mysql.field.name"})
+
+
 def _mysql_fields(proto: etree._Element) -> tuple[tuple[str, str], ...]:
     """The mysql.* fields of one PDU: its own fields and those one level down (the
     unnamed wrappers of column definitions and rows, mysql.request, mysql.login_request,
-    mysql.server_greeting); flag and capability subtrees are not walked."""
+    mysql.server_greeting); flag and capability subtrees are not walked.
+
+    Most PDUs of a result set are column definitions and rows, so the walk is kept
+    short there: an unnamed wrapper is a length-encoded string whose value is its
+    last child, a row PDU is marked ``mysql.row`` at its first value, and a column
+    definition ends at its name (what follows, the column's type and flags, osflow
+    does not read).
+    """
     out = []
-    row = False
     for f in proto.iterchildren("field"):
         n = f.get("name")
-        if not n or n in ("mysql.request", "mysql.login_request", "mysql.server_greeting"):
-            if n:
-                out.append((n, ""))
-            for g in f.iterchildren("field"):
+        if not n:  # a length-encoded string (a column definition's text, a row's value): the value is last
+            if len(f):
+                g = f[-1]
                 m = g.get("name")
-                if not m or not m.startswith("mysql."):
-                    continue
-                if m.startswith("mysql.row."):
-                    row = True
-                elif m not in _MYSQL_LEAVES and not m.startswith(_MYSQL_SKIP):
+                if m in _MYSQL_TEXTS:
                     out.append((m, g.get("show") or ""))
+                    if m == "mysql.field.name":
+                        return tuple(out)
+                elif _mysql_child(g, out) == "mysql.row":
+                    return tuple(out)
+            continue
+        if n in ("mysql.request", "mysql.login_request", "mysql.server_greeting"):
+            out.append((n, ""))
+            for g in f.iterchildren("field"):
+                if _mysql_child(g, out) == "mysql.row":
+                    return tuple(out)
             continue
         if not n.startswith("mysql."):
             continue
         if n.startswith("mysql.row."):
-            row = True
-        elif not n.startswith(_MYSQL_SKIP):
+            out.append(("mysql.row", ""))
+            return tuple(out)
+        if not n.startswith(_MYSQL_SKIP):
             out.append((n, f.get("show") or ""))
-    if row:
-        out.append(("mysql.row", ""))
     return tuple(out)
+
+
+def _mysql_child(g: etree._Element, out: list) -> Optional[str]:
+    """Add one field of a wrapper to ``out``; its name (``mysql.row`` for any row value), or None."""
+    m = g.get("name")
+    if not m or not m.startswith("mysql."):
+        return None
+    if m.startswith("mysql.row."):
+        out.append(("mysql.row", ""))
+        return "mysql.row"
+    if m in _MYSQL_LEAVES or m.startswith(_MYSQL_SKIP):
+        return None
+    out.append((m, g.get("show") or ""))
+    return m
 
 
 # --------------------------------------------------------------------------- tshark -T fields
@@ -483,6 +528,8 @@ def tshark_fields_command(capture: str, tshark: Optional[str] = None) -> list[st
 
 def find_tshark() -> str:
     """The tshark binary: $TSHARK, then PATH, then pyshark's discovery."""
+    import shutil  # here, not at the top: reading PDML on stdin needs neither shutil nor subprocess
+
     env = os.environ.get("TSHARK")
     if env:
         return env
@@ -525,13 +572,15 @@ class Tshark:
         self.capture = capture
         self.mode = mode
         self.command = tshark_fields_command(capture) if mode == "fields" else tshark_pdml_command(capture)
-        self.proc: Optional[subprocess.Popen] = None
+        self.proc: Optional["subprocess.Popen"] = None
         self.problem: Optional[OsflowError] = None
 
     def reader(self, stream: IO[bytes]):
         return FieldsReader(stream, self.capture) if self.mode == "fields" else PdmlReader(stream, self.capture)
 
     def __enter__(self) -> IO[bytes]:
+        import subprocess
+
         try:
             self.proc = subprocess.Popen(
                 self.command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL
