@@ -178,19 +178,33 @@ class _Finder:
     def __init__(self) -> None:
         self._at: dict[str, int] = {}
 
-    def show(self, proto: etree._Element, name: str, attr: str = "show") -> Optional[str]:
-        try:
-            f = proto[self._at.get(name, 0)]
-        except IndexError:
-            pass
-        else:
-            if f.get("name") == name:
-                return f.get(attr)
+    def values(self, proto: etree._Element, wanted: tuple[tuple[str, str], ...]) -> list[Optional[str]]:
+        """The ``attr`` of each ``(name, attr)`` in ``wanted`` (None for a field that is not there)."""
+        at = self._at
+        out: list[Optional[str]] = []
+        for name, attr in wanted:
+            try:
+                f = proto[at.get(name, 0)]
+            except IndexError:
+                f = None
+            if f is None or f.get("name") != name:
+                f = self._scan(proto, name)
+            out.append(None if f is None else f.get(attr))
+        return out
+
+    def _scan(self, proto: etree._Element, name: str) -> Optional[etree._Element]:
         for i, f in enumerate(proto):
             if f.get("name") == name:
                 self._at[name] = i
-                return f.get(attr)
+                return f
         return None
+
+
+_GENINFO = (("num", "show"), ("timestamp", "value"))
+_IP = (("ip.src", "show"), ("ip.dst", "show"))
+_IPV6 = (("ipv6.src", "show"), ("ipv6.dst", "show"))
+_TCP = (("tcp.srcport", "show"), ("tcp.dstport", "show"), ("tcp.stream", "show"), ("tcp.flags", "value"),
+        ("tcp.len", "show"))
 
 
 def _packet(elem: etree._Element, streams: dict, find: Optional[_Finder] = None) -> Optional[Packet]:
@@ -205,26 +219,28 @@ def _packet(elem: etree._Element, streams: dict, find: Optional[_Finder] = None)
     tcp_len = 0
     layers: list[Layer] = []
     segments: list[int] = []
-    for proto in elem.iterchildren("proto"):
+    for proto in elem:  # a packet's children are <proto> elements
         pname = proto.get("name")
         if pname == "geninfo":
-            number = _int(find.show(proto, "num"), 0)
-            time = _float(find.show(proto, "timestamp", "value"), 0.0)
+            num, stamp = find.values(proto, _GENINFO)
+            number, time = _int(num, 0), _float(stamp, 0.0)
         elif pname == "ip":
-            src_host, dst_host = find.show(proto, "ip.src"), find.show(proto, "ip.dst")
+            src_host, dst_host = find.values(proto, _IP)
         elif pname == "ipv6":
-            src_host, dst_host = find.show(proto, "ipv6.src"), find.show(proto, "ipv6.dst")
+            src_host, dst_host = find.values(proto, _IPV6)
         elif pname == "tcp":
-            sport, dport = find.show(proto, "tcp.srcport"), find.show(proto, "tcp.dstport")
-            stream = _int(find.show(proto, "tcp.stream"), -1)
-            flags = _int(find.show(proto, "tcp.flags", "value") or find.show(proto, "tcp.flags"), 0, 16)
-            tcp_len = _int(find.show(proto, "tcp.len"), 0)
-            # reassembled segments, when tshark lists them inside tcp, come after the header and payload
-            for i, f in enumerate(proto.iterchildren("field", reversed=True)):
+            sport, dport, tcp_stream, tcp_flags, length = find.values(proto, _TCP)
+            stream = _int(tcp_stream, -1)
+            if not tcp_flags:  # no raw bytes: the shown 0x... form
+                tcp_flags = find.values(proto, (("tcp.flags", "show"),))[0]
+            flags = _int(tcp_flags, 0, 16)
+            tcp_len = _int(length, 0)
+            # tshark puts the list of reassembled segments at the top of the tree (the fake-field-wrapper
+            # below); were it inside tcp, it would come last, after the header and payload
+            if len(proto):
+                f = proto[-1]
                 if f.get("name") == "tcp.segments":
-                    segments += [_int(s.get("show"), 0) for s in f.iterchildren("field") if s.get("name") == "tcp.segment"]
-                if i == 2:
-                    break
+                    segments += [_int(s.get("show"), 0) for s in f if s.get("name") == "tcp.segment"]
         elif pname == "fake-field-wrapper":
             for f in proto.iter("field"):
                 if f.get("name") == "tcp.segment":
@@ -292,6 +308,44 @@ _MYSQL_TEXTS = frozenset({"mysql.field.catalog", "mysql.field.db", "mysql.field.
                           "mysql.field.name"})
 
 
+#: A column definition's first length-encoded strings, in protocol order: what osflow reads of it.
+_COLUMN_TEXTS = ("mysql.field.catalog", "mysql.field.db", "mysql.field.table", "mysql.field.org_table")
+_ROW_FIELDS = (("mysql.row", ""),)
+
+
+def _result_set_pdu(proto: etree._Element) -> Optional[tuple[tuple[str, str], ...]]:
+    """A column definition or a row PDU read by position, or None for any other PDU.
+
+    Most MySQL PDUs are the column definitions and rows of result sets.  tshark lists
+    their length-encoded strings as unnamed wrappers (prefix, length, value) right
+    after the packet length and number, so the first wrapper's value tells which
+    kind of PDU this is, and a column definition's texts are at fixed positions.
+    Anything laid out otherwise is left to the walk of :func:`_mysql_fields`.
+    """
+    try:
+        wrapper = proto[2]
+        if wrapper.get("name"):
+            return None
+        value = wrapper[-1]
+    except IndexError:
+        return None
+    name = value.get("name") or ""
+    if name.startswith("mysql.row."):
+        return _ROW_FIELDS
+    if name != _COLUMN_TEXTS[0]:
+        return None
+    out = [(name, value.get("show") or "")]
+    for i in range(1, len(_COLUMN_TEXTS)):
+        try:
+            value = proto[2 + i][-1]
+        except IndexError:
+            return None
+        if value.get("name") != _COLUMN_TEXTS[i]:
+            return None
+        out.append((_COLUMN_TEXTS[i], value.get("show") or ""))
+    return tuple(out)
+
+
 def _mysql_fields(proto: etree._Element) -> tuple[tuple[str, str], ...]:
     """The mysql.* fields of one PDU: its own fields and those one level down (the
     unnamed wrappers of column definitions and rows, mysql.request, mysql.login_request,
@@ -303,8 +357,11 @@ def _mysql_fields(proto: etree._Element) -> tuple[tuple[str, str], ...]:
     definition ends at its name (what follows, the column's type and flags, osflow
     does not read).
     """
+    fast = _result_set_pdu(proto)
+    if fast is not None:
+        return fast
     out = []
-    for f in proto.iterchildren("field"):
+    for f in proto:  # <field> elements (iterating without a tag filter is cheaper)
         n = f.get("name")
         if not n:  # a length-encoded string (a column definition's text, a row's value): the value is last
             if len(f):
@@ -319,7 +376,7 @@ def _mysql_fields(proto: etree._Element) -> tuple[tuple[str, str], ...]:
             continue
         if n in ("mysql.request", "mysql.login_request", "mysql.server_greeting"):
             out.append((n, ""))
-            for g in f.iterchildren("field"):
+            for g in f:
                 if _mysql_child(g, out) == "mysql.row":
                     return tuple(out)
             continue
