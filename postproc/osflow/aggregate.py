@@ -14,7 +14,6 @@ Two steps around the join stage:
 
 from __future__ import annotations
 
-import re
 from collections import Counter, defaultdict, deque
 from typing import Iterable, Optional
 
@@ -40,7 +39,6 @@ from .model import (
     Token,
 )
 
-_WS = re.compile(r"\s+")
 
 
 # --------------------------------------------------------------------------- pairing
@@ -131,7 +129,7 @@ def is_pool_noise(ex: Exchange) -> bool:
         return False
     if req.command == "ping":
         return True
-    text = _WS.sub(" ", (req.text or "")).strip().rstrip(";").upper()
+    text = " ".join((req.text or "").split()).rstrip(";").upper()
     return text in ("SELECT 1", "ROLLBACK", "COMMIT", "BEGIN", "START TRANSACTION") or text.startswith("SET ")
 
 
@@ -228,7 +226,7 @@ class _Texts:
             return plain, response, plain, response or "", [], notes
         if isinstance(req, MysqlCommand):
             if req.command == "query":
-                plain = _WS.sub(" ", req.text or "").strip()
+                plain = " ".join((req.text or "").split())
                 if not self.show:
                     plain = tok.hide_sql_secrets(plain)
             else:

@@ -324,32 +324,34 @@ class Decoder:
     # ----------------------------------------------------------------- MySQL
 
     def _mysql_layer(self, p: Packet, layer: Layer, frames: tuple[int, ...], start: float) -> Iterator[Message]:
-        common = dict(protocol="mysql", stream=p.stream, src=p.src, dst=p.dst, start=start, end=p.time, frames=frames)
         names = {k for k, _ in layer.fields}  # most PDUs are asked about several fields
-        if "mysql.server_greeting" in names:
-            yield MysqlGreeting(**common, is_request=False, version=layer.get("mysql.version"))
-            return
-        if "mysql.login_request" in names:
-            yield MysqlLogin(**common, is_request=True, user=layer.get("mysql.user"), schema=layer.get("mysql.schema"))
-            return
-        if "mysql.request" in names or "mysql.command" in names:
-            code = _int(layer.get("mysql.command"), -1)
-            name = MYSQL_COMMANDS.get(code, f"command {code}")
-            text = layer.get("mysql.query")
-            if text is None and name == "init_db":
-                text = layer.get("mysql.schema")
-            yield MysqlCommand(**common, is_request=True, command=name, text=text)
+        if "mysql.server_greeting" in names or "mysql.login_request" in names or "mysql.request" in names \
+                or "mysql.command" in names:
+            common = dict(protocol="mysql", stream=p.stream, src=p.src, dst=p.dst, start=start, end=p.time,
+                          frames=frames)
+            if "mysql.server_greeting" in names:
+                yield MysqlGreeting(**common, is_request=False, version=layer.get("mysql.version"))
+            elif "mysql.login_request" in names:
+                yield MysqlLogin(**common, is_request=True, user=layer.get("mysql.user"),
+                                 schema=layer.get("mysql.schema"))
+            else:
+                code = _int(layer.get("mysql.command"), -1)
+                name = MYSQL_COMMANDS.get(code, f"command {code}")
+                text = layer.get("mysql.query")
+                if text is None and name == "init_db":
+                    text = layer.get("mysql.schema")
+                yield MysqlCommand(**common, is_request=True, command=name, text=text)
             return
         # server -> client: part of a reply
         key = (p.stream, p.src)
         st = self._mysql.get(key)
         if st is None:
             st = self._mysql[key] = _MysqlReplyState(src=p.src, dst=p.dst, start=start)
-        if p.number not in st.frames:
+        if not st.frames or st.frames[-1] != p.number:  # frames come in order
             st.frames.append(p.number)
         st.end = p.time
-        error_code = layer.get("mysql.error_code")
-        if error_code is not None:
+        if "mysql.error_code" in names:
+            error_code = layer.get("mysql.error_code")
             del self._mysql[key]
             yield MysqlReply(
                 **self._reply_common(p.stream, st),
@@ -372,7 +374,8 @@ class Decoder:
                 st.tables.setdefault(table, None)
             return
         # tshark 3.x shows the response code as 0x000000fe, 4.x as 0xfe: compare the number
-        is_eof = "mysql.eof" in names or _int(layer.get("mysql.response_code")) == 0xFE
+        is_eof = "mysql.eof" in names or ("mysql.response_code" in names
+                                          and _int(layer.get("mysql.response_code")) == 0xFE)
         is_ok = "mysql.affected_rows" in names
         if st.phase == "columns" and is_eof and not is_ok:
             st.phase = "rows"  # the intermediate EOF after the column definitions
