@@ -158,6 +158,24 @@ def test_help_is_fast_and_documents_exit_statuses():
     assert r.stdout.strip() == "False False"
 
 
+def test_reading_pdml_imports_only_what_it_uses():
+    # Start-up imports are most of osflow-post's fixed cost (benchmarks/bench_post.py, goal 1): reading PDML
+    # from stdin and writing the timeline needs neither subprocess (only -r runs tshark) nor
+    # importlib.metadata (which tabulate 0.10 imports to learn its own version: ~50 ms).
+    pdml = ROOT / "tests/fixtures/pdml/tshark-3.4/resource-class-list-cache-hit.pdml.gz"
+    code = (
+        "import gzip, io, sys\n"
+        "from osflow import cli\n"
+        f"sys.stdin = io.TextIOWrapper(io.BytesIO(gzip.decompress(open({str(pdml)!r}, 'rb').read())))\n"
+        "sys.stdout = open('/dev/null', 'w')\n"
+        "status = cli.post([])\n"
+        "print(status, sorted(m for m in ('subprocess', 'importlib.metadata') if m in sys.modules), file=sys.stderr)\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "postproc"))
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert r.stderr.strip().splitlines()[-1] == "0 []", r.stderr
+
+
 def test_broken_pipe_is_quiet():
     if tshark() is None:
         pytest.skip("tshark is not installed")
