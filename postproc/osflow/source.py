@@ -303,11 +303,6 @@ _MYSQL_LEAVES = frozenset({"mysql.field.flags", "mysql.server_status", "mysql.ca
                            "mysql.extcaps.server", "mysql.extcaps.client", "mariadb.extcaps.server", "mysql.connattrs"})
 
 
-#: The length-encoded strings of a column definition, up to its name (the fast path of _mysql_fields).
-_MYSQL_TEXTS = frozenset({"mysql.field.catalog", "mysql.field.db", "mysql.field.table", "mysql.field.org_table",
-                          "mysql.field.name"})
-
-
 #: A column definition's first length-encoded strings, in protocol order: what osflow reads of it.
 _COLUMN_TEXTS = ("mysql.field.catalog", "mysql.field.db", "mysql.field.table", "mysql.field.org_table")
 _ROW_FIELDS = (("mysql.row", ""),)
@@ -351,11 +346,11 @@ def _mysql_fields(proto: etree._Element) -> tuple[tuple[str, str], ...]:
     unnamed wrappers of column definitions and rows, mysql.request, mysql.login_request,
     mysql.server_greeting); flag and capability subtrees are not walked.
 
-    Most PDUs of a result set are column definitions and rows, so the walk is kept
-    short there: an unnamed wrapper is a length-encoded string whose value is its
-    last child, a row PDU is marked ``mysql.row`` at its first value, and a column
-    definition ends at its name (what follows, the column's type and flags, osflow
-    does not read).
+    Column definitions and rows laid out as tshark usually does are read by position
+    (:func:`_result_set_pdu`); otherwise the walk is still kept short: an unnamed
+    wrapper is a length-encoded string whose value is its last child, a row PDU is
+    marked ``mysql.row`` at its first value, and a column definition ends at its
+    name (what follows, the column's type and flags, osflow does not read).
     """
     fast = _result_set_pdu(proto)
     if fast is not None:
@@ -364,15 +359,8 @@ def _mysql_fields(proto: etree._Element) -> tuple[tuple[str, str], ...]:
     for f in proto:  # <field> elements (iterating without a tag filter is cheaper)
         n = f.get("name")
         if not n:  # a length-encoded string (a column definition's text, a row's value): the value is last
-            if len(f):
-                g = f[-1]
-                m = g.get("name")
-                if m in _MYSQL_TEXTS:
-                    out.append((m, g.get("show") or ""))
-                    if m == "mysql.field.name":
-                        return tuple(out)
-                elif _mysql_child(g, out) == "mysql.row":
-                    return tuple(out)
+            if len(f) and _mysql_child(f[-1], out) in ("mysql.row", "mysql.field.name"):
+                return tuple(out)
             continue
         if n in ("mysql.request", "mysql.login_request", "mysql.server_greeting"):
             out.append((n, ""))
