@@ -57,6 +57,9 @@ MYSQL_COMMANDS = {
     31: "reset_connection",
 }
 
+#: Fields that mark a MySQL PDU as the server's greeting, a login or a command: anything else is part of a reply.
+_MYSQL_NOT_REPLIES = frozenset({"mysql.server_greeting", "mysql.login_request", "mysql.request", "mysql.command"})
+
 #: memcached replies that are not hits/misses, as the protocol spells them.
 MEMCACHE_WORDS = {"STORED", "NOT_STORED", "EXISTS", "NOT_FOUND", "DELETED", "TOUCHED", "OK", "ERROR"}
 
@@ -325,8 +328,7 @@ class Decoder:
 
     def _mysql_layer(self, p: Packet, layer: Layer, frames: tuple[int, ...], start: float) -> Iterator[Message]:
         names = {k for k, _ in layer.fields}  # most PDUs are asked about several fields
-        if "mysql.server_greeting" in names or "mysql.login_request" in names or "mysql.request" in names \
-                or "mysql.command" in names:
+        if not names.isdisjoint(_MYSQL_NOT_REPLIES):
             common = dict(protocol="mysql", stream=p.stream, src=p.src, dst=p.dst, start=start, end=p.time,
                           frames=frames)
             if "mysql.server_greeting" in names:
