@@ -48,7 +48,8 @@ def render(flow: Flow, tablefmt: str = "simple") -> Iterator[str]:
         headers=HEADERS,
         tablefmt=tablefmt,
         disable_numparse=True,
-        colalign=("right", "right", "right", "left", "left", "left", "left", "left", "left"),
+        # tabulate before 0.10 fails on colalign with no rows (a capture without a single pair)
+        colalign=("right", "right", "right", "left", "left", "left", "left", "left", "left") if table_rows else None,
     )
     yield from table.splitlines()
     if flow.tokens:
