@@ -411,7 +411,7 @@ _IDX = {name: i for i, name in enumerate(FIELDS)}
 AGGREGATOR = "\x1f"
 #: Frames osflow needs: payload, or the FIN/RST that closes a connection.
 FRAME_FILTER = "tcp.len > 0 || tcp.flags.fin == 1 || tcp.flags.reset == 1"
-_ROW = Layer("mysql", (("mysql.row", ""),))
+_ROW = Layer("mysql", _ROW_FIELDS)  # a row PDU, as the PDML reader marks it
 
 
 def _unescape(text: str) -> str:
