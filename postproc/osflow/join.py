@@ -181,6 +181,8 @@ def service_of_user_agent(ua: Optional[str]) -> Optional[str]:
 
 @dataclass
 class _Conn:
+    """One connection and its exchanges, while the join runs."""
+
     stream: int
     client: Address
     server: Address

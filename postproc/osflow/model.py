@@ -123,6 +123,8 @@ class TokenInfo:
 
 @dataclass(frozen=True, kw_only=True)
 class HttpRequest(Message):
+    """An HTTP request line and its headers (and what a keystone auth body asks for)."""
+
     method: str
     uri: str
     user_agent: Optional[str] = None
@@ -133,6 +135,8 @@ class HttpRequest(Message):
 
 @dataclass(frozen=True, kw_only=True)
 class HttpResponse(Message):
+    """An HTTP status line and its headers (and whose token keystone issued or validated)."""
+
     status: int
     reason: str
     headers: tuple[tuple[str, str], ...] = ()
@@ -142,23 +146,31 @@ class HttpResponse(Message):
 
 @dataclass(frozen=True, kw_only=True)
 class MysqlGreeting(Message):
+    """The server greeting that opens a MySQL connection."""
+
     version: Optional[str] = None
 
 
 @dataclass(frozen=True, kw_only=True)
 class MysqlLogin(Message):
+    """A client's MySQL login request (user and default schema; never the password)."""
+
     user: Optional[str] = None
     schema: Optional[str] = None
 
 
 @dataclass(frozen=True, kw_only=True)
 class MysqlCommand(Message):
+    """A MySQL command: a query, quit, ping, init_db, ..."""
+
     command: str  # query, quit, ping, init_db, ... (lower case, from mysql.command)
     text: Optional[str] = None  # query text / schema of init_db
 
 
 @dataclass(frozen=True, kw_only=True)
 class MysqlReply(Message):
+    """The server's whole reply to one MySQL command (a result set is one reply)."""
+
     kind: str  # ok | error | rows | eof | auth_switch
     rows: int = 0
     affected_rows: Optional[int] = None
@@ -171,6 +183,8 @@ class MysqlReply(Message):
 
 @dataclass(frozen=True, kw_only=True)
 class MemcacheCommand(Message):
+    """A memcached command and the keys it names."""
+
     command: str  # get, gets, set, add, replace, delete, touch, incr, decr, ...
     keys: tuple[str, ...] = ()
     value_length: Optional[int] = None
@@ -178,6 +192,8 @@ class MemcacheCommand(Message):
 
 @dataclass(frozen=True, kw_only=True)
 class MemcacheReply(Message):
+    """A memcached reply: hit, miss, STORED, ..."""
+
     result: str  # hit | miss | STORED | NOT_STORED | NOT_FOUND | DELETED | EXISTS | TOUCHED | ERROR | <number>
     keys: tuple[str, ...] = ()  # keys of VALUE lines (hits)
 

@@ -63,6 +63,8 @@ def _read_text(path: str) -> str:
 
 @dataclass
 class Result:
+    """What :func:`analyse` found: the flow, whether the input ended early, TCP packets read."""
+
     flow: Flow
     partial: Optional[PartialInput]
     packets: int

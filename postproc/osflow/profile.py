@@ -114,6 +114,8 @@ def sha256_file(path: Path) -> str:
 
 @dataclass(frozen=True)
 class Folders:
+    """Wireshark's personal configuration and Lua plugin folders."""
+
     config: Path  # Personal configuration
     lua_plugins: Path  # Personal Lua Plugins
 
@@ -168,6 +170,8 @@ def find_folders(args: argparse.Namespace) -> Folders:
 
 @dataclass
 class Action:
+    """One file operation of an install or uninstall plan."""
+
     verb: str  # create | update | unchanged | conflict | remove | keep | backup
     path: Path
     source: Optional[Path] = None
@@ -179,6 +183,8 @@ class Action:
 
 @dataclass
 class Plan:
+    """What an install or uninstall would do, file by file, and the manifest it writes."""
+
     actions: list[Action] = field(default_factory=list)
     manifest: dict = field(default_factory=dict)
 

@@ -284,6 +284,8 @@ def tcp_rows_source(proc: str = PROC):
 
 @dataclass
 class ProcInfo:
+    """One running process, from /proc/PID (stat, owner, cmdline)."""
+
     pid: int
     ppid: int
     user: str
@@ -1031,6 +1033,8 @@ def ps_sections(label: str) -> str:
 
 @dataclass
 class Coverage:
+    """How many local TCP connection ends of a capture the socket log names an owner for."""
+
     owned: int
     total: int
     missing: list[str] = field(default_factory=list)  # "local -> remote (stream n)"
