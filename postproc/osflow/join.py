@@ -18,6 +18,7 @@ the service behind them: such ends are named by port.
 from __future__ import annotations
 
 import bisect
+import functools
 import os
 import re
 from collections import Counter
@@ -123,12 +124,16 @@ def tables_in(sql: Optional[str]) -> list[str]:
     >>> tables_in(None)
     []
     """
-    if not sql:
-        return []
+    return list(_tables_in(sql)) if sql else []
+
+
+@functools.lru_cache(maxsize=1024)
+def _tables_in(sql: str) -> tuple[str, ...]:
+    # the same few statements run again and again (pool pings, token and resource lookups)
     seen: dict[str, None] = {}
     for m in _TABLE_REF.finditer(sql):
         seen.setdefault(m.group(1), None)
-    return list(seen)
+    return tuple(seen)
 
 
 def service_of_command(args: str) -> tuple[Optional[str], bool]:
