@@ -234,7 +234,9 @@ class Decoder:
                 if m is not None:
                     yield m
             elif layer.name == "mysql":
-                yield from self._mysql_layer(p, layer, frames, start)
+                m = self._mysql_layer(p, layer, frames, start)
+                if m is not None:
+                    yield m
         if p.fin or p.rst:
             key = (p.stream, p.src)
             if key not in self._closed:
@@ -326,24 +328,23 @@ class Decoder:
 
     # ----------------------------------------------------------------- MySQL
 
-    def _mysql_layer(self, p: Packet, layer: Layer, frames: tuple[int, ...], start: float) -> Iterator[Message]:
+    def _mysql_layer(self, p: Packet, layer: Layer, frames: tuple[int, ...], start: float) -> Optional[Message]:
+        """The message one MySQL PDU completes (a request, or the last PDU of a reply), or None."""
         names = {k for k, _ in layer.fields}  # most PDUs are asked about several fields
         if not names.isdisjoint(_MYSQL_NOT_REPLIES):
             common = dict(protocol="mysql", stream=p.stream, src=p.src, dst=p.dst, start=start, end=p.time,
                           frames=frames)
             if "mysql.server_greeting" in names:
-                yield MysqlGreeting(**common, is_request=False, version=layer.get("mysql.version"))
-            elif "mysql.login_request" in names:
-                yield MysqlLogin(**common, is_request=True, user=layer.get("mysql.user"),
-                                 schema=layer.get("mysql.schema"))
-            else:
-                code = _int(layer.get("mysql.command"), -1)
-                name = MYSQL_COMMANDS.get(code, f"command {code}")
-                text = layer.get("mysql.query")
-                if text is None and name == "init_db":
-                    text = layer.get("mysql.schema")
-                yield MysqlCommand(**common, is_request=True, command=name, text=text)
-            return
+                return MysqlGreeting(**common, is_request=False, version=layer.get("mysql.version"))
+            if "mysql.login_request" in names:
+                return MysqlLogin(**common, is_request=True, user=layer.get("mysql.user"),
+                                  schema=layer.get("mysql.schema"))
+            code = _int(layer.get("mysql.command"), -1)
+            name = MYSQL_COMMANDS.get(code, f"command {code}")
+            text = layer.get("mysql.query")
+            if text is None and name == "init_db":
+                text = layer.get("mysql.schema")
+            return MysqlCommand(**common, is_request=True, command=name, text=text)
         # server -> client: part of a reply
         key = (p.stream, p.src)
         st = self._mysql.get(key)
@@ -355,17 +356,16 @@ class Decoder:
         if "mysql.error_code" in names:
             error_code = layer.get("mysql.error_code")
             del self._mysql[key]
-            yield MysqlReply(
+            return MysqlReply(
                 **self._reply_common(p.stream, st),
                 kind="error",
                 error_code=_int(error_code),
                 error_message=layer.get("mysql.error.message") or layer.get("mysql.message"),
             )
-            return
         if "mysql.num_fields" in names and st.phase == "start":
             st.phase = "columns"
             st.columns = _int(layer.get("mysql.num_fields"), 0) or 0
-            return
+            return None
         if "mysql.field.name" in names or "mysql.field.catalog" in names:
             st.column_defs += 1
             db = layer.get("mysql.field.db")
@@ -374,31 +374,28 @@ class Decoder:
             table = layer.get("mysql.field.org_table") or layer.get("mysql.field.table")
             if table:
                 st.tables.setdefault(table, None)
-            return
+            return None
         # tshark 3.x shows the response code as 0x000000fe, 4.x as 0xfe: compare the number
         is_eof = "mysql.eof" in names or ("mysql.response_code" in names
                                           and _int(layer.get("mysql.response_code")) == 0xFE)
         is_ok = "mysql.affected_rows" in names
         if st.phase == "columns" and is_eof and not is_ok:
             st.phase = "rows"  # the intermediate EOF after the column definitions
-            return
+            return None
         if st.phase in ("columns", "rows") and (is_eof or is_ok):
             del self._mysql[key]
-            yield self._rows_reply(p.stream, st, complete=True)
-            return
+            return self._rows_reply(p.stream, st, complete=True)
         if st.phase in ("columns", "rows"):
             st.phase = "rows"
             st.rows += 1
-            return
+            return None
         if is_ok:
             del self._mysql[key]
-            yield MysqlReply(**self._reply_common(p.stream, st), kind="ok", affected_rows=_int(layer.get("mysql.affected_rows")))
-            return
+            return MysqlReply(**self._reply_common(p.stream, st), kind="ok", affected_rows=_int(layer.get("mysql.affected_rows")))
         if is_eof:
             del self._mysql[key]
-            yield MysqlReply(**self._reply_common(p.stream, st), kind="eof")
-            return
-        # anything else (auth switch, more data): part of a reply still open
+            return MysqlReply(**self._reply_common(p.stream, st), kind="eof")
+        return None  # anything else (auth switch, more data): part of a reply still open
 
     @staticmethod
     def _reply_common(stream: int, st: _MysqlReplyState, complete: bool = True) -> dict:
