@@ -196,6 +196,24 @@ def test_reading_pdml_imports_only_what_it_uses():
     assert r.stderr.strip().splitlines()[-1] == "0 []", r.stderr
 
 
+def test_only_the_entry_points_freeze_the_collector():
+    # osflow-post spares the collector's last pass at exit (gc.freeze); a program calling post() keeps its collector
+    code = (
+        "import gc, io, sys\n"
+        "from osflow import cli\n"
+        "sys.stdin = io.TextIOWrapper(io.BytesIO(b''))\n"
+        "status = cli.post([])\n"
+        "library = gc.get_freeze_count()\n"
+        "sys.stdin = io.TextIOWrapper(io.BytesIO(b''))\n"
+        "sys.argv = ['osflow-post']\n"
+        "cli.post_main()\n"
+        "print(status, library, gc.get_freeze_count() > 0, file=sys.stderr)\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "postproc"))
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert r.stderr.strip().splitlines()[-1] == f"{EXIT_INPUT} 0 True", r.stderr
+
+
 def test_every_dataclass_has_its_own_docstring():
     # A dataclass without a docstring gets one made from inspect.signature when the class is created:
     # about 1 ms each at start-up (the model's eight undocumented messages were a quarter of its import).

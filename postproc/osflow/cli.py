@@ -8,6 +8,7 @@ Exceptions become exit statuses in one place, :func:`run` (see
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 from typing import Callable, Iterable, Optional, Sequence, TextIO
@@ -294,7 +295,19 @@ def run(fn: Callable[[], int], traceback: bool, prog: str) -> int:
 
 
 def post_main() -> int:
-    return post(sys.argv[1:])
+    """The ``osflow-post`` console script."""
+    return _exiting(post(sys.argv[1:]))
+
+
+def _exiting(status: int) -> int:
+    """The process ends next: move every object of the run out of the garbage collector's reach.
+
+    Its last pass at exit would walk them all (about 5 ms on a one-command capture) only to
+    find what refcounting frees anyway.  Entry points only: a caller of :func:`post` keeps
+    its collector as it was.
+    """
+    gc.freeze()
+    return status
 
 
 def _record(argv: Sequence[str]) -> int:
@@ -314,7 +327,7 @@ def _record(argv: Sequence[str]) -> int:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "post":  # before building the parser: it imports every subcommand
-        return post(argv[1:], prog="osflow post")
+        return _exiting(post(argv[1:], prog="osflow post"))
     if argv and argv[0] == "record":
         return _record(argv[1:])
     p = _Parser(prog="osflow", description="osflow: how OpenStack services talk to each other, from a capture.")
