@@ -16,14 +16,15 @@ times, side by side, and prints the medians, the ratios and the goals:
 4. peak RSS of osflow-post reading PDML on stdin, 30 MB and 1 GB: at most 150 MB each;
 5. ``osflow-post --help``: under 0.3 s.
 
-    python3 benchmarks/bench_post.py [--repeat 5] [--repeat-small 11] [--frames 50000] [--quick] [--workdir DIR]
+    python3 benchmarks/bench_post.py [--repeat 5] [--repeat-small 21] [--frames 50000] [--quick] [--workdir DIR]
 
 ``--quick`` skips the 1 GB PDML and pyshark.  Run it on an otherwise idle machine.
 
-Each comparison runs its two commands alternately, ``--repeat`` rounds (``--repeat-small``
-on the 1,000-frame capture, whose ~1 s runs vary most), which one goes first alternating
-too, so that a shared machine whose speed drifts slows both sides alike; the ratio is
-that of the two medians, and the table also shows the lowest and highest single-round ratio.
+Each comparison runs each command once untimed (a warm-up), then the two alternately,
+``--repeat`` rounds (``--repeat-small`` on the 1,000-frame capture, whose ~1 s runs vary
+most), which one goes first alternating too, so that a shared machine whose speed drifts
+slows both sides alike; the ratio is that of the two medians, and the table also shows the
+lowest and highest single-round ratio.
 osflow runs as installed, from byte-compiled modules (pip compiles them at install;
 the benchmark compiles the source tree once and clears PYTHONDONTWRITEBYTECODE).
 """
@@ -106,7 +107,13 @@ def median(cmd, repeat, stdin=None, shell=False) -> float:
 
 
 def paired(ours, base, repeat, stdin=None, shell=False) -> tuple[float, float, list[float]]:
-    """Median seconds of ``ours`` and ``base`` run alternately, and each round's ratio."""
+    """Median seconds of ``ours`` and ``base`` run alternately, and each round's ratio.
+
+    Each side first runs once untimed (as ``hyperfine --warmup 1`` does), so that no timed run
+    pays for reading its input, interpreter or modules back from disk into the page cache.
+    """
+    for cmd in (ours, base):
+        run(cmd, stdin, shell)
     times: tuple[list, list] = ([], [])
     for i in range(repeat):
         order = (0, 1) if i % 2 == 0 else (1, 0)
@@ -123,7 +130,7 @@ def pipeline(capture: Path, consumer: list[str]) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeat", type=int, default=5, help="rounds on the 50k-frame and 1 GB inputs")
-    ap.add_argument("--repeat-small", type=int, default=11,
+    ap.add_argument("--repeat-small", type=int, default=21,
                     help="rounds on the 1,000-frame capture (~1 s each: run-to-run noise weighs more there)")
     ap.add_argument("--frames", type=int, default=50_000)
     ap.add_argument("--quick", action="store_true", help="skip the 1 GB PDML and pyshark")
