@@ -119,3 +119,17 @@ def test_result_sets_read_by_position_decode_as_the_full_walk(case, monkeypatch)
     assert sum(by_position) > 50  # the positional path did the work
     monkeypatch.setattr(source, "_result_set_pdu", lambda proto: None)
     assert list(Decoder().decode(PdmlReader(io.BytesIO(data)))) == fast
+
+
+def test_addresses_are_made_once_per_endpoint_and_do_not_pile_up():
+    from osflow import source
+    from osflow.model import Address
+
+    made = source._Addresses()
+    first = made["::ffff:127.0.0.1", "5000"]
+    assert first == Address("127.0.0.1", 5000) and made["::ffff:127.0.0.1", "5000"] is first
+    for port in range(made.LIMIT + 10):  # a long capture of many short connections
+        assert made["10.0.0.1", str(port)].port == port
+    assert len(made) <= made.LIMIT
+    with pytest.raises(ValueError):
+        made["10.0.0.1", "http"]  # the reader skips such a frame

@@ -45,6 +45,22 @@ def _address(host: str, port: str) -> Address:
     return Address(host, int(port))
 
 
+class _Addresses(dict):
+    """The Address of each (host, port) text, made once: all frames of a connection share two.
+
+    Emptied when it holds :attr:`LIMIT` endpoints (a long capture of many short
+    connections), so that it does not grow with the capture.
+    """
+
+    LIMIT = 4096
+
+    def __missing__(self, key: tuple[str, str]) -> Address:
+        if len(self) >= self.LIMIT:
+            self.clear()
+        address = self[key] = _address(*key)
+        return address
+
+
 class _Reader:
     """What every reader tells the pipeline besides its packets."""
 
@@ -56,6 +72,7 @@ class _Reader:
         self.last_frame = 0
         self.first_time: Optional[float] = None  # epoch of the capture's first frame, TCP or not
         self._streams: dict = {}  # connection -> stream id, for input without tcp.stream
+        self._addresses = _Addresses()
 
 
 class PdmlReader(_Reader):
@@ -99,7 +116,7 @@ class PdmlReader(_Reader):
                     continue
                 if self.first_time is None:
                     self.first_time = _first_time(elem)
-                packet = _packet(elem, self._streams, find)
+                packet = _packet(elem, self._streams, find, self._addresses)
                 elem.clear()
                 # drop the references the root keeps to packets already read
                 while elem.getprevious() is not None:
@@ -207,9 +224,11 @@ _TCP = (("tcp.srcport", "show"), ("tcp.dstport", "show"), ("tcp.stream", "show")
         ("tcp.len", "show"))
 
 
-def _packet(elem: etree._Element, streams: dict, find: Optional[_Finder] = None) -> Optional[Packet]:
+def _packet(elem: etree._Element, streams: dict, find: Optional[_Finder] = None,
+            addresses: Optional[_Addresses] = None) -> Optional[Packet]:
     """Turn one ``<packet>`` into a Packet, or None for non-TCP frames."""
     find = find or _Finder()
+    addresses = _Addresses() if addresses is None else addresses
     number = 0
     time = 0.0
     src_host = dst_host = None
@@ -254,7 +273,7 @@ def _packet(elem: etree._Element, streams: dict, find: Optional[_Finder] = None)
     if src_host is None or sport is None or dport is None or dst_host is None:
         return None
     try:
-        src, dst = _address(src_host, sport), _address(dst_host, dport)
+        src, dst = addresses[src_host, sport], addresses[dst_host, dport]
     except ValueError:
         return None  # a port that is not a number: not a packet osflow can place
     if stream < 0:
@@ -459,7 +478,8 @@ class FieldsReader(_Reader):
         # tunnelled frames list the outer and inner header: the inner one is last
         src_host, dst_host = src_host.split(AGGREGATOR)[-1], dst_host.split(AGGREGATOR)[-1]
         try:
-            src, dst = _address(src_host, sport.split(AGGREGATOR)[-1]), _address(dst_host, dport.split(AGGREGATOR)[-1])
+            src = self._addresses[src_host, sport.split(AGGREGATOR)[-1]]
+            dst = self._addresses[dst_host, dport.split(AGGREGATOR)[-1]]
         except ValueError:
             return None
         stream = _int(c[_IDX["tcp.stream"]].split(AGGREGATOR)[-1], -1)
