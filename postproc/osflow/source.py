@@ -224,11 +224,8 @@ _TCP = (("tcp.srcport", "show"), ("tcp.dstport", "show"), ("tcp.stream", "show")
         ("tcp.len", "show"))
 
 
-def _packet(elem: etree._Element, streams: dict, find: Optional[_Finder] = None,
-            addresses: Optional[_Addresses] = None) -> Optional[Packet]:
-    """Turn one ``<packet>`` into a Packet, or None for non-TCP frames."""
-    find = find or _Finder()
-    addresses = _Addresses() if addresses is None else addresses
+def _packet(elem: etree._Element, streams: dict, find: _Finder, addresses: _Addresses) -> Optional[Packet]:
+    """Turn one ``<packet>`` into a Packet, or None for non-TCP frames (``find``, ``addresses``: the reader's)."""
     number = 0
     time = 0.0
     src_host = dst_host = None
