@@ -178,6 +178,15 @@ def test_help_is_fast_and_documents_exit_statuses():
     assert r.stdout.strip() == "False False"
 
 
+def _last_stderr_line(code: str) -> str:
+    """Run ``code`` in a fresh interpreter with osflow importable: the last line it wrote to stderr."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "postproc"))
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    lines = r.stderr.strip().splitlines()
+    assert lines, r.stderr
+    return lines[-1]
+
+
 def test_reading_pdml_imports_only_what_it_uses():
     # Start-up imports are most of osflow-post's fixed cost (benchmarks/bench_post.py, goal 1): reading PDML
     # from stdin and writing the timeline needs neither subprocess (only -r runs tshark) nor
@@ -191,9 +200,7 @@ def test_reading_pdml_imports_only_what_it_uses():
         "status = cli.post([])\n"
         "print(status, sorted(m for m in ('subprocess', 'importlib.metadata') if m in sys.modules), file=sys.stderr)\n"
     )
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "postproc"))
-    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-    assert r.stderr.strip().splitlines()[-1] == "0 []", r.stderr
+    assert _last_stderr_line(code) == "0 []"
 
 
 def test_only_the_entry_points_freeze_the_collector():
@@ -209,9 +216,7 @@ def test_only_the_entry_points_freeze_the_collector():
         "cli.post_main()\n"
         "print(status, library, gc.get_freeze_count() > 0, file=sys.stderr)\n"
     )
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "postproc"))
-    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-    assert r.stderr.strip().splitlines()[-1] == f"{EXIT_INPUT} 0 True", r.stderr
+    assert _last_stderr_line(code) == f"{EXIT_INPUT} 0 True"
 
 
 def test_every_dataclass_has_its_own_docstring():
