@@ -97,7 +97,7 @@ def header_tokens(case: str) -> list[str]:
     """Every token the capture carries in an HTTP header (real secrets of the lab)."""
     from osflow.decode import header
     from osflow.model import HttpRequest, HttpResponse
-    from osflow.tokens import TOKEN_HEADERS
+    from osflow.openstack import TOKEN_HEADERS
 
     found = []
     for m in messages(case):

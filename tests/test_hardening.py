@@ -18,7 +18,7 @@ from support import ROOT, case_dir, pdml_bytes, run_post, tables_args, tshark
 
 from osflow.decode import header_lines, keystone_auth, token_info
 from osflow.errors import EXIT_OK, EXIT_PARTIAL, OsflowError
-from osflow.join import service_of_command, service_of_user_agent, tables_in
+from osflow.openstack import service_of_command, service_of_user_agent, tables_in
 from osflow.render.common import frame_ranges
 from osflow.source import PdmlReader
 from osflow.tokens import cache_key_token_hash, hide_sql_secrets

@@ -7,7 +7,8 @@ import pytest
 
 from support import CASES, FIXTURES, flow, result, tshark
 
-from osflow.join import Joiner, service_of_command, service_of_user_agent, tables_in
+from osflow.join import Joiner
+from osflow.openstack import service_of_command, service_of_user_agent, tables_in
 from osflow.model import Address
 from osflow.tables import ProcessTable, SocketTable, parse_ps, parse_ss
 

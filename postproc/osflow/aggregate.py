@@ -19,7 +19,7 @@ from typing import Iterable, Optional
 
 from . import tokens as tok
 from .decode import header
-from .join import tables_in
+from .openstack import TOKEN_HEADERS, tables_in
 from .model import (
     Closed,
     ConnectionNames,
@@ -343,7 +343,7 @@ def build_flow(
 def _register_tokens(reg: tok.TokenRegistry, ex: Exchange, which: int) -> None:
     msg = ex.request if which == 0 else ex.response
     if isinstance(msg, HttpRequest):
-        for name in tok.TOKEN_HEADERS:
+        for name in TOKEN_HEADERS:
             v = header(msg.headers, name)
             if v:
                 reg.see_token(v)

@@ -29,33 +29,7 @@ from .model import (
     Packet,
     TokenInfo,
 )
-
-#: COM_* codes (mysql.command) -> osflow's command names.
-MYSQL_COMMANDS = {
-    0: "sleep",
-    1: "quit",
-    2: "init_db",
-    3: "query",
-    4: "field_list",
-    5: "create_db",
-    6: "drop_db",
-    7: "refresh",
-    8: "shutdown",
-    9: "statistics",
-    10: "process_info",
-    12: "process_kill",
-    13: "debug",
-    14: "ping",
-    17: "change_user",
-    22: "stmt_prepare",
-    23: "stmt_execute",
-    24: "stmt_send_long_data",
-    25: "stmt_close",
-    26: "stmt_reset",
-    27: "set_option",
-    28: "stmt_fetch",
-    31: "reset_connection",
-}
+from .openstack import MYSQL_COMMANDS
 
 #: Fields that mark a MySQL PDU as the server's greeting, a login or a command: anything else is part of a reply.
 _MYSQL_NOT_REPLIES = frozenset({"mysql.server_greeting", "mysql.login_request", "mysql.request", "mysql.command"})

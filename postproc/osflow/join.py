@@ -18,9 +18,7 @@ the service behind them: such ends are named by port.
 from __future__ import annotations
 
 import bisect
-import functools
 import os
-import re
 from collections import Counter
 from dataclasses import dataclass
 from typing import Iterable, Optional
@@ -36,153 +34,7 @@ from .model import (
     MysqlReply,
     Participant,
 )
-
-# Command lines (ps args, or ss's process name) -> service key.  First match wins.  A name
-# counts only where a program name can stand (not inside an option such as
-# --os-placement-api-version); the openstack CLI is recognised first, by its executable.
-# Compiled on first use (re caches them): a capture read without --ss/--ps never needs them.
-_NAME = r"(?<![\w-])(?:{})"
-_PROCESS_PATTERNS: tuple[tuple[str, Optional[str]], ...] = tuple(
-    (_NAME.format(p), key)
-    for p, key in (
-        (r"wsgi:keystone|keystone-wsgi|keystone-all|keystone-api\b|uwsgi.*keystone|gunicorn.*keystone", "keystone"),
-        (r"wsgi:placement|placement-api\b|placement-wsgi|uwsgi.*placement|gunicorn.*placement", "placement"),
-        (r"wsgi:nova-api|nova-api-wsgi|nova-api\b|uwsgi.*nova-api", "nova-api"),
-        (r"wsgi:nova-metadata|nova-metadata", "nova-metadata"),
-        (r"nova-(?:compute|conductor|scheduler|novncproxy|spicehtml5proxy|serialproxy)\b", None),
-        (r"wsgi:neutron|neutron-api\b|neutron-server\b|uwsgi.*neutron", "neutron-server"),
-        (r"neutron-[a-z0-9-]+-agent\b", None),
-        (r"wsgi:cinder|cinder-wsgi|cinder-api\b", "cinder-api"),
-        (r"cinder-(?:volume|scheduler|backup)\b", None),
-        (r"wsgi:glance|glance-api\b|uwsgi.*glance", "glance"),
-        (r"wsgi:heat-api-cfn|heat-api-cfn\b", "heat-api-cfn"),
-        (r"wsgi:heat|heat-api\b", "heat-api"),
-        (r"heat-engine\b", None),
-        (r"wsgi:barbican|barbican-api\b", "barbican"),
-        (r"wsgi:octavia|octavia-api\b", "octavia"),
-        (r"designate-api\b", "designate"),
-        (r"wsgi:manila|manila-api\b", "manila"),
-        (r"wsgi:ironic|ironic-api\b", "ironic"),
-        (r"swift-proxy", "swift-proxy"),
-        (r"gnocchi-api\b", "gnocchi"),
-        (r"aodh-api\b", "aodh"),
-        (r"mariadbd\b|mysqld\b|mariadb\b", "mysql"),
-        (r"memcached\b", "memcached"),
-        (r"beam\.smp.*rabbit|rabbitmq-server|beam\.smp$", "rabbitmq"),
-        (r"python-openstackclient", "openstackclient"),
-    )
-)
-# Component processes without a port of their own: the matched word is the key.
-_COMPONENT = (
-    r"\b(nova-(compute|conductor|scheduler|novncproxy|spicehtml5proxy|serialproxy)|neutron-[a-z0-9-]+-agent|"
-    r"cinder-(volume|scheduler|backup)|heat-engine)\b"
-)
-# Processes that own sockets for others (web servers): they name no service.
-_AMBIGUOUS = r"(^|/)(apache2|httpd|nginx|haproxy)( |$)|^\(?apache2"
-
-# User-Agent -> service key.
-_USER_AGENTS: tuple[tuple[re.Pattern, str], ...] = tuple(
-    (re.compile(p, re.I), key)
-    for p, key in (
-        (r"^placement/", "placement"),
-        (r"^keystone/", "keystone"),
-        (r"^nova(-api)?/", "nova-api"),
-        (r"^neutron(-server)?/", "neutron-server"),
-        (r"^cinder(-api)?/", "cinder-api"),
-        (r"^glance(-api)?/", "glance"),
-        (r"^heat/", "heat-api"),
-        (r"python-openstackclient|^openstacksdk/|^osc-lib", "openstackclient"),
-    )
-)
-
-# Tables a service's queries touch (first match by majority vote).
-_TABLES: dict[str, frozenset[str]] = {
-    "keystone": frozenset(
-        "user local_user password project assignment role implied_role token revocation_event "
-        "federated_user nonlocal_user access_rule application_credential credential endpoint "
-        "service region policy domain_config group user_group_membership trust system_assignment "
-        "project_tag limit registered_limit expiring_user_group_membership".split()
-    ),
-    "placement": frozenset(
-        "resource_classes traits resource_providers inventories allocations consumers projects users "
-        "resource_provider_traits resource_provider_aggregates placement_aggregates consumer_types".split()
-    ),
-    "nova-api": frozenset("cell_mappings host_mappings instance_mappings flavors build_requests request_specs".split()),
-    "neutron-server": frozenset("networks subnets ports routers securitygroups securitygrouprules agents".split()),
-    "glance": frozenset("images image_properties image_locations image_members tasks".split()),
-    "cinder-api": frozenset("volumes snapshots backups volume_types quotas".split()),
-}
-
-_TABLE_REF = re.compile(r"\b(?:FROM|JOIN|INTO|UPDATE)\s+`?([A-Za-z_][A-Za-z0-9_]*)`?", re.I)
-
-
-def tables_in(sql: Optional[str]) -> list[str]:
-    """Tables a statement names after FROM/JOIN/INTO/UPDATE, in order.
-
-    >>> tables_in("SELECT a FROM user INNER JOIN local_user ON x WHERE y IN (SELECT b FROM `project`)")
-    ['user', 'local_user', 'project']
-    >>> tables_in(None)
-    []
-    """
-    return list(_tables_in(sql)) if sql else []
-
-
-@functools.lru_cache(maxsize=1024)
-def _tables_in(sql: str) -> tuple[str, ...]:
-    # the same few statements run again and again (pool pings, token and resource lookups)
-    seen: dict[str, None] = {}
-    for m in _TABLE_REF.finditer(sql):
-        seen.setdefault(m.group(1), None)
-    return tuple(seen)
-
-
-def service_of_command(args: str) -> tuple[Optional[str], bool]:
-    """The service key a command line names, and whether the process is an ambiguous web server.
-
-    >>> service_of_command("(wsgi:placement-a -k start")
-    ('placement', False)
-    >>> service_of_command("/usr/sbin/mariadbd --user=mysql")
-    ('mysql', False)
-    >>> service_of_command("/usr/sbin/apache2 -k start")
-    (None, True)
-    >>> service_of_command("openstack")
-    ('openstackclient', False)
-    >>> service_of_command("/usr/bin/python3 /usr/bin/openstack --os-placement-api-version 1.2 resource class list")
-    ('openstackclient', False)
-    >>> service_of_command("/usr/bin/python3 /usr/bin/nova-conductor --config-file x")
-    ('nova-conductor', False)
-    """
-    words = args.split()
-    if any(os.path.basename(w) in ("openstack", "openstack-client") for w in words[:2]):
-        return "openstackclient", False  # its options name services (--os-placement-api-version)
-    for pattern, key in _PROCESS_PATTERNS:
-        if re.search(pattern, args):
-            if key is None:
-                m = re.search(_COMPONENT, args)
-                return (m.group(1) if m else None), False
-            return key, False
-    if re.search(_AMBIGUOUS, args):
-        return None, True
-    return None, False
-
-
-def service_of_user_agent(ua: Optional[str]) -> Optional[str]:
-    """The service a User-Agent names; ``python-keystoneclient`` names none.
-
-    >>> service_of_user_agent("placement/unknown keystonemiddleware.auth_token/10.1.0 keystoneauth1/5.0.0")
-    'placement'
-    >>> service_of_user_agent("openstacksdk/0.101.0 keystoneauth1/5.0.0 python-requests/2.28.1")
-    'openstackclient'
-    >>> service_of_user_agent("python-keystoneclient") is None
-    True
-    """
-    if not ua:
-        return None
-    for pattern, key in _USER_AGENTS:
-        if pattern.search(ua):
-            return key
-    return None
-
+from .openstack import SERVICE_TABLES, service_of_command, service_of_user_agent, tables_in
 
 @dataclass
 class _Conn:
@@ -338,7 +190,7 @@ class Joiner:
                         why.setdefault(svc.key, f"result metadata names schema {db}")
             if isinstance(req, MysqlCommand):
                 for table in tables_in(req.text):
-                    for key, tables in _TABLES.items():
+                    for key, tables in SERVICE_TABLES.items():
                         if table in tables:
                             votes[key] += 1
                             why.setdefault(key, f"queries touch table {table}")

@@ -24,7 +24,6 @@ from typing import Optional
 
 from .model import Token
 
-TOKEN_HEADERS = ("X-Auth-Token", "X-Subject-Token", "X-Service-Token")
 #: A quoted SQL literal that looks like a secret: a long run of token/hash/base64 characters.
 #: (ids such as 32-hex UUIDs stay: they are what an analyst follows across queries)
 _SECRET_LITERAL = re.compile(r"'(\$[A-Za-z0-9+/=_.$-]{16,}|gAAAA[A-Za-z0-9+/=_-]{20,}|[A-Za-z0-9+/=_.$-]{40,})'")

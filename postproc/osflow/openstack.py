@@ -1,0 +1,219 @@
+"""What osflow knows about OpenStack besides its ports (those are in :mod:`osflow.portmap`).
+
+One place for the facts the stages share, and the ones the Wireshark plugin
+(``dissectors/osflow.lua``) knows too — the token headers, the MySQL command names,
+the User-Agent rules: ``tests/test_shared_truth.py`` checks that both sides agree.
+
+* process command lines -> service (:func:`service_of_command`);
+* User-Agents -> service (:func:`service_of_user_agent`);
+* the tables each service's queries touch (:data:`SERVICE_TABLES`, :func:`tables_in`);
+* the headers that carry tokens (:data:`TOKEN_HEADERS`);
+* MySQL's command codes (:data:`MYSQL_COMMANDS`).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+from typing import Optional
+
+# --------------------------------------------------------------------------- tokens
+
+#: HTTP headers that carry a keystone token (Swift's X-Storage-Token is an auth token too).
+TOKEN_HEADERS = ("X-Auth-Token", "X-Subject-Token", "X-Service-Token", "X-Storage-Token")
+
+# --------------------------------------------------------------------------- MySQL
+
+#: COM_* codes (``mysql.command``) -> osflow's command names (the COM_ name in lower case).
+MYSQL_COMMANDS = {
+    0: "sleep",
+    1: "quit",
+    2: "init_db",
+    3: "query",
+    4: "field_list",
+    5: "create_db",
+    6: "drop_db",
+    7: "refresh",
+    8: "shutdown",
+    9: "statistics",
+    10: "process_info",
+    12: "process_kill",
+    13: "debug",
+    14: "ping",
+    17: "change_user",
+    22: "stmt_prepare",
+    23: "stmt_execute",
+    24: "stmt_send_long_data",
+    25: "stmt_close",
+    26: "stmt_reset",
+    27: "set_option",
+    28: "stmt_fetch",
+    31: "reset_connection",
+}
+
+# --------------------------------------------------------------------------- processes
+
+# Command lines (ps args, or ss's process name) -> service key.  First match wins.  A name
+# counts only where a program name can stand (not inside an option such as
+# --os-placement-api-version); the openstack CLI is recognised first, by its executable.
+# Compiled on first use (re caches them): a capture read without --ss/--ps never needs them.
+_NAME = r"(?<![\w-])(?:{})"
+PROCESS_PATTERNS: tuple[tuple[str, Optional[str]], ...] = tuple(
+    (_NAME.format(p), key)
+    for p, key in (
+        (r"wsgi:keystone|keystone-wsgi|keystone-all|keystone-api\b|uwsgi.*keystone|gunicorn.*keystone", "keystone"),
+        (r"wsgi:placement|placement-api\b|placement-wsgi|uwsgi.*placement|gunicorn.*placement", "placement"),
+        (r"wsgi:nova-api|nova-api-wsgi|nova-api\b|uwsgi.*nova-api", "nova-api"),
+        (r"wsgi:nova-metadata|nova-metadata", "nova-metadata"),
+        (r"nova-(?:compute|conductor|scheduler|novncproxy|spicehtml5proxy|serialproxy)\b", None),
+        (r"wsgi:neutron|neutron-api\b|neutron-server\b|uwsgi.*neutron", "neutron-server"),
+        (r"neutron-[a-z0-9-]+-agent\b", None),
+        (r"wsgi:cinder|cinder-wsgi|cinder-api\b", "cinder-api"),
+        (r"cinder-(?:volume|scheduler|backup)\b", None),
+        (r"wsgi:glance|glance-api\b|uwsgi.*glance", "glance"),
+        (r"wsgi:heat-api-cfn|heat-api-cfn\b", "heat-api-cfn"),
+        (r"wsgi:heat|heat-api\b", "heat-api"),
+        (r"heat-engine\b", None),
+        (r"wsgi:barbican|barbican-api\b", "barbican"),
+        (r"wsgi:octavia|octavia-api\b", "octavia"),
+        (r"designate-api\b", "designate"),
+        (r"wsgi:manila|manila-api\b", "manila"),
+        (r"wsgi:ironic|ironic-api\b", "ironic"),
+        (r"swift-proxy", "swift-proxy"),
+        (r"gnocchi-api\b", "gnocchi"),
+        (r"aodh-api\b", "aodh"),
+        (r"mariadbd\b|mysqld\b|mariadb\b", "mysql"),
+        (r"memcached\b", "memcached"),
+        (r"beam\.smp.*rabbit|rabbitmq-server|beam\.smp$", "rabbitmq"),
+        (r"python-openstackclient", "openstackclient"),
+    )
+)
+#: Component processes without a port of their own (key None above): the matched word is the key.
+_COMPONENT = (
+    r"\b(nova-(compute|conductor|scheduler|novncproxy|spicehtml5proxy|serialproxy)|neutron-[a-z0-9-]+-agent|"
+    r"cinder-(volume|scheduler|backup)|heat-engine)\b"
+)
+#: Processes that own sockets for others (web servers): they name no service.
+_AMBIGUOUS = r"(^|/)(apache2|httpd|nginx|haproxy)( |$)|^\(?apache2"
+
+
+def service_of_command(args: str) -> tuple[Optional[str], bool]:
+    """The service key a command line names, and whether the process is an ambiguous web server.
+
+    >>> service_of_command("(wsgi:placement-a -k start")
+    ('placement', False)
+    >>> service_of_command("/usr/sbin/mariadbd --user=mysql")
+    ('mysql', False)
+    >>> service_of_command("/usr/sbin/apache2 -k start")
+    (None, True)
+    >>> service_of_command("openstack")
+    ('openstackclient', False)
+    >>> service_of_command("/usr/bin/python3 /usr/bin/openstack --os-placement-api-version 1.2 resource class list")
+    ('openstackclient', False)
+    >>> service_of_command("/usr/bin/python3 /usr/bin/nova-conductor --config-file x")
+    ('nova-conductor', False)
+    """
+    words = args.split()
+    if any(os.path.basename(w) in ("openstack", "openstack-client") for w in words[:2]):
+        return "openstackclient", False  # its options name services (--os-placement-api-version)
+    for pattern, key in PROCESS_PATTERNS:
+        if re.search(pattern, args):
+            if key is None:
+                m = re.search(_COMPONENT, args)
+                return (m.group(1) if m else None), False
+            return key, False
+    if re.search(_AMBIGUOUS, args):
+        return None, True
+    return None, False
+
+
+# --------------------------------------------------------------------------- User-Agents
+
+#: The product a User-Agent starts with (``placement/unknown keystonemiddleware…``, lower case,
+#: before the first ``/``) -> service key.  Checked first.
+USER_AGENT_PRODUCTS: dict[str, str] = {
+    "placement": "placement",
+    "keystone": "keystone",
+    "nova": "nova-api",
+    "nova-api": "nova-api",
+    "neutron": "neutron-server",
+    "neutron-server": "neutron-server",
+    "cinder": "cinder-api",
+    "cinder-api": "cinder-api",
+    "glance": "glance",
+    "glance-api": "glance",
+    "heat": "heat-api",
+}
+#: Words anywhere in a User-Agent (lower case) that make it the OpenStack client.
+USER_AGENT_CLIENT_WORDS = ("python-openstackclient", "openstacksdk/", "osc-lib")
+
+_PRODUCT = re.compile(r"\s*([\w.-]+)/")
+
+
+def service_of_user_agent(ua: Optional[str]) -> Optional[str]:
+    """The service a User-Agent names; ``python-keystoneclient`` names none.
+
+    >>> service_of_user_agent("placement/unknown keystonemiddleware.auth_token/10.1.0 keystoneauth1/5.0.0")
+    'placement'
+    >>> service_of_user_agent("openstacksdk/0.101.0 keystoneauth1/5.0.0 python-requests/2.28.1")
+    'openstackclient'
+    >>> service_of_user_agent("Nova/27.0.0 openstacksdk/1.0")  # the product first, case-insensitive
+    'nova-api'
+    >>> service_of_user_agent("python-keystoneclient") is None
+    True
+    """
+    if not ua:
+        return None
+    low = ua.lower()
+    m = _PRODUCT.match(low)
+    if m is not None:
+        key = USER_AGENT_PRODUCTS.get(m.group(1))
+        if key is not None:
+            return key
+    if any(w in low for w in USER_AGENT_CLIENT_WORDS):
+        return "openstackclient"
+    return None
+
+
+# --------------------------------------------------------------------------- tables
+
+#: Tables a service's queries touch (a query's client is named by majority vote over them).
+SERVICE_TABLES: dict[str, frozenset[str]] = {
+    "keystone": frozenset(
+        "user local_user password project assignment role implied_role token revocation_event "
+        "federated_user nonlocal_user access_rule application_credential credential endpoint "
+        "service region policy domain_config group user_group_membership trust system_assignment "
+        "project_tag limit registered_limit expiring_user_group_membership".split()
+    ),
+    "placement": frozenset(
+        "resource_classes traits resource_providers inventories allocations consumers projects users "
+        "resource_provider_traits resource_provider_aggregates placement_aggregates consumer_types".split()
+    ),
+    "nova-api": frozenset("cell_mappings host_mappings instance_mappings flavors build_requests request_specs".split()),
+    "neutron-server": frozenset("networks subnets ports routers securitygroups securitygrouprules agents".split()),
+    "glance": frozenset("images image_properties image_locations image_members tasks".split()),
+    "cinder-api": frozenset("volumes snapshots backups volume_types quotas".split()),
+}
+
+_TABLE_REF = re.compile(r"\b(?:FROM|JOIN|INTO|UPDATE)\s+`?([A-Za-z_][A-Za-z0-9_]*)`?", re.I)
+
+
+def tables_in(sql: Optional[str]) -> list[str]:
+    """Tables a statement names after FROM/JOIN/INTO/UPDATE, in order.
+
+    >>> tables_in("SELECT a FROM user INNER JOIN local_user ON x WHERE y IN (SELECT b FROM `project`)")
+    ['user', 'local_user', 'project']
+    >>> tables_in(None)
+    []
+    """
+    return list(_tables_in(sql)) if sql else []
+
+
+@functools.lru_cache(maxsize=1024)
+def _tables_in(sql: str) -> tuple[str, ...]:
+    # the same few statements run again and again (pool pings, token and resource lookups)
+    seen: dict[str, None] = {}
+    for m in _TABLE_REF.finditer(sql):
+        seen.setdefault(m.group(1), None)
+    return tuple(seen)
