@@ -13,7 +13,7 @@ import pytest
 
 from support import ROOT, case_dir, pdml_bytes, run_post, tables_args, tshark
 
-from osflow.errors import EXIT_INPUT, EXIT_OK, EXIT_PARTIAL, EXIT_TOOL, EXIT_USAGE
+from osflow.errors import ExitStatus
 
 needs_tshark = pytest.mark.skipif(tshark() is None, reason="tshark is not installed (apt-get install tshark)")
 CASE = "resource-class-list-cache-hit"
@@ -36,7 +36,7 @@ def one_clear_line(err: str) -> str:
 )
 def test_bad_pdml_is_one_line_and_exit_3(stdin, expected):
     status, out, err = run_post([], stdin=stdin)
-    assert status == EXIT_INPUT
+    assert status == ExitStatus.INPUT
     assert expected in one_clear_line(err) and err.startswith("osflow-post: error: <stdin>:")
     assert out == ""
 
@@ -47,7 +47,7 @@ def test_truncated_pdml_keeps_its_pairs_warns_and_exits_4():
     full_status, full, _ = run_post(["--format", "json"], stdin=data)
     cut = data[: int(len(data) * 0.6)]
     status, out, err = run_post(["--format", "json"], stdin=cut)
-    assert full_status == EXIT_OK and status == EXIT_PARTIAL
+    assert full_status == ExitStatus.OK and status == ExitStatus.PARTIAL
     assert "PDML ends early after frame" in err and "warning" in err
     # every pair completed before the cut is there, as in the full run
     got = out.splitlines()
@@ -66,7 +66,7 @@ def test_a_capture_without_a_single_pair(fmt):
                           capture_output=True).stdout
     assert pdml.count(b"<packet>") == 3
     status, out, err = run_post(["-f", fmt], stdin=pdml)
-    assert status == EXIT_OK, err
+    assert status == ExitStatus.OK, err
     lines = out.splitlines()
     header = next(i for i, line in enumerate(lines) if line.lstrip("| ").startswith("step"))
     assert set(lines[header + 1]) <= set("-| ")  # the table's rule, then no row
@@ -79,7 +79,7 @@ def test_not_a_capture(tmp_path):
     # fixed bytes: about one os.urandom(4096) in 200 reads as an empty IxVeriWave capture to tshark
     bad.write_bytes(random.Random(0).randbytes(4096))
     status, _, err = run_post(["-r", str(bad)])
-    assert status == EXIT_INPUT
+    assert status == ExitStatus.INPUT
     assert "tshark could not read it" in one_clear_line(err)
 
 
@@ -89,20 +89,20 @@ def test_truncated_capture_is_partial(tmp_path):
     cut = tmp_path / "cut.pcapng"
     cut.write_bytes(data[: len(data) // 2])
     status, out, err = run_post(["-r", str(cut), "--format", "json"])
-    assert status == EXIT_PARTIAL and out.count("\n") > 50
+    assert status == ExitStatus.PARTIAL and out.count("\n") > 50
     assert "cut short" in err
 
 
 def test_missing_tshark_says_how_to_install(monkeypatch):
     monkeypatch.setenv("TSHARK", "/nonexistent/tshark")
     status, _, err = run_post(["-r", str(case_dir(CASE) / "capture.pcapng")])
-    assert status == EXIT_TOOL and "apt-get install tshark" in one_clear_line(err)
+    assert status == ExitStatus.TOOL and "apt-get install tshark" in one_clear_line(err)
 
 
 def test_usage_errors_exit_2():
     for argv in (["--format", "pdf"], ["--service", "abc"], ["--bogus"]):
         status, _, err = run_post(argv)
-        assert status == EXIT_USAGE, argv
+        assert status == ExitStatus.USAGE, argv
         one_clear_line(err)
 
 
@@ -110,13 +110,13 @@ def test_missing_files_exit_3(tmp_path):
     for argv in (["-r", str(tmp_path / "nope.pcap")], [str(tmp_path / "nope.pdml")],
                  ["--ss", str(tmp_path / "nope.txt")]):
         status, _, err = run_post(argv, stdin=b"")
-        assert status == EXIT_INPUT, argv
+        assert status == ExitStatus.INPUT, argv
         one_clear_line(err)
 
 
 def test_a_table_that_is_not_a_table_exits_3():
     status, _, err = run_post(["--ss", str(case_dir(CASE) / "ps.txt")], stdin=b"")
-    assert status == EXIT_INPUT and "ps.txt:" in one_clear_line(err)
+    assert status == ExitStatus.INPUT and "ps.txt:" in one_clear_line(err)
 
 
 @needs_tshark
@@ -125,7 +125,7 @@ def test_a_table_that_is_not_a_table_exits_3():
 def test_output_file_format_from_extension(tmp_path, ext, first):
     out = tmp_path / f"flow{ext}"
     status, stdout, err = run_post(["-r", str(case_dir(CASE) / "capture.pcapng"), *tables_args(CASE), "-o", str(out)])
-    assert status == EXIT_OK, err
+    assert status == ExitStatus.OK, err
     assert stdout == ""
     assert out.read_text().startswith(first)
 
@@ -216,7 +216,7 @@ def test_only_the_entry_points_freeze_the_collector():
         "cli.post_main()\n"
         "print(status, library, gc.get_freeze_count() > 0, file=sys.stderr)\n"
     )
-    assert _last_stderr_line(code) == f"{EXIT_INPUT} 0 True"
+    assert _last_stderr_line(code) == f"{ExitStatus.INPUT} 0 True"
 
 
 def test_every_dataclass_has_its_own_docstring():

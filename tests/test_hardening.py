@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from support import ROOT, case_dir, pdml_bytes, run_post, tables_args, tshark
 
 from osflow.decode import header_lines, keystone_auth, token_info
-from osflow.errors import EXIT_OK, EXIT_PARTIAL, OsflowError
+from osflow.errors import ExitStatus, OsflowError
 from osflow.openstack import service_of_command, service_of_user_agent, tables_in
 from osflow.render.common import frame_ranges
 from osflow.source import PdmlReader
@@ -49,8 +49,8 @@ def test_entity_bomb_and_external_entity_through_the_cli(tmp_path):
     status, out, err = run_post(["--format", "json"], stdin=hostile.encode())
     assert "TOPSECRET" not in out + err and "AAAAAAAAAA" not in out + err
     # libxml2 refuses the external entity: osflow stops there, keeps what it read and says where
-    assert status in (EXIT_OK, 3, EXIT_PARTIAL), err
-    if status != EXIT_OK:
+    assert status in (ExitStatus.OK, 3, ExitStatus.PARTIAL), err
+    if status != ExitStatus.OK:
         assert "external entity" in one_line(err) or "entity" in err
 
 
@@ -62,7 +62,7 @@ def test_a_huge_attribute_value_is_read(tmp_path):
     j = real.index(b'show="', i) + len(b'show="')
     big = real[:j] + b"x" * 20_000_000 + real[j:]
     status, out, err = run_post(["--format", "json"], stdin=big)
-    assert status == EXIT_OK, err
+    assert status == ExitStatus.OK, err
     assert len(out.splitlines()) == len(run_post(["--format", "json"], stdin=real)[1].splitlines())
 
 
@@ -72,7 +72,7 @@ def test_invalid_utf8_in_the_middle_keeps_what_came_before():
     cut = real.index(b"<packet>", len(real) // 2)
     bad = real[:cut] + b"<packet>\xff\xfe\xfa" + real[cut + 8:]
     status, out, err = run_post(["--format", "json"], stdin=bad)
-    assert status == EXIT_PARTIAL
+    assert status == ExitStatus.PARTIAL
     assert re.search(r"PDML is invalid after frame \d+ \(line \d+: .*(UTF-8|encoding)", one_line(err)), err
     assert len(out.splitlines()) > 100
 
@@ -95,7 +95,7 @@ def test_packets_with_missing_fields_never_crash():
                   b"memcache.command", b"http.response.code", b"tcp.flags"):
         damaged = re.sub(rb'<field name="' + re.escape(field) + rb'"[^>]*/>', b"", real)
         status, out, err = run_post(["--format", "json"], stdin=damaged)
-        assert status == EXIT_OK and "Traceback" not in err, (field, err)
+        assert status == ExitStatus.OK and "Traceback" not in err, (field, err)
 
 
 @needs_tshark
@@ -119,7 +119,7 @@ def test_same_output_whatever_the_hash_seed(tmp_path):
 def test_a_socket_table_from_another_host_falls_back_to_evidence():
     other = str(ROOT / "tests/fixtures/field-samples/ss-tp-during-command.txt")
     status, out, err = run_post(["-r", str(case_dir(SMALL) / "capture.pcapng"), "--ss", other, "--format", "json"])
-    assert status == EXIT_OK
+    assert status == ExitStatus.OK
     assert "no connection of the capture is in the socket tables" in err
     pairs = [json.loads(x) for x in out.splitlines()]
     assert {p["client"] for p in pairs} == {"OpenStackClient", "placement"}
@@ -206,7 +206,8 @@ _http_fields = st.sampled_from([
                           st.lists(st.one_of(_mysql_fields, _memcache_fields, _http_fields), max_size=6),
                           st.booleans()), max_size=30))
 def test_decoder_and_pairing_never_raise(frames):
-    from osflow.aggregate import build_flow, pair_messages
+    from osflow.flow import build_flow
+    from osflow.pair import pair_messages
     from osflow.decode import Decoder
     from osflow.join import Joiner
     from osflow.model import Address, Layer, Packet

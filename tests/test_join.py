@@ -130,9 +130,10 @@ def test_without_tables_at_least_95_percent_of_pairs_are_named_alike(case):
 @needs_tshark
 def test_explain_says_which_ends_only_a_table_could_name():
     r = result("resource-class-list-cold", explain=True)
-    assert r.unnamed_without_tables  # computed
+    without = {s: (client, server) for s, client, server in r.flow.without_tables}
+    assert without  # computed
     for c in r.flow.connections:
-        assert r.unnamed_without_tables[c.stream] == (c.client.label, c.server.label)
+        assert without[c.stream] == (c.client.label, c.server.label)
 
 
 def test_port_override_names_an_unknown_server():

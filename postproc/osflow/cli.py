@@ -1,8 +1,9 @@
-"""Command line: ``osflow-post`` and ``osflow post|profile``.
+"""Command line: ``osflow-post`` and ``osflow post|record|profile``.
 
-Exceptions become exit statuses in one place, :func:`run` (see
-:mod:`osflow.errors` for the table); nothing prints a traceback unless
-``--traceback`` is given.
+This module only parses arguments and turns what the commands return or raise into
+exit statuses, in one place, :func:`run` (:class:`osflow.errors.ExitStatus`); the work
+is done by :mod:`osflow.app` (post), :mod:`osflow.record` and :mod:`osflow.profile`.
+Nothing prints a traceback unless ``--traceback`` is given.
 """
 
 from __future__ import annotations
@@ -11,10 +12,11 @@ import argparse
 import gc
 import os
 import sys
-from typing import Callable, Iterable, Optional, Sequence, TextIO
+from typing import Callable, Optional, Sequence
 
 from . import __version__
-from .errors import EXIT_OK, EXIT_PARTIAL, OsflowError, UsageError
+from .errors import ExitStatus, OsflowError, UsageError
+from .render import FORMATS
 
 EPILOG = """\
 input:
@@ -30,9 +32,6 @@ exit status:
   4  partial: the input ended early (everything read was output)
   5  tshark is missing
 """
-
-EXTENSIONS = {".txt": "timeline", ".mmd": "mermaid", ".md": "md", ".json": "json", ".jsonl": "json"}
-
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # argparse exits 2 itself; keep its one-line style
@@ -56,7 +55,7 @@ def add_post_arguments(p: argparse.ArgumentParser) -> None:
                    help="process table: ps aux/-ef/-eo pid,ppid,user,args output (repeatable)")
     p.add_argument("--service", action="append", default=[], type=_service_override, metavar="PORT=NAME",
                    help="name the service on PORT (overrides the port map; repeatable)")
-    p.add_argument("-f", "--format", choices=("timeline", "mermaid", "json", "md"),
+    p.add_argument("-f", "--format", choices=FORMATS,
                    help="output format (default: from -o's extension, else timeline)")
     p.add_argument("-o", "--output", metavar="FILE",
                    help="write to FILE (.txt timeline, .mmd Mermaid, .md both, .json JSON Lines)")
@@ -81,96 +80,8 @@ def post_parser(prog: str = "osflow-post") -> argparse.ArgumentParser:
     return p
 
 
-def _output_format(args) -> str:
-    if args.format:
-        return args.format
-    if args.output:
-        ext = os.path.splitext(args.output)[1].lower()
-        if ext in EXTENSIONS:
-            return EXTENSIONS[ext]
-    return "timeline"
-
-
-def _preload(fmt: str) -> None:
-    """Import the renderer now, so that nothing but rendering is left once the input ends."""
-    import importlib
-
-    for name in {"timeline": ("timeline",), "mermaid": ("mermaid",), "json": ("jsonl",),
-                 "md": ("timeline", "mermaid")}[fmt]:
-        importlib.import_module(f"osflow.render.{name}")
-
-
-def _render(fmt: str, flow) -> Iterable[str]:
-    # renderers are imported here so that --help stays fast
-    if fmt == "timeline":
-        from .render import timeline
-
-        return timeline.render(flow)
-    if fmt == "mermaid":
-        from .render import mermaid
-
-        return mermaid.render(flow)
-    if fmt == "json":
-        from .render import jsonl
-
-        return jsonl.render(flow)
-    return _markdown(flow)
-
-
-def _markdown(flow) -> Iterable[str]:
-    from .render import mermaid, timeline
-
-    yield "# osflow"
-    yield ""
-    yield from timeline.render(flow, tablefmt="github")
-    for lines in mermaid.diagrams(flow):
-        yield ""
-        yield "```mermaid"
-        yield from lines
-        yield "```"
-
-
-def _explain(result) -> Iterable[str]:
-    from tabulate import tabulate
-
-    from . import quoting
-
-    rows = []
-    for c in result.flow.connections:
-        note = ""
-        if result.unnamed_without_tables:
-            bare = result.unnamed_without_tables.get(c.stream)
-            if bare is not None:
-                lost = [who for who, now, then in (("client", c.client.label, bare[0]), ("server", c.server.label, bare[1]))
-                        if now != then]
-                if lost:
-                    note = "only a socket table names the " + " and ".join(lost) + f" (without: {bare[0]} → {bare[1]})"
-        rows.append(
-            (
-                c.stream,
-                f"{c.client_address} → {c.server_address}",
-                quoting.table_cell(c.client.label),
-                quoting.table_cell(c.client.evidence, 70),
-                quoting.table_cell(c.server.label),
-                quoting.table_cell(c.server.evidence, 70),
-                note,
-            )
-        )
-    yield "Connections:"
-    yield from tabulate(
-        rows,
-        headers=("stream", "4-tuple", "client", "client evidence", "server", "server evidence", "note"),
-        disable_numparse=True,
-    ).splitlines()
-
-
-def _write(lines: Iterable[str], out: TextIO) -> None:
-    for line in lines:
-        out.write(line)
-        out.write("\n")
-
-
 def post(argv: Optional[Sequence[str]] = None, prog: str = "osflow-post") -> int:
+    """``osflow-post ARGS``: the exit status (see :class:`osflow.errors.ExitStatus`)."""
     try:
         args = post_parser(prog).parse_args(argv)
     except UsageError as e:
@@ -180,91 +91,33 @@ def post(argv: Optional[Sequence[str]] = None, prog: str = "osflow-post") -> int
 
 
 def _post(args, prog: str) -> int:
-    from .errors import InputError, PartialInput
-    from .pipeline import Tables, analyse
+    from . import app
 
     if args.read and args.pdml:
         raise UsageError("give either -r CAPTURE or PDML files, not both")
-    fmt = _output_format(args)
-    _preload(fmt)  # while tshark (in a pipe) is still starting, not after the last packet
-    tables = Tables.load(args.ss, args.ps)
-    overrides = dict(args.service)
-    opts = dict(overrides=overrides, group=args.group, show_secrets=args.show_secrets, explain=args.explain)
-    if sys.stderr.isatty():  # never on a pipe or a file
-        from .pipeline import Progress
-
-        opts["progress"] = Progress(sys.stderr)
-    if args.read:
-        from .source import Tshark
-
-        runner = Tshark(args.read)
-        try:
-            with runner as stream:
-                result = analyse(stream, args.read, tables, reader=runner.reader(stream), **opts)
-        except InputError:
-            if runner.problem is not None:  # tshark's own words say more than "empty input"
-                raise runner.problem from None
-            raise
-        if runner.problem is not None:
-            if result.packets == 0 and not isinstance(runner.problem, PartialInput):
-                raise runner.problem
-            if result.partial is None:
-                result.partial = PartialInput(str(runner.problem))
-    else:
-        paths = args.pdml or ["-"]
-        if len(paths) > 1:
-            raise UsageError("give one PDML file (or standard input)")
-        path = paths[0]
-        if path == "-":
-            result = analyse(sys.stdin.buffer, "<stdin>", tables, **opts)
-        else:
-            try:
-                f = open(path, "rb")
-            except OSError as e:
-                raise InputError(f"{path}: cannot read it: {e.strerror}") from None
-            with f:
-                result = analyse(f, path, tables, **opts)
-
-    lines = _render(fmt, result.flow)
-    if args.output:
-        _write_output(args.output, fmt, result.flow, lines)
-    else:
-        _write(lines, sys.stdout)
-    if args.explain:
-        target = sys.stdout if (fmt in ("timeline", "md") and not args.output) else sys.stderr
-        target.write("\n")
-        _write(_explain(result), target)
-    for w in result.flow.warnings:
+    if len(args.pdml) > 1:
+        raise UsageError("give one PDML file (or standard input)")
+    options = app.PostOptions(
+        capture=args.read,
+        pdml=args.pdml[0] if args.pdml else "-",
+        ss=tuple(args.ss),
+        ps=tuple(args.ps),
+        overrides=tuple(args.service),
+        format=args.format,
+        output=args.output,
+        group=args.group,
+        explain=args.explain,
+        show_secrets=args.show_secrets,
+        progress=sys.stderr.isatty(),  # never on a pipe or a file
+    )
+    outcome = app.post(options)
+    for note in outcome.notes:
+        print(f"{prog}: {note}", file=sys.stderr)
+    for w in outcome.warnings:
         print(f"{prog}: warning: {w}", file=sys.stderr)
-    if result.partial is not None:
-        raise result.partial
-    return EXIT_OK
-
-
-def _write_output(path: str, fmt: str, flow, lines: Iterable[str]) -> None:
-
-    if fmt == "mermaid":
-        from .render import mermaid
-
-        ds = mermaid.diagrams(flow)
-        if len(ds) > 1:
-            root, ext = os.path.splitext(path)
-            paths = [path] + [f"{root}-{n}{ext}" for n in range(2, len(ds) + 1)]
-            for p, d in zip(paths, ds):
-                _write_file(p, d)
-            print(f"osflow-post: the diagram was split into {len(ds)} files: {', '.join(paths)}", file=sys.stderr)
-            return
-    _write_file(path, lines)
-
-
-def _write_file(path: str, lines: Iterable[str]) -> None:
-    from .errors import InputError
-
-    try:
-        with open(path, "w", encoding="utf-8") as f:
-            _write(lines, f)
-    except OSError as e:
-        raise InputError(f"{path}: cannot write it: {e.strerror}") from None
+    if outcome.partial is not None:
+        raise outcome.partial
+    return ExitStatus.OK
 
 
 def run(fn: Callable[[], int], traceback: bool, prog: str) -> int:
@@ -274,7 +127,7 @@ def run(fn: Callable[[], int], traceback: bool, prog: str) -> int:
     except OsflowError as e:
         if traceback:
             raise
-        kind = "warning" if e.exit_status == EXIT_PARTIAL else "error"
+        kind = "warning" if e.exit_status == ExitStatus.PARTIAL else "error"
         print(f"{prog}: {kind}: {e}", file=sys.stderr)
         return e.exit_status
     except BrokenPipeError:
@@ -283,15 +136,15 @@ def run(fn: Callable[[], int], traceback: bool, prog: str) -> int:
             sys.stdout = open(os.devnull, "w")
         except OSError:
             pass
-        return EXIT_OK
+        return ExitStatus.OK
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
-        return 130
+        return ExitStatus.INTERRUPTED
     except Exception as e:  # noqa: BLE001 - the one place that catches everything
         if traceback:
             raise
         print(f"{prog}: internal error: {type(e).__name__}: {e} (run with --traceback for details)", file=sys.stderr)
-        return 1
+        return ExitStatus.INTERNAL
 
 
 def post_main() -> int:
@@ -334,20 +187,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--version", action="version", version=f"osflow {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("post", help="PDML or capture -> timeline, Mermaid, JSON (same as osflow-post)", add_help=False)
-    try:
-        from . import profile
-    except ImportError:  # pragma: no cover - the profile module ships with the package
-        profile = None
-    if profile is not None:
-        pp = sub.add_parser("profile", help="install the Wireshark profile and Lua plugin")
-        profile.add_arguments(pp)
+    from . import profile
+
+    profile.add_arguments(sub.add_parser("profile", help="install the Wireshark profile and Lua plugin"))
     sub.add_parser("record", help="capture while a command runs, with socket and process logs", add_help=False)
     try:
         args = p.parse_args(argv)
     except UsageError as e:
         print(f"osflow: error: {e}", file=sys.stderr)
         return e.exit_status
-    if args.command == "profile" and profile is not None:
+    if args.command == "profile":
         return run(lambda: profile.run(args), False, "osflow profile")
     p.print_help()
-    return 2
+    return ExitStatus.USAGE

@@ -1,46 +1,54 @@
-"""osflow's exceptions and the exit status each one maps to (the CLI maps them in one place).
+"""osflow's exceptions and the exit status each one maps to.
 
-Exit status:
+The command line (:mod:`osflow.cli`) maps them to exit statuses in one place, as httpie's
+``status.py`` does; nothing below the command line knows about exit statuses.
 
-====  ==========================================================
-0     OK
-2     bad usage (unknown option, missing file argument, ...)
-3     unreadable or invalid input (not PDML, not a capture, ...)
-4     partial: the input ended early; everything read was output
-5     a tool osflow needs is missing (tshark)
-====  ==========================================================
+>>> ExitStatus.PARTIAL, int(InputError("x").exit_status)
+(<ExitStatus.PARTIAL: 4>, 3)
 """
 
 from __future__ import annotations
 
-EXIT_OK = 0
-EXIT_USAGE = 2
-EXIT_INPUT = 3
-EXIT_PARTIAL = 4
-EXIT_TOOL = 5
+from enum import IntEnum
+
+
+class ExitStatus(IntEnum):
+    """What ``osflow-post``, ``osflow record`` and ``osflow profile`` exit with."""
+
+    OK = 0
+    INTERNAL = 1  #: a bug of osflow's (``--traceback`` shows it)
+    USAGE = 2  #: bad usage: unknown option, missing argument, ...
+    INPUT = 3  #: unreadable or invalid input: not PDML, not a capture, a bad table file, ...
+    PARTIAL = 4  #: the input ended early; everything read was output, then a warning
+    TOOL = 5  #: a tool osflow needs is missing (tshark, dumpcap)
+    INTERRUPTED = 130  #: Ctrl-C
 
 
 class OsflowError(Exception):
     """Base of every error osflow reports as one line on stderr."""
 
-    exit_status = EXIT_INPUT
+    exit_status = ExitStatus.INPUT
 
 
 class UsageError(OsflowError):
-    exit_status = EXIT_USAGE
+    """The command line is not one osflow takes."""
+
+    exit_status = ExitStatus.USAGE
 
 
 class InputError(OsflowError):
     """The input is not what osflow reads (not XML, not PDML, empty, bad table)."""
 
-    exit_status = EXIT_INPUT
+    exit_status = ExitStatus.INPUT
 
 
 class PartialInput(OsflowError):
     """The input ended early: everything before the cut was used."""
 
-    exit_status = EXIT_PARTIAL
+    exit_status = ExitStatus.PARTIAL
 
 
 class ToolMissing(OsflowError):
-    exit_status = EXIT_TOOL
+    """tshark or dumpcap is not installed (or not where ``$TSHARK``/``$DUMPCAP`` says)."""
+
+    exit_status = ExitStatus.TOOL

@@ -2,11 +2,11 @@
 
     source.py     PDML / pcap            -> Packet
     decode.py     Packet                 -> Message (HttpRequest, MysqlReply, ...)
-    aggregate.py  Message                -> Exchange (request + response on one connection)
+    pair.py       Message                -> Exchange (request + response on one connection)
     tables.py     ss / ps text           -> SocketEntry, Process
     join.py       Exchange + tables      -> Participant for every connection end
-    aggregate.py  Exchange + Participant -> Flow (pairs with parents, groups, tokens)
-    render/       Flow                   -> lines of text (timeline, Mermaid, JSON Lines)
+    flow.py       Exchange + Participant -> Flow (pairs with parents, groups, tokens; words from prose.py)
+    render/       Flow                   -> lines of text (timeline, Mermaid, JSON Lines, Markdown)
 
 Names follow the socket API where there is one (``sockname``/``peername``).
 """
@@ -14,7 +14,14 @@ Names follow the socket API where there is one (``sockname``/``peername``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Optional
+from typing import Literal, Optional
+
+#: The protocol of a message or pair (``tcp``: a FIN/RST that answers a MySQL quit).
+Protocol = Literal["http", "mysql", "memcache", "tcp"]
+#: What a MySQL server answered to one command.
+ReplyKind = Literal["ok", "error", "rows", "eof", "auth_switch"]
+#: Where a participant's name came from, strongest first.
+EvidenceSource = Literal["table", "ss-comm", "protocol", "port", "address"]
 
 
 class _Fields:
@@ -116,7 +123,7 @@ class Packet(_Fields):
 class Message(_Fields):
     """One protocol message on one TCP connection (``src`` sent it)."""
 
-    protocol: str  # http | mysql | memcache | tcp
+    protocol: Protocol
     stream: int
     src: Address
     dst: Address
@@ -201,7 +208,7 @@ class MysqlCommand(Message):
 class MysqlReply(Message):
     """The server's whole reply to one MySQL command (a result set is one reply)."""
 
-    kind: str  # ok | error | rows | eof | auth_switch
+    kind: ReplyKind
     rows: int = 0
     affected_rows: Optional[int] = None
     error_code: Optional[int] = None
@@ -235,14 +242,14 @@ class Closed(Message):
     reset: bool = False
 
 
-# --------------------------------------------------------------------------- aggregate (pairing)
+# --------------------------------------------------------------------------- pair
 
 
 @dataclass(frozen=True, eq=False, repr=False)
 class Exchange(_Fields):
     """A request and its response on one connection (``client`` sent the request)."""
 
-    protocol: str
+    protocol: Protocol
     stream: int
     client: Address
     server: Address
@@ -313,7 +320,7 @@ class Participant(_Fields):
     service: Optional[str]  # the service key (mysql for any DB), None when unknown
     evidence: str  # human-readable: "ss pid 26408 -> ps '(wsgi:placement-a -k start'"
     pid: Optional[int] = None
-    source: str = "port"  # table | ss-comm | protocol | port | address
+    source: EvidenceSource = "port"
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -327,7 +334,7 @@ class ConnectionNames(_Fields):
     server: Participant
 
 
-# --------------------------------------------------------------------------- aggregate (flow)
+# --------------------------------------------------------------------------- flow
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -349,7 +356,7 @@ class Pair(_Fields):
     noise: bool = False  # pool ping / rollback / SET ...
 
     @property
-    def protocol(self) -> str:
+    def protocol(self) -> Protocol:
         return self.exchange.protocol
 
 
@@ -375,6 +382,7 @@ class Step(_Fields):
     pairs: tuple[Pair, ...]
     depth: int
     summary: Optional[str] = None  # set for a group: "47 queries (...) + 65 pool pings ..."
+    result: Optional[str] = None  # set for a group: what it got back, "OK ×43, 69 result sets (48 rows)"
 
     @property
     def first(self) -> Pair:
@@ -396,3 +404,5 @@ class Flow(_Fields):
     origin: float  # epoch of the first frame
     warnings: tuple[str, ...] = ()
     show_secrets: bool = False  # the user asked for tokens in full (--show-secrets)
+    #: with --explain and socket tables: (stream, client label, server label) as named without the tables
+    without_tables: tuple[tuple[int, str, str], ...] = ()

@@ -1,6 +1,8 @@
-"""The stages wired together: source -> decode -> aggregate (pairs) -> join -> aggregate (flow).
+"""The stages wired together: source -> decode -> pair -> join -> flow.
 
-``analyse`` is what ``osflow-post`` runs; tests and other tools call it too.
+:func:`analyse` turns one PDML stream (or a reader of tshark's fields) into a
+:class:`Result`; :mod:`osflow.app` wraps it with the inputs and outputs of
+``osflow-post``; tests and other tools call it too.
 """
 
 from __future__ import annotations
@@ -9,11 +11,12 @@ import time
 from dataclasses import dataclass, field
 from typing import IO, Iterator, Optional, Sequence
 
-from .aggregate import Pairing, build_flow
 from .decode import Decoder
 from .errors import InputError, PartialInput
+from .flow import build_flow
 from .join import Joiner
 from .model import Flow, Packet
+from .pair import Pairing
 from .source import PdmlReader
 
 
@@ -61,14 +64,13 @@ def _read_text(path: str) -> str:
     return data.decode("utf-8", "replace")
 
 
-@dataclass
+@dataclass(frozen=True)
 class Result:
     """What :func:`analyse` found: the flow, whether the input ended early, TCP packets read."""
 
     flow: Flow
     partial: Optional[PartialInput]
     packets: int
-    unnamed_without_tables: dict = field(default_factory=dict)  # stream -> (client label, server label) without tables
 
 
 class Progress:
@@ -141,10 +143,9 @@ def analyse(
             "no connection of the capture is in the socket tables (--ss from another host or another time?): "
             "names come from protocol evidence and the port map"
         )
-    without = {}
-    if explain and (tables.sockets is not None):
-        bare = Joiner(None, None, overrides).join(exchanges)
-        without = {s: (bare[s].client.label, bare[s].server.label) for s in bare}
+    without = None
+    if explain and tables.sockets is not None:
+        without = Joiner(None, None, overrides).join(exchanges)
     flow = build_flow(
         exchanges,
         names,
@@ -152,5 +153,6 @@ def analyse(
         show_secrets=show_secrets,
         origin=reader.first_time,
         warnings=tuple(warnings),
+        without_tables=without,
     )
-    return Result(flow, reader.partial, reader.count, without)
+    return Result(flow, reader.partial, reader.count)

@@ -2,9 +2,33 @@
 
 * :mod:`.timeline` — the annotated table (tabulate);
 * :mod:`.mermaid` — Mermaid ``sequenceDiagram`` code;
-* :mod:`.jsonl` — JSON Lines, one object per pair.
+* :mod:`.jsonl` — JSON Lines, one object per pair;
+* :mod:`.markdown` — the timeline and the diagram in one Markdown page;
+* :mod:`.explain` — per connection, the names chosen and their evidence (``--explain``).
 
-All escaping lives in :mod:`osflow.quoting`.
+:data:`RENDERERS` maps each output format to the module that renders it; every such
+module has ``render(flow) -> Iterator[str]``.  All escaping lives in :mod:`osflow.quoting`.
 """
 
-FORMATS = ("timeline", "mermaid", "json", "md")
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+from typing import Literal
+
+#: An output format of ``osflow-post --format``.
+Format = Literal["timeline", "mermaid", "json", "md"]
+
+#: Output format -> the module (in this package) that renders it.
+RENDERERS: dict[str, str] = {"timeline": "timeline", "mermaid": "mermaid", "json": "jsonl", "md": "markdown"}
+
+FORMATS: tuple[str, ...] = tuple(RENDERERS)
+
+
+def renderer(fmt: str) -> ModuleType:
+    """The module that renders ``fmt`` (imported on first use: ``--help`` stays fast).
+
+    >>> renderer("json").__name__
+    'osflow.render.jsonl'
+    """
+    return importlib.import_module(f"{__name__}.{RENDERERS[fmt]}")

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from .. import quoting
-from ..aggregate import group_result
 from ..model import Flow, Step
 
 #: Mermaid refuses diagrams longer than this (its ``maxTextSize``, 50,000).
@@ -88,7 +87,7 @@ def _response(step: Step, ids: _Ids, lines: list[str], active: bool) -> None:
     first = step.first
     a, b = ids(first.client.label), ids(first.server.label)
     if step.is_group:
-        result = group_result(step.pairs)
+        result = step.result
     else:
         result = first.result
         if not result:

@@ -7,7 +7,6 @@ from typing import Iterator
 from tabulate import tabulate
 
 from .. import quoting
-from ..aggregate import group_result
 from ..model import Flow
 from .common import frame_ranges, seconds
 
@@ -21,7 +20,7 @@ def rows(flow: Flow, width: int = 110) -> Iterator[tuple]:
         end = max(p.exchange.end for p in step.pairs)
         frames = [f for p in step.pairs for f in p.exchange.frames]
         if step.is_group:
-            message, result = step.summary, group_result(step.pairs)
+            message, result = step.summary, step.result
         else:
             message, result = first.message, first.result or "(no response)"
         indent = "· " * step.depth

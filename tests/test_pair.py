@@ -9,7 +9,7 @@ import pytest
 
 from support import CASES, case_dir, flow, header_tokens, messages, tshark
 
-from osflow.aggregate import pair_messages
+from osflow.pair import pair_messages
 from osflow.model import MysqlCommand
 
 pytestmark = pytest.mark.skipif(tshark() is None, reason="tshark is not installed (apt-get install tshark)")

@@ -1,0 +1,170 @@
+"""The application: a capture or PDML, socket tables, options -> the outputs ``osflow-post`` writes.
+
+:func:`post` is what ``osflow-post`` and ``osflow record --render`` run: it reads the
+input (PDML from a file or standard input, or a capture through tshark), runs the
+stages (:func:`osflow.pipeline.analyse`), renders the chosen format to a file or a
+stream, and returns a :class:`PostOutcome`.  It raises :class:`~osflow.errors.OsflowError`
+for what it cannot do and knows nothing of exit statuses or argument parsing: those
+are :mod:`osflow.cli`'s.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, replace
+from typing import IO, Iterable, Optional, TextIO
+
+from .errors import InputError, PartialInput
+from .pipeline import Result, Tables, analyse
+from .render import Format, renderer
+
+#: ``-o FILE``'s extension -> output format (when ``--format`` is not given).
+EXTENSIONS: dict[str, Format] = {".txt": "timeline", ".mmd": "mermaid", ".md": "md", ".json": "json", ".jsonl": "json"}
+
+
+def output_format(fmt: Optional[str], output: Optional[str]) -> Format:
+    """``--format`` if given, else the one ``-o``'s extension names, else the timeline.
+
+    >>> output_format(None, "flow.md"), output_format("json", "flow.md"), output_format(None, "x.html")
+    ('md', 'json', 'timeline')
+    """
+    if fmt:
+        return fmt  # type: ignore[return-value]
+    if output:
+        return EXTENSIONS.get(os.path.splitext(output)[1].lower(), "timeline")
+    return "timeline"
+
+
+@dataclass(frozen=True)
+class PostOptions:
+    """What to read and what to write (``osflow-post``'s options)."""
+
+    capture: Optional[str] = None  #: a pcap/pcapng file, run through tshark (``-r``)
+    pdml: str = "-"  #: a PDML file, ``-`` for standard input (when ``capture`` is None)
+    ss: tuple[str, ...] = ()  #: socket tables (``--ss``)
+    ps: tuple[str, ...] = ()  #: process tables (``--ps``)
+    overrides: tuple[tuple[int, str], ...] = ()  #: ``--service PORT=NAME``
+    format: Optional[Format] = None  #: None: from ``output``'s extension, else the timeline
+    output: Optional[str] = None  #: a file to write, None for ``stdout``
+    group: bool = True
+    explain: bool = False
+    show_secrets: bool = False
+    progress: bool = False  #: frames, pairs and rate on ``stderr`` while reading
+
+
+@dataclass(frozen=True)
+class PostOutcome:
+    """What :func:`post` did: the files it wrote, what it has to say, whether the input was cut short."""
+
+    packets: int  #: TCP packets read
+    pairs: int  #: request/response pairs found
+    written: tuple[str, ...] = ()  #: files written (none when the output went to ``stdout``)
+    notes: tuple[str, ...] = ()  #: e.g. "the diagram was split into 2 files: …"
+    warnings: tuple[str, ...] = ()
+    partial: Optional[PartialInput] = None  #: the input ended early; everything read was output
+
+
+def post(options: PostOptions, stdout: Optional[TextIO] = None, stderr: Optional[TextIO] = None) -> PostOutcome:
+    """Read, analyse and render as ``options`` say; see the module's docstring."""
+    stdout = sys.stdout if stdout is None else stdout
+    stderr = sys.stderr if stderr is None else stderr
+    fmt = output_format(options.format, options.output)
+    render = renderer(fmt).render  # now, while tshark (in a pipe) is still starting, not after the last packet
+    result = read(options, stderr)
+    flow = result.flow
+    written: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+    if options.output is None:
+        write_lines(render(flow), stdout)
+    elif fmt == "mermaid":
+        written = write_diagrams(options.output, flow)
+        if len(written) > 1:
+            notes = (f"the diagram was split into {len(written)} files: {', '.join(written)}",)
+    else:
+        write_file(options.output, render(flow))
+        written = (options.output,)
+    if options.explain:
+        target = stdout if (fmt in ("timeline", "md") and options.output is None) else stderr
+        target.write("\n")
+        from .render import explain
+
+        write_lines(explain.render(flow), target)
+    return PostOutcome(result.packets, len(flow.pairs), written, notes, flow.warnings, result.partial)
+
+
+def read(options: PostOptions, stderr: TextIO) -> Result:
+    """Run the stages on the input ``options`` name."""
+    tables = Tables.load(options.ss, options.ps)
+    opts: dict = dict(
+        overrides=dict(options.overrides), group=options.group, show_secrets=options.show_secrets,
+        explain=options.explain,
+    )  # fmt: skip
+    if options.progress:
+        from .pipeline import Progress
+
+        opts["progress"] = Progress(stderr)
+    if options.capture is not None:
+        return _read_capture(options.capture, tables, opts)
+    if options.pdml == "-":
+        return analyse(sys.stdin.buffer, "<stdin>", tables, **opts)
+    try:
+        f = open(options.pdml, "rb")
+    except OSError as e:
+        raise InputError(f"{options.pdml}: cannot read it: {e.strerror}") from None
+    with f:
+        return analyse(f, options.pdml, tables, **opts)
+
+
+def _read_capture(capture: str, tables: Tables, opts: dict) -> Result:
+    from .source import Tshark
+
+    runner = Tshark(capture)
+    try:
+        with runner as stream:
+            result = analyse(stream, capture, tables, reader=runner.reader(stream), **opts)
+    except InputError:
+        if runner.problem is not None:  # tshark's own words say more than "empty input"
+            raise runner.problem from None
+        raise
+    if runner.problem is None:
+        return result
+    if result.packets == 0 and not isinstance(runner.problem, PartialInput):
+        raise runner.problem
+    if result.partial is None:
+        return replace(result, partial=PartialInput(str(runner.problem)))
+    return result
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def write_lines(lines: Iterable[str], out: IO[str]) -> None:
+    """Write each line and a newline (renderers yield lines without one)."""
+    for line in lines:
+        out.write(line)
+        out.write("\n")
+
+
+def write_file(path: str, lines: Iterable[str]) -> None:
+    """Write ``lines`` to ``path``; a file that cannot be written is an :class:`InputError`."""
+    try:
+        with open(path, "w", encoding="utf-8") as f:
+            write_lines(lines, f)
+    except OSError as e:
+        raise InputError(f"{path}: cannot write it: {e.strerror}") from None
+
+
+def write_diagrams(path: str, flow) -> tuple[str, ...]:
+    """Mermaid to ``path``; a diagram too long for Mermaid goes to ``path``, ``<root>-2<ext>``, …"""
+    from .render import mermaid
+
+    ds = mermaid.diagrams(flow)
+    if len(ds) == 1:
+        write_file(path, ds[0])
+        return (path,)
+    root, ext = os.path.splitext(path)
+    paths = (path,) + tuple(f"{root}-{n}{ext}" for n in range(2, len(ds) + 1))
+    for p, d in zip(paths, ds):
+        write_file(p, d)
+    return paths

@@ -1,0 +1,238 @@
+"""Flow stage: named exchanges -> the flow the renderers draw.
+
+:func:`build_flow` takes the exchanges (:mod:`osflow.pair`) and the names of
+their connections (:mod:`osflow.join`) and builds the :class:`~osflow.model.Flow`:
+
+* tokens numbered T1, T2, … in order of appearance (:mod:`osflow.tokens`);
+* each pair's words, secrets hidden (:mod:`osflow.prose`);
+* each pair's parent: the innermost pair whose server is this pair's client and
+  whose time span contains it;
+* the steps the renderers draw: runs of similar childless siblings (DB queries,
+  cache commands) collapse into one step with a summary and a result.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from typing import Optional
+
+from . import tokens as tok
+from .decode import header
+from .model import (
+    ConnectionNames,
+    Exchange,
+    Flow,
+    HttpRequest,
+    HttpResponse,
+    MemcacheCommand,
+    MysqlCommand,
+    MysqlLogin,
+    MysqlReply,
+    Pair,
+    Step,
+)
+from .openstack import TOKEN_HEADERS, tables_in
+from .prose import Prose, token_owner
+
+
+def is_pool_noise(ex: Exchange) -> bool:
+    """Connection-pool chatter: pings, ``SELECT 1``, ROLLBACK, COMMIT, SET ...
+
+    >>> from osflow.model import Address
+    >>> a = Address("127.0.0.1", 1); b = Address("127.0.0.1", 3306)
+    >>> cmd = lambda t: MysqlCommand(protocol="mysql", stream=0, src=a, dst=b, start=0, end=0, frames=(1,),
+    ...                              is_request=True, command="query", text=t)
+    >>> [is_pool_noise(Exchange("mysql", 0, a, b, cmd(t), None)) for t in ("SELECT 1", "rollback", "SET NAMES utf8", "SELECT x FROM user")]
+    [True, True, True, False]
+    """
+    req = ex.request
+    if not isinstance(req, MysqlCommand):
+        return False
+    if req.command == "ping":
+        return True
+    text = " ".join((req.text or "").split()).rstrip(";").upper()
+    return text in ("SELECT 1", "ROLLBACK", "COMMIT", "BEGIN", "START TRANSACTION") or text.startswith("SET ")
+
+
+def build_flow(
+    exchanges: list[Exchange],
+    names: dict[int, ConnectionNames],
+    *,
+    group: bool = True,
+    show_secrets: bool = False,
+    origin: Optional[float] = None,
+    warnings: tuple[str, ...] = (),
+    without_tables: Optional[dict[int, ConnectionNames]] = None,
+) -> Flow:
+    """The flow of ``exchanges`` (in request order) whose connections ``names`` names.
+
+    ``without_tables``: the same connections named without socket tables (for ``--explain``).
+    """
+    registry = tok.TokenRegistry()
+    prose = Prose(registry, show_secrets)
+    # tokens are numbered in order of appearance: walk messages in frame order first
+    events = []
+    for ex in exchanges:
+        events.append((ex.request.frames[0], 0, ex))
+        if ex.response is not None:
+            events.append((ex.response.frames[-1], 1, ex))
+    for _, which, ex in sorted(events, key=lambda e: (e[0], e[1])):
+        _register_tokens(registry, ex, which)
+
+    pairs: list[Pair] = []
+    by_server: dict[str, list[int]] = defaultdict(list)  # label -> indexes of pairs served
+    for i, ex in enumerate(exchanges):
+        cn = names[ex.stream]
+        text = prose.text(ex)
+        parent = _parent(pairs, by_server.get(cn.client.label, ()), ex)
+        depth = 0 if parent is None else pairs[parent - 1].depth + 1
+        pairs.append(
+            Pair(
+                id=i + 1,
+                parent=parent,
+                exchange=ex,
+                client=cn.client,
+                server=cn.server,
+                request=text.request,
+                response=text.response,
+                message=text.message,
+                result=text.result,
+                notes=text.notes,
+                tokens=text.tokens,
+                noise=is_pool_noise(ex),
+                depth=depth,
+            )
+        )
+        by_server[cn.server.label].append(i)
+    steps = _steps(pairs, group)
+    if origin is None:
+        origin = min((ex.start for ex in exchanges), default=0.0)
+    return Flow(
+        pairs=tuple(pairs),
+        steps=tuple(steps),
+        tokens=registry.all(),
+        connections=tuple(names[s] for s in sorted(names)),
+        origin=origin,
+        warnings=warnings,
+        show_secrets=show_secrets,
+        without_tables=tuple(
+            (s, n.client.label, n.server.label) for s, n in sorted((without_tables or {}).items())
+        ),
+    )
+
+
+def _register_tokens(reg: tok.TokenRegistry, ex: Exchange, which: int) -> None:
+    msg = ex.request if which == 0 else ex.response
+    if isinstance(msg, HttpRequest):
+        for name in TOKEN_HEADERS:
+            v = header(msg.headers, name)
+            if v:
+                reg.see_token(v)
+    elif isinstance(msg, HttpResponse):
+        v = header(msg.headers, "X-Subject-Token")
+        if v:
+            reg.see_token(v, token_owner(msg.token))
+    elif isinstance(msg, MemcacheCommand):
+        for k in msg.keys:
+            reg.see_cache_key(k)
+
+
+def _parent(pairs: list[Pair], candidates, ex: Exchange) -> Optional[int]:
+    """The innermost (latest-starting) pair served to this client that contains ``ex``."""
+    start, end = ex.start, ex.end
+    n = 0
+    for idx in reversed(candidates):
+        cand = pairs[idx]
+        if cand.exchange.start <= start and cand.exchange.end >= end:
+            return cand.id
+        n += 1
+        if n > 5000:
+            break
+    return None
+
+
+def _steps(pairs: list[Pair], group: bool) -> list[Step]:
+    children: dict[Optional[int], list[Pair]] = defaultdict(list)
+    for p in pairs:
+        children[p.parent].append(p)
+    steps: list[Step] = []
+
+    def groupable(p: Pair) -> bool:
+        return (
+            group
+            and p.id not in children
+            and p.protocol in ("mysql", "memcache")
+            and not isinstance(p.exchange.request, MysqlLogin)
+        )
+
+    def walk(parent: Optional[int], depth: int) -> None:
+        sibs = children.get(parent, [])
+        i = 0
+        while i < len(sibs):
+            p = sibs[i]
+            j = i + 1
+            if groupable(p):
+                key = (p.client.label, p.server.label, p.protocol)
+                while j < len(sibs) and groupable(sibs[j]) and (sibs[j].client.label, sibs[j].server.label, sibs[j].protocol) == key:
+                    j += 1
+            run = sibs[i:j]
+            if len(run) > 1:
+                steps.append(Step(tuple(run), depth, _group_summary(run), group_result(run)))
+            else:
+                steps.append(Step((p,), depth))
+                walk(p.id, depth + 1)
+            i = j
+
+    walk(None, 0)
+    return steps
+
+
+def _group_summary(run: list[Pair]) -> str:
+    """``47 queries (project, user, …) + 65 pool pings/rollbacks on 2 connections, 290 ms``."""
+    noise = [p for p in run if p.noise]
+    real = [p for p in run if not p.noise]
+    streams = {p.exchange.stream for p in run}
+    ms = (max(p.exchange.end for p in run) - min(p.exchange.start for p in run)) * 1000
+    parts = []
+    if run[0].protocol == "mysql":
+        if real:
+            tables: Counter = Counter()
+            order: dict[str, None] = {}
+            for p in real:
+                for t in tables_in(p.exchange.request.text if isinstance(p.exchange.request, MysqlCommand) else None):
+                    tables[t] += 1
+                    order.setdefault(t, None)
+            names = sorted(order, key=lambda t: -tables[t])  # stable: most used first, then first seen
+            shown = ", ".join(names[:4]) + (", …" if len(names) > 4 else "")
+            word = "query" if len(real) == 1 else "queries"
+            parts.append(f"{len(real)} {word}" + (f" ({shown})" if shown else ""))
+        if noise:
+            parts.append(f"{len(noise)} pool pings/rollbacks")
+    else:
+        cmds = Counter(p.exchange.request.command for p in run if isinstance(p.exchange.request, MemcacheCommand))
+        detail = ", ".join(f"{c} ×{n}" for c, n in sorted(cmds.items(), key=lambda kv: (-kv[1], kv[0])))
+        parts.append(f"{len(run)} commands ({detail})")
+    conns = "1 connection" if len(streams) == 1 else f"{len(streams)} connections"
+    return f"{' + '.join(parts)} on {conns}, {ms:.0f} ms"
+
+
+def group_result(run: list[Pair]) -> str:
+    """What a group of pairs got back: ``OK ×72, 40 result sets (61 rows)``."""
+    ok = rowsets = rows = 0
+    other: Counter = Counter()
+    for p in run:
+        resp = p.exchange.response
+        if isinstance(resp, MysqlReply) and resp.kind == "rows":
+            rowsets += 1
+            rows += resp.rows
+        elif isinstance(resp, MysqlReply) and resp.kind == "ok":
+            ok += 1
+        else:
+            other[p.response or "no response"] += 1
+    parts = []
+    if ok:
+        parts.append(f"OK ×{ok}")
+    if rowsets:
+        parts.append(f"{rowsets} result set{'s' if rowsets != 1 else ''} ({rows} row{'s' if rows != 1 else ''})")
+    parts += [f"{k} ×{n}" for k, n in sorted(other.items(), key=lambda kv: (-kv[1], kv[0]))]
+    return ", ".join(parts)

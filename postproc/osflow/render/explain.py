@@ -1,0 +1,47 @@
+"""``--explain``: per connection, the 4-tuple, the names chosen and the evidence for each.
+
+With socket tables, a note says which ends only a table could name (and what they
+would be called without one: :attr:`osflow.model.Flow.without_tables`).
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+from tabulate import tabulate
+
+from .. import quoting
+from ..model import ConnectionNames, Flow
+
+HEADERS = ("stream", "4-tuple", "client", "client evidence", "server", "server evidence", "note")
+
+
+def note(c: ConnectionNames, without: dict[int, tuple[str, str]]) -> str:
+    """``only a socket table names the client (without: 127.0.0.1:41234 → keystone)``, or ""."""
+    bare = without.get(c.stream)
+    if bare is None:
+        return ""
+    lost = [who for who, now, then in (("client", c.client.label, bare[0]), ("server", c.server.label, bare[1]))
+            if now != then]  # fmt: skip
+    if not lost:
+        return ""
+    return "only a socket table names the " + " and ".join(lost) + f" (without: {bare[0]} → {bare[1]})"
+
+
+def render(flow: Flow) -> Iterator[str]:
+    """Yield the ``Connections:`` table."""
+    without = {s: (client, server) for s, client, server in flow.without_tables}
+    rows = [
+        (
+            c.stream,
+            f"{c.client_address} → {c.server_address}",
+            quoting.table_cell(c.client.label),
+            quoting.table_cell(c.client.evidence, 70),
+            quoting.table_cell(c.server.label),
+            quoting.table_cell(c.server.evidence, 70),
+            note(c, without),
+        )
+        for c in flow.connections
+    ]
+    yield "Connections:"
+    yield from tabulate(rows, headers=HEADERS, disable_numparse=True).splitlines()

@@ -1,0 +1,20 @@
+"""Markdown: the timeline as a GitHub table, then each Mermaid diagram in a fenced block."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+from ..model import Flow
+from . import mermaid, timeline
+
+
+def render(flow: Flow) -> Iterator[str]:
+    """Yield a Markdown page: a title, the timeline, the diagram(s)."""
+    yield "# osflow"
+    yield ""
+    yield from timeline.render(flow, tablefmt="github")
+    for lines in mermaid.diagrams(flow):
+        yield ""
+        yield "```mermaid"
+        yield from lines
+        yield "```"
