@@ -910,6 +910,14 @@ def test_tables_bad_lines_name_the_format():
     assert len(r.warnings) == 1 and r.warnings[0].startswith("lsof.txt:3: expected an lsof socket line (COMMAND PID")
     with pytest.raises(TableError, match=r"^x:1: not a socket table \(ss, netstat or lsof\)"):
         parse_ss("lsof: WARNING: can't stat() fuse file system\n", "x")
+    # the unix-socket tail of a headerless netstat -anp (line verbatim from the test machine): netstat's
+    # lines name the format even when they are not TCP, as ss's udp and u_str lines do
+    unix = "unix  3      [ ]         STREAM     CONNECTED     1142     -                    "
+    r = parse_ss(f"{unix}\ntcp 0 0 garbage\n", "netstat.txt")
+    assert r.entries == () and r.warnings == (
+        "netstat.txt:2: expected a netstat socket line (Proto Recv-Q Send-Q Local-Address Foreign-Address State"
+        " PID/Program), found 'tcp 0 0 garbage'",
+    )
 
 
 def test_tables_parse_speed(tables):

@@ -429,6 +429,8 @@ def parse_ss(text: str, source: str = "") -> SsResult:
             elif n is not None or _NETSTAT_UNIX.match(line):
                 recognised = True  # netstat's udp, raw and unix sockets: not ours
                 previous_ok = True
+                if not kind_known:
+                    kind, kind_known = "netstat", True
                 continue
             if _NETSTAT_HEADER.match(line):
                 recognised = True
