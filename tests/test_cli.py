@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import re
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -49,10 +49,18 @@ def test_truncated_pdml_keeps_its_pairs_warns_and_exits_4():
     status, out, err = run_post(["--format", "json"], stdin=cut)
     assert full_status == ExitStatus.OK and status == ExitStatus.PARTIAL
     assert "PDML ends early after frame" in err and "warning" in err
-    # every pair completed before the cut is there, as in the full run
-    got = out.splitlines()
+    # every pair read before the cut is there, as in the full run; only a pair whose response, or
+    # whose parent's response, lay beyond the cut may differ (its end, its parent, a name the parent told)
+    full_by_id = {p["id"]: p for p in map(json.loads, full.splitlines())}
+    got = {p["id"]: p for p in map(json.loads, out.splitlines())}
     assert len(got) > 100
-    assert all('"response": null' in line or line in full.splitlines() or '"parent"' in line for line in got)
+    for g in got.values():
+        f = full_by_id[g["id"]]
+        differ = {k for k in g if g[k] != f[k]}
+        assert not differ & {"id", "start", "protocol", "request", "stream"}, (g, f)
+        if differ:
+            assert g["response"] is None or got[f["parent"]]["response"] is None, (g, f)
+    assert sum(g == full_by_id[g["id"]] for g in got.values()) > len(got) // 2
 
 
 @needs_tshark
@@ -164,15 +172,12 @@ def test_osflow_post_subcommand_and_console_scripts(tmp_path):
     assert a.returncode == b.returncode == 0 and a.stdout == b.stdout and a.stdout
 
 
-def test_help_is_fast_and_documents_exit_statuses():
+def test_help_imports_nothing_heavy_and_documents_exit_statuses():
     env = dict(os.environ, PYTHONPATH=str(ROOT / "postproc"))
-    start = time.perf_counter()
     r = subprocess.run([sys.executable, "-c", "import sys; from osflow.cli import post_main; sys.exit(post_main())",
                         "--help"], env=env, capture_output=True, text=True)
-    elapsed = time.perf_counter() - start
     assert r.returncode == 0 and "exit status:" in r.stdout and "partial" in r.stdout
-    assert elapsed < 2.0  # generous for CI; the benchmark measures it properly
-    # no heavy import at start-up
+    # fast: no heavy import at start-up (the benchmark times it: benchmarks/bench_post.py, goal 5)
     r = subprocess.run([sys.executable, "-c", "import sys, osflow.cli; print('lxml' in sys.modules, 'tabulate' in sys.modules)"],
                        env=env, capture_output=True, text=True)
     assert r.stdout.strip() == "False False"

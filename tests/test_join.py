@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from support import CASES, FIXTURES, flow, result, tshark
+from support import CASES, FIXTURES, flow, messages, result, tshark
 
 from osflow.join import Joiner
+from osflow.pair import pair_messages
 from osflow.openstack import service_of_command, service_of_user_agent, tables_in
 from osflow.model import Address
 from osflow.tables import ProcessTable, SocketTable, parse_ps, parse_ss
@@ -136,8 +137,19 @@ def test_explain_says_which_ends_only_a_table_could_name():
         assert without[c.stream] == (c.client.label, c.server.label)
 
 
-def test_port_override_names_an_unknown_server():
-    j = Joiner(overrides={4444: "my-api"})
-    from osflow import portmap
-
-    assert portmap.service_for_port(4444, j.overrides).label == "my-api"
+@needs_tshark
+def test_port_override_names_the_server_on_that_port():
+    exchanges = pair_messages(messages("resource-class-list-cold"))
+    plain = Joiner().join(exchanges)
+    named = Joiner(overrides={8778: "my-api"}).join(exchanges)
+    on_port = [s for s, c in named.items() if c.server_address.port == 8778]
+    assert on_port
+    for s in on_port:
+        assert plain[s].server.label == "placement"
+        assert named[s].server.label == "my-api" and "--service" in named[s].server.evidence
+    # no other end changes, but placement's calls named after what it was serving then
+    for s in named:
+        for end in ("client",) if s in on_port else ("client", "server"):
+            before, after = getattr(plain[s], end), getattr(named[s], end)
+            assert after.label == before.label or (before.label == "placement" and after.label == "my-api"
+                                                   and "was serving" in after.evidence), (before, after)
