@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 
+import re
+
 import pytest
 
-from support import CASES, FIXTURES, flow, messages, result, tshark
+from support import CASES, FIXTURES, flow, messages, result, run_post, tshark
 
 from osflow.join import Joiner
 from osflow.pair import pair_messages
@@ -153,3 +155,17 @@ def test_port_override_names_the_server_on_that_port():
             before, after = getattr(plain[s], end), getattr(named[s], end)
             assert after.label == before.label or (before.label == "placement" and after.label == "my-api"
                                                    and "was serving" in after.evidence), (before, after)
+
+
+@needs_tshark
+def test_explain_notes_the_ends_only_a_socket_table_names():
+    d = FIXTURES / "captures-compute" / "server-create-two-streams"
+    status, out, err = run_post(["-r", str(d / "capture.pcapng"), "--ss", str(d / "ss.txt"), "--ps", str(d / "ps.txt"),
+                                 "--explain"])
+    assert status == 0, err
+    table = out[out.index("Connections:"):].splitlines()
+    rows = {line.split()[0]: line for line in table[3:]}
+    assert rows["0"].split()[4] == "nova-scheduler"
+    assert rows["0"].endswith("only a socket table names the client (without: nova-metadata → nova DB)")
+    assert re.search(r"only a socket table names the client \(without: 127\.0\.0\.1:\d+ → nova-api\)$", rows["1"])
+    assert len(rows) == 2
