@@ -28,9 +28,9 @@ class _Fields:
     """``==``, ``hash()`` and ``repr()`` over a dataclass's fields, written once for all the model's classes.
 
     ``@dataclass`` writes and compiles each of its methods anew for every class, which made
-    importing this module the largest part of osflow-post's start-up.  The classes below say
-    ``eq=False, repr=False`` and inherit these three instead (the import went from ~37 to
-    ~20 ms in a fresh interpreter); they behave as the generated ones do (tests/test_model.py):
+    importing this module the largest part of osflow-post's start-up (docs/performance.md).
+    The classes below say ``eq=False, repr=False`` and inherit these three instead; they
+    behave as the generated ones do (tests/test_model.py):
     equal when of the same class with equal fields, hashed on those fields, shown as
     ``Name(field=value, ...)``, fields declared ``compare=False`` / ``repr=False`` left out.
     Address keeps the generated methods: it is a dict key on every packet, and ordered.
