@@ -19,6 +19,7 @@ from lxml import etree
 from . import portmap
 from .errors import InputError, OsflowError, PartialInput, ToolMissing
 from .model import Address, Layer, Packet
+from .wireshark import find_tool
 
 #: Application protocols osflow decodes (PDML ``<proto name=...>``).
 APP_PROTOCOLS = ("http", "mysql", "memcache")
@@ -578,8 +579,8 @@ def _origin(epoch: str, relative: str) -> Optional[float]:
 
 def tshark_fields_command(capture: str, tshark: Optional[str] = None) -> list[str]:
     """The tshark command behind ``osflow-post -r``: only the fields and frames osflow decodes."""
-    args = [tshark or find_tshark(), "-r", capture, *portmap.tshark_decode_as(), "-Y", FRAME_FILTER, "-T", "fields",
-            "-E", "occurrence=a", "-E", f"aggregator={AGGREGATOR}", "-E", "header=n"]
+    args = [tshark or find_tool("tshark", "TSHARK"), "-r", capture, *portmap.tshark_decode_as(), "-Y", FRAME_FILTER,
+            "-T", "fields", "-E", "occurrence=a", "-E", f"aggregator={AGGREGATOR}", "-E", "header=n"]
     for f in FIELDS:
         args += ["-e", f]
     return args
@@ -588,30 +589,10 @@ def tshark_fields_command(capture: str, tshark: Optional[str] = None) -> list[st
 # --------------------------------------------------------------------------- tshark
 
 
-def find_tshark() -> str:
-    """The tshark binary: $TSHARK, then PATH, then pyshark's discovery."""
-    import shutil  # here, not at the top: reading PDML on stdin needs neither shutil nor subprocess
-
-    env = os.environ.get("TSHARK")
-    if env:
-        return env
-    path = shutil.which("tshark")
-    if path:
-        return path
-    try:  # pyshark knows the usual Windows/macOS locations
-        from pyshark.tshark.tshark import get_process_path
-
-        return get_process_path()
-    except Exception:
-        raise ToolMissing(
-            "tshark not found: install it (Debian/Ubuntu: sudo apt-get install tshark) or set TSHARK=/path/to/tshark"
-        ) from None
-
-
 def tshark_pdml_command(capture: str, tshark: Optional[str] = None, extra: tuple[str, ...] = ()) -> list[str]:
     """The tshark command that turns a capture into the PDML osflow reads."""
     return [
-        tshark or find_tshark(),
+        tshark or find_tool("tshark", "TSHARK"),
         "-r",
         capture,
         *portmap.tshark_decode_as(),
