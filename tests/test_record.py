@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from osflow import record, tables
+from osflow import record, tables, wireshark
+from osflow.record import capture, kernel, socketlog
 from osflow.errors import InputError, ToolMissing, UsageError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,12 +48,12 @@ def parse(argv):
     ],
 )
 def test_ss_line_is_read_by_parse_ss(state, local, remote, owners):
-    line = record.ss_line(state, 1, 2, local, remote, owners)
+    line = socketlog.ss_line(state, 1, 2, local, remote, owners)
     r = tables.parse_ss(f"### 1795628314.5 1 osflow-record test\n{line}\n", "ss.txt")
     assert r.warnings == ()
     (e,) = r.entries
     assert e.state == state and e.time == 1795628314.5
-    assert e.sockname == tables.canonical_address(tables.parse_address(record.format_address(*local)))
+    assert e.sockname == tables.canonical_address(tables.parse_address(kernel.format_address(*local)))
     if state == "LISTEN":
         assert e.peername is None
     else:
@@ -74,7 +75,7 @@ def test_socket_log_names_our_own_sockets_and_parse_ss_reads_it():
     port = listener.getsockname()[1]
     before = _connected_pair(listener)
     out = io.StringIO()
-    log = record.SocketLog(out, [port])
+    log = socketlog.SocketLog(out, [port])
     log.snapshot("start")
     later = _connected_pair(listener)
     log.poll()
@@ -103,10 +104,10 @@ def test_proc_net_tcp_fallback_reads_the_same_sockets():
     listener.listen()
     port = listener.getsockname()[1]
     try:
-        rows = [r for r in record.proc_net_tcp_rows() if r.lport == port]
+        rows = [r for r in kernel.proc_net_tcp_rows() if r.lport == port]
         assert rows and rows[0].state == 10 and rows[0].inode > 0
         assert rows[0].addresses()[0] == ("127.0.0.1", port)
-        diag_rows = [r for r in record.tcp_rows_source()() if r.lport == port]
+        diag_rows = [r for r in kernel.tcp_rows_source()() if r.lport == port]
         assert [r.inode for r in diag_rows] == [r.inode for r in rows]
     finally:
         listener.close()
@@ -136,14 +137,35 @@ def test_command_not_found(tmp_path):
 
 def test_dumpcap_missing(monkeypatch):
     monkeypatch.delenv("DUMPCAP", raising=False)
-    monkeypatch.setattr(record.shutil, "which", lambda name: None)
-    monkeypatch.setattr(record.os, "access", lambda path, mode: False)
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setattr(os, "access", lambda path, mode: False)
     with pytest.raises(ToolMissing, match="dumpcap not found: install it"):
-        record.find_dumpcap()
+        wireshark.find_tool("dumpcap", "DUMPCAP")
     monkeypatch.setenv("DUMPCAP", "/nonexistent/dumpcap")
     with pytest.raises(ToolMissing, match="DUMPCAP=/nonexistent/dumpcap is not an executable file"):
-        record.find_dumpcap()
+        wireshark.find_tool("dumpcap", "DUMPCAP")
 
+
+def test_wireshark_tools_are_found_one_way(monkeypatch, tmp_path):
+    """$TSHARK/$DUMPCAP (a path, or a name on PATH), else PATH; the same two messages for both tools."""
+    tool = tmp_path / "dumpcap"
+    tool.write_text("#!/bin/sh\n")
+    tool.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ.get('PATH', '')}")
+    monkeypatch.delenv("DUMPCAP", raising=False)
+    assert wireshark.find_tool("dumpcap", "DUMPCAP") == str(tool)
+    monkeypatch.setenv("DUMPCAP", "dumpcap")
+    assert wireshark.find_tool("dumpcap", "DUMPCAP") == str(tool)
+    monkeypatch.setenv("TSHARK", str(tmp_path))  # a folder, not an executable file
+    with pytest.raises(ToolMissing, match=r"^TSHARK=.+ is not an executable file: install tshark "
+                       r"\(Debian/Ubuntu: sudo apt-get install tshark\) or set TSHARK=/path/to/tshark$"):
+        wireshark.find_tool("tshark", "TSHARK")
+    monkeypatch.delenv("TSHARK")
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setattr(os, "access", lambda path, mode: False)
+    with pytest.raises(ToolMissing, match=r"^tshark not found: install it \(Debian/Ubuntu: sudo apt-get install "
+                       r"tshark\) or set TSHARK=/path/to/tshark$"):
+        wireshark.find_tool("tshark", "TSHARK")
 
 def test_no_such_interface(tmp_path):
     if not os.path.isdir("/sys/class/net"):
@@ -155,7 +177,7 @@ def test_no_such_interface(tmp_path):
 
 def _dumpcap() -> str:
     try:
-        return record.find_dumpcap()
+        return wireshark.find_tool("dumpcap", "DUMPCAP")
     except ToolMissing as e:
         pytest.skip(str(e))
 
@@ -166,7 +188,7 @@ def test_dumpcap_messages_from_the_real_dumpcap(tmp_path):
     r = subprocess.run([dumpcap, "-i", "osflow-nosuch0", "-w", str(tmp_path / "a.pcapng")],
                        capture_output=True, text=True, timeout=30)
     assert r.returncode != 0
-    assert str(record.dumpcap_problem("osflow-nosuch0", r.stderr, r.returncode)).startswith(
+    assert str(capture.dumpcap_problem("osflow-nosuch0", r.stderr, r.returncode)).startswith(
         "no such interface: osflow-nosuch0"
     )
     if os.geteuid() != 0 or not shutil.which("setpriv"):
@@ -177,7 +199,7 @@ def test_dumpcap_messages_from_the_real_dumpcap(tmp_path):
                        capture_output=True, text=True, timeout=30)
     if r.returncode == 0:
         pytest.skip("dumpcap captures even as nobody here (file capabilities for everyone)")
-    msg = str(record.dumpcap_problem("lo", r.stderr, r.returncode))
+    msg = str(capture.dumpcap_problem("lo", r.stderr, r.returncode))
     assert msg.startswith("no permission to capture on lo: run osflow record as root"), (msg, r.stderr)
 
 

@@ -1,0 +1,52 @@
+"""``osflow record``: capture the OpenStack traffic of a command, with the owner of every socket.
+
+``osflow record [-i lo] [-o DIR] [--ports …] -- COMMAND [ARGS…]`` (or ``--duration SECONDS``
+without a command) replaces the analyst's three terminals:
+
+1. a socket-owner log starts (``ss.txt``): a first full look at every process's sockets, then a
+   poller that lists the TCP sockets (netlink sock_diag as ``ss`` does; /proc/net/tcp{,6} as the
+   fallback) and, for each new socket on a captured port, finds its owner through an
+   inode -> (pid, fd) cache: only new inodes need a look into ``/proc/<pid>/fd``, and only of the
+   likely owners first (the processes holding the listening socket of that port, COMMAND and its
+   children, processes born since the last look, earlier clients of that port, earlier socket
+   owners of the socket's uid); a walk over every process is the last resort.  As root, a packet socket
+   sees each SYN on the ports and the poller runs every millisecond for a burst after it (every
+   10 ms otherwise); without it, it polls every millisecond all the time.  This catches connections
+   that live a few milliseconds, which ``ss -tnp`` polling (8–45 ms per snapshot on two cores, most
+   of it the ``-p`` walk) misses;
+2. dumpcap captures on the interface with a capture filter on the port map's ports
+   (:data:`osflow.portmap.ALL_PORTS`); record waits until the capture is really live: on a
+   loopback interface a UDP canary datagram to a socket of record's own must reach the file;
+3. ``ps`` before and after (``ps.txt``); the command lines of processes that owned a socket but
+   lived only meanwhile (the ``openstack`` client) go to ``meta.json``;
+4. COMMAND runs with the user's terminal; record exits with its status.
+
+Everything record starts is stopped by PID, also on Ctrl-C.  DIR holds ``capture.pcapng``,
+``ss.txt``, ``ps.txt``, ``meta.json``, readable by the owner only (they hold passwords and tokens).
+
+Where each part is (each module imports only the ones above it):
+
+* :mod:`~osflow.record.kernel`: the TCP sockets from the kernel (netlink sock_diag, /proc/net/tcp);
+* :mod:`~osflow.record.procs`: processes from /proc, the ``ps`` snapshots;
+* :mod:`~osflow.record.socketlog`: the socket-owner log (``ss.txt``) and its line format;
+* :mod:`~osflow.record.watcher`: the thread that runs it, woken by each SYN;
+* :mod:`~osflow.record.capture`: dumpcap, its filter, the canary, its errors;
+* :mod:`~osflow.record.coverage`: how many connection ends the log names an owner for;
+* :mod:`~osflow.record.recorder`: the options and the recording, step by step.
+
+The socket log uses the ``ss -tnpH`` line format under ``### <epoch> …`` lines, which
+:func:`osflow.tables.parse_ss` reads:
+
+>>> from osflow import tables
+>>> from osflow.record.socketlog import ss_line
+>>> line = ss_line("ESTAB", 0, 0, ("127.0.0.1", 43210), ("127.0.0.1", 8778), [("openstack", 812, 5)])
+>>> line
+'ESTAB      0      0      127.0.0.1:43210 127.0.0.1:8778 users:(("openstack",pid=812,fd=5))'
+>>> e = tables.parse_ss("### 1795628314.019138113 1 osflow-record\\n" + line).entries[0]
+>>> str(e.sockname), str(e.peername), e.users[0].pid, e.time
+('127.0.0.1:43210', '127.0.0.1:8778', 812, 1795628314.019138)
+"""
+
+from .recorder import add_arguments, run
+
+__all__ = ["add_arguments", "run"]

@@ -1,0 +1,214 @@
+"""The capture: dumpcap on the interface with a filter on the captured ports (:class:`Capture`),
+started and stopped by PID, live only once a UDP canary of record's own reaches the file (on
+loopback); dumpcap's failures as one clear line (:func:`dumpcap_problem`)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from typing import Iterable, Optional, Sequence
+
+from ..errors import InputError, ToolMissing
+from .kernel import read_file
+
+
+def capture_filter(ports: Iterable[int], canary_port: Optional[int] = None) -> str:
+    """The BPF capture filter: every port, plus record's own UDP canary.
+
+    >>> capture_filter([5000, 8778])
+    'tcp port 5000 or tcp port 8778'
+    >>> capture_filter([3306], 40000)
+    'tcp port 3306 or (udp dst port 40000 and dst host 127.0.0.1)'
+    """
+    text = " or ".join(f"tcp port {p}" for p in sorted(set(ports)))
+    if canary_port is not None:
+        text += f" or (udp dst port {canary_port} and dst host 127.0.0.1)"
+    return text
+
+
+def interfaces() -> list[str]:
+    """The names of this machine's network interfaces (none when /sys does not tell)."""
+    try:
+        return sorted(os.listdir("/sys/class/net"))
+    except OSError:
+        return []
+
+
+def is_loopback(interface: str) -> bool:
+    """Whether the interface is a loopback one (``lo``, ``any`` or IFF_LOOPBACK): the canary works there."""
+    if interface in ("lo", "any"):
+        return True
+    raw = read_file(f"/sys/class/net/{interface}/flags")
+    try:
+        return bool(int(raw or b"0", 16) & 0x8)
+    except ValueError:
+        return False
+
+
+def check_interface(interface: str) -> None:
+    """Raise InputError when the interface does not exist (when /sys tells)."""
+    names = interfaces()
+    if names and interface != "any" and interface not in names:
+        raise InputError(f"no such interface: {interface} (this machine has: {', '.join(names)}, any)")
+
+
+def dumpcap_problem(interface: str, stderr: str, status: Optional[int]) -> InputError:
+    """dumpcap's failure as one clear line."""
+    if "permission" in stderr.lower() or "Operation not permitted" in stderr:
+        return InputError(
+            f"no permission to capture on {interface}: run osflow record as root, or allow your user "
+            "to capture (sudo dpkg-reconfigure wireshark-common, answer yes; sudo usermod -aG wireshark $USER; "
+            "log in again)"
+        )
+    if "no device named" in stderr.lower() or "No such device" in stderr:
+        names = interfaces()
+        have = f" (this machine has: {', '.join(names)}, any)" if names else ""
+        return InputError(f"no such interface: {interface}{have}")
+    lines = [
+        ln.strip()
+        for ln in stderr.splitlines()
+        if ln.strip() and not ln.startswith("Capturing on") and "Running as user" not in ln
+    ]
+    why = lines[0] if lines else f"it exited with status {status}"
+    return InputError(f"dumpcap could not capture on {interface}: {why}")
+
+
+def _die_with_parent() -> None:
+    """In dumpcap's child before exec: get SIGTERM when record dies (even by SIGKILL)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except Exception:  # noqa: BLE001 - not Linux: record still stops dumpcap itself
+        pass
+
+
+class Capture:
+    """dumpcap writing a pcapng file, started and stopped by PID."""
+
+    def __init__(self, dumpcap: str, interface: str, ports: Sequence[int], path: str) -> None:
+        self.dumpcap = dumpcap
+        self.interface = interface
+        self.path = path
+        self.loopback = is_loopback(interface)
+        self.canary: Optional[socket.socket] = None
+        if self.loopback:
+            self.canary = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.canary.bind(("127.0.0.1", 0))
+        self.filter = capture_filter(ports, self.canary.getsockname()[1] if self.canary else None)
+        self.proc: Optional[subprocess.Popen] = None
+        self.stderr: list[str] = []
+        self.canaries = 0
+        self._reader: Optional[threading.Thread] = None
+
+    @property
+    def command(self) -> list[str]:
+        return [self.dumpcap, "-i", self.interface, "-f", self.filter, "-w", self.path, "-B", "16"]
+
+    def _size(self) -> int:
+        try:
+            return os.path.getsize(self.path)
+        except OSError:
+            return 0
+
+    def _read_stderr(self) -> None:
+        assert self.proc is not None and self.proc.stderr is not None
+        for raw in self.proc.stderr:
+            self.stderr.append(raw.decode("utf-8", "replace").rstrip("\n"))
+
+    def _sing(self) -> None:
+        assert self.canary is not None
+        self.canaries += 1
+        self.canary.sendto(b"osflow record: capture is live", self.canary.getsockname())
+
+    def start(self, timeout: float = 10) -> None:
+        """Start dumpcap and wait until the capture is live (raises InputError when it cannot capture)."""
+        try:
+            self.proc = subprocess.Popen(
+                self.command,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                start_new_session=True,  # the terminal's Ctrl-C must not cut the capture short
+                preexec_fn=_die_with_parent,
+            )
+        except OSError as e:
+            raise ToolMissing(f"cannot run {self.dumpcap}: {e.strerror}") from None
+        self._reader = threading.Thread(target=self._read_stderr, name="osflow-dumpcap-stderr", daemon=True)
+        self._reader.start()
+        deadline = time.monotonic() + timeout
+        header = 0
+        sung = 0.0
+        while time.monotonic() < deadline:
+            status = self.proc.poll()
+            if status is not None:
+                self._reader.join(2)
+                raise dumpcap_problem(self.interface, "\n".join(self.stderr), status)
+            size = self._size()
+            if header == 0:
+                if size > 0:  # dumpcap opened the interface and wrote the pcapng header
+                    time.sleep(0.05)
+                    header = self._size()
+                    if not self.loopback:
+                        time.sleep(0.3)  # no canary off loopback: give the kernel filter a moment
+                        return
+                    self._sing()
+                    sung = time.monotonic()
+            elif size > header:  # the canary (or real traffic) reached the file
+                return
+            elif time.monotonic() - sung > 0.2:  # dumpcap flushes its file every 100 ms
+                self._sing()
+                sung = time.monotonic()
+            time.sleep(0.01)
+        self.stop()
+        raise InputError(
+            f"dumpcap did not start capturing on {self.interface} within {timeout:g} s"
+            + (f": {self.stderr[-1]}" if self.stderr else "")
+        )
+
+    def drain(self, timeout: float = 3) -> bool:
+        """Wait until every packet so far is in the file (a last canary); False when unsure."""
+        if self.canary is None or self.proc is None or self.proc.poll() is not None:
+            time.sleep(0.3)
+            return False
+        base = self._size()
+        self._sing()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._size() > base:
+                return True
+            time.sleep(0.01)
+        return False
+
+    def stop(self, timeout: float = 10) -> Optional[int]:
+        """Stop dumpcap (SIGTERM by PID, then SIGKILL); its exit status."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            try:
+                self.proc.send_signal(signal.SIGTERM)
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        if self._reader is not None:
+            self._reader.join(5)
+        if self.canary is not None:
+            self.canary.close()
+            self.canary = None
+        return self.proc.returncode
+
+    def dropped(self) -> Optional[int]:
+        """Packets the kernel or dumpcap dropped, from dumpcap's final statistics."""
+        total = None
+        for line in self.stderr:
+            if line.startswith("Packets received/dropped"):
+                try:
+                    total = (total or 0) + int(line.split(":")[-1].split("(")[0].split("/")[1])
+                except (IndexError, ValueError):
+                    pass
+        return total

@@ -1,0 +1,457 @@
+"""The recorder: ``osflow record``'s options (:func:`add_arguments`), their checks (:func:`run`) and
+one recording's steps in order (:class:`Recorder`): start the socket log and the capture; run
+COMMAND or wait; stop everything in order; write ``meta.json`` with the coverage; render."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from typing import IO, Optional
+
+from .. import __version__, portmap
+from ..errors import ExitStatus, InputError, OsflowError, UsageError
+from ..wireshark import find_tool
+from .capture import Capture, check_interface
+from .coverage import Coverage, coverage
+from .procs import ProcInfo, pids_in_ps, ps_sections, user_name
+from .socketlog import SocketLog
+from .watcher import SocketWatcher, SynTrigger
+
+# --------------------------------------------------------------------------- the options
+
+
+def _ports(text: Optional[str]) -> tuple[int, ...]:
+    if not text:
+        return portmap.ALL_PORTS
+    ports = []
+    for part in text.replace(" ", ",").split(","):
+        if not part:
+            continue
+        if not part.isdigit() or not 0 < int(part) < 65536:
+            raise UsageError(f"--ports: expected port numbers separated by commas (e.g. 5000,8778), found {part!r}")
+        ports.append(int(part))
+    if not ports:
+        raise UsageError("--ports: no port given")
+    return tuple(sorted(set(ports)))
+
+
+def find_command(name: str) -> str:
+    """The program COMMAND names; UsageError when there is none."""
+    if os.sep in name:
+        if os.path.isfile(name) and os.access(name, os.X_OK):
+            return name
+        raise UsageError(f"COMMAND not found: {name} (no such executable file)")
+    found = shutil.which(name)
+    if found is None:
+        raise UsageError(f"COMMAND not found: {name} (not on PATH)")
+    return found
+
+
+def _positive(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, found {text!r}") from None
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, found {text!r}")
+    return v
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``osflow record``."""
+    parser.description = (
+        "Capture the OpenStack traffic (dumpcap, on the port map's ports) while COMMAND runs, with the owner "
+        "of every socket (ss.txt) and the processes (ps.txt); exits with COMMAND's status."
+    )
+    parser.add_argument("-i", "--interface", default="lo", help="interface to capture on (default: lo)")
+    parser.add_argument(
+        "-o", "--output", metavar="DIR", help="folder for the files (default: ./osflow-<YYYYmmdd-HHMMSS>/)"
+    )
+    parser.add_argument(
+        "--ports",
+        metavar="LIST",
+        help="TCP ports to capture, comma-separated (default: every port of osflow's port map: "
+        + ",".join(map(str, portmap.ALL_PORTS))
+        + ")",
+    )
+    parser.add_argument(
+        "--duration", type=_positive, metavar="SECONDS", help="capture a running system for SECONDS, no COMMAND"
+    )
+    parser.add_argument("--render", action="store_true", help="then write DIR/flow.md (timeline + Mermaid)")
+    parser.add_argument(
+        "--interval",
+        type=float,
+        default=1.0,
+        metavar="MS",
+        help="how often the socket-owner log looks for new sockets, in milliseconds (default: 1)",
+    )
+    parser.add_argument(
+        "--always-poll",
+        action="store_true",
+        help="poll for new sockets every --interval all the time, instead of in bursts after each SYN "
+        "(the default when record may open a packet socket, i.e. as root)",
+    )
+    parser.add_argument(
+        "--linger",
+        type=float,
+        default=0.5,
+        metavar="SECONDS",
+        help="keep capturing after COMMAND ends, for late packets (default: 0.5)",
+    )
+    parser.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARGS...]", help="the command to run")
+
+
+def run(args) -> int:
+    """``osflow record``: see :mod:`osflow.record`; returns COMMAND's exit status."""
+    command = list(args.command or [])
+    if command and command[0] == "--":
+        command = command[1:]
+    if command and args.duration is not None:
+        raise UsageError("give either -- COMMAND or --duration SECONDS, not both")
+    if not command and args.duration is None:
+        raise UsageError("nothing to record: give -- COMMAND [ARGS...] or --duration SECONDS")
+    if not args.interval > 0:
+        raise UsageError("--interval: expected a positive number of milliseconds")
+    if args.linger < 0:
+        raise UsageError("--linger: expected 0 or more seconds")
+    ports = _ports(args.ports)
+    if command:
+        find_command(command[0])
+    dumpcap = find_tool("dumpcap", "DUMPCAP")
+    check_interface(args.interface)
+    return Recorder(args, command, ports, dumpcap).run()
+
+
+# --------------------------------------------------------------------------- the recording
+
+
+def _make_dir(path: Optional[str]) -> tuple[str, bool]:
+    """Create the output folder (0700); (path, whether record created it)."""
+    if not path:
+        path = time.strftime("osflow-%Y%m%d-%H%M%S")
+    if os.path.exists(path):
+        if not os.path.isdir(path):
+            raise UsageError(f"{path}: exists and is not a folder")
+        if os.listdir(path):
+            raise UsageError(f"{path}: exists and is not empty (give another -o DIR)")
+        os.chmod(path, 0o700)
+        return path, False
+    try:
+        os.makedirs(path, mode=0o700)
+    except OSError as e:
+        raise InputError(f"{path}: cannot create it: {e.strerror}") from None
+    os.chmod(path, 0o700)
+    return path, True
+
+
+def _versions(dumpcap: str) -> dict:
+    v = {"osflow": __version__, "python": platform.python_version(), "kernel": platform.release()}
+    try:
+        out = subprocess.run([dumpcap, "-v"], capture_output=True, text=True, timeout=10).stdout
+        v["dumpcap"] = out.strip().splitlines()[0] if out.strip() else None
+    except (OSError, subprocess.TimeoutExpired):
+        v["dumpcap"] = None
+    return v
+
+
+def _say(text: str) -> None:
+    print(f"osflow record: {text}", file=sys.stderr, flush=True)
+
+
+def _raise_interrupt(signum, frame):  # SIGTERM/SIGHUP: stop as on Ctrl-C
+    raise KeyboardInterrupt
+
+
+def _stop_child(proc: subprocess.Popen) -> int:
+    """After Ctrl-C: let COMMAND end (it got the terminal's SIGINT), else SIGINT, SIGTERM, SIGKILL by PID."""
+    for sig, wait in ((None, 2.0), (signal.SIGINT, 3.0), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+        if proc.poll() is not None:
+            break
+        if sig is not None:
+            try:
+                proc.send_signal(sig)
+            except ProcessLookupError:
+                break
+        try:
+            proc.wait(wait)
+        except subprocess.TimeoutExpired:
+            continue
+    return proc.wait()
+
+
+def _status(returncode: int) -> int:
+    """COMMAND's exit status as a shell gives it (128 + N when signal N ended it)."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def _secure(path: str) -> None:
+    try:
+        os.chmod(path, 0o600)
+    except OSError:
+        pass
+
+
+class Recorder:
+    """One recording into one folder: :meth:`run` takes the steps in order; each step leaves what
+    the later ones need in the attributes."""
+
+    #: what DIR holds, readable by the owner only
+    FILES = ("capture.pcapng", "ss.txt", "ps.txt", "meta.json")
+
+    def __init__(self, args, command: list[str], ports: tuple[int, ...], dumpcap: str) -> None:
+        self.args = args
+        self.command = command
+        self.ports = ports
+        self.dumpcap = dumpcap
+        self.dir = ""
+        self.created = False
+        # _start
+        self.ss_file: Optional[IO[str]] = None
+        self.log: Optional[SocketLog] = None
+        self.trigger: Optional[SynTrigger] = None
+        self.watcher: Optional[SocketWatcher] = None
+        self.capture: Optional[Capture] = None
+        # _run_command
+        self.start = 0.0
+        self.proc: Optional[subprocess.Popen] = None
+        self.returncode: Optional[int] = None
+        self.interrupted = False
+        # _stop
+        self.end = 0.0
+        self.during: list[ProcInfo] = []  # socket owners born and gone between the ps snapshots
+        self.drained = False
+        self.dumpcap_status: Optional[int] = None
+        self.dropped: Optional[int] = None
+
+    def path(self, name: str) -> str:
+        return os.path.join(self.dir, name)
+
+    def run(self) -> int:
+        """Record (files readable by the owner only; SIGTERM and SIGHUP stop it as Ctrl-C does);
+        the exit status: COMMAND's, or :attr:`ExitStatus.INTERRUPTED` when Ctrl-C came first."""
+        old_umask = os.umask(0o077)
+        old_handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
+        for s in old_handlers:
+            signal.signal(s, _raise_interrupt)
+        try:
+            return self._run()
+        finally:
+            os.umask(old_umask)
+            for s, h in old_handlers.items():
+                signal.signal(s, h)
+
+    def _run(self) -> int:
+        self._start()
+        _say(f"capturing on {self.args.interface} into {self.dir}/ (ports {','.join(map(str, self.ports))})")
+        self._run_command()
+        self._stop()
+        if self.interrupted and self.returncode is None:
+            status = ExitStatus.INTERRUPTED
+        else:
+            status = _status(self.returncode or 0)
+        cov = self._coverage()
+        self._write_meta(self._meta(cov))
+        if cov is not None:
+            print(cov.line(), file=sys.stderr, flush=True)
+            for m in cov.missing[:10]:
+                _say(f"no owner for {m}")
+        self._render()
+        return status
+
+    def _start(self) -> None:
+        """Create DIR, start the socket log (its first snapshot), then the capture (until it is
+        live), then write ``ps.txt``'s BEFORE snapshot.  When any of it fails (Ctrl-C too): stop
+        what started, remove what was written, and raise."""
+        args = self.args
+        self.dir, self.created = _make_dir(args.output)
+        if os.geteuid() != 0:
+            _say("warning: not root: the socket log sees only the sockets of your own processes")
+        self.ss_file = open(self.path("ss.txt"), "w", encoding="utf-8")
+        self.log = SocketLog(self.ss_file, self.ports)
+        if not args.always_poll:
+            try:
+                self.trigger = SynTrigger(args.interface, self.ports)
+            except (OSError, AttributeError):  # not root (CAP_NET_RAW), not Linux: poll all the time
+                self.trigger = None
+        self.watcher = SocketWatcher(self.log, args.interval / 1000.0, self.trigger)
+        try:
+            self.watcher.start()
+            self.watcher.ready.wait(60)
+            if self.watcher.error is not None:
+                raise InputError(f"the socket-owner log failed: {self.watcher.error}")
+            self.capture = Capture(self.dumpcap, args.interface, self.ports, self.path("capture.pcapng"))
+            self.capture.start()
+            with open(self.path("ps.txt"), "w", encoding="utf-8") as f:
+                f.write(ps_sections("BEFORE"))
+        except BaseException:
+            self.watcher.stop()
+            if self.capture is not None:
+                self.capture.stop()
+            self.ss_file.close()
+            self._abandon()
+            raise
+
+    def _abandon(self) -> None:
+        """A start that failed: remove what record wrote."""
+        for name in ("capture.pcapng", "ss.txt", "ps.txt"):
+            try:
+                os.unlink(self.path(name))
+            except OSError:
+                pass
+        if self.created:
+            try:
+                os.rmdir(self.dir)
+            except OSError:
+                pass
+
+    def _run_command(self) -> None:
+        """Run COMMAND with the user's terminal until it ends (or sleep ``--duration``).  Ctrl-C
+        (SIGTERM, SIGHUP: see :meth:`run`) ends the wait early: :attr:`interrupted`."""
+        self.start = time.time()
+        try:
+            if self.command:
+                try:
+                    self.proc = subprocess.Popen(self.command)
+                except OSError as e:  # found a moment ago, gone or not executable now
+                    _say(f"error: cannot run {self.command[0]}: {e.strerror}")
+                    self.returncode = 127
+                    return
+                self.watcher.add_root(self.proc.pid)
+                self.returncode = self.proc.wait()
+            else:
+                time.sleep(self.args.duration)
+        except KeyboardInterrupt:
+            self.interrupted = True
+
+    def _stop(self) -> None:
+        """Stop everything in order, deaf to Ctrl-C, SIGTERM and SIGHUP meanwhile: COMMAND (when
+        interrupted: see :func:`_stop_child`); after ``--linger``, ``ps.txt``'s AFTER snapshot; the
+        capture, once a last canary says every packet is in the file; the socket log (a last poll
+        and snapshot).  Then warn about what may be missing."""
+        args = self.args
+        previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+        try:
+            if self.interrupted:
+                _say("interrupted: stopping")
+                if self.proc is not None:
+                    self.returncode = self.proc.wait() if self.proc.poll() is not None else _stop_child(self.proc)
+            self.end = time.time()
+            if args.linger and not self.interrupted:
+                time.sleep(args.linger)
+            after = ps_sections("AFTER")
+            with open(self.path("ps.txt"), encoding="utf-8") as f:
+                before_pids = pids_in_ps(f.read())
+            self.during = [p for p in self.log.procs.values() if p.pid not in before_pids]
+            with open(self.path("ps.txt"), "a", encoding="utf-8") as f:
+                f.write(after)
+            self.drained = self.capture.drain()
+            self.dumpcap_status = self.capture.stop()
+            self.watcher.stop()
+            self.ss_file.close()
+            if self.watcher.error is not None:
+                _say(f"warning: the socket-owner log failed: {self.watcher.error}")
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
+        self.dropped = self.capture.dropped()
+        if self.dropped:
+            _say(f"warning: {self.dropped} packets were dropped while capturing")
+        if not self.drained and self.capture.loopback:
+            _say("warning: could not confirm that the last packets reached the capture file")
+        if self.log.denied:
+            _say(f"warning: could not read the sockets of {len(self.log.denied)} processes (not root?)")
+
+    def _coverage(self) -> Optional[Coverage]:
+        """The share of the capture's local connection ends the socket log names an owner for;
+        None, with a warning, when it cannot be computed (the recording is done all the same)."""
+        try:
+            return coverage(self.path("capture.pcapng"), [self.path("ss.txt")])
+        except Exception as e:  # noqa: BLE001 - the recording is done; say why there is no number
+            _say(f"warning: cannot compute the socket-owner coverage: {e}")
+            return None
+
+    def _meta(self, cov: Optional[Coverage]) -> dict:
+        """``meta.json``: what ran and when, how it was captured, the socket log's statistics, the
+        short-lived socket owners, the versions, and the coverage."""
+        args, capture, log, trigger = self.args, self.capture, self.log, self.trigger
+        meta = {
+            "command": self.command or None,
+            "duration": args.duration,
+            "exit_code": self.returncode if self.command else None,
+            "interrupted": self.interrupted,
+            "command_pid": self.proc.pid if self.proc is not None else None,
+            "dumpcap_pid": capture.proc.pid if capture.proc is not None else None,
+            "start": self.start,
+            "end": self.end,
+            "interface": args.interface,
+            "ports": list(self.ports),
+            "capture_filter": capture.filter,
+            "dumpcap_command": capture.command,
+            "dumpcap_exit_code": self.dumpcap_status,
+            "dropped_packets": self.dropped,
+            "canary": "UDP datagrams to 127.0.0.1 (record's own socket) mark the start and end of the capture"
+            if capture.loopback
+            else None,
+            "socket_log": {
+                "interval_ms": args.interval,
+                "syn_trigger": trigger is not None,
+                "syns_seen": trigger.syns if trigger is not None else None,
+                **log.stats(),
+            },
+            # processes that owned a socket but are in no ps snapshot (the openstack client):
+            # ps.txt keeps to BEFORE/AFTER; osflow-post names them from ss's process name
+            "socket_owners_not_in_ps": [
+                {"pid": p.pid, "ppid": p.ppid, "user": p.user, "comm": p.comm, "args": p.args} for p in self.during
+            ],
+            "files": list(self.FILES),
+            "versions": _versions(self.dumpcap),
+            "user": user_name(os.geteuid()),
+            "host": socket.gethostname(),
+        }
+        if cov is not None:
+            meta["coverage"] = {
+                "owned": cov.owned,
+                "total": cov.total,
+                "percent": cov.percent,
+                "without_owner": cov.missing,
+            }
+        return meta
+
+    def _write_meta(self, meta: dict) -> None:
+        """Write ``meta.json``, then make every file of DIR the owner's only."""
+        with open(self.path("meta.json"), "w", encoding="utf-8") as f:
+            json.dump(meta, f, indent=2)
+            f.write("\n")
+        for name in self.FILES:
+            _secure(self.path(name))
+
+    def _render(self) -> None:
+        """With ``--render``: DIR/flow.md through osflow-post's application layer (what it cannot do
+        is a warning: the recording stays); without: say how to render."""
+        capture, ss, ps, flow = (self.path(n) for n in ("capture.pcapng", "ss.txt", "ps.txt", "flow.md"))
+        if not self.args.render:
+            post_args = ["-r", capture, "--ss", ss, "--ps", ps, "-o", flow]
+            _say("files in " + self.dir + "/; render them with: osflow-post " + " ".join(map(shlex.quote, post_args)))
+            return
+        from ..app import PostOptions, post
+
+        try:
+            outcome = post(PostOptions(capture=capture, ss=(ss,), ps=(ps,), output=flow))
+        except OsflowError as e:
+            _say(f"warning: osflow-post failed: {e}; the recording is in {self.dir}/")
+            return
+        for w in outcome.warnings:
+            _say(f"warning: {w}")
+        if outcome.partial is not None:
+            _say(f"warning: {outcome.partial}")
+        _secure(flow)
+        _say(f"wrote {flow}")

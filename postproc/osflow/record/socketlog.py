@@ -1,0 +1,340 @@
+"""The socket-owner log (``ss.txt``): who owns the sockets on the captured ports, in ``ss -tnpH``'s
+line format (:func:`ss_line`) under ``### <epoch> …`` lines, as :func:`osflow.tables.parse_ss` reads it.
+
+:class:`SocketLog` does the looking (a full snapshot; polls that resolve only new sockets);
+:mod:`osflow.record.watcher` decides when it looks.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import time
+from typing import IO, Iterable, Optional
+
+from .kernel import PROC, TCP_STATES, SockDiag, TcpRow, format_address, read_file, tcp_rows_source
+from .procs import ProcInfo, all_pids, comm_of, proc_info
+
+Owner = tuple  # (comm, pid, fd)
+
+
+def _quote(comm: str) -> str:
+    return comm.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def ss_line(
+    state: str, recv_q: int, send_q: int, local: tuple[str, int], remote: tuple[str, int], owners: Iterable[Owner]
+) -> str:
+    """One socket as ``ss -tnpH`` prints it (see :mod:`osflow.record`'s doctest)."""
+    listening = state == "LISTEN"
+    users = ",".join(f'("{_quote(c)}",pid={p},fd={fd})' for c, p, fd in owners)
+    text = (
+        f"{state:<10} {recv_q:<6} {send_q:<6} {format_address(*local)} "
+        f"{format_address(remote[0], remote[1], any_port=listening)}"
+    )
+    return f"{text} users:({users})" if users else text
+
+
+def row_line(row: TcpRow, owners: Iterable[Owner]) -> str:
+    """A socket of the kernel's as :func:`ss_line` prints it."""
+    local, remote = row.addresses()
+    return ss_line(TCP_STATES.get(row.state, "UNKNOWN"), row.recv_q, row.send_q, local, remote, owners)
+
+
+# --------------------------------------------------------------------------- the socket-owner log
+
+
+class SocketLog:
+    """Who owns the sockets on some ports, written as ``### <epoch>`` + ``ss -tnpH``-like blocks.
+
+    :meth:`snapshot` looks at every process (all owners of every socket, as ``ss -tnp`` does);
+    :meth:`poll` lists the TCP sockets (netlink sock_diag, else /proc/net/tcp) and resolves only
+    those it has not seen yet, looking first where the owner most likely is (see :mod:`osflow.record`'s
+    docstring).
+    """
+
+    #: a walk over every process happens at most this often (seconds), and once per socket
+    FULL_WALK_EVERY = 0.05
+    #: walks over every process for one socket (its fd may be installed just after a walk)
+    FULL_WALKS_PER_SOCKET = 3
+    #: polls that look for the owner of a socket before giving up
+    MAX_ATTEMPTS = 20
+
+    def __init__(self, out: IO[str], ports: Iterable[int], proc: str = PROC, rows=None) -> None:
+        self.out = out
+        self.ports = frozenset(ports)
+        self.proc = proc
+        self.rows = rows or tcp_rows_source(proc)
+        self.source = "netlink sock_diag" if isinstance(getattr(self.rows, "__self__", None), SockDiag) else "/proc/net/tcp"
+        self.owners: dict[int, tuple[Owner, ...]] = {}  # inode -> owners
+        self.seen: dict[int, object] = {}  # inode -> 4-tuple key as logged
+        self.port_pids: dict[int, dict[int, None]] = {}  # local port -> pids that held a socket on it
+        self.client_pids: dict[int, dict[int, None]] = {}  # remote port -> pids that connected to it
+        self.socket_pids: dict[int, None] = {}  # every pid that owned a logged socket, most recent last
+        self.pid_uid: dict[int, int] = {}
+        self.procs: dict[int, ProcInfo] = {}  # pid -> what it was when first seen owning a socket
+        self.roots: set[int] = set()  # COMMAND's pid
+        self.known_pids: set[int] = set(all_pids(proc))
+        self.unresolved: dict[int, int] = {}  # inode -> full walks that did not find its owner
+        self.denied: set[int] = set()  # pids whose fds we may not read
+        self.seq = 0
+        self.last_full_walk = 0.0
+        # statistics for meta.json
+        self.polls = 0
+        self.poll_time = 0.0
+        self.max_poll_time = 0.0
+        self.full_walks = 0
+        self.pid_walks = 0
+        self.logged = 0
+        self.without_owner = 0
+        self.syn_lookups = 0
+        self.attempts: dict[int, int] = {}  # inode -> polls that did not find its owner
+
+    # -- resolving inodes
+
+    def _walk(self, pid: int) -> dict[int, int]:
+        """The socket inodes of one process: inode -> fd."""
+        self.pid_walks += 1
+        base = f"{self.proc}/{pid}/fd"
+        try:
+            names = os.listdir(base)
+        except OSError as e:
+            if e.errno in (errno.EACCES, errno.EPERM):
+                self.denied.add(pid)
+            return {}
+        found: dict[int, int] = {}
+        for n in names:
+            try:
+                target = os.readlink(f"{base}/{n}")
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                found[int(target[8:-1])] = int(n)
+        return found
+
+    def _descendants(self) -> list[int]:
+        out: list[int] = []
+        todo = list(self.roots)
+        while todo:
+            pid = todo.pop()
+            out.append(pid)
+            todo += self._children((pid,))
+        return out
+
+    def _children(self, pids: Iterable[int]) -> list[int]:
+        out: list[int] = []
+        for pid in pids:
+            try:
+                tasks = os.listdir(f"{self.proc}/{pid}/task")
+            except OSError:
+                continue
+            for t in tasks:
+                raw = read_file(f"{self.proc}/{pid}/task/{t}/children")
+                if raw:
+                    out += [int(c) for c in raw.split()]
+        return out
+
+    def _new_pids(self) -> list[int]:
+        now = set(all_pids(self.proc))
+        new = sorted(now - self.known_pids, reverse=True)
+        self.known_pids = now
+        return new
+
+    def _uid(self, pid: int) -> Optional[int]:
+        uid = self.pid_uid.get(pid)
+        if uid is None:
+            try:
+                uid = self.pid_uid[pid] = os.stat(f"{self.proc}/{pid}").st_uid
+            except OSError:
+                return None
+        return uid
+
+    def _note(self, inode: int, owners: tuple[Owner, ...]) -> None:
+        self.owners[inode] = owners
+        for _, pid, _ in owners:
+            if pid not in self.procs:
+                info = proc_info(pid, self.proc)
+                if info is not None:
+                    self.procs[pid] = info
+
+    def resolve(self, needed: dict[int, tuple[int, int, int]]) -> set[int]:
+        """Find the owners of new sockets (inode -> (local port, remote port, uid)); returns the unresolved."""
+        remaining = set(needed)
+        tried: set[int] = set()
+
+        def look(pids: Iterable[int]) -> None:
+            for pid in pids:
+                if not remaining:
+                    return
+                if pid in tried:
+                    continue
+                tried.add(pid)
+                found = self._walk(pid)
+                if not found:
+                    continue
+                comm = comm_of(pid, self.proc)
+                for inode, fd in found.items():
+                    if inode in remaining:
+                        remaining.discard(inode)
+                        self._note(inode, ((comm, pid, fd),))
+                    elif inode not in self.owners:  # a socket of it not on our list yet: remember
+                        self.owners[inode] = ((comm, pid, fd),)
+
+        def wanted_uids() -> set[int]:
+            return {needed[i][2] for i in remaining}
+
+        # 1. the processes holding a socket on the local port (the server end of an accepted connection),
+        #    then their children (a web server forks new workers, which inherit the listening socket)
+        holders = [p for i in list(remaining) for p in list(self.port_pids.get(needed[i][0], ()))]
+        look(holders)
+        if remaining and holders:
+            look(self._children(dict.fromkeys(holders)))
+        # 2. COMMAND and its children
+        if remaining and self.roots:
+            look(self._descendants())
+        # 3. processes born since the last look, of the socket's user first (short-lived clients)
+        if remaining:
+            new = self._new_pids()
+            uids = wanted_uids()
+            look(p for p in new if self._uid(p) in uids)
+            look(new)
+        # 4. earlier clients of the remote port, most recent first
+        if remaining:
+            look(p for i in list(remaining) for p in reversed(list(self.client_pids.get(needed[i][1], ()))))
+        # 5. every earlier socket owner of the socket's user, then the others
+        if remaining:
+            uids = wanted_uids()
+            owners = list(reversed(list(self.socket_pids)))
+            look(p for p in owners if self._uid(p) in uids)
+            look(owners)
+        # 6. every process (rate limited; once per socket)
+        if remaining:
+            fresh = [i for i in remaining if self.unresolved.get(i, 0) < self.FULL_WALKS_PER_SOCKET]
+            now = time.monotonic()
+            if fresh and now - self.last_full_walk >= self.FULL_WALK_EVERY:
+                self.last_full_walk = now
+                self.full_walks += 1
+                for i in fresh:
+                    self.unresolved[i] = self.unresolved.get(i, 0) + 1
+                look(all_pids(self.proc))
+        for i in needed:
+            if i not in remaining:
+                self.unresolved.pop(i, None)
+        return remaining
+
+    # -- output
+
+    def _block(self, label: str, lines: list[str], when: float) -> None:
+        self.seq += 1
+        self.out.write(f"### {when:.9f} {self.seq} osflow-record {label}\n")
+        for line in lines:
+            self.out.write(line)
+            self.out.write("\n")
+        self.out.flush()
+        self.logged += len(lines)
+
+    def _remember(self, row: TcpRow, owners: tuple[Owner, ...]) -> None:
+        for _, pid, _ in owners:
+            self.socket_pids.pop(pid, None)
+            self.socket_pids[pid] = None
+            if row.state == 10 or row.lport in self.ports:
+                self.port_pids.setdefault(row.lport, {})[pid] = None
+            elif row.rport in self.ports:
+                d = self.client_pids.setdefault(row.rport, {})
+                d.pop(pid, None)
+                d[pid] = None
+
+    def snapshot(self, label: str) -> None:
+        """Every socket on the ports, with every owner (a walk over all processes)."""
+        when = time.time()
+        holders: dict[int, list[Owner]] = {}
+        for pid in all_pids(self.proc):
+            found = self._walk(pid)
+            if found:
+                comm = comm_of(pid, self.proc)
+                for inode, fd in found.items():
+                    holders.setdefault(inode, []).append((comm, pid, fd))
+        self.full_walks += 1
+        self.known_pids = set(all_pids(self.proc))
+        lines = []
+        for row in self.rows():
+            if row.lport not in self.ports and row.rport not in self.ports:
+                continue
+            owners: tuple[Owner, ...] = ()
+            if row.inode:
+                owners = tuple(sorted(holders.get(row.inode, ()), key=lambda o: -o[1]))
+                self.seen[row.inode] = row.key
+                if owners:
+                    self._note(row.inode, owners)
+                    self._remember(row, owners)
+            lines.append(row_line(row, owners))
+        for inode, owners in holders.items():  # sockets not on the ports (yet): unbound, other ports
+            self.owners.setdefault(inode, tuple(owners))
+        self._block(f"{label}: every socket on the captured ports (/proc/*/fd walk)", lines, when)
+
+    def poll(self) -> None:
+        """Log the sockets on the ports that appeared (or changed address) since the last poll."""
+        started = time.perf_counter()
+        when = time.time()
+        new: list[TcpRow] = []
+        seen = self.seen
+        ports = self.ports
+        for row in self.rows():
+            inode = row.inode
+            if not inode:  # TIME-WAIT, not yet accepted: no owner to find
+                continue
+            if seen.get(inode) == row.key:
+                continue
+            if row.lport not in ports and row.rport not in ports:
+                seen[inode] = row.key
+                continue
+            new.append(row)
+        if new:
+            self._log_new(new, when, self.source)
+        spent = time.perf_counter() - started
+        self.polls += 1
+        self.poll_time += spent
+        self.max_poll_time = max(self.max_poll_time, spent)
+
+    def connecting(self, row: TcpRow) -> None:
+        """A socket just seen sending a SYN (found by an exact lookup): log it now."""
+        if row.inode and self.seen.get(row.inode) != row.key:
+            self.syn_lookups += 1
+            self._log_new([row], time.time(), "SYN, netlink lookup")
+
+    def _log_new(self, new: list[TcpRow], when: float, source: str) -> None:
+        needed = {r.inode: (r.lport, r.rport, r.uid) for r in new if r.inode not in self.owners}
+        if needed:
+            self.resolve(needed)
+        lines = []
+        for row in new:
+            owners = self.owners.get(row.inode, ())
+            if not owners:
+                # not found (yet): an accepted socket's fd may not be installed yet, or its process is
+                # gone; try again at the next polls, then give up (the end snapshot still lists it)
+                tries = self.attempts[row.inode] = self.attempts.get(row.inode, 0) + 1
+                if tries < self.MAX_ATTEMPTS:
+                    continue
+                self.without_owner += 1
+                self.seen[row.inode] = row.key
+                continue
+            self.attempts.pop(row.inode, None)
+            self.seen[row.inode] = row.key
+            self._remember(row, owners)
+            lines.append(row_line(row, owners))
+        if lines:
+            self._block(f"new sockets ({source}, {len(lines)})", lines, when)
+
+    def stats(self) -> dict:
+        return {
+            "source": self.source,
+            "polls": self.polls,
+            "mean_poll_ms": round(1000 * self.poll_time / self.polls, 3) if self.polls else None,
+            "max_poll_ms": round(1000 * self.max_poll_time, 3),
+            "full_walks": self.full_walks,
+            "pid_walks": self.pid_walks,
+            "lines": self.logged,
+            "new_sockets_without_owner": self.without_owner,
+            "syn_lookups": self.syn_lookups,
+            "unreadable_pids": len(self.denied),
+        }
