@@ -9,6 +9,17 @@ from typing import Callable
 import pytest
 
 import mermaid_cli
+from support import tshark
+
+
+def pytest_collection_modifyitems(config, items):
+    """The one rule for ``@pytest.mark.tshark``: skip when tshark is not installed."""
+    if tshark() is not None:
+        return
+    skip = pytest.mark.skip(reason="tshark is not installed (apt-get install tshark)")
+    for item in items:
+        if item.get_closest_marker("tshark") is not None:
+            item.add_marker(skip)
 
 
 @pytest.fixture

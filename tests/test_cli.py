@@ -15,7 +15,6 @@ from support import ROOT, case_dir, pdml_bytes, run_post, tables_args, tshark
 
 from osflow.errors import ExitStatus
 
-needs_tshark = pytest.mark.skipif(tshark() is None, reason="tshark is not installed (apt-get install tshark)")
 CASE = "resource-class-list-cache-hit"
 
 
@@ -41,7 +40,7 @@ def test_bad_pdml_is_one_line_and_exit_3(stdin, expected):
     assert out == ""
 
 
-@needs_tshark
+@pytest.mark.tshark
 def test_truncated_pdml_keeps_its_pairs_warns_and_exits_4():
     data = pdml_bytes("resource-class-list-cold")
     full_status, full, _ = run_post(["--format", "json"], stdin=data)
@@ -63,7 +62,7 @@ def test_truncated_pdml_keeps_its_pairs_warns_and_exits_4():
     assert sum(g == full_by_id[g["id"]] for g in got.values()) > len(got) // 2
 
 
-@needs_tshark
+@pytest.mark.tshark
 @pytest.mark.parametrize("fmt", ["timeline", "md"])
 def test_a_capture_without_a_single_pair(fmt):
     # the cold capture's first three frames: the TCP handshake to keystone, nothing to pair
@@ -81,7 +80,7 @@ def test_a_capture_without_a_single_pair(fmt):
     assert header + 2 == len(lines) or not lines[header + 2].startswith("|")
 
 
-@needs_tshark
+@pytest.mark.tshark
 def test_not_a_capture(tmp_path):
     bad = tmp_path / "random.pcap"
     # fixed bytes: about one os.urandom(4096) in 200 reads as an empty IxVeriWave capture to tshark
@@ -91,7 +90,7 @@ def test_not_a_capture(tmp_path):
     assert "tshark could not read it" in one_clear_line(err)
 
 
-@needs_tshark
+@pytest.mark.tshark
 def test_truncated_capture_is_partial(tmp_path):
     data = (case_dir("resource-class-list-cold") / "capture.pcapng").read_bytes()
     cut = tmp_path / "cut.pcapng"
@@ -127,7 +126,7 @@ def test_a_table_that_is_not_a_table_exits_3():
     assert status == ExitStatus.INPUT and "ps.txt:" in one_clear_line(err)
 
 
-@needs_tshark
+@pytest.mark.tshark
 @pytest.mark.parametrize("ext, first", [(".txt", "  step"), (".mmd", "sequenceDiagram"), (".json", '{"id": 1,'),
                                         (".md", "# osflow")])
 def test_output_file_format_from_extension(tmp_path, ext, first):
@@ -138,7 +137,7 @@ def test_output_file_format_from_extension(tmp_path, ext, first):
     assert out.read_text().startswith(first)
 
 
-@needs_tshark
+@pytest.mark.tshark
 def test_md_wraps_mermaid_under_the_timeline(tmp_path):
     out = tmp_path / "flow.md"
     run_post(["-r", str(case_dir(CASE) / "capture.pcapng"), *tables_args(CASE), "-o", str(out)])
@@ -146,7 +145,7 @@ def test_md_wraps_mermaid_under_the_timeline(tmp_path):
     assert text.index("step |") < text.index("```mermaid\nsequenceDiagram") < text.rindex("```")
 
 
-@needs_tshark
+@pytest.mark.tshark
 def test_explain_lists_every_connection():
     status, out, _ = run_post(["-r", str(case_dir(CASE) / "capture.pcapng"), *tables_args(CASE), "--explain"])
     assert status == 0
@@ -154,14 +153,14 @@ def test_explain_lists_every_connection():
     assert "127.0.0.1:47354 → 127.0.0.1:8778" in expl and "OpenStackClient" in expl and "ss.txt:" in expl
 
 
-@needs_tshark
+@pytest.mark.tshark
 def test_service_override_renames_a_port():
     status, out, _ = run_post(["-r", str(case_dir(CASE) / "capture.pcapng"), "--service", "11211=my-cache",
                                "--format", "mermaid"])
     assert status == 0 and "participant my_cache as my-cache" in out
 
 
-@needs_tshark
+@pytest.mark.tshark
 def test_osflow_post_subcommand_and_console_scripts(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT / "postproc"))
     cap = str(case_dir(CASE) / "capture.pcapng")
@@ -248,7 +247,7 @@ def test_broken_pipe_is_quiet():
     assert r.stdout.strip().startswith("step") and "Traceback" not in r.stderr and "Error" not in r.stderr
 
 
-@needs_tshark
+@pytest.mark.tshark
 def test_progress_on_a_terminal_only():
     import pty
 

@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from support import messages, tshark
+from support import messages
 
 from osflow.model import (
     Closed,
@@ -18,7 +18,7 @@ from osflow.model import (
     MysqlReply,
 )
 
-pytestmark = pytest.mark.skipif(tshark() is None, reason="tshark is not installed (apt-get install tshark)")
+pytestmark = pytest.mark.tshark
 
 
 def by_frame(case):

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from support import ROOT, case_dir, pdml_bytes, run_post, tables_args, tshark
+from support import ROOT, case_dir, pdml_bytes, run_post, tables_args
 
 from osflow.decode import header_lines, keystone_auth, token_info
 from osflow.errors import ExitStatus, OsflowError
@@ -23,7 +23,6 @@ from osflow.render.common import frame_ranges
 from osflow.source import PdmlReader
 from osflow.tokens import cache_key_token_hash, hide_sql_secrets
 
-needs_tshark = pytest.mark.skipif(tshark() is None, reason="tshark is not installed (apt-get install tshark)")
 SMALL = "resource-class-list-cache-hit"
 
 
@@ -33,7 +32,7 @@ def one_line(err: str) -> str:
     return lines[0]
 
 
-@needs_tshark
+@pytest.mark.tshark
 def test_entity_bomb_and_external_entity_through_the_cli(tmp_path):
     secret = tmp_path / "secret.txt"
     secret.write_text("TOPSECRET-FILE-CONTENT")
@@ -54,7 +53,7 @@ def test_entity_bomb_and_external_entity_through_the_cli(tmp_path):
                      one_line(err)), err
 
 
-@needs_tshark
+@pytest.mark.tshark
 def test_a_huge_attribute_value_is_read(tmp_path):
     real = pdml_bytes(SMALL)
     marker = b'name="http.user_agent" showname="User-Agent: '
@@ -66,7 +65,7 @@ def test_a_huge_attribute_value_is_read(tmp_path):
     assert len(out.splitlines()) == len(run_post(["--format", "json"], stdin=real)[1].splitlines())
 
 
-@needs_tshark
+@pytest.mark.tshark
 def test_invalid_utf8_in_the_middle_keeps_what_came_before():
     real = pdml_bytes("resource-class-list-cold")
     cut = real.index(b"<packet>", len(real) // 2)
@@ -77,7 +76,7 @@ def test_invalid_utf8_in_the_middle_keeps_what_came_before():
     assert len(out.splitlines()) > 100
 
 
-@needs_tshark
+@pytest.mark.tshark
 def test_pdml_without_tcp_stream_still_pairs_by_connection():
     real = pdml_bytes("resource-class-list-cold")
     stripped = re.sub(rb'\s*<field name="tcp\.stream"[^>]*/>', b"", real)
@@ -88,7 +87,7 @@ def test_pdml_without_tcp_stream_still_pairs_by_connection():
     assert list(map(keep, a)) == list(map(keep, b))
 
 
-@needs_tshark
+@pytest.mark.tshark
 def test_packets_with_missing_fields_never_crash():
     real = pdml_bytes(SMALL)
     for field in (b"num", b"timestamp", b"ip.src", b"tcp.srcport", b"http.request.method", b"mysql.command",
@@ -98,7 +97,7 @@ def test_packets_with_missing_fields_never_crash():
         assert status == ExitStatus.OK and "Traceback" not in err, (field, err)
 
 
-@needs_tshark
+@pytest.mark.tshark
 def test_same_output_whatever_the_hash_seed(tmp_path):
     outputs = []
     for seed in ("1", "2", "random"):
@@ -115,7 +114,7 @@ def test_same_output_whatever_the_hash_seed(tmp_path):
     assert outputs[0] == outputs[1] == outputs[2]
 
 
-@needs_tshark
+@pytest.mark.tshark
 def test_a_socket_table_from_another_host_falls_back_to_evidence():
     other = str(ROOT / "tests/fixtures/field-samples/ss-tp-during-command.txt")
     status, out, err = run_post(["-r", str(case_dir(SMALL) / "capture.pcapng"), "--ss", other, "--format", "json"])
@@ -221,7 +220,7 @@ def test_decoder_and_pairing_never_raise(frames):
     assert len(flow.pairs) == len(exchanges)
 
 
-@needs_tshark
+@pytest.mark.tshark
 def test_memcached_values_never_appear():
     # the cached token data (a keystone token's JSON) travels in memcached values
     from support import messages  # noqa: F401  (warms the PDML cache)

@@ -9,9 +9,9 @@ import re
 
 import pytest
 
-from support import FIXTURES, post_cached, tshark
+from support import FIXTURES, post_cached
 
-pytestmark = pytest.mark.skipif(tshark() is None, reason="tshark is not installed (apt-get install tshark)")
+pytestmark = pytest.mark.tshark
 
 CAPTURE = str(FIXTURES / "captures-other" / "ipv6-and-udp" / "capture.pcapng")
 UDP_FRAMES = {13, 14, 15, 16}

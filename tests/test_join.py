@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from support import CASES, FIXTURES, flow, messages, result, run_post, tshark
+from support import CASES, FIXTURES, flow, messages, result, run_post
 
 from osflow.join import Joiner
 from osflow.pair import pair_messages
@@ -15,7 +15,6 @@ from osflow.openstack import service_of_command, service_of_user_agent, tables_i
 from osflow.model import Address
 from osflow.tables import ProcessTable, SocketTable, parse_ps, parse_ss
 
-needs_tshark = pytest.mark.skipif(tshark() is None, reason="tshark is not installed (apt-get install tshark)")
 SAMPLES = FIXTURES / "field-samples"
 
 
@@ -89,7 +88,7 @@ def test_user_agents_and_tables():
     assert tables_in("INSERT INTO resource_classes (name) VALUES ('X')") == ["resource_classes"]
 
 
-@needs_tshark
+@pytest.mark.tshark
 @pytest.mark.parametrize("case", CASES)
 def test_every_participant_is_named(case):
     for c in flow(case).connections:
@@ -97,7 +96,7 @@ def test_every_participant_is_named(case):
             assert p.source != "address", f"{case}: stream {c.stream} end left as {p.label}: {p.evidence}"
 
 
-@needs_tshark
+@pytest.mark.tshark
 def test_tables_name_the_ends_on_the_cold_capture():
     by_label = {}
     for c in flow("resource-class-list-cold").connections:
@@ -118,7 +117,7 @@ def test_tables_name_the_ends_on_the_cold_capture():
     assert keystone_server.source == "port" and "ambiguous" in keystone_server.evidence  # apache2 owns :5000
 
 
-@needs_tshark
+@pytest.mark.tshark
 @pytest.mark.parametrize("case", CASES)
 def test_without_tables_at_least_95_percent_of_pairs_are_named_alike(case):
     truth = flow(case, with_tables=True).pairs
@@ -130,7 +129,7 @@ def test_without_tables_at_least_95_percent_of_pairs_are_named_alike(case):
     assert all(b.client.source in ("protocol", "port") for b in bare)
 
 
-@needs_tshark
+@pytest.mark.tshark
 def test_explain_says_which_ends_only_a_table_could_name():
     r = result("resource-class-list-cold", explain=True)
     without = {s: (client, server) for s, client, server in r.flow.without_tables}
@@ -139,7 +138,7 @@ def test_explain_says_which_ends_only_a_table_could_name():
         assert without[c.stream] == (c.client.label, c.server.label)
 
 
-@needs_tshark
+@pytest.mark.tshark
 def test_port_override_names_the_server_on_that_port():
     exchanges = pair_messages(messages("resource-class-list-cold"))
     plain = Joiner().join(exchanges)
@@ -157,7 +156,7 @@ def test_port_override_names_the_server_on_that_port():
                                                    and "was serving" in after.evidence), (before, after)
 
 
-@needs_tshark
+@pytest.mark.tshark
 def test_explain_notes_the_ends_only_a_socket_table_names():
     d = FIXTURES / "captures-compute" / "server-create-two-streams"
     status, out, err = run_post(["-r", str(d / "capture.pcapng"), "--ss", str(d / "ss.txt"), "--ps", str(d / "ps.txt"),

@@ -9,14 +9,14 @@ import itertools
 
 import pytest
 
-from support import case_dir, pdml_bytes, tshark
+from support import case_dir, pdml_bytes
 
 from osflow import model, tables
 from osflow.decode import Decoder
 from osflow.pipeline import Tables, analyse
 from osflow.source import PdmlReader
 
-pytestmark = pytest.mark.skipif(tshark() is None, reason="tshark is not installed (apt-get install tshark)")
+pytestmark = pytest.mark.tshark
 
 CASES = ("resource-class-list-cold", "token-issue")
 SHARED = sorted(

@@ -7,12 +7,12 @@ import re
 
 import pytest
 
-from support import CASES, case_dir, flow, header_tokens, messages, tshark
+from support import CASES, case_dir, flow, header_tokens, messages
 
 from osflow.pair import pair_messages
 from osflow.model import MysqlCommand
 
-pytestmark = pytest.mark.skipif(tshark() is None, reason="tshark is not installed (apt-get install tshark)")
+pytestmark = pytest.mark.tshark
 
 
 def pairs_by(case, pred):

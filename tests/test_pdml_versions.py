@@ -39,7 +39,6 @@ PDML_34 = {
 #: the command the fixtures were made with (tshark 3.4.10), minus the binary and the file
 TSHARK_ARGS = ("-d", "tcp.port==5000,http", "-d", "tcp.port==8778,http", "-T", "pdml")
 
-needs_tshark = pytest.mark.skipif(tshark() is None, reason="tshark is not installed (apt-get install tshark)")
 
 
 def pdml_34(name: str) -> bytes:
@@ -75,7 +74,7 @@ def test_fixture_is_tshark_34(name):
     assert creator(pdml_34(name)) == "wireshark/3.4.10"
 
 
-@needs_tshark
+@pytest.mark.tshark
 @pytest.mark.parametrize("fmt", ["json", "timeline", "mermaid"])
 @pytest.mark.parametrize("name", PDML_34)
 def test_same_output_from_34_and_installed_tshark(name, fmt):
@@ -85,7 +84,7 @@ def test_same_output_from_34_and_installed_tshark(name, fmt):
     assert post(pdml_34(name), *args) == post(installed, *args)
 
 
-@needs_tshark
+@pytest.mark.tshark
 def test_same_output_with_tables():
     name = "resource-class-list-cache-hit"
     args = (*tables_args(name), "--format", "json")

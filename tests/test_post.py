@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from support import CASES, case_dir, check_golden, post_cached, run_post, tables_args, tshark
+from support import CASES, case_dir, check_golden, post_cached, run_post, tables_args
 
-pytestmark = pytest.mark.skipif(tshark() is None, reason="tshark is not installed (apt-get install tshark)")
+pytestmark = pytest.mark.tshark
 FORMATS = {"timeline": "txt", "mermaid": "mmd", "json": "jsonl"}
 
 

@@ -6,12 +6,11 @@ import re
 
 import pytest
 
-from support import CASES, GOLDEN, flow, tshark
+from support import CASES, GOLDEN, flow
 
 from osflow.render import mermaid, timeline
 from osflow.render.common import frame_ranges
 
-needs_tshark = pytest.mark.skipif(tshark() is None, reason="tshark is not installed (apt-get install tshark)")
 ARROW = re.compile(r"^    (\w+)(->>|-->>)([+-]?)(\w+): ")
 
 
@@ -43,14 +42,14 @@ def check_diagram(lines: list[str]) -> None:
     assert all(v == 0 for v in depth.values())  # every activation is closed in its own diagram
 
 
-@needs_tshark
+@pytest.mark.tshark
 @pytest.mark.parametrize("case", CASES)
 def test_mermaid_structure(case):
     (lines,) = mermaid.diagrams(flow(case))
     check_diagram(lines)
 
 
-@needs_tshark
+@pytest.mark.tshark
 def test_long_flows_split_between_steps_with_open_requests_carried_over():
     f = flow("resource-class-list-cold", group=False)
     whole = mermaid.diagrams(f, max_chars=10**9)
@@ -67,14 +66,14 @@ def test_long_flows_split_between_steps_with_open_requests_carried_over():
         assert sum(len(line) + 1 for line in lines) < 50_000
 
 
-@needs_tshark
+@pytest.mark.tshark
 def test_ungrouped_cold_flow_needs_several_diagrams_by_default():
     ds = mermaid.diagrams(flow("resource-class-list-cold", group=False))
     text = "\n".join(mermaid.render(flow("resource-class-list-cold", group=False)))
     assert len(ds) >= 2 and "%% osflow diagram 2 of" in text
 
 
-@needs_tshark
+@pytest.mark.tshark
 def test_timeline_rows():
     rows = list(timeline.rows(flow("resource-class-list-cold")))
     assert [r[0] for r in rows] == list(range(1, len(rows) + 1))
@@ -88,7 +87,7 @@ def test_frame_ranges():
 
 
 @pytest.mark.mermaid
-@needs_tshark
+@pytest.mark.tshark
 def test_golden_diagrams_render_in_mermaid(mermaid_render):
     # one file with every case's diagram, and a split flow: the renderer accepts them all
     for case in CASES:

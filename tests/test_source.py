@@ -11,7 +11,7 @@ from support import CASES, pdml_bytes, tshark
 from osflow.errors import InputError
 from osflow.source import PdmlReader
 
-pytestmark = pytest.mark.skipif(tshark() is None, reason="tshark is not installed (apt-get install tshark)")
+pytestmark = pytest.mark.tshark
 
 
 def read(data: bytes, name: str = "x.pdml"):
