@@ -16,7 +16,8 @@ FIXTURES = ROOT / "tests" / "fixtures"
 CAPTURES = FIXTURES / "captures"
 GOLDEN = ROOT / "tests" / "golden"
 CASES = ("resource-class-list-cold", "resource-class-list-cache-hit", "resource-provider-create", "token-issue")
-UPDATE = bool(os.environ.get("OSFLOW_UPDATE_GOLDEN"))
+#: The one rule for golden files: OSFLOW_UPDATE_GOLDEN=1 rewrites them (then review ``git diff``).
+UPDATE = os.environ.get("OSFLOW_UPDATE_GOLDEN") == "1"
 
 sys.path.insert(0, str(ROOT / "postproc"))
 
@@ -60,14 +61,18 @@ def tables_args(case: str) -> list[str]:
 
 
 def check_golden(name: str, text: str) -> None:
-    """Compare with tests/golden/<name>; OSFLOW_UPDATE_GOLDEN=1 rewrites it."""
+    """Compare ``text`` with tests/golden/<name>; with OSFLOW_UPDATE_GOLDEN=1, write it there instead.
+
+    Every golden file of the suite goes through here (one rule for updating them).
+    """
     path = GOLDEN / name
-    if UPDATE or not path.exists():
-        if not UPDATE:
-            raise AssertionError(f"golden file {path} is missing: run with OSFLOW_UPDATE_GOLDEN=1 and review it")
+    if UPDATE:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
+        if not path.exists() or path.read_text(encoding="utf-8") != text:
+            path.write_text(text, encoding="utf-8")
         return
+    if not path.exists():
+        raise AssertionError(f"golden file {path} is missing: run with OSFLOW_UPDATE_GOLDEN=1 and review it")
     expected = path.read_text(encoding="utf-8")
     assert text == expected, f"{name} differs from its golden file (OSFLOW_UPDATE_GOLDEN=1 rewrites it after review)"
 
