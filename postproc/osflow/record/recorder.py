@@ -227,7 +227,7 @@ class Recorder:
         self.interrupted = False
         # _stop
         self.end = 0.0
-        self.during: list[ProcInfo] = []  # socket owners born and gone between the ps snapshots
+        self.during: list[ProcInfo] = []  # socket owners not in ps.txt's BEFORE snapshot
         self.drained = False
         self.dumpcap_status: Optional[int] = None
         self.dropped: Optional[int] = None
@@ -237,7 +237,8 @@ class Recorder:
 
     def run(self) -> int:
         """Record (files readable by the owner only; SIGTERM and SIGHUP stop it as Ctrl-C does);
-        the exit status: COMMAND's, or :attr:`ExitStatus.INTERRUPTED` when Ctrl-C came first."""
+        the exit status: COMMAND's, or ``ExitStatus.INTERRUPTED`` when Ctrl-C came during ``--duration``
+        or before COMMAND started."""
         old_umask = os.umask(0o077)
         old_handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
         for s in old_handlers:
@@ -250,6 +251,7 @@ class Recorder:
                 signal.signal(s, h)
 
     def _run(self) -> int:
+        """The steps in order: start, run COMMAND or wait, stop, coverage and ``meta.json``, render."""
         self._start()
         _say(f"capturing on {self.args.interface} into {self.dir}/ (ports {','.join(map(str, self.ports))})")
         self._run_command()
