@@ -50,11 +50,12 @@ A ``ps aux`` line without its header keeps the spaces inside the command:
 from __future__ import annotations
 
 import dataclasses
+import enum
 import ipaddress
 import re
 import socket
 from dataclasses import dataclass
-from typing import Iterable, Optional
+from typing import Iterable, Optional, Union
 
 from .model import Address, Process, SocketEntry, SocketUser
 
@@ -220,6 +221,76 @@ def canonical_address(address: Address) -> Address:
     return address if host == address.host else Address(host, address.port)
 
 
+# --------------------------------------------------------------------------- socket lines: shared
+#
+# One line parser per format, as the ``jc`` project has one parser per command: ``_ss_line``,
+# ``_netstat_line`` and ``_LsofLines`` each say what one line of their format is (``_Found``),
+# and ``parse_ss`` (the driver, at the end) tries them in that order, keeps the snapshot time
+# and says which format a line that none of them knows should have been.
+
+
+class _Seen(enum.Enum):
+    """What a line parser makes of a line of its format that gives no entry of its own."""
+
+    SOCKET = "socket"  # a socket line, not a new TCP socket: udp, unix, not bound, an lsof socket again
+    HEADER = "header"  # a header line of the format's table
+    NOTE = "note"  # a line the tool prints beside its table (netstat's 'you would have to be root')
+
+
+#: What a line parser returns: the line's entry; what else the line is; a warning (a socket line
+#: of the format whose address is not understood); None (not a line of this format).
+_Found = Union[SocketEntry, _Seen, str, None]
+
+
+class _Reader:
+    """One file being read: its name, and what each address and users text in it came to (parsed once)."""
+
+    __slots__ = ("source", "users", "_addresses")
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.users: dict[str, tuple[SocketUser, ...]] = {}  # for _users()
+        self._addresses: dict[str, tuple[str, int, Optional[Address]]] = {}  # text -> host, port, Address
+
+    def entry(
+        self,
+        state: str,
+        local_text: str,
+        peer_text: str,
+        users: tuple[SocketUser, ...],
+        time: Optional[float],
+        lineno: int,
+        line: str,
+    ) -> Union[SocketEntry, str]:
+        """The entry of a socket line (a listener has no peer), or the warning when an address is not understood.
+
+        >>> _Reader("x").entry("ESTAB", "10.0.20.11:43424", "10.0.20.11:no-such-service", (), None, 7, "...")
+        "x:7: cannot read the address '10.0.20.11:no-such-service' (unknown service name?), found '...'"
+        """
+        addresses = self._addresses
+        local = addresses.get(local_text)
+        if local is None:
+            local = addresses[local_text] = _address_entry(local_text)
+        peer = addresses.get(peer_text)
+        if peer is None:
+            peer = addresses[peer_text] = _address_entry(peer_text)
+        if local[2] is None or peer[1] == _BAD_PORT or not peer[0]:
+            bad = local_text if local[2] is None else peer_text
+            return (
+                f"{_where(self.source, lineno)}: cannot read the address {bad!r} (unknown service name?), "
+                f"found {_found(line)}"
+            )
+        return SocketEntry(
+            state=state,
+            sockname=local[2],
+            peername=None if state == "LISTEN" else peer[2],
+            users=users,
+            time=time,
+            line=lineno,
+            source=self.source,
+        )
+
+
 # --------------------------------------------------------------------------- ss
 
 _SS_STATES = (
@@ -237,7 +308,66 @@ _SS_HEADER = re.compile(r"(?:Netid\s+)?State\s+Recv-Q\s+Send-Q\b")
 _SS_USER = re.compile(r'\("((?:[^"\\]|\\.)*)",(?:pid=)?(\d+),(?:fd=)?(\d+)\)')
 _SS_EXPECTED = "expected an ss socket line (State Recv-Q Send-Q Local Peer)"
 
-# --------------------------------------------------------------------------- netstat and lsof
+
+def _users(rest: Optional[str], cache: dict[str, tuple[SocketUser, ...]]) -> tuple[SocketUser, ...]:
+    """The ``users:((...),...)`` of the text after the addresses (``-e``/``-o`` may add more)."""
+    if not rest:
+        return ()
+    start = rest.find("users:(")
+    if start < 0:
+        return ()
+    end = rest.find("))", start)
+    text = rest[start:] if end < 0 else rest[start : end + 2]
+    users = cache.get(text)
+    if users is None:
+        users = cache[text] = tuple(
+            SocketUser(m.group(1), int(m.group(2)), int(m.group(3))) for m in _SS_USER.finditer(text)
+        )
+    return users
+
+
+def _ss_line(line: str, lineno: int, time: Optional[float], reader: _Reader) -> _Found:
+    """A line of ``ss -tp``, ``-tnp``, ``-tnpH``, ``-lnp`` or ``-tlnp`` (``Netid`` column or not).
+
+    A TCP socket gives its entry: a port may be a service name, the users are
+    those of ``users:((...))``.  Other sockets (udp, u_str, a unix socket's path
+    without the Netid column) are SOCKET, the header line is HEADER.  Lines
+    verbatim from tests/fixtures (field-samples/ss-lnp.txt, captures/*/ss-tp.txt):
+
+    >>> reader = _Reader("ss-tp.txt")
+    >>> _ss_line('State Recv-Q Send-Q Local Address:Port  Peer Address:Port Process', 2, None, reader)
+    <_Seen.HEADER: 'header'>
+    >>> e = _ss_line('ESTAB 0      0          127.0.0.1:49514    127.0.0.1:mysql '
+    ...              'users:(("apache2",pid=26094,fd=21))  ', 3, 1795628314.019138, reader)
+    >>> e.state, str(e.sockname), str(e.peername), e.users
+    ('ESTAB', '127.0.0.1:49514', '127.0.0.1:3306', (SocketUser(comm='apache2', pid=26094, fd=21),))
+    >>> e.time, e.line, e.source
+    (1795628314.019138, 3, 'ss-tp.txt')
+    >>> e = _ss_line('tcp   LISTEN 0      1024       10.0.20.11:11211            0.0.0.0:*    '
+    ...              'users:(("memcached",pid=811,fd=22))', 5, None, reader)
+    >>> e.state, str(e.sockname), e.peername, e.users
+    ('LISTEN', '10.0.20.11:11211', None, (SocketUser(comm='memcached', pid=811, fd=22),))
+    >>> _ss_line('u_str LISTEN 0      869    /run/mysqld/mysqld.sock 34903    * 0    '
+    ...          'users:(("mariadbd",pid=966,fd=97))', 1, None, reader)
+    <_Seen.SOCKET: 'socket'>
+    >>> _ss_line('tcp        0      0 127.0.0.1:3306          127.0.0.1:56394         ESTABLISHED', 3, None, reader)
+    """
+    m = _SS_LINE.match(line)
+    if m is None:
+        return _Seen.HEADER if _SS_HEADER.match(line) else None
+    netid = m.group("netid")
+    if netid is not None and netid != "tcp":
+        return _Seen.SOCKET  # udp, unix, raw ... sockets: not ours
+    local_text, peer_text, rest = m.group("local", "peer", "rest")
+    glued = peer_text.find("users:(")
+    if glued > 0:  # a full-width peer column leaves no blank before the process column
+        peer_text, rest = peer_text[:glued], peer_text[glued:]
+    if local_text[0] in "/@" or (local_text == "*" and peer_text.isdigit()):
+        return _Seen.SOCKET  # a unix socket line without the Netid column (path, inode)
+    return reader.entry(m.group("state"), local_text, peer_text, _users(rest, reader.users), time, lineno, line)
+
+
+# --------------------------------------------------------------------------- netstat
 
 #: TCP state names of netstat and lsof -> ss's (ss names are kept as they are)
 _STATE_NAMES = {
@@ -281,6 +411,49 @@ _NETSTAT_EXPECTED = (
     "expected a netstat socket line (Proto Recv-Q Send-Q Local-Address Foreign-Address State PID/Program)"
 )
 
+
+def _netstat_line(line: str, lineno: int, time: Optional[float], reader: _Reader) -> _Found:
+    """A line of ``netstat -tnp``, ``-tlnp`` or ``-tanp`` (net-tools), ``-e``/``-o``/``-W`` columns or not.
+
+    A ``tcp`` / ``tcp6`` line gives its entry: ss's state name, the owner from
+    ``PID/Program`` without fd (``-``: none known), its name cut to netstat's
+    column (~15 characters).  udp, raw and unix sockets are SOCKET, the two
+    header lines HEADER, what netstat says when not run by root NOTE.  Lines
+    verbatim from tests/fixtures/tables/netstat-tnp.txt:
+
+    >>> reader = _Reader("netstat-tnp.txt")
+    >>> _netstat_line('Active Internet connections (w/o servers)', 1, None, reader)
+    <_Seen.HEADER: 'header'>
+    >>> e = _netstat_line('tcp6     231      0 ::1:54238               ::1:8778                '
+    ...                   'CLOSE_WAIT  1993/python3        ', 35, None, reader)
+    >>> e.state, str(e.sockname), str(e.peername), e.users
+    ('CLOSE-WAIT', '[::1]:54238', '[::1]:8778', (SocketUser(comm='python3', pid=1993, fd=None),))
+    >>> e = _netstat_line('tcp6       0      0 ::1:8778                ::1:54238               '
+    ...                   'FIN_WAIT2   -                   ', 37, None, reader)
+    >>> e.state, e.users
+    ('FIN-WAIT-2', ())
+    >>> _netstat_line('(Not all processes could be identified, non-owned process info', 1, None, reader)
+    <_Seen.NOTE: 'note'>
+    """
+    n = _NETSTAT_LINE.match(line)
+    if n is not None and n.group("proto")[:3] == "tcp":
+        state_text, _, after = (n.group("rest") or "").partition(" ")
+        state = _STATE_NAMES.get(state_text)
+        if state is not None:
+            p = _NETSTAT_PROCESS.search(_NETSTAT_TIMER.sub("", after))
+            users: tuple[SocketUser, ...] = ()
+            if p is not None and p.group("pid") is not None:
+                users = (SocketUser(p.group("comm"), int(p.group("pid")), None),)
+            return reader.entry(state, n.group("local"), n.group("peer"), users, time, lineno, line)
+    elif n is not None or _NETSTAT_UNIX.match(line):
+        return _Seen.SOCKET  # netstat's udp, raw and unix sockets: not ours
+    if _NETSTAT_HEADER.match(line):
+        return _Seen.HEADER
+    return _Seen.NOTE if _NETSTAT_NOTE.match(line) else None
+
+
+# --------------------------------------------------------------------------- lsof
+
 #: lsof -nP -iTCP: COMMAND PID [TID [TASKCMD]] USER FD TYPE DEVICE SIZE/OFF NODE NAME [(STATE)]
 _LSOF_LINE = re.compile(
     r"(?P<comm>\S+)\s+(?P<pid>\d+)\s+(?:\d+\s+(?:\S+\s+)?)?"  # TID, TASKCMD (lsof -K)
@@ -294,260 +467,141 @@ _LSOF_HEADER = re.compile(
 _LSOF_FD = re.compile(r"\d+", re.ASCII)
 _LSOF_EXPECTED = "expected an lsof socket line (COMMAND PID USER FD TYPE DEVICE SIZE/OFF NODE NAME)"
 
+
+class _LsofLines:
+    """Lines of ``lsof -nP -iTCP`` (any ``-sTCP:`` filter; ``-K``'s TID and TASKCMD columns too).
+
+    lsof prints a line per process holding a socket: within one run of lsof the
+    lines of one socket (same DEVICE, NAME and state) are one entry whose users
+    are those processes, as ss has it.  The first line gives the entry; the
+    others are SOCKET, and ``gathered`` adds their processes to it.  A run ends
+    at the next header line or ``### <epoch>`` line (``new_run``).  UDP sockets
+    and TCP sockets not even bound are SOCKET.  From tests/fixtures/tables/lsof-nP-iTCP.txt:
+
+    >>> lsof, reader = _LsofLines(), _Reader("lsof.txt")
+    >>> _ = lsof('COMMAND     PID      USER   FD   TYPE DEVICE SIZE/OFF NODE NAME', 1, None, reader)
+    >>> e = lsof('memcached 29685  memcache   24u  IPv4 282314      0t0  TCP '
+    ...          '127.0.0.1:11211->127.0.0.1:50284 (ESTABLISHED)', 23, None, reader)
+    >>> e.state, str(e.sockname), str(e.peername), e.users
+    ('ESTAB', '127.0.0.1:11211', '127.0.0.1:50284', (SocketUser(comm='memcached', pid=29685, fd=24),))
+    >>> first = lsof('apache2   29988      root    3u  IPv4 268315      0t0  TCP 127.0.0.1:5000 (LISTEN)',
+    ...              24, None, reader)
+    >>> lsof('apache2   29996  www-data    3u  IPv4 268315      0t0  TCP 127.0.0.1:5000 (LISTEN)', 37, None, reader)
+    <_Seen.SOCKET: 'socket'>
+    >>> [u.pid for u in first.users], [u.pid for e in lsof.gathered([first]) for u in e.users]
+    ([29988], [29988, 29996])
+    """
+
+    def __init__(self) -> None:
+        self._run: dict[tuple[str, str, str], SocketEntry] = {}  # (DEVICE, NAME, state) -> its first line's entry
+        self._users: dict[int, tuple[SocketUser, ...]] = {}  # line of such an entry -> its users with the later ones'
+
+    def new_run(self) -> None:
+        """A new run of lsof: its lines are sockets of their own, whatever the lines above said."""
+        self._run = {}
+
+    def __call__(self, line: str, lineno: int, time: Optional[float], reader: _Reader) -> _Found:
+        o = _LSOF_LINE.match(line)
+        if o is None:
+            if not _LSOF_HEADER.match(line):
+                return None
+            self.new_run()
+            return _Seen.HEADER
+        name = o.group("name")
+        local_text, arrow, peer_text = name.partition("->")
+        if o.group("node") != "TCP" or local_text in ("*:*", "*"):
+            return _Seen.SOCKET  # UDP and others; a TCP socket not even bound
+        state = _STATE_NAMES.get(o.group("state") or "UNKNOWN", "UNKNOWN")
+        fd = _LSOF_FD.match(o.group("fd"))
+        user = SocketUser(o.group("comm"), int(o.group("pid")), int(fd.group()) if fd else None)
+        key = (o.group("device"), name, state)
+        first = self._run.get(key)
+        if first is not None:  # the same socket in another process (a forked listener)
+            users = self._users.get(first.line, first.users)
+            if user not in users:
+                self._users[first.line] = users + (user,)
+            return _Seen.SOCKET
+        found = reader.entry(state, local_text, peer_text if arrow else "*:*", (user,), time, lineno, line)
+        if type(found) is SocketEntry:
+            self._run[key] = found
+        return found
+
+    def gathered(self, entries: list[SocketEntry]) -> list[SocketEntry]:
+        """``entries`` (all of one file: one a line), each lsof socket with the processes of all its lines."""
+        more = self._users
+        if not more:
+            return entries
+        return [e if e.line not in more else dataclasses.replace(e, users=more[e.line]) for e in entries]
+
+
+# --------------------------------------------------------------------------- the driver
+
 _EXPECTED = {"ss": _SS_EXPECTED, "netstat": _NETSTAT_EXPECTED, "lsof": _LSOF_EXPECTED}
 _ANY_EXPECTED = f"{_SS_EXPECTED}, a netstat -tnp line or an lsof -iTCP line"
-
-
-def _users(rest: Optional[str], cache: dict[str, tuple[SocketUser, ...]]) -> tuple[SocketUser, ...]:
-    """The ``users:((...),...)`` of the text after the addresses (``-e``/``-o`` may add more)."""
-    if not rest:
-        return ()
-    start = rest.find("users:(")
-    if start < 0:
-        return ()
-    end = rest.find("))", start)
-    text = rest[start:] if end < 0 else rest[start : end + 2]
-    users = cache.get(text)
-    if users is None:
-        users = cache[text] = tuple(
-            SocketUser(m.group(1), int(m.group(2)), int(m.group(3))) for m in _SS_USER.finditer(text)
-        )
-    return users
 
 
 def parse_ss(text: str, source: str = "") -> SsResult:
     """Parse ss, netstat or lsof output (one or many snapshots) into TCP socket entries.
 
-    Besides ss, it reads ``netstat -tnp`` / ``-tlnp`` / ``-tanp`` (``tcp`` and
-    ``tcp6`` lines; ``PID/Program`` or ``-``) and ``lsof -nP -iTCP`` (any
-    ``-sTCP:`` filter), with or without their header lines; state names become
-    ss's (``ESTABLISHED`` -> ``ESTAB``, ``CLOSE_WAIT`` -> ``CLOSE-WAIT``, ``CLOSE``
-    -> ``UNCONN``).  lsof prints one line per process holding a socket: the
-    lines of one socket (same DEVICE and NAME) in one snapshot become one entry
-    whose users are those processes, as ss has it.  netstat knows no file
-    descriptor (``fd`` None) and cuts the program name to ~15 characters.
-
-    ``source`` names the file in entries and warnings.  Raises TableError when
-    the text has lines but none is a socket line or a header (snapshot lines
-    ``### <epoch>`` and comments alone are no error, nor is an empty text); the
-    message names the first line that is not understood.
+    Each line goes to the line parsers in turn, ``_ss_line``, ``_netstat_line``
+    and ``_LsofLines`` (which lines each reads, and how, is said there): state
+    names become ss's, the lines of one lsof socket in one snapshot one entry.
+    ``source`` names the file in entries and warnings.  A line no parser knows
+    is a warning that names the format of the first line one knew; when no line
+    at all is known (snapshot lines ``### <epoch>`` and comments alone are no
+    error, nor is an empty text), TableError names the first line not understood.
 
     >>> r = parse_ss('### 1795628314.019138113 1 ss -tnpH\\n'
     ...              'ESTAB 0      0      127.0.0.1:49514 127.0.0.1:3306  users:(("apache2",pid=26094,fd=21))  \\n'
     ...              'xyz\\n', "ss.txt")
     >>> r.entries[0].time, r.entries[0].line, r.warnings
     (1795628314.019138, 2, ("ss.txt:3: expected an ss socket line (State Recv-Q Send-Q Local Peer), found 'xyz'",))
-
-    netstat and lsof lines (real, from tests/fixtures/tables):
-
-    >>> e = parse_ss('tcp6     231      0 ::1:54238               ::1:8778                '
-    ...              'CLOSE_WAIT  1993/python3        ').entries[0]
-    >>> e.state, str(e.sockname), str(e.peername), e.users
-    ('CLOSE-WAIT', '[::1]:54238', '[::1]:8778', (SocketUser(comm='python3', pid=1993, fd=None),))
-    >>> e = parse_ss('memcached 29685  memcache   24u  IPv4 282314      0t0  TCP '
-    ...              '127.0.0.1:11211->127.0.0.1:50284 (ESTABLISHED)').entries[0]
-    >>> e.state, str(e.sockname), str(e.peername), e.users
-    ('ESTAB', '127.0.0.1:11211', '127.0.0.1:50284', (SocketUser(comm='memcached', pid=29685, fd=24),))
     """
+    reader, lsof = _Reader(source), _LsofLines()
     entries: list[SocketEntry] = []
     warnings: list[str] = []
-    time: Optional[float] = None
-    recognised = False
-    kind = "ss"  # the format of the first line recognised: names what a bad line should have been
-    kind_known = False
-    first: Optional[tuple[int, str]] = None
-    previous_ok = False
-    addresses: dict[str, tuple[str, int, Optional[Address]]] = {}  # text -> host, port, Address
-    users_seen: dict[str, tuple[SocketUser, ...]] = {}
-    lsof_sockets: dict[tuple[str, str, str], int] = {}  # (DEVICE, NAME, state) -> index in entries, per snapshot
-
-    def address(text: str) -> tuple[str, int, Optional[Address]]:
-        found = addresses.get(text)
-        if found is None:
-            found = addresses[text] = _address_entry(text)
-        return found
-
-    def bad_address(lineno: int, bad: str, line: str) -> None:
-        warnings.append(
-            f"{_where(source, lineno)}: cannot read the address {bad!r} (unknown service name?), found {_found(line)}"
-        )
-
+    time: Optional[float] = None  # that of the last ### line
+    kind: Optional[str] = None  # the format of the first line recognised: names what a bad line should have been
+    first: Optional[tuple[int, str]] = None  # the first line not understood
+    details = False  # the line above was a socket line: ss -i's lines of details (a tab first) may follow
     for lineno, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         if not line:
             continue
-        m = _SS_LINE.match(line)
-        if m is None:
-            if line[0] == "#":
-                mark = _MARKER.match(line)
-                if mark is not None:
-                    time = float(mark.group(1))
-                    lsof_sockets = {}
-                previous_ok = False
-                continue
-            if _SS_HEADER.match(line):
-                recognised = True
-                previous_ok = False
-                if not kind_known:
-                    kind, kind_known = "ss", True
-                continue
-            if previous_ok and raw[0] == "\t":
+        if line[0] == "#":
+            mark = _MARKER.match(line)
+            if mark is not None:  # a new snapshot
+                time = float(mark.group(1))
+                lsof.new_run()
+            details = False
+            continue
+        name, found = "ss", _ss_line(line, lineno, time, reader)
+        if found is None:
+            if details and raw[0] == "\t":
                 continue  # details of the socket above: ss -i prints them on a line of their own
-
-            n = _NETSTAT_LINE.match(line)
-            if n is not None and n.group("proto")[:3] == "tcp":
-                rest = n.group("rest") or ""
-                state_text, _, after = rest.partition(" ")
-                state = _STATE_NAMES.get(state_text)
-                if state is not None:
-                    recognised = True
-                    if not kind_known:
-                        kind, kind_known = "netstat", True
-                    local, peer = address(n.group("local")), address(n.group("peer"))
-                    if local[2] is None or peer[1] == _BAD_PORT or not peer[0]:
-                        bad_address(lineno, n.group("local") if local[2] is None else n.group("peer"), line)
-                        previous_ok = False
-                        continue
-                    after = _NETSTAT_TIMER.sub("", after)
-                    p = _NETSTAT_PROCESS.search(after)
-                    users: tuple[SocketUser, ...] = ()
-                    if p is not None and p.group("pid") is not None:
-                        users = (SocketUser(p.group("comm"), int(p.group("pid")), None),)
-                    entries.append(
-                        SocketEntry(
-                            state=state,
-                            sockname=local[2],
-                            peername=None if state == "LISTEN" else peer[2],
-                            users=users,
-                            time=time,
-                            line=lineno,
-                            source=source,
-                        )
-                    )
-                    previous_ok = True
-                    continue
-            elif n is not None or _NETSTAT_UNIX.match(line):
-                recognised = True  # netstat's udp, raw and unix sockets: not ours
-                previous_ok = True
-                if not kind_known:
-                    kind, kind_known = "netstat", True
-                continue
-            if _NETSTAT_HEADER.match(line):
-                recognised = True
-                previous_ok = False
-                if not kind_known:
-                    kind, kind_known = "netstat", True
-                continue
-            if _NETSTAT_NOTE.match(line):
-                previous_ok = False
-                continue
-
-            o = _LSOF_LINE.match(line)
-            if o is not None:
-                recognised = True
-                previous_ok = True
-                if not kind_known:
-                    kind, kind_known = "lsof", True
-                if o.group("node") != "TCP":
-                    continue  # UDP and others: not ours
-                name = o.group("name")
-                local_text, arrow, peer_text = name.partition("->")
-                if local_text in ("*:*", "*"):
-                    continue  # a TCP socket not even bound
-                state = _STATE_NAMES.get(o.group("state") or "UNKNOWN", "UNKNOWN")
-                local = address(local_text)
-                peer = address(peer_text) if arrow else ("*", _ANY_PORT, None)
-                if local[2] is None or peer[1] == _BAD_PORT or not peer[0]:
-                    bad_address(lineno, local_text if local[2] is None else peer_text, line)
-                    previous_ok = False
-                    continue
-                fd = _LSOF_FD.match(o.group("fd"))
-                user = SocketUser(o.group("comm"), int(o.group("pid")), int(fd.group()) if fd else None)
-                key = (o.group("device"), name, state)
-                index = lsof_sockets.get(key)
-                if index is not None:  # the same socket in another process (a forked listener)
-                    known = entries[index]
-                    if user not in known.users:
-                        entries[index] = dataclasses.replace(known, users=known.users + (user,))
-                    continue
-                lsof_sockets[key] = len(entries)
-                entries.append(
-                    SocketEntry(
-                        state=state,
-                        sockname=local[2],
-                        peername=None if state == "LISTEN" else peer[2],
-                        users=(user,),
-                        time=time,
-                        line=lineno,
-                        source=source,
-                    )
-                )
-                continue
-            if _LSOF_HEADER.match(line):
-                recognised = True
-                previous_ok = False
-                lsof_sockets = {}  # a new lsof run
-                if not kind_known:
-                    kind, kind_known = "lsof", True
-                continue
-
-            warnings.append(f"{_where(source, lineno)}: {_EXPECTED[kind]}, found {_found(line)}")
-            if first is None:
-                first = (lineno, line)
-            previous_ok = False
+            name, found = "netstat", _netstat_line(line, lineno, time, reader)
+            if found is None:
+                name, found = "lsof", lsof(line, lineno, time, reader)
+        if type(found) is SocketEntry:
+            entries.append(found)
+            details = True
+        elif found is None:
+            warnings.append(f"{_where(source, lineno)}: {_EXPECTED[kind or 'ss']}, found {_found(line)}")
+            first = first or (lineno, line)
+            details = False
             continue
-
-        if not kind_known:
-            kind_known = True  # kind is "ss" already
-        netid = m.group("netid")
-        if netid is not None and netid != "tcp":
-            recognised = True  # udp, unix, raw ... sockets: not ours
-            previous_ok = True
-            continue
-        local_text = m.group("local")
-        peer_text = m.group("peer")
-        rest = m.group("rest")
-        glued = peer_text.find("users:(")
-        if glued > 0:  # a full-width peer column leaves no blank before the process column
-            peer_text, rest = peer_text[:glued], peer_text[glued:]
-        if local_text[0] in "/@" or (local_text == "*" and peer_text.isdigit()):
-            recognised = True  # a unix socket line without the Netid column (path, inode)
-            previous_ok = True
-            continue
-
-        local = addresses.get(local_text)  # inline, not address(): the ss path is the hot one
-        if local is None:
-            local = addresses[local_text] = _address_entry(local_text)
-        peer = addresses.get(peer_text)
-        if peer is None:
-            peer = addresses[peer_text] = _address_entry(peer_text)
-        if local[2] is None or peer[1] == _BAD_PORT or not peer[0]:
-            recognised = True  # it is an ss line, only an address is not understood
-            previous_ok = False
-            bad_address(lineno, local_text if local[2] is None else peer_text, line)
-            continue
-
-        state = m.group("state")
-        entries.append(
-            SocketEntry(
-                state=state,
-                sockname=local[2],
-                peername=None if state == "LISTEN" else peer[2],
-                users=_users(rest, users_seen),
-                time=time,
-                line=lineno,
-                source=source,
-            )
-        )
-        recognised = True
-        previous_ok = True
-
-    if first is not None and not recognised:
+        else:
+            if type(found) is str:  # a socket line whose address is not understood
+                warnings.append(found)
+            details = found is _Seen.SOCKET
+        if kind is None and found is not _Seen.NOTE:
+            kind = name
+    if first is not None and kind is None:
         lineno, line = first
         raise TableError(
             f"{_where(source, lineno)}: not a socket table (ss, netstat or lsof): {_ANY_EXPECTED}, found {_found(line)}"
         )
-    return SsResult(tuple(entries), tuple(warnings))
+    return SsResult(tuple(lsof.gathered(entries)), tuple(warnings))
 
 
 # --------------------------------------------------------------------------- ps
