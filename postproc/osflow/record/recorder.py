@@ -451,6 +451,10 @@ class Recorder:
         except OsflowError as e:
             _say(f"warning: osflow-post failed: {e}; the recording is in {self.dir}/")
             return
+        except Exception as e:  # noqa: BLE001 - a bug in rendering must not lose the recording or its status
+            _say(f"warning: osflow-post failed: internal error: {type(e).__name__}: {e} "
+                 f"(run osflow-post on the files with --traceback); the recording is in {self.dir}/")
+            return
         for w in outcome.warnings:
             _say(f"warning: {w}")
         if outcome.partial is not None:
