@@ -28,6 +28,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from support import check_golden
+
 from osflow.model import Address, Process, SocketEntry, SocketUser
 from osflow.tables import (
     ProcessTable,
@@ -45,8 +47,6 @@ TESTS = Path(__file__).resolve().parent
 FIELD = TESTS / "fixtures" / "field-samples"
 CAPTURES = TESTS / "fixtures" / "captures"
 COLD = CAPTURES / "resource-class-list-cold"
-GOLDEN = TESTS / "golden" / "tables"
-UPDATE = os.environ.get("OSFLOW_UPDATE_GOLDEN") == "1"
 
 FIELD_SS = ("ss-lnp.txt", "ss-tlnp.txt", "ss-tp-idle.txt", "ss-tp-during-command.txt")
 
@@ -585,23 +585,6 @@ def test_live_ps(argv, header):
         assert me.user is not None
 
 
-# --------------------------------------------------------------------------- performance
-
-
-def test_parse_speed():
-    """The largest capture file (~340 KB, 3745 lines); the target is < 50 ms, the bound generous for CI."""
-    text = (CAPTURES / "resource-class-list-cache-hit" / "ss.txt").read_text()
-    parse_ss(text, "warm-up")
-    best = min(_timed(parse_ss, text) for _ in range(5))
-    assert best < 0.2, f"{best * 1000:.0f} ms"
-
-
-def _timed(parse, text: str) -> float:
-    start = time.perf_counter()
-    parse(text, "ss.txt")
-    return time.perf_counter() - start
-
-
 # --------------------------------------------------------------------------- golden files
 
 
@@ -708,13 +691,8 @@ GOLDEN_NAMES = [f"field-samples-{n}" for n in FIELD_SS] + [
 
 @pytest.mark.parametrize("name", GOLDEN_NAMES)
 def test_golden(name):
-    data = json.loads(json.dumps(golden_data(name)))  # tuples -> lists, as read back
-    path = GOLDEN / (re.sub(r"\.txt$", "", name) + ".json")
-    if UPDATE:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(data, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
-    assert path.exists(), f"{path} is missing: run with OSFLOW_UPDATE_GOLDEN=1 to write it"
-    assert data == json.loads(path.read_text())
+    text = json.dumps(golden_data(name), indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+    check_golden("tables/" + re.sub(r"\.txt$", "", name) + ".json", text)
 
 
 # --------------------------------------------------------------------------- properties
@@ -918,14 +896,6 @@ def test_tables_bad_lines_name_the_format():
         "netstat.txt:2: expected a netstat socket line (Proto Recv-Q Send-Q Local-Address Foreign-Address State"
         " PID/Program), found 'tcp 0 0 garbage'",
     )
-
-
-def test_tables_parse_speed(tables):
-    """netstat and lsof lines are tried only after the ss regex fails: a 3700-line lsof file stays fast."""
-    text = "\n".join([(TABLES / "lsof-nP-iTCP.txt").read_text()] * 100)
-    parse_ss(text, "warm-up")
-    best = min(_timed(parse_ss, text) for _ in range(3))
-    assert best < 0.3, f"{best * 1000:.0f} ms"
 
 
 REAL_TABLE_LINES = [
