@@ -2,17 +2,21 @@
 -- osflow.lua: what each packet of an OpenStack controller capture means.
 --
 -- A post-dissector: it runs after Wireshark's own HTTP, MySQL and memcache
--- dissectors, reads their fields and adds an "osflow" tree with
+-- dissectors, reads their fields and adds an "osflow" tree to every frame of
+-- a connection on a port of the map (handshake, ACKs, FIN and RST included) with
 --
 --   osflow.service    service key of the server end (keystone, placement, mysql...)
---   osflow.client     service key of the client end, as far as the packet shows
+--   osflow.client     service key of the client end, as far as the packets show
 --   osflow.server     service key of the server end
 --   osflow.flow       "OpenStackClient -> keystone" (labels, arrow shows the direction)
---   osflow.direction  request | response (frames that carry an application message)
+--   osflow.db         MySQL schema of the connection
+--
+-- and, on the frames that carry an application message, also
+--
+--   osflow.direction  request | response
 --   osflow.op         one-line meaning ("keystone: validate token")
 --   osflow.token      token fingerprint: first 8 hex digits of SHA-256(token), never the token
 --   osflow.cache      hit | miss (memcached replies)
---   osflow.db         MySQL schema of the connection
 --   osflow.request_in frame of the request a response answers
 --   osflow.request_id x-openstack-request-id of an HTTP response
 --
@@ -139,6 +143,7 @@ local function field(name)
     return nil
 end
 
+local f_frame        = field("frame")      -- absent when this pass builds no protocol tree
 local f_tcp_stream   = field("tcp.stream")
 local f_http         = field("http")       -- protocol fields: one cheap call says
 local f_memcache     = field("memcache")   -- whether the frame holds a message
@@ -913,19 +918,26 @@ local function label(key)
     return s and s.label or key
 end
 
--- First pass: everything that depends on earlier frames goes into the record.
-local function analyse(pinfo, svc, server_is_dst)
-    local stream = first(f_tcp_stream)
-    local st
-    if stream then
-        st = streams[stream]
-        if not st then
-            st = {}
-            streams[stream] = st
-        end
-    else
-        st = {}
+-- The state of this frame's TCP connection (a fresh table for a frame without
+-- one), or nil when this pass builds no protocol tree, so has no field to read:
+-- tshark -2's first pass without -Y or -R.
+local function connection()
+    local fi = f_tcp_stream()
+    if not fi then
+        if f_frame and not f_frame() then return nil end
+        return {}
     end
+    local stream = fi.value
+    local st = streams[stream]
+    if not st then
+        st = {}
+        streams[stream] = st
+    end
+    return st
+end
+
+-- First pass: everything that depends on earlier frames goes into the record.
+local function analyse(pinfo, svc, server_is_dst, st)
     local client_svc = by_port[server_is_dst and pinfo.src_port or pinfo.dst_port]
     local analyser = ANALYSERS[svc.protocol]
     if not analyser then return false end
@@ -953,6 +965,22 @@ local function analyse(pinfo, svc, server_is_dst)
     return rec
 end
 
+-- A frame without a message (SYN, ACK, FIN, RST, a segment of a longer message):
+-- the connection's ends only.  One shared record per connection and direction;
+-- its client and schema are read from the connection when the frame is shown,
+-- so a second pass shows what later frames of the connection told.
+local function bare_record(pinfo, svc, server_is_dst, st)
+    local slot = server_is_dst and "bare_to_server" or "bare_to_client"
+    local rec = st[slot]
+    if not rec then
+        local client_svc = by_port[server_is_dst and pinfo.src_port or pinfo.dst_port]
+        rec = { tokens = {}, stream = st, to_client = not server_is_dst }
+        if client_svc and client_svc ~= svc then rec.client = client_svc.key end
+        st[slot] = rec
+    end
+    return rec
+end
+
 local function add_tree(tree, svc, rec)
     -- On a second pass (Wireshark GUI, tshark -2) later frames may have named them.
     local client = rec.client or rec.stream.client
@@ -961,7 +989,7 @@ local function add_tree(tree, svc, rec)
     if not flow or rec.flow_client ~= client or rec.flow_db ~= db then
         local server_label = svc.label
         if svc.protocol == "mysql" and db then server_label = db .. " DB" end
-        local arrow = (rec.dir == "response") and " ← " or " → "
+        local arrow = (rec.dir == "response" or rec.to_client) and " ← " or " → "
         flow = (client and label(client) or "?") .. arrow .. server_label
         summary = "OpenStack flow: " .. flow
         if rec.op then summary = summary .. ", " .. rec.op end
@@ -1014,19 +1042,16 @@ local function dissect(tvb, pinfo, tree)
         pinfo.cols.info:prepend(svc.prefix)
     end
 
-    -- Frames without a message (ACKs, segments of a longer message) get
-    -- the Info prefix only: osflow fields mark messages.
+    -- Every frame of the connection gets its service and ends; only frames
+    -- that carry a message get a direction, an operation and the rest.
     local number = pinfo.number
     local rec = frames[number]
     if rec == nil or not pinfo.visited then
-        rec = has_message(svc) and analyse(pinfo, svc, server_is_dst)
-        frames[number] = rec or false
-    end
-    if not rec then
-        if pref_errors and number == 1 then
-            tree:add(osflow):add_proto_expert_info(ef.prefs, "ignored: " .. pref_errors)
-        end
-        return
+        local st = connection()
+        if not st then return end   -- the second pass analyses it (single-pass results)
+        rec = (has_message(svc) and analyse(pinfo, svc, server_is_dst, st))
+            or bare_record(pinfo, svc, server_is_dst, st)
+        frames[number] = rec
     end
 
     local t = add_tree(tree, svc, rec)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from osflow import portmap
 from osflow_wireshark import (
     ALL_CAPTURES,
     CAPTURES,
@@ -161,22 +162,86 @@ def test_memcache_key_fingerprint_is_the_key_prefix(tmp_path):
             assert fp == key[len("tokens/"):][:8], frame
 
 
-def test_messages_have_a_service_and_bare_tcp_frames_only_the_info_prefix(tmp_path):
-    for capture in CAPTURES.values():
-        rows = fields(capture, ["frame.number", "tcp.srcport", "tcp.dstport", "osflow.service", "http", "mysql",
-                                "memcache", "tcp.len"], tmp_path)
-        assert rows
-        messages = 0
-        for frame, sport, dport, service, http, mysql, memcache, tcp_len in rows:
-            ports = {int(sport), int(dport)}
-            expect = ("keystone" if 5000 in ports else "placement" if 8778 in ports
-                      else "memcached" if 11211 in ports else "mysql")
-            if http or mysql or memcache:
-                assert service == expect, frame
-                messages += 1
-            else:
-                assert service == "", frame
-        assert 0 < messages < len(rows)
+CONNECTION_FIELDS = ["frame.number", "tcp.stream", "tcp.srcport", "tcp.dstport", "osflow.service",
+                     "osflow.server", "osflow.client", "osflow.direction", "http", "mysql", "memcache"]
+
+
+def expected_service(sport: int, dport: int) -> str:
+    """The server end's key by the port map (both ends in the map: the lower port serves)."""
+    src, dst = portmap.service_for_port(sport), portmap.service_for_port(dport)
+    if src and dst and src != dst:
+        return (src if sport < dport else dst).key
+    return (dst or src).key if (dst or src) else ""
+
+
+def connection_rows(capture: Path, home: Path, extra=None, display_filter=None) -> list[dict]:
+    rows = fields(capture, CONNECTION_FIELDS, home, extra=extra, display_filter=display_filter)
+    out = [dict(zip(CONNECTION_FIELDS, r)) for r in rows]
+    for r in out:
+        r["message"] = bool(r["http"] or r["mysql"] or r["memcache"])
+    return out
+
+
+def check_every_frame_has_its_service(rows: list[dict]) -> None:
+    assert rows
+    messages = 0
+    for r in rows:
+        frame, expect = r["frame.number"], expected_service(int(r["tcp.srcport"]), int(r["tcp.dstport"]))
+        assert expect, frame  # the real captures hold only connections on the map's ports
+        assert r["osflow.service"] == r["osflow.server"] == expect, frame
+        assert bool(r["osflow.direction"]) == r["message"], frame  # direction marks messages only
+        messages += r["message"]
+    assert 0 < messages < len(rows)  # SYN, ACK, FIN, segments: frames without a message too
+
+
+@pytest.mark.parametrize("name", sorted(CAPTURES))
+def test_every_frame_of_a_connection_has_the_service_in_one_pass(name, tmp_path):
+    """SYN to FIN: osflow.service on every frame; a bare frame's client is what is known by then."""
+    rows = connection_rows(CAPTURES[name], tmp_path)
+    check_every_frame_has_its_service(rows)
+    first_client: dict[str, str] = {}  # stream -> the first client its frames named
+    for r in rows:
+        stream, client = r["tcp.stream"], r["osflow.client"]
+        if not r["message"]:
+            assert client == first_client.get(stream, ""), r["frame.number"]
+        if client:
+            first_client.setdefault(stream, client)
+
+
+@pytest.mark.parametrize("name", sorted(CAPTURES))
+def test_every_frame_of_a_named_connection_has_its_ends_with_two_passes(name, tmp_path):
+    """With -2 (as in the GUI) a connection named by any frame has its client on every frame."""
+    capture = CAPTURES[name]
+    # -Y makes tshark build the protocol tree on its first pass too, as the GUI does
+    rows = connection_rows(capture, tmp_path, extra=["-2"], display_filter="tcp")
+    check_every_frame_has_its_service(rows)
+    by_stream: dict[str, list[dict]] = {}
+    for r in rows:
+        by_stream.setdefault(r["tcp.stream"], []).append(r)
+    named = 0
+    for stream, frames in by_stream.items():
+        clients = {r["osflow.client"] for r in frames if r["message"]}
+        if clients <= {""}:  # no message named the client (or no message at all)
+            continue
+        named += 1
+        assert "" not in clients, stream
+        for r in frames:
+            assert r["osflow.client"] in clients, (stream, r["frame.number"])
+    assert named > 0
+    # without -Y the first pass has no tree to read: the second pass still names every frame
+    check_every_frame_has_its_service(connection_rows(capture, tmp_path, extra=["-2"]))
+
+
+def test_service_filter_shows_the_whole_conversation(tmp_path):
+    """osflow.service == "placement" shows placement's connections from SYN to FIN."""
+    frames = [r[0] for r in fields(COLD, ["frame.number"], tmp_path,
+                                     display_filter='osflow.service == "placement"')]
+    by_port = [r[0] for r in fields(COLD, ["frame.number"], tmp_path, display_filter="tcp.port == 8778",
+                                      plugin=False)]
+    assert frames == by_port
+    flags = fields(COLD, ["tcp.flags.syn", "tcp.flags.fin"], tmp_path,
+                   display_filter='osflow.service == "placement" && !osflow.direction')
+    assert ["1", "0"] in flags and ["0", "1"] in flags
 
 
 def test_info_column_is_prefixed_with_the_service(tmp_path):
@@ -222,15 +287,16 @@ def test_pdml_is_valid_xml_with_osflow(name, tmp_path):
     with_message = 0
     for pkt in packets:
         protos = pkt.findall("proto[@name='osflow']")
+        assert len(protos) == 1  # every frame of these captures is on a port of the map
+        names = {f.get("name") for f in protos[0].iter("field")}
+        assert {"osflow.service", "osflow.server", "osflow.flow"} <= names
         if pkt.findall("proto[@name='http']") + pkt.findall("proto[@name='mysql']") \
                 + pkt.findall("proto[@name='memcache']"):
             with_message += 1
-            assert len(protos) == 1
-            names = {f.get("name") for f in protos[0].iter("field")}
-            assert {"osflow.service", "osflow.server", "osflow.flow", "osflow.direction"} <= names
+            assert "osflow.direction" in names
         else:
-            assert protos == []
-    assert with_message > 10
+            assert not names & {"osflow.direction", "osflow.op", "osflow.token", "osflow.request_in"}
+    assert 10 < with_message < len(packets)
     ops = [f.get("show") for f in root.iter("field") if f.get("name") == "osflow.op"]
     assert any("issue token" in op for op in ops)
     assert "Lua Error" not in proc.stdout
