@@ -2,7 +2,8 @@
 
 Two independent reads of the Lua side:
   * the table between ``-- BEGIN PORTMAP`` and ``-- END PORTMAP`` (key, label, ports,
-    protocol, database), read with a strict regular expression;
+    protocol, database), read with a strict regular expression (``osflow_wireshark.lua_entries``,
+    as tests/test_shared_truth.py reads the plugin's other shared tables);
   * the default of the ``osflow.services`` preference as Wireshark itself reports it
     (``tshark -G defaultprefs`` with the plugin installed under a temporary HOME).
 """
@@ -14,27 +15,18 @@ import re
 import pytest
 
 from osflow import portmap
-from osflow_wireshark import PLUGIN, install_plugin_only, needs_tshark, tshark
+from osflow_wireshark import install_plugin_only, lua_entries, needs_tshark, tshark
 
-ENTRY = re.compile(
-    r'^\s*\{\s*key\s*=\s*"(?P<key>[^"]+)",\s*label\s*=\s*"(?P<label>[^"]+)",\s*'
+ENTRY = (
+    r'\s*\{\s*key\s*=\s*"(?P<key>[^"]+)",\s*label\s*=\s*"(?P<label>[^"]+)",\s*'
     r'ports\s*=\s*\{(?P<ports>[\d,\s]*)\},\s*protocol\s*=\s*"(?P<protocol>[^"]+)"'
-    r'(?:,\s*database\s*=\s*"(?P<database>[^"]+)")?\s*\},\s*$'
+    r'(?:,\s*database\s*=\s*"(?P<database>[^"]+)")?\s*\},\s*'
 )
 
 
 def lua_services() -> list[tuple]:
-    text = PLUGIN.read_text(encoding="utf-8")
-    m = re.search(r"^-- BEGIN PORTMAP\n(.*?)^-- END PORTMAP$", text, re.S | re.M)
-    assert m, "PORTMAP block missing in osflow.lua"
-    lines = m.group(1).splitlines()
-    assert lines[0].strip() == "local SERVICES = {" and lines[-1].strip() == "}"
     out = []
-    for line in lines[1:-1]:
-        if not line.strip() or line.strip().startswith("--"):
-            continue
-        e = ENTRY.match(line)
-        assert e, f"unreadable port map line: {line!r}"
+    for e in lua_entries("PORTMAP", "SERVICES", ENTRY):
         ports = tuple(int(p) for p in re.findall(r"\d+", e["ports"]))
         out.append((e["key"], e["label"], ports, e["protocol"], e["database"]))
     return out
