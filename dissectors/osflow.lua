@@ -21,7 +21,9 @@
 --   osflow.request_id x-openstack-request-id of an HTTP response
 --
 -- The service port map below is the same as postproc/osflow/portmap.py
--- (tests/test_portmap_lua.py fails when they differ) and is a preference.
+-- (tests/test_portmap_lua.py fails when they differ) and is a preference; the
+-- token headers, MySQL command names and User-Agent rules are the same as in
+-- postproc/osflow/openstack.py (tests/test_shared_truth.py).
 --
 -- Load it for one run:  tshark -X lua_script:osflow.lua -r capture.pcapng -Y osflow.op
 -- Install it:           osflow profile install
@@ -64,6 +66,79 @@ local SERVICES = {
 
 local BY_KEY = {}
 for _, s in ipairs(SERVICES) do BY_KEY[s.key] = s end
+
+---------------------------------------------------------------------------
+-- What osflow-post knows too.  Keep in sync with postproc/osflow/openstack.py
+-- (TOKEN_HEADERS, MYSQL_COMMANDS, USER_AGENT_PRODUCTS, USER_AGENT_CLIENT_WORDS):
+-- tests/test_shared_truth.py reads these blocks and the plugin's output.
+---------------------------------------------------------------------------
+-- HTTP headers that carry a keystone token (Swift's X-Storage-Token too).
+-- BEGIN TOKEN_HEADERS
+local TOKEN_HEADERS = {
+    "X-Auth-Token",
+    "X-Subject-Token",
+    "X-Service-Token",
+    "X-Storage-Token",
+}
+-- END TOKEN_HEADERS
+
+-- COM_* codes (mysql.command) -> command names (the COM_ name in lower case).
+-- BEGIN MYSQL_COMMANDS
+local MYSQL_COMMANDS = {
+    [0] = "sleep",
+    [1] = "quit",
+    [2] = "init_db",
+    [3] = "query",
+    [4] = "field_list",
+    [5] = "create_db",
+    [6] = "drop_db",
+    [7] = "refresh",
+    [8] = "shutdown",
+    [9] = "statistics",
+    [10] = "process_info",
+    [12] = "process_kill",
+    [13] = "debug",
+    [14] = "ping",
+    [17] = "change_user",
+    [22] = "stmt_prepare",
+    [23] = "stmt_execute",
+    [24] = "stmt_send_long_data",
+    [25] = "stmt_close",
+    [26] = "stmt_reset",
+    [27] = "set_option",
+    [28] = "stmt_fetch",
+    [31] = "reset_connection",
+}
+-- END MYSQL_COMMANDS
+
+-- User-Agent -> service key, as osflow.openstack.service_of_user_agent: the
+-- product (lower case, before the first "/") in USER_AGENT_PRODUCTS first, then
+-- any of USER_AGENT_CLIENT_WORDS anywhere (lower case): the OpenStack client.
+-- BEGIN USER_AGENTS
+local USER_AGENT_PRODUCTS = {
+    { "placement", "placement" },
+    { "keystone", "keystone" },
+    { "nova", "nova-api" },
+    { "nova-api", "nova-api" },
+    { "neutron", "neutron-server" },
+    { "neutron-server", "neutron-server" },
+    { "cinder", "cinder-api" },
+    { "cinder-api", "cinder-api" },
+    { "glance", "glance" },
+    { "glance-api", "glance" },
+    { "heat", "heat-api" },
+}
+local USER_AGENT_CLIENT_WORDS = {
+    "python-openstackclient",
+    "openstacksdk/",
+    "osc-lib",
+}
+-- END USER_AGENTS
+
+local TOKEN_HEADER_NAMES = {}   -- lower-case name -> name as listed
+for _, h in ipairs(TOKEN_HEADERS) do TOKEN_HEADER_NAMES[h:lower()] = h end
+local PRODUCT_SERVICES = {}     -- product -> service key
+for _, p in ipairs(USER_AGENT_PRODUCTS) do PRODUCT_SERVICES[p[1]] = p[2] end
 
 -- "keystone=5000,35357;placement=8778;..." (the preference's format)
 local function portmap_to_string(services)
@@ -513,13 +588,6 @@ end
 ---------------------------------------------------------------------------
 -- Operations
 ---------------------------------------------------------------------------
-local TOKEN_HEADERS = {
-    ["x-auth-token"] = "X-Auth-Token",
-    ["x-subject-token"] = "X-Subject-Token",
-    ["x-service-token"] = "X-Service-Token",
-    ["x-storage-token"] = "X-Storage-Token",
-}
-
 -- Header lines ("Name: value\r\n") -> list of { lname, name, value }
 local function parse_headers(lines)
     local out = {}
@@ -605,16 +673,15 @@ end
 
 local KEYSTONE_TOKEN_OPS = { GET = "validate token", HEAD = "check token", DELETE = "revoke token" }
 
+-- The service a User-Agent names (the rules of the USER_AGENTS block).
 local function user_agent_service(ua)
     if type(ua) ~= "string" then return nil end
     local l = ua:lower()
-    if l:find("openstacksdk", 1, true) or l:find("python-openstackclient", 1, true)
-        or l:find("osc-lib", 1, true) then
-        return "openstackclient"
-    end
     local product = l:match("^%s*([%w_%.%-]+)/")
-    if product and by_key[product] and by_key[product].key ~= "openstackclient" then
-        return product
+    local key = product and PRODUCT_SERVICES[product]
+    if key then return key end
+    for _, word in ipairs(USER_AGENT_CLIENT_WORDS) do
+        if l:find(word, 1, true) then return "openstackclient" end
     end
     return nil
 end
@@ -650,12 +717,6 @@ local function summarize_sql(q)
     return trunc(q, 60)
 end
 
-local MYSQL_COMMANDS = {
-    [1] = "quit", [2] = "use", [3] = "query", [4] = "field list", [9] = "statistics",
-    [14] = "ping", [17] = "change user", [22] = "prepare", [23] = "execute",
-    [25] = "close statement", [26] = "reset statement", [31] = "reset connection",
-}
-
 local MEMCACHE_REPLIES = {
     STORED = "stored", NOT_STORED = "not stored", EXISTS = "exists", NOT_FOUND = "not found",
     DELETED = "deleted", TOUCHED = "touched", OK = "ok", ERROR = "error",
@@ -676,7 +737,7 @@ local function analyse_http(svc, st)
     local lines = values((#methods > 0) and f_http_reqline or f_http_resline)
     local headers = parse_headers(lines)
     for _, h in ipairs(headers) do
-        local canonical = TOKEN_HEADERS[h[1]]
+        local canonical = TOKEN_HEADER_NAMES[h[1]]
         if canonical then
             if h[3] == "" then
                 rec.token_problem = canonical .. " header is empty"
@@ -854,17 +915,21 @@ local function analyse_mysql(svc, st)
     elseif #commands > 0 then
         rec.dir = "request"
         local cmd = tonumber(commands[1]) or -1
-        local text
-        if cmd == 3 or cmd == 22 then
+        -- the command's name, then its argument: "init_db placement",
+        -- "stmt_prepare SELECT … FROM traits"; a query is its SQL alone
+        local text = MYSQL_COMMANDS[cmd] or ("command " .. tostring(cmd))
+        if cmd == 3 or cmd == 22 then   -- COM_QUERY, COM_STMT_PREPARE
             local q = first(f_my_query)
-            text = (type(q) == "string") and summarize_sql(q) or MYSQL_COMMANDS[cmd]
-            if cmd == 22 then text = "prepare " .. text end
-        elseif cmd == 2 then
+            if type(q) == "string" and q ~= "" then
+                q = summarize_sql(q)
+                text = (cmd == 3) and q or (text .. " " .. q)
+            end
+        elseif cmd == 2 then            -- COM_INIT_DB
             local schema = first(f_my_schema)
-            text = "use " .. tostring(schema or "?")
-            if type(schema) == "string" and schema ~= "" then rec.db, rec.db_certain = schema, true end
-        else
-            text = MYSQL_COMMANDS[cmd] or ("command " .. tostring(cmd))
+            if type(schema) == "string" and schema ~= "" then
+                text = text .. " " .. schema
+                rec.db, rec.db_certain = schema, true
+            end
         end
         if #commands > 1 then text = text .. string.format(" (+%d more)", #commands - 1) end
         rec.op = "mysql: " .. text

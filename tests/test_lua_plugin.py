@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from osflow import portmap
+from osflow import openstack, portmap
 from osflow_wireshark import (
     ALL_CAPTURES,
     CAPTURES,
@@ -108,13 +108,17 @@ def test_golden_says_what_the_issue_asks_for():
     assert "memcached: get token cache → hit\tc5456bf4\thit" in hit
 
 
+#: a header line carrying a token (osflow.openstack.TOKEN_HEADERS, any case)
+TOKEN_HEADER = re.compile(r"^,?({}):\s*(\S+)".format("|".join(map(re.escape, openstack.TOKEN_HEADERS))), re.I)
+
+
 def _token_headers(capture: Path, home: Path) -> list[tuple[int, str]]:
     """(frame, token) for every token header, read with Wireshark only (no plugin)."""
     out = []
     for row in fields(capture, ["frame.number", "http.request.line", "http.response.line"], home,
                       plugin=False, extra=["-d", "tcp.port==5000,http", "-d", "tcp.port==8778,http"]):
         for line in ",".join(row[1:]).split("\\r\\n"):
-            m = re.match(r"^,?(x-(?:auth|subject|service)-token):\s*(\S+)", line.strip(), re.I)
+            m = TOKEN_HEADER.match(line.strip())
             if m:
                 out.append((int(row[0]), m.group(2)))
     return out
