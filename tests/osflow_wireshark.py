@@ -24,12 +24,10 @@ CAPTURES = {p.parent.name: p for p in sorted(CAPTURES_DIR.glob("*/capture.pcapng
 ALL_CAPTURES = dict(CAPTURES, **{"lab-errors": LAB_ERRORS})
 
 TSHARK = os.environ.get("OSFLOW_TSHARK") or shutil.which("tshark")
-needs_tshark = pytest.mark.skipif(TSHARK is None, reason="tshark not installed (apt-get install tshark)")
+needs_tshark = pytest.mark.tshark  # skipped by conftest.py's one rule when tshark is missing
 
 #: tshark's own notice when run as root; not the plugin's output
 ROOT_NOTICE = 'Running as user "root" and group "root". This could be dangerous.'
-
-UPDATE_GOLDEN = os.environ.get("OSFLOW_UPDATE_GOLDEN") == "1"
 
 
 def clean_env(home: Path) -> dict[str, str]:

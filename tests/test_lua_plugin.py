@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 
 from osflow import openstack, portmap
+from support import check_golden
+
 from osflow_wireshark import (
     ALL_CAPTURES,
     CAPTURES,
@@ -22,7 +24,6 @@ from osflow_wireshark import (
     LAB_ERRORS,
     PLUGIN,
     TSHARK,
-    UPDATE_GOLDEN,
     clean_env,
     fields,
     install_plugin_only,
@@ -48,18 +49,9 @@ def golden_rows(capture: Path, home: Path, *, plugin: bool = True, extra=None) -
     return "\t".join(GOLDEN_FIELDS) + "\n" + "".join("\t".join(r) + "\n" for r in rows)
 
 
-def check_golden(name: str, text: str) -> None:
-    path = GOLDEN_DIR / f"{name}.tsv"
-    if UPDATE_GOLDEN:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    assert path.exists(), f"{path} missing: run with OSFLOW_UPDATE_GOLDEN=1"
-    assert text == path.read_text(encoding="utf-8")
-
-
 @pytest.mark.parametrize("name", sorted(ALL_CAPTURES))
 def test_fields_match_golden(name, tmp_path):
-    check_golden(name, golden_rows(ALL_CAPTURES[name], tmp_path))
+    check_golden(f"lua/{name}.tsv", golden_rows(ALL_CAPTURES[name], tmp_path))
 
 
 @pytest.mark.parametrize("name", ["resource-class-list-cold", "resource-provider-create"])
