@@ -12,6 +12,8 @@ from typing import Optional
 
 import pytest
 
+from support import tshark as tshark_for_tests
+
 REPO = Path(__file__).resolve().parents[1]
 PLUGIN = REPO / "dissectors" / "osflow.lua"
 PROFILE = REPO / "profiles" / "OpenStack"
@@ -23,7 +25,7 @@ GOLDEN_DIR = REPO / "tests" / "golden" / "lua"
 CAPTURES = {p.parent.name: p for p in sorted(CAPTURES_DIR.glob("*/capture.pcapng"))}
 ALL_CAPTURES = dict(CAPTURES, **{"lab-errors": LAB_ERRORS})
 
-TSHARK = os.environ.get("OSFLOW_TSHARK") or shutil.which("tshark")
+TSHARK = tshark_for_tests()
 needs_tshark = pytest.mark.tshark  # skipped by conftest.py's one rule when tshark is missing
 
 #: tshark's own notice when run as root; not the plugin's output

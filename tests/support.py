@@ -23,7 +23,8 @@ sys.path.insert(0, str(ROOT / "postproc"))
 
 
 def tshark() -> str | None:
-    return shutil.which("tshark")
+    """The tshark the tests run: $OSFLOW_TSHARK, else the one on PATH (None: the tshark tests skip)."""
+    return os.environ.get("OSFLOW_TSHARK") or shutil.which("tshark")
 
 
 def case_dir(case: str) -> Path:
