@@ -217,3 +217,44 @@ def _tables_in(sql: str) -> tuple[str, ...]:
     for m in _TABLE_REF.finditer(sql):
         seen.setdefault(m.group(1), None)
     return tuple(seen)
+
+
+# --------------------------------------------------------------------------- RPC topics
+
+#: oslo.messaging topics -> the service that consumes them (a routing key, or a fanout exchange
+#: without its ``_fanout``, is matched on its first dot- or dash-separated words: ``compute.controller``
+#: is the ``compute`` topic on host ``controller``; ``neutron-vo-Network-1.1`` a neutron versioned-object push).
+#: Longest prefix first.  The Lua plugin holds the same map (tests/test_shared_truth.py).
+RPC_TOPICS: dict[str, str] = {
+    "conductor": "nova-conductor",
+    "scheduler": "nova-scheduler",
+    "compute": "nova-compute",
+    "consoleauth": "nova-consoleauth",
+    "q-plugin": "neutron-server",
+    "q-reports-plugin": "neutron-server",
+    "q-l3-plugin": "neutron-server",
+    "q-server-resource-versions": "neutron-server",
+    "neutron-vo": "neutron-agent",
+    "q-agent-notifier": "neutron-agent",
+    "dhcp_agent": "neutron-dhcp-agent",
+    "l3_agent": "neutron-l3-agent",
+    "cinder-volume": "cinder-volume",
+    "cinder-scheduler": "cinder-scheduler",
+    "cinder-backup": "cinder-backup",
+    "engine": "heat-engine",
+}
+
+
+def service_of_topic(topic: str) -> Optional[str]:
+    """The service that consumes an RPC topic (a routing key or a fanout exchange), or None.
+
+    >>> [service_of_topic(t) for t in ("conductor", "compute.controller", "scheduler_fanout",
+    ...                                 "neutron-vo-Network-1.1_fanout", "reply_ab12", "")]
+    ['nova-conductor', 'nova-compute', 'nova-scheduler', 'neutron-agent', None, None]
+    """
+    if topic.endswith("_fanout"):
+        topic = topic[: -len("_fanout")]
+    for prefix in sorted(RPC_TOPICS, key=len, reverse=True):
+        if topic == prefix or topic.startswith((prefix + ".", prefix + "-")):
+            return RPC_TOPICS[prefix]
+    return None
