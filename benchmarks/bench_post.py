@@ -1,24 +1,35 @@
 #!/usr/bin/env python3
 """How fast osflow-post is, next to the unavoidable cost of its input.
 
-Builds its inputs from the real captures in tests/fixtures/captures (in a
-temporary folder, or --workdir): the cold capture's PDML (~30 MB), a capture of
-50k+ frames (copies of the real ones shifted in time with editcap, merged with
-mergecap) and that capture's PDML (~1 GB).  Then runs each comparison --repeat
-times, side by side, and prints the medians, the ratios and the goals:
+Inputs (benchmarks/inputs.py builds and caches them in benchmarks/build/, or --workdir):
+the cold capture's PDML (1,005 frames, ~30 MB, one real capture as recorded), ``keystone``
+(copies of the four keystone/placement captures, 50k+ frames) and its PDML (~1 GB), and
+``compute`` (copies of the server-create capture: nova, glance, neutron, RPC over
+RabbitMQ, 50k+ frames).  Each copy has its own address (127.0.0.N), so tshark sees
+k copies as k times the connections, not as retransmissions; inputs.py checks that the
+pairs osflow-post finds grow k-fold and stops otherwise.  The copies no longer match the
+fixtures' ss/ps tables, so every run here is without tables (throughput, not naming).
+Then runs each comparison --repeat times, side by side, and prints the medians, the
+ratios and the goals:
 
 1. ``osflow-post < x.pdml`` (timeline) vs a bare ``lxml.etree.iterparse(tag="packet")``
    loop with ``clear()`` over the same file: at most 1.3x;
 2. ``tshark -T pdml | osflow-post`` vs ``tshark -T pdml | <bare loop>``: at most 1.25x;
 3. ``osflow-post -r x.pcapng`` vs ``tshark -r x.pcapng -T pdml > /dev/null``: at most 1x,
    and vs a pyshark FileCapture loop reading the HTTP/MySQL/memcached fields: at least 20x
-   faster on the 50k-frame capture (pyshark runs once: it takes minutes);
-4. peak RSS of osflow-post reading PDML on stdin, 30 MB and 1 GB: at most 150 MB each;
-5. ``osflow-post --help``: under 0.3 s.
+   faster on the keystone input (pyshark runs once: it takes minutes);
+4. peak RSS of osflow-post reading PDML on stdin, 30 MB and 1 GB: at most 150 MB each (and,
+   for information, of ``osflow-post -r`` on one copy and on all copies: that figure is the
+   larger of osflow-post and its tshark, whose own state grows with the capture);
+5. ``osflow-post --help``: under 0.3 s;
+6. ``osflow-post -r x.pcapng`` vs the tshark command it runs, alone, to /dev/null
+   (``osflow.source.tshark_fields_command``: the same fields, decode-as and frame
+   filter, taken from the package at run time): at most 1.15x.
 
-    python3 benchmarks/bench_post.py [--repeat 5] [--repeat-small 21] [--frames 50000] [--quick] [--workdir DIR]
+    python3 benchmarks/bench_post.py [--repeat 5] [--repeat-small 21] [--frames 50000] [--quick] [--only 1,6] [--workdir DIR]
 
-``--quick`` skips the 1 GB PDML and pyshark.  Run it on an otherwise idle machine.
+``--quick`` skips the 1 GB PDML and pyshark; ``--only`` runs only the goals listed.
+Run it on an otherwise idle machine.
 
 Each comparison runs each command once untimed (a warm-up), then the two alternately,
 ``--repeat`` rounds (``--repeat-small`` on the 1,000-frame capture, whose ~1 s runs vary
@@ -34,11 +45,9 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -46,14 +55,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 sys.path.insert(0, str(REPO / "postproc"))
 
-from bench_plugin import build_capture  # noqa: E402  (same 50k-frame capture as the plugin benchmark)
+import inputs  # noqa: E402  (the same inputs as the plugin benchmark)
+from osflow.source import tshark_fields_command, tshark_pdml_command  # noqa: E402  (what osflow-post -r runs)
 
 COLD = REPO / "tests/fixtures/captures/resource-class-list-cold/capture.pcapng"
-DECODE = ["-d", "tcp.port==5000,http", "-d", "tcp.port==8778,http"]
-ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-ENV["PYTHONPATH"] = str(REPO / "postproc")
+ENV = inputs.osflow_env()
 # what the osflow-post console script runs
-POST = [sys.executable, "-c", "import sys; from osflow.cli import post_main; sys.exit(post_main())"]
+POST = inputs.POST
 BARE = [sys.executable, "-c", (
     "import sys\n"
     "from lxml import etree\n"
@@ -80,14 +88,11 @@ PYSHARK = (
 
 
 def tshark() -> str:
-    path = shutil.which("tshark")
-    if not path:
-        sys.exit("tshark not found (apt-get install tshark)")
-    return path
+    return inputs.tool("tshark")
 
 
 def run(cmd, stdin=None, shell=False) -> tuple[float, int]:
-    """Wall seconds and peak RSS (KB) of one command (the RSS of its own process, not its children)."""
+    """Wall seconds and peak RSS (KB) of one command: the largest of its process and the children it waited for."""
     stdin_f = open(stdin, "rb") if stdin else subprocess.DEVNULL
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdin=stdin_f, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV,
@@ -124,7 +129,14 @@ def paired(ours, base, repeat, stdin=None, shell=False) -> tuple[float, float, l
 
 def pipeline(capture: Path, consumer: list[str]) -> str:
     q = lambda args: " ".join(shlex.quote(a) for a in args)
-    return f"{q([tshark(), '-r', str(capture), *DECODE, '-T', 'pdml'])} 2>/dev/null | {q(consumer)}"
+    return f"{q(tshark_pdml_command(str(capture), tshark()))} 2>/dev/null | {q(consumer)}"
+
+
+def tree_state() -> str:
+    """The commit measured, and the package's files changed in the working tree (shared with others)."""
+    git = lambda *a: subprocess.run(["git", "-C", str(REPO), *a], capture_output=True, text=True).stdout
+    changed = [line[3:] for line in git("status", "--porcelain", "--", "postproc").splitlines() if line[3:]]
+    return git("rev-parse", "--short", "HEAD").strip() + (f" + uncommitted {', '.join(changed)}" if changed else "")
 
 
 def main() -> int:
@@ -134,27 +146,27 @@ def main() -> int:
                     help="rounds on the 1,000-frame capture (~1 s each: run-to-run noise weighs more there)")
     ap.add_argument("--frames", type=int, default=50_000)
     ap.add_argument("--quick", action="store_true", help="skip the 1 GB PDML and pyshark")
-    ap.add_argument("--workdir", type=Path)
+    ap.add_argument("--only", default="1,2,3,4,5,6", help="the goals to measure, e.g. 6 or 1,3 (default all)")
+    ap.add_argument("--tolerance", type=float, default=0.0, help="relative difference allowed in the inputs' pairs check")
+    ap.add_argument("--workdir", type=Path, default=inputs.BUILD, help="where the built inputs are cached")
     args = ap.parse_args()
+    goals = set(args.only.split(","))
 
-    work = args.workdir or Path(tempfile.mkdtemp(prefix="osflow-bench-"))
+    work = args.workdir
     work.mkdir(parents=True, exist_ok=True)
-    print(f"inputs in {work}", file=sys.stderr)
-    cold_pdml = work / "cold.pdml"
-    if not cold_pdml.exists():
-        with open(cold_pdml, "wb") as f:
-            subprocess.run([tshark(), "-r", str(COLD), *DECODE, "-T", "pdml"], stdout=f, stderr=subprocess.DEVNULL,
-                           check=True)
-    big = work / "big.pcapng"
-    if not big.exists():
-        built = build_capture(work, args.frames, dict(os.environ))
-        if built != big:
-            built.rename(big)
-    big_pdml = work / "big.pdml"
-    if not args.quick and not big_pdml.exists():
-        with open(big_pdml, "wb") as f:
-            subprocess.run([tshark(), "-r", str(big), *DECODE, "-T", "pdml"], stdout=f, stderr=subprocess.DEVNULL,
-                           check=True)
+    print(f"osflow {tree_state()}; inputs in {work}", file=sys.stderr)
+    big_inputs = {}
+    for name in ("keystone", "compute"):
+        inp = inputs.build(name, args.frames, work)
+        inputs.check(inp, args.tolerance)  # stops here if the copies do not add up
+        big_inputs[name] = inp
+    keystone, compute = big_inputs["keystone"], big_inputs["compute"]
+    big = keystone.capture
+    cold_pdml = inputs.pdml(COLD, work / "cold.pdml")
+    big_pdml = work / keystone.folder.name / "capture.pdml"
+    if not args.quick and goals & {"1", "4"}:
+        print(f"PDML of {big} (cached) ...", file=sys.stderr)
+        inputs.pdml(big, big_pdml)
 
     # as pip leaves an installed package: byte-compiled (not compiled again by every run)
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "postproc" / "osflow")], env=ENV,
@@ -169,40 +181,58 @@ def main() -> int:
         spread = f"{min(rounds):.2f}–{max(rounds):.2f}×"
         rows.append((goal, what, f"{ours:.2f} s", f"{base:.2f} s", f"{ratio:.2f}×", spread, target,
                      "ok" if ok else "MISSED"))
+        print(" | ".join(map(str, rows[-1])), file=sys.stderr, flush=True)
+
+    def frames(inp):
+        return f"{inp.name}, {inp.frames // 1000}k frames"
 
     r = args.repeat
     small = args.repeat_small
-    mb = cold_pdml.stat().st_size / 1e6
-    compare("1", f"osflow-post < PDML ({mb:.0f} MB) vs bare iterparse", paired(POST, BARE, small, stdin=cold_pdml),
-            1.3)
-    if big_pdml.exists():
-        gb = big_pdml.stat().st_size / 1e9
-        compare("1", f"osflow-post < PDML ({gb:.1f} GB) vs bare iterparse", paired(POST, BARE, r, stdin=big_pdml), 1.3)
-    compare("2", "tshark -T pdml piped to osflow-post vs to bare (cold)",
-            paired(pipeline(COLD, POST), pipeline(COLD, BARE), small, shell=True), 1.25)
-    if not args.quick:
-        compare("2", f"tshark -T pdml piped to osflow-post vs to bare ({args.frames // 1000}k frames)",
-                paired(pipeline(big, POST), pipeline(big, BARE), r, shell=True), 1.25)
-    tshark_pdml = [tshark(), "-r", str(big), *DECODE, "-T", "pdml"]
-    measured = paired([*POST, "-r", str(big)], tshark_pdml, r)
-    ours_r = measured[0]
-    compare("3", f"osflow-post -r vs tshark -T pdml > /dev/null ({args.frames // 1000}k frames)", measured, 1.0)
-    if not args.quick:
-        pyshark_s, _ = run([sys.executable, "-c", PYSHARK, str(big)])
-        rows.append(("3", f"pyshark loop vs osflow-post -r ({args.frames // 1000}k frames)", f"{pyshark_s:.2f} s",
-                     f"{ours_r:.2f} s", f"{pyshark_s / ours_r:.1f}× faster", "", "≥ 20×",
-                     "ok" if pyshark_s / ours_r >= 20 else "MISSED"))
-
-    mem = []
-    for pdml in (cold_pdml, big_pdml):
-        if pdml.exists():
-            _, kb = run(POST, stdin=pdml)
-            mem.append((pdml.stat().st_size / 1e6, kb / 1024))
-    for size, rss in mem:
-        rows.append(("4", f"peak RSS, PDML of {size:,.0f} MB on stdin", f"{rss:.0f} MB", "", "", "", "≤ 150 MB",
-                     "ok" if rss <= 150 else "MISSED"))
-    help_s = median([*POST, "--help"], max(r, 5))
-    rows.append(("5", "osflow-post --help", f"{help_s:.2f} s", "", "", "", "< 0.3 s", "ok" if help_s < 0.3 else "MISSED"))
+    if "1" in goals:
+        mb = cold_pdml.stat().st_size / 1e6
+        compare("1", f"osflow-post < PDML ({mb:.0f} MB) vs bare iterparse",
+                paired(POST, BARE, small, stdin=cold_pdml), 1.3)
+        if not args.quick:
+            gb = big_pdml.stat().st_size / 1e9
+            compare("1", f"osflow-post < PDML ({gb:.1f} GB, {frames(keystone)}) vs bare iterparse",
+                    paired(POST, BARE, r, stdin=big_pdml), 1.3)
+    if "2" in goals:
+        compare("2", "tshark -T pdml piped to osflow-post vs to bare (cold)",
+                paired(pipeline(COLD, POST), pipeline(COLD, BARE), small, shell=True), 1.25)
+        if not args.quick:
+            compare("2", f"tshark -T pdml piped to osflow-post vs to bare ({frames(keystone)})",
+                    paired(pipeline(big, POST), pipeline(big, BARE), r, shell=True), 1.25)
+    ours_r = None
+    if "3" in goals:
+        for inp in (keystone, compute):
+            measured = paired([*POST, "-r", str(inp.capture)], tshark_pdml_command(str(inp.capture), tshark()), r)
+            ours_r = ours_r or measured[0]
+            compare("3", f"osflow-post -r vs tshark -T pdml > /dev/null ({frames(inp)})", measured, 1.0)
+        if not args.quick:
+            pyshark_s, _ = run([sys.executable, "-c", PYSHARK, str(big)])
+            rows.append(("3", f"pyshark loop vs osflow-post -r ({frames(keystone)})", f"{pyshark_s:.2f} s",
+                         f"{ours_r:.2f} s", f"{pyshark_s / ours_r:.1f}× faster", "", "≥ 20×",
+                         "ok" if pyshark_s / ours_r >= 20 else "MISSED"))
+    if "6" in goals:
+        for inp in (compute, keystone):
+            compare("6", f"osflow-post -r vs its tshark -T fields alone ({frames(inp)})",
+                    paired([*POST, "-r", str(inp.capture)], tshark_fields_command(str(inp.capture), tshark()), r),
+                    1.15)
+    if "4" in goals:
+        for pdml in (cold_pdml, big_pdml):
+            if pdml.exists():
+                kb = statistics.median(run(POST, stdin=pdml)[1] for _ in range(3 if pdml == cold_pdml else 1))
+                rows.append(("4", f"peak RSS, PDML of {pdml.stat().st_size / 1e6:,.0f} MB on stdin",
+                             f"{kb / 1024:.0f} MB", "", "", "", "≤ 150 MB", "ok" if kb <= 150 * 1024 else "MISSED"))
+        for inp in (keystone, compute):
+            for what, capture in (("1 copy", inp.one), (frames(inp), inp.capture)):
+                kb = run([*POST, "-r", str(capture)])[1]
+                rows.append(("4", f"peak RSS, osflow-post -r or its tshark ({inp.name}, {what})",
+                             f"{kb / 1024:.0f} MB", "", "", "", "(info)", ""))
+    if "5" in goals:
+        help_s = median([*POST, "--help"], max(r, 5))
+        rows.append(("5", "osflow-post --help", f"{help_s:.2f} s", "", "", "", "< 0.3 s",
+                     "ok" if help_s < 0.3 else "MISSED"))
 
     from tabulate import tabulate
 
@@ -210,9 +240,7 @@ def main() -> int:
                    tablefmt="github", disable_numparse=True))
     print(f"\nmedian seconds of {small} (cold capture) or {r} (50k frames, 1 GB) rounds, the two sides run "
           f"alternately; ratio = ratio of the medians; rounds = the lowest and highest ratio of a single round; "
-          f"python {sys.version.split()[0]}, {os.cpu_count()} cores")
-    if not args.workdir:
-        shutil.rmtree(work)
+          f"no ss/ps tables; osflow {tree_state()}; python {sys.version.split()[0]}, {os.cpu_count()} cores")
     return 0
 
 
