@@ -13,12 +13,13 @@ from support import case_dir, pdml_bytes
 
 from osflow import model, tables
 from osflow.decode import Decoder
+from osflow.pair import Pairing
 from osflow.pipeline import Tables, analyse
 from osflow.source import PdmlReader
 
 pytestmark = pytest.mark.tshark
 
-CASES = ("resource-class-list-cold", "token-issue")
+CASES = ("resource-class-list-cold", "token-issue", "captures-compute/server-create")
 SHARED = sorted(
     (c for c in vars(model).values() if isinstance(c, type) and issubclass(c, model._Fields)
      and c not in (model._Fields, model.Message)),  # Message: only a base, never made
@@ -46,7 +47,12 @@ def real_objects() -> dict[type, list]:
         ss, ps = d / "ss.txt", d / "ps.txt"
         packets = list(PdmlReader(io.BytesIO(pdml_bytes(case)), case))
         _walk(packets, found)
-        _walk(list(Decoder().decode(iter(packets))), found)
+        messages = list(Decoder().decode(iter(packets)))
+        _walk(messages, found)
+        pairing = Pairing()
+        pairing.feed(messages)
+        _walk(pairing.finish(), found)
+        _walk(list(pairing.rpc.connections().values()), found)
         _walk(tables.parse_ss(ss.read_text(), source=str(ss)).entries, found)
         _walk(tables.parse_ps(ps.read_text(), source=str(ps)).processes, found)
         flow = analyse(io.BytesIO(pdml_bytes(case)), case, Tables.load([str(ss)], [str(ps)])).flow

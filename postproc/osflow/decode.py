@@ -1,9 +1,14 @@
-"""Decode stage: Packet -> protocol Message (HTTP, MySQL, memcached, TCP close).
+"""Decode stage: Packet -> protocol Message (HTTP, MySQL, memcached, AMQP, TCP close).
 
 Everything comes from PDML fields, never from display strings.  A MySQL reply
 spreads over many PDUs (column count, column definitions, EOF, rows, EOF) and
 often over several frames: :class:`Decoder` keeps per-connection state and
-emits one :class:`~osflow.model.MysqlReply` when the reply is complete.
+emits one :class:`~osflow.model.MysqlReply` when the reply is complete.  An AMQP
+message is a method frame, a content header and body frames (several per TCP
+segment, or a body split over several frames): :class:`Decoder` joins them per
+connection, direction and channel and emits one :class:`~osflow.model.AmqpMessage`
+per Basic.Publish / Basic.Deliver, its oslo.messaging body read by :mod:`osflow.oslo`.
+Heartbeats, acks and the other AMQP methods are noise and make no message.
 """
 
 from __future__ import annotations
@@ -12,8 +17,11 @@ import json
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator, Optional
 
+from . import oslo
 from .model import (
     Address,
+    AmqpMessage,
+    AmqpOpen,
     Closed,
     HttpRequest,
     HttpResponse,
@@ -172,12 +180,31 @@ class _MysqlReplyState:
     end: float = 0.0
 
 
+#: AMQP methods (class, method) that carry a message: a content header and body follow.
+_AMQP_CONTENT = {(60, 40): "publish", (60, 50): "return", (60, 60): "deliver", (60, 71): "get-ok"}
+_AMQP_START_OK = (10, 11)
+
+
+@dataclass
+class _AmqpContent:
+    """An AMQP message being assembled from its method, header and body frames."""
+
+    method: str
+    exchange: str
+    routing_key: str
+    start: float
+    frames: list[int] = field(default_factory=list)
+    size: Optional[int] = None  # from the content header
+    body: bytearray = field(default_factory=bytearray)
+
+
 class Decoder:
-    """Turn packets into messages, keeping per-connection state for MySQL replies."""
+    """Turn packets into messages, keeping per-connection state for MySQL replies and AMQP messages."""
 
     def __init__(self) -> None:
         self._times: dict[int, float] = {}  # frame -> time of recent payload frames, for reassembled PDUs
         self._mysql: dict[tuple[int, Address], _MysqlReplyState] = {}
+        self._amqp: dict[tuple[int, Address, int], _AmqpContent] = {}
         self._closed: set[tuple[int, Address]] = set()
 
     def decode(self, packets: Iterable[Packet]) -> Iterator[Message]:
@@ -209,6 +236,10 @@ class Decoder:
                     yield m
             elif layer.name == "mysql":
                 m = self._mysql_layer(p, layer, frames, start)
+                if m is not None:
+                    yield m
+            elif layer.name == "amqp":
+                m = self._amqp_frame(p, layer, frames, start)
                 if m is not None:
                     yield m
         if p.fin or p.rst:
@@ -299,6 +330,57 @@ class Decoder:
             if v is not None:
                 return MemcacheReply(**common, is_request=False, result=v.strip())
         return None
+
+    # ----------------------------------------------------------------- AMQP
+
+    def _amqp_frame(self, p: Packet, layer: Layer, frames: tuple[int, ...], start: float) -> Optional[Message]:
+        """The message one AMQP frame completes (the last body frame of a publish or deliver), or None."""
+        kind = layer.get("amqp.type")
+        key = (p.stream, p.src, _int(layer.get("amqp.channel"), 0) or 0)
+        if kind == "1":
+            method = (_int(layer.get("amqp.method.class"), 0), _int(layer.get("amqp.method.method"), 0))
+            self._amqp.pop(key, None)  # a method frame ends any content still open on its channel
+            name = _AMQP_CONTENT.get(method)  # type: ignore[arg-type]
+            if name is not None:
+                self._amqp[key] = _AmqpContent(
+                    name, layer.get("amqp.method.arguments.exchange") or "",
+                    layer.get("amqp.method.arguments.routing_key") or "", start, list(frames),
+                )  # fmt: skip
+            elif method == _AMQP_START_OK and (layer.has("amqp.connection_name") or layer.has("amqp.product")):
+                return AmqpOpen(protocol="amqp", stream=p.stream, src=p.src, dst=p.dst, start=start, end=p.time,
+                                frames=frames, is_request=True, connection_name=layer.get("amqp.connection_name"),
+                                product=layer.get("amqp.product"))
+            return None
+        st = self._amqp.get(key)
+        if st is None:  # a heartbeat, or content whose method frame is not in the capture
+            return None
+        for f in frames:
+            if f not in st.frames:
+                st.frames.append(f)
+        if kind == "2":
+            st.size = _int(layer.get("amqp.header.body-size"), 0) or 0
+        elif kind == "3":
+            try:
+                st.body += bytes.fromhex(layer.get("amqp.payload") or "")
+            except ValueError:
+                pass
+        else:
+            return None
+        if st.size is None or len(st.body) < st.size:
+            return None
+        del self._amqp[key]
+        return self._amqp_message(p, st)
+
+    @staticmethod
+    def _amqp_message(p: Packet, st: _AmqpContent) -> AmqpMessage:
+        body = bytes(st.body)
+        message, compression, why = oslo.read_body(body) if body else (None, None, "empty body")
+        return AmqpMessage(
+            protocol="amqp", stream=p.stream, src=p.src, dst=p.dst, start=st.start, end=p.time,
+            frames=tuple(st.frames), is_request=st.method == "publish", method=st.method,
+            exchange=st.exchange, routing_key=st.routing_key, body_size=st.size or 0, oslo=message,
+            compression=compression, undecoded=why,
+        )  # fmt: skip
 
     # ----------------------------------------------------------------- MySQL
 

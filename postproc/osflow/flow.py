@@ -6,7 +6,9 @@ their connections (:mod:`osflow.join`) and builds the :class:`~osflow.model.Flow
 * tokens numbered T1, T2, … in order of appearance (:mod:`osflow.tokens`);
 * each pair's words, secrets hidden (:mod:`osflow.prose`);
 * each pair's parent: the innermost pair whose server is this pair's client and
-  whose time span contains it;
+  whose time span contains it (an RPC's span is the time its callee handled it:
+  from the delivery to the reply for a call; for a cast, to the callee's last
+  RPC or HTTP request carrying the cast's request id);
 * the steps the renderers draw: runs of similar childless siblings (DB queries,
   cache commands) collapse into one step with a summary and a result.
 """
@@ -19,6 +21,7 @@ from typing import Optional
 from . import tokens as tok
 from .decode import header
 from .model import (
+    AmqpMessage,
     ConnectionNames,
     Exchange,
     Flow,
@@ -29,6 +32,8 @@ from .model import (
     MysqlLogin,
     MysqlReply,
     Pair,
+    Participant,
+    RpcExchange,
     Step,
 )
 from .openstack import TOKEN_HEADERS, tables_in
@@ -79,20 +84,22 @@ def build_flow(
     for _, which, ex in sorted(events, key=lambda e: (e[0], e[1])):
         _register_tokens(registry, ex, which)
 
+    ends = [participants(ex, names) for ex in exchanges]
+    served = _served_spans(exchanges, ends)
     pairs: list[Pair] = []
     by_server: dict[str, list[int]] = defaultdict(list)  # label -> indexes of pairs served
     for i, ex in enumerate(exchanges):
-        cn = names[ex.stream]
+        client, server = ends[i]
         text = prose.text(ex)
-        parent = _parent(pairs, by_server.get(cn.client.label, ()), ex)
+        parent = _parent(pairs, served, by_server.get(client.label, ()), ex)
         depth = 0 if parent is None else pairs[parent - 1].depth + 1
         pairs.append(
             Pair(
                 id=i + 1,
                 parent=parent,
                 exchange=ex,
-                client=cn.client,
-                server=cn.server,
+                client=client,
+                server=server,
                 request=text.request,
                 response=text.response,
                 message=text.message,
@@ -103,7 +110,7 @@ def build_flow(
                 depth=depth,
             )
         )
-        by_server[cn.server.label].append(i)
+        by_server[server.label].append(i)
     steps = _steps(pairs, group)
     if origin is None:
         origin = min((ex.start for ex in exchanges), default=0.0)
@@ -121,9 +128,55 @@ def build_flow(
     )
 
 
+def participants(ex: Exchange, names: dict[int, ConnectionNames]) -> tuple[Participant, Participant]:
+    """(client, server) of an exchange: its connection's two ends, or for an RPC the caller's
+    and the callee's ends of their connections to the broker (the broker when nobody took it)."""
+    cn = names[ex.stream]
+    if isinstance(ex, RpcExchange) and ex.server_stream is not None and ex.server_stream in names:
+        return cn.client, names[ex.server_stream].client
+    return cn.client, cn.server
+
+
+def _served_spans(exchanges: list[Exchange], ends: list[tuple[Participant, Participant]]) -> list[tuple[float, float]]:
+    """When each pair's server worked on it: the exchange's span, or an RPC's handling span.
+
+    A cast's handling ends with the callee's last RPC or HTTP request that carries the
+    cast's request id (its last child), at the earliest when it was delivered.
+    """
+    spans = []
+    last: dict[tuple[str, str], float] = {}  # (client label, request id) -> latest end of what it sent
+    for ex, (client, _) in zip(exchanges, ends):
+        for rid in _request_ids(ex):
+            key = (client.label, rid)
+            last[key] = max(last.get(key, 0.0), ex.end)
+    for ex, (_, server) in zip(exchanges, ends):
+        if not isinstance(ex, RpcExchange):
+            spans.append((ex.start, ex.end))
+            continue
+        start, end = ex.served
+        rid = ex.oslo.request_id
+        if ex.kind != "call" and ex.delivery is not None and rid:
+            end = max(end, last.get((server.label, rid), end))
+        spans.append((start, end))
+    return spans
+
+
+def _request_ids(ex: Exchange) -> tuple[str, ...]:
+    """The request ids an exchange carries: an RPC's context, an HTTP request's X-OpenStack-Request-ID."""
+    if isinstance(ex, RpcExchange):
+        return tuple(r for r in (ex.oslo.request_id, ex.oslo.global_request_id) if r)
+    if isinstance(ex.request, HttpRequest):
+        v = header(ex.request.headers, "X-OpenStack-Request-ID")
+        return tuple(x.strip() for x in v.split(",")) if v else ()
+    return ()
+
+
 def _register_tokens(reg: tok.TokenRegistry, ex: Exchange, which: int) -> None:
     msg = ex.request if which == 0 else ex.response
-    if isinstance(msg, HttpRequest):
+    if isinstance(msg, AmqpMessage):
+        if msg.oslo is not None and msg.oslo.token:
+            reg.see_token(msg.oslo.token)
+    elif isinstance(msg, HttpRequest):
         for name in TOKEN_HEADERS:
             v = header(msg.headers, name)
             if v:
@@ -137,13 +190,17 @@ def _register_tokens(reg: tok.TokenRegistry, ex: Exchange, which: int) -> None:
             reg.see_cache_key(k)
 
 
-def _parent(pairs: list[Pair], candidates, ex: Exchange) -> Optional[int]:
-    """The innermost (latest-starting) pair served to this client that contains ``ex``."""
+def _parent(pairs: list[Pair], served: list[tuple[float, float]], candidates, ex: Exchange) -> Optional[int]:
+    """The innermost (latest-starting) pair served to this client whose serving span contains ``ex``
+    (a cast from the moment it was published, a call until its reply came back)."""
     start, end = ex.start, ex.end
+    if isinstance(ex, RpcExchange) and ex.kind != "call":
+        end = ex.request.end
     n = 0
     for idx in reversed(candidates):
         cand = pairs[idx]
-        if cand.exchange.start <= start and cand.exchange.end >= end:
+        s, e = served[idx]
+        if s <= start and e >= end:
             return cand.id
         n += 1
         if n > 5000:

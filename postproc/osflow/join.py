@@ -7,8 +7,10 @@ Evidence, strongest first:
 2. the process name in ``ss``'s ``users:(("openstack",pid=...))`` when the pid is
    in no process table (short-lived clients such as the ``openstack`` CLI);
 3. protocol evidence: MySQL login user/schema, ``mysql.field.db``, the
-   User-Agent, the request the client service is serving at that moment, the
-   tables a query touches;
+   User-Agent, the request the client service is serving at that moment (an
+   HTTP request it answers, an RPC delivered to it), the tables a query touches;
+   for a connection to the broker, the ``connection_name`` of its Connection.Start-Ok,
+   the topics delivered to it, and the connection that gets the replies to its calls;
 4. the port map (servers only; ``--service PORT=NAME`` overrides it).
 
 Apache's listening sockets belong to ``apache2`` workers, which say nothing about
@@ -26,6 +28,7 @@ from typing import Iterable, Optional
 from . import portmap
 from .model import (
     Address,
+    AmqpConnection,
     ConnectionNames,
     Exchange,
     HttpRequest,
@@ -33,8 +36,17 @@ from .model import (
     MysqlLogin,
     MysqlReply,
     Participant,
+    RpcExchange,
 )
-from .openstack import SERVICE_TABLES, service_of_command, service_of_user_agent, tables_in
+from .openstack import (
+    SERVICE_TABLES,
+    component_database,
+    service_of_command,
+    service_of_topic,
+    service_of_user_agent,
+    shared_schema,
+    tables_in,
+)
 
 @dataclass
 class _Conn:
@@ -98,12 +110,28 @@ class Joiner:
 
     # ------------------------------------------------------------------ main
 
-    def join(self, exchanges: Iterable[Exchange]) -> dict[int, ConnectionNames]:
+    def join(
+        self, exchanges: Iterable[Exchange], amqp: Optional[dict[int, AmqpConnection]] = None
+    ) -> dict[int, ConnectionNames]:
+        """Names for every connection; ``amqp``: the connections to the broker (:meth:`RpcPairing.connections`)."""
         conns: dict[int, _Conn] = {}
+        rpcs: list[RpcExchange] = []
         for ex in exchanges:
+            if isinstance(ex, RpcExchange):
+                rpcs.append(ex)
+                continue
             c = conns.get(ex.stream)
             if c is None:
                 c = conns[ex.stream] = _Conn(ex.stream, ex.client, ex.server, ex.protocol, ex.start, [])
+            c.exchanges.append(ex)
+        amqp = amqp or {}
+        for s, link in amqp.items():
+            if s not in conns:
+                conns[s] = _Conn(s, link.client, link.broker, "amqp", link.start, [])
+        for ex in rpcs:
+            c = conns.get(ex.stream)
+            if c is None:
+                c = conns[ex.stream] = _Conn(ex.stream, ex.client, ex.request.dst, "amqp", ex.start, [])
             c.exchanges.append(ex)
 
         servers: dict[int, Optional[Named]] = {}
@@ -118,6 +146,16 @@ class Joiner:
             servers[s] = named
             server_notes[s] = note
 
+        clients: dict[int, Optional[Named]] = {}
+        client_notes: dict[int, Optional[str]] = {}
+        for s, c in conns.items():
+            named, note = self._from_tables(c.client, c.server, c.start)
+            if named is None and c.protocol == "amqp" and s in amqp:
+                named = _from_broker_traffic(amqp[s])
+            clients[s] = named
+            client_notes[s] = note
+        _follow_replies(amqp, clients)
+
         # spans of requests each service was serving, for "serving at that moment"
         serving = _Serving()
         for s, c in conns.items():
@@ -126,16 +164,16 @@ class Joiner:
                 continue
             for ex in c.exchanges:
                 serving.add(ex.start, ex.end, srv.key, ex)
+        for start, end, s, ex in _rpc_spans(rpcs):
+            callee = clients.get(s)
+            if callee is not None:
+                serving.add(start, end, callee.key, ex)
         serving.freeze()
 
-        clients: dict[int, Optional[Named]] = {}
-        client_notes: dict[int, Optional[str]] = {}
         for s, c in conns.items():
-            named, note = self._from_tables(c.client, c.server, c.start)
-            if named is None:
-                named = self._from_protocol(c, servers[s], serving)
-            clients[s] = named
-            client_notes[s] = note
+            if clients[s] is None:
+                clients[s] = self._from_protocol(c, servers[s], serving)
+        _follow_replies(amqp, clients)
 
         out: dict[int, ConnectionNames] = {}
         for s, c in conns.items():
@@ -161,7 +199,7 @@ class Joiner:
             return self._participant(srv, c.server, note)
         db, why = _database(c)
         if db is None and cli is not None:
-            db = portmap.database_of(cli.key) or cli.key
+            db = portmap.database_of(cli.key) or component_database(cli.key) or cli.key
             why = f"database of its client {cli.key}"
         if db is None:
             return Participant("MySQL", "mysql", srv.evidence + "; database unknown", srv.pid, srv.source)
@@ -186,7 +224,8 @@ class Joiner:
                 for db in ex.response.schemas:
                     svc = portmap.service_for_database(db)
                     if svc:
-                        votes[svc.key] += 3
+                        # a schema several services use (nova's) is weak evidence for any one of them
+                        votes[svc.key] += 1 if shared_schema(db) else 3
                         why.setdefault(svc.key, f"result metadata names schema {db}")
             if isinstance(req, MysqlCommand):
                 for table in tables_in(req.text):
@@ -194,17 +233,76 @@ class Joiner:
                         if table in tables:
                             votes[key] += 1
                             why.setdefault(key, f"queries touch table {table}")
-            outer = serving.innermost(ex.start, ex.end, exclude=srv.key if srv else None)
+            outer = serving.innermost(ex.start, ex.end if not isinstance(ex, RpcExchange) else ex.request.end,
+                                      exclude=srv.key if srv else None)
             if outer is not None:
                 key, outer_ex = outer
                 votes[key] += 2
                 req_o = outer_ex.request
-                what = f"{req_o.method} {req_o.uri.split('?')[0]}" if isinstance(req_o, HttpRequest) else "a request"
+                if isinstance(outer_ex, RpcExchange):
+                    what = f"the RPC {outer_ex.kind} {outer_ex.oslo.method}"
+                elif isinstance(req_o, HttpRequest):
+                    what = f"{req_o.method} {req_o.uri.split('?')[0]}"
+                else:
+                    what = "a request"
                 why.setdefault(key, f"{key} was serving {what} at that moment")
         if not votes:
             return None
         key, _ = sorted(votes.items(), key=lambda kv: (-kv[1], kv[0]))[0]
         return Named(key, why[key], "protocol")
+
+
+def _from_broker_traffic(link: AmqpConnection) -> Optional[Named]:
+    """The owner of a connection to the broker from what it said and what was delivered to it."""
+    if link.connection_name:
+        program = link.connection_name.split(":")[0]
+        key, _ = service_of_command(program)
+        if key:
+            return Named(key, f"AMQP connection_name '{link.connection_name[:60]}'", "protocol")
+    for topic in link.consumes:
+        key = service_of_topic(topic)
+        if key:
+            return Named(key, f"consumes the RPC topic {topic}", "protocol")
+    return None
+
+
+def _follow_replies(amqp: dict[int, AmqpConnection], clients: dict[int, Optional[Named]]) -> None:
+    """A caller's publish connection and the one its replies come back on have one owner."""
+    by_queue: dict[str, list[int]] = {}
+    for s, link in amqp.items():
+        for q in link.calls_for + link.reply_queues:
+            by_queue.setdefault(q, []).append(s)
+    for q, streams in by_queue.items():
+        known = [clients[s] for s in streams if clients.get(s) is not None]
+        if not known:
+            continue
+        owner = known[0]
+        for s in streams:
+            if clients.get(s) is None:
+                clients[s] = Named(owner.key, f"its RPC replies queue {q} is {owner.key}'s ({owner.evidence})",
+                                   "protocol", owner.pid)
+
+
+def _rpc_spans(rpcs: list[RpcExchange]) -> list[tuple[float, float, int, RpcExchange]]:
+    """(start, end, callee's stream, exchange) of the time each callee handled an RPC.
+
+    A call is handled until its reply; a cast until the last RPC published later with its
+    request id (what the callee's work caused), at least its delivery.
+    """
+    last: dict[str, float] = {}
+    for ex in rpcs:
+        rid = ex.oslo.request_id
+        if rid:
+            last[rid] = max(last.get(rid, 0.0), ex.start)
+    out = []
+    for ex in rpcs:
+        if ex.server_stream is None:
+            continue
+        start, end = ex.served
+        if ex.kind != "call" and ex.oslo.request_id:
+            end = max(end, last.get(ex.oslo.request_id, end))
+        out.append((start, end, ex.server_stream, ex))
+    return out
 
 
 def _service_for_db_login(user: str, schema: Optional[str]) -> Optional[str]:

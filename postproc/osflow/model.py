@@ -2,7 +2,8 @@
 
     source.py     PDML / pcap            -> Packet
     decode.py     Packet                 -> Message (HttpRequest, MysqlReply, ...)
-    pair.py       Message                -> Exchange (request + response on one connection)
+    pair.py       Message                -> Exchange (request + response on one connection; an RPC
+                                            call or cast across the broker: RpcExchange)
     tables.py     ss / ps text           -> SocketEntry, Process
     join.py       Exchange + tables      -> Participant for every connection end
     flow.py       Exchange + Participant -> Flow (pairs with parents, groups, tokens; words from prose.py)
@@ -16,8 +17,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Literal, Optional
 
-#: The protocol of a message or pair (``tcp``: a FIN/RST that answers a MySQL quit).
-Protocol = Literal["http", "mysql", "memcache", "tcp"]
+#: The protocol of a message or pair (``tcp``: a FIN/RST that answers a MySQL quit; ``amqp``: one
+#: message on one connection to the broker; ``rpc``: an oslo.messaging call or cast across it).
+Protocol = Literal["http", "mysql", "memcache", "amqp", "rpc", "tcp"]
+#: How an RPC travels: a call waits for a reply, a cast does not, a fanout is a cast to every consumer.
+RpcKind = Literal["call", "cast", "fanout"]
 #: What a MySQL server answered to one command.
 ReplyKind = Literal["ok", "error", "rows", "eof", "auth_switch"]
 #: Where a participant's name came from, strongest first.
@@ -236,6 +240,59 @@ class MemcacheReply(Message):
 
 
 @dataclass(frozen=True, kw_only=True, eq=False, repr=False)
+class OsloMessage(_Fields):
+    """What an oslo.messaging body says (the JSON inside the ``oslo.message`` envelope).
+
+    A request has a ``method``; a reply has ``is_reply`` and ``result`` or ``failure``.
+    ``token`` is the user's token (``_context_auth_token``): kept only to fingerprint it.
+    """
+
+    method: Optional[str] = None
+    namespace: Optional[str] = None
+    version: Optional[str] = None
+    object_method: Optional[str] = None  # nova's object RPC: "Instance.save"
+    msg_id: Optional[str] = None  # a call's id, and its reply's
+    reply_q: Optional[str] = None  # the queue a call's reply goes to (reply_<hex>)
+    unique_id: Optional[str] = None  # ties a publish to its deliveries
+    request_id: Optional[str] = None  # _context_request_id (req-...)
+    global_request_id: Optional[str] = None
+    user: Optional[str] = None  # _context_user_name
+    project: Optional[str] = None  # _context_project_name
+    token: Optional[str] = field(default=None, repr=False)  # _context_auth_token: a secret
+    is_reply: bool = False
+    ending: bool = True  # False: a keep-alive reply, the call is still running
+    result: Optional[str] = None  # a reply's result, described briefly ("[[Selection]]")
+    failure: Optional[str] = None  # a reply's exception class ("NoValidHost")
+    failure_message: Optional[str] = None
+
+
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
+class AmqpMessage(Message):
+    """One AMQP 0-9-1 message on one connection: a Basic.Publish to the broker or a Basic.Deliver from it.
+
+    ``oslo`` is what its body says when it is an oslo.messaging message; ``undecoded``
+    says why it is not read otherwise ("compressed body (zlib)", "not JSON", ...).
+    """
+
+    method: str  # publish | deliver | return | get-ok
+    channel: int = 0
+    exchange: str = ""
+    routing_key: str = ""
+    body_size: int = 0
+    oslo: Optional[OsloMessage] = None
+    compression: Optional[str] = None  # zlib | gzip | bz2 | lzma, when the body was compressed
+    undecoded: Optional[str] = None
+
+
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
+class AmqpOpen(Message):
+    """A client's Connection.Start-Ok: the process it names (never the password it carries)."""
+
+    connection_name: Optional[str] = None  # oslo.messaging's "<program>:<pid>:<uuid>"
+    product: Optional[str] = None
+
+
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class Closed(Message):
     """The first FIN or RST a side sent on a connection."""
 
@@ -269,6 +326,67 @@ class Exchange(_Fields):
         if self.response is None:
             return self.request.frames
         return self.request.frames + self.response.frames
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class RpcExchange(Exchange):
+    """One RPC across the broker: the caller's publish (``request``), its delivery to one callee,
+    and for a call the callee's reply publish (``response``) and its delivery back to the caller.
+
+    ``stream``/``client``: the caller's connection to the broker and its end of it;
+    ``server_stream``/``server``: the callee's (the broker's own end when nobody took it).
+    A fanout delivered to N consumers is N RpcExchanges sharing one publish.
+    """
+
+    kind: RpcKind = "cast"
+    broker: Optional[Address] = None
+    server_stream: Optional[int] = None  # None when no consumer took the message
+    delivery: Optional[AmqpMessage] = None
+    reply_delivery: Optional[AmqpMessage] = None
+    delivered: int = 0  # consumers the publish reached
+    keepalives: int = 0  # keep-alive replies (ending false) before the last one
+
+    @property
+    def oslo(self) -> OsloMessage:
+        return self.request.oslo or OsloMessage()  # type: ignore[attr-defined]
+
+    @property
+    def end(self) -> float:
+        for m in (self.reply_delivery, self.response, self.delivery):
+            if m is not None:
+                return m.end
+        return self.request.end
+
+    @property
+    def served(self) -> tuple[float, float]:
+        """When the callee handled it: from the delivery to the reply it published (a call),
+        or the delivery itself (a cast: :mod:`osflow.flow` extends it to its last child)."""
+        if self.delivery is None:
+            return self.request.start, self.request.end
+        end = self.response.end if self.response is not None else self.delivery.end
+        return self.delivery.start, end
+
+    @property
+    def frames(self) -> tuple[int, ...]:
+        out: tuple[int, ...] = ()
+        for m in (self.request, self.delivery, self.response, self.reply_delivery):
+            if m is not None:
+                out += m.frames
+        return out
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class AmqpConnection(_Fields):
+    """A connection to the broker, with what its traffic says about its owner (for the join)."""
+
+    stream: int
+    client: Address
+    broker: Address
+    start: float
+    connection_name: Optional[str] = None
+    consumes: tuple[str, ...] = ()  # topics (routing keys, fanout exchanges) delivered to it
+    reply_queues: tuple[str, ...] = ()  # reply queues delivered to it (its owner made those calls)
+    calls_for: tuple[str, ...] = ()  # reply queues named by the calls it published
 
 
 # --------------------------------------------------------------------------- tables

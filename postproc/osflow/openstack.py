@@ -258,3 +258,31 @@ def service_of_topic(topic: str) -> Optional[str]:
         if topic == prefix or topic.startswith((prefix + ".", prefix + "-")):
             return RPC_TOPICS[prefix]
     return None
+
+
+# --------------------------------------------------------------------------- databases
+
+#: The schema a component without a port of its own uses (a DB end named after its client says
+#: ``nova DB``, not ``nova-conductor DB``).
+COMPONENT_DATABASES: dict[str, str] = {
+    "nova-conductor": "nova",
+    "nova-scheduler": "nova",
+    "nova-compute": "nova",
+    "nova-novncproxy": "nova",
+    "cinder-volume": "cinder",
+    "cinder-scheduler": "cinder",
+    "cinder-backup": "cinder",
+    "heat-engine": "heat",
+}
+#: Schemas several services use: naming a client from one of them alone is a guess.
+SHARED_SCHEMAS = frozenset({"nova", "nova_cell0", "nova_cell1", "cinder", "heat"})
+
+
+def component_database(key: str) -> Optional[str]:
+    """The schema of a component service: ``component_database("nova-conductor") == "nova"``."""
+    return COMPONENT_DATABASES.get(key)
+
+
+def shared_schema(schema: str) -> bool:
+    """Is this schema one several services use (``nova``, ``nova_cell0``, ...)?"""
+    return schema in SHARED_SCHEMAS

@@ -132,10 +132,17 @@ def analyse(
         warnings.append(
             f"{pairing.orphans} response(s) whose request is not in the capture (it started mid-conversation)"
         )
+    if pairing.rpc.orphans:
+        warnings.append(
+            f"{pairing.rpc.orphans} RPC deliveries or replies whose publish or call is not in the capture"
+        )
+    for why, n in sorted(pairing.rpc.undecoded.items()):
+        warnings.append(f"{n} AMQP message(s) not read: {why}")
     if reader.count == 0 and reader.partial is None:
         warnings.append(f"{name}: the PDML holds no TCP packet")
     joiner = Joiner(tables.sockets, tables.processes, overrides)
-    names = joiner.join(exchanges)
+    amqp = pairing.rpc.connections()
+    names = joiner.join(exchanges, amqp)
     if tables.sockets is not None and names and not any(
         n.client.source in ("table", "ss-comm") or n.server.source in ("table", "ss-comm") for n in names.values()
     ):
@@ -145,7 +152,7 @@ def analyse(
         )
     without = None
     if explain and tables.sockets is not None:
-        without = Joiner(None, None, overrides).join(exchanges)
+        without = Joiner(None, None, overrides).join(exchanges, amqp)
     flow = build_flow(
         exchanges,
         names,

@@ -28,6 +28,7 @@ from .model import (
     MysqlCommand,
     MysqlLogin,
     MysqlReply,
+    RpcExchange,
     Token,
     TokenInfo,
 )
@@ -54,6 +55,8 @@ class Prose:
 
     def text(self, ex: Exchange) -> PairText:
         req = ex.request
+        if isinstance(ex, RpcExchange):
+            return self._rpc(ex)
         if isinstance(req, HttpRequest):
             return self._http(req, ex.response)
         if isinstance(req, MemcacheCommand):
@@ -149,6 +152,44 @@ class Prose:
             " ".join([req.command, *plains]), response, " ".join([req.command, *richs]), response or "",
             _unique(ids), notes,
         )  # fmt: skip
+
+
+    def _rpc(self, ex: RpcExchange) -> PairText:
+        o = ex.oslo
+        plain = f"{ex.kind} {o.method or '?'}" + (f" ({o.object_method})" if o.object_method else "")
+        ids: list[str] = []
+        rich = plain
+        if o.token:
+            t = self.reg.see_token(o.token)
+            ids.append(t.id)
+            rich += f" [{self._shown(t, o.token)}]"
+        notes: list[str] = []
+        if ex.request.compression:  # type: ignore[attr-defined]
+            notes.append(f"compressed body ({ex.request.compression})")  # type: ignore[attr-defined]
+        if ex.request.oslo is None:  # type: ignore[attr-defined]
+            plain = rich = f"{ex.kind} ({ex.request.undecoded or 'body not read'})"  # type: ignore[attr-defined]
+        if o.request_id:
+            notes.append(f"request {o.request_id}")
+        if ex.delivery is None:
+            notes.append("delivered to no consumer")
+        response: Optional[str]
+        if ex.kind != "call":
+            response = ""
+        elif ex.response is None:
+            response = None
+        else:
+            r = ex.response.oslo  # type: ignore[attr-defined]
+            if r is None:
+                response = f"reply ({ex.response.undecoded or 'body not read'})"  # type: ignore[attr-defined]
+            elif r.failure:
+                response = f"failure {r.failure}"
+                if r.failure_message:
+                    notes.append(f"{r.failure}: {r.failure_message}")
+            else:
+                response = f"result {r.result}"
+            if ex.keepalives:
+                notes.append(f"{ex.keepalives} keep-alive replies before it")
+        return PairText(plain, response, rich, response or "", _unique(ids), tuple(notes))
 
 
 def _unique(items: list[str]) -> tuple[str, ...]:

@@ -22,7 +22,7 @@ from .model import Address, Layer, Packet
 from .wireshark import find_tool
 
 #: Application protocols osflow decodes (PDML ``<proto name=...>``).
-APP_PROTOCOLS = ("http", "mysql", "memcache")
+APP_PROTOCOLS = ("http", "mysql", "memcache", "amqp")
 
 # Fields kept per protocol.  HTTP: an explicit list (the JSON tree is skipped,
 # http.file_data carries the body).  MySQL: every mysql.* field but the bit
@@ -35,6 +35,15 @@ HTTP_FIELDS = (
 _HTTP_FIELDS = frozenset(HTTP_FIELDS)
 #: The memcached fields the tshark-fields path asks for (the PDML path keeps every memcache.* but the value).
 MEMCACHE_FIELDS = ("memcache.command", "memcache.key", "memcache.response", "memcache.value.length")
+#: The AMQP 0-9-1 fields osflow reads, one ``<proto name="amqp">`` per AMQP frame (method, content
+#: header, body, heartbeat); the body (``amqp.payload``) is kept as hex, the rest as shown.
+AMQP_FIELDS = (
+    "amqp.type", "amqp.channel", "amqp.method.class", "amqp.method.method", "amqp.method.arguments.exchange",
+    "amqp.method.arguments.routing_key", "amqp.header.body-size", "amqp.payload",
+)
+_AMQP_FIELDS = frozenset(AMQP_FIELDS)
+#: The AMQP subtrees that hold fields osflow reads (the rest, e.g. the JSON tree of a body, is skipped).
+_AMQP_TREES = frozenset({"amqp.method.arguments", "amqp.method.arguments.client_properties"})
 _MYSQL_SKIP = ("mysql.caps", "mysql.extcaps", "mysql.stat", "mysql.field.flags", "mysql.connattrs", "mysql.salt",
                "mysql.passwd", "mysql.unused")
 _MEMCACHE_SKIP = frozenset({"memcache.value"})
@@ -268,6 +277,8 @@ def _packet(elem: etree._Element, streams: dict, find: _Finder, addresses: _Addr
             layers.append(Layer("mysql", _mysql_fields(proto)))
         elif pname == "memcache":
             layers.append(Layer("memcache", _fields(proto, lambda n: n.startswith("memcache.") and n not in _MEMCACHE_SKIP)))
+        elif pname == "amqp":
+            layers.append(Layer("amqp", _amqp_fields(proto)))
     if src_host is None or sport is None or dport is None or dst_host is None:
         return None
     try:
@@ -312,6 +323,31 @@ def _fields(proto: etree._Element, keep) -> tuple[tuple[str, str], ...]:
         n = f.get("name")
         if n and keep(n):
             out.append((n, f.get("show") or ""))
+    return tuple(out)
+
+
+def _amqp_fields(proto: etree._Element) -> tuple[tuple[str, str], ...]:
+    """The fields of one AMQP frame: :data:`AMQP_FIELDS` (the body as hex) and, in a
+    Connection.Start-Ok, the client's ``connection_name`` (``amqp.connection_name``).
+
+    Never the Start-Ok's ``response``: it holds the broker password.
+    """
+    out = []
+    for f in proto:
+        n = f.get("name")
+        if n in _AMQP_FIELDS:
+            out.append((n, (f.get("value") or "") if n == "amqp.payload" else (f.get("show") or "")))
+        elif n in _AMQP_TREES:
+            for g in f:
+                m = g.get("name")
+                if m in _AMQP_FIELDS:
+                    out.append((m, g.get("show") or ""))
+                elif m == "amqp.method.arguments.client_properties":
+                    for h in g:
+                        label = h.get("showname") or ""
+                        if h.get("name") == "amqp.field" and label.startswith(("connection_name: ", "product: ")):
+                            key, _, value = label.partition(": ")
+                            out.append((f"amqp.{key}", value))
     return tuple(out)
 
 
@@ -423,6 +459,7 @@ FIELDS = (
     "mysql.query", "mysql.num_fields", "mysql.field.catalog", "mysql.field.db", "mysql.field.org_table",
     "mysql.eof", "mysql.affected_rows", "mysql.error_code", "mysql.error.message",
     *MEMCACHE_FIELDS,
+    *AMQP_FIELDS,
 )
 _IDX = {name: i for i, name in enumerate(FIELDS)}
 AGGREGATOR = "\x1f"
@@ -492,6 +529,8 @@ class FieldsReader(_Reader):
             layers += self._mysql(c)
         if c[_IDX["memcache.command"]] or c[_IDX["memcache.key"]] or c[_IDX["memcache.response"]]:
             layers.append(self._memcache(c))
+        if c[_IDX["amqp.type"]]:
+            layers += _amqp_layers(c)
         return _tcp_packet(_int(c[_IDX["frame.number"]], 0), _float(c[_IDX["frame.time_epoch"]], 0.0), src, dst,
                            stream, flags, _int(c[_IDX["tcp.len"]].split(AGGREGATOR)[-1], 0), tuple(layers), segments)
 
@@ -565,6 +604,61 @@ class FieldsReader(_Reader):
                 fields.append(("mysql.error.message", messages[i]))
             layers.append(Layer("mysql", tuple(fields)))
         return layers
+
+
+#: How many exchange and routing-key values each AMQP method (class, method) carries, in the order
+#: tshark lists them: what lets the fields of several AMQP frames in one TCP segment be told apart.
+_AMQP_ARGUMENTS = {
+    (40, 10): (1, 0), (40, 20): (1, 0),  # Exchange.Declare, Exchange.Delete
+    (40, 30): (0, 1), (40, 40): (0, 1),  # Exchange.Bind, Exchange.Unbind (destination/source are other fields)
+    (50, 20): (1, 1), (50, 50): (1, 1),  # Queue.Bind, Queue.Unbind
+    (60, 40): (1, 1), (60, 50): (1, 1), (60, 60): (1, 1), (60, 71): (1, 1),  # Publish, Return, Deliver, Get-Ok
+}
+
+
+def _amqp_layers(c: list[str]) -> list[Layer]:
+    """One Layer per AMQP frame of a TCP segment, as the PDML reader makes them.
+
+    ``-T fields`` lists each field's values for the whole segment: the frame types say
+    which frame each channel, method, body size and body belongs to, and the methods
+    how many exchange and routing-key values are theirs.
+    """
+    def values(name: str) -> list[str]:
+        v = c[_IDX[name]]
+        return v.split(AGGREGATOR) if v else []
+
+    types, channels = values("amqp.type"), values("amqp.channel")
+    classes, methods = values("amqp.method.class"), values("amqp.method.method")
+    exchanges, keys = values("amqp.method.arguments.exchange"), values("amqp.method.arguments.routing_key")
+    sizes, payloads = values("amqp.header.body-size"), values("amqp.payload")
+    # an empty field is an empty column: when the only exchange is "", tshark writes nothing at all
+    if not exchanges and c[_IDX["amqp.method.arguments.routing_key"]]:
+        exchanges = [""]
+    layers = []
+    m = h = b = e = k = 0
+    for i, t in enumerate(types):
+        fields = [("amqp.type", t)]
+        if i < len(channels):
+            fields.append(("amqp.channel", channels[i]))
+        if t == "1" and m < len(methods):
+            cls, meth = (classes[m] if m < len(classes) else ""), methods[m]
+            m += 1
+            fields += [("amqp.method.class", cls), ("amqp.method.method", meth)]
+            n_ex, n_key = _AMQP_ARGUMENTS.get((_int(cls, 0), _int(meth, 0)), (0, 0))
+            if n_ex:
+                fields.append(("amqp.method.arguments.exchange", exchanges[e] if e < len(exchanges) else ""))
+                e += n_ex
+            if n_key:
+                fields.append(("amqp.method.arguments.routing_key", keys[k] if k < len(keys) else ""))
+                k += n_key
+        elif t == "2" and h < len(sizes):
+            fields.append(("amqp.header.body-size", sizes[h]))
+            h += 1
+        elif t == "3" and b < len(payloads):
+            fields.append(("amqp.payload", payloads[b]))
+            b += 1
+        layers.append(Layer("amqp", tuple(fields)))
+    return layers
 
 
 def _origin(epoch: str, relative: str) -> Optional[float]:
