@@ -1115,6 +1115,11 @@ local function service_of_topic(topic)
     return nil
 end
 
+local function printable(s)
+    if type(s) ~= "string" then return s end
+    return (s:gsub("%c", "?"))
+end
+
 local function str(v, n)   -- a string member of a message, shortened; nil otherwise
     if type(v) == "string" and v ~= "" then return trunc(v, n or 80) end
     return nil
@@ -1166,8 +1171,8 @@ local function amqp_message(msg, rec, st, number)
             .. trunc(dest, 60) .. ")"
     end
     if msg.too_big then
-        return string.format("amqp %s %s (%d bytes body: over the largest body parsed)", how,
-            trunc(dest, 60), msg.size)
+        return string.format("amqp %s %s (%s bytes body: over the largest body parsed)", how,
+            trunc(dest, 60), tostring(msg.size))
     end
     local ok, outer = pcall(json_decode, body)
     if not ok or not tbl(outer) then
@@ -1409,7 +1414,8 @@ local function analyse_amqp(svc, st, to_server, number)
     table.sort(waiting)
     for _, key in ipairs(waiting) do
         local msg = pending[key]
-        local more = msg.size and string.format("body %d of %d bytes", msg.got, msg.size) or "header follows"
+        local more = msg.size and string.format("body %s of %s bytes", tostring(msg.got), tostring(msg.size))
+            or "header follows"
         pieces[#pieces + 1] = string.format("amqp %s %s (%s)", msg.deliver and "deliver" or "publish",
             trunc(destination(msg), 60), more)
     end
@@ -1426,7 +1432,12 @@ local function analyse_amqp(svc, st, to_server, number)
         end
     end
     flush()
-    rec.op = (#out > 0) and table.concat(out, "; ") or "amqp"
+    -- names from the wire may hold any byte: no control character reaches a field
+    rec.op = printable((#out > 0) and table.concat(out, "; ") or "amqp")
+    rec.client, rec.error, rec.malformed = printable(rec.client), printable(rec.error), printable(rec.malformed)
+    for _, info in ipairs(rec.rpc) do
+        for k, v in pairs(info) do info[k] = printable(v) end
+    end
     rec.stream_state = nil
     if #rec.rpc == 0 then rec.rpc = nil end
     return rec

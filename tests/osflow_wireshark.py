@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -24,6 +25,9 @@ GOLDEN_DIR = REPO / "tests" / "golden" / "lua"
 #: name -> capture file (the real OpenStack captures, then the lab error capture)
 CAPTURES = {p.parent.name: p for p in sorted(CAPTURES_DIR.glob("*/capture.pcapng"))}
 ALL_CAPTURES = dict(CAPTURES, **{"lab-errors": LAB_ERRORS})
+#: name -> capture file: the real compute captures (nova, glance, neutron, RPC over RabbitMQ)
+COMPUTE_CAPTURES = {n: REPO / "tests" / "fixtures" / "captures-compute" / n / "capture.pcapng"
+                    for n in ("server-create", "image-create", "network-create")}
 
 TSHARK = tshark_for_tests()
 needs_tshark = pytest.mark.tshark  # skipped by conftest.py's one rule when tshark is missing
@@ -154,3 +158,81 @@ def write_tcp_capture(path: Path, segments: list[tuple[int, bytes]], *, first_cl
         out.append(struct.pack("<IIII", 1_700_000_000 + i, 0, len(frame), len(frame)) + frame)
     path.write_bytes(b"".join(out))
     return path
+
+
+def write_tcp_conversations(path: Path, segments: list[tuple[int, bool, bytes]], *, server_port: int,
+                            first_client_port: int = 41000) -> Path:
+    """A pcap of TCP segments (PSH, ACK) in the order given: (connection, to the server?, payload).
+
+    Connection ``n`` is 10.0.0.1:(first_client_port + n) <-> 10.0.0.2:server_port; sequence
+    numbers run on per connection and direction, so tshark reassembles what spans segments.
+    """
+    out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)]  # pcap, Ethernet
+    seq: dict[tuple[int, bool], int] = {}
+    client, server = bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2])
+    for i, (conn, to_server, payload) in enumerate(segments):
+        mine, theirs = seq.get((conn, to_server), 1), seq.get((conn, not to_server), 1)
+        sport, dport = (first_client_port + conn, server_port) if to_server else (server_port, first_client_port + conn)
+        tcp = struct.pack("!HHIIBBHHH", sport, dport, mine, theirs, 5 << 4, 0x18, 65535, 0, 0)
+        src, dst = (client, server) if to_server else (server, client)
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp) + len(payload), i & 0xFFFF, 0x4000, 64, 6, 0,
+                         src, dst)
+        mac_c, mac_s = b"\x02\0\0\0\0\x01", b"\x02\0\0\0\0\x02"
+        frame = (mac_s + mac_c if to_server else mac_c + mac_s) + b"\x08\x00" + ip + tcp + payload
+        out.append(struct.pack("<IIII", 1_700_000_000 + i, 0, len(frame), len(frame)) + frame)
+        seq[(conn, to_server)] = mine + len(payload)
+    path.write_bytes(b"".join(out))
+    return path
+
+
+# --------------------------------------------------------------------------- AMQP 0-9-1 frames
+
+def amqp_shortstr(s: str | bytes) -> bytes:
+    b = s.encode() if isinstance(s, str) else s
+    return bytes([len(b)]) + b
+
+
+def amqp_longstr(b: bytes) -> bytes:
+    return struct.pack("!I", len(b)) + b
+
+
+def amqp_table(items: dict[str, str]) -> bytes:
+    """A field table of long strings (type S)."""
+    return amqp_longstr(b"".join(amqp_shortstr(k) + b"S" + amqp_longstr(v.encode()) for k, v in items.items()))
+
+
+def amqp_frame(frame_type: int, channel: int, payload: bytes) -> bytes:
+    return struct.pack("!BHI", frame_type, channel, len(payload)) + payload + b"\xce"
+
+
+def amqp_method(class_id: int, method_id: int, arguments: bytes = b"", channel: int = 1) -> bytes:
+    return amqp_frame(1, channel, struct.pack("!HH", class_id, method_id) + arguments)
+
+
+def amqp_publish(exchange: str, routing_key: str, channel: int = 1) -> bytes:
+    return amqp_method(60, 40, b"\0\0" + amqp_shortstr(exchange) + amqp_shortstr(routing_key) + b"\0", channel)
+
+
+def amqp_deliver(exchange: str, routing_key: str, channel: int = 1, tag: int = 1) -> bytes:
+    args = amqp_shortstr("ctag") + struct.pack("!Q", tag) + b"\0" + amqp_shortstr(exchange) + amqp_shortstr(routing_key)
+    return amqp_method(60, 60, args, channel)
+
+
+def amqp_header(body_size: int, headers: Optional[dict[str, str]] = None, channel: int = 1) -> bytes:
+    """Content header: content-type, content-encoding (and headers when given)."""
+    flags = 0xC000 | (0x2000 if headers is not None else 0)
+    props = amqp_shortstr("application/json") + amqp_shortstr("utf-8")
+    if headers is not None:
+        props += amqp_table(headers)
+    return amqp_frame(2, channel, struct.pack("!HHQH", 60, 0, body_size, flags) + props)
+
+
+def amqp_message(method_frame: bytes, body: bytes, *, frame_max: int = 0, headers=None, channel: int = 1) -> bytes:
+    """Method, content header and body frames (several when frame_max is given) of one message."""
+    parts = [body[i:i + frame_max] for i in range(0, len(body), frame_max)] if frame_max else [body]
+    return method_frame + amqp_header(len(body), headers, channel) + b"".join(amqp_frame(3, channel, p) for p in parts)
+
+
+def oslo_body(message: dict) -> bytes:
+    """The oslo.messaging 2.0 envelope: the message as a JSON string in JSON."""
+    return json.dumps({"oslo.version": "2.0", "oslo.message": json.dumps(message)}).encode()

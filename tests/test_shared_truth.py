@@ -7,6 +7,8 @@ carries, each between ``-- BEGIN <NAME>`` and ``-- END <NAME>``, a copy of const
   TOKEN_HEADERS   the headers that carry tokens         = openstack.TOKEN_HEADERS
   MYSQL_COMMANDS  mysql.command code -> command name    = openstack.MYSQL_COMMANDS
   USER_AGENTS     USER_AGENT_PRODUCTS, USER_AGENT_CLIENT_WORDS (same names, same order)
+  RPC_TOPICS      oslo.messaging topic -> consuming service = openstack.RPC_TOPICS (same order),
+                  matched as openstack.service_of_topic does
 
 Two kinds of test: each block read strictly and compared with the Python constant; and what
 the plugin shows (tshark -X lua_script:...) against what Python says, on the real captures
@@ -25,9 +27,12 @@ from osflow_wireshark import (
     ALL_CAPTURES,
     CAPTURES,
     PLUGIN,
+    amqp_deliver,
+    amqp_message,
     fields,
     lua_entries,
     needs_tshark,
+    oslo_body,
     write_tcp_capture,
 )
 
@@ -55,6 +60,10 @@ def lua_user_agent_client_words() -> tuple[str, ...]:
     return tuple(m["value"] for m in lua_entries("USER_AGENTS", "USER_AGENT_CLIENT_WORDS", STRING_ENTRY))
 
 
+def lua_rpc_topics() -> list[tuple[str, str]]:
+    return [(m["product"], m["key"]) for m in lua_entries("RPC_TOPICS", "RPC_TOPICS", PRODUCT_ENTRY)]
+
+
 # --------------------------------------------------------------------------- the blocks, as text
 
 
@@ -74,6 +83,10 @@ def test_user_agent_block_equals_python():
     assert lua_user_agent_client_words() == openstack.USER_AGENT_CLIENT_WORDS
 
 
+def test_rpc_topics_block_equals_python():
+    assert lua_rpc_topics() == list(openstack.RPC_TOPICS.items())
+
+
 def test_user_agent_data_means_the_same_to_both_matchers():
     """Lua's patterns are ASCII-only: the data must be what Python's and Lua's patterns read alike.
 
@@ -87,7 +100,7 @@ def test_user_agent_data_means_the_same_to_both_matchers():
 
 
 @pytest.mark.parametrize("name", ["SERVICES", "TOKEN_HEADERS", "MYSQL_COMMANDS", "USER_AGENT_PRODUCTS",
-                                  "USER_AGENT_CLIENT_WORDS"])
+                                  "USER_AGENT_CLIENT_WORDS", "RPC_TOPICS"])
 def test_each_shared_table_is_assigned_once(name):
     """The block is the table the plugin uses: nothing else defines, changes or extends it."""
     text = PLUGIN.read_text(encoding="utf-8")
@@ -220,3 +233,38 @@ def test_token_headers_on_every_entry(tmp_path):
     capture = write_tcp_capture(tmp_path / "tokens.pcap", segments)
     rows = fields(capture, ["osflow.token", "osflow.token.source"], tmp_path, display_filter="http.request")
     assert [tuple(r) for r in rows] == expected
+
+
+AMQP_PORT = 5672
+
+
+def synthetic_topics() -> list[tuple[str, str]]:
+    """(exchange, routing key) of delivers that exercise every topic and the matching rule."""
+    out = []
+    for topic in openstack.RPC_TOPICS:
+        out += [("nova", topic), ("nova", f"{topic}.controller"), ("nova", f"{topic}-Port-1.1"),
+                (f"{topic}_fanout", "")]
+        out += [("nova", f"{topic}x"), ("nova", f"x{topic}")]   # not the topic
+    out += [("", "reply_0a1b2c"), ("nova", "notifications.info"), ("nova", "")]
+    return out
+
+
+@needs_tshark
+def test_rpc_topic_rule_on_every_entry(tmp_path):
+    """One deliver per topic, each on its own connection: osflow.rpc.target (and the consumer,
+    osflow.client) is what openstack.service_of_topic says (nothing where it says None)."""
+    topics = synthetic_topics()
+    message = {"method": "ping", "args": {}, "version": "1.0", "_unique_id": "u"}
+    segments = [(AMQP_PORT, amqp_message(amqp_deliver(x, k), oslo_body(message))) for x, k in topics]
+    capture = write_tcp_capture(tmp_path / "topics.pcap", segments)
+    rows = fields(capture, ["osflow.rpc.topic", "osflow.rpc.target", "osflow.client"], tmp_path,
+                  display_filter="amqp")
+    assert len(rows) == len(topics)
+    wrong = []
+    for (exchange, key), (topic, target, client) in zip(topics, rows):
+        wire = exchange if exchange.endswith("_fanout") else (key or exchange)
+        expected = openstack.service_of_topic(wire) or ""
+        if (target, client) != (expected, expected):
+            wrong.append((exchange, key, topic, target, client, expected))
+    assert wrong == []
+    assert {t for _, t, _ in rows} >= set(openstack.RPC_TOPICS.values()) | {""}
