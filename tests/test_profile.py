@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import re
 import shutil
 import zipfile
@@ -20,12 +21,17 @@ from osflow import portmap, profile
 from osflow_wireshark import (
     ALL_CAPTURES,
     CAPTURES,
+    COMPUTE_CAPTURES,
     LAB_ERRORS,
     PROFILE,
+    amqp_message,
+    amqp_publish,
     fields,
     needs_tshark,
+    oslo_body,
     stderr_lines,
     tshark,
+    write_tcp_capture,
 )
 
 COLD = CAPTURES["resource-class-list-cold"]
@@ -134,7 +140,7 @@ def test_colour_rules_use_only_wireshark_fields():
 
 
 def test_buttons_and_dfilters_carry_the_same_filters():
-    assert list(buttons()) == ["Keystone", "Placement", "Memcached", "MySQL", "Tokens", "Errors"]
+    assert list(buttons()) == ["Keystone", "Placement", "Memcached", "MySQL", "RPC", "Tokens", "Errors"]
     assert sorted(buttons().values()) == sorted(dfilters().values())
 
 
@@ -246,7 +252,7 @@ def test_install_finds_folders_from_tshark(installed_home):
 @needs_tshark
 def test_colour_rules_colour_the_frames_they_are_meant_for(installed_home):
     all_rules = {name for name, _ in color_rules()}
-    assert set(HUNTS) | set(SERVICE_RULES.values()) | GENERIC == all_rules
+    assert set(HUNTS) | set(SERVICE_RULES.values()) | GENERIC | set(RPC_RULES) == all_rules
     seen = set()
     for name, capture in ALL_CAPTURES.items():
         rows = fields(capture, ["frame.number", "frame.coloring_rule.name", "tcp.srcport", "tcp.dstport"],
@@ -291,8 +297,8 @@ def test_filters_match_the_frames_they_are_meant_for(tmp_path):
                     expected.add(int(frame))
                 elif label == "MySQL" and 3306 in ports_:
                     expected.add(int(frame))
-                elif label == "Tokens" and (re.search(r"(^|,)x-(auth|subject|service)-token:", reqlines, re.I)
-                                            or re.search(r"(^|,)x-subject-token:", reslines, re.I)
+                elif label == "Tokens" and (re.search(r"(^|,)x-(auth|subject|service|storage)-token:", reqlines, re.I)
+                                            or re.search(r"(^|,)x-(subject|storage)-token:", reslines, re.I)
                                             or key.startswith("tokens/")):
                     expected.add(int(frame))
                 elif label == "Errors" and ((code and int(code.split(",")[0]) >= 400) or myerr):
@@ -494,3 +500,88 @@ def test_missing_tshark_is_a_clear_error(tmp_path, monkeypatch, capsys):
     profile.add_arguments(parser)
     assert profile.run(parser.parse_args(["install"]), out=io.StringIO()) == 2
     assert "tshark not found" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- RPC over RabbitMQ
+
+#: colour rules of RPC, first match first (checked on the compute captures)
+RPC_RULES = ["OpenStack: RPC failure", "OpenStack: RPC reply", "OpenStack: RPC call", "OpenStack: RPC cast"]
+
+
+def _oslo_messages(capture: Path, home: Path) -> dict[int, list[dict]]:
+    """frame -> its oslo messages (with the routing key), read with Wireshark only."""
+    out: dict[int, list[dict]] = {}
+    for frame, payloads, keys in fields(capture, ["frame.number", "amqp.payload",
+                                                  "amqp.method.arguments.routing_key"], home,
+                                        display_filter="amqp.payload", plugin=False):
+        for hexed in payloads.split(","):
+            doc = json.loads(bytes.fromhex(hexed.replace(":", "")))
+            message = json.loads(doc["oslo.message"]) if "oslo.message" in doc else doc
+            message["routing key"] = keys
+            out.setdefault(int(frame), []).append(message)
+    return out
+
+
+def _rpc_rule(messages: list[dict]) -> str:
+    m = messages[0]
+    if m.get("failure"):
+        return "OpenStack: RPC failure"
+    if m["routing key"].startswith("reply_"):
+        return "OpenStack: RPC reply"
+    if "_reply_q" in m:
+        return "OpenStack: RPC call"
+    return "OpenStack: RPC cast"
+
+
+def _failure_capture(path: Path) -> Path:
+    failure = {"failure": json.dumps({"class": "NoValidHost", "module": "nova.exception", "message": "x", "tb": []}),
+               "result": None, "ending": True, "_msg_id": "m1"}
+    ok = {"result": [1], "failure": None, "ending": True, "_msg_id": "m2"}
+    return write_tcp_capture(path, [(5672, amqp_message(amqp_publish("", "reply_ab"), oslo_body(failure))),
+                                    (5672, amqp_message(amqp_publish("", "reply_ab"), oslo_body(ok)))])
+
+
+@needs_tshark
+def test_rpc_colour_rules(installed_home, tmp_path):
+    """Each RPC message has the colour of its kind (failures their own); other AMQP frames
+    (heartbeats, acks, declares) keep the RabbitMQ colour."""
+    seen = set()
+    for name, capture in COMPUTE_CAPTURES.items():
+        messages = _oslo_messages(capture, tmp_path)
+        rows = fields(capture, ["frame.number", "frame.coloring_rule.name"], installed_home, plugin=False,
+                      extra=["-C", "OpenStack", "--color"], display_filter="tcp.port == 5672")
+        assert rows
+        for frame, rule in rows:
+            expected = _rpc_rule(messages[int(frame)]) if int(frame) in messages else None
+            assert rule == expected or (expected is None and rule in ("OpenStack: RabbitMQ", "TCP SYN/FIN")), \
+                (name, frame, rule, expected)
+            seen.add(rule)
+    assert set(RPC_RULES) - seen == {"OpenStack: RPC failure"}   # the real captures hold no failure
+    synthetic = _failure_capture(tmp_path / "failure.pcap")
+    rules = [r[0] for r in fields(synthetic, ["frame.coloring_rule.name"], installed_home, plugin=False,
+                                  extra=["-C", "OpenStack", "--color"])]
+    assert rules == ["OpenStack: RPC failure", "OpenStack: RPC reply"]
+
+
+@needs_tshark
+@pytest.mark.parametrize("name", sorted(COMPUTE_CAPTURES))
+def test_rpc_button_and_tokens_on_the_broker(name, tmp_path):
+    """RPC: every published or delivered message (each in one frame in these captures), no
+    heartbeat or ack; Tokens: every RPC message with a context token; Errors: none there."""
+    capture = COMPUTE_CAPTURES[name]
+    messages = _oslo_messages(capture, tmp_path)
+    broker = "tcp.port == 5672 && "
+    assert _frames(capture, broker + f"({buttons()['RPC']})", tmp_path) == set(messages)
+    with_token = {f for f, ms in messages.items() if any(m.get("_context_auth_token") for m in ms)}
+    assert _frames(capture, broker + f"({buttons()['Tokens']})", tmp_path) == with_token
+    assert _frames(capture, broker + f"({buttons()['Errors']})", tmp_path) == set()
+    assert _frames(capture, broker + "amqp.type == 8", tmp_path) and \
+        not _frames(capture, f"amqp.type == 8 && ({buttons()['RPC']})", tmp_path)
+
+
+@needs_tshark
+def test_errors_button_finds_a_failed_rpc_call_and_tokens_a_storage_token(tmp_path):
+    assert _frames(_failure_capture(tmp_path / "failure.pcap"), buttons()["Errors"], tmp_path) == {1}
+    request = b"GET /v1/AUTH_x HTTP/1.1\r\nHost: swift\r\nX-Storage-Token: AUTH_tk0123\r\n\r\n"
+    swift = write_tcp_capture(tmp_path / "swift.pcap", [(8080, request), (8080, request.replace(b"Storage", b"Other"))])
+    assert _frames(swift, buttons()["Tokens"], tmp_path) == {1}
