@@ -1,18 +1,30 @@
 #!/usr/bin/env bash
-# The osflow lab: an OpenStack controller on 127.0.0.1 only, as analysts run it (Debian 12 packages,
-# OpenStack Zed): MariaDB 3306, memcached 11211, Apache mod_wsgi with keystone on 5000 (5 daemon
-# processes) and placement on 8778 (1 process, keystonemiddleware's token cache in memcached).
+# The osflow lab: an OpenStack compute control plane on 127.0.0.1 only, as analysts run it (Debian 12
+# packages, OpenStack Zed): MariaDB 3306, memcached 11211, Apache mod_wsgi with keystone on 5000 (5
+# daemon processes) and placement on 8778 (1 process, keystonemiddleware's token cache in memcached),
+# RabbitMQ 5672, glance-api 9292, neutron-server 9696 (API only), nova-api under uwsgi on 8774,
+# nova-conductor, nova-scheduler and nova-compute with the fake driver.
 #
-# Idempotent: installs what is missing, (re)writes the configuration, starts what is not running and
-# records the PIDs of what it started in $OSFLOW_LAB_STATE/pids (down.sh stops those, by PID).
-# Needs root.  Every password is "openstack".  See tests/lab/README.md.
+# Idempotent: installs what is missing, (re)writes the configuration, starts what is not running,
+# restarts a service it started whose configuration changed, and records the PIDs of what it started
+# in $OSFLOW_LAB_STATE/pids (down.sh stops those, by PID).  Needs root.  Every password is "openstack"
+# (RabbitMQ: guest/guest, loopback only).  See tests/lab/README.md.
+#
+# Variants for recordings (the configuration changes, so the service concerned is restarted):
+#   OSFLOW_LAB_FRAME_MAX=4096         RabbitMQ's frame_max (default: RabbitMQ's, 131072)
+#   OSFLOW_LAB_KOMBU_COMPRESSION=gzip nova-conductor compresses what it publishes (default: nothing)
 set -euo pipefail
 
 LAB=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-STATE=${OSFLOW_LAB_STATE:-/var/lib/osflow-lab}
+# shellcheck source=lib.sh
+source "$LAB/lib.sh"
 PASSWORD=openstack
+FRAME_MAX=${OSFLOW_LAB_FRAME_MAX:-}
+KOMBU_COMPRESSION=${OSFLOW_LAB_KOMBU_COMPRESSION:-}
+# nova-compute itself is not installed: Debian's package pulls libvirt (see nova-compute here)
 PACKAGES="mariadb-server memcached apache2 libapache2-mod-wsgi-py3 python3-keystone python3-placement
-python3-openstackclient python3-osc-placement python3-pymysql python3-memcache"
+python3-openstackclient python3-osc-placement python3-pymysql python3-memcache
+rabbitmq-server glance-api neutron-server nova-api nova-conductor nova-scheduler python3-nova"
 OPENSTACK=/usr/bin/openstack  # Debian's client: a pip-installed one elsewhere on PATH differs
 
 say() { echo "lab: $*" >&2; }
@@ -21,7 +33,6 @@ die() { echo "lab: error: $*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "run me as root (I install packages and start services)"
 mkdir -p "$STATE"
 chmod 700 "$STATE"
-PIDS=$STATE/pids
 touch "$PIDS"
 
 # ---------------------------------------------------------------- packages
@@ -55,33 +66,55 @@ for u in keystone placement; do
   chmod 750 "/var/lib/$u"
 done
 
-render() {  # template -> file, with the password filled in
-  sed "s/@PASSWORD@/$PASSWORD/g" "$LAB/$1" > "$2"
+CHANGED=" "   # the configuration files this run changed
+render() {  # template -> file, with the password (and the variants) filled in; notes a change
+  local new
+  new=$(sed -e "s/@PASSWORD@/$PASSWORD/g" \
+    -e "s/@FRAME_MAX@/${FRAME_MAX:+frame_max = $FRAME_MAX}/" \
+    -e "s/@KOMBU_COMPRESSION@/${KOMBU_COMPRESSION:+kombu_compression = $KOMBU_COMPRESSION}/" "$LAB/$1")
+  if [ ! -e "$2" ] || [ "$new" != "$(cat "$2")" ]; then
+    printf '%s\n' "$new" > "$2"
+    CHANGED="$CHANGED$2 "
+  fi
 }
+changed() { local f; for f; do [[ $CHANGED == *" $f "* ]] && return 0; done; return 1; }
 render keystone.conf /etc/keystone/keystone.conf
 render placement.conf /etc/placement/placement.conf
 chown root:keystone /etc/keystone/keystone.conf
 chown root:placement /etc/placement/placement.conf
 chmod 640 /etc/keystone/keystone.conf /etc/placement/placement.conf
 
+# the compute services' users come with their packages (nova, glance, neutron, rabbitmq)
+install -d -o nova -g nova /var/lib/nova/tmp /var/lib/nova/instances
+install -d -o glance -g glance /var/lib/glance/images /var/lib/glance/tmp
+install -d -o neutron -g neutron /var/lib/neutron/tmp
+install -d -o glance -g glance /var/log/glance
+install -d -o neutron -g neutron /var/log/neutron
+install -d -o nova -g nova /var/log/nova
+render nova.conf /etc/nova/nova.conf
+render nova-conductor.conf /etc/nova/nova-conductor.conf
+render glance-api.conf /etc/glance/glance-api.conf
+render neutron.conf /etc/neutron/neutron.conf
+chown root:nova /etc/nova/nova.conf /etc/nova/nova-conductor.conf
+chown root:glance /etc/glance/glance-api.conf
+chown root:neutron /etc/neutron/neutron.conf
+chmod 640 /etc/nova/nova.conf /etc/nova/nova-conductor.conf /etc/glance/glance-api.conf /etc/neutron/neutron.conf
+# nova-api under uwsgi as Debian's init script runs it, with 2 processes instead of 16
+if ! grep -q '^processes = 2$' /etc/nova/nova-api-uwsgi.ini; then
+  sed -i 's/^processes = .*/processes = 2/' /etc/nova/nova-api-uwsgi.ini
+  CHANGED="$CHANGED/etc/nova/nova-api-uwsgi.ini "
+fi
+render rabbitmq.conf /etc/rabbitmq/rabbitmq.conf
+render rabbitmq-env.conf /etc/rabbitmq/rabbitmq-env.conf
+chmod 644 /etc/rabbitmq/rabbitmq.conf /etc/rabbitmq/rabbitmq-env.conf
+# the launcher for nova-compute (python3-nova's entry point; the nova-compute package pulls libvirt)
+install -d /usr/local/lib/osflow-lab
+if ! cmp -s "$LAB/nova-compute" /usr/local/lib/osflow-lab/nova-compute; then
+  install -m 755 "$LAB/nova-compute" /usr/local/lib/osflow-lab/nova-compute
+  CHANGED="$CHANGED/usr/local/lib/osflow-lab/nova-compute "
+fi
+
 # ---------------------------------------------------------------- process helpers
-# alive NAME: the recorded PID of NAME when that process still runs the expected program
-alive() {
-  local pid exe
-  pid=$(awk -v n="$1" '$1 == n { print $2 }' "$PIDS" | tail -1)
-  [ -n "$pid" ] && [ -d "/proc/$pid" ] || return 1
-  exe=$(readlink "/proc/$pid/exe" 2>/dev/null || true)
-  case "$1:$exe" in
-    mariadb:*/mariadbd|memcached:*/memcached|apache2:*/apache2) echo "$pid" ;;
-    *) return 1 ;;
-  esac
-}
-record_pid() {
-  local rest
-  rest=$(awk -v n="$1" '$1 != n' "$PIDS")
-  { [ -z "$rest" ] || printf '%s\n' "$rest"; echo "$1 $2"; } > "$PIDS.new"
-  mv "$PIDS.new" "$PIDS"
-}
 port_busy() { ss -Htln "sport = :$1" | grep -q .; }
 wait_for() {  # SECONDS DESCRIPTION COMMAND...: until COMMAND succeeds
   local limit=$1 what=$2; shift 2
@@ -108,6 +141,11 @@ wait_for 60 "MariaDB" timeout 5 mariadb-admin --protocol=socket ping
 timeout 30 mariadb --protocol=socket <<EOF
 CREATE DATABASE IF NOT EXISTS keystone;
 CREATE DATABASE IF NOT EXISTS placement;
+CREATE DATABASE IF NOT EXISTS glance;
+CREATE DATABASE IF NOT EXISTS neutron;
+CREATE DATABASE IF NOT EXISTS nova_api;
+CREATE DATABASE IF NOT EXISTS nova;
+CREATE DATABASE IF NOT EXISTS nova_cell0;
 CREATE USER IF NOT EXISTS 'keystone'@'localhost' IDENTIFIED BY '$PASSWORD';
 CREATE USER IF NOT EXISTS 'keystone'@'%' IDENTIFIED BY '$PASSWORD';
 CREATE USER IF NOT EXISTS 'placement'@'localhost' IDENTIFIED BY '$PASSWORD';
@@ -116,6 +154,22 @@ GRANT ALL PRIVILEGES ON keystone.* TO 'keystone'@'localhost';
 GRANT ALL PRIVILEGES ON keystone.* TO 'keystone'@'%';
 GRANT ALL PRIVILEGES ON placement.* TO 'placement'@'localhost';
 GRANT ALL PRIVILEGES ON placement.* TO 'placement'@'%';
+CREATE USER IF NOT EXISTS 'glance'@'localhost' IDENTIFIED BY '$PASSWORD';
+CREATE USER IF NOT EXISTS 'glance'@'%' IDENTIFIED BY '$PASSWORD';
+CREATE USER IF NOT EXISTS 'neutron'@'localhost' IDENTIFIED BY '$PASSWORD';
+CREATE USER IF NOT EXISTS 'neutron'@'%' IDENTIFIED BY '$PASSWORD';
+CREATE USER IF NOT EXISTS 'nova'@'localhost' IDENTIFIED BY '$PASSWORD';
+CREATE USER IF NOT EXISTS 'nova'@'%' IDENTIFIED BY '$PASSWORD';
+GRANT ALL PRIVILEGES ON glance.* TO 'glance'@'localhost';
+GRANT ALL PRIVILEGES ON glance.* TO 'glance'@'%';
+GRANT ALL PRIVILEGES ON neutron.* TO 'neutron'@'localhost';
+GRANT ALL PRIVILEGES ON neutron.* TO 'neutron'@'%';
+GRANT ALL PRIVILEGES ON nova_api.* TO 'nova'@'localhost';
+GRANT ALL PRIVILEGES ON nova_api.* TO 'nova'@'%';
+GRANT ALL PRIVILEGES ON nova.* TO 'nova'@'localhost';
+GRANT ALL PRIVILEGES ON nova.* TO 'nova'@'%';
+GRANT ALL PRIVILEGES ON nova_cell0.* TO 'nova'@'localhost';
+GRANT ALL PRIVILEGES ON nova_cell0.* TO 'nova'@'%';
 FLUSH PRIVILEGES;
 EOF
 
@@ -195,17 +249,106 @@ source "$OPENRC"
 os() { timeout 60 "$OPENSTACK" "$@"; }
 wait_for 120 "keystone on http://controller:5000/v3" \
   timeout 10 curl -fsS -o /dev/null http://controller:5000/v3
-os project show service >/dev/null 2>&1 || os project create --domain default --description "Service Project" service >/dev/null
-os user show --domain default placement >/dev/null 2>&1 || os user create --domain default --password "$PASSWORD" placement >/dev/null
-os role add --project service --user placement admin
-os service show placement >/dev/null 2>&1 || os service create --name placement --description "Placement API" placement >/dev/null
-for iface in public internal admin; do
-  [ -n "$(os endpoint list --service placement --interface $iface -f value -c ID)" ] \
-    || os endpoint create --region RegionOne placement $iface http://controller:8778 >/dev/null
-done
+# each openstack command takes ~3 s (a token from keystone first): list once, create only what is missing
+projects=$(os project list -f value -c Name)
+grep -qx service <<< "$projects" || os project create --domain default --description "Service Project" service >/dev/null
+users=$(os user list --domain default -f value -c Name)
+admins=$(os role assignment list --project service --role admin --names -f value -c User)
+services=$(os service list -f value -c Type)
+endpoints=$(os endpoint list -f value -c "Service Type" -c Interface)
+# service_user NAME TYPE DESCRIPTION URL: a user in project service (role admin), a service, 3 endpoints
+service_user() {
+  local name=$1 type=$2 desc=$3 url=$4 iface
+  grep -qx "$name" <<< "$users" || os user create --domain default --password "$PASSWORD" "$name" >/dev/null
+  grep -qx "$name@Default" <<< "$admins" || os role add --project service --user "$name" admin
+  grep -qx "$type" <<< "$services" || os service create --name "$name" --description "$desc" "$type" >/dev/null
+  for iface in public internal admin; do
+    grep -qx "$type $iface" <<< "$endpoints" || os endpoint create --region RegionOne "$type" $iface "$url" >/dev/null
+  done
+}
+service_user placement placement "Placement API" http://controller:8778
+service_user glance image "OpenStack Image" http://controller:9292
+service_user neutron network "OpenStack Networking" http://controller:9696
+service_user nova compute "OpenStack Compute" http://controller:8774/v2.1
 wait_for 120 "placement on http://controller:8778" \
   timeout 10 curl -fsS -o /dev/null http://controller:8778/
 os --os-placement-api-version 1.2 resource class list -f value -c name >/dev/null \
   || die "'openstack resource class list' failed"
-say "up: keystone http://controller:5000/v3, placement http://controller:8778; credentials: source $OPENRC"
+
+# ---------------------------------------------------------------- compute: the services
+# ensure NAME PORT CONFIG...: start NAME unless it runs; restart it when this run changed one of its
+# configuration files (a variant, or a new lab version); then wait until it serves
+ensure() {
+  local name=$1 port=$2 pid; shift 2
+  if pid=$(alive "$name"); then
+    if changed "$@"; then
+      say "$name (pid $pid): its configuration changed: restarting it"
+      stop_service "$name" || die "$name (pid $pid) would not stop"
+    else
+      say "$name runs (pid $pid)"
+    fi
+  fi
+  if ! alive "$name" >/dev/null; then
+    [ "$port" = - ] || ! port_busy "$port" || die "port $port is taken by a process this lab did not start: stop it first"
+    launch "$name"
+  fi
+  wait_for 180 "$name (log: $STATE/$name.log)" ready "$name"
+}
+AS_LONG() { local u=$1; shift; timeout 900 setpriv --reuid="$u" --regid="$u" --init-groups env HOME="/var/lib/$u" "$@"; }
+
+# RabbitMQ: epmd (Erlang's port mapper) on 127.0.0.1:4369 first, so the broker does not start its own
+# on every address
+if pid=$(alive epmd); then
+  say "epmd runs (pid $pid)"
+elif port_busy 4369; then
+  say "an epmd the lab did not start listens on 4369: RabbitMQ uses it"
+else
+  launch epmd
+  wait_for 30 "epmd" ready epmd
+fi
+ensure rabbitmq 5672 /etc/rabbitmq/rabbitmq.conf /etc/rabbitmq/rabbitmq-env.conf
+
+AS_LONG glance glance-manage db_sync >>"$log" 2>&1 || die "glance-manage db_sync failed (see $log)"
+ensure glance-api 9292 /etc/glance/glance-api.conf
+
+AS_LONG neutron neutron-db-manage --config-file /etc/neutron/neutron.conf upgrade head >>"$log" 2>&1 \
+  || die "neutron-db-manage upgrade head failed (see $log)"
+ensure neutron-server 9696 /etc/neutron/neutron.conf
+# neutron-server Zed: the first port list after a start fails until any other call has configured the
+# ORM ("Port has no attribute port_forwardings"): a network list does it
+os network list -f value -c ID >/dev/null || die "'openstack network list' failed (see /var/log/neutron/)"
+
+# nova's cells: the API database, cell0, cell1, then the cell database
+AS_LONG nova nova-manage api_db sync >>"$log" 2>&1 || die "nova-manage api_db sync failed (see $log)"
+AS_LONG nova nova-manage cell_v2 map_cell0 >>"$log" 2>&1 || die "nova-manage cell_v2 map_cell0 failed (see $log)"
+if ! AS_LONG nova nova-manage cell_v2 list_cells 2>>"$log" | grep -q ' cell1 '; then
+  AS_LONG nova nova-manage cell_v2 create_cell --name=cell1 >>"$log" 2>&1 || die "nova-manage cell_v2 create_cell failed (see $log)"
+fi
+AS_LONG nova nova-manage db sync >>"$log" 2>&1 || die "nova-manage db sync failed (see $log)"
+chown -R nova:nova /var/log/nova
+NOVA_CONF=(/etc/nova/nova.conf /usr/local/lib/osflow-lab/nova-compute)
+ensure nova-conductor - /etc/nova/nova.conf /etc/nova/nova-conductor.conf
+ensure nova-scheduler - /etc/nova/nova.conf
+ensure nova-api 8774 /etc/nova/nova.conf /etc/nova/nova-api-uwsgi.ini
+ensure nova-compute - "${NOVA_CONF[@]}"
+
+# ---------------------------------------------------------------- compute: the host, flavors, an image
+host_up() { [ "$(os compute service list --service nova-compute --host controller -f value -c State)" = up ]; }
+wait_for 180 "nova-compute on host controller (state up in 'openstack compute service list')" host_up
+AS_LONG nova nova-manage cell_v2 discover_hosts >>"$log" 2>&1 || die "nova-manage cell_v2 discover_hosts failed (see $log)"
+provider() { os resource provider list --name controller -f value -c uuid | grep -q .; }
+wait_for 120 "the resource provider of host controller in placement" provider
+# m1.nano for servers that build; m1.toobig (2 TiB of RAM: more than the fake host's 800,000 MB
+# even with the 1.5 allocation ratio) for NoValidHost; quotas lifted so only the host says no
+flavors=$(os flavor list --all -f value -c Name)
+grep -qx m1.nano <<< "$flavors" || os flavor create --id 0 --vcpus 1 --ram 64 --disk 1 m1.nano >/dev/null
+grep -qx m1.toobig <<< "$flavors" || os flavor create --vcpus 1 --ram 2097152 --disk 1 m1.toobig >/dev/null
+[ "$(os quota show admin -f value -c ram)" = -1 ] || os quota set --instances -1 --cores -1 --ram -1 admin
+image=$(os image list --name tiny -f value -c Status)
+if [ -z "$image" ]; then
+  head -c 1048576 /dev/zero > "$STATE/tiny.img"
+  image=$(os image create --disk-format raw --container-format bare --public --file "$STATE/tiny.img" tiny -f value -c status)
+fi
+[ "$image" = active ] || die "image tiny is not active (status: $image)"
+say "up: keystone http://controller:5000/v3, placement http://controller:8778, glance :9292, neutron :9696, nova :8774, RabbitMQ 127.0.0.1:5672; credentials: source $OPENRC"
 say "PIDs started by the lab: $(tr '\n' ' ' < "$PIDS")"
