@@ -427,8 +427,13 @@ def _mysql_fields(proto: etree._Element) -> tuple[tuple[str, str], ...]:
             out.append(("mysql.row", ""))
             return tuple(out)
         if not n.startswith(_MYSQL_SKIP):
-            out.append((n, f.get("show") or ""))
+            value = f.get("show") or ""
+            out.append((n, _unescape(value) if n in _MYSQL_TEXTS else value))
     return tuple(out)
+
+
+#: Text fields whose PDML value may hold what ``-T fields`` escapes (see :func:`_unescape`).
+_MYSQL_TEXTS = frozenset({"mysql.query", "mysql.error.message"})
 
 
 def _mysql_child(g: etree._Element, out: list) -> Optional[str]:
@@ -441,7 +446,8 @@ def _mysql_child(g: etree._Element, out: list) -> Optional[str]:
         return "mysql.row"
     if m in _MYSQL_LEAVES or m.startswith(_MYSQL_SKIP):
         return None
-    out.append((m, g.get("show") or ""))
+    value = g.get("show") or ""
+    out.append((m, _unescape(value) if m in _MYSQL_TEXTS else value))
     return m
 
 
@@ -469,7 +475,17 @@ _ROW = Layer("mysql", _ROW_FIELDS)  # a row PDU, as the PDML reader marks it
 
 
 def _unescape(text: str) -> str:
-    """tshark -T fields writes CR, LF and TAB inside values as backslash escapes."""
+    r"""CR, LF and TAB for their backslash escapes, as ``tshark -T fields`` writes them.
+
+    ``-T fields`` writes a CR, LF or TAB inside a value as ``\r``, ``\n``, ``\t`` but a
+    backslash as itself, so a newline and a backslash followed by ``n`` (what a driver
+    sends for a newline inside a quoted SQL literal: a traceback nova writes to the DB)
+    look the same.  Both readers read both as the control character (the PDML reader
+    calls this on SQL text too), so that ``-r`` and PDML give the same text byte for byte.
+
+    >>> _unescape(r"a\nb\tc") == "a" + chr(10) + "b" + chr(9) + "c", _unescape("no escapes")
+    (True, 'no escapes')
+    """
     if "\\" not in text:
         return text
     return text.replace("\\r", "\r").replace("\\n", "\n").replace("\\t", "\t")
@@ -484,10 +500,36 @@ class FieldsReader(_Reader):
     EOF, rows, EOF/OK) from how many of each kind it holds.
     """
 
-    def __init__(self, stream: IO[bytes], name: str = "<tshark>") -> None:
+    def __init__(self, stream: IO[bytes], name: str = "<tshark>", capture: Optional[str] = None,
+                 tshark: Optional[str] = None) -> None:
         super().__init__(stream, name)
+        self.capture = capture  # the capture the fields came from: read its Start-Ok frames again
+        self.tshark = tshark
+        self._start_ok: list[int] = []  # frames holding an AMQP Connection.Start-Ok
 
     def __iter__(self) -> Iterator[Packet]:
+        yield from self._lines()
+        if self._start_ok and self.capture:
+            yield from self._connection_names()
+
+    def _connection_names(self) -> Iterator[Packet]:
+        """The frames holding a Connection.Start-Ok, as PDML: its client properties (the
+        ``connection_name`` that names the process) are a table ``-T fields`` cannot write.
+        A second, short tshark run, made only when the capture holds such frames."""
+        import subprocess
+
+        wanted = " ".join(str(n) for n in self._start_ok[:2000])
+        cmd = tshark_pdml_command(self.capture, self.tshark, extra=("-Y", f"frame.number in {{{wanted}}}"))
+        try:
+            done = subprocess.run(cmd, capture_output=True, stdin=subprocess.DEVNULL, timeout=900)
+        except (OSError, subprocess.SubprocessError):
+            return
+        if done.returncode == 0:
+            import io
+
+            yield from PdmlReader(io.BytesIO(done.stdout), self.name)
+
+    def _lines(self) -> Iterator[Packet]:
         width = len(FIELDS)
         for lineno, raw in enumerate(self.stream, 1):
             line = raw.decode("utf-8", "replace").rstrip("\n")
@@ -530,7 +572,10 @@ class FieldsReader(_Reader):
         if c[_IDX["memcache.command"]] or c[_IDX["memcache.key"]] or c[_IDX["memcache.response"]]:
             layers.append(self._memcache(c))
         if c[_IDX["amqp.type"]]:
-            layers += _amqp_layers(c)
+            amqp = _amqp_layers(c)
+            layers += amqp
+            if any(x.get("amqp.method.class") == "10" and x.get("amqp.method.method") == "11" for x in amqp):
+                self._start_ok.append(_int(c[_IDX["frame.number"]], 0))
         return _tcp_packet(_int(c[_IDX["frame.number"]], 0), _float(c[_IDX["frame.time_epoch"]], 0.0), src, dst,
                            stream, flags, _int(c[_IDX["tcp.len"]].split(AGGREGATOR)[-1], 0), tuple(layers), segments)
 
@@ -713,7 +758,9 @@ class Tshark:
         self.problem: Optional[OsflowError] = None
 
     def reader(self, stream: IO[bytes]):
-        return FieldsReader(stream, self.capture) if self.mode == "fields" else PdmlReader(stream, self.capture)
+        if self.mode == "fields":
+            return FieldsReader(stream, self.capture, self.capture, self.command[0])
+        return PdmlReader(stream, self.capture)
 
     def __enter__(self) -> IO[bytes]:
         import subprocess
