@@ -61,7 +61,7 @@ local SERVICES = {
     { key = "placement",       label = "placement",       ports = { 8778 },        protocol = "http", database = "placement" },
     { key = "glance",          label = "glance",          ports = { 9292 },        protocol = "http", database = "glance" },
     { key = "nova-api",        label = "nova-api",        ports = { 8774 },        protocol = "http", database = "nova_api" },
-    { key = "nova-metadata",   label = "nova-metadata",   ports = { 8775 },        protocol = "http", database = "nova" },
+    { key = "nova-metadata",   label = "nova-metadata",   ports = { 8775 },        protocol = "http" },
     { key = "nova-novncproxy", label = "nova-novncproxy", ports = { 6080 },        protocol = "http" },
     { key = "neutron-server",  label = "neutron-server",  ports = { 9696 },        protocol = "http", database = "neutron" },
     { key = "cinder-api",      label = "cinder-api",      ports = { 8776 },        protocol = "http", database = "cinder" },

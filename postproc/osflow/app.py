@@ -50,6 +50,7 @@ class PostOptions:
     group: bool = True
     explain: bool = False
     show_secrets: bool = False
+    show_broker: bool = False  #: draw RPC through RabbitMQ (``--show-broker``)
     progress: bool = False  #: frames, pairs and rate on ``stderr`` while reading
 
 
@@ -98,7 +99,7 @@ def read(options: PostOptions, stderr: TextIO) -> Result:
     tables = Tables.load(options.ss, options.ps)
     opts: dict = dict(
         overrides=dict(options.overrides), group=options.group, show_secrets=options.show_secrets,
-        explain=options.explain,
+        explain=options.explain, show_broker=options.show_broker,
     )  # fmt: skip
     if options.progress:
         from .pipeline import Progress

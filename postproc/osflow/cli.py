@@ -65,6 +65,8 @@ def add_post_arguments(p: argparse.ArgumentParser) -> None:
                    help="also print, per connection, the 4-tuple, the names chosen and the evidence")
     p.add_argument("--show-secrets", action="store_true",
                    help="show tokens and cache keys in full (they are hidden by default)")
+    p.add_argument("--show-broker", action="store_true",
+                   help="draw RPC through the broker (caller -> RabbitMQ -> callee) instead of caller -> callee")
     p.add_argument("--traceback", action="store_true", help="show a Python traceback on errors")
 
 
@@ -108,6 +110,7 @@ def _post(args, prog: str) -> int:
         group=args.group,
         explain=args.explain,
         show_secrets=args.show_secrets,
+        show_broker=args.show_broker,
         progress=sys.stderr.isatty(),  # never on a pipe or a file
     )
     outcome = app.post(options)

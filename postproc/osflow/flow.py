@@ -37,6 +37,7 @@ from .model import (
     Step,
 )
 from .openstack import TOKEN_HEADERS, tables_in
+from .join import request_ids_of
 from .prose import Prose, token_owner
 
 
@@ -65,6 +66,7 @@ def build_flow(
     *,
     group: bool = True,
     show_secrets: bool = False,
+    show_broker: bool = False,
     origin: Optional[float] = None,
     warnings: tuple[str, ...] = (),
     without_tables: Optional[dict[int, ConnectionNames]] = None,
@@ -100,6 +102,7 @@ def build_flow(
                 exchange=ex,
                 client=client,
                 server=server,
+                via=names[ex.stream].server if isinstance(ex, RpcExchange) else None,
                 request=text.request,
                 response=text.response,
                 message=text.message,
@@ -122,6 +125,7 @@ def build_flow(
         origin=origin,
         warnings=warnings,
         show_secrets=show_secrets,
+        show_broker=show_broker,
         without_tables=tuple(
             (s, n.client.label, n.server.label) for s, n in sorted((without_tables or {}).items())
         ),
@@ -146,7 +150,7 @@ def _served_spans(exchanges: list[Exchange], ends: list[tuple[Participant, Parti
     spans = []
     last: dict[tuple[str, str], float] = {}  # (client label, request id) -> latest end of what it sent
     for ex, (client, _) in zip(exchanges, ends):
-        for rid in _request_ids(ex):
+        for rid in request_ids_of(ex):
             key = (client.label, rid)
             last[key] = max(last.get(key, 0.0), ex.end)
     for ex, (_, server) in zip(exchanges, ends):
@@ -161,13 +165,13 @@ def _served_spans(exchanges: list[Exchange], ends: list[tuple[Participant, Parti
     return spans
 
 
-def _request_ids(ex: Exchange) -> tuple[str, ...]:
-    """The request ids an exchange carries: an RPC's context, an HTTP request's X-OpenStack-Request-ID."""
+def _sent_ids(ex: Exchange) -> tuple[str, ...]:
+    """The request ids a request carries as it is sent: an RPC's context, an HTTP request's header."""
     if isinstance(ex, RpcExchange):
-        return tuple(r for r in (ex.oslo.request_id, ex.oslo.global_request_id) if r)
+        return request_ids_of(ex)
     if isinstance(ex.request, HttpRequest):
         v = header(ex.request.headers, "X-OpenStack-Request-ID")
-        return tuple(x.strip() for x in v.split(",")) if v else ()
+        return tuple(x.strip() for x in v.split(",") if x.strip()) if v else ()
     return ()
 
 
@@ -196,11 +200,18 @@ def _parent(pairs: list[Pair], served: list[tuple[float, float]], candidates, ex
     start, end = ex.start, ex.end
     if isinstance(ex, RpcExchange) and ex.kind != "call":
         end = ex.request.end
+    sent = set(_sent_ids(ex))
     n = 0
     for idx in reversed(candidates):
         cand = pairs[idx]
         s, e = served[idx]
         if s <= start and e >= end:
+            # an RPC the callee handles and a request it sends with another request id: another
+            # request's work in the same span (a periodic task), not this RPC's child
+            if sent and isinstance(cand.exchange, RpcExchange) and sent.isdisjoint(_sent_ids(cand.exchange)) \
+                    and _sent_ids(cand.exchange):
+                n += 1
+                continue
             return cand.id
         n += 1
         if n > 5000:

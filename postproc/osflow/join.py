@@ -32,6 +32,7 @@ from .model import (
     ConnectionNames,
     Exchange,
     HttpRequest,
+    HttpResponse,
     MysqlCommand,
     MysqlLogin,
     MysqlReply,
@@ -208,6 +209,7 @@ class Joiner:
     def _from_protocol(self, c: _Conn, srv: Optional[Named], serving: "_Serving") -> Optional[Named]:
         votes: Counter = Counter()
         why: dict[str, str] = {}
+        schema = _database(c)[0] if c.protocol == "mysql" else None
         for ex in c.exchanges:
             req = ex.request
             if isinstance(req, MysqlLogin) and req.user:
@@ -233,8 +235,21 @@ class Joiner:
                         if table in tables:
                             votes[key] += 1
                             why.setdefault(key, f"queries touch table {table}")
+            if isinstance(ex, RpcExchange) and ex.oslo.method in _OBJECT_METHODS and ex.routing_key_topic == "conductor":
+                votes["nova-compute"] += 1
+                why.setdefault("nova-compute", f"calls the conductor's {ex.oslo.method} (the object indirection "
+                                               "nova-compute uses)")
             outer = serving.innermost(ex.start, ex.end if not isinstance(ex, RpcExchange) else ex.request.end,
-                                      exclude=srv.key if srv else None)
+                                      exclude=srv.key if srv else None, request_ids=request_ids_of(ex))
+            if outer is not None and schema is not None and _uses_other_schema(outer[0], schema):
+                outer = None  # a service does not query another service's schema
+            if outer is None and isinstance(ex, RpcExchange):
+                # published after the request that made it was answered: the service that answered it
+                origin = serving.origin(request_ids_of(ex), exclude=srv.key if srv else None)
+                if origin is not None:
+                    votes[origin[0]] += 1
+                    why.setdefault(origin[0], f"its request id was {origin[0]}'s answer to "
+                                              f"{origin[1].request.method} {origin[1].request.uri.split('?')[0]}")
             if outer is not None:
                 key, outer_ex = outer
                 votes[key] += 2
@@ -305,6 +320,35 @@ def _rpc_spans(rpcs: list[RpcExchange]) -> list[tuple[float, float, int, RpcExch
     return out
 
 
+def _uses_other_schema(key: str, schema: str) -> bool:
+    """Does service ``key`` keep its own schemas, none of them ``schema`` (keystone and ``neutron``)?
+
+    A project's schemas are one family: nova's services use ``nova_api``, ``nova`` and the cells'.
+    """
+    own = portmap.database_of(key) or component_database(key)
+    if own is None:
+        return False
+    return own.split("_")[0] != schema.split("_")[0]
+
+
+def request_ids_of(ex: Exchange) -> tuple[str, ...]:
+    """The request ids an exchange carries: an RPC's context; an HTTP request's or response's
+    ``X-OpenStack-Request-ID`` (and nova's ``X-Compute-Request-Id``)."""
+    if isinstance(ex, RpcExchange):
+        o = ex.oslo
+        return tuple(r for r in (o.request_id, o.global_request_id) if r)
+    out: list[str] = []
+    for m in (ex.request, ex.response):
+        for k, v in getattr(m, "headers", ()):
+            if k.lower() in ("x-openstack-request-id", "x-compute-request-id"):
+                out += [x.strip() for x in v.split(",") if x.strip()]
+    return tuple(out)
+
+
+#: oslo.versionedobjects' indirection: the methods a service without DB access calls on the conductor.
+_OBJECT_METHODS = ("object_action", "object_class_action", "object_class_action_versions", "object_backport_versions")
+
+
 def _service_for_db_login(user: str, schema: Optional[str]) -> Optional[str]:
     for name in (schema, user):
         if not name:
@@ -334,20 +378,38 @@ class _Serving:
 
     def __init__(self) -> None:
         self._spans: list[tuple[float, float, str, Exchange]] = []
+        self._answered: dict[str, list[tuple[str, Exchange]]] = {}  # request id -> (service, exchange) that answered it
         self._starts: list[float] = []
 
     def add(self, start: float, end: float, key: str, ex: Exchange) -> None:
         self._spans.append((start, end, key, ex))
+        if not isinstance(ex, RpcExchange) and isinstance(ex.response, HttpResponse):
+            for rid in request_ids_of(ex):
+                self._answered.setdefault(rid, []).append((key, ex))
 
     def freeze(self) -> None:
         self._spans.sort(key=lambda s: (s[0], s[1]))
         self._starts = [s[0] for s in self._spans]
 
-    def innermost(self, start: float, end: float, exclude: Optional[str]) -> Optional[tuple[str, Exchange]]:
+    def origin(self, request_ids: tuple[str, ...], exclude: Optional[str]) -> Optional[tuple[str, Exchange]]:
+        """The HTTP service that answered a request with one of these request ids."""
+        for rid in request_ids:
+            for key, ex in self._answered.get(rid, ()):
+                if key != exclude:
+                    return key, ex
+        return None
+
+    def innermost(
+        self, start: float, end: float, exclude: Optional[str], request_ids: tuple[str, ...] = ()
+    ) -> Optional[tuple[str, Exchange]]:
+        """The latest-starting span that contains [start, end]; with ``request_ids``, one that
+        carries one of them first (several services serve at once: the request id says which)."""
         i = bisect.bisect_right(self._starts, start)
-        # latest-starting span that contains [start, end]; scan back a bounded distance
-        for j in range(i - 1, max(-1, i - 2000), -1):
-            s, e, key, ex = self._spans[j]
-            if e >= end and key != exclude:
-                return key, ex
+        wanted = set(request_ids)
+        for restrict in ((True, False) if wanted else (False,)):
+            # scan back a bounded distance
+            for j in range(i - 1, max(-1, i - 2000), -1):
+                s, e, key, ex = self._spans[j]
+                if e >= end and key != exclude and (not restrict or wanted.intersection(request_ids_of(ex))):
+                    return key, ex
         return None

@@ -351,6 +351,14 @@ class RpcExchange(Exchange):
         return self.request.oslo or OsloMessage()  # type: ignore[attr-defined]
 
     @property
+    def routing_key_topic(self) -> str:
+        """The topic it was sent to: the routing key's first word, or a fanout exchange's topic."""
+        exchange, key = self.request.exchange, self.request.routing_key  # type: ignore[attr-defined]
+        if exchange.endswith("_fanout"):
+            return exchange[: -len("_fanout")]
+        return key.split(".")[0]
+
+    @property
     def end(self) -> float:
         for m in (self.reply_delivery, self.response, self.delivery):
             if m is not None:
@@ -472,6 +480,12 @@ class Pair(_Fields):
     notes: tuple[str, ...] = ()  # e.g. "token T1 = admin@admin (3f2a9c01)", "cache miss"
     tokens: tuple[str, ...] = ()  # token ids (T1, ...) this pair mentions
     noise: bool = False  # pool ping / rollback / SET ...
+    via: Optional[Participant] = None  # an RPC's broker
+
+    @property
+    def kind(self) -> Optional[str]:
+        """An RPC's kind (call, cast, fanout); None for any other pair."""
+        return getattr(self.exchange, "kind", None) if self.exchange.protocol == "rpc" else None
 
     @property
     def protocol(self) -> Protocol:
@@ -522,5 +536,6 @@ class Flow(_Fields):
     origin: float  # epoch of the first frame
     warnings: tuple[str, ...] = ()
     show_secrets: bool = False  # the user asked for tokens in full (--show-secrets)
+    show_broker: bool = False  # draw RPC through the broker (--show-broker)
     #: with --explain and socket tables: (stream, client label, server label) as named without the tables
     without_tables: tuple[tuple[int, str, str], ...] = ()

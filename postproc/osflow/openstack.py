@@ -269,6 +269,7 @@ COMPONENT_DATABASES: dict[str, str] = {
     "nova-scheduler": "nova",
     "nova-compute": "nova",
     "nova-novncproxy": "nova",
+    "nova-metadata": "nova",
     "cinder-volume": "cinder",
     "cinder-scheduler": "cinder",
     "cinder-backup": "cinder",

@@ -38,7 +38,7 @@ SERVICES: tuple[Service, ...] = (
     Service("placement", "placement", (8778,), "http", "placement"),
     Service("glance", "glance", (9292,), "http", "glance"),
     Service("nova-api", "nova-api", (8774,), "http", "nova_api"),
-    Service("nova-metadata", "nova-metadata", (8775,), "http", "nova"),
+    Service("nova-metadata", "nova-metadata", (8775,), "http"),  # uses nova's schema, but so does every nova-*
     Service("nova-novncproxy", "nova-novncproxy", (6080,), "http"),
     Service("neutron-server", "neutron-server", (9696,), "http", "neutron"),
     Service("cinder-api", "cinder-api", (8776,), "http", "cinder"),

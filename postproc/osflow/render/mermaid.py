@@ -1,8 +1,9 @@
 """Mermaid ``sequenceDiagram`` code.
 
 Participants are declared in order of first appearance; requests are ``->>``,
-responses ``-->>``; a pair that has children activates its server while they
-run.  Cache hits/misses and token identities become notes.  A flow too long for
+responses ``-->>``; an RPC call is ``->>`` with a ``-->>`` reply, a cast or fanout
+the async ``-)``, from caller to callee (through the broker with ``--show-broker``);
+a pair that has children activates its server while they run.  Cache hits/misses and token identities become notes.  A flow too long for
 Mermaid (50,000 characters per diagram) is split, between top-level steps, into
 several diagrams.
 """
@@ -10,7 +11,7 @@ several diagrams.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, Optional
 
 from .. import quoting
 from ..model import Flow, Step
@@ -47,6 +48,14 @@ class _Seg:
     open: tuple[tuple[str, str, str], ...]  # (client label, server label, request text) still active
 
 
+def _broker(flow: Flow, step: Step) -> Optional[str]:
+    """The broker's label when this step is an RPC drawn through it (``--show-broker``)."""
+    p = step.first
+    if not flow.show_broker or step.is_group or p.via is None or p.server.label == p.via.label:
+        return None
+    return p.via.label
+
+
 def _segments(flow: Flow, ids: _Ids) -> Iterator[_Seg]:
     steps = flow.steps
     stack: list[tuple[Step, bool]] = []  # open steps and whether their server was activated
@@ -58,8 +67,9 @@ def _segments(flow: Flow, ids: _Ids) -> Iterator[_Seg]:
         while stack and stack[-1][0].depth >= depth:
             s, active = stack.pop()
             lines: list[str] = []
-            _response(s, ids, lines, active=active)
-            yield _Seg(tuple(lines), (s.first.client.label, s.first.server.label), open_())
+            broker = _broker(flow, s)
+            _response(s, ids, lines, active=active, broker=broker)
+            yield _Seg(tuple(lines), _labels(s, broker), open_())
 
     for k, step in enumerate(steps):
         yield from close_until(step.depth)
@@ -67,15 +77,20 @@ def _segments(flow: Flow, ids: _Ids) -> Iterator[_Seg]:
         a, b = ids(first.client.label), ids(first.server.label)
         has_children = k + 1 < len(steps) and steps[k + 1].depth > step.depth
         text = quoting.mermaid_text(_text(step))
+        arrow = "-)" if first.kind in ("cast", "fanout") else "->>"
+        broker = _broker(flow, step)
         lines: list[str] = []
+        active = has_children and a != b
+        if broker is not None:
+            r = ids(broker)
+            lines.append(f"    {a}{arrow}{r}: {text}")
+            a = r
+        lines.append(f"    {a}{arrow}{'+' if active else ''}{b}: {text}")
         if has_children:
-            active = a != b
-            lines.append(f"    {a}->>{'+' if active else ''}{b}: {text}")
             stack.append((step, active))
         else:
-            lines.append(f"    {a}->>{b}: {text}")
-            _response(step, ids, lines, active=False)
-        yield _Seg(tuple(lines), (first.client.label, first.server.label), open_())
+            _response(step, ids, lines, active=False, broker=broker)
+        yield _Seg(tuple(lines), _labels(step, broker), open_())
     yield from close_until(0)
 
 
@@ -83,7 +98,14 @@ def _text(step: Step) -> str:
     return step.summary if step.is_group else step.first.message
 
 
-def _response(step: Step, ids: _Ids, lines: list[str], active: bool) -> None:
+def _labels(step: Step, broker: Optional[str]) -> tuple[str, ...]:
+    first = step.first
+    if broker is None:
+        return (first.client.label, first.server.label)
+    return (first.client.label, broker, first.server.label)
+
+
+def _response(step: Step, ids: _Ids, lines: list[str], active: bool, broker: Optional[str] = None) -> None:
     first = step.first
     a, b = ids(first.client.label), ids(first.server.label)
     if step.is_group:
@@ -95,7 +117,12 @@ def _response(step: Step, ids: _Ids, lines: list[str], active: bool) -> None:
                 lines.append(f"    deactivate {b}")
             return
     arrow = "-->>-" if active and a != b else "-->>"
-    lines.append(f"    {b}{arrow}{a}: {quoting.mermaid_text(result)}")
+    if broker is not None:
+        r = ids(broker)
+        lines.append(f"    {b}{arrow}{r}: {quoting.mermaid_text(result)}")
+        lines.append(f"    {r}-->>{a}: {quoting.mermaid_text(result)}")
+    else:
+        lines.append(f"    {b}{arrow}{a}: {quoting.mermaid_text(result)}")
     if not step.is_group:
         for note in first.notes:
             where = f"over {a},{b}" if a != b else f"over {a}"

@@ -22,7 +22,8 @@ def rows(flow: Flow, width: int = 110) -> Iterator[tuple]:
         if step.is_group:
             message, result = step.summary, step.result
         else:
-            message, result = first.message, first.result or "(no response)"
+            message, result = first.message, first.result or ("(cast: no reply)" if first.kind in ("cast", "fanout")
+                                                              else "(no response)")
         indent = "· " * step.depth
         yield (
             n,
