@@ -3,6 +3,9 @@
 # wait until it serves (an RPC service: until it is connected to RabbitMQ).  For recordings that must
 # see a service start, e.g. the AMQP Connection.Start-Ok that names the process:
 #   osflow record --linger 15 -- bash tests/lab/restart.sh nova-conductor
+# --stop only stops it, --start only starts it (when it is not running): run-e2e.sh keeps nova-compute,
+# whose periodic calls to placement and keystone would join the keystone/placement recordings, stopped
+# while tests/e2e/test_lab.py runs.
 # Services: rabbitmq glance-api neutron-server nova-api nova-conductor nova-scheduler nova-compute.
 set -euo pipefail
 LAB=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -10,18 +13,28 @@ LAB=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$LAB/lib.sh"
 die() { echo "lab restart: error: $*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "run me as root"
-[ $# = 1 ] || die "usage: restart.sh SERVICE"
+action=restart
+case "${1:-}" in --stop) action=stop; shift ;; --start) action=start; shift ;; esac
+[ $# = 1 ] || die "usage: restart.sh [--stop|--start] SERVICE"
 name=$1
 case "$name" in
   rabbitmq|glance-api|neutron-server|nova-api|nova-conductor|nova-scheduler|nova-compute) ;;
   *) die "not a service restart.sh restarts: $name" ;;
 esac
-old=$(alive "$name") || die "$name is not running as the lab started it (tests/lab/up.sh first)"
-stop_service "$name" || die "$name (pid $old) would not stop"
+old=$(alive "$name" || true)
+case "$action" in
+  restart) [ -n "$old" ] || die "$name is not running as the lab started it (tests/lab/up.sh first)" ;;
+  stop) [ -n "$old" ] || { echo "lab: $name is not running" >&2; exit 0; } ;;
+  start) [ -z "$old" ] || { echo "lab: $name runs (pid $old)" >&2; exit 0; } ;;
+esac
+if [ -n "$old" ]; then
+  stop_service "$name" || die "$name (pid $old) would not stop"
+fi
+[ "$action" != stop ] || exit 0
 launch "$name"
 end=$((SECONDS + 180))
 until ready "$name"; do
   [ $SECONDS -lt $end ] || die "$name did not serve again within 180s (log: $STATE/$name.log)"
   sleep 0.2
 done
-echo "lab: restarted $name (pid $old -> $(alive "$name"))" >&2
+echo "lab: ${old:+re}started $name (pid ${old:+$old -> }$(alive "$name"))" >&2
