@@ -19,7 +19,8 @@ from osflow.source import PdmlReader
 
 pytestmark = pytest.mark.tshark
 
-CASES = ("resource-class-list-cold", "token-issue", "captures-compute/server-create")
+CASES = ("resource-class-list-cold", "token-issue", "captures-compute/server-create",
+         "captures-compute/lab-service-start")  # the last holds Connection.Start-Ok (AmqpOpen)
 SHARED = sorted(
     (c for c in vars(model).values() if isinstance(c, type) and issubclass(c, model._Fields)
      and c not in (model._Fields, model.Message)),  # Message: only a base, never made

@@ -270,10 +270,12 @@ class Joiner:
 def _from_broker_traffic(link: AmqpConnection) -> Optional[Named]:
     """The owner of a connection to the broker from what it said and what was delivered to it."""
     if link.connection_name:
-        program = link.connection_name.split(":")[0]
+        program, _, rest = link.connection_name.partition(":")
         key, _ = service_of_command(program)
+        pid = rest.split(":")[0]
         if key:
-            return Named(key, f"AMQP connection_name '{link.connection_name[:60]}'", "protocol")
+            return Named(key, f"AMQP connection_name '{link.connection_name[:60]}'", "protocol",
+                         int(pid) if pid.isdigit() else None)
     for topic in link.consumes:
         key = service_of_topic(topic)
         if key:

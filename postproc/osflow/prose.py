@@ -168,8 +168,6 @@ class Prose:
             notes.append(f"compressed body ({ex.request.compression})")  # type: ignore[attr-defined]
         if ex.request.oslo is None:  # type: ignore[attr-defined]
             plain = rich = f"{ex.kind} ({ex.request.undecoded or 'body not read'})"  # type: ignore[attr-defined]
-        if o.request_id:
-            notes.append(f"request {o.request_id}")
         if ex.delivery is None:
             notes.append("delivered to no consumer")
         response: Optional[str]

@@ -43,6 +43,8 @@ AMQP_FIELDS = (
 )
 _AMQP_FIELDS = frozenset(AMQP_FIELDS)
 #: The AMQP subtrees that hold fields osflow reads (the rest, e.g. the JSON tree of a body, is skipped).
+#: The Connection.Start-Ok client properties osflow reads (shown as ``<name> (string): <value>``).
+_CLIENT_PROPERTIES = ("connection_name (string): ", "product (string): ")
 _AMQP_TREES = frozenset({"amqp.method.arguments", "amqp.method.arguments.client_properties"})
 _MYSQL_SKIP = ("mysql.caps", "mysql.extcaps", "mysql.stat", "mysql.field.flags", "mysql.connattrs", "mysql.salt",
                "mysql.passwd", "mysql.unused")
@@ -343,10 +345,10 @@ def _amqp_fields(proto: etree._Element) -> tuple[tuple[str, str], ...]:
                 if m in _AMQP_FIELDS:
                     out.append((m, g.get("show") or ""))
                 elif m == "amqp.method.arguments.client_properties":
-                    for h in g:
+                    for h in g:  # each entry is shown as "connection_name (string): nova-conductor:7921:<uuid>"
                         label = h.get("showname") or ""
-                        if h.get("name") == "amqp.field" and label.startswith(("connection_name: ", "product: ")):
-                            key, _, value = label.partition(": ")
+                        if h.get("name") == "amqp.field" and label.startswith(_CLIENT_PROPERTIES):
+                            key, _, value = label.partition(" (string): ")
                             out.append((f"amqp.{key}", value))
     return tuple(out)
 
@@ -518,8 +520,9 @@ class FieldsReader(_Reader):
         A second, short tshark run, made only when the capture holds such frames."""
         import subprocess
 
-        wanted = " ".join(str(n) for n in self._start_ok[:2000])
-        cmd = tshark_pdml_command(self.capture, self.tshark, extra=("-Y", f"frame.number in {{{wanted}}}"))
+        # "frame.number == a || ..." reads the same in every tshark (set syntax changed in 4.0)
+        wanted = " || ".join(f"frame.number == {n}" for n in self._start_ok[:500])
+        cmd = tshark_pdml_command(self.capture, self.tshark, extra=("-Y", wanted))
         try:
             done = subprocess.run(cmd, capture_output=True, stdin=subprocess.DEVNULL, timeout=900)
         except (OSError, subprocess.SubprocessError):
