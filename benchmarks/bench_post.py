@@ -225,9 +225,9 @@ def main() -> int:
                 rows.append(("4", f"peak RSS, PDML of {pdml.stat().st_size / 1e6:,.0f} MB on stdin",
                              f"{kb / 1024:.0f} MB", "", "", "", "≤ 150 MB", "ok" if kb <= 150 * 1024 else "MISSED"))
         for inp in (keystone, compute):
-            for what, capture in (("1 copy", inp.one), (frames(inp), inp.capture)):
+            for what, capture in ((f"{inp.name}, 1 copy", inp.one), (frames(inp), inp.capture)):
                 kb = run([*POST, "-r", str(capture)])[1]
-                rows.append(("4", f"peak RSS, osflow-post -r or its tshark ({inp.name}, {what})",
+                rows.append(("4", f"peak RSS, osflow-post -r or its tshark ({what})",
                              f"{kb / 1024:.0f} MB", "", "", "", "(info)", ""))
     if "5" in goals:
         help_s = median([*POST, "--help"], max(r, 5))
