@@ -145,6 +145,9 @@ local USER_AGENT_PRODUCTS = {
     { "glance", "glance" },
     { "glance-api", "glance" },
     { "heat", "heat-api" },
+    { "nova-compute", "nova-compute" },
+    { "nova-conductor", "nova-conductor" },
+    { "nova-scheduler", "nova-scheduler" },
 }
 local USER_AGENT_CLIENT_WORDS = {
     "python-openstackclient",
@@ -739,7 +742,7 @@ local KEYSTONE_TOKEN_OPS = { GET = "validate token", HEAD = "check token", DELET
 local function user_agent_service(ua)
     if type(ua) ~= "string" then return nil end
     local l = ua:lower()
-    local product = l:match("^%s*([%w_%.%-]+)/")
+    local product = l:match("^%s*([%w_%.%-]+)[/ ]")  -- a product, with its /version or without
     local key = product and PRODUCT_SERVICES[product]
     if key then return key end
     for _, word in ipairs(USER_AGENT_CLIENT_WORDS) do

@@ -144,11 +144,14 @@ USER_AGENT_PRODUCTS: dict[str, str] = {
     "glance": "glance",
     "glance-api": "glance",
     "heat": "heat-api",
+    "nova-compute": "nova-compute",  # "nova-compute keystoneauth1/5.0.0 ...": a product without a version
+    "nova-conductor": "nova-conductor",
+    "nova-scheduler": "nova-scheduler",
 }
 #: Words anywhere in a User-Agent (lower case) that make it the OpenStack client.
 USER_AGENT_CLIENT_WORDS = ("python-openstackclient", "openstacksdk/", "osc-lib")
 
-_PRODUCT = re.compile(r"\s*([\w.-]+)/")
+_PRODUCT = re.compile(r"\s*([\w.-]+)[/ ]")  # a product, with its /version or without
 
 
 def service_of_user_agent(ua: Optional[str]) -> Optional[str]:
@@ -160,6 +163,8 @@ def service_of_user_agent(ua: Optional[str]) -> Optional[str]:
     'openstackclient'
     >>> service_of_user_agent("Nova/27.0.0 openstacksdk/1.0")  # the product first, case-insensitive
     'nova-api'
+    >>> service_of_user_agent("nova-compute keystoneauth1/5.0.0 python-requests/2.28.1")  # no version
+    'nova-compute'
     >>> service_of_user_agent("python-keystoneclient") is None
     True
     """
