@@ -154,13 +154,13 @@ amqp_answers() {
 }
 
 # amqp_connected PID: PID has a connection to RabbitMQ (an oslo.messaging service is consuming)
-amqp_connected() { ss -Htnp state established "dport = :5672" 2>/dev/null | grep -q "pid=$1,"; }
+amqp_connected() { ss -Htnp state established "dport = :5672" 2>/dev/null | grep "pid=$1," >/dev/null; }
 
 # ready NAME: NAME serves (HTTP answers, the broker speaks AMQP, an RPC service is connected)
 ready() {
   local pid
   case "$1" in
-    epmd) ss -Htln "sport = :4369" | grep -q . ;;
+    epmd) ss -Htln "sport = :4369" | grep . >/dev/null ;;
     rabbitmq) amqp_answers ;;
     glance-api) timeout 10 curl -sS -o /dev/null http://127.0.0.1:9292/versions ;;
     neutron-server) timeout 10 curl -fsS -o /dev/null http://127.0.0.1:9696/ ;;

@@ -27,7 +27,7 @@ python3-openstackclient python3-osc-placement python3-pymysql python3-memcache
 rabbitmq-server glance-api neutron-server nova-api nova-conductor nova-scheduler python3-nova"
 OPENSTACK=/usr/bin/openstack  # Debian's client: a pip-installed one elsewhere on PATH differs
 
-say() { echo "lab: $*" >&2; }
+say() { echo "lab: [${SECONDS}s] $*" >&2; }
 die() { echo "lab: error: $*" >&2; exit 1; }
 
 [ "$(id -u)" = 0 ] || die "run me as root (I install packages and start services)"
@@ -38,7 +38,7 @@ touch "$PIDS"
 # ---------------------------------------------------------------- packages
 missing=""
 for p in $PACKAGES; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep "install ok installed" >/dev/null || missing="$missing $p"
 done
 if [ -n "$missing" ]; then
   say "installing$missing"
@@ -115,7 +115,7 @@ if ! cmp -s "$LAB/nova-compute" /usr/local/lib/osflow-lab/nova-compute; then
 fi
 
 # ---------------------------------------------------------------- process helpers
-port_busy() { ss -Htln "sport = :$1" | grep -q .; }
+port_busy() { ss -Htln "sport = :$1" | grep . >/dev/null; }
 wait_for() {  # SECONDS DESCRIPTION COMMAND...: until COMMAND succeeds
   local limit=$1 what=$2; shift 2
   local end=$((SECONDS + limit))
@@ -321,7 +321,8 @@ os network list -f value -c ID >/dev/null || die "'openstack network list' faile
 # nova's cells: the API database, cell0, cell1, then the cell database
 AS_LONG nova nova-manage api_db sync >>"$log" 2>&1 || die "nova-manage api_db sync failed (see $log)"
 AS_LONG nova nova-manage cell_v2 map_cell0 >>"$log" 2>&1 || die "nova-manage cell_v2 map_cell0 failed (see $log)"
-if ! AS_LONG nova nova-manage cell_v2 list_cells 2>>"$log" | grep -q ' cell1 '; then
+cells=$(AS_LONG nova nova-manage cell_v2 list_cells 2>>"$log") || die "nova-manage cell_v2 list_cells failed (see $log)"
+if ! grep -q ' cell1 ' <<< "$cells"; then
   AS_LONG nova nova-manage cell_v2 create_cell --name=cell1 >>"$log" 2>&1 || die "nova-manage cell_v2 create_cell failed (see $log)"
 fi
 AS_LONG nova nova-manage db sync >>"$log" 2>&1 || die "nova-manage db sync failed (see $log)"
@@ -336,7 +337,7 @@ ensure nova-compute - "${NOVA_CONF[@]}"
 host_up() { [ "$(os compute service list --service nova-compute --host controller -f value -c State)" = up ]; }
 wait_for 180 "nova-compute on host controller (state up in 'openstack compute service list')" host_up
 AS_LONG nova nova-manage cell_v2 discover_hosts >>"$log" 2>&1 || die "nova-manage cell_v2 discover_hosts failed (see $log)"
-provider() { os resource provider list --name controller -f value -c uuid | grep -q .; }
+provider() { os resource provider list --name controller -f value -c uuid | grep . >/dev/null; }
 wait_for 120 "the resource provider of host controller in placement" provider
 # m1.nano for servers that build; m1.toobig (2 TiB of RAM: more than the fake host's 800,000 MB
 # even with the 1.5 allocation ratio) for NoValidHost; quotas lifted so only the host says no
