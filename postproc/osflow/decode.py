@@ -33,6 +33,7 @@ from .model import (
     MysqlCommand,
     MysqlGreeting,
     MysqlLogin,
+    MYSQL_ROW_FIELDS,
     MysqlReply,
     Packet,
     TokenInfo,
@@ -386,6 +387,38 @@ class Decoder:
 
     def _mysql_layer(self, p: Packet, layer: Layer, frames: tuple[int, ...], start: float) -> Optional[Message]:
         """The message one MySQL PDU completes (a request, or the last PDU of a reply), or None."""
+        fields = layer.fields
+        row = fields is MYSQL_ROW_FIELDS
+        if row or (fields and fields[0][0] == "mysql.field.catalog"):
+            # a row or a column definition, the PDUs most replies are made of: counted without a set of names
+            key = (p.stream, p.src)
+            st = self._mysql.get(key)
+            if st is None:
+                st = self._mysql[key] = _MysqlReplyState(src=p.src, dst=p.dst, start=start)
+            if not st.frames or st.frames[-1] != p.number:
+                st.frames.append(p.number)
+            st.end = p.time
+            if row:
+                if st.phase in ("columns", "rows"):
+                    st.phase = "rows"
+                    st.rows += 1
+                return None
+            # one column definition, or (from -T fields) all of a segment's, each opened by its catalog
+            db = org = table = None
+            for k, v in fields:
+                if k == "mysql.field.catalog":
+                    if st.column_defs:
+                        self._column(st, db, org or table)
+                    st.column_defs += 1
+                    db = org = table = None
+                elif k == "mysql.field.db" and db is None:
+                    db = v
+                elif k == "mysql.field.org_table" and org is None:
+                    org = v
+                elif k == "mysql.field.table" and table is None:
+                    table = v
+            self._column(st, db, org or table)
+            return None
         names = {k for k, _ in layer.fields}  # most PDUs are asked about several fields
         if not names.isdisjoint(_MYSQL_NOT_REPLIES):
             common = dict(protocol="mysql", stream=p.stream, src=p.src, dst=p.dst, start=start, end=p.time,
@@ -452,6 +485,14 @@ class Decoder:
             del self._mysql[key]
             return MysqlReply(**self._reply_common(p.stream, st), kind="eof")
         return None  # anything else (auth switch, more data): part of a reply still open
+
+    @staticmethod
+    def _column(st: _MysqlReplyState, db: Optional[str], table: Optional[str]) -> None:
+        """Note the schema and table a column definition names."""
+        if db:
+            st.schemas.setdefault(db, None)
+        if table:
+            st.tables.setdefault(table, None)
 
     @staticmethod
     def _reply_common(stream: int, st: _MysqlReplyState, complete: bool = True) -> dict:

@@ -339,6 +339,8 @@ def request_ids_of(ex: Exchange) -> tuple[str, ...]:
     if isinstance(ex, RpcExchange):
         o = ex.oslo
         return tuple(r for r in (o.request_id, o.global_request_id) if r)
+    if ex.protocol != "http":
+        return ()
     out: list[str] = []
     for m in (ex.request, ex.response):
         for k, v in getattr(m, "headers", ()):

@@ -103,6 +103,11 @@ class Layer(_Fields):
         return False
 
 
+#: The fields of a MySQL row PDU (osflow never reads a row's values).  Both readers use this one
+#: tuple, so that the decoder tells a row by identity: most PDUs of a capture are rows.
+MYSQL_ROW_FIELDS: tuple[tuple[str, str], ...] = (("mysql.row", ""),)
+
+
 @dataclass(frozen=True, eq=False, repr=False)
 class Packet(_Fields):
     """One TCP frame, with only what osflow needs."""

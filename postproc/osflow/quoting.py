@@ -343,3 +343,37 @@ def markdown_cell(text: str) -> str:
     'SELECT a \\|\\| b FROM t'
     """
     return one_line(text).replace("|", "\\|")
+
+
+# --------------------------------------------------------------------------- JSON
+
+from json.encoder import encode_basestring as _json_utf8  # noqa: E402  (the C encoders, when built)
+from json.encoder import encode_basestring_ascii as _json_ascii  # noqa: E402
+
+
+def json_value(value: object, ascii_only: bool = False) -> str:
+    """A JSON scalar or list of scalars, exactly as ``json.dumps(value, ensure_ascii=ascii_only)``
+    writes it, without building an encoder for each value (JSON Lines writes a dozen per pair).
+
+    >>> [json_value(v) for v in ('é "q"', None, 3, True, [1, 2], ["T1"])]
+    ['"é \\\\"q\\\\""', 'null', '3', 'true', '[1, 2]', '["T1"]']
+    >>> json_value("é", ascii_only=True)
+    '"\\\\u00e9"'
+    >>> import json; all(json_value(v) == json.dumps(v, ensure_ascii=False) for v in ("\\x00\\n\\u2028", -0, [], False))
+    True
+    """
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return _json_ascii(value) if ascii_only else _json_utf8(value)
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, int):
+        return str(int(value))
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(json_value(v, ascii_only) for v in value) + "]"
+    import json
+
+    return json.dumps(value, ensure_ascii=ascii_only)

@@ -18,7 +18,7 @@ from lxml import etree
 
 from . import portmap
 from .errors import InputError, OsflowError, PartialInput, ToolMissing
-from .model import Address, Layer, Packet
+from .model import MYSQL_ROW_FIELDS, Address, Layer, Packet
 from .wireshark import find_tool
 
 #: Application protocols osflow decodes (PDML ``<proto name=...>``).
@@ -360,7 +360,7 @@ _MYSQL_LEAVES = frozenset({"mysql.field.flags", "mysql.server_status", "mysql.ca
 
 #: A column definition's first length-encoded strings, in protocol order: what osflow reads of it.
 _COLUMN_TEXTS = ("mysql.field.catalog", "mysql.field.db", "mysql.field.table", "mysql.field.org_table")
-_ROW_FIELDS = (("mysql.row", ""),)
+_ROW_FIELDS = MYSQL_ROW_FIELDS
 
 
 def _result_set_pdu(proto: etree._Element) -> Optional[tuple[tuple[str, str], ...]]:
@@ -631,12 +631,14 @@ class FieldsReader(_Reader):
         rows = max(0, pdus - len(columns) - defs - eofs - len(oks) - len(errors))
         for n in columns:
             layers.append(Layer("mysql", (("mysql.num_fields", n),)))
-        for i in range(defs):
-            fields = [("mysql.field.catalog", "def")]
-            if i < len(dbs) and dbs[i]:
-                fields.append(("mysql.field.db", dbs[i]))
-            if i < len(tables) and tables[i]:
-                fields.append(("mysql.field.org_table", tables[i]))
+        if defs:  # all column definitions in one layer, each opened by its catalog (the decoder reads it so)
+            fields = []
+            for i in range(defs):
+                fields.append(("mysql.field.catalog", "def"))
+                if i < len(dbs) and dbs[i]:
+                    fields.append(("mysql.field.db", dbs[i]))
+                if i < len(tables) and tables[i]:
+                    fields.append(("mysql.field.org_table", tables[i]))
             layers.append(Layer("mysql", tuple(fields)))
         eof = Layer("mysql", (("mysql.eof", "254"),))
         if eofs and (columns or defs):
