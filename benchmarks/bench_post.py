@@ -59,6 +59,8 @@ import inputs  # noqa: E402  (the same inputs as the plugin benchmark)
 from osflow.source import tshark_fields_command, tshark_pdml_command  # noqa: E402  (what osflow-post -r runs)
 
 COLD = REPO / "tests/fixtures/captures/resource-class-list-cold/capture.pcapng"
+#: One real compute capture: HTTP, SQL, memcached and RPC over RabbitMQ (AMQP decoding on).
+SERVER_CREATE = REPO / "tests/fixtures/captures-compute/server-create/capture.pcapng"
 ENV = inputs.osflow_env()
 # what the osflow-post console script runs
 POST = inputs.POST
@@ -163,6 +165,7 @@ def main() -> int:
     keystone, compute = big_inputs["keystone"], big_inputs["compute"]
     big = keystone.capture
     cold_pdml = inputs.pdml(COLD, work / "cold.pdml")
+    compute_pdml = inputs.pdml(SERVER_CREATE, work / "server-create.pdml")
     big_pdml = work / keystone.folder.name / "capture.pdml"
     if not args.quick and goals & {"1", "4"}:
         print(f"PDML of {big} (cached) ...", file=sys.stderr)
@@ -192,6 +195,9 @@ def main() -> int:
         mb = cold_pdml.stat().st_size / 1e6
         compare("1", f"osflow-post < PDML ({mb:.0f} MB) vs bare iterparse",
                 paired(POST, BARE, small, stdin=cold_pdml), 1.3)
+        mb = compute_pdml.stat().st_size / 1e6
+        compare("1", f"osflow-post < PDML ({mb:.0f} MB, server-create: RPC) vs bare iterparse",
+                paired(POST, BARE, small, stdin=compute_pdml), 1.3)
         if not args.quick:
             gb = big_pdml.stat().st_size / 1e9
             compare("1", f"osflow-post < PDML ({gb:.1f} GB, {frames(keystone)}) vs bare iterparse",
