@@ -247,6 +247,10 @@ def test_show_broker_draws_rabbitmq_between_caller_and_callee(mermaid_render):
     assert re.search(r"^    nova_scheduler-->>-RabbitMQ: result", mmd, re.M)
     assert re.search(r"^    RabbitMQ-->>nova_conductor: result", mmd, re.M)
     assert "RabbitMQ" not in _post("server-create", "--format", "mermaid")  # without it, caller -> callee
+    timeline = _post("server-create", "--show-broker")
+    assert re.search(r"nova-conductor +nova-scheduler +rpc +· · call select_destinations \[T\d+\] \(via RabbitMQ\)",
+                     timeline)
+    assert "(via RabbitMQ)" not in _post("server-create")
     mermaid_render(mmd)
 
 

@@ -24,6 +24,8 @@ def rows(flow: Flow, width: int = 110) -> Iterator[tuple]:
         else:
             message, result = first.message, first.result or ("(cast: no reply)" if first.kind in ("cast", "fanout")
                                                               else "(no response)")
+        if flow.show_broker and first.via is not None and not step.is_group:
+            message = f"{message} (via {first.via.label})"
         indent = "· " * step.depth
         yield (
             n,
