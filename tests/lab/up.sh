@@ -348,7 +348,9 @@ grep -qx m1.toobig <<< "$flavors" || os flavor create --vcpus 1 --ram 2097152 --
 image=$(os image list --name tiny -f value -c Status)
 if [ -z "$image" ]; then
   head -c 1048576 /dev/zero > "$STATE/tiny.img"
-  image=$(os image create --disk-format raw --container-format bare --public --file "$STATE/tiny.img" tiny -f value -c status)
+  # (openstackclient 6.0.0 shows the image as created, "queued", before its upload: list it again)
+  os image create --disk-format raw --container-format bare --public --file "$STATE/tiny.img" tiny >/dev/null
+  image=$(os image list --name tiny -f value -c Status)
 fi
 [ "$image" = active ] || die "image tiny is not active (status: $image)"
 say "up: keystone http://controller:5000/v3, placement http://controller:8778, glance :9292, neutron :9696, nova :8774, RabbitMQ 127.0.0.1:5672; credentials: source $OPENRC"
