@@ -13,6 +13,8 @@
 # Variants for recordings (the configuration changes, so the service concerned is restarted):
 #   OSFLOW_LAB_FRAME_MAX=4096         RabbitMQ's frame_max (default: RabbitMQ's, 131072)
 #   OSFLOW_LAB_KOMBU_COMPRESSION=gzip nova-conductor compresses what it publishes (default: nothing)
+#   OSFLOW_LAB_ONLY=identity          stop after keystone and placement (the services after them that
+#                                     run are left running: run-e2e.sh stops them with restart.sh --stop)
 set -euo pipefail
 
 LAB=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -274,6 +276,11 @@ wait_for 120 "placement on http://controller:8778" \
   timeout 10 curl -fsS -o /dev/null http://controller:8778/
 os --os-placement-api-version 1.2 resource class list -f value -c name >/dev/null \
   || die "'openstack resource class list' failed"
+
+if [ "${OSFLOW_LAB_ONLY:-}" = identity ]; then  # run-e2e.sh: the keystone/placement lab of test_lab.py
+  say "up (OSFLOW_LAB_ONLY=identity): keystone http://controller:5000/v3, placement http://controller:8778; credentials: source $OPENRC"
+  exit 0
+fi
 
 # ---------------------------------------------------------------- compute: the services
 # ensure NAME PORT CONFIG...: start NAME unless it runs; restart it when this run changed one of its
