@@ -23,7 +23,7 @@ ratios and the goals:
    larger of osflow-post and its tshark, whose own state grows with the capture);
 5. ``osflow-post --help``: under 0.3 s;
 6. ``osflow-post -r x.pcapng`` vs the tshark command it runs, alone, to /dev/null
-   (``osflow.source.tshark_fields_command``: the same fields, decode-as and frame
+   (``osflow.tshark.tshark_fields_command``: the same fields, decode-as and frame
    filter, taken from the package at run time): at most 1.15x.
 
     python3 benchmarks/bench_post.py [--repeat 5] [--repeat-small 21] [--frames 50000] [--quick] [--only 1,6] [--workdir DIR]
@@ -56,7 +56,8 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 sys.path.insert(0, str(REPO / "postproc"))
 
 import inputs  # noqa: E402  (the same inputs as the plugin benchmark)
-from osflow.source import tshark_fields_command, tshark_pdml_command  # noqa: E402  (what osflow-post -r runs)
+from osflow.source import tshark_pdml_command  # noqa: E402
+from osflow.tshark import tshark_fields_command  # noqa: E402  (what osflow-post -r runs)
 
 COLD = REPO / "tests/fixtures/captures/resource-class-list-cold/capture.pcapng"
 #: One real compute capture: HTTP, SQL, memcached and RPC over RabbitMQ (AMQP decoding on).

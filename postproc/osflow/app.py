@@ -118,7 +118,7 @@ def read(options: PostOptions, stderr: TextIO) -> Result:
 
 
 def _read_capture(capture: str, tables: Tables, opts: dict) -> Result:
-    from .source import Tshark
+    from .tshark import Tshark
 
     runner = Tshark(capture)
     try:

@@ -19,7 +19,6 @@ from collections import defaultdict, deque
 from typing import Iterable, Optional
 
 from .model import (
-    Address,
     AmqpConnection,
     AmqpMessage,
     AmqpOpen,

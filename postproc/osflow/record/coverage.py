@@ -71,7 +71,7 @@ def coverage(capture: str, ss_files: Sequence[str], hosts: Optional[set[str]] = 
     a process.
     """
     from ..pipeline import Tables
-    from ..source import Tshark
+    from ..tshark import Tshark
 
     hosts = local_hosts() if hosts is None else hosts
     tables = Tables.load(ss_files)
