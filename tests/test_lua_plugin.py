@@ -694,3 +694,35 @@ def test_mutated_amqp_frames_never_raise_lua_errors(seed, tmp_path):
     rows = fields(capture, ["frame.number", "osflow.op"], tmp_path, display_filter="amqp")
     assert len(rows) > 100 and all(op for _, op in rows)
     assert fields(capture, ["frame.number"], tmp_path, display_filter="osflow.malformed")
+
+
+LAB = Path(__file__).resolve().parent / "fixtures" / "captures-compute"
+
+
+def test_rpc_ops_on_the_lab_s_recordings(tmp_path):
+    """What the synthetic AMQP tests check, on real frames recorded in the lab (tests/lab/)."""
+    names = ["osflow.op", "osflow.client", "osflow.request_in", "osflow.token", *RPC_FIELDS]
+    novalidhost = _by_frame(LAB / "lab-server-create-novalidhost" / "capture.pcapng", names, tmp_path,
+                            "tcp.port == 5672 && osflow.direction")
+    failure = novalidhost["1207"]
+    assert failure["osflow.op"] == "rpc reply failure NoValidHost (scheduler.select_destinations)"
+    assert (failure["osflow.rpc.failure"], failure["osflow.rpc.kind"], failure["osflow.request_in"]) == (
+        "NoValidHost", "reply", "1157")
+    assert novalidhost["1157"]["osflow.op"] == "rpc call scheduler.select_destinations"
+
+    # frame_max = 4096: the 13,697-byte cast came in four body frames, read as one message
+    split = _by_frame(LAB / "lab-frame-max" / "capture.pcapng", names, tmp_path, "frame.number == 45")["45"]
+    assert split["osflow.op"] == "rpc cast conductor.schedule_and_build_instances"
+    assert re.fullmatch(r"[0-9a-f]{8}", split["osflow.token"])
+
+    # kombu_compression = gzip in nova-conductor: its bodies are said to be compressed, not misread
+    compressed = _by_frame(LAB / "lab-compressed" / "capture.pcapng", names, tmp_path,
+                           "tcp.port == 5672 && osflow.direction")
+    ops = [r["osflow.op"] for r in compressed.values()]
+    assert any(op.startswith("amqp compressed body (application/x-gzip") for op in ops)
+    assert any(op == "rpc cast conductor.schedule_and_build_instances" for op in ops)  # nova-api's: plain
+
+    # a service start: Connection.Start-Ok names the process, never its password
+    start = _by_frame(LAB / "lab-service-start" / "capture.pcapng", names, tmp_path, "frame.number == 525")["525"]
+    assert re.fullmatch(r"amqp connection\.start-ok nova-conductor:7921:[0-9a-f-]{36}", start["osflow.op"])
+    assert start["osflow.client"] == "nova-conductor"
