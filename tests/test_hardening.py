@@ -199,25 +199,58 @@ _http_fields = st.sampled_from([
     ("http.response.code", "abc"), ("http.request.line", "X-Auth-Token: gAAAA"), ("http.response.line", "junk"),
     ("http.file_data", '{"token": {"user": {"name": 1}}}'), ("http.file_data", "{"), ("http.request_in", "x")])
 
+_OSLO = json.dumps({"oslo.version": "2.0", "oslo.message": json.dumps(
+    {"method": "m", "_msg_id": "x", "_reply_q": "reply_q", "_unique_id": "u", "_context_auth_token": "gAAAAt"})})
+_REPLY = json.dumps({"oslo.version": "2.0", "oslo.message": json.dumps(
+    {"result": None, "failure": '{"class": "NoValidHost"}', "ending": True, "_msg_id": "x", "_unique_id": "v"})})
+_amqp_fields = st.sampled_from([
+    ("amqp.type", "1"), ("amqp.type", "2"), ("amqp.type", "3"), ("amqp.type", "8"), ("amqp.type", "x"),
+    ("amqp.channel", "1"), ("amqp.channel", ""), ("amqp.method.class", "60"), ("amqp.method.class", "10"),
+    ("amqp.method.method", "40"), ("amqp.method.method", "60"), ("amqp.method.method", "11"),
+    ("amqp.method.arguments.exchange", ""), ("amqp.method.arguments.exchange", "scheduler_fanout"),
+    ("amqp.method.arguments.routing_key", "reply_q"), ("amqp.method.arguments.routing_key", "conductor"),
+    ("amqp.header.body-size", "0"), ("amqp.header.body-size", "5"), ("amqp.header.body-size", "-1"),
+    ("amqp.payload", _OSLO.encode().hex()), ("amqp.payload", _REPLY.encode().hex()), ("amqp.payload", "zz"),
+    ("amqp.payload", "789c00"), ("amqp.payload", "1f8b0800"), ("amqp.payload", "7b22"),
+    ("amqp.connection_name", "nova-conductor:12:u"), ("amqp.connection_name", "::")])
+
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.tuples(st.booleans(), st.sampled_from(["mysql", "memcache", "http"]),
-                          st.lists(st.one_of(_mysql_fields, _memcache_fields, _http_fields), max_size=6),
-                          st.booleans()), max_size=30))
+@given(st.lists(st.tuples(st.booleans(), st.sampled_from(["mysql", "memcache", "http", "amqp"]),
+                          st.lists(st.one_of(_mysql_fields, _memcache_fields, _http_fields, _amqp_fields), max_size=6),
+                          st.booleans(), st.integers(0, 2)), max_size=30))
 def test_decoder_and_pairing_never_raise(frames):
     from osflow.flow import build_flow
-    from osflow.pair import pair_messages
+    from osflow.pair import Pairing
     from osflow.decode import Decoder
     from osflow.join import Joiner
     from osflow.model import Address, Layer, Packet
 
     a, b = Address("127.0.0.1", 40000), Address("127.0.0.1", 3306)
-    packets = [Packet(number=i + 1, time=float(i), src=a if up else b, dst=b if up else a, stream=0, fin=fin,
+    packets = [Packet(number=i + 1, time=float(i), src=a if up else b, dst=b if up else a, stream=stream, fin=fin,
                       payload=1, layers=(Layer(proto, tuple(fields)),))
-               for i, (up, proto, fields, fin) in enumerate(frames)]
-    exchanges = pair_messages(Decoder().decode(packets))
-    flow = build_flow(exchanges, Joiner().join(exchanges))
+               for i, (up, proto, fields, fin, stream) in enumerate(frames)]
+    pairing = Pairing()
+    pairing.feed(Decoder().decode(packets))
+    exchanges = pairing.finish()
+    flow = build_flow(exchanges, Joiner().join(exchanges, pairing.rpc.connections()))
     assert len(flow.pairs) == len(exchanges)
+    assert not any("gAAAAt" in p.request + (p.response or "") + p.message + p.result for p in flow.pairs)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.binary(max_size=200), st.text(max_size=200).map(str.encode),
+                 st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=10),
+                              lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=8), c, max_size=4),
+                              max_leaves=12).map(lambda d: json.dumps({"oslo.message": json.dumps(d)}).encode())))
+def test_oslo_bodies_never_raise(body):
+    import zlib
+
+    from osflow.oslo import read_body
+
+    for data in (body, zlib.compress(body), body[:3]):
+        message, compression, why = read_body(data)
+        assert (message is None) == (why is not None)
 
 
 @pytest.mark.tshark
