@@ -120,6 +120,13 @@ def test_every_rpc_end_is_a_named_service():
             assert p["request"].split()[0] in ("call", "cast", "fanout")
 
 
+@pytest.mark.parametrize("name", COMPUTE + STORIES + ("lab-service-start",))
+def test_with_tables_every_participant_is_named(name):
+    labels = {p[end] for p in _pairs(name) for end in ("client", "server")}
+    assert not [x for x in labels if re.match(r"\d+\.\d+\.\d+\.\d+:", x)], labels
+    assert not [x for x in labels if re.fullmatch(r"nova-(conductor|scheduler|compute|api) DB", x)], labels
+
+
 def test_a_publish_nobody_consumes_is_delivered_to_none():
     (push,) = _rpc("network-create")
     assert push["request"].startswith("fanout ") and push["exchange"].startswith("neutron-vo-")
