@@ -145,7 +145,7 @@ def recordings(compute_lab, tmp_path_factory):
             _os(env, what, "delete", *(["--wait"] if what == "server" else []), name, timeout=180)
 
 
-def _rpc_or_skip(recordings):
+def _assert_rpc(recordings):
     """Every recording holds RPC (nova-compute's periodic calls at least): none at all is a failure."""
     stories, _ = recordings
     assert any(s.has_rpc() for s in stories.values()), "osflow-post wrote no rpc pair for any recording"
@@ -223,7 +223,7 @@ def test_network_create(recordings):
 
 
 def test_network_create_rpc(recordings):
-    _rpc_or_skip(recordings)
+    _assert_rpc(recordings)
     s = recordings[0]["network-create"]
     post = s.one(client="OpenStackClient", server="neutron-server", protocol="http", request="POST /v2.0/networks")
     # neutron-server pushes the new network to its agents' fanout exchanges (in the user's context):
@@ -272,7 +272,7 @@ def test_server_create(recordings):
 
 
 def test_server_create_rpc(recordings):
-    _rpc_or_skip(recordings)
+    _assert_rpc(recordings)
     stories, facts = recordings
     s = stories["server-create"]
     post = _server_post(s)
@@ -327,7 +327,7 @@ def test_server_delete(recordings):
 
 
 def test_server_delete_rpc(recordings):
-    _rpc_or_skip(recordings)
+    _assert_rpc(recordings)
     stories, facts = recordings
     s = stories["server-delete"]
     delete = s.one(client="OpenStackClient", server="nova-api", protocol="http",
@@ -366,7 +366,7 @@ def test_server_create_novalidhost(recordings):
 
 
 def test_server_create_novalidhost_rpc(recordings):
-    _rpc_or_skip(recordings)
+    _assert_rpc(recordings)
     s = recordings[0]["server-create-novalidhost"]
     post = _server_post(s)
     cast = s.one(client="nova-api", server="nova-conductor", protocol="rpc", request="cast schedule_and_build_instances")
