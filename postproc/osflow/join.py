@@ -59,6 +59,7 @@ class _Conn:
     protocol: str
     start: float
     exchanges: list
+    database: Optional[tuple[Optional[str], str]] = None  # (schema, why), once worked out
 
 
 @dataclass(frozen=True)
@@ -364,6 +365,13 @@ def _service_for_db_login(user: str, schema: Optional[str]) -> Optional[str]:
 
 
 def _database(c: _Conn) -> tuple[Optional[str], str]:
+    """The schema a MySQL connection uses and why osflow thinks so (worked out once per connection)."""
+    if c.database is None:
+        c.database = _find_database(c)
+    return c.database
+
+
+def _find_database(c: _Conn) -> tuple[Optional[str], str]:
     for ex in c.exchanges:
         if isinstance(ex.request, MysqlLogin) and ex.request.schema:
             return ex.request.schema, f"login schema {ex.request.schema}"
@@ -381,14 +389,15 @@ class _Serving:
     """Request spans per service, to find the request a service was serving at a moment."""
 
     def __init__(self) -> None:
-        self._spans: list[tuple[float, float, str, Exchange]] = []
+        self._spans: list[tuple[float, float, str, Exchange, tuple[str, ...]]] = []  # ..., its request ids
         self._answered: dict[str, list[tuple[str, Exchange]]] = {}  # request id -> (service, exchange) that answered it
         self._starts: list[float] = []
 
     def add(self, start: float, end: float, key: str, ex: Exchange) -> None:
-        self._spans.append((start, end, key, ex))
+        ids = request_ids_of(ex)
+        self._spans.append((start, end, key, ex, ids))
         if not isinstance(ex, RpcExchange) and isinstance(ex.response, HttpResponse):
-            for rid in request_ids_of(ex):
+            for rid in ids:
                 self._answered.setdefault(rid, []).append((key, ex))
 
     def freeze(self) -> None:
@@ -413,7 +422,7 @@ class _Serving:
         for restrict in ((True, False) if wanted else (False,)):
             # scan back a bounded distance
             for j in range(i - 1, max(-1, i - 2000), -1):
-                s, e, key, ex = self._spans[j]
-                if e >= end and key != exclude and (not restrict or wanted.intersection(request_ids_of(ex))):
+                s, e, key, ex, ids = self._spans[j]
+                if e >= end and key != exclude and (not restrict or wanted.intersection(ids)):
                     return key, ex
         return None
