@@ -360,3 +360,21 @@ def test_no_broker_password_in_any_output():
         for tables in (True, False):
             out = _post("lab-service-start", "--format", fmt, "--explain", tables=tables)
             assert "PASSWORD" not in out and "AMQPLAIN" not in out and "0850415353574f5244" not in out
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_corrupted_compute_capture_gives_pairs_not_a_traceback(seed, tmp_path):
+    """One byte in 2,000 changed (editcap -E): AMQP, oslo JSON and the rest degrade, never raise."""
+    import shutil
+
+    editcap = shutil.which("editcap")
+    if editcap is None:
+        pytest.skip("editcap not installed")
+    out = tmp_path / "corrupted.pcapng"
+    subprocess.run([editcap, "-E", "0.0005", "--seed", str(seed), str(case_dir(_case("server-create")) / "capture.pcapng"),
+                    str(out)], check=True, capture_output=True)
+    for argv, stdin in ((["-r", str(out)], None),
+                        ([], subprocess.run([tshark(), "-r", str(out), "-T", "pdml"], capture_output=True).stdout)):
+        status, text, err = run_post([*argv, "--format", "json"], stdin=stdin)
+        assert status in (0, 4) and "Traceback" not in err, err
+        assert len(text.splitlines()) > 100
