@@ -457,12 +457,8 @@ class Decoder:
             return None
         if "mysql.field.name" in names or "mysql.field.catalog" in names:
             st.column_defs += 1
-            db = layer.get("mysql.field.db")
-            if db:
-                st.schemas.setdefault(db, None)
-            table = layer.get("mysql.field.org_table") or layer.get("mysql.field.table")
-            if table:
-                st.tables.setdefault(table, None)
+            self._column(st, layer.get("mysql.field.db"),
+                         layer.get("mysql.field.org_table") or layer.get("mysql.field.table"))
             return None
         # tshark 3.x shows the response code as 0x000000fe, 4.x as 0xfe: compare the number
         is_eof = "mysql.eof" in names or ("mysql.response_code" in names

@@ -165,16 +165,6 @@ def _served_spans(exchanges: list[Exchange], ends: list[tuple[Participant, Parti
     return spans
 
 
-def _sent_ids(ex: Exchange) -> tuple[str, ...]:
-    """The request ids a request carries as it is sent: an RPC's context, an HTTP request's header."""
-    if isinstance(ex, RpcExchange):
-        return request_ids_of(ex)
-    if isinstance(ex.request, HttpRequest):
-        v = header(ex.request.headers, "X-OpenStack-Request-ID")
-        return tuple(x.strip() for x in v.split(",") if x.strip()) if v else ()
-    return ()
-
-
 def _register_tokens(reg: tok.TokenRegistry, ex: Exchange, which: int) -> None:
     msg = ex.request if which == 0 else ex.response
     if isinstance(msg, AmqpMessage):
@@ -200,7 +190,7 @@ def _parent(pairs: list[Pair], served: list[tuple[float, float]], candidates, ex
     start, end = ex.start, ex.end
     if isinstance(ex, RpcExchange) and ex.kind != "call":
         end = ex.request.end
-    sent = set(_sent_ids(ex))
+    sent = set(request_ids_of(ex, sent_only=True))
     n = 0
     for idx in reversed(candidates):
         cand = pairs[idx]
@@ -208,10 +198,11 @@ def _parent(pairs: list[Pair], served: list[tuple[float, float]], candidates, ex
         if s <= start and e >= end:
             # an RPC the callee handles and a request it sends with another request id: another
             # request's work in the same span (a periodic task), not this RPC's child
-            if sent and isinstance(cand.exchange, RpcExchange) and sent.isdisjoint(_sent_ids(cand.exchange)) \
-                    and _sent_ids(cand.exchange):
-                n += 1
-                continue
+            if sent and isinstance(cand.exchange, RpcExchange):
+                handled = request_ids_of(cand.exchange)
+                if handled and sent.isdisjoint(handled):
+                    n += 1
+                    continue
             return cand.id
         n += 1
         if n > 5000:

@@ -240,13 +240,14 @@ class Joiner:
                 votes["nova-compute"] += 1
                 why.setdefault("nova-compute", f"calls the conductor's {ex.oslo.method} (the object indirection "
                                                "nova-compute uses)")
+            ids = request_ids_of(ex)
             outer = serving.innermost(ex.start, ex.end if not isinstance(ex, RpcExchange) else ex.request.end,
-                                      exclude=srv.key if srv else None, request_ids=request_ids_of(ex))
+                                      exclude=srv.key if srv else None, request_ids=ids)
             if outer is not None and schema is not None and _uses_other_schema(outer[0], schema):
                 outer = None  # a service does not query another service's schema
             if outer is None and isinstance(ex, RpcExchange):
                 # published after the request that made it was answered: the service that answered it
-                origin = serving.origin(request_ids_of(ex), exclude=srv.key if srv else None)
+                origin = serving.origin(ids, exclude=srv.key if srv else None)
                 if origin is not None:
                     votes[origin[0]] += 1
                     why.setdefault(origin[0], f"its request id was {origin[0]}'s answer to "
@@ -334,16 +335,17 @@ def _uses_other_schema(key: str, schema: str) -> bool:
     return own.split("_")[0] != schema.split("_")[0]
 
 
-def request_ids_of(ex: Exchange) -> tuple[str, ...]:
+def request_ids_of(ex: Exchange, sent_only: bool = False) -> tuple[str, ...]:
     """The request ids an exchange carries: an RPC's context; an HTTP request's or response's
-    ``X-OpenStack-Request-ID`` (and nova's ``X-Compute-Request-Id``)."""
+    ``X-OpenStack-Request-ID`` (and nova's ``X-Compute-Request-Id``).  ``sent_only``: only
+    those its request carried as it was sent (not the id the server answered with)."""
     if isinstance(ex, RpcExchange):
         o = ex.oslo
         return tuple(r for r in (o.request_id, o.global_request_id) if r)
     if ex.protocol != "http":
         return ()
     out: list[str] = []
-    for m in (ex.request, ex.response):
+    for m in (ex.request,) if sent_only else (ex.request, ex.response):
         for k, v in getattr(m, "headers", ()):
             if k.lower() in ("x-openstack-request-id", "x-compute-request-id"):
                 out += [x.strip() for x in v.split(",") if x.strip()]

@@ -250,6 +250,9 @@ RPC_TOPICS: dict[str, str] = {
 }
 
 
+_TOPICS_LONGEST_FIRST = tuple(sorted(RPC_TOPICS, key=len, reverse=True))
+
+
 def service_of_topic(topic: str) -> Optional[str]:
     """The service that consumes an RPC topic (a routing key or a fanout exchange), or None.
 
@@ -259,7 +262,7 @@ def service_of_topic(topic: str) -> Optional[str]:
     """
     if topic.endswith("_fanout"):
         topic = topic[: -len("_fanout")]
-    for prefix in sorted(RPC_TOPICS, key=len, reverse=True):
+    for prefix in _TOPICS_LONGEST_FIRST:
         if topic == prefix or topic.startswith((prefix + ".", prefix + "-")):
             return RPC_TOPICS[prefix]
     return None

@@ -47,7 +47,7 @@ _AMQP_FIELDS = frozenset(AMQP_FIELDS)
 #: The AMQP subtrees that hold fields osflow reads (the rest, e.g. the JSON tree of a body, is skipped).
 #: The Connection.Start-Ok client properties osflow reads (shown as ``<name> (string): <value>``).
 _CLIENT_PROPERTIES = ("connection_name (string): ", "product (string): ")
-_AMQP_TREES = frozenset({"amqp.method.arguments", "amqp.method.arguments.client_properties"})
+_AMQP_TREES = frozenset({"amqp.method.arguments"})
 _MYSQL_SKIP = ("mysql.caps", "mysql.extcaps", "mysql.stat", "mysql.field.flags", "mysql.connattrs", "mysql.salt",
                "mysql.passwd", "mysql.unused")
 _MEMCACHE_SKIP = frozenset({"memcache.value"})
