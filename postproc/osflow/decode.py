@@ -391,13 +391,7 @@ class Decoder:
         row = fields is MYSQL_ROW_FIELDS
         if row or (fields and fields[0][0] == "mysql.field.catalog"):
             # a row or a column definition, the PDUs most replies are made of: counted without a set of names
-            key = (p.stream, p.src)
-            st = self._mysql.get(key)
-            if st is None:
-                st = self._mysql[key] = _MysqlReplyState(src=p.src, dst=p.dst, start=start)
-            if not st.frames or st.frames[-1] != p.number:
-                st.frames.append(p.number)
-            st.end = p.time
+            st = self._reply_state(p, start)
             if row:
                 if st.phase in ("columns", "rows"):
                     st.phase = "rows"
@@ -436,12 +430,7 @@ class Decoder:
             return MysqlCommand(**common, is_request=True, command=name, text=text)
         # server -> client: part of a reply
         key = (p.stream, p.src)
-        st = self._mysql.get(key)
-        if st is None:
-            st = self._mysql[key] = _MysqlReplyState(src=p.src, dst=p.dst, start=start)
-        if not st.frames or st.frames[-1] != p.number:  # frames come in order
-            st.frames.append(p.number)
-        st.end = p.time
+        st = self._reply_state(p, start)
         if "mysql.error_code" in names:
             error_code = layer.get("mysql.error_code")
             del self._mysql[key]
@@ -481,6 +470,17 @@ class Decoder:
             del self._mysql[key]
             return MysqlReply(**self._reply_common(p.stream, st), kind="eof")
         return None  # anything else (auth switch, more data): part of a reply still open
+
+    def _reply_state(self, p: Packet, start: float) -> _MysqlReplyState:
+        """The reply the server is sending on this connection (begun here if none is), this frame in it."""
+        key = (p.stream, p.src)
+        st = self._mysql.get(key)
+        if st is None:
+            st = self._mysql[key] = _MysqlReplyState(src=p.src, dst=p.dst, start=start)
+        if not st.frames or st.frames[-1] != p.number:  # frames come in order
+            st.frames.append(p.number)
+        st.end = p.time
+        return st
 
     @staticmethod
     def _column(st: _MysqlReplyState, db: Optional[str], table: Optional[str]) -> None:

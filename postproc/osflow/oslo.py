@@ -57,15 +57,9 @@ def _inflate(body: bytes, how: str) -> bytes:
         if d.unconsumed_tail:
             raise ValueError("larger than osflow decompresses")
         return out
-    if how == "bz2":
-        d2 = bz2.BZ2Decompressor()
-        out = d2.decompress(body, MAX_INFLATED)
-        if not d2.eof:
-            raise ValueError("larger than osflow decompresses")
-        return out
-    d3 = lzma.LZMADecompressor()
-    out = d3.decompress(body, MAX_INFLATED)
-    if not d3.eof:
+    d2 = bz2.BZ2Decompressor() if how == "bz2" else lzma.LZMADecompressor()
+    out = d2.decompress(body, MAX_INFLATED)
+    if not d2.eof:
         raise ValueError("larger than osflow decompresses")
     return out
 

@@ -120,7 +120,6 @@ class RpcPairing:
         self._links: dict[int, dict] = {}  # stream -> what the join wants to know about the connection
         self.orphans = 0  # deliveries and replies whose publish or call is not in the capture
         self.undecoded: dict[str, int] = defaultdict(int)  # why -> messages whose body osflow could not read
-        self.compressed = 0
 
     def _link(self, m: Message) -> dict:
         client, broker = (m.src, m.dst) if m.is_request else (m.dst, m.src)
@@ -137,8 +136,6 @@ class RpcPairing:
             return
         if not isinstance(m, AmqpMessage):
             return
-        if m.compression:
-            self.compressed += 1
         if m.undecoded and m.compression:
             self.undecoded[m.undecoded] += 1
         o = m.oslo
@@ -196,10 +193,9 @@ class RpcPairing:
                 out.append(RpcExchange("rpc", pub.stream, pub.src, broker, pub, reply, **common,
                                        reply_delivery=reply_delivery))
                 continue
-            for d in deliveries:
-                out.append(RpcExchange("rpc", pub.stream, pub.src, d.dst, pub, reply if kind == "call" else None,
-                                       **common, server_stream=d.stream, delivery=d,
-                                       reply_delivery=reply_delivery if kind == "call" else None))
+            for d in deliveries:  # reply and reply_delivery are None but for a call
+                out.append(RpcExchange("rpc", pub.stream, pub.src, d.dst, pub, reply, **common,
+                                       server_stream=d.stream, delivery=d, reply_delivery=reply_delivery))
         # what is left: deliveries of publishes made before the capture, replies to calls made before it
         self.orphans += sum(len(v) for v in self._deliveries.values())
         self.orphans += sum(1 for v in self._replies.values() for r in v if id(r) not in used_replies)
