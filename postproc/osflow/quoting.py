@@ -57,6 +57,12 @@ __all__ = ["one_line", "mermaid_id", "mermaid_text", "table_cell"]
 _DROPPED = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\ufeff")
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+#: ASCII's control characters that are not whitespace (``isspace``), the only ones
+#: :func:`one_line` drops from ASCII text.
+_ASCII_CONTROL = re.compile("[\x00-\x08\x0e-\x1b\x7f]")
+#: Text of these characters only takes one column per character (Latin, general
+#: punctuation such as ``…``, arrows): :func:`table_cell` need not measure each one.
+_NARROW = re.compile("[ -~\xa0-\xac\xae-\u02ff\u2010-\u2027\u2030-\u205e\u2190-\u21ff]*")
 
 
 def one_line(text: str | bytes) -> str:
@@ -98,6 +104,8 @@ def one_line(text: str | bytes) -> str:
     """
     if isinstance(text, (bytes, bytearray)):
         text = bytes(text).decode("utf-8", "replace")
+    if text.isascii():  # the common case, the same result without a look at each character
+        return " ".join(_ASCII_CONTROL.sub("", text).split())
     if _SURROGATE.search(text):
         text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
     text = unicodedata.normalize("NFC", text)
@@ -321,6 +329,10 @@ def table_cell(text: str | bytes, width: int | None = None) -> str:
         return text
     if width < 0:
         raise ValueError(f"width must be >= 0, not {width}")
+    if _NARROW.fullmatch(text):  # one column per character (one_line left no control character)
+        if len(text) <= width:
+            return text
+        return text[: width - 1].rstrip() + "…" if width else ""
     if sum(_cell_width(ch) for ch in text) <= width:
         return text
     if width == 0:
