@@ -389,3 +389,89 @@ def json_value(value: object, ascii_only: bool = False) -> str:
     import json
 
     return json.dumps(value, ensure_ascii=ascii_only)
+
+
+# --------------------------------------------------------------------------- HTML (the report)
+
+_HTML_SPECIAL = re.compile("[&<>\"']")
+_HTML_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}
+_HTML_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ufeff\ud800-\udfff]")
+
+
+def html_text(text: str | bytes | None, lines: bool = False) -> str:
+    """`text` for HTML element content or a quoted attribute value (``"`` or ``'``).
+
+    One line (see :func:`one_line`), with ``& < > " '`` as character references:
+
+    >>> html_text('<script>alert("x")</script> & \\'y\\'\\n  z')
+    '&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &#39;y&#39; z'
+    >>> html_text(None), html_text(b"caf\\xc3\\xa9 \\xff")
+    ('', 'café �')
+
+    With ``lines=True`` (a ``<pre>`` block) line breaks and indentation stay; other control
+    characters, bidirectional controls and lone surrogates go all the same:
+
+    >>> html_text("a\\n    b <c>\\r\\n\\x00\\u202ed", lines=True)
+    'a\\n    b &lt;c&gt;\\nd'
+    """
+    if text is None:
+        return ""
+    if lines:
+        if isinstance(text, (bytes, bytearray)):
+            text = bytes(text).decode("utf-8", "replace")
+        text = _HTML_CONTROL.sub("", text.replace("\r\n", "\n").replace("\r", "\n").replace("\t", "    "))
+    else:
+        text = one_line(text)
+    return _HTML_SPECIAL.sub(lambda m: _HTML_ENTITIES[m.group()], text)
+
+
+_SCRIPT_JSON_SPECIAL = re.compile("[<>&\u2028\u2029\ud800-\udfff]")
+
+
+def script_json(value: object) -> str:
+    """`value` as JSON for a ``<script type="application/json">`` element, read back with
+    ``JSON.parse(element.textContent)``.
+
+    ``<``, ``>`` and ``&`` are written as ``\\u`` escapes (they only occur inside JSON
+    strings), so no ``</script>`` nor ``<!--`` can end or change the element; so are
+    U+2028/U+2029 and lone surrogates (which UTF-8 cannot carry):
+
+    >>> print(script_json({"request": "</script><!-- & é", "n": [1, None]}))
+    {"request":"\\u003c/script\\u003e\\u003c!-- \\u0026 é","n":[1,null]}
+    >>> print(script_json("a\\u2028b\\udc80"))
+    "a\\u2028b\\udc80"
+    >>> import json; json.loads(script_json("</SCRIPT>\\u2029")) == "</SCRIPT>\\u2029"
+    True
+    """
+    import json
+
+    out = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return _SCRIPT_JSON_SPECIAL.sub(lambda m: f"\\u{ord(m.group()):04x}", out)
+
+
+_SCRIPT_END = re.compile("</(script)", re.IGNORECASE)
+_SCRIPT_COMMENT = re.compile("<!--((?!-->).)*<script[\\s/>]", re.IGNORECASE | re.DOTALL)
+
+
+def inline_script(source: str) -> str:
+    """JavaScript `source` (a library such as mermaid's browser build) for inside ``<script>…</script>``.
+
+    The one sequence that ends the element early, ``</script``, becomes ``<\\/script`` (the same
+    in a JavaScript string, template or regular expression, and in a comment):
+
+    >>> inline_script('x = "</script>"; y = /<\\\\/sCrIpT>/')
+    'x = "<\\\\/script>"; y = /<\\\\/sCrIpT>/'
+
+    ``<!--`` followed by ``<script`` changes how HTML reads all that follows, and no rewrite is
+    safe in every JavaScript context: such a source is refused:
+
+    >>> inline_script('s = "<!-- <script>"')
+    Traceback (most recent call last):
+    ...
+    ValueError: the script holds '<!--' then '<script', which HTML cannot carry inline
+    >>> inline_script('a = "<!-->"; b = "<script"') == 'a = "<!-->"; b = "<script"'
+    True
+    """
+    if "<!--" in source and _SCRIPT_COMMENT.search(source):
+        raise ValueError("the script holds '<!--' then '<script', which HTML cannot carry inline")
+    return _SCRIPT_END.sub(lambda m: "<\\/" + m.group(1), source)
