@@ -169,3 +169,19 @@ def test_explain_notes_the_ends_only_a_socket_table_names():
     assert re.search(r"only a socket table names the client \(without: 127\.0\.0\.1:\d+ → nova DB\)$", rows["0"])
     assert re.search(r"only a socket table names the client \(without: 127\.0\.0\.1:\d+ → nova-api\)$", rows["1"])
     assert len(rows) == 2
+
+
+@pytest.mark.tshark
+def test_server_end_missing_from_the_socket_log_is_its_listeners():
+    """nova-api's end of a short connection the socket log missed is uwsgi's: the listening socket on
+    8774 is held by uwsgi's master and its workers; the evidence says so."""
+    import json
+
+    case = FIXTURES / "captures-compute" / "lab-server-create-novalidhost"
+    status, out, err = run_post(["-r", str(case / "capture.pcapng"), "--ss", str(case / "ss.txt"),
+                                 "--ps", str(case / "ps.txt"), "--format", "json"])
+    assert status == 0, err
+    pairs = [p for p in map(json.loads, out.splitlines()) if p["server_address"] == "127.0.0.1:8774" and p["stream"] == 29]
+    assert pairs and all(p["server"] == "nova-api" for p in pairs)
+    assert all("the listening socket on port 8774" in p["server_evidence"] and "uwsgi" in p["server_evidence"]
+               for p in pairs), pairs[0]["server_evidence"]

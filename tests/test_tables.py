@@ -1009,3 +1009,34 @@ def test_live_netstat_not_root_with_stderr(live_sockets):
     v4 = live_sockets["v4"]
     got = SocketTable(r.entries).owner(A(*v4.getsockname()[:2]), A(*v4.getpeername()[:2]))
     assert got is not None and got.state == "ESTAB" and got.users == ()
+
+
+# --------------------------------------------------------------------------- listening sockets
+
+
+def test_field_listening_owner_is_the_process_group(field):
+    """A connection whose own socket is in no snapshot was accepted from the listening socket on its
+    port: its one owner, or its process group (ps aux has no parent pids: one program's processes)."""
+    sockets, procs = field
+    listener, user, n = sockets.listening_owner(A("10.0.20.11", 5000), procs)
+    assert (user.pid, user.comm, n) == (869, "apache2", 3)  # the root parent, not a www-data worker
+    assert listener.sockname == A("*", 5000)
+    assert sockets.listening_owner(A("10.0.20.11", 11211), procs)[1:] == (SocketUser("memcached", 811, 22), 1)
+    assert sockets.listening_owner(A("10.0.20.12", 11211), procs) is None  # memcached listens on .11 only
+    assert sockets.listening_owner(A("10.0.20.11", 12345), procs) is None  # nobody listens there
+
+
+@pytest.mark.parametrize("port, pid, comm, n", [
+    (8774, 27031, "uwsgi_python311", 3),  # nova-api: uwsgi's master and the workers it forked
+    (8778, 17405, "apache2", 3),
+    (9696, 27321, "/usr/bin/python", 4),  # neutron-server's workers rename themselves: ps's parents tell
+    (3306, 16925, "mariadbd", 1),
+])
+def test_lab_listening_owner_follows_parent_pids(port, pid, comm, n):
+    d = TESTS / "fixtures" / "captures-compute" / "server-create"
+    sockets = SocketTable(ss_file(d / "ss.txt").entries)
+    procs = ProcessTable(ps_file(d / "ps.txt").processes)
+    _, user, found = sockets.listening_owner(A("127.0.0.1", port), procs)
+    assert (user.pid, user.comm, found) == (pid, comm, n)
+    if port == 9696:  # without parent pids, processes of several programs are no group
+        assert sockets.listening_owner(A("127.0.0.1", port)) is None

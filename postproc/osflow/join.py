@@ -79,25 +79,46 @@ class Joiner:
         self.sockets = sockets
         self.processes = processes
         self.overrides = overrides or {}
+        self.in_tables = 0  # connection ends whose 4-tuple the socket tables hold (owner known or not)
 
     # ------------------------------------------------------------------ tables
 
-    def _from_tables(self, local: Address, remote: Address, time: float) -> tuple[Optional[Named], Optional[str]]:
-        """(named service, description of an unnamed owner) from ss + ps."""
+    def _from_tables(
+        self, local: Address, remote: Address, time: float, server: bool = False
+    ) -> tuple[Optional[Named], Optional[str]]:
+        """(named service, description of an unnamed owner) from ss + ps.
+
+        ``server``: ``local`` is the end that accepted the connection; when its socket is in no
+        snapshot, the owner of the listening socket it came from answers, if that is one
+        process or one process group (:meth:`~osflow.tables.SocketTable.listening_owner`).
+        """
         if self.sockets is None:
             return None, None
         entry = self.sockets.owner(local, remote, time)
+        if entry is not None:
+            self.in_tables += 1
+        source = "table"
         if entry is None or not entry.users:
-            return None, None
-        user = entry.users[0]
-        where = f"ss {os.path.basename(entry.source)}:{entry.line}" if entry.source else "ss"
+            listener = self.sockets.listening_owner(local, self.processes) if server else None
+            if listener is None:
+                return None, None
+            entry, user, n = listener
+            where = (f"ss {os.path.basename(entry.source)}:{entry.line}" if entry.source else "ss") + (
+                f" (the listening socket on port {local.port}, held by "
+                + (f"pid {user.pid} alone" if n == 1 else f"pid {user.pid} and {n - 1} worker(s) it forked")
+                + "; this connection's own socket is in no snapshot)"
+            )
+            source = "listener"
+        else:
+            user = entry.users[0]
+            where = f"ss {os.path.basename(entry.source)}:{entry.line}" if entry.source else "ss"
         proc = self.processes.get(user.pid) if self.processes is not None else None
         if proc is not None:
             key, ambiguous = service_of_command(proc.args)
             pwhere = f"ps {os.path.basename(proc.source)}:{proc.line}" if proc.source else "ps"
             if key:
                 return (
-                    Named(key, f"{where} pid {user.pid} -> {pwhere} '{proc.args[:60]}'", "table", user.pid),
+                    Named(key, f"{where} pid {user.pid} -> {pwhere} '{proc.args[:60]}'", source, user.pid),
                     None,
                 )
             if ambiguous:
@@ -105,7 +126,8 @@ class Joiner:
             return None, f"pid {user.pid} ({user.comm})"
         key, ambiguous = service_of_command(user.comm)
         if key:
-            return Named(key, f"{where} process name '{user.comm}' pid {user.pid} (pid in no ps table)", "ss-comm", user.pid), None
+            return Named(key, f"{where} process name '{user.comm}' pid {user.pid} (pid in no ps table)",
+                         "ss-comm" if source == "table" else source, user.pid), None
         if ambiguous:
             return None, f"{where} pid {user.pid} is '{user.comm}', a web server (ambiguous)"
         return None, f"pid {user.pid} ({user.comm})"
@@ -139,7 +161,7 @@ class Joiner:
         servers: dict[int, Optional[Named]] = {}
         server_notes: dict[int, Optional[str]] = {}
         for s, c in conns.items():
-            named, note = self._from_tables(c.server, c.client, c.start)
+            named, note = self._from_tables(c.server, c.client, c.start, server=True)
             if named is None:
                 svc = portmap.service_for_port(c.server.port, self.overrides)
                 if svc is not None:

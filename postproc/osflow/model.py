@@ -25,7 +25,7 @@ RpcKind = Literal["call", "cast", "fanout"]
 #: What a MySQL server answered to one command.
 ReplyKind = Literal["ok", "error", "rows", "eof", "auth_switch"]
 #: Where a participant's name came from, strongest first.
-EvidenceSource = Literal["table", "ss-comm", "protocol", "port", "address"]
+EvidenceSource = Literal["table", "ss-comm", "listener", "protocol", "port", "address"]
 
 
 class _Fields:

@@ -144,8 +144,8 @@ def analyse(
     joiner = Joiner(tables.sockets, tables.processes, overrides)
     amqp = pairing.rpc.connections()
     names = joiner.join(exchanges, amqp)
-    if tables.sockets is not None and names and not any(
-        n.client.source in ("table", "ss-comm") or n.server.source in ("table", "ss-comm") for n in names.values()
+    if tables.sockets is not None and names and not joiner.in_tables and not any(
+        n.client.source == "listener" or n.server.source == "listener" for n in names.values()
     ):
         warnings.append(
             "no connection of the capture is in the socket tables (--ss from another host or another time?): "

@@ -639,6 +639,10 @@ def parse_ps(text: str, source: str = "") -> PsResult:
 # --------------------------------------------------------------------------- tables
 
 
+_WILDCARDS = frozenset(("*", "::", "[::]"))
+_WILDCARDS_V4 = frozenset(("0.0.0.0",))
+
+
 class SocketTable:
     """The socket entries of many ss files, looked up by 4-tuple or by listening port."""
 
@@ -683,6 +687,41 @@ class SocketTable:
     def listeners(self, port: int) -> tuple[SocketEntry, ...]:
         """The LISTEN entries on ``port``, any host (``*`` included), each listener once."""
         return tuple(self._listeners.get(port, ()))
+
+    def listening_owner(self, local: Address, processes: Optional["ProcessTable"] = None
+                        ) -> Optional[tuple[SocketEntry, SocketUser, int]]:
+        """Who accepted a connection to ``local`` when its own socket is in no snapshot (a short
+        connection behind Apache or uwsgi, accepted and closed between two looks):
+        ``(listener, owner, processes)`` when the listening socket on ``local`` (its host or a
+        wildcard) has one owner, or owners that are one process group — a parent and the
+        workers it forked, as the process table's parent pids say, or, without a process
+        table, processes of one program.  ``owner`` is the group's parent; None when the
+        listener is unknown, has no owner, or several unrelated processes hold it.
+        """
+        local = canonical_address(local)
+        found: list[tuple[SocketEntry, SocketUser]] = []
+        for e in self._listeners.get(local.port, ()):
+            host = e.sockname.host
+            if host == local.host or host in _WILDCARDS or (host in _WILDCARDS_V4 and ":" not in local.host):
+                found += [(e, u) for u in e.users]
+        if not found:
+            return None
+        pids = {u.pid: (e, u) for e, u in found}
+        roots = set()
+        for pid in pids:
+            p, seen = pid, 0
+            # climb while the parent also holds the socket: a worker's parent is its master
+            while processes is not None and seen < 64:
+                proc = processes.get(p)
+                if proc is None or proc.ppid not in pids:
+                    break
+                p, seen = proc.ppid, seen + 1
+            roots.add(p)
+        # no parent pids to tell (ps aux, or no ps): one program's processes are taken for one group
+        if len(roots) > 1 and len({pids[r][1].comm for r in roots}) > 1:
+            return None
+        e, u = pids[min(roots)]
+        return e, u, len(pids)
 
 
 class ProcessTable:

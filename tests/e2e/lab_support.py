@@ -17,7 +17,7 @@ STATE = Path(os.environ.get("OSFLOW_LAB_STATE", "/var/lib/osflow-lab"))
 OPENSTACK = "/usr/bin/openstack"  # Debian's client, as on the controller
 RESOURCE_CLASS_LIST = [OPENSTACK, "--os-placement-api-version", "1.2", "resource", "class", "list", "--sort-column", "name"]
 PASSWORD_VARS = ("OS_USERNAME", "OS_PASSWORD", "OS_PROJECT_NAME", "OS_USER_DOMAIN_NAME", "OS_PROJECT_DOMAIN_NAME", "OS_AUTH_URL")
-COVERAGE = re.compile(r"^coverage: (\d+(?:\.\d+)?)% \((\d+)/(\d+) connection ends\)$", re.M)
+COVERAGE = re.compile(r"^coverage: (\d+(?:\.\d+)?)% \((\d+)/(\d+) connection ends(?:, \d+ of them through their listening socket)?\)$", re.M)
 
 
 def _openrc() -> dict[str, str]:

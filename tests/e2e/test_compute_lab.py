@@ -32,7 +32,6 @@ pytestmark = pytest.mark.lab
 COMPUTE = [OPENSTACK, "--os-compute-api-version", "2.37"]  # --nic none needs 2.37
 UNNAMED = re.compile(r"^(?:\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-fA-F:.]+\]):\d+$")  # an end osflow could not name
 BROKER = "127.0.0.1:5672"
-MIN_COVERAGE = 90.0
 NAMES = ("image-create", "network-create", "server-create", "server-delete", "server-create-novalidhost")
 
 
@@ -178,9 +177,9 @@ def test_files_and_coverage(recordings, name):
     assert COVERAGE.search(r.proc.stderr), r.proc.stderr
     percent, owned, total = r.coverage
     assert total > 0 and r.meta["coverage"]["owned"] == owned and r.meta["coverage"]["total"] == total
-    # the compute lab is busy (nova-compute's reports, the services' polling): record's socket log misses
-    # a few short-lived ends there (95-97% on the reference recordings, 100% in the keystone lab)
-    assert percent >= MIN_COVERAGE, f"{name}: {r.coverage}, without owner: {r.meta['coverage']['without_owner']}"
+    # the compute lab is busy (nova-compute's reports, the services' polling): the socket log misses some
+    # short connections behind Apache and uwsgi; their listening socket's process group owns them
+    assert (owned, percent) == (total, 100.0), f"{name}: {r.coverage}, without owner: {r.meta['coverage']['without_owner']}"
     # an end stays unnamed only when the socket log missed its owner (and no protocol named it)
     unowned = {u.split(" -> ")[0] for u in r.meta["coverage"]["without_owner"]}
     for p in r.pairs:

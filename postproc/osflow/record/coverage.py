@@ -17,6 +17,9 @@ class Coverage:
     owned: int
     total: int
     missing: list[str] = field(default_factory=list)  # "local -> remote (stream n)"
+    #: of ``owned``, server ends whose own socket no snapshot holds, owned through their listening
+    #: socket's one owner or process group (a short connection behind Apache or uwsgi)
+    by_listener: int = 0
 
     @property
     def percent(self) -> Optional[float]:
@@ -27,6 +30,8 @@ class Coverage:
 
         >>> Coverage(12, 12).line(), Coverage(2, 3).line(), Coverage(2999, 3000).line(), Coverage(0, 0).line()
         ('coverage: 100% (12/12 connection ends)', 'coverage: 66.7% (2/3 connection ends)', 'coverage: 99.9% (2999/3000 connection ends)', 'coverage: n/a (0/0 connection ends)')
+        >>> Coverage(24, 24, by_listener=3).line()
+        'coverage: 100% (24/24 connection ends, 3 of them through their listening socket)'
         """
         if not self.total:
             return "coverage: n/a (0/0 connection ends)"
@@ -35,7 +40,8 @@ class Coverage:
             text = "99.9"
         if text.endswith(".0"):
             text = text[:-2]
-        return f"coverage: {text}% ({self.owned}/{self.total} connection ends)"
+        how = f", {self.by_listener} of them through their listening socket" if self.by_listener else ""
+        return f"coverage: {text}% ({self.owned}/{self.total} connection ends{how})"
 
 
 def local_hosts() -> set[str]:
@@ -63,36 +69,49 @@ def _is_local(host: str, hosts: set[str]) -> bool:
     return host in hosts or host.startswith("127.") or host.startswith("::ffff:127.")
 
 
-def coverage(capture: str, ss_files: Sequence[str], hosts: Optional[set[str]] = None) -> Coverage:
+def coverage(
+    capture: str, ss_files: Sequence[str], hosts: Optional[set[str]] = None, ps_files: Sequence[str] = ()
+) -> Coverage:
     """The share of local TCP connection ends in ``capture`` whose owner the socket log names.
 
     Every TCP connection of the capture (read as ``osflow-post -r`` reads it, tshark's fields) has
     two ends; an end on this machine counts, and is owned when the socket tables give its 4-tuple
-    a process.
+    a process, or, for the end that accepted it (its port is listened on), when the listening
+    socket has one owner or one process group (``ps_files`` give the parents), as osflow-post
+    attributes it.
     """
     from ..pipeline import Tables
     from ..tshark import Tshark
 
     hosts = local_hosts() if hosts is None else hosts
-    tables = Tables.load(ss_files)
+    tables = Tables.load(ss_files, ps_files)
+    processes = tables.processes
     streams: dict[int, tuple] = {}
     runner = Tshark(capture)
     with runner as stream:
         for p in runner.reader(stream):
             if p.stream not in streams:
-                streams[p.stream] = (p.src, p.dst, p.time)
+                server = None
+                if tables.sockets is not None:
+                    listened = [e for e in (p.src, p.dst) if tables.sockets.listeners(e.port)]
+                    server = listened[0] if len(listened) == 1 else None
+                streams[p.stream] = (p.src, p.dst, p.time, server)
     if runner.problem is not None and not streams:
         raise runner.problem
-    owned = total = 0
+    owned = total = by_listener = 0
     missing = []
-    for n, (a, b, when) in sorted(streams.items()):
+    sockets = tables.sockets
+    for n, (a, b, when, server) in sorted(streams.items()):
         for local, remote in ((a, b), (b, a)):
             if not _is_local(local.host, hosts):
                 continue
             total += 1
-            entry = tables.sockets.owner(local, remote, when) if tables.sockets is not None else None
+            entry = sockets.owner(local, remote, when) if sockets is not None else None
             if entry is not None and entry.users:
                 owned += 1
+            elif sockets is not None and local == server and sockets.listening_owner(local, processes) is not None:
+                owned += 1
+                by_listener += 1
             else:
                 missing.append(f"{local} -> {remote} (stream {n})")
-    return Coverage(owned, total, missing)
+    return Coverage(owned, total, missing, by_listener)

@@ -376,7 +376,8 @@ class Recorder:
         """The share of the capture's local connection ends the socket log names an owner for;
         None, with a warning, when it cannot be computed (the recording is done all the same)."""
         try:
-            return coverage(self.path("capture.pcapng"), [self.path("ss.txt")])
+            ps = [self.path("ps.txt")] if os.path.exists(self.path("ps.txt")) else []
+            return coverage(self.path("capture.pcapng"), [self.path("ss.txt")], ps_files=ps)
         except Exception as e:  # noqa: BLE001 - the recording is done; say why there is no number
             _say(f"warning: cannot compute the socket-owner coverage: {e}")
             return None
@@ -424,6 +425,7 @@ class Recorder:
                 "owned": cov.owned,
                 "total": cov.total,
                 "percent": cov.percent,
+                "through_listener": cov.by_listener,
                 "without_owner": cov.missing,
             }
         return meta
