@@ -21,6 +21,7 @@ class ExitStatus(IntEnum):
     INPUT = 3  #: unreadable or invalid input: not PDML, not a capture, a bad table file, ...
     PARTIAL = 4  #: the input ended early; everything read was output, then a warning
     TOOL = 5  #: a tool osflow needs is missing (tshark, dumpcap)
+    EXPORT = 6  #: the traces could not be sent to ``--otlp-endpoint`` (the output was written)
     INTERRUPTED = 130  #: Ctrl-C
 
 
@@ -52,3 +53,9 @@ class ToolMissing(OsflowError):
     """tshark or dumpcap is not installed (or not where ``$TSHARK``/``$DUMPCAP`` says)."""
 
     exit_status = ExitStatus.TOOL
+
+
+class ExportError(OsflowError):
+    """The traces could not be sent to the OTLP endpoint (everything was written all the same)."""
+
+    exit_status = ExitStatus.EXPORT
