@@ -162,7 +162,7 @@ def test_explain_notes_the_ends_only_a_socket_table_names():
     status, out, err = run_post(["-r", str(d / "capture.pcapng"), "--ss", str(d / "ss.txt"), "--ps", str(d / "ps.txt"),
                                  "--explain"])
     assert status == 0, err
-    table = out[out.index("Connections:"):].splitlines()
+    table = out[out.index("Connections:"):].split("\n\n")[0].splitlines()  # the table, up to the next paragraph
     rows = {line.split()[0]: line for line in table[3:]}
     assert rows["0"].split()[4] == "nova-scheduler"
     # nova's schema is every nova service's: without the tables, nothing names the scheduler

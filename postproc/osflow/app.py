@@ -52,6 +52,9 @@ class PostOptions:
     show_secrets: bool = False
     show_broker: bool = False  #: draw RPC through RabbitMQ (``--show-broker``)
     progress: bool = False  #: frames, pairs and rate on ``stderr`` while reading
+    client: Optional[str] = None  #: ``--client PID|NAME`` (default: meta.json beside the capture, else OpenStackClient)
+    show_all: bool = False  #: background pairs too (``--all``)
+    meta: Optional[str] = None  #: the recording's meta.json (``--meta``; default: the one beside ``capture``)
 
 
 @dataclass(frozen=True)
@@ -99,7 +102,8 @@ def read(options: PostOptions, stderr: TextIO) -> Result:
     tables = Tables.load(options.ss, options.ps)
     opts: dict = dict(
         overrides=dict(options.overrides), group=options.group, show_secrets=options.show_secrets,
-        explain=options.explain, show_broker=options.show_broker,
+        explain=options.explain, show_broker=options.show_broker, show_all=options.show_all,
+        client=_client(options, tables),
     )  # fmt: skip
     if options.progress:
         from .pipeline import Progress
@@ -115,6 +119,20 @@ def read(options: PostOptions, stderr: TextIO) -> Result:
         raise InputError(f"{options.pdml}: cannot read it: {e.strerror}") from None
     with f:
         return analyse(f, options.pdml, tables, **opts)
+
+
+def _client(options: PostOptions, tables: Tables):
+    """Who the command is: ``--client``, else the recording's meta.json (``--meta``, or the one beside
+    the capture), else None (every OpenStackClient end)."""
+    from . import foreground
+
+    meta = options.meta
+    if meta is None and options.capture is not None:
+        meta = foreground.meta_beside(options.capture)
+    if options.client is not None:
+        recorded = foreground.read_meta(meta) if meta is not None else None
+        return foreground.parse_client(options.client, foreground.parents_of(tables.processes, recorded))
+    return foreground.client_from_meta(meta, tables.processes) if meta is not None else None
 
 
 def _read_capture(capture: str, tables: Tables, opts: dict) -> Result:

@@ -59,6 +59,14 @@ def add_post_arguments(p: argparse.ArgumentParser) -> None:
                    help="output format (default: from -o's extension, else timeline)")
     p.add_argument("-o", "--output", metavar="FILE",
                    help="write to FILE (.txt timeline, .mmd Mermaid, .md both, .json JSON Lines)")
+    p.add_argument("--client", metavar="PID|NAME",
+                   help="the command whose story to show: a pid (and its descendants) or a participant's name "
+                        "(default: the pid in meta.json beside the capture, else every OpenStackClient end)")
+    p.add_argument("--meta", metavar="FILE",
+                   help="the meta.json osflow record wrote (default: the one beside -r's capture): its command "
+                        "is the client")
+    p.add_argument("--all", dest="show_all", action="store_true",
+                   help="show background pairs too (what the command did not cause)")
     p.add_argument("--no-group", dest="group", action="store_false",
                    help="one step per pair (do not collapse runs of similar DB/cache calls)")
     p.add_argument("--explain", action="store_true",
@@ -111,6 +119,9 @@ def _post(args, prog: str) -> int:
         explain=args.explain,
         show_secrets=args.show_secrets,
         show_broker=args.show_broker,
+        client=args.client,
+        meta=args.meta,
+        show_all=args.show_all,
         progress=sys.stderr.isatty(),  # never on a pipe or a file
     )
     outcome = app.post(options)

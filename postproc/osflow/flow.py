@@ -16,8 +16,10 @@ their connections (:mod:`osflow.join`) and builds the :class:`~osflow.model.Flow
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from dataclasses import replace
 from typing import Optional
 
+from . import foreground
 from . import tokens as tok
 from .decode import header
 from .model import (
@@ -39,6 +41,7 @@ from .model import (
 from .openstack import TOKEN_HEADERS, tables_in
 from .join import request_ids_of
 from .prose import Prose, token_owner
+from .foreground import Client
 
 
 def is_pool_noise(ex: Exchange) -> bool:
@@ -70,11 +73,17 @@ def build_flow(
     origin: Optional[float] = None,
     warnings: tuple[str, ...] = (),
     without_tables: Optional[dict[int, ConnectionNames]] = None,
+    client: Optional[Client] = None,
+    show_all: bool = False,
 ) -> Flow:
     """The flow of ``exchanges`` (in request order) whose connections ``names`` names.
 
     ``without_tables``: the same connections named without socket tables (for ``--explain``).
+    ``client``: who the command is (:mod:`osflow.foreground`, default: every OpenStackClient
+    end); the steps hold only what it caused unless ``show_all``.  With the default and no
+    OpenStackClient end at all, there is nothing to tell apart: every pair is foreground.
     """
+    command = client or foreground.DEFAULT
     registry = tok.TokenRegistry()
     prose = Prose(registry, show_secrets)
     # tokens are numbered in order of appearance: walk messages in frame order first
@@ -114,7 +123,14 @@ def build_flow(
             )
         )
         by_server[server.label].append(i)
-    steps = _steps(pairs, group)
+    flags = foreground.background(pairs, command)
+    if command is foreground.DEFAULT and all(flags):
+        flags = (False,) * len(pairs)
+    if any(flags):
+        pairs = [replace(p, background=True) if bg else p for p, bg in zip(pairs, flags)]
+    shown = pairs if show_all else [p for p in pairs if not p.background]
+    steps = _steps(shown, group)
+    left_out = None if show_all else foreground.left_out(p for p in pairs if p.background)
     if origin is None:
         origin = min((ex.start for ex in exchanges), default=0.0)
     return Flow(
@@ -129,6 +145,8 @@ def build_flow(
         without_tables=tuple(
             (s, n.client.label, n.server.label) for s, n in sorted((without_tables or {}).items())
         ),
+        left_out=left_out,
+        client=command.why,
     )
 
 
@@ -211,9 +229,12 @@ def _parent(pairs: list[Pair], served: list[tuple[float, float]], candidates, ex
 
 
 def _steps(pairs: list[Pair], group: bool) -> list[Step]:
+    """The steps of ``pairs`` in tree order; a pair whose parent is not among them (background
+    left out) starts a tree of its own."""
     children: dict[Optional[int], list[Pair]] = defaultdict(list)
+    present = {p.id for p in pairs}
     for p in pairs:
-        children[p.parent].append(p)
+        children[p.parent if p.parent in present else None].append(p)
     steps: list[Step] = []
 
     def groupable(p: Pair) -> bool:

@@ -486,6 +486,7 @@ class Pair(_Fields):
     tokens: tuple[str, ...] = ()  # token ids (T1, ...) this pair mentions
     noise: bool = False  # pool ping / rollback / SET ...
     via: Optional[Participant] = None  # an RPC's broker
+    background: bool = False  # not caused by the command (:mod:`osflow.foreground`)
 
     @property
     def kind(self) -> Optional[str]:
@@ -544,3 +545,7 @@ class Flow(_Fields):
     show_broker: bool = False  # draw RPC through the broker (--show-broker)
     #: with --explain and socket tables: (stream, client label, server label) as named without the tables
     without_tables: tuple[tuple[int, str, str], ...] = ()
+    #: the steps hold only the foreground (``pairs`` holds every pair); this line says what they left out
+    left_out: Optional[str] = None
+    #: who the command is, as :mod:`osflow.foreground` found it (``--explain``)
+    client: str = ""

@@ -117,8 +117,14 @@ def analyse(
     explain: bool = False,
     reader=None,
     progress: Optional[Progress] = None,
+    client=None,
+    show_all: bool = False,
 ) -> Result:
-    """Run every stage on ``stream`` (PDML unless ``reader`` is given, e.g. a FieldsReader)."""
+    """Run every stage on ``stream`` (PDML unless ``reader`` is given, e.g. a FieldsReader).
+
+    ``client``: who the command is (a :class:`osflow.foreground.Client`; default: every
+    OpenStackClient end); the flow's steps hold what it caused, or everything with ``show_all``.
+    """
     tables = tables or Tables()
     if reader is None:
         reader = PdmlReader(stream, name)
@@ -163,5 +169,7 @@ def analyse(
         origin=reader.first_time,
         warnings=tuple(warnings),
         without_tables=without,
+        client=client,
+        show_all=show_all,
     )
     return Result(flow, reader.partial, reader.count)

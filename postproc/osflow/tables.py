@@ -737,6 +737,10 @@ class ProcessTable:
     def __len__(self) -> int:
         return len(self._by_pid)
 
+    def parents(self) -> dict[int, Optional[int]]:
+        """pid -> parent pid (None where the table does not say, as in ``ps aux``)."""
+        return {pid: p.ppid for pid, p in self._by_pid.items()}
+
     def get(self, pid: int) -> Optional[Process]:
         """The process ``pid``, or None.
 

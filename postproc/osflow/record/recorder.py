@@ -442,14 +442,15 @@ class Recorder:
         """With ``--render``: DIR/flow.md through osflow-post's application layer (what it cannot do
         is a warning: the recording stays); without: say how to render."""
         capture, ss, ps, flow = (self.path(n) for n in ("capture.pcapng", "ss.txt", "ps.txt", "flow.md"))
+        everything = not self.args.command  # a running system recorded: no command whose story to pick out
         if not self.args.render:
-            post_args = ["-r", capture, "--ss", ss, "--ps", ps, "-o", flow]
+            post_args = ["-r", capture, "--ss", ss, "--ps", ps, "-o", flow] + (["--all"] if everything else [])
             _say("files in " + self.dir + "/; render them with: osflow-post " + " ".join(map(shlex.quote, post_args)))
             return
         from ..app import PostOptions, post
 
         try:
-            outcome = post(PostOptions(capture=capture, ss=(ss,), ps=(ps,), output=flow))
+            outcome = post(PostOptions(capture=capture, ss=(ss,), ps=(ps,), output=flow, show_all=everything))
         except OsflowError as e:
             _say(f"warning: osflow-post failed: {e}; the recording is in {self.dir}/")
             return

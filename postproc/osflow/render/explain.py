@@ -45,3 +45,6 @@ def render(flow: Flow) -> Iterator[str]:
     ]
     yield "Connections:"
     yield from tabulate(rows, headers=HEADERS, disable_numparse=True).splitlines()
+    if flow.client:
+        yield ""
+        yield f"The command (foreground: what it caused): {flow.client}"

@@ -61,6 +61,7 @@ def _pair(pair: Pair, origin: float) -> list[tuple[str, str]]:
         ("server_address", d(str(ex.server), True)),
         ("tokens", d(list(pair.tokens), True)),
         ("noise", d(pair.noise)),
+        ("background", d(pair.background)),
     ]
 
 

@@ -3,7 +3,8 @@
 Participants are declared in order of first appearance; requests are ``->>``,
 responses ``-->>``; an RPC call is ``->>`` with a ``-->>`` reply, a cast or fanout
 the async ``-)``, from caller to callee (through the broker with ``--show-broker``);
-a pair that has children activates its server while they run.  Cache hits/misses and token identities become notes.  A flow too long for
+a pair that has children activates its server while they run.  Cache hits/misses and token identities become notes;
+the background pairs left out (:mod:`osflow.foreground`) one note at the top.  A flow too long for
 Mermaid (50,000 characters per diagram) is split, between top-level steps, into
 several diagrams.
 """
@@ -157,6 +158,9 @@ def diagrams(flow: Flow, max_chars: int = MAX_CHARS) -> list[list[str]]:
             else:
                 head.append(f"    participant {pid} as {quoting.mermaid_text(label)}")
         tail = [f"    deactivate {ids(b)}" for _, b, _ in reversed(closing)]
+        if not out and flow.left_out:  # the background left out, said once, at the top
+            text = quoting.mermaid_text(flow.left_out)
+            head.append(f"    Note over {ids(labels[0])}: {text}" if labels else f"    %% {text}")
         out.append(head + body + tail)
 
     for seg in _segments(flow, ids):

@@ -54,6 +54,9 @@ def render(flow: Flow, tablefmt: str = "simple") -> Iterator[str]:
         colalign=("right", "right", "right", "left", "left", "left", "left", "left", "left") if table_rows else None,
     )
     yield from table.splitlines()
+    if flow.left_out:
+        yield ""
+        yield flow.left_out
     if flow.tokens:
         yield ""
         yield "Tokens: " + ", ".join(t.describe() for t in flow.tokens)

@@ -1,0 +1,179 @@
+"""Flow stage, foreground and background: which pairs the command caused.
+
+A controller is never quiet: nova-compute reports to the conductor and to placement, the
+scheduler and the conductor poll their service tables, pools ping their databases.  The
+*foreground* is what the command caused:
+
+* its roots are the pairs whose client is the command: a process of its process tree (the pid
+  ``osflow record`` wrote to ``meta.json`` and its descendants, as ``ps.txt`` and
+  ``meta.json``'s socket owners give their parents), or what ``--client PID|NAME`` names, or
+  else every OpenStackClient end;
+* then everything below them: their children in the flow's tree, and what was sent with one of
+  their request ids (an ``X-OpenStack-Request-ID`` a request carried, oslo's ``_context_request_id``)
+  with its own children, until nothing new is found (a cast's work goes on after the API answered).
+  The link runs one way: from a pair to the work done for the ids it sent or was answered with,
+  never back to the request that was answered with an id.
+
+Everything else is *background*.  :func:`background` says which pairs are; the renderers of
+diagrams and timelines show the foreground and one line on what they left out
+(:func:`left_out`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from typing import Iterable, Optional, Sequence
+
+from .errors import InputError
+from .join import request_ids_of
+from .model import Pair
+from .openstack import service_of_command
+
+
+@dataclass(frozen=True)
+class Client:
+    """Who the command is: processes, or a participant's name (``--client``), or OpenStackClient."""
+
+    pids: frozenset[int] = frozenset()  #: the command's process tree
+    names: tuple[str, ...] = ()  #: participant labels or service keys, lower case
+    why: str = "every OpenStackClient end (no meta.json, no --client)"
+    #: a recording without a command (``osflow record --duration``): nothing is foreground
+    nothing: bool = False
+
+    def is_client(self, pair: Pair) -> bool:
+        c = pair.client
+        if self.pids:
+            return c.pid is not None and c.pid in self.pids
+        if self.names:
+            return c.label.lower() in self.names or (c.service or "") in self.names
+        return False
+
+
+#: With no meta.json and no --client: the ends the openstack CLI has.
+DEFAULT = Client(names=("openstackclient",))
+
+
+def parse_client(text: str, parents: Optional[dict[int, Optional[int]]] = None) -> Client:
+    """``--client PID|NAME``: a pid (and its descendants) or a participant's label or service.
+
+    >>> parse_client("openstack").names, parse_client("nova-compute").names
+    (('openstack', 'openstackclient'), ('nova-compute',))
+    >>> sorted(parse_client("10", {11: 10, 12: 11, 13: 1}).pids)
+    [10, 11, 12]
+    """
+    text = text.strip()
+    if text.isdigit():
+        pid = int(text)
+        return Client(pids=descendants(pid, parents or {}), why=f"--client {pid} and its descendants")
+    name = text.lower()
+    key, _ = service_of_command(text)
+    names = (name,) + ((key,) if key and key != name else ())
+    return Client(names=names, why=f"--client {text}")
+
+
+def descendants(root: int, parents: dict[int, Optional[int]]) -> frozenset[int]:
+    """``root`` and every pid whose parent chain reaches it.
+
+    >>> sorted(descendants(5, {6: 5, 7: 6, 8: 1, 5: 1}))
+    [5, 6, 7]
+    """
+    children: dict[int, list[int]] = defaultdict(list)
+    for pid, ppid in parents.items():
+        if ppid is not None and ppid != pid:
+            children[ppid].append(pid)
+    out, todo = {root}, [root]
+    while todo:
+        for c in children.get(todo.pop(), ()):
+            if c not in out:
+                out.add(c)
+                todo.append(c)
+    return frozenset(out)
+
+
+def meta_beside(capture: str) -> Optional[str]:
+    """The ``meta.json`` ``osflow record`` wrote next to ``capture``, if there is one."""
+    path = os.path.join(os.path.dirname(os.path.abspath(capture)), "meta.json")
+    return path if os.path.isfile(path) else None
+
+
+def read_meta(path: str) -> dict:
+    """``meta.json`` as ``osflow record`` wrote it (an :class:`InputError` when it is not one)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            meta = json.load(f)
+    except (OSError, ValueError) as e:
+        raise InputError(f"{path}: expected osflow record's meta.json, cannot read it: {e}") from None
+    if not isinstance(meta, dict):
+        raise InputError(f"{path}: expected osflow record's meta.json (a JSON object), found {type(meta).__name__}")
+    return meta
+
+
+def parents_of(processes=None, meta: Optional[dict] = None) -> dict[int, Optional[int]]:
+    """pid -> parent pid, from a :class:`~osflow.tables.ProcessTable` and from the socket owners
+    ``meta.json`` lists (short-lived processes no ps snapshot holds; their parent as the socket log
+    first saw it wins: a daemon reparented to init later was still started by its parent)."""
+    parents: dict[int, Optional[int]] = dict(processes.parents()) if processes is not None else {}
+    for p in (meta or {}).get("socket_owners_not_in_ps") or ():
+        if isinstance(p, dict) and isinstance(p.get("pid"), int):
+            parents[p["pid"]] = p.get("ppid") if isinstance(p.get("ppid"), int) else None
+    return parents
+
+
+def client_from_meta(path: str, processes=None) -> Client:
+    """The command of a recording: ``meta.json``'s ``command_pid`` and its descendants
+    (:func:`parents_of`); a recording of a running system (no command) has no foreground."""
+    meta = read_meta(path)
+    pid = meta.get("command_pid")
+    name = os.path.basename(path)
+    if not isinstance(pid, int):
+        return Client(nothing=True, why=f"{name}: a recording without a command (everything is background)")
+    command = " ".join(meta.get("command") or ())[:60]
+    return Client(pids=descendants(pid, parents_of(processes, meta)),
+                  why=f"{name}: the command's pid {pid} ({command}) and its descendants")
+
+
+def background(pairs: Sequence[Pair], client: Client) -> tuple[bool, ...]:
+    """For each pair, whether it is background (see the module's docstring)."""
+    if client.nothing:
+        return (True,) * len(pairs)
+    children: dict[int, list[int]] = defaultdict(list)
+    by_request: dict[str, list[int]] = defaultdict(list)
+    ids: list[tuple[str, ...]] = []
+    for i, p in enumerate(pairs):
+        if p.parent is not None:
+            children[p.parent - 1].append(i)
+        ids.append(request_ids_of(p.exchange))
+        for r in request_ids_of(p.exchange, sent_only=True):  # work done for request r
+            by_request[r].append(i)
+    fg = [False] * len(pairs)
+    todo = [i for i, p in enumerate(pairs) if client.is_client(p)]
+    seen_ids: set[str] = set()
+    while todo:
+        i = todo.pop()
+        if fg[i]:
+            continue
+        fg[i] = True
+        todo += children.get(i, ())
+        for r in ids[i]:
+            if r not in seen_ids:
+                seen_ids.add(r)
+                todo += by_request[r]
+    return tuple(not f for f in fg)
+
+
+def left_out(pairs: Iterable[Pair]) -> Optional[str]:
+    """One line on the background pairs a renderer left out, by the client that made them.
+
+    None when there are none.
+    """
+    counts: Counter = Counter(p.client.label for p in pairs)
+    if not counts:
+        return None
+    n = sum(counts.values())
+    top = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    shown = ", ".join(f"{label} {k}" for label, k in top[:5]) + (", …" if len(top) > 5 else "")
+    word = "pair" if n == 1 else "pairs"
+    return f"{n} background {word} left out (--all shows them), by client: {shown}"
