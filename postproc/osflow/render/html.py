@@ -40,6 +40,8 @@ PALETTE = ("#4e79a7", "#f28e2b", "#59a14f", "#b07aa1", "#76b7b2", "#edc948", "#9
            "#fabfd2", "#f1ce63")  # fmt: skip
 #: The id of the ``<script>`` element holding mermaid's build (tests cut it out of golden files).
 LIBRARY_ID = "osflow-mermaid-js"
+#: How to get the drawing, when the report was written without a mermaid build (the app says more).
+HINT = "write it again with --mermaid-js PATH/mermaid.min.js (see README, The HTML report)"
 _ASSETS = Path(__file__).resolve().parents[1] / "data" / "report"
 
 
@@ -192,8 +194,9 @@ class _Colours:
 # --------------------------------------------------------------------------- the document
 
 
-def render(flow: Flow, library=None) -> Iterator[str]:
-    """Yield the report's lines; ``library`` is an :class:`osflow.mermaidjs.MermaidBuild` or None."""
+def render(flow: Flow, library=None, hint: str = HINT) -> Iterator[str]:
+    """Yield the report's lines; ``library`` is an :class:`osflow.mermaidjs.MermaidBuild` or None,
+    ``hint`` how to get one (shown when there is none: ``osflow.mermaidjs.INSTALL_HINT``)."""
     rs = rows(flow)
     colours = _Colours(flow)
     top = [r for r in rs if r.parent is None]
@@ -213,7 +216,7 @@ def render(flow: Flow, library=None) -> Iterator[str]:
     yield f'<body data-mermaid="{"pending" if library is not None else "missing"}">'
     yield from _header(flow, rs, top)
     yield from _waterfall(flow, rs, colours)
-    yield from _diagram(flow, library)
+    yield from _diagram(flow, library, hint)
     yield from _participants(flow, colours)
     yield from _tokens(flow)
     yield from _timeline(flow)
@@ -339,12 +342,12 @@ def _badge(r: Row) -> str:
     return "failure"
 
 
-def _diagram(flow: Flow, library) -> Iterator[str]:
+def _diagram(flow: Flow, library, hint: str) -> Iterator[str]:
     yield '<section id="diagram">'
     yield "<h2>Sequence diagram</h2>"
     if library is None:
         yield ('<p class="missing" id="mermaid-missing"><strong>The diagram is not drawn</strong>: osflow found no '
-               f"mermaid build when it wrote this report; {_e(mermaid_hint())}. Its Mermaid source is below.</p>")
+               f"mermaid build when it wrote this report; {_e(hint)}. Its Mermaid source is below.</p>")
     else:
         yield '<p class="missing" id="mermaid-failed" hidden></p>'
         yield '<p class="controls"><label><input type="checkbox" id="fit"> fit the diagrams to the window</label></p>'
@@ -366,12 +369,6 @@ def _diagram(flow: Flow, library) -> Iterator[str]:
         yield from text[1:]
         yield "</pre></div></details>"
     yield "</section>"
-
-
-def mermaid_hint() -> str:
-    from ..mermaidjs import INSTALL_HINT
-
-    return INSTALL_HINT
 
 
 def _participants(flow: Flow, colours: _Colours) -> Iterator[str]:

@@ -1,5 +1,6 @@
 // osflow's HTML report (osflow/render/html.py): folding, the pair a click shows, the diagrams.
 // Text goes into the page with textContent only; the data is the JSON in #osflow-data.
+window.addEventListener("error", function (e) { document.body.dataset.scriptError = e.message; });  // for tests
 (function () {
   "use strict";
   var data = JSON.parse(document.getElementById("osflow-data").textContent);
