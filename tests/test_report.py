@@ -309,6 +309,12 @@ def test_chromium_draws_the_diagram_and_the_waterfall(case, tmp_path, report_bro
     assert [w for w in want if w.replace(" ", "") not in drawn] == []
     rows = doc.xpath('//section[@id="waterfall"]//div[contains(@class, "wf-row")]')
     assert len(rows) == len(doc.xpath('//section[@id="timeline"]//tbody/tr')) > 10
+    # offline: after load the page refers to nothing outside itself (and its CSP forbids it)
+    assert not doc.xpath("//link | //img | //iframe | //object | //embed | //*[@src]")
+    assert [h for h in doc.xpath("//@href") if not h.startswith("#")] == []
+    styles = " ".join(doc.xpath("//style/text() | //@style"))
+    assert "@import" not in styles and not re.search(r"url\((?!#)", styles)
+    assert "default-src 'none'" in doc.xpath('string(//meta[@http-equiv="Content-Security-Policy"]/@content)')
     assert "critical" in doc.xpath("//body")[0].get("class", "")  # the script ran: the critical path is shown
     # a closed part of the diagram is left as source until it is opened
     assert all(not p.xpath(".//svg") for p in doc.xpath('//section[@id="diagram"]//details[not(@open)]'))

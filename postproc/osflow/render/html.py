@@ -7,7 +7,8 @@ Mermaid code as ``--format mermaid``, drawn in the browser by mermaid's own buil
 participants with their evidence, tokens (fingerprints only), the timeline, warnings.
 
 Nothing is loaded from elsewhere: the style, the report's own small script
-(``osflow/data/report/``) and mermaid's build (:mod:`osflow.mermaidjs`) are inlined.  Without a
+(``osflow/data/report/``) and mermaid's build (:mod:`osflow.mermaidjs`) are inlined, and the page's
+Content-Security-Policy (:data:`CSP`) forbids the browser any other source.  Without a
 mermaid build the report shows the Mermaid source and one line on how to get the drawing.  The
 data the script shows on a click is one JSON document (``<script type="application/json">``).
 All escaping is :mod:`osflow.quoting`'s (``html_text``, ``script_json``, ``inline_script``).
@@ -40,6 +41,8 @@ PALETTE = ("#4e79a7", "#f28e2b", "#59a14f", "#b07aa1", "#76b7b2", "#edc948", "#9
            "#fabfd2", "#f1ce63")  # fmt: skip
 #: The id of the ``<script>`` element holding mermaid's build (tests cut it out of golden files).
 LIBRARY_ID = "osflow-mermaid-js"
+#: The browser loads nothing from elsewhere, whatever a script asks: inline script and style only.
+CSP = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:; font-src data:"
 #: How to get the drawing, when the report was written without a mermaid build (the app says more).
 HINT = "write it again with --mermaid-js PATH/mermaid.min.js (see README, The HTML report)"
 _ASSETS = Path(__file__).resolve().parents[1] / "data" / "report"
@@ -207,6 +210,7 @@ def render(flow: Flow, library=None, hint: str = HINT) -> Iterator[str]:
     yield '<meta charset="utf-8">'
     yield '<meta name="viewport" content="width=device-width, initial-scale=1">'
     yield '<meta name="generator" content="osflow">'
+    yield f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
     yield f"<title>{_e(title)}</title>"
     yield "<style>"
     yield from _asset("report.css")
