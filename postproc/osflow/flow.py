@@ -98,11 +98,19 @@ def build_flow(
     ends = [participants(ex, names) for ex in exchanges]
     served = _served_spans(exchanges, ends)
     pairs: list[Pair] = []
-    by_server: dict[str, list[int]] = defaultdict(list)  # label -> indexes of pairs served
+    # label -> indexes of the pairs served to it that may still contain a later pair (exchanges come
+    # in start order: a span that ended before this pair started contains no later one either)
+    by_server: dict[str, list[int]] = defaultdict(list)
+    activity = _Activity()
     for i, ex in enumerate(exchanges):
         client, server = ends[i]
         text = prose.text(ex)
-        parent = _parent(pairs, served, by_server.get(client.label, ()), ex)
+        open_ = by_server.get(client.label)
+        if open_:
+            open_[:] = [j for j in open_ if served[j][1] >= ex.start]
+        parent, placed = _parent(pairs, served, open_ or (), ex, text.tokens, client.pid, activity)
+        if parent is not None:
+            activity.note(parent - 1, ex, client.pid)
         depth = 0 if parent is None else pairs[parent - 1].depth + 1
         pairs.append(
             Pair(
@@ -120,6 +128,7 @@ def build_flow(
                 tokens=text.tokens,
                 noise=is_pool_noise(ex),
                 depth=depth,
+                placed=placed,
             )
         )
         by_server[server.label].append(i)
@@ -202,15 +211,52 @@ def _register_tokens(reg: tok.TokenRegistry, ex: Exchange, which: int) -> None:
             reg.see_cache_key(k)
 
 
-def _parent(pairs: list[Pair], served: list[tuple[float, float]], candidates, ex: Exchange) -> Optional[int]:
-    """The innermost (latest-starting) pair served to this client whose serving span contains ``ex``
-    (a cast from the moment it was published, a call until its reply came back)."""
+#: containing candidates weighed for one child (the innermost ones); time breaks the ties
+_CANDIDATES = 16
+
+
+class _Activity:
+    """What the flow has placed under each pair so far: when its last child started, and whether it
+    looked its caller's token up in the cache (keystonemiddleware does that once, first thing)."""
+
+    def __init__(self) -> None:
+        self.last: dict[int, float] = {}
+        self.looked_up: set[int] = set()
+        self.pids: dict[int, set[int]] = {}  # the processes its children came from
+
+    def note(self, parent: int, ex: Exchange, pid: Optional[int] = None) -> None:
+        self.last[parent] = max(self.last.get(parent, 0.0), ex.start)
+        if _token_lookup(ex):
+            self.looked_up.add(parent)
+        if pid is not None:
+            self.pids.setdefault(parent, set()).add(pid)
+
+    def since(self, idx: int, start: float) -> float:
+        """When the pair ``idx`` (started at ``start``) last did something: its start or its last child's."""
+        return max(start, self.last.get(idx, 0.0))
+
+
+def _token_lookup(ex: Exchange) -> bool:
+    req = ex.request
+    return isinstance(req, MemcacheCommand) and req.command == "get" and any(tok.is_token_key(k) for k in req.keys)
+
+
+def _parent(
+    pairs: list[Pair], served: list[tuple[float, float]], candidates, ex: Exchange,
+    tokens: tuple[str, ...] = (), pid: Optional[int] = None, activity: Optional[_Activity] = None,
+) -> tuple[Optional[int], str]:
+    """(parent id, what placed it) of ``ex``: of the pairs served to its client whose serving span
+    contains it (a cast from the moment it was published, a call until its reply came back), the
+    one the evidence agrees with -- a token both carry (the user's token a cache key or a
+    validation names), a request id, the process that served it and made this (or its other
+    children), a token lookup only the first in its request --, and of those that agree most, the one active last.  Several clients at once make several spans contain a
+    child; the token says whose it is."""
     start, end = ex.start, ex.end
     if isinstance(ex, RpcExchange) and ex.kind != "call":
         end = ex.request.end
     sent = set(request_ids_of(ex, sent_only=True))
-    n = 0
-    for idx in reversed(candidates):
+    found: list[tuple[int, Pair]] = []
+    for idx in reversed(candidates):  # the spans still open when ex started, latest first
         cand = pairs[idx]
         s, e = served[idx]
         if s <= start and e >= end:
@@ -219,13 +265,49 @@ def _parent(pairs: list[Pair], served: list[tuple[float, float]], candidates, ex
             if sent and isinstance(cand.exchange, RpcExchange):
                 handled = request_ids_of(cand.exchange)
                 if handled and sent.isdisjoint(handled):
-                    n += 1
                     continue
-            return cand.id
-        n += 1
-        if n > 5000:
-            break
-    return None
+            found.append((idx, cand))
+            if len(found) >= _CANDIDATES:
+                break
+    if not found:
+        return None, ""
+    if len(found) == 1:
+        return found[0][1].id, "time"
+    best: Optional[Pair] = None
+    best_score, best_why = -1, ""
+    mine = set(tokens)
+    # without evidence, the request in progress that did something last (started, or made a child):
+    # the inner of two nested ones, the one a concurrent server just took, the one a server that takes
+    # them one after another (accepted while it still served the one before) is still working on
+    activity = activity or _Activity()
+    found.sort(key=lambda f: -activity.since(f[0], served[f[0]][0]))
+    lookup = _token_lookup(ex)
+    for idx, cand in found:  # a tie keeps the first
+        score, why = 0, []
+        if lookup and idx not in activity.looked_up:
+            score += 1
+            why.append("its first token lookup")
+        shared = [t for t in cand.tokens if t in mine]
+        if shared:
+            score += 4
+            why.append(f"token {shared[0]}")
+        if sent and sent.intersection(request_ids_of(cand.exchange)):
+            score += 2
+            why.append("request id")
+        if pid is not None and cand.server.pid == pid:
+            score += 1
+            why.append(f"process {pid}")
+        elif pid is not None and activity.pids.get(idx):  # one process serves a request: its children's
+            if pid in activity.pids[idx]:
+                score += 1
+                why.append(f"process {pid}, as its other children")
+            else:
+                score -= 1
+        if score > best_score:
+            best, best_score, best_why = cand, score, ", ".join(why)
+    assert best is not None
+    return best.id, (best_why + f" (of {len(found)} requests in progress)") if best_why else (
+        f"time: the last active of {len(found)} requests in progress")
 
 
 def _steps(pairs: list[Pair], group: bool) -> list[Step]:

@@ -487,6 +487,9 @@ class Pair(_Fields):
     noise: bool = False  # pool ping / rollback / SET ...
     via: Optional[Participant] = None  # an RPC's broker
     background: bool = False  # not caused by the command (:mod:`osflow.foreground`)
+    #: what made ``parent`` this pair's parent: "time" (the one request in progress), or the evidence
+    #: that chose among several ("token T2 (of 3 requests in progress)"); "" for a top-level pair
+    placed: str = field(default="", compare=False)
 
     @property
     def kind(self) -> Optional[str]:

@@ -48,3 +48,20 @@ def render(flow: Flow) -> Iterator[str]:
     if flow.client:
         yield ""
         yield f"The command (foreground: what it caused): {flow.client}"
+    chosen = [p for p in flow.pairs if p.placed and not p.placed.startswith("time")]
+    chosen.sort(key=lambda p: ("token" not in p.placed, p.id))  # a token's word first: the strongest
+    by_time = sum(1 for p in flow.pairs if p.placed.startswith("time:"))
+    if by_time:
+        yield ""
+        yield (f"{by_time} pair(s) found several requests of their caller in progress and no evidence: placed "
+               "under the one that did something last")
+    if chosen:
+        yield ""
+        yield "Parents chosen by evidence, of several requests of the caller in progress at the time:"
+        by_id = {p.id: p for p in flow.pairs}
+        for p in chosen[:200]:
+            parent = by_id[p.parent] if p.parent is not None else None
+            under = f"{parent.id} {quoting.table_cell(parent.request, 50)}" if parent is not None else "-"
+            yield f"  {p.id} {p.client.label} → {p.server.label} {quoting.table_cell(p.request, 50)}: under {under}, by {p.placed}"
+        if len(chosen) > 200:
+            yield f"  … and {len(chosen) - 200} more"
