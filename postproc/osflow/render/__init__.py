@@ -4,7 +4,8 @@
 * :mod:`.mermaid` — Mermaid ``sequenceDiagram`` code;
 * :mod:`.jsonl` — JSON Lines, one object per pair;
 * :mod:`.markdown` — the timeline and the diagram in one Markdown page;
-* :mod:`.explain` — per connection, the names chosen and their evidence (``--explain``).
+* :mod:`.explain` — per connection, the names chosen and their evidence (``--explain``);
+* :mod:`.stats` — count, latency percentiles, errors per service and endpoint.
 
 :data:`RENDERERS` maps each output format to the module that renders it; every such
 module has ``render(flow) -> Iterator[str]``.  All escaping lives in :mod:`osflow.quoting`.
@@ -17,10 +18,11 @@ from types import ModuleType
 from typing import Literal
 
 #: An output format of ``osflow-post --format``.
-Format = Literal["timeline", "mermaid", "json", "md"]
+Format = Literal["timeline", "mermaid", "json", "md", "stats"]
 
 #: Output format -> the module (in this package) that renders it.
-RENDERERS: dict[str, str] = {"timeline": "timeline", "mermaid": "mermaid", "json": "jsonl", "md": "markdown"}
+RENDERERS: dict[str, str] = {"timeline": "timeline", "mermaid": "mermaid", "json": "jsonl", "md": "markdown",
+                             "stats": "stats"}
 
 FORMATS: tuple[str, ...] = tuple(RENDERERS)
 

@@ -1,0 +1,156 @@
+"""Statistics per service and endpoint: ``tshark -z http,tree`` for OpenStack (``--format stats``).
+
+For a long capture the diagram helps nobody; what an operator asks is which endpoints are
+called how often, how slow they are and how often they fail.  One row per (service, endpoint):
+
+* the endpoint: HTTP ``method`` + path with its ids templated (``GET /v2.1/servers/{id}``),
+  SQL as its verb and the tables it touches (``SELECT instances,instance_extra``; the pool's
+  pings, ``SELECT 1``, ROLLBACK, COMMIT and SET as one row), a memcached command, an RPC as
+  ``call|cast|fanout <method>`` with nova's object method;
+* count, latency (p50, p95, p99, max, in ms: nearest rank), errors (HTTP 5xx, RPC failures,
+  MySQL errors) and HTTP 4xx;
+* for cache reads the hit ratio; for requests the DB queries made below them, per request.
+
+Every pair counts, foreground and background alike: this is the controller's traffic, not one
+command's story.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from typing import Iterator, Optional
+
+from tabulate import tabulate
+
+from .. import quoting
+from ..flow import is_pool_noise
+from ..model import (
+    Flow,
+    HttpRequest,
+    HttpResponse,
+    MemcacheCommand,
+    MemcacheReply,
+    MysqlCommand,
+    MysqlLogin,
+    MysqlReply,
+    Pair,
+    RpcExchange,
+)
+from ..openstack import tables_in
+from ..redact import url_template
+
+HEADERS = ("service", "endpoint", "count", "p50 ms", "p95 ms", "p99 ms", "max ms", "errors", "4xx", "cache hits",
+           "DB queries/req")
+
+
+def endpoint(pair: Pair) -> str:
+    """What a pair asked its server, with the values that differ call to call left out.
+
+    The RPC, HTTP and SQL cases need real exchanges; see tests/test_stats.py.
+    """
+    ex = pair.exchange
+    req = ex.request
+    if isinstance(ex, RpcExchange):
+        o = ex.oslo
+        return f"{ex.kind} {o.method or '?'}" + (f" ({o.object_method})" if o.object_method else "")
+    if isinstance(req, HttpRequest):
+        return f"{req.method} {url_template(req.uri.split('?')[0])}"
+    if isinstance(req, MemcacheCommand):
+        return req.command
+    if isinstance(req, MysqlLogin):
+        return "login"
+    if isinstance(req, MysqlCommand):
+        if is_pool_noise(ex):
+            return "pool: ping, SELECT 1, ROLLBACK, COMMIT, SET"
+        if req.command != "query":
+            return req.command
+        words = (req.text or "").split(None, 1)
+        verb = words[0].upper() if words else "?"
+        return f"{verb} {','.join(sorted(set(tables_in(req.text))))}".rstrip()
+    return req.protocol
+
+
+def _error(pair: Pair) -> tuple[bool, bool]:
+    """(an error, an HTTP 4xx)."""
+    resp = pair.exchange.response
+    if isinstance(pair.exchange, RpcExchange):
+        return (pair.response or "").startswith("failure"), False
+    if isinstance(resp, HttpResponse):
+        return resp.status >= 500, 400 <= resp.status < 500
+    if isinstance(resp, MysqlReply):
+        return resp.kind == "error", False
+    return False, False
+
+
+def percentile(values: list[float], p: float) -> float:
+    """Nearest-rank percentile of sorted ``values``.
+
+    >>> percentile([1.0, 2.0, 3.0, 4.0], 50), percentile([1.0, 2.0, 3.0, 4.0], 95), percentile([7.0], 99)
+    (2.0, 4.0, 7.0)
+    """
+    return values[max(0, math.ceil(p / 100 * len(values)) - 1)]
+
+
+class _Row:
+    __slots__ = ("ms", "errors", "client_errors", "reads", "hits", "queries")
+
+    def __init__(self) -> None:
+        self.ms: list[float] = []
+        self.errors = self.client_errors = self.reads = self.hits = self.queries = 0
+
+
+def rows(flow: Flow) -> list[tuple]:
+    """The table's rows: by service, then by count (most first), then endpoint."""
+    queries: dict[int, int] = defaultdict(int)  # pair id -> DB queries below it
+    by_id = {p.id: p for p in flow.pairs}
+    for p in flow.pairs:
+        if p.protocol == "mysql" and isinstance(p.exchange.request, MysqlCommand) and not p.noise:
+            parent: Optional[int] = p.parent
+            while parent is not None:
+                queries[parent] += 1
+                parent = by_id[parent].parent
+    table: dict[tuple[str, str], _Row] = defaultdict(_Row)
+    for p in flow.pairs:
+        row = table[(p.server.label, endpoint(p))]
+        row.ms.append((p.exchange.end - p.exchange.start) * 1000)
+        err, client_err = _error(p)
+        row.errors += err
+        row.client_errors += client_err
+        req = p.exchange.request
+        if isinstance(req, MemcacheCommand) and req.command in ("get", "gets"):
+            row.reads += 1
+            resp = p.exchange.response
+            row.hits += isinstance(resp, MemcacheReply) and resp.result == "hit"
+        row.queries += queries.get(p.id, 0)
+    out = []
+    for (service, ep), row in sorted(table.items(), key=lambda kv: (kv[0][0], -len(kv[1].ms), kv[0][1])):
+        ms = sorted(row.ms)
+        n = len(ms)
+        calls = ep.split(" ", 1)[0] in ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "call", "cast", "fanout")
+        out.append((
+            quoting.table_cell(service),
+            quoting.table_cell(ep),
+            n,
+            f"{percentile(ms, 50):.1f}",
+            f"{percentile(ms, 95):.1f}",
+            f"{percentile(ms, 99):.1f}",
+            f"{ms[-1]:.1f}",
+            row.errors or "",
+            row.client_errors or "",
+            f"{100 * row.hits / row.reads:.0f}% of {row.reads}" if row.reads else "",
+            f"{row.queries / n:.1f}" if calls and row.queries else "",
+        ))
+    return out
+
+
+def render(flow: Flow) -> Iterator[str]:
+    """Yield the statistics table and a line on what it counts."""
+    table = rows(flow)
+    yield from tabulate(table, headers=HEADERS, tablefmt="simple", disable_numparse=True,
+                        colalign=("left", "left") + ("right",) * 9 if table else None).splitlines()
+    services = len({r[0] for r in table})
+    yield ""
+    yield (f"{len(flow.pairs)} pairs, {len(table)} endpoints of {services} services, background included; "
+           "latency from the request's first frame to the response's last (nearest rank); errors: HTTP 5xx, "
+           "RPC failures, MySQL errors")
