@@ -210,6 +210,28 @@ def test_existing_output_folder_is_not_overwritten(tmp_path):
     assert (tmp_path / "keep.txt").read_text() == "x"
 
 
+@pytest.mark.filterwarnings("error::ResourceWarning", "error::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.parametrize("what", ["SocketLog", "SocketWatcher"])
+def test_a_socket_log_that_cannot_start_leaves_nothing_open_or_behind(tmp_path, monkeypatch, what):
+    import errno
+    import gc
+
+    from osflow.record import recorder
+
+    if shutil.which("dumpcap") is None:
+        pytest.skip("dumpcap is not installed")
+
+    def fail(*args, **kwargs):
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    monkeypatch.setattr(recorder, what, fail)
+    out = tmp_path / "rec"
+    with pytest.raises(OSError, match="Too many open files"):
+        record.run(parse(["-o", str(out), "--", "true"]))
+    gc.collect()  # ss.txt, the netlink socket or the SYN trigger's packet socket left open: a ResourceWarning
+    assert not out.exists()
+
+
 # --------------------------------------------------------------------------- a real recording
 
 

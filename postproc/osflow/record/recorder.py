@@ -277,15 +277,15 @@ class Recorder:
         self.dir, self.created = _make_dir(args.output)
         if os.geteuid() != 0:
             _say("warning: not root: the socket log sees only the sockets of your own processes")
-        self.ss_file = open(self.path("ss.txt"), "w", encoding="utf-8")
-        self.log = SocketLog(self.ss_file, self.ports)
-        if not args.always_poll:
-            try:
-                self.trigger = SynTrigger(args.interface, self.ports)
-            except (OSError, AttributeError):  # not root (CAP_NET_RAW), not Linux: poll all the time
-                self.trigger = None
-        self.watcher = SocketWatcher(self.log, args.interval / 1000.0, self.trigger)
         try:
+            self.ss_file = open(self.path("ss.txt"), "w", encoding="utf-8")
+            self.log = SocketLog(self.ss_file, self.ports)
+            if not args.always_poll:
+                try:
+                    self.trigger = SynTrigger(args.interface, self.ports)
+                except (OSError, AttributeError):  # not root (CAP_NET_RAW), not Linux: poll all the time
+                    self.trigger = None
+            self.watcher = SocketWatcher(self.log, args.interval / 1000.0, self.trigger)
             self.watcher.start()
             self.watcher.ready.wait(60)
             if self.watcher.error is not None:
@@ -294,11 +294,17 @@ class Recorder:
             self.capture.start()
             with open(self.path("ps.txt"), "w", encoding="utf-8") as f:
                 f.write(ps_sections("BEFORE"))
-        except BaseException:
-            self.watcher.stop()
+        except BaseException:  # the socket log, the watcher or the capture could not start
+            if self.watcher is not None:
+                self.watcher.stop()
+            if self.trigger is not None and (self.watcher is None or self.watcher.ident is None):
+                self.trigger.close()  # a watcher that ran closed it itself
             if self.capture is not None:
                 self.capture.stop()
-            self.ss_file.close()
+            if self.log is not None:
+                self.log.close()
+            if self.ss_file is not None:
+                self.ss_file.close()
             self._abandon()
             raise
 
@@ -352,12 +358,14 @@ class Recorder:
             after = ps_sections("AFTER")
             with open(self.path("ps.txt"), encoding="utf-8") as f:
                 before_pids = pids_in_ps(f.read())
-            self.during = [p for p in self.log.procs.values() if p.pid not in before_pids]
             with open(self.path("ps.txt"), "a", encoding="utf-8") as f:
                 f.write(after)
             self.drained = self.capture.drain()
             self.dumpcap_status = self.capture.stop()
             self.watcher.stop()
+            # only now: the watcher's thread adds to log.procs until it has stopped
+            self.during = [p for p in self.log.procs.values() if p.pid not in before_pids]
+            self.log.close()
             self.ss_file.close()
             if self.watcher.error is not None:
                 _say(f"warning: the socket-owner log failed: {self.watcher.error}")

@@ -90,6 +90,12 @@ class SocketLog:
         self.syn_lookups = 0
         self.attempts: dict[int, int] = {}  # inode -> polls that did not find its owner
 
+    def close(self) -> None:
+        """Close the netlink socket the log lists sockets with (when it has one)."""
+        diag = getattr(self.rows, "__self__", None)
+        if isinstance(diag, SockDiag):
+            diag.close()
+
     # -- resolving inodes
 
     def _walk(self, pid: int) -> dict[int, int]:

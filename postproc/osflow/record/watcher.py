@@ -157,4 +157,5 @@ class SocketWatcher(threading.Thread):
 
     def stop(self, timeout: float = 30) -> None:
         self._halt.set()
-        self.join(timeout)
+        if self.ident is not None:  # a watcher that never started has nothing to join
+            self.join(timeout)
