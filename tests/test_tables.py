@@ -430,6 +430,15 @@ def test_unknown_service_name_is_a_warning():
     assert r.warnings and r.warnings[0].startswith("x:1: cannot read the address '10.0.20.11:no-such-service'")
 
 
+def test_pids_are_ascii_digits_only():
+    line = 'ESTAB      0      0               10.0.20.11:43424          10.0.20.11:mysql users:(("apache2",pid=6451,fd=20))  '
+    # SYNTHETIC: a real line whose pid is written in Arabic-Indic digits, which int() would take for 6451
+    (entry,) = parse_ss(line.replace("pid=6451", "pid=\u0666\u0664\u0665\u0661"), "x").entries
+    assert entry.users == ()
+    (entry,) = parse_ss(line, "x").entries
+    assert entry.users == (SocketUser("apache2", 6451, 20),)
+
+
 # --------------------------------------------------------------------------- live: ss and ps on this machine
 
 

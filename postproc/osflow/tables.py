@@ -194,7 +194,7 @@ _SS_LINE = re.compile(
     re.ASCII,
 )
 _SS_HEADER = re.compile(r"(?:Netid\s+)?State\s+Recv-Q\s+Send-Q\b")
-_SS_USER = re.compile(r'\("((?:[^"\\]|\\.)*)",(?:pid=)?(\d+),(?:fd=)?(\d+)\)')
+_SS_USER = re.compile(r'\("((?:[^"\\]|\\.)*)",(?:pid=)?(\d+),(?:fd=)?(\d+)\)', re.ASCII)  # pid and fd in ASCII digits only
 _SS_EXPECTED = "expected an ss socket line (State Recv-Q Send-Q Local Peer)"
 
 
