@@ -35,7 +35,9 @@ backends and dashboards still key on them):
     ``rpc.service`` (the topic), ``rpc.method``, ``openstack.request_id``;
   - every span: ``osflow.pair.id`` (the JSON output's ``id``), ``osflow.request``/``osflow.response``
     (the timeline's words: tokens as ``T1``…), ``osflow.tokens`` (``T1 admin@admin (bb9ff2e7)``:
-    fingerprints, never a token unless ``--show-secrets``), ``osflow.frames``, ``osflow.tcp.stream``.
+    fingerprints, never a token unless ``--show-secrets``), ``osflow.frames``, ``osflow.tcp.stream``,
+    ``osflow.background`` (not caused by the command: :mod:`osflow.foreground`; every trace is sent,
+    a backend's query on it keeps the command's).
 
 * **nesting**: a pair's first span is a child of its parent pair's inner span (the server or
   consumer span of an HTTP request or RPC, the client span otherwise), so ``parentSpanId``
@@ -334,6 +336,7 @@ def _common(trace: _Trace, pair: Pair) -> list[Attr]:
         ("osflow.tokens", tokens),
         ("osflow.frames", frame_ranges(ex.frames)),
         ("osflow.tcp.stream", ex.stream),
+        ("osflow.background", pair.background),
     ]
 
 
