@@ -15,23 +15,31 @@ import sys
 from dataclasses import dataclass, replace
 from typing import IO, Iterable, Optional, TextIO
 
-from .errors import InputError, PartialInput
+from .errors import ExportError, InputError, PartialInput
 from .pipeline import Result, Tables, analyse
 from .render import Format, renderer
 
 #: ``-o FILE``'s extension -> output format (when ``--format`` is not given).
-EXTENSIONS: dict[str, Format] = {".txt": "timeline", ".mmd": "mermaid", ".md": "md", ".json": "json", ".jsonl": "json"}
+EXTENSIONS: dict[str, Format] = {".txt": "timeline", ".mmd": "mermaid", ".md": "md", ".json": "json", ".jsonl": "json",
+                                 ".html": "html", ".htm": "html", ".otlp": "otlp"}
+#: ``-o FILE`` names ending so -> output format, before the extension: ``traces.otlp.jsonl`` is OTLP, not JSON.
+SUFFIXES: dict[str, Format] = {".otlp.jsonl": "otlp", ".otlp.json": "otlp"}
 
 
 def output_format(fmt: Optional[str], output: Optional[str]) -> Format:
     """``--format`` if given, else the one ``-o``'s extension names, else the timeline.
 
     >>> output_format(None, "flow.md"), output_format("json", "flow.md"), output_format(None, "x.html")
-    ('md', 'json', 'timeline')
+    ('md', 'json', 'html')
+    >>> output_format(None, "traces.otlp.jsonl"), output_format(None, "flow.jsonl")
+    ('otlp', 'json')
     """
     if fmt:
         return fmt  # type: ignore[return-value]
     if output:
+        for suffix, f in SUFFIXES.items():
+            if output.lower().endswith(suffix):
+                return f
         return EXTENSIONS.get(os.path.splitext(output)[1].lower(), "timeline")
     return "timeline"
 
@@ -55,6 +63,8 @@ class PostOptions:
     client: Optional[str] = None  #: ``--client PID|NAME`` (default: meta.json beside the capture, else OpenStackClient)
     show_all: bool = False  #: background pairs too (``--all``)
     meta: Optional[str] = None  #: the recording's meta.json (``--meta``; default: the one beside ``capture``)
+    mermaid_js: Optional[str] = None  #: the HTML report's mermaid build (``--mermaid-js``; :mod:`osflow.mermaidjs`)
+    otlp_endpoint: Optional[str] = None  #: also POST the flow as OTLP/JSON to this URL's ``/v1/traces``
 
 
 @dataclass(frozen=True)
@@ -67,6 +77,7 @@ class PostOutcome:
     notes: tuple[str, ...] = ()  #: e.g. "the diagram was split into 2 files: …"
     warnings: tuple[str, ...] = ()
     partial: Optional[PartialInput] = None  #: the input ended early; everything read was output
+    export_error: Optional[ExportError] = None  #: sending to ``--otlp-endpoint`` failed (the output was written)
 
 
 def post(options: PostOptions, stdout: Optional[TextIO] = None, stderr: Optional[TextIO] = None) -> PostOutcome:
@@ -75,6 +86,16 @@ def post(options: PostOptions, stdout: Optional[TextIO] = None, stderr: Optional
     stderr = sys.stderr if stderr is None else stderr
     fmt = output_format(options.format, options.output)
     render = renderer(fmt).render  # now, while tshark (in a pipe) is still starting, not after the last packet
+    extra: tuple[str, ...] = ()
+    if fmt == "html":  # find mermaid's build before reading: a wrong --mermaid-js fails at once
+        render, extra = _html_renderer(options.mermaid_js)
+    exporter = None
+    if options.otlp_endpoint is not None:  # a bad URL fails before reading
+        from .export import OtlpHttpExporter
+
+        exporter = OtlpHttpExporter(options.otlp_endpoint)
+        if fmt == "otlp":  # each line written, then sent
+            render = _teed(render, exporter)
     result = read(options, stderr)
     flow = result.flow
     written: tuple[str, ...] = ()
@@ -94,7 +115,28 @@ def post(options: PostOptions, stdout: Optional[TextIO] = None, stderr: Optional
         from .render import explain
 
         write_lines(explain.render(flow), target)
-    return PostOutcome(result.packets, len(flow.pairs), written, notes, flow.warnings, result.partial)
+    if exporter is not None and fmt != "otlp":  # another format was written: send the traces too
+        exporter.send_all(renderer("otlp").render(flow))
+    return PostOutcome(result.packets, len(flow.pairs), written, notes, flow.warnings + extra, result.partial,
+                       exporter.error if exporter is not None else None)
+
+
+def _teed(render, exporter):
+    """``render`` whose lines also go to ``exporter`` (after they are written)."""
+    return lambda flow: exporter.tee(render(flow))
+
+
+def _html_renderer(mermaid_js: Optional[str]):
+    """The HTML report's render function with mermaid's build found, and the warning when none was."""
+    from functools import partial
+
+    from . import mermaidjs
+    from .render import html
+
+    library = mermaidjs.find(mermaid_js)
+    missing = () if library is not None else (f"no mermaid build found: the report shows the diagram as Mermaid "
+                                              f"source ({mermaidjs.INSTALL_HINT})",)  # fmt: skip
+    return partial(html.render, library=library, hint=mermaidjs.INSTALL_HINT), missing
 
 
 def read(options: PostOptions, stderr: TextIO) -> Result:

@@ -31,6 +31,7 @@ exit status:
   3  unreadable or invalid input (not PDML, not a capture, bad table file)
   4  partial: the input ended early (everything read was output)
   5  tshark is missing
+  6  the traces could not be sent to --otlp-endpoint (the output was written all the same)
 """
 
 class _Parser(argparse.ArgumentParser):
@@ -58,7 +59,14 @@ def add_post_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-f", "--format", choices=FORMATS,
                    help="output format (default: from -o's extension, else timeline)")
     p.add_argument("-o", "--output", metavar="FILE",
-                   help="write to FILE (.txt timeline, .mmd Mermaid, .md both, .json JSON Lines)")
+                   help="write to FILE (.txt timeline, .mmd Mermaid, .md both, .json JSON Lines, .html report, "
+                        ".otlp.jsonl OpenTelemetry traces)")
+    p.add_argument("--otlp-endpoint", metavar="URL",
+                   help="also send the flow as OpenTelemetry traces (OTLP/HTTP, JSON) to URL/v1/traces, "
+                        "e.g. http://collector:4318")
+    p.add_argument("--mermaid-js", metavar="FILE",
+                   help="the HTML report's mermaid build, dist/mermaid.min.js of the npm package mermaid "
+                        "(default: $OSFLOW_MERMAID_JS, else a well-known place; see README)")
     p.add_argument("--client", metavar="PID|NAME",
                    help="the command whose story to show: a pid (and its descendants) or a participant's name "
                         "(default: the pid in meta.json beside the capture, else every OpenStackClient end)")
@@ -122,6 +130,8 @@ def _post(args, prog: str) -> int:
         client=args.client,
         meta=args.meta,
         show_all=args.show_all,
+        mermaid_js=args.mermaid_js,
+        otlp_endpoint=args.otlp_endpoint,
         progress=sys.stderr.isatty(),  # never on a pipe or a file
     )
     outcome = app.post(options)
@@ -129,6 +139,8 @@ def _post(args, prog: str) -> int:
         print(f"{prog}: {note}", file=sys.stderr)
     for w in outcome.warnings:
         print(f"{prog}: warning: {w}", file=sys.stderr)
+    if outcome.export_error is not None:
+        raise outcome.export_error
     if outcome.partial is not None:
         raise outcome.partial
     return ExitStatus.OK

@@ -5,6 +5,8 @@
 * :mod:`.jsonl` — JSON Lines, one object per pair;
 * :mod:`.markdown` — the timeline and the diagram in one Markdown page;
 * :mod:`.explain` — per connection, the names chosen and their evidence (``--explain``);
+* :mod:`.html` — the self-contained HTML report: waterfall, drawn diagram, tables;
+* :mod:`.otlp` — OTLP/JSON, one OpenTelemetry ``TracesData`` per top-level request;
 * :mod:`.stats` — count, latency percentiles, errors per service and endpoint.
 
 :data:`RENDERERS` maps each output format to the module that renders it; every such
@@ -18,11 +20,11 @@ from types import ModuleType
 from typing import Literal
 
 #: An output format of ``osflow-post --format``.
-Format = Literal["timeline", "mermaid", "json", "md", "stats"]
+Format = Literal["timeline", "mermaid", "json", "md", "html", "otlp", "stats"]
 
 #: Output format -> the module (in this package) that renders it.
-RENDERERS: dict[str, str] = {"timeline": "timeline", "mermaid": "mermaid", "json": "jsonl", "md": "markdown",
-                             "stats": "stats"}
+RENDERERS: dict[str, str] = {"timeline": "timeline", "mermaid": "mermaid", "json": "jsonl", "md": "markdown", "html": "html",
+                             "otlp": "otlp", "stats": "stats"}
 
 FORMATS: tuple[str, ...] = tuple(RENDERERS)
 
