@@ -45,6 +45,21 @@ def without_library(page: str) -> str:
     return out
 
 
+def _asset_text(name: str) -> str:
+    return (Path(report.__file__).parent.parent / "data" / "report" / name).read_text(encoding="utf-8").rstrip("\n")
+
+
+def without_assets(page: str) -> str:
+    """The report with its own stylesheet and script (the package's data/report/report.css and .js,
+    the same in every report: test_the_report_inlines_its_own_assets_whole) replaced by one line each,
+    so that the golden files hold what differs from capture to capture."""
+    for name in ("report.css", "report.js"):
+        text = _asset_text(name)
+        assert page.count(text) == 1, f"the report does not inline {name} whole"
+        page = page.replace(text, f"/* {name}, cut out */")
+    return page
+
+
 @pytest.fixture(scope="session")
 def stand_in(tmp_path_factory) -> str:
     path = tmp_path_factory.mktemp("mermaid") / "mermaid.min.js"
@@ -67,7 +82,13 @@ def post_html(case: str, *extra: str, pdml: bool = False) -> str:
 
 @pytest.mark.parametrize("case,golden", ALL, ids=[g for _, g in ALL])
 def test_golden_report(case, golden, stand_in):
-    check_golden(f"post/{golden}.html", without_library(post_html(case, "--mermaid-js", stand_in)))
+    check_golden(f"post/{golden}.html", without_assets(without_library(post_html(case, "--mermaid-js", stand_in))))
+
+
+def test_the_report_inlines_its_own_assets_whole(stand_in):
+    page = post_html("resource-class-list-cold", "--mermaid-js", stand_in)
+    for name, opening in (("report.css", "<style>\n"), ("report.js", "<script>\n")):
+        assert opening + _asset_text(name) + "\n" in page, name
 
 
 @pytest.mark.parametrize("case,golden", ALL, ids=[g for _, g in ALL])
