@@ -1,0 +1,89 @@
+"""Every real capture in tests/fixtures/ through every output format.
+
+The golden tests (test_post, test_rpc, test_otlp, test_report, test_busy, test_stats) pin the
+output of the story captures; this runs every capture the fixtures hold, the small and odd ones
+too (IPv6 and UDP, MySQL escapes, the lab's error cases, AMQP-only cuts, OSProfiler), through
+each format, checks what each format promises, and for the OTLP traces and the HTML report that
+PDML on stdin gives what ``-r`` gives.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import subprocess
+
+import pytest
+from lxml import html as lxml_html
+
+from support import FIXTURES, run_post, tshark
+from test_otlp import _parse, _spans
+
+pytestmark = pytest.mark.tshark
+CAPTURES = sorted(str(p.parent.relative_to(FIXTURES)) for p in FIXTURES.rglob("capture.pcapng"))
+FORMATS = ("timeline", "mermaid", "json", "md", "html", "otlp", "stats")
+
+
+def _args(case: str) -> list[str]:
+    d = FIXTURES / case
+    out = []
+    for flag, name in (("--ss", "ss.txt"), ("--ps", "ps.txt"), ("--meta", "meta.json")):
+        if (d / name).exists():
+            out += [flag, str(d / name)]
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def _pdml(case: str) -> bytes:
+    from osflow.source import tshark_pdml_command
+
+    cmd = tshark_pdml_command(str(FIXTURES / case / "capture.pcapng"), tshark())
+    done = subprocess.run(cmd, capture_output=True)
+    assert done.returncode in (0, 2), done.stderr  # 2: the lab's capture cut short on purpose
+    return done.stdout
+
+
+def _post(case: str, fmt: str, pdml: bool = False) -> str:
+    argv = [*_args(case), "--format", fmt]
+    if pdml:
+        status, out, err = run_post(argv, stdin=_pdml(case))
+    else:
+        status, out, err = run_post(["-r", str(FIXTURES / case / "capture.pcapng"), *argv])
+    assert status in (0, 4), err  # 4: a capture cut short on purpose (the lab's error cases)
+    assert "internal error" not in err and "Traceback" not in err, err
+    return out
+
+
+def test_the_fixtures_hold_the_captures_this_runs():
+    assert len(CAPTURES) >= 20 and "captures-busy/resource-class-list-4-at-once" in CAPTURES
+
+
+@pytest.mark.parametrize("case", CAPTURES)
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_every_format_on_every_capture(case, fmt):
+    out = _post(case, fmt)
+    if fmt == "json":
+        pairs = [json.loads(line) for line in out.splitlines()]
+        ids = {p["id"] for p in pairs}
+        assert all(p["parent"] is None or p["parent"] in ids for p in pairs)
+        assert all(isinstance(p["background"], bool) for p in pairs)
+    elif fmt == "otlp":
+        ids = {}
+        for line in out.splitlines():
+            data = json.loads(line)
+            _parse(data)  # strictly, as opentelemetry-proto's TracesData
+            spans = [span for _, span in _spans(data)]
+            ids.update({s["spanId"]: s for s in spans})
+            assert len({s["traceId"] for s in spans}) <= 1
+        assert all(s.get("parentSpanId", "") in ("", *ids) for s in ids.values())
+    elif fmt == "html":
+        page = lxml_html.fromstring(out)
+        assert page.get_element_by_id("waterfall") is not None
+    elif fmt == "stats":
+        assert out.splitlines()[0].split()[:3] == ["service", "endpoint", "count"]
+
+
+@pytest.mark.parametrize("case", CAPTURES)
+@pytest.mark.parametrize("fmt", ["otlp", "html"])
+def test_pdml_on_stdin_gives_what_r_gives(case, fmt):
+    assert _post(case, fmt, pdml=True) == _post(case, fmt)
