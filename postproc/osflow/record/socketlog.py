@@ -44,6 +44,40 @@ def row_line(row: TcpRow, owners: Iterable[Owner]) -> str:
 # --------------------------------------------------------------------------- the socket-owner log
 
 
+def command_owner(inode: int, roots: Iterable[int], proc: str = PROC) -> Optional[Owner]:
+    """The process of COMMAND's tree (``roots`` and their descendants) holding socket ``inode``, as
+    (comm, pid, fd); None when none does.  Reads /proc only and touches no log state: the SYN's own
+    thread calls it at once, while the socket still exists, without waiting for a poll to end."""
+    target = f"socket:[{inode}]"
+    todo = list(roots)
+    done: set[int] = set()
+    while todo:
+        pid = todo.pop()
+        if pid in done:
+            continue
+        done.add(pid)
+        base = f"{proc}/{pid}/fd"
+        try:
+            names = os.listdir(base)
+        except OSError:
+            continue
+        for n in names:
+            try:
+                if os.readlink(f"{base}/{n}") == target:
+                    return comm_of(pid, proc), pid, int(n)
+            except OSError:
+                continue
+        try:
+            tasks = os.listdir(f"{proc}/{pid}/task")
+        except OSError:
+            continue
+        for t in tasks:
+            raw = read_file(f"{proc}/{pid}/task/{t}/children")
+            if raw:
+                todo += [int(c) for c in raw.split()]
+    return None
+
+
 class SocketLog:
     """Who owns the sockets on some ports, written as ``### <epoch>`` + ``ss -tnpH``-like blocks.
 
@@ -302,10 +336,13 @@ class SocketLog:
         self.poll_time += spent
         self.max_poll_time = max(self.max_poll_time, spent)
 
-    def connecting(self, row: TcpRow) -> None:
-        """A socket just seen sending a SYN (found by an exact lookup): log it now."""
+    def connecting(self, row: TcpRow, owner: Optional[Owner] = None) -> None:
+        """A socket just seen sending a SYN (found by an exact lookup): log it now, with ``owner``
+        when the SYN's thread found it already (:func:`command_owner`)."""
         if row.inode and self.seen.get(row.inode) != row.key:
             self.syn_lookups += 1
+            if owner is not None and row.inode not in self.owners:
+                self._note(row.inode, (owner,))
             self._log_new([row], time.time(), "SYN, netlink lookup")
 
     def _log_new(self, new: list[TcpRow], when: float, source: str) -> None:

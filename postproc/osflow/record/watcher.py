@@ -1,18 +1,21 @@
 """When the socket log looks: :class:`SocketWatcher` runs a :class:`~osflow.record.socketlog.SocketLog`
 in a thread (a snapshot, polls, a snapshot at the end), in bursts after each SYN that a
-:class:`SynTrigger` sees (as root), else every ``--interval``."""
+:class:`SynTrigger` sees (as root), else every ``--interval``.  With the trigger, a second thread
+takes the SYNs as they come: it looks each connecting socket up (netlink, an exact lookup) and its
+owner in COMMAND's tree at once, while a poll may still be running."""
 
 from __future__ import annotations
 
 import os
 import select
 import socket
+import sys
 import threading
 import time
 from typing import Iterable, Optional
 
 from .kernel import PORT_PAIR, SockDiag
-from .socketlog import SocketLog
+from .socketlog import SocketLog, command_owner
 
 
 class SynTrigger:
@@ -94,6 +97,8 @@ class SocketWatcher(threading.Thread):
         self.ready = threading.Event()
         self._halt = threading.Event()
         self._lock = threading.Lock()
+        self._woken = threading.Event()  # the SYN thread saw a connection start: poll now
+        self._burst_until = 0.0
         self.error: Optional[BaseException] = None
 
     def add_root(self, pid: int) -> None:
@@ -123,29 +128,27 @@ class SocketWatcher(threading.Thread):
                     else:
                         next_at = time.monotonic()
             else:
-                burst_until = 0.0
+                # the SYNs in a thread of their own: a poll on a busy machine can take longer than a
+                # short connection lives, and the SYN's socket must be looked up while it exists
+                syns = threading.Thread(target=self._syns, name="osflow-syn", daemon=True)
+                switch = sys.getswitchinterval()
+                sys.setswitchinterval(0.0005)  # a SYN waits at most this long for a poll to let go of Python
+                syns.start()
                 last = 0.0
-                diag = getattr(self.log.rows, "__self__", None)
-                lookup = diag.lookup if isinstance(diag, SockDiag) else None
-                while not self._halt.is_set():
-                    now = time.monotonic()
-                    pace = self.interval if now < burst_until else self.idle
-                    wait = max(0.0, last + pace - now)
-                    ready, _, _ = select.select([self.trigger], [], [], wait)
-                    syns = self.trigger.drain() if ready else None
-                    if syns is not None:
-                        burst_until = time.monotonic() + self.burst
-                        if lookup is not None:
-                            for syn in dict.fromkeys(syns):  # loopback shows each packet twice
-                                row = lookup(*syn)
-                                if row is not None:
-                                    with self._lock:
-                                        self.log.connecting(row)
-                        self._poll()
-                        last = time.monotonic()
-                    elif time.monotonic() >= last + pace:
-                        self._poll()
-                        last = time.monotonic()
+                try:
+                    while not self._halt.is_set():
+                        now = time.monotonic()
+                        pace = self.interval if now < self._burst_until else self.idle
+                        woken = self._woken.wait(max(0.0, last + pace - now))
+                        if woken:
+                            self._woken.clear()
+                        if woken or time.monotonic() >= last + pace:
+                            self._poll()
+                            last = time.monotonic()
+                finally:
+                    self._halt.set()
+                    syns.join(10)
+                    sys.setswitchinterval(switch)
             self.log.poll()
             self.log.snapshot("end")
         except BaseException as e:  # noqa: BLE001 - reported by the main thread
@@ -154,6 +157,42 @@ class SocketWatcher(threading.Thread):
             if self.trigger is not None:
                 self.trigger.close()
             self.ready.set()
+
+    def _syns(self) -> None:
+        """The SYN thread: each connection attempt on a captured port is looked up at once (netlink,
+        an exact lookup), its owner sought in COMMAND's tree at once, then logged; the polls go on in
+        bursts meanwhile."""
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), -10)
+        except (OSError, AttributeError):
+            pass
+        diag: Optional[SockDiag] = None
+        try:
+            diag = SockDiag()
+        except OSError:
+            pass
+        try:
+            while not self._halt.is_set():
+                ready, _, _ = select.select([self.trigger], [], [], 0.05)
+                found = self.trigger.drain() if ready else None
+                if found is None:
+                    continue
+                self._burst_until = time.monotonic() + self.burst
+                for syn in dict.fromkeys(found) if diag is not None else ():  # loopback shows each packet twice
+                    row = diag.lookup(*syn)
+                    if row is None or not row.inode:
+                        continue
+                    with self._lock:
+                        roots = list(self.log.roots)
+                    owner = command_owner(row.inode, roots, self.log.proc) if roots else None
+                    with self._lock:
+                        self.log.connecting(row, owner)
+                self._woken.set()
+        except BaseException as e:  # noqa: BLE001 - reported by the main thread
+            self.error = self.error or e
+        finally:
+            if diag is not None:
+                diag.close()
 
     def stop(self, timeout: float = 30) -> None:
         self._halt.set()
