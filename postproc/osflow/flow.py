@@ -255,18 +255,17 @@ def _parent(
     if isinstance(ex, RpcExchange) and ex.kind != "call":
         end = ex.request.end
     sent = set(request_ids_of(ex, sent_only=True))
-    found: list[tuple[int, Pair]] = []
+    found: list[tuple[int, Pair, tuple[str, ...]]] = []  # (index, pair, its request ids when ex sent some)
     for idx in reversed(candidates):  # the spans still open when ex started, latest first
         cand = pairs[idx]
         s, e = served[idx]
         if s <= start and e >= end:
+            handled = request_ids_of(cand.exchange) if sent else ()
             # an RPC the callee handles and a request it sends with another request id: another
             # request's work in the same span (a periodic task), not this RPC's child
-            if sent and isinstance(cand.exchange, RpcExchange):
-                handled = request_ids_of(cand.exchange)
-                if handled and sent.isdisjoint(handled):
-                    continue
-            found.append((idx, cand))
+            if handled and isinstance(cand.exchange, RpcExchange) and sent.isdisjoint(handled):
+                continue
+            found.append((idx, cand, handled))
             if len(found) >= _CANDIDATES:
                 break
     if not found:
@@ -282,7 +281,7 @@ def _parent(
     activity = activity or _Activity()
     found.sort(key=lambda f: -activity.since(f[0], served[f[0]][0]))
     lookup = _token_lookup(ex)
-    for idx, cand in found:  # a tie keeps the first
+    for idx, cand, handled in found:  # a tie keeps the first
         score, why = 0, []
         if lookup and idx not in activity.looked_up:
             score += 1
@@ -291,7 +290,7 @@ def _parent(
         if shared:
             score += 4
             why.append(f"token {shared[0]}")
-        if sent and sent.intersection(request_ids_of(cand.exchange)):
+        if sent.intersection(handled):
             score += 2
             why.append("request id")
         if pid is not None and cand.server.pid == pid:

@@ -103,15 +103,14 @@ class Joiner:
             if listener is None:
                 return None, None
             entry, user, n = listener
-            where = (f"ss {os.path.basename(entry.source)}:{entry.line}" if entry.source else "ss") + (
-                f" (the listening socket on port {local.port}, held by "
-                + (f"pid {user.pid} alone" if n == 1 else f"pid {user.pid} and {n - 1} worker(s) it forked")
-                + "; this connection's own socket is in no snapshot)"
-            )
             source = "listener"
         else:
             user = entry.users[0]
-            where = f"ss {os.path.basename(entry.source)}:{entry.line}" if entry.source else "ss"
+        where = f"ss {os.path.basename(entry.source)}:{entry.line}" if entry.source else "ss"
+        if source == "listener":
+            where += (f" (the listening socket on port {local.port}, held by "
+                      + (f"pid {user.pid} alone" if n == 1 else f"pid {user.pid} and {n - 1} worker(s) it forked")
+                      + "; this connection's own socket is in no snapshot)")
         proc = self.processes.get(user.pid) if self.processes is not None else None
         if proc is not None:
             key, ambiguous = service_of_command(proc.args)

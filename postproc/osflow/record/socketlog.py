@@ -67,15 +67,22 @@ def command_owner(inode: int, roots: Iterable[int], proc: str = PROC) -> Optiona
                     return comm_of(pid, proc), pid, int(n)
             except OSError:
                 continue
-        try:
-            tasks = os.listdir(f"{proc}/{pid}/task")
-        except OSError:
-            continue
-        for t in tasks:
-            raw = read_file(f"{proc}/{pid}/task/{t}/children")
-            if raw:
-                todo += [int(c) for c in raw.split()]
+        todo += children_of(pid, proc)
     return None
+
+
+def children_of(pid: int, proc: str = PROC) -> list[int]:
+    """The children of ``pid``, as every one of its threads' ``/proc/<pid>/task/<tid>/children`` says."""
+    try:
+        tasks = os.listdir(f"{proc}/{pid}/task")
+    except OSError:
+        return []
+    out: list[int] = []
+    for t in tasks:
+        raw = read_file(f"{proc}/{pid}/task/{t}/children")
+        if raw:
+            out += [int(c) for c in raw.split()]
+    return out
 
 
 class SocketLog:
@@ -162,17 +169,7 @@ class SocketLog:
         return out
 
     def _children(self, pids: Iterable[int]) -> list[int]:
-        out: list[int] = []
-        for pid in pids:
-            try:
-                tasks = os.listdir(f"{self.proc}/{pid}/task")
-            except OSError:
-                continue
-            for t in tasks:
-                raw = read_file(f"{self.proc}/{pid}/task/{t}/children")
-                if raw:
-                    out += [int(c) for c in raw.split()]
-        return out
+        return [c for pid in pids for c in children_of(pid, self.proc)]
 
     def _new_pids(self) -> list[int]:
         now = set(all_pids(self.proc))
