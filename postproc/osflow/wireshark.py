@@ -1,5 +1,5 @@
-"""Where Wireshark's tools are: tshark (``osflow-post -r``, record's coverage) and dumpcap
-(``osflow record``), found the same way by :func:`find_tool`."""
+"""Where Wireshark's tools are: tshark (``osflow-post -r``, record's coverage), dumpcap
+(``osflow record``) and mergecap (a ring recording's files as one), found the same way by :func:`find_tool`."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ FOLDERS = ("/usr/bin", "/usr/sbin", "/usr/local/bin")
 INSTALL = {
     "tshark": "Debian/Ubuntu: sudo apt-get install tshark",
     "dumpcap": "Debian/Ubuntu: sudo apt-get install tshark, which brings wireshark-common",
+    "mergecap": "Debian/Ubuntu: sudo apt-get install tshark, which brings wireshark-common",
 }
 
 

@@ -14,6 +14,7 @@ from typing import Iterable, Optional, Sequence
 
 from ..errors import InputError, ToolMissing
 from .kernel import read_file
+from .ring import capture_files
 
 
 def capture_filter(ports: Iterable[int], canary_port: Optional[int] = None) -> str:
@@ -71,7 +72,7 @@ def dumpcap_problem(interface: str, stderr: str, status: Optional[int]) -> Input
     lines = [
         ln.strip()
         for ln in stderr.splitlines()
-        if ln.strip() and not ln.startswith("Capturing on") and "Running as user" not in ln
+        if ln.strip() and not ln.startswith(("Capturing on", "File: ")) and "Running as user" not in ln
     ]
     why = lines[0] if lines else f"it exited with status {status}"
     return InputError(f"dumpcap could not capture on {interface}: {why}")
@@ -88,12 +89,14 @@ def _die_with_parent() -> None:
 
 
 class Capture:
-    """dumpcap writing a pcapng file, started and stopped by PID."""
+    """dumpcap writing a pcapng file (or, with ``ring``, dumpcap's ``-b`` arguments, a ring of
+    them beside ``path``: :mod:`~osflow.record.ring`), started and stopped by PID."""
 
-    def __init__(self, dumpcap: str, interface: str, ports: Sequence[int], path: str) -> None:
+    def __init__(self, dumpcap: str, interface: str, ports: Sequence[int], path: str, ring: Sequence[str] = ()) -> None:
         self.dumpcap = dumpcap
         self.interface = interface
         self.path = path
+        self.ring = list(ring)
         self.loopback = is_loopback(interface)
         self.canary: Optional[socket.socket] = None
         if self.loopback:
@@ -107,18 +110,21 @@ class Capture:
 
     @property
     def command(self) -> list[str]:
-        return [self.dumpcap, "-i", self.interface, "-f", self.filter, "-w", self.path, "-B", "16"]
+        return [self.dumpcap, "-i", self.interface, "-f", self.filter, "-w", self.path, "-B", "16", *self.ring]
 
-    def _size(self) -> int:
+    def _size(self) -> tuple[int, int]:
+        """How far the capture got: (ring file number, its size); a later file is further."""
+        number, path = (capture_files(os.path.dirname(self.path)) or [(0, "")])[-1] if self.ring else (0, self.path)
         try:
-            return os.path.getsize(self.path)
+            return number, os.path.getsize(path)
         except OSError:
-            return 0
+            return number, 0
 
     def _read_stderr(self) -> None:
         assert self.proc is not None and self.proc.stderr is not None
         for raw in self.proc.stderr:
-            self.stderr.append(raw.decode("utf-8", "replace").rstrip("\n"))
+            if not raw.startswith(b"File: "):  # a ring's every new file: hours of them
+                self.stderr.append(raw.decode("utf-8", "replace").rstrip("\n"))
 
     def _sing(self) -> None:
         assert self.canary is not None
@@ -141,7 +147,7 @@ class Capture:
         self._reader = threading.Thread(target=self._read_stderr, name="osflow-dumpcap-stderr", daemon=True)
         self._reader.start()
         deadline = time.monotonic() + timeout
-        header = 0
+        header: Optional[tuple[int, int]] = None
         sung = 0.0
         while time.monotonic() < deadline:
             status = self.proc.poll()
@@ -149,8 +155,8 @@ class Capture:
                 self._reader.join(2)
                 raise dumpcap_problem(self.interface, "\n".join(self.stderr), status)
             size = self._size()
-            if header == 0:
-                if size > 0:  # dumpcap opened the interface and wrote the pcapng header
+            if header is None:
+                if size[1] > 0:  # dumpcap opened the interface and wrote the pcapng header
                     time.sleep(0.05)
                     header = self._size()
                     if not self.loopback:

@@ -18,11 +18,12 @@ import time
 from typing import IO, Optional
 
 from .. import __version__, portmap
-from ..errors import ExitStatus, InputError, OsflowError, UsageError
+from ..errors import ExitStatus, InputError, OsflowError, ToolMissing, UsageError
 from ..wireshark import find_tool
 from .capture import Capture, check_interface
 from .coverage import Coverage, coverage
 from .procs import ProcInfo, pids_in_ps, ps_sections, user_name
+from .ring import CAPTURE, Ring, RingSocketLog, capture_files, parse_ring, socket_log_files
 from .socketlog import SocketLog
 from .watcher import SocketWatcher, SynTrigger
 
@@ -86,6 +87,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--duration", type=_positive, metavar="SECONDS", help="capture a running system for SECONDS, no COMMAND"
     )
+    parser.add_argument(
+        "-b",
+        "--ring-buffer",
+        action="append",
+        default=[],
+        metavar="KEY:VALUE",
+        help="record into a ring of files, as dumpcap's -b (repeatable): files:N keeps the last N, switching at "
+        "filesize:KB, duration:SECONDS, interval:SECONDS or packets:N; the socket log follows (ss_<n>.txt per "
+        "capture_<n>_<date>.pcapng). E.g. --duration 36000 -b filesize:100000 -b files:10",
+    )
     parser.add_argument("--render", action="store_true", help="then write DIR/flow.md (timeline + Mermaid)")
     parser.add_argument(
         "--interval",
@@ -124,11 +135,12 @@ def run(args) -> int:
     if args.linger < 0:
         raise UsageError("--linger: expected 0 or more seconds")
     ports = _ports(args.ports)
+    ring = parse_ring(args.ring_buffer) if args.ring_buffer else None
     if command:
         find_command(command[0])
     dumpcap = find_tool("dumpcap", "DUMPCAP")
     check_interface(args.interface)
-    return Recorder(args, command, ports, dumpcap).run()
+    return Recorder(args, command, ports, dumpcap, ring).run()
 
 
 # --------------------------------------------------------------------------- the recording
@@ -204,14 +216,13 @@ class Recorder:
     """One recording into one folder: :meth:`run` takes the steps in order; each step leaves what
     the later ones need in the attributes."""
 
-    #: what DIR holds, readable by the owner only
-    FILES = ("capture.pcapng", "ss.txt", "ps.txt", "meta.json")
-
-    def __init__(self, args, command: list[str], ports: tuple[int, ...], dumpcap: str) -> None:
+    def __init__(self, args, command: list[str], ports: tuple[int, ...], dumpcap: str, ring: Optional[Ring] = None) -> None:
         self.args = args
         self.command = command
         self.ports = ports
         self.dumpcap = dumpcap
+        self.ring = ring  # -b: capture_<n>_<date>.pcapng and ss_<n>.txt instead of capture.pcapng and ss.txt
+        self.merged: Optional[str] = None  # _merge: a ring's files as one, for the coverage and --render
         self.dir = ""
         self.created = False
         # _start
@@ -234,6 +245,22 @@ class Recorder:
 
     def path(self, name: str) -> str:
         return os.path.join(self.dir, name)
+
+    def captures(self) -> list[str]:
+        """The capture files of the recording (a ring's, oldest first)."""
+        if self.ring is None:
+            return [self.path(CAPTURE)]
+        return [p for _, p in capture_files(self.dir)]
+
+    def socket_logs(self) -> list[str]:
+        """The socket-log files of the recording (a ring's, oldest first)."""
+        if self.ring is None:
+            return [self.path("ss.txt")]
+        return [p for _, p in socket_log_files(self.dir)]
+
+    def files(self) -> list[str]:
+        """The names of the files the recording leaves in DIR (readable by the owner only)."""
+        return [os.path.basename(p) for p in self.captures() + self.socket_logs()] + ["ps.txt", "meta.json"]
 
     def run(self) -> int:
         """Record (files readable by the owner only; SIGTERM and SIGHUP stop it as Ctrl-C does);
@@ -260,13 +287,18 @@ class Recorder:
             status = ExitStatus.INTERRUPTED
         else:
             status = _status(self.returncode or 0)
-        cov = self._coverage()
-        self._write_meta(self._meta(cov))
-        if cov is not None:
-            print(cov.line(), file=sys.stderr, flush=True)
-            for m in cov.missing[:10]:
-                _say(f"no owner for {m}")
-        self._render()
+        try:
+            self._merge()
+            cov = self._coverage()
+            self._write_meta(self._meta(cov))
+            if cov is not None:
+                print(cov.line(), file=sys.stderr, flush=True)
+                for m in cov.missing[:10]:
+                    _say(f"no owner for {m}")
+            self._render()
+        finally:
+            if self.merged is not None and self.merged not in self.captures():
+                os.unlink(self.merged)
         return status
 
     def _start(self) -> None:
@@ -278,8 +310,10 @@ class Recorder:
         if os.geteuid() != 0:
             _say("warning: not root: the socket log sees only the sockets of your own processes")
         try:
-            self.ss_file = open(self.path("ss.txt"), "w", encoding="utf-8")
+            self.ss_file = RingSocketLog(self.dir) if self.ring is not None else open(self.path("ss.txt"), "w", encoding="utf-8")
             self.log = SocketLog(self.ss_file, self.ports)
+            if self.ring is not None:
+                self.log.on_housekeeping = self.ss_file.check
             if not args.always_poll:
                 try:
                     self.trigger = SynTrigger(args.interface, self.ports)
@@ -290,7 +324,8 @@ class Recorder:
             self.watcher.ready.wait(60)
             if self.watcher.error is not None:
                 raise InputError(f"the socket-owner log failed: {self.watcher.error}")
-            self.capture = Capture(self.dumpcap, args.interface, self.ports, self.path("capture.pcapng"))
+            ring = self.ring.dumpcap_args() if self.ring is not None else ()
+            self.capture = Capture(self.dumpcap, args.interface, self.ports, self.path(CAPTURE), ring)
             self.capture.start()
             with open(self.path("ps.txt"), "w", encoding="utf-8") as f:
                 f.write(ps_sections("BEFORE"))
@@ -310,7 +345,7 @@ class Recorder:
 
     def _abandon(self) -> None:
         """A start that failed: remove what record wrote."""
-        for name in ("capture.pcapng", "ss.txt", "ps.txt"):
+        for name in self.files()[:-1]:
             try:
                 os.unlink(self.path(name))
             except OSError:
@@ -364,9 +399,12 @@ class Recorder:
             self.dumpcap_status = self.capture.stop()
             self.watcher.stop()
             # only now: the watcher's thread adds to log.procs until it has stopped
-            self.during = [p for p in self.log.procs.values() if p.pid not in before_pids]
+            self.during = [p for p in self.log.owners_seen() if p.pid not in before_pids]
             self.log.close()
-            self.ss_file.close()
+            if self.ring is not None:
+                self.ss_file.finish()  # the socket-log files of the capture files dumpcap removed last
+            else:
+                self.ss_file.close()
             if self.watcher.error is not None:
                 _say(f"warning: the socket-owner log failed: {self.watcher.error}")
         finally:
@@ -377,15 +415,17 @@ class Recorder:
             _say(f"warning: {self.dropped} packets were dropped while capturing")
         if not self.drained and self.capture.loopback:
             _say("warning: could not confirm that the last packets reached the capture file")
-        if self.log.denied:
-            _say(f"warning: could not read the sockets of {len(self.log.denied)} processes (not root?)")
+        if self.log.unreadable():
+            _say(f"warning: could not read the sockets of {self.log.unreadable()} processes (not root?)")
 
     def _coverage(self) -> Optional[Coverage]:
         """The share of the capture's local connection ends the socket log names an owner for;
         None, with a warning, when it cannot be computed (the recording is done all the same)."""
         try:
             ps = [self.path("ps.txt")] if os.path.exists(self.path("ps.txt")) else []
-            return coverage(self.path("capture.pcapng"), [self.path("ss.txt")], ps_files=ps)
+            if self.merged is None:
+                raise InputError("no capture file to read")
+            return coverage(self.merged, self.socket_logs(), ps_files=ps)
         except Exception as e:  # noqa: BLE001 - the recording is done; say why there is no number
             _say(f"warning: cannot compute the socket-owner coverage: {e}")
             return None
@@ -423,7 +463,13 @@ class Recorder:
             "socket_owners_not_in_ps": [
                 {"pid": p.pid, "ppid": p.ppid, "user": p.user, "comm": p.comm, "args": p.args} for p in self.during
             ],
-            "files": list(self.FILES),
+            "ring_buffer": None if self.ring is None else {
+                **self.ring.settings(),
+                "capture_files": [os.path.basename(p) for p in self.captures()],
+                "socket_logs": [os.path.basename(p) for p in self.socket_logs()],
+                "socket_log_switches": self.ss_file.switches,
+            },
+            "files": self.files(),
             "versions": _versions(self.dumpcap),
             "user": user_name(os.geteuid()),
             "host": socket.gethostname(),
@@ -443,22 +489,60 @@ class Recorder:
         with open(self.path("meta.json"), "w", encoding="utf-8") as f:
             json.dump(meta, f, indent=2)
             f.write("\n")
-        for name in self.FILES:
+        for name in self.files():
             _secure(self.path(name))
+
+    def _merge(self) -> None:
+        """The capture as one file, for the coverage and ``--render`` (:attr:`merged`): capture.pcapng,
+        or a ring's files in order, merged by mergecap into DIR/capture-ring.pcapng (removed at the end);
+        without mergecap, the last of them, with a warning."""
+        files = self.captures()
+        self.merged = files[-1] if files else None
+        if len(files) < 2:
+            return
+        last = os.path.basename(files[-1])
+        try:
+            mergecap = find_tool("mergecap", "MERGECAP")
+            target = self.path("capture-ring.pcapng")
+            done = subprocess.run([mergecap, "-a", "-w", target, *files], capture_output=True, text=True, timeout=3600)
+            why = done.stderr.strip().splitlines()[-1] if done.returncode and done.stderr.strip() else done.returncode
+        except (OSError, subprocess.TimeoutExpired, ToolMissing) as e:
+            why = e
+        if why:
+            if os.path.exists(self.path("capture-ring.pcapng")):
+                os.unlink(self.path("capture-ring.pcapng"))
+            _say(f"warning: cannot merge the ring's {len(files)} capture files ({why}): "
+                 f"the coverage and --render read only the last one, {last}")
+            return
+        self.merged = target
 
     def _render(self) -> None:
         """With ``--render``: DIR/flow.md through osflow-post's application layer (what it cannot do
-        is a warning: the recording stays); without: say how to render."""
-        capture, ss, ps, flow = (self.path(n) for n in ("capture.pcapng", "ss.txt", "ps.txt", "flow.md"))
+        is a warning: the recording stays), from a ring's files merged (:meth:`_merge`); without: say how to render."""
+        ps, flow = self.path("ps.txt"), self.path("flow.md")
+        ss = self.socket_logs()
         everything = not self.args.command  # a running system recorded: no command whose story to pick out
         if not self.args.render:
-            post_args = ["-r", capture, "--ss", ss, "--ps", ps, "-o", flow] + (["--all"] if everything else [])
-            _say("files in " + self.dir + "/; render them with: osflow-post " + " ".join(map(shlex.quote, post_args)))
+            captures, how = self.captures(), ""
+            if len(captures) > 1:  # a ring's files, as one
+                how = " ".join(map(shlex.quote, ["mergecap", "-a", "-w", self.path("all.pcapng"), *captures])) + " && "
+                captures = [self.path("all.pcapng")]
+            post_args = ["-r", *captures[:1], *(a for f in ss for a in ("--ss", f)), "--ps", ps, "-o", flow]
+            post_args += ["--all"] if everything else []
+            _say("files in " + self.dir + "/; render them with: " + how + "osflow-post " + " ".join(map(shlex.quote, post_args)))
             return
         from ..app import PostOptions, post
 
+        if self.merged is None:
+            _say(f"warning: no capture file to render; the recording is in {self.dir}/")
+            return
+        if self.ring is not None:
+            names = [os.path.basename(p) for p in self.captures()]
+            what = (f"the {len(names)} capture files the ring kept, {names[0]} to {names[-1]}, merged"
+                    if self.merged not in self.captures() else f"{os.path.basename(self.merged)}")
+            _say(f"rendering {what}, with {len(ss)} socket-log files")
         try:
-            outcome = post(PostOptions(capture=capture, ss=(ss,), ps=(ps,), output=flow, show_all=everything))
+            outcome = post(PostOptions(capture=self.merged, ss=tuple(ss), ps=(ps,), output=flow, show_all=everything))
         except OsflowError as e:
             _say(f"warning: osflow-post failed: {e}; the recording is in {self.dir}/")
             return
