@@ -23,6 +23,9 @@ without a command) replaces the analyst's three terminals:
 
 Everything record starts is stopped by PID, also on Ctrl-C.  DIR holds ``capture.pcapng``,
 ``ss.txt``, ``ps.txt``, ``meta.json``, readable by the owner only (they hold passwords and tokens).
+With ``-b KEY:VALUE`` (dumpcap's ring buffer) it holds the ring's ``capture_<n>_<date>.pcapng`` and one
+``ss_<n>.txt`` per capture file instead (:mod:`~osflow.record.ring`); the socket log prunes what is
+gone, so hours of recording keep its memory flat.
 
 Where each part is (each module imports only the ones above it):
 
@@ -30,6 +33,7 @@ Where each part is (each module imports only the ones above it):
 * :mod:`~osflow.record.procs`: processes from /proc, the ``ps`` snapshots;
 * :mod:`~osflow.record.socketlog`: the socket-owner log (``ss.txt``) and its line format;
 * :mod:`~osflow.record.watcher`: the thread that runs it, woken by each SYN;
+* :mod:`~osflow.record.ring`: the ring buffer's options, files, and socket log per capture file;
 * :mod:`~osflow.record.capture`: dumpcap, its filter, the canary, its errors;
 * :mod:`~osflow.record.coverage`: how many connection ends the log names an owner for;
 * :mod:`~osflow.record.recorder`: the options and the recording, step by step.
