@@ -106,6 +106,13 @@ if ! grep -q '^processes = 2$' /etc/nova/nova-api-uwsgi.ini; then
   sed -i 's/^processes = .*/processes = 2/' /etc/nova/nova-api-uwsgi.ini
   CHANGED="$CHANGED/etc/nova/nova-api-uwsgi.ini "
 fi
+# uwsgi's --http-socket closes every connection after its response without saying so; a response
+# without a body (DELETE's 204) leaves the client's connection in its pool, and the next request on it
+# (server delete --wait's first poll) meets a closed socket: "Connection reset by peer".  Say it.
+if ! grep -q '^add-header = Connection: close$' /etc/nova/nova-api-uwsgi.ini; then
+  echo 'add-header = Connection: close' >> /etc/nova/nova-api-uwsgi.ini
+  CHANGED="$CHANGED/etc/nova/nova-api-uwsgi.ini "
+fi
 render rabbitmq.conf /etc/rabbitmq/rabbitmq.conf
 render rabbitmq-env.conf /etc/rabbitmq/rabbitmq-env.conf
 chmod 644 /etc/rabbitmq/rabbitmq.conf /etc/rabbitmq/rabbitmq-env.conf
