@@ -113,6 +113,94 @@ def test_proc_net_tcp_fallback_reads_the_same_sockets():
         listener.close()
 
 
+def _can_packet_capture() -> bool:
+    try:
+        socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(3)).close()
+        return True
+    except (OSError, AttributeError):
+        return False
+
+
+@pytest.mark.skipif(not _can_packet_capture(), reason="needs a packet socket (root, Linux)")
+def test_syn_trigger_filter_lets_only_syns_through_and_drain_reads_the_connecting_socket():
+    """The BPF filter on the trigger's packet socket: a connection's SYN and SYN-ACK arrive, its data
+    and ACKs do not (a busy RabbitMQ would wake the SYN thread for every packet); drain() reads the
+    client's SYN as (family, src, sport, dst, dport), and the exact netlink lookup finds its socket."""
+    from osflow.record.watcher import SynTrigger
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    trigger = SynTrigger("lo", [port])
+    diag = kernel.SockDiag()
+    try:
+        client = socket.create_connection(("127.0.0.1", port))
+        server, _ = listener.accept()
+        found = None
+        deadline = time.monotonic() + 5
+        while found is None and time.monotonic() < deadline:
+            found = trigger.drain()
+            time.sleep(0.01)
+        assert found, "no SYN seen"
+        family, src, sport, dst, dport = found[0]
+        assert (family, socket.inet_ntoa(src), sport, dport) == (socket.AF_INET, "127.0.0.1", client.getsockname()[1], port)
+        row = diag.lookup(*found[0])
+        assert row is not None and row.inode == os.fstat(client.fileno()).st_ino
+        syns = trigger.syns
+        for _ in range(50):  # data both ways: none of it passes the filter
+            client.sendall(b"x" * 100)
+            server.recv(100)
+        time.sleep(0.05)
+        ours = []  # other processes' SYNs may pass too (the filter leaves the ports to drain())
+        while True:
+            try:
+                b = trigger.sock.recv(128)
+            except BlockingIOError:
+                break
+            off = (b[0] & 15) * 4
+            if port in kernel.PORT_PAIR.unpack_from(b, off):
+                ours.append(b[off + 13])
+        assert ours == [] and trigger.syns == syns
+        client.close()
+        server.close()
+    finally:
+        diag.close()
+        trigger.close()
+        listener.close()
+
+
+def test_syn_owner_finds_an_earlier_client_of_the_port_without_the_log_lock():
+    """The SYN thread's lookup: not COMMAND's (no roots), but this process connected to the port before
+    (the log's client_pids), so it is found at once, with the fd that holds the socket."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    log = socketlog.SocketLog(io.StringIO(), [port])
+    pairs = []
+    try:
+        pairs.append(_connected_pair(listener))
+        log.poll()  # the first connection: this process becomes a client of the port
+        assert os.getpid() in log.client_pids[port]
+        pairs.append(_connected_pair(listener))
+        client = pairs[-1][0]
+        row = next(r for r in kernel.SockDiag().rows() if r.inode == os.fstat(client.fileno()).st_ino)
+        assert socketlog.syn_owner(row, (), log) == (socketlog.comm_of(os.getpid()), os.getpid(), client.fileno())
+        # not an earlier client, not its user: left to the polls
+        log.client_pids.clear()
+        log.socket_pids.clear()
+        assert socketlog.syn_owner(row, (), log) is None
+        # COMMAND's tree comes first
+        assert socketlog.syn_owner(row, (os.getpid(),), log)[1:] == (os.getpid(), client.fileno())
+    finally:
+        for pair in pairs:
+            for s in pair:
+                s.close()
+        listener.close()
+        log.close()
+
+
 # --------------------------------------------------------------------------- errors
 
 

@@ -10,8 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import time
-from collections import deque
-from typing import IO, Callable, Iterable, Optional
+from typing import IO, Iterable, Optional
 
 from .kernel import PROC, TCP_STATES, SockDiag, TcpRow, format_address, read_file, tcp_rows_source
 from .procs import ProcInfo, all_pids, comm_of, proc_info
@@ -45,11 +44,26 @@ def row_line(row: TcpRow, owners: Iterable[Owner]) -> str:
 # --------------------------------------------------------------------------- the socket-owner log
 
 
+def fd_of(pid: int, inode: int, proc: str = PROC) -> Optional[int]:
+    """The fd by which process ``pid`` holds socket ``inode``; None when it does not (or is gone)."""
+    target = f"socket:[{inode}]"
+    base = f"{proc}/{pid}/fd"
+    try:
+        names = os.listdir(base)
+    except OSError:
+        return None
+    for n in names:
+        try:
+            if os.readlink(f"{base}/{n}") == target:
+                return int(n)
+        except OSError:
+            continue
+    return None
+
+
 def command_owner(inode: int, roots: Iterable[int], proc: str = PROC) -> Optional[Owner]:
     """The process of COMMAND's tree (``roots`` and their descendants) holding socket ``inode``, as
-    (comm, pid, fd); None when none does.  Reads /proc only and touches no log state: the SYN's own
-    thread calls it at once, while the socket still exists, without waiting for a poll to end."""
-    target = f"socket:[{inode}]"
+    (comm, pid, fd); None when none does.  Reads /proc only and touches no log state."""
     todo = list(roots)
     done: set[int] = set()
     while todo:
@@ -57,18 +71,54 @@ def command_owner(inode: int, roots: Iterable[int], proc: str = PROC) -> Optiona
         if pid in done:
             continue
         done.add(pid)
-        base = f"{proc}/{pid}/fd"
-        try:
-            names = os.listdir(base)
-        except OSError:
-            continue
-        for n in names:
-            try:
-                if os.readlink(f"{base}/{n}") == target:
-                    return comm_of(pid, proc), pid, int(n)
-            except OSError:
-                continue
+        fd = fd_of(pid, inode, proc)
+        if fd is not None:
+            return comm_of(pid, proc), pid, fd
         todo += children_of(pid, proc)
+    return None
+
+
+#: earlier owners the SYN thread tries, of each kind, before it leaves a socket to the polls
+SYN_CANDIDATES = 24
+
+
+def syn_owner(row: TcpRow, roots: Iterable[int], log: "SocketLog") -> Optional[Owner]:
+    """Who holds a socket that just sent a SYN: a process of COMMAND's tree (``roots``), else an
+    earlier client of the same remote port, else an earlier socket owner of the socket's user, most
+    recent first; None when none of them does (the polls go on looking).
+
+    The SYN's own thread calls it at once, while the socket still exists, without the log's lock:
+    it reads /proc, and takes copies of the log's dicts (one C call each, atomic under the GIL)."""
+    proc = log.proc
+    found = command_owner(row.inode, roots, proc) if roots else None
+    if found is not None:
+        return found
+    tried: set[int] = set(roots)
+    try:
+        clients = tuple(log.client_pids.get(row.rport, ()))[::-1]
+        owners = tuple(log.socket_pids)[::-1]
+    except RuntimeError:  # changed while copied: leave it to the polls
+        return None
+    uids = log.pid_uid
+
+    def uid(pid: int) -> Optional[int]:
+        known = uids.get(pid)
+        if known is None:
+            try:
+                return os.stat(f"{proc}/{pid}").st_uid
+            except OSError:
+                return None
+        return known
+
+    same_user = [p for p in owners[: 4 * SYN_CANDIDATES] if uid(p) == row.uid]
+    for pids in (clients, same_user):
+        for pid in pids[:SYN_CANDIDATES]:
+            if pid in tried:
+                continue
+            tried.add(pid)
+            fd = fd_of(pid, row.inode, proc)
+            if fd is not None:
+                return comm_of(pid, proc), pid, fd
     return None
 
 
@@ -101,12 +151,6 @@ class SocketLog:
     FULL_WALKS_PER_SOCKET = 3
     #: polls that look for the owner of a socket before giving up
     MAX_ATTEMPTS = 20
-    #: a poll does the housekeeping at most this often (seconds): a prune when due, the ring's hook
-    HOUSEKEEPING_EVERY = 0.25
-    #: the dicts forget the sockets and processes that are gone this often (seconds)
-    PRUNE_EVERY = 5.0
-    #: socket owners that ended kept for ``meta.json`` (the latest)
-    MAX_GONE = 10000
 
     def __init__(self, out: IO[str], ports: Iterable[int], proc: str = PROC, rows=None) -> None:
         self.out = out
@@ -137,13 +181,6 @@ class SocketLog:
         self.without_owner = 0
         self.syn_lookups = 0
         self.attempts: dict[int, int] = {}  # inode -> polls that did not find its owner
-        # housekeeping (:meth:`housekeeping`): the dicts above forget what is gone; a ring's hook
-        self.on_housekeeping: Optional[Callable[["SocketLog"], None]] = None
-        self.gone: deque[ProcInfo] = deque(maxlen=self.MAX_GONE)  # socket owners that ended, latest last
-        self.pruned = 0  # entries the prunes dropped
-        self.denied_gone = 0  # pids once in ``denied``, ended since
-        self._next_housekeeping = 0.0
-        self._next_prune = time.perf_counter() + self.PRUNE_EVERY
 
     def close(self) -> None:
         """Close the netlink socket the log lists sockets with (when it has one)."""
@@ -346,12 +383,10 @@ class SocketLog:
         self.polls += 1
         self.poll_time += spent
         self.max_poll_time = max(self.max_poll_time, spent)
-        if started >= self._next_housekeeping:
-            self.housekeeping(started)
 
     def connecting(self, row: TcpRow, owner: Optional[Owner] = None) -> None:
         """A socket just seen sending a SYN (found by an exact lookup): log it now, with ``owner``
-        when the SYN's thread found it already (:func:`command_owner`)."""
+        when the SYN's thread found it already (:func:`syn_owner`)."""
         if row.inode and self.seen.get(row.inode) != row.key:
             self.syn_lookups += 1
             if owner is not None and row.inode not in self.owners:
@@ -381,65 +416,6 @@ class SocketLog:
         if lines:
             self._block(f"new sockets ({source}, {len(lines)})", lines, when)
 
-    # -- housekeeping: hours of recording in flat memory, the ring's socket log switched
-
-    def housekeeping(self, now: Optional[float] = None) -> None:
-        """What a poll does every :attr:`HOUSEKEEPING_EVERY` seconds (``now``: ``time.perf_counter()``):
-        :meth:`prune` when due, then :attr:`on_housekeeping` (a ring's check for a new capture file)."""
-        now = time.perf_counter() if now is None else now
-        self._next_housekeeping = now + self.HOUSEKEEPING_EVERY
-        if now >= self._next_prune:
-            self._next_prune = now + self.PRUNE_EVERY
-            self.prune()
-        if self.on_housekeeping is not None:
-            self.on_housekeeping(self)
-
-    def prune(self) -> int:
-        """Forget the sockets that are gone (no longer in the kernel's list) and the processes that
-        ended, so the log's memory stays flat however long it runs; the ended socket owners go to
-        :attr:`gone` (the latest :attr:`MAX_GONE`, for ``meta.json``).  Returns the entries dropped.
-
-        A socket forgotten too early (not listed yet) is only looked up again when it is."""
-        alive = {row.inode for row in self.rows() if row.inode}
-        pids = set(all_pids(self.proc))
-        dropped = 0
-        for by_inode in (self.owners, self.seen, self.attempts, self.unresolved):
-            dropped += _drop(by_inode, alive)
-        for by_pid in (self.socket_pids, self.pid_uid):
-            dropped += _drop(by_pid, pids)
-        for by_port in (self.port_pids, self.client_pids):
-            for port in list(by_port):
-                dropped += _drop(by_port[port], pids)
-                if not by_port[port]:
-                    del by_port[port]
-        ended = [p for p in self.procs if p not in pids]
-        for pid in ended:
-            self.gone.append(self.procs.pop(pid))
-        denied = self.denied - pids
-        self.denied -= denied
-        self.denied_gone += len(denied)
-        dropped += len(ended) + len(denied)
-        self.pruned += dropped
-        return dropped
-
-    def owners_seen(self) -> list[ProcInfo]:
-        """Every process seen owning a socket: those that ended (the latest :attr:`MAX_GONE`), then the others."""
-        return [*self.gone, *self.procs.values()]
-
-    def unreadable(self) -> int:
-        """How many processes' sockets could not be read (not root?), ended ones included."""
-        return len(self.denied) + self.denied_gone
-
-    def carry_over(self, label: str) -> None:
-        """Log every socket on the ports whose owner the log knows, as one block: the first block of
-        a ring's next socket-log file, so a connection still open keeps its owner when the file that
-        first logged it is removed with its capture file."""
-        when = time.time()
-        ports, owners = self.ports, self.owners
-        lines = [row_line(row, owners[row.inode]) for row in self.rows()
-                 if (row.lport in ports or row.rport in ports) and row.inode in owners]
-        self._block(label, lines, when)
-
     def stats(self) -> dict:
         return {
             "source": self.source,
@@ -451,15 +427,5 @@ class SocketLog:
             "lines": self.logged,
             "new_sockets_without_owner": self.without_owner,
             "syn_lookups": self.syn_lookups,
-            "unreadable_pids": self.unreadable(),
-            "pruned": self.pruned,
+            "unreadable_pids": len(self.denied),
         }
-
-
-def _drop(table: dict, keep: set) -> int:
-    """Remove the keys of ``table`` not in ``keep`` (in place: the SYN thread reads the dicts without
-    the lock); how many went."""
-    gone = [k for k in table if k not in keep]
-    for k in gone:
-        del table[k]
-    return len(gone)

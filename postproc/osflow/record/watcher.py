@@ -9,13 +9,49 @@ from __future__ import annotations
 import os
 import select
 import socket
+import struct
 import sys
 import threading
 import time
 from typing import Iterable, Optional
 
 from .kernel import PORT_PAIR, SockDiag
-from .socketlog import SocketLog, command_owner
+from .socketlog import SocketLog, syn_owner
+
+
+#: classic BPF for a SOCK_DGRAM packet socket (the data starts at the IP header): accept the first 128
+#: bytes of an unfragmented IPv4 or IPv6 TCP segment with SYN set (SYN, SYN-ACK), drop everything else,
+#: so the SYN thread is not woken by every packet of a busy RabbitMQ
+SYN_FILTER = (
+    (0x30, 0, 0, 0),  # 0  ldb [0]               version, IHL
+    (0x74, 0, 0, 4),  # 1  rsh #4
+    (0x15, 0, 7, 4),  # 2  jeq #4 ? 3 : 10        IPv4
+    (0x30, 0, 0, 9),  # 3  ldb [9]               protocol
+    (0x15, 0, 11, 6),  # 4  jeq #6 ? 5 : drop     TCP
+    (0x28, 0, 0, 6),  # 5  ldh [6]               fragment offset
+    (0x45, 9, 0, 0x1FFF),  # 6  jset ? drop : 7
+    (0xB1, 0, 0, 0),  # 7  ldxb 4*([0]&0xf)      IP header length
+    (0x50, 0, 0, 13),  # 8  ldb [x+13]           TCP flags
+    (0x45, 5, 6, 0x02),  # 9  jset SYN ? accept : drop
+    (0x15, 0, 5, 6),  # 10 jeq #6 ? 11 : drop    IPv6
+    (0x30, 0, 0, 6),  # 11 ldb [6]               next header
+    (0x15, 0, 3, 6),  # 12 jeq #6 ? 13 : drop    TCP
+    (0x30, 0, 0, 53),  # 13 ldb [40+13]          TCP flags
+    (0x45, 0, 1, 0x02),  # 14 jset SYN ? accept : drop
+    (0x06, 0, 0, 128),  # 15 accept: 128 bytes
+    (0x06, 0, 0, 0),  # 16 drop
+)
+SO_ATTACH_FILTER = 26
+
+
+def attach_filter(sock: socket.socket, program=SYN_FILTER) -> None:
+    """Attach a classic BPF ``program`` (code, jt, jf, k) to ``sock`` (SO_ATTACH_FILTER)."""
+    import ctypes
+
+    code = b"".join(struct.pack("=HBBI", *insn) for insn in program)
+    buf = ctypes.create_string_buffer(code, len(code))
+    fprog = struct.pack("HL", len(program), ctypes.addressof(buf))  # struct sock_fprog
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
 
 
 class SynTrigger:
@@ -33,6 +69,10 @@ class SynTrigger:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
             if interface != "any":
                 self.sock.bind((interface, 3))
+            try:
+                attach_filter(self.sock)
+            except OSError:  # no filter: drain() sorts every packet itself
+                pass
             self.sock.setblocking(False)
         except OSError:
             self.sock.close()
@@ -99,11 +139,13 @@ class SocketWatcher(threading.Thread):
         self._lock = threading.Lock()
         self._woken = threading.Event()  # the SYN thread saw a connection start: poll now
         self._burst_until = 0.0
+        self._roots: tuple[int, ...] = ()  # COMMAND's pid(s), for the SYN thread: read without the lock
         self.error: Optional[BaseException] = None
 
     def add_root(self, pid: int) -> None:
         with self._lock:
             self.log.roots.add(pid)
+            self._roots = tuple(self.log.roots)
 
     def _poll(self) -> None:
         with self._lock:
@@ -182,9 +224,9 @@ class SocketWatcher(threading.Thread):
                     row = diag.lookup(*syn)
                     if row is None or not row.inode:
                         continue
-                    with self._lock:
-                        roots = list(self.log.roots)
-                    owner = command_owner(row.inode, roots, self.log.proc) if roots else None
+                    # never wait for the lock before the owner is found: a poll holding it may walk every
+                    # process for longer than the connection lives
+                    owner = syn_owner(row, self._roots, self.log)
                     with self._lock:
                         self.log.connecting(row, owner)
                 self._woken.set()
