@@ -10,7 +10,8 @@ from __future__ import annotations
 import errno
 import os
 import time
-from typing import IO, Iterable, Optional
+from collections import deque
+from typing import IO, Callable, Iterable, Optional
 
 from .kernel import PROC, TCP_STATES, SockDiag, TcpRow, format_address, read_file, tcp_rows_source
 from .procs import ProcInfo, all_pids, comm_of, proc_info
@@ -151,6 +152,12 @@ class SocketLog:
     FULL_WALKS_PER_SOCKET = 3
     #: polls that look for the owner of a socket before giving up
     MAX_ATTEMPTS = 20
+    #: a poll does the housekeeping at most this often (seconds): a prune when due, the ring's hook
+    HOUSEKEEPING_EVERY = 0.25
+    #: the dicts forget the sockets and processes that are gone this often (seconds)
+    PRUNE_EVERY = 5.0
+    #: socket owners that ended kept for ``meta.json`` (the latest)
+    MAX_GONE = 10000
 
     def __init__(self, out: IO[str], ports: Iterable[int], proc: str = PROC, rows=None) -> None:
         self.out = out
@@ -181,6 +188,13 @@ class SocketLog:
         self.without_owner = 0
         self.syn_lookups = 0
         self.attempts: dict[int, int] = {}  # inode -> polls that did not find its owner
+        # housekeeping (:meth:`housekeeping`): the dicts above forget what is gone; a ring's hook
+        self.on_housekeeping: Optional[Callable[["SocketLog"], None]] = None
+        self.gone: deque[ProcInfo] = deque(maxlen=self.MAX_GONE)  # socket owners that ended, latest last
+        self.pruned = 0  # entries the prunes dropped
+        self.denied_gone = 0  # pids once in ``denied``, ended since
+        self._next_housekeeping = 0.0
+        self._next_prune = time.perf_counter() + self.PRUNE_EVERY
 
     def close(self) -> None:
         """Close the netlink socket the log lists sockets with (when it has one)."""
@@ -383,6 +397,8 @@ class SocketLog:
         self.polls += 1
         self.poll_time += spent
         self.max_poll_time = max(self.max_poll_time, spent)
+        if started >= self._next_housekeeping:
+            self.housekeeping(started)
 
     def connecting(self, row: TcpRow, owner: Optional[Owner] = None) -> None:
         """A socket just seen sending a SYN (found by an exact lookup): log it now, with ``owner``
@@ -416,6 +432,65 @@ class SocketLog:
         if lines:
             self._block(f"new sockets ({source}, {len(lines)})", lines, when)
 
+    # -- housekeeping: hours of recording in flat memory, the ring's socket log switched
+
+    def housekeeping(self, now: Optional[float] = None) -> None:
+        """What a poll does every :attr:`HOUSEKEEPING_EVERY` seconds (``now``: ``time.perf_counter()``):
+        :meth:`prune` when due, then :attr:`on_housekeeping` (a ring's check for a new capture file)."""
+        now = time.perf_counter() if now is None else now
+        self._next_housekeeping = now + self.HOUSEKEEPING_EVERY
+        if now >= self._next_prune:
+            self._next_prune = now + self.PRUNE_EVERY
+            self.prune()
+        if self.on_housekeeping is not None:
+            self.on_housekeeping(self)
+
+    def prune(self) -> int:
+        """Forget the sockets that are gone (no longer in the kernel's list) and the processes that
+        ended, so the log's memory stays flat however long it runs; the ended socket owners go to
+        :attr:`gone` (the latest :attr:`MAX_GONE`, for ``meta.json``).  Returns the entries dropped.
+
+        A socket forgotten too early (not listed yet) is only looked up again when it is."""
+        alive = {row.inode for row in self.rows() if row.inode}
+        pids = set(all_pids(self.proc))
+        dropped = 0
+        for by_inode in (self.owners, self.seen, self.attempts, self.unresolved):
+            dropped += _drop(by_inode, alive)
+        for by_pid in (self.socket_pids, self.pid_uid):
+            dropped += _drop(by_pid, pids)
+        for by_port in (self.port_pids, self.client_pids):
+            for port in list(by_port):
+                dropped += _drop(by_port[port], pids)
+                if not by_port[port]:
+                    del by_port[port]
+        ended = [p for p in self.procs if p not in pids]
+        for pid in ended:
+            self.gone.append(self.procs.pop(pid))
+        denied = self.denied - pids
+        self.denied -= denied
+        self.denied_gone += len(denied)
+        dropped += len(ended) + len(denied)
+        self.pruned += dropped
+        return dropped
+
+    def owners_seen(self) -> list[ProcInfo]:
+        """Every process seen owning a socket: those that ended (the latest :attr:`MAX_GONE`), then the others."""
+        return [*self.gone, *self.procs.values()]
+
+    def unreadable(self) -> int:
+        """How many processes' sockets could not be read (not root?), ended ones included."""
+        return len(self.denied) + self.denied_gone
+
+    def carry_over(self, label: str) -> None:
+        """Log every socket on the ports whose owner the log knows, as one block: the first block of
+        a ring's next socket-log file, so a connection still open keeps its owner when the file that
+        first logged it is removed with its capture file."""
+        when = time.time()
+        ports, owners = self.ports, self.owners
+        lines = [row_line(row, owners[row.inode]) for row in self.rows()
+                 if (row.lport in ports or row.rport in ports) and row.inode in owners]
+        self._block(label, lines, when)
+
     def stats(self) -> dict:
         return {
             "source": self.source,
@@ -427,5 +502,15 @@ class SocketLog:
             "lines": self.logged,
             "new_sockets_without_owner": self.without_owner,
             "syn_lookups": self.syn_lookups,
-            "unreadable_pids": len(self.denied),
+            "unreadable_pids": self.unreadable(),
+            "pruned": self.pruned,
         }
+
+
+def _drop(table: dict, keep: set) -> int:
+    """Remove the keys of ``table`` not in ``keep`` (in place: the SYN thread reads the dicts without
+    the lock); how many went."""
+    gone = [k for k in table if k not in keep]
+    for k in gone:
+        del table[k]
+    return len(gone)
