@@ -10,7 +10,7 @@ frame; :class:`FieldsReader` turns the lines back into the same
 from __future__ import annotations
 
 import os
-from typing import IO, Iterator, Optional
+from typing import IO, TYPE_CHECKING, Iterator, Optional
 
 from . import portmap
 from .errors import InputError, OsflowError, PartialInput, ToolMissing
@@ -30,6 +30,9 @@ from .source import (
     tshark_pdml_command,
 )
 from .wireshark import find_tool
+
+if TYPE_CHECKING:  # imported where it runs: --help stays quick
+    import subprocess
 
 
 #: What ``osflow-post -r`` asks tshark for.  ``-T fields`` makes tshark build only
@@ -306,7 +309,7 @@ class Tshark:
         self.capture = capture
         self.mode = mode
         self.command = tshark_fields_command(capture) if mode == "fields" else tshark_pdml_command(capture)
-        self.proc: Optional["subprocess.Popen"] = None
+        self.proc: Optional[subprocess.Popen] = None
         self.problem: Optional[OsflowError] = None
 
     def reader(self, stream: IO[bytes]):
