@@ -567,19 +567,47 @@ def _ps_header(line: str) -> Optional[tuple[Optional[re.Pattern[str]], Optional[
     return None, _Columns(len(names), names.index("PID"), ppid, user)
 
 
+#: a user column a shape earlier in the order may read as a number (ps aux of a uid without a name)
+_PS_NUMERIC = re.compile(_NUM + "$")
+
+
+def _ps_fields(m: re.Match[str]) -> tuple[int, Optional[int], Optional[str], str]:
+    ppid = m.group("ppid") if "ppid" in m.re.groupindex else None
+    return int(m.group("pid")), (int(ppid) if ppid is not None else None), m.group("user"), m.group("args")
+
+
 def _ps_match(
-    line: str, regex: Optional[re.Pattern[str]], columns: Optional[_Columns]
-) -> Optional[tuple[int, Optional[int], Optional[str], str]]:
+    line: str, regex: Optional[re.Pattern[str]], columns: Optional[_Columns], last: Optional[re.Pattern[str]] = None
+) -> Optional[tuple[tuple[int, Optional[int], Optional[str], str], Optional[re.Pattern[str]]]]:
+    """A process line -> ((pid, ppid, user, args), the shape that read it); None when no shape does.
+
+    The shapes are tried in the order of the section's header (``regex``; its ``columns`` first),
+    but ``last``, the shape its previous line matched, first of all: a section keeps its shape.  A
+    line ``last`` reads with a numeric user, which a shape earlier in the order may read otherwise,
+    goes through the order as if there were no ``last`` (the result is the same either way):
+
+    >>> eo = "4242 1 root sleep 60"
+    >>> aux = "1000 4242 0.0 0.1 1234 567 ? S 10:00 0:00 sleep 60"  # uid 1000 has no name
+    >>> _ps_match(eo, None, None, _PS_EO) == (_ps_match(eo, None, None)[0], _PS_EO)
+    True
+    >>> _ps_match(aux, None, None, _PS_EO) == ((4242, None, "1000", "sleep 60"), _PS_AUX)
+    True
+    """
     if columns is not None:
         found = columns.match(line)
         if found is not None:
-            return found
-    for shape in _PS_ORDER[regex]:
+            return found, None
+    order = _PS_ORDER[regex]
+    if last is not None:
+        m = last.match(line)
+        if m is None:
+            order = tuple(s for s in order if s is not last)
+        elif last is order[0] or not _PS_NUMERIC.match(m.group("user")):
+            return _ps_fields(m), last
+    for shape in order:
         m = shape.match(line)
         if m is not None:
-            groups = m.groupdict()
-            ppid = groups.get("ppid")
-            return int(groups["pid"]), (int(ppid) if ppid is not None else None), groups["user"], groups["args"]
+            return _ps_fields(m), shape
     return None
 
 
@@ -602,6 +630,7 @@ def parse_ps(text: str, source: str = "") -> PsResult:
     time: Optional[float] = None
     regex: Optional[re.Pattern[str]] = None
     columns: Optional[_Columns] = None
+    last: Optional[re.Pattern[str]] = None  # the shape the section's previous process line matched
     recognised = False
     first: Optional[tuple[int, str]] = None
 
@@ -613,20 +642,22 @@ def parse_ps(text: str, source: str = "") -> PsResult:
             mark = _MARKER.match(line)
             if mark is not None:  # a new section: its own header follows
                 time = float(mark.group(1))
-                regex, columns = None, None
+                regex, columns, last = None, None, None
             continue
-        found = _ps_match(line, regex, columns)
+        found = _ps_match(line, regex, columns, last)
         if found is None:
             header = _ps_header(line)
             if header is not None:
                 regex, columns = header
+                last = None
                 recognised = True
             else:
                 warnings.append(f"{_where(source, lineno)}: {_PS_EXPECTED}, found {_found(line)}")
                 if first is None:
                     first = (lineno, line)
             continue
-        pid, ppid, user, args = found
+        (pid, ppid, user, args), shape = found
+        last = shape or last
         processes.append(Process(pid=pid, args=args, ppid=ppid, user=user, time=time, line=lineno, source=source))
         recognised = True
 
