@@ -167,6 +167,12 @@ class _Proc:
     def close(self, inode: int) -> None:
         self.rows = [r for r in self.rows if r.inode != inode]
 
+    def socket_log(self, out=None) -> socketlog.SocketLog:
+        """A socket log on port 5000 of this /proc, after its first snapshot."""
+        log = socketlog.SocketLog(out or io.StringIO(), [5000], proc=str(self.root), rows=lambda: list(self.rows))
+        log.snapshot("start")
+        return log
+
 
 def _sizes(log: socketlog.SocketLog) -> dict:
     return {name: len(getattr(log, name)) for name in (
@@ -184,8 +190,7 @@ def fake_proc(tmp_path):
 
 def test_prune_forgets_the_sockets_and_processes_that_are_gone(fake_proc):
     out = io.StringIO()
-    log = socketlog.SocketLog(out, [5000], proc=str(fake_proc.root), rows=lambda: list(fake_proc.rows))
-    log.snapshot("start")
+    log = fake_proc.socket_log(out)
     fake_proc.start(200, "curl", sockets=[601])
     fake_proc.connect(601, 40000, 5000)
     fake_proc.connect(602, 40001, 5000)  # its owner is never found
@@ -214,10 +219,8 @@ def test_prune_forgets_the_sockets_and_processes_that_are_gone(fake_proc):
 def test_hours_of_short_connections_keep_the_socket_log_flat(fake_proc):
     """A client process per connection, as the openstack client: 2000 of them, pruned as a poll's
     housekeeping does it; the log's dicts stay as small after as after the first hundred."""
-    log = socketlog.SocketLog(io.StringIO(), [5000], proc=str(fake_proc.root), rows=lambda: list(fake_proc.rows))
-    log.MAX_GONE = 50
-    log.gone = type(log.gone)(maxlen=50)
-    log.snapshot("start")
+    log = fake_proc.socket_log()
+    log.gone = type(log.gone)(maxlen=50)  # MAX_GONE, smaller
     sizes = []
     for n in range(2000):
         pid, inode = 1000 + n, 10_000 + n
@@ -237,8 +240,7 @@ def test_hours_of_short_connections_keep_the_socket_log_flat(fake_proc):
 
 def test_carry_over_logs_the_open_sockets_with_their_owners(fake_proc):
     out = io.StringIO()
-    log = socketlog.SocketLog(out, [5000], proc=str(fake_proc.root), rows=lambda: list(fake_proc.rows))
-    log.snapshot("start")
+    log = fake_proc.socket_log(out)
     fake_proc.start(300, "nova-api", sockets=[700])
     fake_proc.connect(700, 41000, 5000)
     fake_proc.connect(701, 41001, 5000)  # no owner known: not carried
