@@ -10,8 +10,11 @@ without a command) replaces the analyst's three terminals:
    likely owners first (the processes holding the listening socket of that port, COMMAND and its
    children, processes born since the last look, earlier clients of that port, earlier socket
    owners of the socket's uid); a walk over every process is the last resort.  As root, a packet socket
-   sees each SYN on the ports and the poller runs every millisecond for a burst after it (every
-   10 ms otherwise); without it, it polls every millisecond all the time.  This catches connections
+   (a BPF filter lets only TCP SYNs through) sees each SYN on the ports: a thread of its own looks
+   the connecting socket up at once (an exact netlink lookup) and its owner in COMMAND's tree,
+   earlier clients of the port and earlier owners of its user, without waiting for a poll to end;
+   and the poller runs every millisecond for a burst after it (every 10 ms otherwise).  Without
+   it, the poller runs every millisecond all the time.  This catches connections
    that live a few milliseconds, which ``ss -tnp`` polling (8–45 ms per snapshot on two cores, most
    of it the ``-p`` walk) misses;
 2. dumpcap captures on the interface with a capture filter on the port map's ports
