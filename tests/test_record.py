@@ -400,6 +400,37 @@ def test_record_a_short_exchange(tmp_path):
     assert "osflow-post -r" in stderr  # without --render: the command to run
 
 
+_ECHO_SERVER = ("import socket,sys\n"
+                "l = socket.socket(); l.bind(('127.0.0.1', 0)); l.listen(16)\n"
+                "print(l.getsockname()[1], flush=True)\n"
+                "while True:\n"
+                "    c, _ = l.accept(); c.recv(100); c.sendall(b'pong\\n'); c.close()\n")
+
+
+def test_record_short_connections_while_two_busy_loops_hold_the_cpus(tmp_path):
+    """Issue #14's case: a ~1 ms exchange with a one-process server (another process than COMMAND)
+    while two busy loops hold the CPUs: every end of every recording has its owner."""
+    _dumpcap()
+    server = subprocess.Popen([sys.executable, "-c", _ECHO_SERVER], stdout=subprocess.PIPE, text=True)
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    try:
+        port = int(server.stdout.readline())
+        client = (f"import socket; s = socket.create_connection(('127.0.0.1', {port})); s.sendall(b'ping\\n'); "
+                  "s.recv(10); s.close()")
+        for run in range(5):
+            out = tmp_path / f"rec{run}"
+            p = _record(["-o", str(out), "--ports", str(port), "--", sys.executable, "-c", client])
+            _, stderr = p.communicate(timeout=120)
+            _skip_unless_capturing(stderr)
+            assert p.returncode == 0, stderr
+            meta = json.loads((out / "meta.json").read_text())
+            assert (meta["coverage"]["owned"], meta["coverage"]["total"]) == (2, 2), (run, meta["coverage"], stderr)
+    finally:
+        for proc in (server, *spinners):  # by PID: only what this test started
+            proc.kill()
+            proc.wait()
+
+
 def test_ctrl_c_stops_everything(tmp_path):
     _dumpcap()
     out = tmp_path / "rec"
