@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from typing import IO, Iterable, Optional, TextIO
 
 from .errors import ExportError, InputError, PartialInput
-from .pipeline import Result, Tables, analyse
+from .pipeline import Result, Stream, Tables, analyse
 from .render import Format, renderer
 
 #: ``-o FILE``'s extension -> output format (when ``--format`` is not given).
@@ -24,6 +24,9 @@ EXTENSIONS: dict[str, Format] = {".txt": "timeline", ".mmd": "mermaid", ".md": "
                                  ".html": "html", ".htm": "html", ".otlp": "otlp"}
 #: ``-o FILE`` names ending so -> output format, before the extension: ``traces.otlp.jsonl`` is OTLP, not JSON.
 SUFFIXES: dict[str, Format] = {".otlp.jsonl": "otlp", ".otlp.json": "otlp"}
+#: Formats written while the input is read (:class:`osflow.pipeline.Stream`, the renderer's ``render_parts``):
+#: memory holds what is in progress, not the capture.  The others draw the whole flow at the end.
+STREAMED: tuple[Format, ...] = ("json", "otlp", "stats")
 
 
 def output_format(fmt: Optional[str], output: Optional[str]) -> Format:
@@ -96,6 +99,11 @@ def post(options: PostOptions, stdout: Optional[TextIO] = None, stderr: Optional
         exporter = OtlpHttpExporter(options.otlp_endpoint)
         if fmt == "otlp":  # each line written, then sent
             render = _teed(render, exporter)
+    if fmt in STREAMED and not options.explain and (exporter is None or fmt == "otlp"):
+        lines_of = renderer(fmt).render_parts
+        if exporter is not None:
+            lines_of = _teed(lines_of, exporter)
+        return _post_streamed(options, lines_of, stdout, stderr, exporter, extra)
     result = read(options, stderr)
     flow = result.flow
     written: tuple[str, ...] = ()
@@ -126,6 +134,93 @@ def _teed(render, exporter):
     return lambda flow: exporter.tee(render(flow))
 
 
+def _post_streamed(options: PostOptions, lines_of, stdout: TextIO, stderr: TextIO, exporter,
+                   extra: tuple[str, ...]) -> PostOutcome:
+    """Read and write at once: each line as soon as the stream gives out what it needs."""
+    tables = Tables.load(options.ss, options.ps)
+    opts: dict = dict(overrides=dict(options.overrides), show_secrets=options.show_secrets,
+                      show_broker=options.show_broker, client=_client(options, tables),
+                      progress=_progress(options, stderr))
+    out = _Sink(options.output, stdout)
+    if options.capture is not None:
+        from .tshark import Tshark
+
+        runner = Tshark(options.capture)
+        try:
+            with runner as pipe:
+                streamed = Stream(pipe, options.capture, tables, reader=runner.reader(pipe), **opts)
+                out.write(lines_of(streamed), lambda: streamed.reader.count > 0)
+        except InputError:
+            if runner.problem is not None:  # tshark's own words say more than "empty input"
+                raise runner.problem from None
+            raise
+        partial = _tshark_problem(runner, streamed.packets, streamed.partial)
+    else:
+        f = sys.stdin.buffer if options.pdml == "-" else _open(options.pdml)
+        try:
+            streamed = Stream(f, "<stdin>" if options.pdml == "-" else options.pdml, tables, **opts)
+            out.write(lines_of(streamed), lambda: True)
+        finally:
+            if f is not sys.stdin.buffer:
+                f.close()
+        partial = streamed.partial
+    out.close()
+    return PostOutcome(streamed.packets, streamed.pairs, out.written, (), streamed.warnings + extra, partial,
+                       exporter.error if exporter is not None else None)
+
+
+class _Sink:
+    """Where streamed lines go: ``stdout`` or a file opened with the first line written."""
+
+    def __init__(self, path: Optional[str], stdout: TextIO) -> None:
+        self.path, self.stdout = path, stdout
+        self.held: list[str] = []  # lines from before the input proved to be one (tshark may still fail)
+        self._file: Optional[IO[str]] = None
+
+    @property
+    def written(self) -> tuple[str, ...]:
+        return (self.path,) if self.path is not None else ()
+
+    def write(self, lines: Iterable[str], ready) -> None:
+        for line in lines:
+            if not ready():
+                self.held.append(line)
+                continue
+            self._line(line)
+
+    def _line(self, line: str) -> None:
+        if self.held:
+            held, self.held = self.held, []
+            for h in held:
+                self._line(h)
+        if self.path is None:
+            self.stdout.write(line)
+            self.stdout.write("\n")
+            return
+        out = self._open()
+        try:
+            out.write(line)
+            out.write("\n")
+        except OSError as e:
+            raise InputError(f"{self.path}: cannot write it: {e.strerror}") from None
+
+    def _open(self) -> IO[str]:
+        if self._file is None:
+            try:
+                self._file = open(self.path, "w", encoding="utf-8")  # type: ignore[arg-type]
+            except OSError as e:
+                raise InputError(f"{self.path}: cannot write it: {e.strerror}") from None
+        return self._file
+
+    def close(self) -> None:
+        """Write what was held, create the file if nothing was written, close it."""
+        held, self.held = self.held, []
+        for h in held:
+            self._line(h)
+        if self.path is not None:
+            self._open().close()
+
+
 def _html_renderer(mermaid_js: Optional[str]):
     """The HTML report's render function with mermaid's build found, and the warning when none was."""
     from functools import partial
@@ -147,20 +242,30 @@ def read(options: PostOptions, stderr: TextIO) -> Result:
         explain=options.explain, show_broker=options.show_broker, show_all=options.show_all,
         client=_client(options, tables),
     )  # fmt: skip
-    if options.progress:
-        from .pipeline import Progress
-
-        opts["progress"] = Progress(stderr)
+    progress = _progress(options, stderr)
+    if progress is not None:
+        opts["progress"] = progress
     if options.capture is not None:
         return _read_capture(options.capture, tables, opts)
     if options.pdml == "-":
         return analyse(sys.stdin.buffer, "<stdin>", tables, **opts)
-    try:
-        f = open(options.pdml, "rb")
-    except OSError as e:
-        raise InputError(f"{options.pdml}: cannot read it: {e.strerror}") from None
-    with f:
+    with _open(options.pdml) as f:
         return analyse(f, options.pdml, tables, **opts)
+
+
+def _progress(options: PostOptions, stderr: TextIO):
+    if not options.progress:
+        return None
+    from .pipeline import Progress
+
+    return Progress(stderr)
+
+
+def _open(pdml: str) -> IO[bytes]:
+    try:
+        return open(pdml, "rb")
+    except OSError as e:
+        raise InputError(f"{pdml}: cannot read it: {e.strerror}") from None
 
 
 def _client(options: PostOptions, tables: Tables):
@@ -188,13 +293,17 @@ def _read_capture(capture: str, tables: Tables, opts: dict) -> Result:
         if runner.problem is not None:  # tshark's own words say more than "empty input"
             raise runner.problem from None
         raise
+    return replace(result, partial=_tshark_problem(runner, result.packets, result.partial))
+
+
+def _tshark_problem(runner, packets: int, partial: Optional[PartialInput]) -> Optional[PartialInput]:
+    """What tshark's exit says: nothing (it went well), the input ended early, or an error raised
+    (tshark read nothing)."""
     if runner.problem is None:
-        return result
-    if result.packets == 0 and not isinstance(runner.problem, PartialInput):
+        return partial
+    if packets == 0 and not isinstance(runner.problem, PartialInput):
         raise runner.problem
-    if result.partial is None:
-        return replace(result, partial=PartialInput(str(runner.problem)))
-    return result
+    return partial if partial is not None else PartialInput(str(runner.problem))
 
 
 # --------------------------------------------------------------------------- writing

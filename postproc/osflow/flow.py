@@ -15,9 +15,10 @@ their connections (:mod:`osflow.join`) and builds the :class:`~osflow.model.Flow
 
 from __future__ import annotations
 
+import math
 from collections import Counter, defaultdict
 from dataclasses import replace
-from typing import Optional
+from typing import Iterable, Optional
 
 from . import foreground
 from . import tokens as tok
@@ -84,36 +85,108 @@ def build_flow(
     OpenStackClient end at all, there is nothing to tell apart: every pair is foreground.
     """
     command = client or foreground.DEFAULT
-    registry = tok.TokenRegistry()
-    prose = Prose(registry, show_secrets)
-    # tokens are numbered in order of appearance: walk messages in frame order first
-    events = []
-    for ex in exchanges:
-        events.append((ex.request.frames[0], 0, ex))
-        if ex.response is not None:
-            events.append((ex.response.frames[-1], 1, ex))
-    for _, which, ex in sorted(events, key=lambda e: (e[0], e[1])):
-        _register_tokens(registry, ex, which)
+    builder = FlowBuilder(show_secrets=show_secrets, client=command)
+    builder.register(exchanges)
+    builder.place(exchanges, names)
+    pairs = builder.settle(math.inf)
+    shown = pairs if show_all else [p for p in pairs if not p.background]
+    steps = _steps(shown, group)
+    left_out = None if show_all else foreground.left_out(p for p in pairs if p.background)
+    if origin is None:
+        origin = min((ex.start for ex in exchanges), default=0.0)
+    return Flow(
+        pairs=tuple(pairs),
+        steps=tuple(steps),
+        tokens=builder.registry.all(),
+        connections=tuple(names[s] for s in sorted(names)),
+        origin=origin,
+        warnings=warnings,
+        show_secrets=show_secrets,
+        show_broker=show_broker,
+        without_tables=tuple(
+            (s, n.client.label, n.server.label) for s, n in sorted((without_tables or {}).items())
+        ),
+        left_out=left_out,
+        client=command.why,
+    )
 
-    ends = [participants(ex, names) for ex in exchanges]
-    served = _served_spans(exchanges, ends)
-    pairs: list[Pair] = []
-    # label -> indexes of the pairs served to it that may still contain a later pair (exchanges come
-    # in start order: a span that ended before this pair started contains no later one either)
-    by_server: dict[str, list[int]] = defaultdict(list)
-    activity = _Activity()
-    for i, ex in enumerate(exchanges):
-        client, server = ends[i]
-        text = prose.text(ex)
-        open_ = by_server.get(client.label)
-        if open_:
-            open_[:] = [j for j in open_ if served[j][1] >= ex.start]
-        parent, placed = _parent(pairs, served, open_ or (), ex, text.tokens, client.pid, activity)
-        if parent is not None:
-            activity.note(parent - 1, ex, client.pid)
-        depth = 0 if parent is None else pairs[parent - 1].depth + 1
-        pairs.append(
-            Pair(
+
+class FlowBuilder:
+    """The flow stage, run as exchanges come: :func:`build_flow` gives it every exchange at once,
+    a streamed flow (:func:`osflow.pipeline.stream`) a chunk at a time, in request order.
+
+    :meth:`register` numbers the tokens of exchanges in order of appearance (the frames they
+    appear in); :meth:`place` gives each exchange its pair: its words, its parent (of the pairs
+    still open, :func:`_parent`) and its depth; :meth:`settle` gives out the pairs placed, in
+    request order, with their foreground flag fixed; :meth:`forget` drops what is kept for pairs
+    given out that no later exchange can be a child of.  What is kept is the pairs not given out
+    and the pairs still open: memory follows the requests in progress, not the capture's length.
+    """
+
+    def __init__(self, *, show_secrets: bool = False, client: Optional[Client] = None,
+                 longest_cast: float = math.inf) -> None:
+        """``longest_cast``: a cast's handling ends at most this long after its delivery (a streamed
+        flow's bound: the same request id seen much later is another request's)."""
+        self.command = client or foreground.DEFAULT
+        self.longest_cast = longest_cast
+        self.registry = tok.TokenRegistry()
+        self.prose = Prose(self.registry, show_secrets)
+        self.pairs: dict[int, Pair] = {}  # index (id - 1) -> pair, while kept
+        self.served: dict[int, tuple[float, float]] = {}  # index -> when its server worked on it
+        # label -> indexes of the pairs served to it that may still contain a later pair (exchanges come
+        # in start order: a span that ended before this pair started contains no later one either)
+        self.by_server: dict[str, list[int]] = defaultdict(list)
+        self.activity = _Activity()
+        self.closure = foreground.Closure(self.command)
+        self.placed = 0  # pairs placed
+        self.given = 0  # pairs given out by settle
+        self.frontier = -math.inf  # the latest start placed: later exchanges start no earlier
+        self._last: dict[tuple[str, str], float] = {}  # (client label, request id) -> latest end of what it sent
+        self._casts: dict[tuple[str, str], list[int]] = defaultdict(list)  # (callee label, request id) -> casts
+        self._last_child: dict[int, int] = {}  # index -> index of its last child placed
+
+    def register(self, exchanges: Iterable[Exchange], before: float = math.inf) -> None:
+        """Number the tokens of ``exchanges`` seen before ``before`` (capture time), in frame order."""
+        events = []
+        for ex in exchanges:
+            if ex.request.start < before:
+                events.append((ex.request.frames[0], 0, ex))
+            if ex.response is not None and ex.response.end < before:
+                events.append((ex.response.frames[-1], 1, ex))
+        for _, which, ex in sorted(events, key=lambda e: (e[0], e[1])):
+            _register_tokens(self.registry, ex, which)
+
+    def place(self, exchanges: list[Exchange], names: dict[int, ConnectionNames],
+              later: Iterable[Exchange] = (), later_names: Optional[dict[int, ConnectionNames]] = None) -> None:
+        """Make the pairs of ``exchanges`` (in request order, none starting before those placed).
+
+        ``later``: exchanges already seen that come after them (named by ``later_names``): a cast's
+        handling lasts until the callee's last request with its request id, which may be one of them.
+        """
+        ends = [participants(ex, names) for ex in exchanges]
+        touched = self._note_last(zip(exchanges, ends))
+        if later_names is not None:
+            touched |= self._note_last((ex, participants(ex, later_names)) for ex in later
+                                       if request_ids_of(ex) and ex.stream in later_names)
+        for key in touched:  # casts placed before: their callee's work goes on
+            for idx in self._casts.get(key, ()):
+                if idx in self.served:
+                    s, e = self.served[idx]
+                    self.served[idx] = (s, max(e, min(self._last[key], s + self.longest_cast)))
+        pairs, served, prose, activity = self.pairs, self.served, self.prose, self.activity
+        for ex, (client, server) in zip(exchanges, ends):
+            i = self.placed
+            served[i] = self._served(i, ex, server)
+            text = prose.text(ex)
+            open_ = self.by_server.get(client.label)
+            if open_:
+                open_[:] = [j for j in open_ if j in served and served[j][1] >= ex.start]
+            parent, placed = _parent(pairs, served, open_ or (), ex, text.tokens, client.pid, activity)
+            if parent is not None:
+                activity.note(parent - 1, ex, client.pid)
+                self._last_child[parent - 1] = i
+            depth = 0 if parent is None else pairs[parent - 1].depth + 1
+            pair = Pair(
                 id=i + 1,
                 parent=parent,
                 exchange=ex,
@@ -130,33 +203,82 @@ def build_flow(
                 depth=depth,
                 placed=placed,
             )
-        )
-        by_server[server.label].append(i)
-    flags = foreground.background(pairs, command)
-    if command is foreground.DEFAULT and all(flags):
-        flags = (False,) * len(pairs)
-    if any(flags):
-        pairs = [replace(p, background=True) if bg else p for p, bg in zip(pairs, flags)]
-    shown = pairs if show_all else [p for p in pairs if not p.background]
-    steps = _steps(shown, group)
-    left_out = None if show_all else foreground.left_out(p for p in pairs if p.background)
-    if origin is None:
-        origin = min((ex.start for ex in exchanges), default=0.0)
-    return Flow(
-        pairs=tuple(pairs),
-        steps=tuple(steps),
-        tokens=registry.all(),
-        connections=tuple(names[s] for s in sorted(names)),
-        origin=origin,
-        warnings=warnings,
-        show_secrets=show_secrets,
-        show_broker=show_broker,
-        without_tables=tuple(
-            (s, n.client.label, n.server.label) for s, n in sorted((without_tables or {}).items())
-        ),
-        left_out=left_out,
-        client=command.why,
-    )
+            pairs[i] = pair
+            self.closure.add(i, pair)
+            self.by_server[server.label].append(i)
+            self.placed += 1
+            self.frontier = max(self.frontier, ex.start)
+
+    def _note_last(self, named) -> set[tuple[str, str]]:
+        touched = set()
+        for ex, (client, _) in named:
+            for rid in request_ids_of(ex):
+                key = (client.label, rid)
+                if ex.end > self._last.get(key, -math.inf):
+                    self._last[key] = ex.end
+                    touched.add(key)
+        return touched
+
+    def _served(self, i: int, ex: Exchange, server: Participant) -> tuple[float, float]:
+        """When the server worked on it: the exchange's span, or an RPC's handling span (a cast's
+        ends with the callee's last RPC or HTTP request with its request id, its last child)."""
+        if not isinstance(ex, RpcExchange):
+            return ex.start, ex.end
+        start, end = ex.served
+        rid = ex.oslo.request_id
+        if ex.kind != "call" and ex.delivery is not None and rid:
+            key = (server.label, rid)
+            end = max(end, min(self._last.get(key, end), start + self.longest_cast))
+            self._casts[key].append(i)
+        return start, end
+
+    def settle(self, before: float) -> list[Pair]:
+        """The pairs placed that start before ``before``, not given out yet, in request order, with
+        their foreground flag: with the default client and no OpenStackClient end so far, there is
+        nothing to tell apart and every pair is foreground."""
+        out = []
+        everything = self.command is foreground.DEFAULT and not self.closure.roots
+        while self.given < self.placed and self.pairs[self.given].exchange.start < before:
+            i = self.given
+            p = self.pairs[i]
+            if self.closure.settle(i) and not everything:
+                p = self.pairs[i] = replace(p, background=True)
+            out.append(p)
+            self.given += 1
+        return out
+
+    def forget(self, idle: float = -math.inf) -> list[int]:
+        """Drop the pairs given out, with their children, that no later exchange can be a child of;
+        their ids (a renderer that waits for whole trees knows they are complete).
+
+        ``idle``: also forget request ids not seen since then (a cast's work, the foreground's ids).
+        """
+        gone = [i for i in self.pairs if i < self.given and self.served[i][1] < self.frontier
+                and self._last_child.get(i, -1) < self.given]
+        for i in gone:
+            del self.pairs[i]
+            del self.served[i]
+            self._last_child.pop(i, None)
+            self.activity.forget(i)
+            self.closure.forget(i)
+        if gone:
+            for label in list(self.by_server):
+                kept = [j for j in self.by_server[label] if j in self.served]
+                if kept:
+                    self.by_server[label] = kept
+                else:
+                    del self.by_server[label]
+        for key in [k for k, t in self._last.items() if t < idle]:
+            del self._last[key]
+            self._casts.pop(key, None)
+        for key in list(self._casts):
+            kept = [j for j in self._casts[key] if j in self.served]
+            if kept:
+                self._casts[key] = kept
+            else:
+                del self._casts[key]
+        self.closure.forget_ids(idle)
+        return [i + 1 for i in gone]
 
 
 def participants(ex: Exchange, names: dict[int, ConnectionNames]) -> tuple[Participant, Participant]:
@@ -166,30 +288,6 @@ def participants(ex: Exchange, names: dict[int, ConnectionNames]) -> tuple[Parti
     if isinstance(ex, RpcExchange) and ex.server_stream is not None and ex.server_stream in names:
         return cn.client, names[ex.server_stream].client
     return cn.client, cn.server
-
-
-def _served_spans(exchanges: list[Exchange], ends: list[tuple[Participant, Participant]]) -> list[tuple[float, float]]:
-    """When each pair's server worked on it: the exchange's span, or an RPC's handling span.
-
-    A cast's handling ends with the callee's last RPC or HTTP request that carries the
-    cast's request id (its last child), at the earliest when it was delivered.
-    """
-    spans = []
-    last: dict[tuple[str, str], float] = {}  # (client label, request id) -> latest end of what it sent
-    for ex, (client, _) in zip(exchanges, ends):
-        for rid in request_ids_of(ex):
-            key = (client.label, rid)
-            last[key] = max(last.get(key, 0.0), ex.end)
-    for ex, (_, server) in zip(exchanges, ends):
-        if not isinstance(ex, RpcExchange):
-            spans.append((ex.start, ex.end))
-            continue
-        start, end = ex.served
-        rid = ex.oslo.request_id
-        if ex.kind != "call" and ex.delivery is not None and rid:
-            end = max(end, last.get((server.label, rid), end))
-        spans.append((start, end))
-    return spans
 
 
 def _register_tokens(reg: tok.TokenRegistry, ex: Exchange, which: int) -> None:
@@ -230,6 +328,11 @@ class _Activity:
             self.looked_up.add(parent)
         if pid is not None:
             self.pids.setdefault(parent, set()).add(pid)
+
+    def forget(self, idx: int) -> None:
+        self.last.pop(idx, None)
+        self.looked_up.discard(idx)
+        self.pids.pop(idx, None)
 
     def since(self, idx: int, start: float) -> float:
         """When the pair ``idx`` (started at ``start``) last did something: its start or its last child's."""

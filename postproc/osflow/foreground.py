@@ -137,31 +137,85 @@ def client_from_meta(path: str, processes=None) -> Client:
 
 def background(pairs: Sequence[Pair], client: Client) -> tuple[bool, ...]:
     """For each pair, whether it is background (see the module's docstring)."""
-    if client.nothing:
-        return (True,) * len(pairs)
-    children: dict[int, list[int]] = defaultdict(list)
-    by_request: dict[str, list[int]] = defaultdict(list)
-    ids: list[tuple[str, ...]] = []
+    closure = Closure(client)
     for i, p in enumerate(pairs):
-        if p.parent is not None:
-            children[p.parent - 1].append(i)
-        ids.append(request_ids_of(p.exchange))
-        for r in request_ids_of(p.exchange, sent_only=True):  # work done for request r
-            by_request[r].append(i)
-    fg = [False] * len(pairs)
-    todo = [i for i, p in enumerate(pairs) if client.is_client(p)]
-    seen_ids: set[str] = set()
-    while todo:
-        i = todo.pop()
-        if fg[i]:
-            continue
-        fg[i] = True
-        todo += children.get(i, ())
-        for r in ids[i]:
-            if r not in seen_ids:
-                seen_ids.add(r)
-                todo += by_request[r]
-    return tuple(not f for f in fg)
+        closure.add(i, p)
+    return tuple(closure.settle(i) for i in range(len(pairs)))
+
+
+class Closure:
+    """The foreground worked out as pairs come, in request order (index ``i`` is pair ``i + 1``).
+
+    A pair is foreground when the command made it, when its parent is, or when it was sent with
+    a request id a foreground pair carried; a pair found foreground reaches back to the pairs not
+    yet settled that were sent with its request ids (and their children).  :meth:`settle` fixes a
+    pair's flag (a streamed flow gives it out); what is found later no longer changes it.
+    """
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.roots = 0  #: pairs the command made
+        self._fg: dict[int, bool] = {}  # index -> foreground, for the pairs placed and not forgotten
+        self._settled: set[int] = set()  # of those, the ones whose flag is fixed
+        self._children: dict[int, list[int]] = defaultdict(list)
+        self._ids: dict[int, tuple[str, ...]] = {}  # index -> its request ids
+        self._sent: dict[int, tuple[str, ...]] = {}  # index -> the request ids it was sent with
+        self._by_request: dict[str, set[int]] = defaultdict(set)  # request id -> unsettled pairs sent with it
+        self._reached: dict[str, float] = {}  # request id of a foreground pair -> when last seen
+
+    def add(self, i: int, pair: Pair) -> None:
+        """Place pair ``i`` (its parent placed before it)."""
+        self._fg[i] = False
+        if self.client.nothing:
+            return
+        parent = None if pair.parent is None else pair.parent - 1
+        if parent is not None:
+            self._children[parent].append(i)
+        self._ids[i] = request_ids_of(pair.exchange)
+        sent = self._sent[i] = request_ids_of(pair.exchange, sent_only=True)
+        for r in sent:  # work done for request r
+            self._by_request[r].add(i)
+        root = self.client.is_client(pair)
+        self.roots += root
+        if root or (parent is not None and self._fg.get(parent)) or any(r in self._reached for r in sent):
+            self._mark(i, pair.exchange.start)
+
+    def _mark(self, i: int, when: float) -> None:
+        todo = [i]
+        while todo:
+            k = todo.pop()
+            if self._fg.get(k, True) or k in self._settled:
+                continue
+            self._fg[k] = True
+            todo += self._children.get(k, ())
+            for r in self._ids.get(k, ()):
+                if r not in self._reached:
+                    todo += self._by_request.get(r, ())
+                self._reached[r] = when
+
+    def settle(self, i: int) -> bool:
+        """Fix pair ``i``'s flag; True when it is background."""
+        self._settled.add(i)
+        for r in self._sent.get(i, ()):
+            waiting = self._by_request.get(r)
+            if waiting is not None:
+                waiting.discard(i)
+                if not waiting:
+                    del self._by_request[r]
+        return not self._fg[i]
+
+    def forget(self, i: int) -> None:
+        """Pair ``i`` is settled and gets no more children: drop what is kept for it."""
+        self._fg.pop(i, None)
+        self._settled.discard(i)
+        self._children.pop(i, None)
+        self._ids.pop(i, None)
+        self._sent.pop(i, None)
+
+    def forget_ids(self, before: float) -> None:
+        """Forget the foreground's request ids not seen since ``before``."""
+        for r in [r for r, t in self._reached.items() if t < before]:
+            del self._reached[r]
 
 
 def left_out(pairs: Iterable[Pair]) -> Optional[str]:

@@ -552,3 +552,6 @@ class Flow(_Fields):
     left_out: Optional[str] = None
     #: who the command is, as :mod:`osflow.foreground` found it (``--explain``)
     client: str = ""
+    #: a part of a flow streamed while the capture is read (:func:`osflow.pipeline.stream`): the ids of
+    #: the pairs, of this part or an earlier one, that get no more children; None for a whole flow
+    closed: Optional[tuple[int, ...]] = None

@@ -15,6 +15,7 @@ consumed is one, delivered to none).
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict, deque
 from typing import Iterable, Optional
 
@@ -37,7 +38,8 @@ class Pairing:
 
     def __init__(self) -> None:
         self._pending: dict[int, deque[Message]] = defaultdict(deque)
-        self.exchanges: list[Exchange] = []
+        self.exchanges: list[Exchange] = []  # paired, not yet released (:meth:`release`)
+        self.found = 0  # exchanges paired so far
         self.orphans = 0  # responses whose request is not in the capture
         self.greetings: dict[int, MysqlGreeting] = {}
         self.rpc = RpcPairing()
@@ -86,16 +88,55 @@ class Pairing:
 
     def _pair(self, req: Message, resp: Optional[Message]) -> None:
         self.exchanges.append(Exchange(req.protocol, req.stream, req.src, req.dst, req, resp))
+        self.found += 1
+
+    def release(self, cutoff: float, force: float, idle: float = -math.inf) -> list[Exchange]:
+        """The exchanges nothing still open can come before, in request order, taken out.
+
+        Released: every exchange that started and ended before ``cutoff`` (capture time) and
+        started before every request still unanswered and every RPC still open (a call
+        waiting for its reply; a publish younger than ``cutoff``, whose deliveries may come).
+        Requests unanswered since before ``force`` are given up on: they become exchanges without
+        a response (a response that comes later is an orphan), as an RPC still open since then
+        becomes one with what it has; connections to the broker silent since before ``idle`` are
+        forgotten.  ``release(inf, inf)`` releases everything.
+        """
+        bound = math.inf
+        for stream in list(self._pending):
+            queue = self._pending[stream]
+            for req in [r for r in queue if r.start < force]:
+                queue.remove(req)
+                self._pair(req, None)
+            if queue:
+                bound = min(bound, min(r.start for r in queue))
+            else:
+                del self._pending[stream]
+        built, open_since = self.rpc.release(cutoff, force, idle)
+        self.exchanges += built
+        bound = min(bound, open_since)
+        for ex in self.exchanges:
+            if ex.end >= cutoff:
+                bound = min(bound, ex.start)
+        if bound == math.inf and cutoff == math.inf:
+            out, self.exchanges = self.exchanges, []
+        else:
+            out = [ex for ex in self.exchanges if ex.start < bound]
+            if out:
+                self.exchanges = [ex for ex in self.exchanges if ex.start >= bound]
+        out.sort(key=lambda e: (e.start, e.request.frames[0]))
+        return out
+
+    def pending(self) -> Iterable[Message]:
+        """Requests still waiting for their response, and RPC publishes not yet paired."""
+        for queue in self._pending.values():
+            yield from queue
+        yield from self.rpc.pending()
 
     def finish(self) -> list[Exchange]:
-        """All exchanges, unanswered requests included, in request order."""
-        for queue in self._pending.values():
-            for req in queue:
-                self._pair(req, None)
-            queue.clear()
-        self.exchanges += self.rpc.finish()
-        self.exchanges.sort(key=lambda e: (e.start, e.request.frames[0]))
-        return self.exchanges
+        """All exchanges (those not released yet), unanswered requests included, in request order."""
+        out = self.release(math.inf, math.inf)
+        self.rpc.finish()
+        return out
 
 
 def pair_messages(messages: Iterable[Message]) -> list[Exchange]:
@@ -118,6 +159,7 @@ class RpcPairing:
         self._deliveries: dict[str, list[AmqpMessage]] = defaultdict(list)  # _unique_id -> deliveries
         self._replies: dict[str, list[AmqpMessage]] = defaultdict(list)  # _msg_id -> reply publishes
         self._links: dict[int, dict] = {}  # stream -> what the join wants to know about the connection
+        self._used: set[str] = set()  # _msg_ids of calls paired with their replies
         self.orphans = 0  # deliveries and replies whose publish or call is not in the capture
         self.undecoded: dict[str, int] = defaultdict(int)  # why -> messages whose body osflow could not read
 
@@ -127,6 +169,7 @@ class RpcPairing:
         if link is None:
             link = self._links[m.stream] = dict(client=client, broker=broker, start=m.start, name=None,
                                                 consumes={}, replies={}, calls_for={})
+        link["last"] = m.end
         return link
 
     def add(self, m: Message) -> None:
@@ -165,40 +208,105 @@ class RpcPairing:
             for s, v in self._links.items()
         }  # fmt: skip
 
-    def finish(self) -> list[RpcExchange]:
+    def pending(self) -> Iterable[Message]:
+        """Publishes (not replies) not yet paired."""
+        for uid in self._order:
+            pub = self._publishes[uid]
+            if pub.oslo is None or not pub.oslo.is_reply:
+                yield pub
+
+    def release(self, cutoff: float, force: float, idle: float = -math.inf) -> tuple[list[RpcExchange], float]:
+        """(the RPC exchanges ready, when the first publish still open was made).
+
+        A publish is ready once made before ``cutoff`` (its deliveries come right after it), a
+        call once its final reply came back too, or either once made before ``force``.  What is
+        left from before ``force`` that no publish claims -- deliveries, replies, reply
+        publishes -- is counted as orphans and dropped; connections silent since ``idle`` too.
+        """
         out: list[RpcExchange] = []
-        used_replies: set[int] = set()
+        keep: list[str] = []
+        open_since = math.inf
         for uid in self._order:
             pub = self._publishes[uid]
             o = pub.oslo
             if o is not None and o.is_reply:
+                if pub.start < force:
+                    del self._publishes[uid]
+                else:
+                    keep.append(uid)
                 continue
-            deliveries = self._deliveries.pop(uid, [])
-            kind = "fanout" if pub.exchange.endswith("_fanout") else ("call" if o is not None and o.reply_q else "cast")
-            reply = reply_delivery = None
-            keepalives = 0
-            if kind == "call" and o is not None and o.msg_id:
-                replies = self._replies.get(o.msg_id, [])
-                final = [r for r in replies if r.oslo is not None and r.oslo.ending]
-                keepalives = len(replies) - len(final)
-                if final or replies:
-                    reply = (final or replies)[-1]
-                    used_replies.update(id(r) for r in replies)
-                    ruid = (reply.oslo.unique_id if reply.oslo is not None else None) or _body_key(reply)
-                    back = self._deliveries.pop(ruid, [])
-                    reply_delivery = back[0] if back else None
-            broker = pub.dst
-            common = dict(kind=kind, broker=broker, delivered=len(deliveries), keepalives=keepalives)
-            if not deliveries:
-                out.append(RpcExchange("rpc", pub.stream, pub.src, broker, pub, reply, **common,
-                                       reply_delivery=reply_delivery))
+            if pub.start >= cutoff or (pub.start >= force and not self._answered(pub)):
+                keep.append(uid)
+                open_since = min(open_since, pub.start)
                 continue
-            for d in deliveries:  # reply and reply_delivery are None but for a call
-                out.append(RpcExchange("rpc", pub.stream, pub.src, d.dst, pub, reply, **common,
-                                       server_stream=d.stream, delivery=d, reply_delivery=reply_delivery))
+            del self._publishes[uid]
+            out += self._build(pub, uid)
+        self._order = keep
+        if force != math.inf:
+            self._expire(force)
+        for s in [s for s, link in self._links.items() if link["last"] < idle]:
+            del self._links[s]
+        return out, open_since
+
+    def _answered(self, pub: AmqpMessage) -> bool:
+        """Is this publish complete: not a call, or a call whose final reply came back to the caller?"""
+        o = pub.oslo
+        if pub.exchange.endswith("_fanout") or o is None or not o.reply_q:
+            return True
+        for r in self._replies.get(o.msg_id, ()) if o.msg_id else ():
+            if r.oslo is not None and r.oslo.ending:
+                ruid = r.oslo.unique_id or _body_key(r)
+                return bool(self._deliveries.get(ruid))
+        return False
+
+    def _build(self, pub: AmqpMessage, uid: str) -> list[RpcExchange]:
+        out: list[RpcExchange] = []
+        o = pub.oslo
+        deliveries = self._deliveries.pop(uid, [])
+        kind = "fanout" if pub.exchange.endswith("_fanout") else ("call" if o is not None and o.reply_q else "cast")
+        reply = reply_delivery = None
+        keepalives = 0
+        if kind == "call" and o is not None and o.msg_id:
+            replies = self._replies.get(o.msg_id, [])
+            final = [r for r in replies if r.oslo is not None and r.oslo.ending]
+            keepalives = len(replies) - len(final)
+            if final or replies:
+                reply = (final or replies)[-1]
+                self._used.add(o.msg_id)
+                ruid = (reply.oslo.unique_id if reply.oslo is not None else None) or _body_key(reply)
+                back = self._deliveries.pop(ruid, [])
+                reply_delivery = back[0] if back else None
+        broker = pub.dst
+        common = dict(kind=kind, broker=broker, delivered=len(deliveries), keepalives=keepalives)
+        if not deliveries:
+            out.append(RpcExchange("rpc", pub.stream, pub.src, broker, pub, reply, **common,
+                                   reply_delivery=reply_delivery))
+            return out
+        for d in deliveries:  # reply and reply_delivery are None but for a call
+            out.append(RpcExchange("rpc", pub.stream, pub.src, d.dst, pub, reply, **common,
+                                   server_stream=d.stream, delivery=d, reply_delivery=reply_delivery))
+        return out
+
+    def _expire(self, before: float) -> None:
+        """Drop (and count) deliveries and replies from before ``before`` that no publish is left to claim."""
+        for uid in [u for u, ds in self._deliveries.items() if u not in self._publishes and ds[-1].end < before]:
+            self.orphans += len(self._deliveries.pop(uid))
+        for mid in [m for m, rs in self._replies.items() if rs[-1].end < before]:
+            rs = self._replies.pop(mid)
+            if mid in self._used:
+                self._used.discard(mid)
+            else:
+                self.orphans += len(rs)
+
+    def finish(self) -> list[RpcExchange]:
+        """Every RPC exchange not released yet; what is left is counted as orphans."""
+        out, _ = self.release(math.inf, math.inf)
         # what is left: deliveries of publishes made before the capture, replies to calls made before it
         self.orphans += sum(len(v) for v in self._deliveries.values())
-        self.orphans += sum(1 for v in self._replies.values() for r in v if id(r) not in used_replies)
+        self.orphans += sum(len(v) for m, v in self._replies.items() if m not in self._used)
+        self._deliveries.clear()
+        self._replies.clear()
+        self._used.clear()
         return out
 
 

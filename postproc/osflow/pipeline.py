@@ -3,19 +3,26 @@
 :func:`analyse` turns one PDML stream (or a reader of tshark's fields) into a
 :class:`Result`; :mod:`osflow.app` wraps it with the inputs and outputs of
 ``osflow-post``; tests and other tools call it too.
+
+:class:`Stream` runs the same stages while the input is read and gives out the flow in
+parts (JSON Lines, OTLP and stats are written from them): the pairing releases exchanges
+once nothing still open can come before them, the join names each connection when its
+first exchange is released, the flow places them and gives out pairs a horizon later,
+so memory holds what is in progress and the horizon, not the capture.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import IO, Iterator, Optional, Sequence
 
 from .decode import Decoder
 from .errors import InputError, PartialInput
-from .flow import build_flow
+from .flow import FlowBuilder, build_flow
 from .join import Joiner
-from .model import Flow, Packet
+from .model import ConnectionNames, Exchange, Flow, Packet
 from .pair import Pairing
 from .source import PdmlReader
 
@@ -88,7 +95,7 @@ class Progress:
         for p in packets:
             n += 1
             if n & 255 == 0 and time.monotonic() >= self.next:
-                self.show(n, len(pairing.exchanges))
+                self.show(n, pairing.found)
             yield p
 
     def show(self, frames: int, pairs: int) -> None:
@@ -134,29 +141,11 @@ def analyse(
     if progress is not None:
         progress.done()
     exchanges = pairing.finish()
-    warnings = list(tables.warnings)
-    if pairing.orphans:
-        warnings.append(
-            f"{pairing.orphans} response(s) whose request is not in the capture (it started mid-conversation)"
-        )
-    if pairing.rpc.orphans:
-        warnings.append(
-            f"{pairing.rpc.orphans} RPC deliveries or replies whose publish or call is not in the capture"
-        )
-    for why, n in sorted(pairing.rpc.undecoded.items()):
-        warnings.append(f"{n} AMQP message(s) not read: {why}")
-    if reader.count == 0 and reader.partial is None:
-        warnings.append(f"{name}: the PDML holds no TCP packet")
+    warnings = _warnings(tables, pairing, reader, name)
     joiner = Joiner(tables.sockets, tables.processes, overrides)
     amqp = pairing.rpc.connections()
     names = joiner.join(exchanges, amqp)
-    if tables.sockets is not None and names and not joiner.in_tables and not any(
-        n.client.source == "listener" or n.server.source == "listener" for n in names.values()
-    ):
-        warnings.append(
-            "no connection of the capture is in the socket tables (--ss from another host or another time?): "
-            "names come from protocol evidence and the port map"
-        )
+    warnings += _tables_warning(tables, joiner, bool(names), any(_by_listener(n) for n in names.values()))
     without = None
     if explain and tables.sockets is not None:
         without = Joiner(None, None, overrides).join(exchanges, amqp)
@@ -173,3 +162,156 @@ def analyse(
         show_all=show_all,
     )
     return Result(flow, reader.partial, reader.count)
+
+
+def _warnings(tables: Tables, pairing: Pairing, reader, name: str) -> list[str]:
+    """What the pairing could not pair, and an input without TCP."""
+    warnings = list(tables.warnings)
+    if pairing.orphans:
+        warnings.append(
+            f"{pairing.orphans} response(s) whose request is not in the capture (it started mid-conversation)"
+        )
+    if pairing.rpc.orphans:
+        warnings.append(
+            f"{pairing.rpc.orphans} RPC deliveries or replies whose publish or call is not in the capture"
+        )
+    for why, n in sorted(pairing.rpc.undecoded.items()):
+        warnings.append(f"{n} AMQP message(s) not read: {why}")
+    if reader.count == 0 and reader.partial is None:
+        warnings.append(f"{name}: the PDML holds no TCP packet")
+    return warnings
+
+
+def _tables_warning(tables: Tables, joiner: Joiner, named: bool, listener: bool) -> list[str]:
+    """Socket tables given, connections ``named``, and not one of them in the tables (nor an end
+    named through a ``listener``)."""
+    if tables.sockets is not None and named and not joiner.in_tables and not listener:
+        return ["no connection of the capture is in the socket tables (--ss from another host or another time?): "
+                "names come from protocol evidence and the port map"]
+    return []
+
+
+#: How much capture time a streamed flow reads past a request before it writes it (seconds): the
+#: replies, deliveries and children that come later, the evidence that names a connection, the
+#: request ids that make a pair foreground.  Memory holds about three horizons of pairs.
+HORIZON = 10.0
+
+
+class Stream:
+    """The stages run while the input is read: iterate over it for the flow's parts.
+
+    Each part is a :class:`Flow` of the pairs given out since the last (in request order, final)
+    and the ids of the pairs that get no more children (``closed``); ``steps`` and ``connections``
+    are empty.  Every ``horizon`` seconds of capture time: the pairing releases the exchanges that
+    nothing still open can precede and that ended a horizon ago (requests unanswered for three
+    horizons are given up on), the join names the connections those exchanges are the first
+    released of (from what the window holds: the pairs still open, the chunk, what came after it;
+    then the name stays, unless it was no name at all: a later window may find evidence), the flow
+    places them, and the pairs that started two horizons ago are given out.  At the end of the input everything left is.  After the iteration, ``warnings``,
+    ``partial``, ``packets`` and ``pairs`` say what :class:`Result` would.
+    """
+
+    def __init__(
+        self,
+        stream: IO[bytes],
+        name: str = "<stdin>",
+        tables: Optional[Tables] = None,
+        *,
+        overrides: Optional[dict[int, str]] = None,
+        show_secrets: bool = False,
+        show_broker: bool = False,
+        reader=None,
+        progress: Optional[Progress] = None,
+        client=None,
+        horizon: float = HORIZON,
+    ) -> None:
+        self.tables = tables or Tables()
+        self.name = name
+        self.reader = reader if reader is not None else PdmlReader(stream, name)
+        self.progress = progress
+        self.horizon = horizon
+        self.show_secrets, self.show_broker = show_secrets, show_broker
+        self.pairing = Pairing()
+        self.joiner = Joiner(self.tables.sockets, self.tables.processes, overrides)
+        self.builder = FlowBuilder(show_secrets=show_secrets, client=client, longest_cast=3 * horizon)
+        self.names: dict[int, ConnectionNames] = {}
+        self._seen: dict[int, float] = {}  # stream -> when its last exchange released ended
+        self._named = False  # a connection was named
+        self._listener = False  # an end was named through a listening socket
+        self.warnings: tuple[str, ...] = ()
+        self.partial: Optional[PartialInput] = None
+        self.packets = 0
+        self.pairs = 0
+        self.held = 0  # the most exchanges and pairs held at once (pairing, flow), for tests and benchmarks
+
+    def __iter__(self) -> Iterator[Flow]:
+        reader, pairing, decoder = self.reader, self.pairing, Decoder()
+        packets = self.progress.wrap(reader, pairing) if self.progress is not None else reader
+        step = self.horizon
+        due = None
+        for p in packets:
+            # every horizon from the first frame, with what came before that moment: the parts do not
+            # depend on which frames a reader skips (tshark -T fields is asked for fewer than PDML holds)
+            if due is None:
+                due = (reader.first_time if reader.first_time is not None else p.time) + step
+            if p.time >= due:
+                at = due + math.floor((p.time - due) / step) * step
+                yield from self._drain(at)
+                due = at + step
+            for m in decoder.packet(p):
+                pairing.add(m)
+        for m in decoder.flush():
+            pairing.add(m)
+        if self.progress is not None:
+            self.progress.done()
+        yield from self._drain(math.inf)
+        pairing.rpc.finish()
+        self.warnings = tuple(_warnings(self.tables, pairing, reader, self.name)
+                              + _tables_warning(self.tables, self.joiner, self._named, self._listener))
+        self.partial, self.packets = reader.partial, reader.count
+
+    def _drain(self, clock: float) -> Iterator[Flow]:
+        h, pairing, builder = self.horizon, self.pairing, self.builder
+        cutoff = clock - h
+        idle = clock - 30 * h if clock != math.inf else -math.inf  # connections and ids silent since are forgotten
+        chunk = pairing.release(cutoff, clock - 3 * h, idle)
+        later = list(pairing.exchanges)
+        waiting = [Exchange(m.protocol, m.stream, m.src, m.dst, m, None) for m in pairing.pending()]
+        builder.register(chunk + later + waiting, before=cutoff)
+        if chunk:
+            first = chunk[0].start
+            window = [p.exchange for i, p in builder.pairs.items() if builder.served[i][1] >= first]
+            fresh = self.joiner.join(window + chunk + later, pairing.rpc.connections())
+            for ex in chunk:
+                for s in (ex.stream, getattr(ex, "server_stream", None)):
+                    if s is not None and s in fresh and (s not in self.names or _unnamed(self.names[s])):
+                        n = self.names[s] = fresh[s]
+                        self._named = True
+                        self._listener = self._listener or _by_listener(n)
+                    if s is not None:
+                        self._seen[s] = max(self._seen.get(s, -math.inf), ex.end)
+            builder.place(chunk, self.names, later, {**fresh, **self.names})
+        self.held = max(self.held, len(pairing.exchanges) + len(builder.pairs))
+        pairs = builder.settle(clock - 2 * h)
+        closed = builder.forget(idle)
+        for s in [s for s, t in self._seen.items() if t < idle]:
+            del self._seen[s]
+            self.names.pop(s, None)
+        self.pairs += len(pairs)
+        if pairs or closed or clock == math.inf:
+            origin = self.reader.first_time
+            if origin is None:
+                origin = pairs[0].exchange.start if pairs else 0.0
+            yield Flow(pairs=tuple(pairs), steps=(), tokens=builder.registry.all(), connections=(), origin=origin,
+                       show_secrets=self.show_secrets, show_broker=self.show_broker,
+                       closed=tuple(closed) if clock != math.inf else None,  # at the end, every tree is whole
+                       client=builder.command.why)
+
+
+def _unnamed(n: ConnectionNames) -> bool:
+    """An end with no evidence at all (``ip:port``): the next window may name it."""
+    return n.client.source == "address" or n.server.source == "address"
+
+
+def _by_listener(n: ConnectionNames) -> bool:
+    return n.client.source == "listener" or n.server.source == "listener"

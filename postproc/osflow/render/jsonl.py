@@ -8,7 +8,7 @@ was published to, how many consumers it was ``delivered`` to, the callee's conne
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from ..model import Flow, Pair, RpcExchange
 from ..quoting import json_value
@@ -69,3 +69,9 @@ def render(flow: Flow) -> Iterator[str]:
     """Yield one JSON object per pair.  Times are seconds from the first frame, 6 decimals."""
     for pair in flow.pairs:
         yield "{" + ", ".join(f'"{k}": {v}' for k, v in _obj(pair, flow.origin)) + "}"
+
+
+def render_parts(parts: Iterable[Flow]) -> Iterator[str]:
+    """The same lines for a flow streamed in parts (:class:`osflow.pipeline.Stream`), as they come."""
+    for part in parts:
+        yield from render(part)

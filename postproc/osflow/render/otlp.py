@@ -71,8 +71,8 @@ import binascii
 import hashlib
 import json
 import uuid
-from collections import defaultdict
-from typing import Iterator, Optional
+from collections import OrderedDict, defaultdict, deque
+from typing import Iterable, Iterator, Optional
 
 from .. import __version__
 from ..decode import header
@@ -89,6 +89,7 @@ from ..model import (
     Pair,
     Participant,
     RpcExchange,
+    Token,
 )
 from ..openstack import tables_in
 from ..quoting import one_line
@@ -194,24 +195,36 @@ def _attributes(attrs: list[Attr]) -> list[dict]:
 class _Flow:
     """What the spans of any trace need to know about the whole flow: the tree, connections' schemas."""
 
-    def __init__(self, flow: Flow) -> None:
-        self.flow = flow
+    def __init__(self, flow: Optional[Flow] = None) -> None:
         self.children: dict[Optional[int], list[Pair]] = defaultdict(list)
+        self.tokens: dict[str, Token] = {}
+        # the schema each MySQL connection logged in to (or switched to): connection metadata; for a
+        # connection opened before the capture, the schema its results come from
+        self._logins: OrderedDict[int, str] = OrderedDict()
+        self._results: OrderedDict[int, str] = OrderedDict()
+        if flow is not None:
+            self.add(flow)
+
+    def add(self, flow: Flow) -> None:
+        """The pairs of a flow, or of the next part of one."""
+        self.tokens = {t.id: t for t in flow.tokens}
         for p in flow.pairs:
             self.children[p.parent].append(p)
-        self.tokens = {t.id: t for t in flow.tokens}
-        # the schema each MySQL connection logged in to (or switched to): connection metadata
-        self.schemas: dict[int, str] = {}
-        for p in flow.pairs:
-            req = p.exchange.request
+            req, resp, stream = p.exchange.request, p.exchange.response, p.exchange.stream
             if isinstance(req, MysqlLogin) and req.schema:
-                self.schemas.setdefault(p.exchange.stream, req.schema)
+                _remember(self._logins, stream, req.schema, first=True)
             elif isinstance(req, MysqlCommand) and req.command == "init_db" and req.text:
-                self.schemas[p.exchange.stream] = req.text
-        for p in flow.pairs:  # a connection opened before the capture: the schema its results come from
-            resp = p.exchange.response
+                _remember(self._logins, stream, req.text)
             if isinstance(resp, MysqlReply) and resp.schemas:
-                self.schemas.setdefault(p.exchange.stream, resp.schemas[0])
+                _remember(self._results, stream, resp.schemas[0], first=True)
+
+    def schema(self, stream: int) -> Optional[str]:
+        return self._logins.get(stream) or self._results.get(stream)
+
+    def drop(self, pairs: list[Pair]) -> None:
+        """Forget a tree written."""
+        for p in pairs:
+            self.children.pop(p.id, None)
 
     def subtree(self, top: Pair) -> list[Pair]:
         out: list[Pair] = []
@@ -466,7 +479,7 @@ def _db_system(pair: Pair) -> str:
 def _mysql(trace: _Trace, pair: Pair, req, parent: Optional[str]) -> None:
     ex = pair.exchange
     resp = ex.response
-    schema = trace.ctx.schemas.get(ex.stream)
+    schema = trace.ctx.schema(ex.stream)
     operation = table = text = None
     if isinstance(req, MysqlLogin):
         operation = "login"
@@ -608,12 +621,55 @@ def _rpc(trace: _Trace, pair: Pair, parent: Optional[str]) -> None:
 
 def traces(flow: Flow) -> Iterator[dict]:
     """One ``TracesData`` (as a dict) per top-level pair, in request order."""
-    ctx = _Flow(flow)
-    for top in ctx.children.get(None, ()):
-        yield _Trace(ctx, top).data()
+    return traces_of_parts((flow,))
+
+
+def traces_of_parts(parts: Iterable[Flow]) -> Iterator[dict]:
+    """The same for a flow streamed in parts (:class:`osflow.pipeline.Stream`): a top-level pair's
+    trace once every pair of its tree gets no more children, and those of the pairs before it."""
+    ctx = _Flow()
+    tops: deque[Pair] = deque()  # top-level pairs not written yet, in request order
+    root: dict[int, int] = {}  # pair id -> its top-level pair's id, while not written
+    open_: dict[int, int] = defaultdict(int)  # top-level pair id -> pairs of its tree that may get children
+    for part in parts:
+        ctx.add(part)
+        for p in part.pairs:
+            r = root[p.id] = p.id if p.parent is None else root[p.parent]
+            if p.parent is None:
+                tops.append(p)
+            open_[r] += 1
+        for i in part.closed or ():
+            open_[root[i]] -= 1
+        while tops and (part.closed is None or open_[tops[0].id] == 0):
+            top = tops.popleft()
+            trace = _Trace(ctx, top)
+            yield trace.data()
+            ctx.drop(trace.pairs)
+            for p in trace.pairs:
+                del root[p.id]
+            del open_[top.id]
 
 
 def render(flow: Flow) -> Iterator[str]:
     """Yield one OTLP/JSON ``TracesData`` object per top-level pair (compact JSON, ASCII only)."""
-    for data in traces(flow):
+    return render_parts((flow,))
+
+
+def render_parts(parts: Iterable[Flow]) -> Iterator[str]:
+    """The same lines for a flow streamed in parts, each as soon as its tree is complete."""
+    for data in traces_of_parts(parts):
         yield json.dumps(data, ensure_ascii=True, separators=(",", ":"))
+
+
+#: connections whose schema is remembered (the latest used): a streamed flow's memory stays bounded
+_SCHEMAS = 50_000
+
+
+def _remember(known: OrderedDict, stream: int, schema: str, first: bool = False) -> None:
+    if first and stream in known:
+        known.move_to_end(stream)
+        return
+    known[stream] = schema
+    known.move_to_end(stream)
+    if len(known) > _SCHEMAS:
+        known.popitem(last=False)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from typing import Iterator, Optional
+from typing import Iterable, Iterator
 
 from tabulate import tabulate
 
@@ -83,74 +83,115 @@ def _error(pair: Pair) -> tuple[bool, bool]:
     return False, False
 
 
-def percentile(values: list[float], p: float) -> float:
-    """Nearest-rank percentile of sorted ``values``.
+def percentile(values: list[tuple[str, int]], p: float) -> str:
+    """Nearest-rank percentile of sorted ``values`` (each shown value with how many pairs had it).
 
-    >>> percentile([1.0, 2.0, 3.0, 4.0], 50), percentile([1.0, 2.0, 3.0, 4.0], 95), percentile([7.0], 99)
-    (2.0, 4.0, 7.0)
+    >>> percentile([("1.0", 1), ("2.0", 1), ("3.0", 1), ("4.0", 1)], 50), percentile([("1.0", 3), ("4.0", 1)], 95)
+    ('2.0', '4.0')
+    >>> percentile([("7.0", 1)], 99)
+    '7.0'
     """
-    return values[max(0, math.ceil(p / 100 * len(values)) - 1)]
+    rank = max(1, math.ceil(p / 100 * sum(n for _, n in values)))
+    for value, n in values:
+        rank -= n
+        if rank <= 0:
+            return value
+    return values[-1][0]
 
 
 class _Row:
-    __slots__ = ("ms", "errors", "client_errors", "reads", "hits", "queries")
+    __slots__ = ("count", "ms", "errors", "client_errors", "reads", "hits", "queries")
 
     def __init__(self) -> None:
-        self.ms: list[float] = []
+        self.count = 0
+        self.ms: dict[str, int] = defaultdict(int)  # latency as shown (ms, 1 decimal) -> pairs
         self.errors = self.client_errors = self.reads = self.hits = self.queries = 0
+
+
+class Table:
+    """The statistics, counted as pairs come (:meth:`add` a flow or each part of a streamed one).
+
+    Memory holds one row per endpoint, its latencies as shown (a count per 0.1 ms: a percentile of
+    the shown values is the shown percentile, rounding keeps the order) and, for each pair that
+    may still get children, the rows of it and its ancestors (the DB queries below a request).
+    """
+
+    def __init__(self) -> None:
+        self.rows: dict[tuple[str, str], _Row] = defaultdict(_Row)
+        self.pairs = 0
+        self._above: dict[int, tuple[_Row, ...]] = {}  # pair id -> its row and its ancestors' rows
+
+    def add(self, flow: Flow) -> None:
+        for p in flow.pairs:
+            row = self.rows[(p.server.label, endpoint(p))]
+            above = self._above.get(p.parent, ()) if p.parent is not None else ()
+            if p.protocol == "mysql" and isinstance(p.exchange.request, MysqlCommand) and not p.noise:
+                for r in above:
+                    r.queries += 1
+            self._above[p.id] = (row,) + above
+            row.count += 1
+            row.ms[f"{(p.exchange.end - p.exchange.start) * 1000:.1f}"] += 1
+            err, client_err = _error(p)
+            row.errors += err
+            row.client_errors += client_err
+            req = p.exchange.request
+            if isinstance(req, MemcacheCommand) and req.command in ("get", "gets"):
+                row.reads += 1
+                resp = p.exchange.response
+                row.hits += isinstance(resp, MemcacheReply) and resp.result == "hit"
+        self.pairs += len(flow.pairs)
+        for i in flow.closed or ():
+            self._above.pop(i, None)
+
+    def lines(self) -> Iterator[str]:
+        """The table and a line on what it counts."""
+        table = self.cells()
+        yield from tabulate(table, headers=HEADERS, tablefmt="simple", disable_numparse=True,
+                            colalign=("left", "left") + ("right",) * 9 if table else None).splitlines()
+        services = len({r[0] for r in table})
+        yield ""
+        yield (f"{self.pairs} pairs, {len(table)} endpoints of {services} services, background included; "
+               "latency from the request's first frame to the response's last (nearest rank); errors: HTTP 5xx, "
+               "RPC failures, MySQL errors")
+
+    def cells(self) -> list[tuple]:
+        """The table's rows: by service, then by count (most first), then endpoint."""
+        out = []
+        for (service, ep), row in sorted(self.rows.items(), key=lambda kv: (kv[0][0], -kv[1].count, kv[0][1])):
+            ms = sorted(row.ms.items(), key=lambda kv: float(kv[0]))
+            n = row.count
+            calls = ep.split(" ", 1)[0] in ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "call", "cast", "fanout")
+            out.append((
+                quoting.table_cell(service),
+                quoting.table_cell(ep),
+                n,
+                percentile(ms, 50),
+                percentile(ms, 95),
+                percentile(ms, 99),
+                ms[-1][0],
+                row.errors or "",
+                row.client_errors or "",
+                f"{100 * row.hits / row.reads:.0f}% of {row.reads}" if row.reads else "",
+                f"{row.queries / n:.1f}" if calls and row.queries else "",
+            ))
+        return out
 
 
 def rows(flow: Flow) -> list[tuple]:
     """The table's rows: by service, then by count (most first), then endpoint."""
-    queries: dict[int, int] = defaultdict(int)  # pair id -> DB queries below it
-    by_id = {p.id: p for p in flow.pairs}
-    for p in flow.pairs:
-        if p.protocol == "mysql" and isinstance(p.exchange.request, MysqlCommand) and not p.noise:
-            parent: Optional[int] = p.parent
-            while parent is not None:
-                queries[parent] += 1
-                parent = by_id[parent].parent
-    table: dict[tuple[str, str], _Row] = defaultdict(_Row)
-    for p in flow.pairs:
-        row = table[(p.server.label, endpoint(p))]
-        row.ms.append((p.exchange.end - p.exchange.start) * 1000)
-        err, client_err = _error(p)
-        row.errors += err
-        row.client_errors += client_err
-        req = p.exchange.request
-        if isinstance(req, MemcacheCommand) and req.command in ("get", "gets"):
-            row.reads += 1
-            resp = p.exchange.response
-            row.hits += isinstance(resp, MemcacheReply) and resp.result == "hit"
-        row.queries += queries.get(p.id, 0)
-    out = []
-    for (service, ep), row in sorted(table.items(), key=lambda kv: (kv[0][0], -len(kv[1].ms), kv[0][1])):
-        ms = sorted(row.ms)
-        n = len(ms)
-        calls = ep.split(" ", 1)[0] in ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "call", "cast", "fanout")
-        out.append((
-            quoting.table_cell(service),
-            quoting.table_cell(ep),
-            n,
-            f"{percentile(ms, 50):.1f}",
-            f"{percentile(ms, 95):.1f}",
-            f"{percentile(ms, 99):.1f}",
-            f"{ms[-1]:.1f}",
-            row.errors or "",
-            row.client_errors or "",
-            f"{100 * row.hits / row.reads:.0f}% of {row.reads}" if row.reads else "",
-            f"{row.queries / n:.1f}" if calls and row.queries else "",
-        ))
-    return out
+    table = Table()
+    table.add(flow)
+    return table.cells()
 
 
 def render(flow: Flow) -> Iterator[str]:
     """Yield the statistics table and a line on what it counts."""
-    table = rows(flow)
-    yield from tabulate(table, headers=HEADERS, tablefmt="simple", disable_numparse=True,
-                        colalign=("left", "left") + ("right",) * 9 if table else None).splitlines()
-    services = len({r[0] for r in table})
-    yield ""
-    yield (f"{len(flow.pairs)} pairs, {len(table)} endpoints of {services} services, background included; "
-           "latency from the request's first frame to the response's last (nearest rank); errors: HTTP 5xx, "
-           "RPC failures, MySQL errors")
+    return render_parts((flow,))
+
+
+def render_parts(parts: Iterable[Flow]) -> Iterator[str]:
+    """The same for a flow streamed in parts: counted as they come, the table at the end."""
+    table = Table()
+    for part in parts:
+        table.add(part)
+    yield from table.lines()

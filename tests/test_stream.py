@@ -1,0 +1,146 @@
+"""The streamed flow (osflow.pipeline.Stream): the same output as the whole flow, in bounded memory.
+
+JSON Lines, OTLP and stats are written while the input is read (app.STREAMED).  On every real
+capture of the fixtures they must be byte for byte what the whole flow renders (the golden files
+pin that one); and a long input -- many copies of a real capture, one after the other, each on
+its own connections -- must keep only what is in progress: the pairs and exchanges held, the
+connections named, the renderers' own state stay bounded whatever the number of copies.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import io
+import subprocess
+
+import pytest
+
+from support import FIXTURES, tshark
+
+from osflow import foreground
+from osflow.model import Flow, Packet
+from osflow.pipeline import Stream, Tables, analyse
+from osflow.render import renderer
+from osflow.render.stats import Table
+from osflow.source import PdmlReader
+
+pytestmark = pytest.mark.tshark
+CAPTURES = sorted(str(p.parent.relative_to(FIXTURES)) for p in FIXTURES.rglob("capture.pcapng"))
+STREAMED = ("json", "otlp", "stats")
+
+
+@functools.lru_cache(maxsize=None)
+def _pdml(case: str) -> bytes:
+    from osflow.source import tshark_pdml_command
+
+    done = subprocess.run(tshark_pdml_command(str(FIXTURES / case / "capture.pcapng"), tshark()), capture_output=True)
+    assert done.returncode in (0, 2), done.stderr  # 2: the lab's capture cut short on purpose
+    return done.stdout
+
+
+def _inputs(case: str):
+    d = FIXTURES / case
+    tables = Tables.load([str(d / "ss.txt")] if (d / "ss.txt").exists() else [],
+                         [str(d / "ps.txt")] if (d / "ps.txt").exists() else [])
+    meta = d / "meta.json"
+    client = foreground.client_from_meta(str(meta), tables.processes) if meta.exists() else None
+    return _pdml(case), tables, client
+
+
+@functools.lru_cache(maxsize=None)
+def _whole(case: str) -> Flow:
+    pdml, tables, client = _inputs(case)
+    return analyse(io.BytesIO(pdml), case, tables, client=client).flow
+
+
+def test_every_capture_is_here():
+    assert len(CAPTURES) >= 20
+
+
+@pytest.mark.parametrize("case", CAPTURES)
+@pytest.mark.parametrize("fmt", STREAMED)
+def test_streamed_output_is_the_whole_flow_s(case, fmt):
+    pdml, tables, client = _inputs(case)
+    r = renderer(fmt)
+    whole = list(r.render(_whole(case)))
+    streamed = Stream(io.BytesIO(pdml), case, tables, client=client)
+    assert list(r.render_parts(streamed)) == whole
+    assert streamed.pairs == len(_whole(case).pairs)
+    assert streamed.warnings == _whole(case).warnings
+
+
+def test_a_short_horizon_writes_before_the_end_and_still_tells_the_same_story():
+    """Horizon 1 s on a 27 s capture: pairs are given out in many parts, the first long before
+    the end, and the story is the whole flow's."""
+    case = "captures-compute/lab-server-delete"
+    pdml, tables, client = _inputs(case)
+    streamed = Stream(io.BytesIO(pdml), case, tables, client=client, horizon=1.0)
+    parts = list(streamed)
+    assert len([p for p in parts if p.pairs]) > 10
+    whole = _whole(case)
+    assert len(parts[0].pairs) > 0 and parts[0].pairs[-1].exchange.start < whole.pairs[-1].exchange.start - 10
+    assert list(renderer("json").render_parts(parts)) == list(renderer("json").render(whole))
+    assert streamed.held < len(whole.pairs) / 2
+
+
+class _Copies:
+    """A reader giving ``n`` copies of a capture's packets one after the other, each copy ``gap``
+    seconds after the previous one ended, on connections of its own (tcp.stream shifted)."""
+
+    def __init__(self, packets: list[Packet], n: int, gap: float = 160.0) -> None:
+        self.packets, self.n = packets, n
+        self.span = packets[-1].time - packets[0].time + gap
+        self.streams = max(p.stream for p in packets) + 1
+        self.first_time = packets[0].time
+        self.partial = None
+        self.count = 0
+        self.seen: list[dict] = []  # what the stream held, sampled at the start of each copy
+
+    def __iter__(self):
+        for k in range(self.n):
+            for p in self.packets:
+                self.count += 1
+                yield dataclasses.replace(p, time=p.time + k * self.span, stream=p.stream + k * self.streams)
+
+
+def _held(s: Stream) -> dict:
+    b = s.builder
+    return dict(pairs=len(b.pairs), exchanges=len(s.pairing.exchanges), names=len(s.names),
+                servers=len(b.by_server), closure=len(b.closure._fg), links=len(s.pairing.rpc._links),
+                lasts=len(b._last))
+
+
+@pytest.mark.parametrize("case", ["captures/resource-class-list-cold", "captures-compute/server-create"])
+def test_memory_holds_what_is_in_progress_not_the_capture(case):
+    """Many copies of a real capture: the pairs found grow with the copies, what is held does not."""
+    packets = list(PdmlReader(io.BytesIO(_pdml(case)), case))
+    one = len(_whole(case).pairs)
+
+    def run(n: int) -> tuple[dict, Table, int]:
+        reader = _Copies(packets, n)
+        s = Stream(io.BytesIO(b""), case, reader=reader)
+        most: dict = {}
+        table = Table()
+        trees = 0
+        parts = []
+        for part in s:
+            table.add(part)
+            parts.append(part)
+            for k, v in {**_held(s), "stats": len(table._above)}.items():
+                most[k] = max(most.get(k, 0), v)
+        trees = sum(1 for _ in renderer("otlp").render_parts(parts))
+        assert s.pairs == table.pairs == n * one
+        return most, table, trees
+
+    few, _, trees_few = run(3)
+    many, table, trees_many = run(12)
+    assert trees_many == 4 * trees_few
+    connections = len(_whole(case).connections)
+    for what, n in many.items():
+        # at most about two copies' pairs (the copy in progress, the end of the one before, whose last
+        # pairs close when the next copy's come); a connection's name is kept until it
+        # has been silent for 30 horizons (300 s; copies here come 160 s or more apart: three copies' connections)
+        limit = {"names": 3 * connections}.get(what, 2 * one)
+        assert n <= limit, (what, n, limit, few, many)
+    assert few["pairs"] > 0 and few["names"] > 0
