@@ -134,9 +134,15 @@ class Joiner:
     # ------------------------------------------------------------------ main
 
     def join(
-        self, exchanges: Iterable[Exchange], amqp: Optional[dict[int, AmqpConnection]] = None
+        self, exchanges: Iterable[Exchange], amqp: Optional[dict[int, AmqpConnection]] = None,
+        wanted: Optional[set[int]] = None,
     ) -> dict[int, ConnectionNames]:
-        """Names for every connection; ``amqp``: the connections to the broker (:meth:`RpcPairing.connections`)."""
+        """Names for every connection; ``amqp``: the connections to the broker (:meth:`RpcPairing.connections`).
+
+        ``wanted``: only these connections' names are wanted (a streamed flow names each connection
+        once): the others still give their evidence ("serving at that moment"), and connections to
+        the broker that share a reply queue with one of them are named too (their replies name each other).
+        """
         conns: dict[int, _Conn] = {}
         rpcs: list[RpcExchange] = []
         for ex in exchanges:
@@ -193,13 +199,18 @@ class Joiner:
                 serving.add(start, end, callee.key, ex)
         serving.freeze()
 
+        if wanted is not None:  # and the broker connections whose replies may name them
+            queues = {q for s in wanted if s in amqp for q in amqp[s].calls_for + amqp[s].reply_queues}
+            wanted = wanted | {s for s, link in amqp.items() if queues.intersection(link.calls_for + link.reply_queues)}
         for s, c in conns.items():
-            if clients[s] is None:
+            if clients[s] is None and (wanted is None or s in wanted):
                 clients[s] = self._from_protocol(c, servers[s], serving)
         _follow_replies(amqp, clients)
 
         out: dict[int, ConnectionNames] = {}
         for s, c in conns.items():
+            if wanted is not None and s not in wanted:
+                continue
             cli = clients[s]
             srv = servers[s]
             client_p = self._participant(cli, c.client, client_notes[s])

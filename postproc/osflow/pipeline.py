@@ -21,7 +21,7 @@ from typing import IO, Iterator, Optional, Sequence
 from .decode import Decoder
 from .errors import InputError, PartialInput
 from .flow import FlowBuilder, build_flow
-from .join import Joiner
+from .join import Joiner, request_ids_of
 from .model import ConnectionNames, Exchange, Flow, Packet
 from .pair import Pairing
 from .source import PdmlReader
@@ -281,7 +281,12 @@ class Stream:
         if chunk:
             first = chunk[0].start
             window = [p.exchange for i, p in builder.pairs.items() if builder.served[i][1] >= first]
-            fresh = self.joiner.join(window + chunk + later, pairing.rpc.connections())
+            # to name: the chunk's connections not named yet, and those of what came after it that carry a
+            # request id (a cast's handling may end with one of them: FlowBuilder.place)
+            wanted = {s for ex in chunk + [ex for ex in later if request_ids_of(ex)]
+                      for s in (ex.stream, getattr(ex, "server_stream", None))
+                      if s is not None and (s not in self.names or _unnamed(self.names[s]))}
+            fresh = self.joiner.join(window + chunk + later, pairing.rpc.connections(), wanted)
             for ex in chunk:
                 for s in (ex.stream, getattr(ex, "server_stream", None)):
                     if s is not None and s in fresh and (s not in self.names or _unnamed(self.names[s])):
