@@ -138,20 +138,23 @@ class Input:
         return self.capture.parent
 
 
-def build(name: str, frames: int = 50_000, build_dir: Path = BUILD, quiet: bool = False) -> Input:
-    """The input ``name`` (see :data:`SOURCES`) of at least ``frames`` frames, built or reused."""
+def build(name: str, frames: int = 50_000, build_dir: Path = BUILD, quiet: bool = False,
+          copies: int | None = None) -> Input:
+    """The input ``name`` (see :data:`SOURCES`) of at least ``frames`` frames (or of ``copies``
+    copies), built or reused."""
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr))
     sources = SOURCES[name]
     if not sources or not all(p.exists() for p in sources):
         sys.exit(f"input {name}: missing source captures {[str(p) for p in sources]}")
-    folder = build_dir / f"{name}-{frames}"
+    folder = build_dir / (f"{name}-{frames}" if copies is None else f"{name}-x{copies}")
     folder.mkdir(parents=True, exist_ok=True)
     capture, one, manifest = folder / "capture.pcapng", folder / "one.pcapng", folder / "manifest.json"
     base = folder / "base.pcapng"
     # one copy's source: the captures merged in time order (mergecap without -a)
     _run([tool("mergecap"), "-w", str(base), *map(str, sources)])
     per_copy = frame_count(base)
-    copies = max(1, math.ceil(frames / per_copy))
+    if copies is None:
+        copies = max(1, math.ceil(frames / per_copy))
     want = {"recipe": RECIPE, "sources": {str(p.relative_to(REPO)): _sha256(p) for p in sources},
             "copies": copies}
     if capture.exists() and one.exists() and manifest.exists() and json.loads(manifest.read_text()) == {
@@ -173,7 +176,7 @@ def build(name: str, frames: int = 50_000, build_dir: Path = BUILD, quiet: bool 
         _run([tool("editcap"), "-F", "pcapng", "-t", str(step * i), str(rewritten), str(part)])
         rewritten.unlink()
         parts.append(part)
-    _run([tool("mergecap"), "-a", "-w", str(capture), *map(str, parts)])
+    _concatenate(parts, capture)
     parts[0].replace(one)
     for p in parts[1:]:
         p.unlink()
@@ -185,6 +188,28 @@ def build(name: str, frames: int = 50_000, build_dir: Path = BUILD, quiet: bool 
     for derived in [*folder.glob("*.pdml"), *folder.glob("*.cmd")]:  # made from the previous capture
         derived.unlink()
     return Input(name, capture, one, copies, n)
+
+
+def _concatenate(parts: list[Path], out: Path, at_once: int = 256) -> None:
+    """``mergecap -a`` of ``parts`` into ``out``, ``at_once`` files a run (a thousand copies and more)."""
+    if len(parts) <= at_once:
+        _run([tool("mergecap"), "-a", "-w", str(out), *map(str, parts)])
+        return
+    pieces = []
+    for k in range(0, len(parts), at_once):
+        piece = out.with_name(f"piece{k // at_once}.pcapng")
+        _run([tool("mergecap"), "-a", "-w", str(piece), *map(str, parts[k:k + at_once])])
+        pieces.append(piece)
+    _run([tool("mergecap"), "-a", "-w", str(out), *map(str, pieces)])
+    for piece in pieces:
+        piece.unlink()
+
+
+def build_pairs(name: str, pairs_wanted: int, build_dir: Path = BUILD, quiet: bool = False) -> Input:
+    """The input ``name`` with at least ``pairs_wanted`` request/response pairs: as many copies as
+    that takes of one copy's pairs (osflow-post without tables, counted on a one-copy build)."""
+    one = pairs(build(name, build_dir=build_dir, quiet=True, copies=1).capture)
+    return build(name, build_dir=build_dir, quiet=quiet, copies=max(1, math.ceil(pairs_wanted / one)))
 
 
 def check(inp: Input, tolerance: float = 0.0, quiet: bool = False) -> tuple[int, int]:

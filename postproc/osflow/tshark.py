@@ -10,6 +10,7 @@ frame; :class:`FieldsReader` turns the lines back into the same
 from __future__ import annotations
 
 import os
+import sys
 from typing import IO, TYPE_CHECKING, Iterator, Optional
 
 from . import portmap
@@ -330,6 +331,7 @@ class Tshark:
                 "(install tshark: sudo apt-get install tshark, or set TSHARK=/path/to/tshark)"
             ) from None
         assert self.proc.stdout is not None
+        _widen(self.proc.stdout)
         return self.proc.stdout
 
     def __exit__(self, *exc) -> None:
@@ -349,3 +351,21 @@ class Tshark:
                 self.problem = PartialInput(f"{self.capture}: {msg}")
             else:
                 self.problem = InputError(f"{self.capture}: tshark could not read it: {msg}")
+
+
+#: Linux's F_SETPIPE_SZ (fcntl.F_SETPIPE_SZ from Python 3.10, on Linux only)
+_F_SETPIPE_SZ = 1031
+
+
+def _widen(pipe: IO[bytes], size: int = 1 << 20) -> None:
+    """Give tshark a pipe of ``size`` bytes (1 MB, Linux's default limit) instead of 64 KB: while
+    osflow-post names, places and writes a horizon of pairs, tshark keeps writing instead of
+    waiting (on the 50k-frame compute input: 3.0 s -> 2.4 s, tshark alone 2.2 s).  Best effort."""
+    if not sys.platform.startswith("linux"):
+        return
+    import fcntl
+
+    try:
+        fcntl.fcntl(pipe.fileno(), getattr(fcntl, "F_SETPIPE_SZ", _F_SETPIPE_SZ), size)
+    except (OSError, ValueError):
+        pass  # a smaller /proc/sys/fs/pipe-max-size, another platform: the default pipe
