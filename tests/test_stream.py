@@ -21,7 +21,7 @@ from support import FIXTURES, tshark
 from osflow import foreground
 from osflow.model import Flow, Packet
 from osflow.pipeline import Stream, Tables, analyse
-from osflow.render import renderer
+from osflow.render import otlp, renderer
 from osflow.render.stats import Table
 from osflow.source import PdmlReader
 
@@ -104,6 +104,12 @@ class _Copies:
                 yield dataclasses.replace(p, time=p.time + k * self.span, stream=p.stream + k * self.streams)
 
 
+def _sampled(parts, sample):
+    for part in parts:
+        yield part
+        sample()
+
+
 def _held(s: Stream) -> dict:
     b = s.builder
     return dict(pairs=len(b.pairs), exchanges=len(s.pairing.exchanges), names=len(s.names),
@@ -129,7 +135,11 @@ def test_memory_holds_what_is_in_progress_not_the_capture(case):
             parts.append(part)
             for k, v in {**_held(s), "stats": len(table._above)}.items():
                 most[k] = max(most.get(k, 0), v)
-        trees = sum(1 for _ in renderer("otlp").render_parts(parts))
+        kept = otlp._Flow()
+        for _ in otlp.traces_of_parts(_sampled(parts, lambda: most.__setitem__(
+                "otlp", max(most.get("otlp", 0), sum(map(len, kept.children.values()))))), kept):
+            trees += 1
+        assert not kept.children  # every tree written, nothing kept
         assert s.pairs == table.pairs == n * one
         return most, table, trees
 

@@ -196,7 +196,7 @@ class _Flow:
     """What the spans of any trace need to know about the whole flow: the tree, connections' schemas."""
 
     def __init__(self, flow: Optional[Flow] = None) -> None:
-        self.children: dict[Optional[int], list[Pair]] = defaultdict(list)
+        self.children: dict[int, list[Pair]] = defaultdict(list)  # pair id -> its children, until written
         self.tokens: dict[str, Token] = {}
         # the schema each MySQL connection logged in to (or switched to): connection metadata; for a
         # connection opened before the capture, the schema its results come from
@@ -209,7 +209,8 @@ class _Flow:
         """The pairs of a flow, or of the next part of one."""
         self.tokens = {t.id: t for t in flow.tokens}
         for p in flow.pairs:
-            self.children[p.parent].append(p)
+            if p.parent is not None:  # top-level pairs are the traces' own (traces_of_parts)
+                self.children[p.parent].append(p)
             req, resp, stream = p.exchange.request, p.exchange.response, p.exchange.stream
             if isinstance(req, MysqlLogin) and req.schema:
                 _remember(self._logins, stream, req.schema, first=True)
@@ -624,10 +625,11 @@ def traces(flow: Flow) -> Iterator[dict]:
     return traces_of_parts((flow,))
 
 
-def traces_of_parts(parts: Iterable[Flow]) -> Iterator[dict]:
+def traces_of_parts(parts: Iterable[Flow], ctx: Optional[_Flow] = None) -> Iterator[dict]:
     """The same for a flow streamed in parts (:class:`osflow.pipeline.Stream`): a top-level pair's
-    trace once every pair of its tree gets no more children, and those of the pairs before it."""
-    ctx = _Flow()
+    trace once every pair of its tree gets no more children, and those of the pairs before it.
+    ``ctx``: what is kept between parts (given by tests, to see that it stays small)."""
+    ctx = ctx if ctx is not None else _Flow()
     tops: deque[Pair] = deque()  # top-level pairs not written yet, in request order
     root: dict[int, int] = {}  # pair id -> its top-level pair's id, while not written
     open_: dict[int, int] = defaultdict(int)  # top-level pair id -> pairs of its tree that may get children
