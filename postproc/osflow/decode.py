@@ -206,7 +206,7 @@ class Decoder:
         self._times: dict[int, float] = {}  # frame -> time of recent payload frames, for reassembled PDUs
         self._mysql: dict[tuple[int, Address], _MysqlReplyState] = {}
         self._amqp: dict[tuple[int, Address, int], _AmqpContent] = {}
-        self._closed: set[tuple[int, Address]] = set()
+        self._closed: dict[tuple[int, Address], None] = {}  # the ends that sent their FIN or RST (the latest)
 
     def decode(self, packets: Iterable[Packet]) -> Iterator[Message]:
         for packet in packets:
@@ -246,7 +246,10 @@ class Decoder:
         if p.fin or p.rst:
             key = (p.stream, p.src)
             if key not in self._closed:
-                self._closed.add(key)
+                self._closed[key] = None
+                if len(self._closed) > 8192:  # a long capture: forget the oldest half (a late FIN is harmless)
+                    for k in list(self._closed)[:4096]:
+                        del self._closed[k]
                 yield from self._flush_mysql(p.stream, p.src)
                 yield Closed(
                     protocol="tcp",

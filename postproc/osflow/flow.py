@@ -232,6 +232,15 @@ class FlowBuilder:
             self._casts[key].append(i)
         return start, end
 
+    def _kept(self, lists: dict) -> None:
+        """Keep in each list of ``lists`` the pairs still kept; drop the lists left empty."""
+        for key in list(lists):
+            kept = [j for j in lists[key] if j in self.served]
+            if kept:
+                lists[key] = kept
+            else:
+                del lists[key]
+
     def settle(self, before: float) -> list[Pair]:
         """The pairs placed that start before ``before``, not given out yet, in request order, with
         their foreground flag: with the default client and no OpenStackClient end so far, there is
@@ -262,21 +271,11 @@ class FlowBuilder:
             self.activity.forget(i)
             self.closure.forget(i)
         if gone:
-            for label in list(self.by_server):
-                kept = [j for j in self.by_server[label] if j in self.served]
-                if kept:
-                    self.by_server[label] = kept
-                else:
-                    del self.by_server[label]
+            self._kept(self.by_server)
         for key in [k for k, t in self._last.items() if t < idle]:
             del self._last[key]
             self._casts.pop(key, None)
-        for key in list(self._casts):
-            kept = [j for j in self._casts[key] if j in self.served]
-            if kept:
-                self._casts[key] = kept
-            else:
-                del self._casts[key]
+        self._kept(self._casts)
         self.closure.forget_ids(idle)
         return [i + 1 for i in gone]
 

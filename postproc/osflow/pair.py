@@ -289,14 +289,14 @@ class RpcPairing:
 
     def _expire(self, before: float) -> None:
         """Drop (and count) deliveries and replies from before ``before`` that no publish is left to claim."""
-        for uid in [u for u, ds in self._deliveries.items() if u not in self._publishes and ds[-1].end < before]:
-            self.orphans += len(self._deliveries.pop(uid))
-        for mid in [m for m, rs in self._replies.items() if rs[-1].end < before]:
-            rs = self._replies.pop(mid)
-            if mid in self._used:
+        for uid in [u for u, ds in self._deliveries.items() if u not in self._publishes and ds[0].end < before]:
+            self.orphans += _drop_old(self._deliveries, uid, before)
+        for mid in [m for m, rs in self._replies.items() if rs[0].end < before]:
+            used = mid in self._used
+            n = _drop_old(self._replies, mid, before)
+            self.orphans += 0 if used else n
+            if mid not in self._replies:
                 self._used.discard(mid)
-            else:
-                self.orphans += len(rs)
 
     def finish(self) -> list[RpcExchange]:
         """Every RPC exchange not released yet; what is left is counted as orphans."""
@@ -308,6 +308,18 @@ class RpcPairing:
         self._replies.clear()
         self._used.clear()
         return out
+
+
+def _drop_old(lists: dict[str, list[AmqpMessage]], key: str, before: float) -> int:
+    """Drop the messages of ``lists[key]`` that ended before ``before`` (the key when none is left);
+    how many.  (The same ids come again in a long capture: a copy of a capture, a reused queue.)"""
+    kept = [m for m in lists[key] if m.end >= before]
+    n = len(lists[key]) - len(kept)
+    if kept:
+        lists[key] = kept
+    else:
+        del lists[key]
+    return n
 
 
 def _body_key(m: AmqpMessage) -> str:
