@@ -12,7 +12,9 @@ it writes (for json: the pairs, which must be copies x one copy's pairs -- the i
 and samples osflow-post's own peak RSS (``VmHWM`` of its process in /proc, every 50 ms: tshark,
 its child, keeps its own conversation state, which grows with the capture and is not osflow's).
 Then stats against the bare loop: ``osflow-post -r --format stats`` and the tshark command it runs
-(``osflow.tshark.tshark_fields_command``) alone to /dev/null, alternately, ``--repeat`` rounds.
+(``osflow.tshark.tshark_fields_command``) alone to /dev/null, alternately, ``--repeat`` rounds; and
+``osflow-post --format stats`` on the PDML of server-create on stdin against the bare iterparse
+loop (bench_post's goal 1 loop), at least 5 rounds.
 
     python3 benchmarks/bench_stream.py [--pairs 100000,1000000] [--input compute] [--repeat 3] [--formats json,otlp,stats]
 """
@@ -32,7 +34,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 sys.path.insert(0, str(REPO / "postproc"))
 
 import inputs  # noqa: E402
-from bench_post import run, tree_state  # noqa: E402  (the same timing as the other goals)
+from bench_post import BARE, SERVER_CREATE, paired, run, tree_state  # noqa: E402  (the same timing as the other goals)
 from osflow.tshark import tshark_fields_command  # noqa: E402
 
 ENV = inputs.osflow_env()
@@ -116,15 +118,21 @@ def main() -> int:
                     times[side].append(run((ours, bare)[side])[0])
             a, b = statistics.median(times[0]), statistics.median(times[1])
             rounds = [x / y for x, y in zip(*times)]
-            time_rows.append((f"{expected:,}", f"{a:.1f} s", f"{b:.1f} s", f"{a / b:.2f}×",
+            time_rows.append((f"-r, {expected:,} pairs, vs its tshark -T fields alone", f"{a:.1f} s", f"{b:.1f} s", f"{a / b:.2f}×",
                               f"{min(rounds):.2f}–{max(rounds):.2f}×"))
+    if "stats" in formats:  # PDML on stdin: stats against the bare iterparse loop (bench_post's goal 1 loop)
+        server_create = inputs.pdml(SERVER_CREATE, inputs.BUILD / "server-create.pdml")
+        a, b, rounds = paired([*inputs.POST, "--format", "stats"], BARE, max(args.repeat, 5), stdin=server_create)
+        mb = server_create.stat().st_size / 1e6
+        time_rows.append((f"PDML of server-create ({mb:.0f} MB) on stdin, vs the bare iterparse loop",
+                          f"{a:.2f} s", f"{b:.2f} s", f"{a / b:.2f}×", f"{min(rounds):.2f}–{max(rounds):.2f}×"))
     print(f"\npeak RSS of osflow-post itself (not its tshark), {args.input} copies (target ≤ {LIMIT_MB} MB):")
     print("| pairs | format | wall | peak RSS | |\n|---|---|---|---|---|")
     for r in rss_rows:
         print("| " + " | ".join(r) + " |")
     if time_rows:
-        print(f"\n--format stats vs the bare loop (its tshark -T fields alone), median of {args.repeat}:")
-        print("| pairs | osflow-post -r --format stats | tshark -T fields alone | ratio | rounds |\n|---|---|---|---|---|")
+        print(f"\n--format stats vs the bare loop (-r: its tshark -T fields alone; PDML: the bare iterparse loop), medians:")
+        print("| input | osflow-post --format stats | bare loop | ratio | rounds |\n|---|---|---|---|---|")
         for r in time_rows:
             print("| " + " | ".join(r) + " |")
     return 0
