@@ -138,6 +138,7 @@ class SocketWatcher(threading.Thread):
         self._halt = threading.Event()
         self._lock = threading.Lock()
         self._woken = threading.Event()  # the SYN thread saw a connection start: poll now
+        self._syns_ready = threading.Event()  # the SYN thread is in its loop
         self._burst_until = 0.0
         self._roots: tuple[int, ...] = ()  # COMMAND's pid(s), for the SYN thread: read without the lock
         self.error: Optional[BaseException] = None
@@ -158,8 +159,8 @@ class SocketWatcher(threading.Thread):
             except (OSError, AttributeError):
                 pass
             self.log.snapshot("start")
-            self.ready.set()
             if self.trigger is None:
+                self.ready.set()
                 next_at = time.monotonic()
                 while not self._halt.is_set():
                     self._poll()
@@ -176,6 +177,8 @@ class SocketWatcher(threading.Thread):
                 switch = sys.getswitchinterval()
                 sys.setswitchinterval(0.0005)  # a SYN waits at most this long for a poll to let go of Python
                 syns.start()
+                self._syns_ready.wait(10)  # COMMAND starts once the SYN thread listens, not before
+                self.ready.set()
                 last = 0.0
                 try:
                     while not self._halt.is_set():
@@ -214,6 +217,7 @@ class SocketWatcher(threading.Thread):
         except OSError:
             pass
         try:
+            self._syns_ready.set()
             while not self._halt.is_set():
                 ready, _, _ = select.select([self.trigger], [], [], 0.05)
                 found = self.trigger.drain() if ready else None
