@@ -185,7 +185,7 @@ def test_syn_owner_finds_an_earlier_client_of_the_port_without_the_log_lock():
         assert os.getpid() in log.client_pids[port]
         pairs.append(_connected_pair(listener))
         client = pairs[-1][0]
-        row = next(r for r in kernel.SockDiag().rows() if r.inode == os.fstat(client.fileno()).st_ino)
+        row = next(r for r in log.rows() if r.inode == os.fstat(client.fileno()).st_ino)  # the log's own netlink socket
         assert socketlog.syn_owner(row, (), log) == (socketlog.comm_of(os.getpid()), os.getpid(), client.fileno())
         # not an earlier client, not its user: left to the polls
         log.client_pids.clear()
