@@ -11,7 +11,7 @@ import errno
 import os
 import time
 from collections import deque
-from typing import IO, Callable, Iterable, Optional
+from typing import IO, Callable, Iterable, Iterator, Optional
 
 from .kernel import PROC, TCP_STATES, SockDiag, TcpRow, format_address, read_file, tcp_rows_source
 from .procs import ProcInfo, all_pids, comm_of, proc_info
@@ -45,21 +45,25 @@ def row_line(row: TcpRow, owners: Iterable[Owner]) -> str:
 # --------------------------------------------------------------------------- the socket-owner log
 
 
-def fd_of(pid: int, inode: int, proc: str = PROC) -> Optional[int]:
-    """The fd by which process ``pid`` holds socket ``inode``; None when it does not (or is gone)."""
-    target = f"socket:[{inode}]"
+def socket_fds(pid: int, proc: str = PROC) -> Iterator[tuple[int, int]]:
+    """(inode, fd) of each socket process ``pid`` holds, as ``/proc/<pid>/fd`` says; OSError when that
+    folder cannot be listed (the process is gone, or not ours to read)."""
     base = f"{proc}/{pid}/fd"
-    try:
-        names = os.listdir(base)
-    except OSError:
-        return None
-    for n in names:
+    for n in os.listdir(base):
         try:
-            if os.readlink(f"{base}/{n}") == target:
-                return int(n)
+            target = os.readlink(f"{base}/{n}")
         except OSError:
             continue
-    return None
+        if target.startswith("socket:["):
+            yield int(target[8:-1]), int(n)
+
+
+def fd_of(pid: int, inode: int, proc: str = PROC) -> Optional[int]:
+    """The fd by which process ``pid`` holds socket ``inode``; None when it does not (or is gone)."""
+    try:
+        return next((fd for found, fd in socket_fds(pid, proc) if found == inode), None)
+    except OSError:
+        return None
 
 
 def command_owner(inode: int, roots: Iterable[int], proc: str = PROC) -> Optional[Owner]:
@@ -207,22 +211,12 @@ class SocketLog:
     def _walk(self, pid: int) -> dict[int, int]:
         """The socket inodes of one process: inode -> fd."""
         self.pid_walks += 1
-        base = f"{self.proc}/{pid}/fd"
         try:
-            names = os.listdir(base)
+            return dict(socket_fds(pid, self.proc))
         except OSError as e:
             if e.errno in (errno.EACCES, errno.EPERM):
                 self.denied.add(pid)
             return {}
-        found: dict[int, int] = {}
-        for n in names:
-            try:
-                target = os.readlink(f"{base}/{n}")
-            except OSError:
-                continue
-            if target.startswith("socket:["):
-                found[int(target[8:-1])] = int(n)
-        return found
 
     def _descendants(self) -> list[int]:
         out: list[int] = []
