@@ -25,7 +25,7 @@ ratios and the goals:
 6. ``osflow-post -r x.pcapng`` vs the tshark command it runs, alone, to /dev/null
    (``osflow.tshark.tshark_fields_command``: the same fields, decode-as and frame
    filter, taken from the package at run time): at most 1.15x; for ``--format json``
-   (written while tshark runs) and the timeline (drawn at the end).
+   (written while tshark runs) and the timeline (drawn at the end from the same streamed stages).
 
     python3 benchmarks/bench_post.py [--repeat 5] [--repeat-small 21] [--frames 50000] [--quick] [--only 1,6] [--workdir DIR]
 
@@ -222,7 +222,7 @@ def main() -> int:
                          f"{ours_r:.2f} s", f"{pyshark_s / ours_r:.1f}× faster", "", "≥ 20×",
                          "ok" if pyshark_s / ours_r >= 20 else "MISSED"))
     if "6" in goals:
-        # JSON Lines is written while tshark runs (streamed); the timeline draws the whole flow at the end
+        # JSON Lines is written while tshark runs; the timeline is drawn at the end from the same streamed stages
         for inp in (compute, keystone):
             for fmt in ("json", "timeline"):
                 compare("6", f"osflow-post -r --format {fmt} vs its tshark -T fields alone ({frames(inp)})",

@@ -1,8 +1,9 @@
 """The streamed flow (osflow.pipeline.Stream): the same output as the whole flow, in bounded memory.
 
-JSON Lines, OTLP and stats are written while the input is read (app.STREAMED).  On every real
-capture of the fixtures they must be byte for byte what the whole flow renders (the golden files
-pin that one); and a long input -- many copies of a real capture, one after the other, each on
+JSON Lines, OTLP and stats are written while the input is read (app.STREAMED); the timeline,
+Markdown and Mermaid are drawn at the end from the same streamed stages (app.COLLECTED,
+pipeline.collect).  On every real capture of the fixtures they must be byte for byte what the
+whole flow renders (the golden files pin that one); and a long input -- many copies of a real capture, one after the other, each on
 its own connections -- must keep only what is in progress: the pairs and exchanges held, the
 connections named, the renderers' own state stay bounded whatever the number of copies.
 """
@@ -20,7 +21,7 @@ from support import FIXTURES, tshark
 
 from osflow import foreground
 from osflow.model import Flow, Packet
-from osflow.pipeline import Stream, Tables, analyse
+from osflow.pipeline import Stream, Tables, analyse, collect
 from osflow.render import otlp, renderer
 from osflow.render.stats import Table
 from osflow.source import PdmlReader
@@ -28,6 +29,7 @@ from osflow.source import PdmlReader
 pytestmark = pytest.mark.tshark
 CAPTURES = sorted(str(p.parent.relative_to(FIXTURES)) for p in FIXTURES.rglob("capture.pcapng"))
 STREAMED = ("json", "otlp", "stats")
+COLLECTED = ("timeline", "md", "mermaid")
 
 
 @functools.lru_cache(maxsize=None)
@@ -68,6 +70,34 @@ def test_streamed_output_is_the_whole_flow_s(case, fmt):
     assert list(r.render_parts(streamed)) == whole
     assert streamed.pairs == len(_whole(case).pairs)
     assert streamed.warnings == _whole(case).warnings
+
+
+def test_the_streamed_and_drawn_formats_are_the_apps():
+    from osflow import app
+
+    assert app.STREAMED == STREAMED and app.COLLECTED == COLLECTED
+
+
+@pytest.mark.parametrize("case", CAPTURES)
+def test_a_collected_flow_draws_what_the_whole_flow_draws(case):
+    pdml, tables, client = _inputs(case)
+    whole = _whole(case)
+    result = collect(Stream(io.BytesIO(pdml), case, tables, client=client))
+    assert result.flow.pairs == whole.pairs
+    assert result.flow.steps == whole.steps
+    assert (result.flow.left_out, result.flow.tokens, result.flow.origin, result.flow.warnings) == (
+        whole.left_out, whole.tokens, whole.origin, whole.warnings)
+    for fmt in COLLECTED:
+        assert list(renderer(fmt).render(result.flow)) == list(renderer(fmt).render(whole)), fmt
+
+
+@pytest.mark.parametrize("case", ["captures-compute/server-create", "captures-busy/resource-class-list-4-at-once"])
+def test_a_collected_flow_shows_everything_or_ungrouped_as_asked(case):
+    pdml, tables, client = _inputs(case)
+    for opts in (dict(show_all=True), dict(group=False)):
+        whole = analyse(io.BytesIO(pdml), case, tables, client=client, **opts).flow
+        collected = collect(Stream(io.BytesIO(pdml), case, tables, client=client), **opts).flow
+        assert collected.steps == whole.steps and collected.left_out == whole.left_out, opts
 
 
 def test_a_short_horizon_writes_before_the_end_and_still_tells_the_same_story():
@@ -154,3 +184,25 @@ def test_memory_holds_what_is_in_progress_not_the_capture(case):
         limit = {"names": 3 * connections}.get(what, 2 * one)
         assert n <= limit, (what, n, limit, few, many)
     assert few["pairs"] > 0 and few["names"] > 0
+
+
+@pytest.mark.parametrize("fmt, explain, collected", [("timeline", False, True), ("md", False, True),
+                                                      ("mermaid", False, True), ("timeline", True, False),
+                                                      ("html", False, False)])
+def test_the_app_draws_from_a_collected_flow_unless_it_shows_the_connections(fmt, explain, collected, monkeypatch,
+                                                                             tmp_path):
+    """The timeline's -r comes within 1.15x of tshark alone only if the flow is built while tshark runs
+    (benchmarks/bench_post.py, goal 6); --explain and the report show the connections: the whole flow."""
+    from osflow import app
+
+    calls = []
+    monkeypatch.setattr(app, "collect", lambda *a, **k: calls.append(1) or collect(*a, **k))
+    case = "captures-compute/server-create"
+    pdml = tmp_path / "capture.pdml"
+    pdml.write_bytes(_pdml(case))
+    d = FIXTURES / case
+    out = tmp_path / "out.txt"
+    app.post(app.PostOptions(pdml=str(pdml), ss=(str(d / "ss.txt"),), ps=(str(d / "ps.txt"),), format=fmt,
+                             explain=explain, output=str(out)), stderr=io.StringIO())
+    assert bool(calls) == collected
+    assert out.stat().st_size > 0

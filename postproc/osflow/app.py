@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from typing import IO, Iterable, Optional, TextIO
 
 from .errors import ExportError, InputError, PartialInput
-from .pipeline import Result, Stream, Tables, analyse
+from .pipeline import Result, Stream, Tables, analyse, collect
 from .render import Format, renderer
 
 #: ``-o FILE``'s extension -> output format (when ``--format`` is not given).
@@ -27,6 +27,10 @@ SUFFIXES: dict[str, Format] = {".otlp.jsonl": "otlp", ".otlp.json": "otlp"}
 #: Formats written while the input is read (:class:`osflow.pipeline.Stream`, the renderer's ``render_parts``):
 #: memory holds what is in progress, not the capture.  The others draw the whole flow at the end.
 STREAMED: tuple[Format, ...] = ("json", "otlp", "stats")
+#: Formats drawn at the end from a flow built while the input is read (:func:`osflow.pipeline.collect`): the
+#: same stages as the streamed formats, so they tell what JSON Lines tells, and after the last packet only the
+#: last horizons are left to place.  The HTML report and ``--explain`` show the connections: the whole flow.
+COLLECTED: tuple[Format, ...] = ("timeline", "md", "mermaid")
 
 
 def output_format(fmt: Optional[str], output: Optional[str]) -> Format:
@@ -104,7 +108,7 @@ def post(options: PostOptions, stdout: Optional[TextIO] = None, stderr: Optional
         if exporter is not None:
             lines_of = _teed(lines_of, exporter)
         return _post_streamed(options, lines_of, stdout, stderr, exporter, extra)
-    result = read(options, stderr)
+    result = read(options, stderr, streamed=fmt in COLLECTED and not options.explain and exporter is None)
     flow = result.flow
     written: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
@@ -234,23 +238,30 @@ def _html_renderer(mermaid_js: Optional[str]):
     return partial(html.render, library=library, hint=mermaidjs.INSTALL_HINT), missing
 
 
-def read(options: PostOptions, stderr: TextIO) -> Result:
-    """Run the stages on the input ``options`` name."""
+def read(options: PostOptions, stderr: TextIO, streamed: bool = False) -> Result:
+    """Run the stages on the input ``options`` name: all at the end (:func:`~osflow.pipeline.analyse`),
+    or, if ``streamed``, while it is read (:func:`~osflow.pipeline.collect`)."""
     tables = Tables.load(options.ss, options.ps)
-    opts: dict = dict(
-        overrides=dict(options.overrides), group=options.group, show_secrets=options.show_secrets,
-        explain=options.explain, show_broker=options.show_broker, show_all=options.show_all,
-        client=_client(options, tables),
-    )  # fmt: skip
+    opts: dict = dict(overrides=dict(options.overrides), show_secrets=options.show_secrets,
+                      show_broker=options.show_broker, client=_client(options, tables))
     progress = _progress(options, stderr)
     if progress is not None:
         opts["progress"] = progress
+    if streamed:
+        def run(stream, name, reader=None) -> Result:
+            return collect(Stream(stream, name, tables, reader=reader, **opts), group=options.group,
+                           show_all=options.show_all)
+    else:
+        opts.update(group=options.group, explain=options.explain, show_all=options.show_all)
+
+        def run(stream, name, reader=None) -> Result:
+            return analyse(stream, name, tables, reader=reader, **opts)
     if options.capture is not None:
-        return _read_capture(options.capture, tables, opts)
+        return _read_capture(options.capture, run)
     if options.pdml == "-":
-        return analyse(sys.stdin.buffer, "<stdin>", tables, **opts)
+        return run(sys.stdin.buffer, "<stdin>")
     with _open(options.pdml) as f:
-        return analyse(f, options.pdml, tables, **opts)
+        return run(f, options.pdml)
 
 
 def _progress(options: PostOptions, stderr: TextIO):
@@ -282,13 +293,13 @@ def _client(options: PostOptions, tables: Tables):
     return foreground.client_from_meta(meta, tables.processes) if meta is not None else None
 
 
-def _read_capture(capture: str, tables: Tables, opts: dict) -> Result:
+def _read_capture(capture: str, run) -> Result:
     from .tshark import Tshark
 
     runner = Tshark(capture)
     try:
         with runner as stream:
-            result = analyse(stream, capture, tables, reader=runner.reader(stream), **opts)
+            result = run(stream, capture, reader=runner.reader(stream))
     except InputError:
         if runner.problem is not None:  # tshark's own words say more than "empty input"
             raise runner.problem from None

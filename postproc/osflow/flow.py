@@ -89,15 +89,48 @@ def build_flow(
     builder.register(exchanges)
     builder.place(exchanges, names)
     pairs = builder.settle(math.inf)
-    shown = pairs if show_all else [p for p in pairs if not p.background]
-    steps = _steps(shown, group)
-    left_out = None if show_all else foreground.left_out(p for p in pairs if p.background)
     if origin is None:
         origin = min((ex.start for ex in exchanges), default=0.0)
+    return whole_flow(
+        pairs,
+        names,
+        builder.registry.all(),
+        group=group,
+        show_all=show_all,
+        show_secrets=show_secrets,
+        show_broker=show_broker,
+        origin=origin,
+        warnings=warnings,
+        without_tables=without_tables,
+        client=command.why,
+    )
+
+
+def whole_flow(
+    pairs: list[Pair],
+    names: dict[int, ConnectionNames],
+    tokens: tuple,
+    *,
+    group: bool,
+    show_all: bool,
+    show_secrets: bool,
+    show_broker: bool,
+    origin: float,
+    warnings: tuple[str, ...],
+    without_tables: Optional[dict[int, ConnectionNames]],
+    client: str,
+) -> Flow:
+    """The whole flow of ``pairs`` (every pair, placed and settled, in request order): the steps the
+    renderers draw (the foreground unless ``show_all``) and the line on what they leave out.
+
+    :func:`build_flow` ends with it, and so does a streamed flow collected whole
+    (:func:`osflow.pipeline.collect`).
+    """
+    shown = pairs if show_all else [p for p in pairs if not p.background]
     return Flow(
         pairs=tuple(pairs),
-        steps=tuple(steps),
-        tokens=builder.registry.all(),
+        steps=tuple(_steps(shown, group)),
+        tokens=tokens,
         connections=tuple(names[s] for s in sorted(names)),
         origin=origin,
         warnings=warnings,
@@ -106,8 +139,8 @@ def build_flow(
         without_tables=tuple(
             (s, n.client.label, n.server.label) for s, n in sorted((without_tables or {}).items())
         ),
-        left_out=left_out,
-        client=command.why,
+        left_out=None if show_all else foreground.left_out(p for p in pairs if p.background),
+        client=client,
     )
 
 

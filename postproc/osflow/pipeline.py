@@ -20,7 +20,7 @@ from typing import IO, Iterator, Optional, Sequence
 
 from .decode import Decoder
 from .errors import InputError, PartialInput
-from .flow import FlowBuilder, build_flow
+from .flow import FlowBuilder, build_flow, whole_flow
 from .join import Joiner, request_ids_of
 from .model import ConnectionNames, Exchange, Flow, Packet
 from .pair import Pairing
@@ -311,6 +311,30 @@ class Stream:
                        show_secrets=self.show_secrets, show_broker=self.show_broker,
                        closed=tuple(closed) if clock != math.inf else None,  # at the end, every tree is whole
                        client=builder.command.why)
+
+
+def collect(stream: "Stream", *, group: bool = True, show_all: bool = False) -> Result:
+    """The whole flow of a streamed one: every part's pairs, then the steps drawn from them.
+
+    What the timeline, Markdown and Mermaid draw at the end: built while the input is read, so
+    that after its last packet only the last horizons are left to place (not the whole capture to
+    join and place).  The flow holds every pair (memory grows with the capture, as for any whole
+    flow) but not the connections: the stream forgets idle ones.  The HTML report and
+    ``--explain``, which show the connections, run :func:`analyse`.
+    """
+    pairs: list = []
+    last: Optional[Flow] = None
+    for part in stream:
+        pairs += part.pairs
+        last = part
+    assert last is not None  # the end of the input gives out a last part, even an empty one
+    origin = stream.reader.first_time
+    if origin is None:  # as build_flow's
+        origin = pairs[0].exchange.start if pairs else 0.0
+    flow = whole_flow(pairs, {}, last.tokens, group=group, show_all=show_all, show_secrets=stream.show_secrets,
+                      show_broker=stream.show_broker, origin=origin, warnings=stream.warnings,
+                      without_tables=None, client=last.client)
+    return Result(flow, stream.partial, stream.packets)
 
 
 def _unnamed(n: ConnectionNames) -> bool:
