@@ -194,7 +194,7 @@ _SS_LINE = re.compile(
     re.ASCII,
 )
 _SS_HEADER = re.compile(r"(?:Netid\s+)?State\s+Recv-Q\s+Send-Q\b")
-_SS_USER = re.compile(r'\("((?:[^"\\]|\\.)*)",(?:pid=)?(\d+),(?:fd=)?(\d+)\)', re.ASCII)  # pid and fd in ASCII digits only
+_SS_USER = re.compile(r'\("((?:[^"\\]|\\.)*)",(?:pid=)?(\d+)(?:,(?:fd=)?(\d+))?\)', re.ASCII)  # pid and fd in ASCII digits only; no fd: osflow record's SYN sender
 _SS_EXPECTED = "expected an ss socket line (State Recv-Q Send-Q Local Peer)"
 
 
@@ -210,7 +210,8 @@ def _users(rest: Optional[str], cache: dict[str, tuple[SocketUser, ...]]) -> tup
     users = cache.get(text)
     if users is None:
         users = cache[text] = tuple(
-            SocketUser(m.group(1), int(m.group(2)), int(m.group(3))) for m in _SS_USER.finditer(text)
+            SocketUser(m.group(1), int(m.group(2)), int(m.group(3)) if m.group(3) else None)
+            for m in _SS_USER.finditer(text)
         )
     return users
 

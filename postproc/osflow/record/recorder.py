@@ -456,6 +456,9 @@ class Recorder:
                 "interval_ms": args.interval,
                 "syn_trigger": trigger is not None,
                 "syns_seen": trigger.syns if trigger is not None else None,
+                # who sent each SYN on loopback, from the kernel (osflow.record.ebpf), or why not
+                "syn_senders": None if trigger is None else (
+                    "eBPF socket filter" if trigger.senders is not None else f"not used: {trigger.no_senders}"),
                 **log.stats(),
             },
             # processes that owned a socket but are in no ps snapshot (the openstack client):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import socket
 import time
 from collections import deque
 from typing import IO, Callable, Iterable, Iterator, Optional
@@ -28,7 +29,7 @@ def ss_line(
 ) -> str:
     """One socket as ``ss -tnpH`` prints it (see :mod:`osflow.record`'s doctest)."""
     listening = state == "LISTEN"
-    users = ",".join(f'("{_quote(c)}",pid={p},fd={fd})' for c, p, fd in owners)
+    users = ",".join(f'("{_quote(c)}",pid={p}' + (f",fd={fd})" if fd is not None else ")") for c, p, fd in owners)
     text = (
         f"{state:<10} {recv_q:<6} {send_q:<6} {format_address(*local)} "
         f"{format_address(remote[0], remote[1], any_port=listening)}"
@@ -191,6 +192,7 @@ class SocketLog:
         self.logged = 0
         self.without_owner = 0
         self.syn_lookups = 0
+        self.syn_senders = 0  # sockets gone before their SYN's lookup, logged with the sender the kernel saw
         self.attempts: dict[int, int] = {}  # inode -> polls that did not find its owner
         # housekeeping (:meth:`housekeeping`): the dicts above forget what is gone; a ring's hook
         self.on_housekeeping: Optional[Callable[["SocketLog"], None]] = None
@@ -403,6 +405,24 @@ class SocketLog:
                 self._note(row.inode, (owner,))
             self._log_new([row], time.time(), "SYN, netlink lookup")
 
+    def sent_syn(self, family: int, src: bytes, sport: int, dst: bytes, dport: int, owner: Owner) -> None:
+        """A socket whose SYN the kernel saw ``owner`` send (:mod:`osflow.record.ebpf`; its fd: None),
+        gone before it could be looked up: logged as ``SYN-SENT`` from the SYN's 4-tuple."""
+        local = (socket.inet_ntop(family, src), sport)
+        remote = (socket.inet_ntop(family, dst), dport)
+        self.syn_senders += 1
+        comm, pid, _ = owner
+        if pid not in self.procs:
+            info = proc_info(pid, self.proc)
+            if info is not None:
+                self.procs[pid] = info
+        if dport in self.ports:
+            d = self.client_pids.setdefault(dport, {})
+            d.pop(pid, None)
+            d[pid] = None
+        self._block("SYN, sender from the kernel (gone before its lookup)", [ss_line("SYN-SENT", 0, 0, local, remote,
+                                                                                      [owner])], time.time())
+
     def _log_new(self, new: list[TcpRow], when: float, source: str) -> None:
         needed = {r.inode: (r.lport, r.rport, r.uid) for r in new if r.inode not in self.owners}
         if needed:
@@ -496,6 +516,7 @@ class SocketLog:
             "lines": self.logged,
             "new_sockets_without_owner": self.without_owner,
             "syn_lookups": self.syn_lookups,
+            "syn_senders_gone": self.syn_senders,
             "unreadable_pids": self.unreadable(),
             "pruned": self.pruned,
         }

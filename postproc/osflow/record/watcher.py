@@ -15,8 +15,10 @@ import threading
 import time
 from typing import Iterable, Optional
 
+from .ebpf import SynSenders
 from .kernel import PORT_PAIR, SockDiag
-from .socketlog import SocketLog, syn_owner
+from .procs import comm_of
+from .socketlog import Owner, SocketLog, fd_of, syn_owner
 
 
 #: classic BPF for a SOCK_DGRAM packet socket (the data starts at the IP header): accept the first 128
@@ -65,17 +67,29 @@ class SynTrigger:
     def __init__(self, interface: str, ports: Iterable[int]) -> None:
         self.ports = frozenset(ports)
         self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC, socket.htons(3))
+        #: who sent each SYN on loopback, from the kernel (:mod:`~osflow.record.ebpf`); None: the classic filter
+        self.senders: Optional[SynSenders] = None
+        #: why the kernel's SYN senders are not used (for meta.json), or None
+        self.no_senders: Optional[str] = None
         try:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
             if interface != "any":
                 self.sock.bind((interface, 3))
             try:
-                attach_filter(self.sock)
-            except OSError:  # no filter: drain() sorts every packet itself
-                pass
+                self.senders = SynSenders()
+                self.senders.attach(self.sock)
+            except OSError as e:  # not this kernel, not root: the classic filter, owners looked up in /proc
+                self.no_senders = str(e)
+                if self.senders is not None:
+                    self.senders.close()
+                    self.senders = None
+                try:
+                    attach_filter(self.sock)
+                except OSError:  # no filter: drain() sorts every packet itself
+                    pass
             self.sock.setblocking(False)
         except OSError:
-            self.sock.close()
+            self.close()
             raise
         self.syns = 0
 
@@ -84,6 +98,21 @@ class SynTrigger:
 
     def close(self) -> None:
         self.sock.close()
+        if self.senders is not None:
+            self.senders.close()
+
+    def sender(self, syn: tuple) -> Optional[Owner]:
+        """The owner of a connecting socket (a :meth:`drain` tuple) as the kernel saw it send its SYN:
+        (comm, pid, None); None when not noted (not loopback, IPv6, the classic filter)."""
+        if self.senders is None:
+            return None
+        family, src, sport, dst, dport = syn
+        found = self.senders.sender(src, sport, dst, dport)
+        if found is None:
+            return None
+        comm, pid = found
+        named = comm_of(pid)  # ss's comm is the process's (the kernel's is the thread's); "?" once it is gone
+        return named if named != "?" else comm, pid, None
 
     def drain(self) -> Optional[list[tuple]]:
         """Read what arrived: None when no SYN on a captured port was among it, else the connection
@@ -225,12 +254,22 @@ class SocketWatcher(threading.Thread):
                     continue
                 self._burst_until = time.monotonic() + self.burst
                 for syn in dict.fromkeys(found) if diag is not None else ():  # loopback shows each packet twice
+                    sender = self.trigger.sender(syn)  # known for certain, even if the socket is gone already
                     row = diag.lookup(*syn)
                     if row is None or not row.inode:
+                        if sender is not None:
+                            with self._lock:
+                                self.log.sent_syn(*syn, sender)
                         continue
-                    # never wait for the lock before the owner is found: a poll holding it may walk every
-                    # process for longer than the connection lives
-                    owner = syn_owner(row, self._roots, self.log)
+                    comm, pid, _ = sender if sender is not None else (None, None, None)
+                    fd = fd_of(pid, row.inode) if pid is not None else None
+                    if fd is not None:  # the sender holds it: confirmed
+                        owner = comm, pid, fd
+                    else:
+                        # never wait for the lock before the owner is found: a poll holding it may walk every
+                        # process for longer than the connection lives; the sender, if the kernel saw one,
+                        # has closed it already (its fd unknown)
+                        owner = syn_owner(row, self._roots, self.log) or sender
                     with self._lock:
                         self.log.connecting(row, owner)
                 self._woken.set()
