@@ -245,6 +245,16 @@ def test_a_socket_gone_before_its_lookup_is_logged_from_its_syn_without_an_fd():
     assert (e.state, str(e.sockname), str(e.peername)) == ("SYN-SENT", "127.0.0.1:41234", "127.0.0.1:8774")
     assert [(u.comm, u.pid, u.fd) for u in e.users] == [("curl", 4242, None)]
     assert 4242 in log.client_pids[8774] and log.stats()["syn_senders_gone"] == 1
+    # a socket a poll logged while it lived is not logged again from its SYN
+    log = socketlog.SocketLog(io.StringIO(), [8774])
+    try:
+        key = kernel.PORT_PAIR.pack(41234, 8774) + socket.inet_aton("127.0.0.1").ljust(16, b"\0") * 2
+        log.seen[99] = key
+        log.sent_syn(socket.AF_INET, socket.inet_aton("127.0.0.1"), 41234, socket.inet_aton("127.0.0.1"), 8774,
+                     ("curl", 4242, None))
+        assert log.out.getvalue() == "" and log.stats()["syn_senders_gone"] == 0
+    finally:
+        log.close()
 
 
 def test_syn_owner_finds_an_earlier_client_of_the_port_without_the_log_lock():

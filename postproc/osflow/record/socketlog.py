@@ -14,7 +14,7 @@ import time
 from collections import deque
 from typing import IO, Callable, Iterable, Iterator, Optional
 
-from .kernel import PROC, TCP_STATES, SockDiag, TcpRow, format_address, read_file, tcp_rows_source
+from .kernel import PORT_PAIR, PROC, TCP_STATES, SockDiag, TcpRow, format_address, read_file, tcp_rows_source
 from .procs import ProcInfo, all_pids, comm_of, proc_info
 
 Owner = tuple  # (comm, pid, fd)
@@ -407,7 +407,11 @@ class SocketLog:
 
     def sent_syn(self, family: int, src: bytes, sport: int, dst: bytes, dport: int, owner: Owner) -> None:
         """A socket whose SYN the kernel saw ``owner`` send (:mod:`osflow.record.ebpf`; its fd: None),
-        gone before it could be looked up: logged as ``SYN-SENT`` from the SYN's 4-tuple."""
+        gone before it could be looked up: logged as ``SYN-SENT`` from the SYN's 4-tuple (unless a poll
+        logged it while it lived)."""
+        key = PORT_PAIR.pack(sport, dport) + src.ljust(16, b"\0") + dst.ljust(16, b"\0")  # a netlink row's key
+        if key in set(self.seen.values()):  # rare: only sockets gone before the SYN's lookup come here
+            return
         local = (socket.inet_ntop(family, src), sport)
         remote = (socket.inet_ntop(family, dst), dport)
         self.syn_senders += 1
