@@ -87,3 +87,48 @@ def test_every_format_on_every_capture(case, fmt):
 @pytest.mark.parametrize("fmt", ["otlp", "html"])
 def test_pdml_on_stdin_gives_what_r_gives(case, fmt):
     assert _post(case, fmt, pdml=True) == _post(case, fmt)
+
+
+def _golden_name(case: str) -> str:
+    """``captures-busy/idle-20s`` -> ``every/captures-busy-idle-20s``."""
+    return "every/" + case.replace("/", "-")
+
+
+def _golden_elsewhere(fmt: str) -> set[str]:
+    """The captures test_report (html) or test_otlp (otlp) already pin with golden files."""
+    import test_otlp
+    import test_report
+
+    return {case if "/" in case else f"captures/{case}" for case, _ in (test_report.ALL if fmt == "html" else test_otlp.ALL)}
+
+
+@pytest.mark.parametrize("case", CAPTURES)
+@pytest.mark.parametrize("fmt", ["otlp", "html"])
+def test_golden_traces_and_report_of_every_other_capture(case, fmt, tmp_path_factory):
+    """Golden files for the captures the story tests leave out, so every real capture's traces and
+    report are pinned (the report written with test_report's stand-in for mermaid's build, its build
+    and assets cut out as there)."""
+    if case in _golden_elsewhere(fmt):
+        pytest.skip("pinned by test_report / test_otlp")
+    from support import check_golden
+
+    if fmt == "otlp":
+        check_golden(f"{_golden_name(case)}.otlp.jsonl", _post(case, "otlp"))
+        return
+    import test_report
+
+    stand_in = tmp_path_factory.mktemp("mermaid") / "mermaid.min.js"
+    stand_in.write_text(test_report.STAND_IN)
+    status, out, err = run_post(["-r", str(FIXTURES / case / "capture.pcapng"), *_args(case), "--format", "html",
+                                 "--mermaid-js", str(stand_in)])
+    assert status in (0, 4), err
+    check_golden(f"{_golden_name(case)}.html", test_report.without_assets(test_report.without_library(out)))
+
+
+def test_every_capture_has_golden_traces_and_a_golden_report():
+    """No capture left without: the golden files here plus those of test_report and test_otlp."""
+    for fmt, ext in (("otlp", "otlp.jsonl"), ("html", "html")):
+        for case in set(CAPTURES) - _golden_elsewhere(fmt):
+            from support import ROOT
+
+            assert (ROOT / "tests" / "golden" / f"{_golden_name(case)}.{ext}").exists(), (case, fmt)

@@ -103,10 +103,12 @@ def test_same_output_whatever_the_hash_seed(tmp_path):
     for seed in ("1", "2", "random"):
         env = dict(os.environ, PYTHONPATH=str(ROOT / "postproc"), PYTHONHASHSEED=seed)
         got = []
-        for fmt in ("timeline", "mermaid", "json", "md"):
+        # the streamed and collected formats (without --explain) and the whole flow (--explain)
+        for fmt, explain in (("timeline", False), ("mermaid", False), ("json", False), ("md", False), ("otlp", False),
+                             ("stats", False), ("timeline", True), ("json", True)):
             r = subprocess.run(
                 [sys.executable, "-m", "osflow", "post", "-r", str(case_dir("resource-provider-create") / "capture.pcapng"),
-                 *tables_args("resource-provider-create"), "--format", fmt, "--explain"],
+                 *tables_args("resource-provider-create"), "--format", fmt, *(["--explain"] if explain else [])],
                 env=env, capture_output=True)
             assert r.returncode == 0, r.stderr
             got.append(r.stdout + r.stderr)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from support import CASES, case_dir, check_golden, header_tokens, pdml_bytes, run_post, tables_args
+from support import CASES, FIXTURES, case_dir, check_golden, header_tokens, pdml_bytes, run_post, tables_args
 
 pytestmark = pytest.mark.tshark
 
@@ -263,6 +263,25 @@ def test_errors_are_status_error():
     assert not_found
     for s, a in not_found:  # 4xx: an error for the client, not for the server (semantic conventions)
         assert ("status" in s) == (s["kind"] == CLIENT) and a.get("error.type", "404") == "404"
+
+
+def test_5xx_and_mysql_errors_are_status_error_on_the_lab_s_error_capture():
+    """tests/fixtures/lab-errors (stand-in HTTP servers, real memcached and MariaDB, no tables): a 503
+    is an error for both ends, a 401 or 404 for the client only; MySQL's error replies (a refused
+    login, a missing table) are errors with their code as error.type."""
+    status, out, err = run_post(["-r", str(FIXTURES / "lab-errors" / "capture.pcapng"), "--format", "otlp"])
+    assert status == 0, err
+    spans = [(s, _attrs(s)) for line in out.splitlines() for _, s in _spans(json.loads(line))]
+    by = {(s["name"], s["kind"]): (s.get("status", {}), a) for s, a in spans}
+    for kind in (CLIENT, SERVER):
+        st, a = by[("GET /resource_classes", kind)]
+        assert (st.get("code"), a.get("error.type")) == (2, "503"), kind
+    for name, code in (("POST /v3/auth/tokens", "401"), ("GET /v3/auth/tokens", "404")):
+        assert by[(name, CLIENT)][0].get("code") == 2 and by[(name, CLIENT)][1]["error.type"] == code
+        assert "code" not in by[(name, SERVER)][0]
+    failed = {a["error.type"]: st["message"] for s, a in spans for st in [s.get("status", {})]
+              if a.get("db.system") == "mysql" and st.get("code") == 2}
+    assert set(failed) == {"1045", "1146"} and "no_such_table" in failed["1146"], failed
 
 
 def test_span_names_template_ids_in_paths():
