@@ -196,19 +196,23 @@ def test_syn_trigger_filter_lets_only_syns_through_and_drain_reads_the_connectin
 
 
 @pytest.mark.skipif(bool(_kernel_notes_senders()), reason=_kernel_notes_senders() or "-")
-def test_the_kernel_names_the_sender_of_a_syn_on_loopback_after_its_socket_is_gone():
+@pytest.mark.parametrize("host, family", [("127.0.0.1", socket.AF_INET), ("::1", socket.AF_INET6)])
+def test_the_kernel_names_the_sender_of_a_syn_on_loopback_after_its_socket_is_gone(host, family):
     """osflow.record.ebpf: a process connects and exits before anyone looks; the filter noted it as the
     SYN went out (inside its connect()), so the trigger names it, once (the entry is then deleted);
-    the server's SYN-ACK is let through and not noted."""
+    the server's SYN-ACK is let through and not noted.  IPv4 and IPv6 alike."""
     from osflow.record.watcher import SynTrigger
 
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
+    try:
+        listener = socket.socket(family)
+        listener.bind((host, 0))
+    except OSError:
+        pytest.skip(f"no {host} here")
     listener.listen()
     port = listener.getsockname()[1]
     trigger = SynTrigger("lo", [port])
     try:
-        child = subprocess.run([sys.executable, "-c", f"import socket; socket.create_connection(('127.0.0.1', {port}))"
+        child = subprocess.run([sys.executable, "-c", f"import socket; socket.create_connection(('{host}', {port}))"
                                 ".close()"], check=True)
         assert child.returncode == 0
         accepted, _ = listener.accept()
@@ -220,6 +224,7 @@ def test_the_kernel_names_the_sender_of_a_syn_on_loopback_after_its_socket_is_go
             time.sleep(0.01)
         syns = list(dict.fromkeys(found))
         assert len(syns) == 1 and syns[0][4] == port  # the client's SYN (twice on loopback), not the SYN-ACK
+        assert syns[0][0] == family and socket.inet_ntop(family, syns[0][1]) == host
         comm, pid, fd = trigger.sender(syns[0])
         assert comm == "python3" or comm.startswith("python"), comm
         assert fd is None and not os.path.exists(f"/proc/{pid}")  # it ended; the kernel told us who it was

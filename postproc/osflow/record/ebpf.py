@@ -6,8 +6,8 @@ cores: the lookup ran 0.17-0.22 ms after the SYN).  The kernel knows the sender 
 sends: on the loopback interface (``noqueue``) a SYN reaches the packet sockets inside the
 sender's own ``connect()``, so a socket filter running there sees the connecting process as the
 current task.  :class:`SynSenders` loads such a filter: it lets through TCP SYNs (as the classic
-:data:`osflow.record.watcher.SYN_FILTER` does) and, for an IPv4 SYN without ACK sent on loopback
-(``ifindex`` 1, ``PACKET_OUTGOING``), notes the current task's pid (the thread group: the process)
+:data:`osflow.record.watcher.SYN_FILTER` does) and, for a SYN without ACK sent on loopback
+(``ifindex`` 1, ``PACKET_OUTGOING``; IPv4 or IPv6), notes the current task's pid (the thread group: the process)
 and ``comm`` in an LRU hash map keyed by the 4-tuple, which :meth:`SynSenders.sender` reads.
 
 Needs root (``CAP_BPF``) and a kernel whose socket filters may call ``bpf_get_current_pid_tgid``
@@ -36,7 +36,7 @@ _MAP_TYPE_LRU_HASH = 9
 _PROG_TYPE_SOCKET_FILTER = 1
 SO_ATTACH_BPF = 50
 _GET_CURRENT_PID_TGID, _GET_CURRENT_COMM, _MAP_UPDATE_ELEM = 14, 16, 2
-KEY = struct.Struct("=III")  #: (sport << 16 | dport, source, destination) as LD_ABS reads them (host order)
+KEY = struct.Struct("=I4I4I")  #: sport << 16 | dport, source, destination (4 words each) as LD_ABS reads them (host order)
 VALUE = struct.Struct("=I16s")  #: pid (the thread group id), comm
 #: the most SYN senders remembered (least recently used ones go first)
 MAX_ENTRIES = 16384
@@ -49,7 +49,7 @@ def insn(code: int, dst: int = 0, src: int = 0, off: int = 0, imm: int = 0) -> b
 
 # opcodes
 _LDABS_B, _LDABS_H, _LDABS_W, _LDIND_B, _LDIND_W = 0x30, 0x28, 0x20, 0x50, 0x40
-_LDX_W, _STX_W = 0x61, 0x63
+_LDX_W, _STX_W, _ST_W = 0x61, 0x63, 0x62
 _MOV_REG, _MOV_IMM, _ADD_IMM, _AND_IMM, _RSH_IMM, _LSH_IMM = 0xBF, 0xB7, 0x07, 0x57, 0x77, 0x67
 _JEQ_IMM, _JNE_IMM, _JSET_IMM, _JA = 0x15, 0x55, 0x45, 0x05
 _CALL, _EXIT, _LD_IMM64 = 0x85, 0x95, 0x18
@@ -58,10 +58,28 @@ R0, R1, R2, R3, R4, R6, R7, R8, R10 = 0, 1, 2, 3, 4, 6, 7, 8, 10
 
 
 def program(map_fd: int) -> bytes:
-    """The filter: SYNs through (128 bytes), the rest dropped; an outgoing IPv4 SYN on loopback noted.
+    """The filter: SYNs through (128 bytes), the rest dropped; an outgoing SYN on loopback noted.
 
-    Jumps are counted in instructions (a 64-bit immediate load takes two)."""
+    The key (36 bytes on the stack at r10-40): the ports' word, the source's four words, the
+    destination's four (an IPv4 address in the first word, the other three zero); the value (20
+    bytes at r10-64): pid, comm.  Jumps are counted in instructions (a 64-bit immediate load
+    takes two)."""
     accept, drop = "accept", "drop"
+
+    def words(first: int, at: int, n: int) -> list:  # n words of the packet from ``first`` to the stack at ``at``
+        out: list = []
+        for k in range(n):
+            out += [(_LDABS_W, 0, 0, 0, first + 4 * k), (_STX_W, R10, R0, at + 4 * k, 0)]
+        return out
+
+    zeros = lambda at: [(_ST_W, R10, 0, at + 4 * k, 0) for k in range(3)]  # noqa: E731
+    noted_here = [  # SYN-ACK, arriving, or not on loopback: through, not noted
+        (_JSET_IMM, R8, 0, accept, 0x10),
+        (_LDX_W, R0, R6, 4, 0),  # skb->pkt_type
+        (_JNE_IMM, R0, 0, accept, 4),  # PACKET_OUTGOING only: the sender is the current task
+        (_LDX_W, R0, R6, 40, 0),  # skb->ifindex
+        (_JNE_IMM, R0, 0, accept, 1),  # loopback only (noqueue: sent inside connect())
+    ]
     code: list = [
         (_MOV_REG, R6, R1),  # r6 = skb (LD_ABS/LD_IND read through r6)
         (_LDABS_B, 0, 0, 0, 0),  # r0 = version, IHL
@@ -77,41 +95,44 @@ def program(map_fd: int) -> bytes:
         (_MOV_REG, R7, R0),  # r7 = IP header length
         (_LDIND_B, 0, R7, 0, 13),  # TCP flags
         (_MOV_REG, R8, R0),
-        (_JSET_IMM, R8, 0, "syn", 0x02),
+        (_JSET_IMM, R8, 0, "syn4", 0x02),
         (_JA, 0, 0, drop, 0),
-        ("syn",),
-        (_JSET_IMM, R8, 0, accept, 0x10),  # SYN-ACK: through, not noted
-        (_LDX_W, R0, R6, 4, 0),  # skb->pkt_type
-        (_JNE_IMM, R0, 0, accept, 4),  # PACKET_OUTGOING only: the sender is the current task
-        (_LDX_W, R0, R6, 40, 0),  # skb->ifindex
-        (_JNE_IMM, R0, 0, accept, 1),  # loopback only (noqueue: sent inside connect())
+        ("syn4",),
+        *noted_here,
         (_LDIND_W, 0, R7, 0, 0),  # sport, dport
-        (_STX_W, R10, R0, -16, 0),
-        (_LDABS_W, 0, 0, 0, 12),  # source address
-        (_STX_W, R10, R0, -12, 0),
-        (_LDABS_W, 0, 0, 0, 16),  # destination address
-        (_STX_W, R10, R0, -8, 0),
-        (_CALL, 0, 0, 0, _GET_CURRENT_PID_TGID),
-        (_RSH_IMM, R0, 0, 0, 32),
-        (_STX_W, R10, R0, -40, 0),  # value: pid, then comm
-        (_MOV_REG, R1, R10),
-        (_ADD_IMM, R1, 0, 0, -36),
-        (_MOV_IMM, R2, 0, 0, 16),
-        (_CALL, 0, 0, 0, _GET_CURRENT_COMM),
-        ("map",),
-        (_MOV_REG, R2, R10),
-        (_ADD_IMM, R2, 0, 0, -16),
-        (_MOV_REG, R3, R10),
-        (_ADD_IMM, R3, 0, 0, -40),
-        (_MOV_IMM, R4, 0, 0, 1),  # BPF_NOEXIST: a SYN sent again by the kernel's timer (any task is current) keeps the first
-        (_CALL, 0, 0, 0, _MAP_UPDATE_ELEM),
-        (_JA, 0, 0, accept, 0),
+        (_STX_W, R10, R0, -40, 0),
+        *words(12, -36, 1), *zeros(-32),  # source address
+        *words(16, -20, 1), *zeros(-16),  # destination address
+        (_JA, 0, 0, "note", 0),
         ("v6",),
         (_JNE_IMM, R0, 0, drop, 6),
         (_LDABS_B, 0, 0, 0, 6),  # next header
         (_JNE_IMM, R0, 0, drop, 6),
         (_LDABS_B, 0, 0, 0, 53),  # TCP flags (40 + 13)
-        (_JSET_IMM, R0, 0, accept, 0x02),
+        (_MOV_REG, R8, R0),
+        (_JSET_IMM, R8, 0, "syn6", 0x02),
+        (_JA, 0, 0, drop, 0),
+        ("syn6",),
+        *noted_here,
+        *words(40, -40, 1),  # sport, dport
+        *words(8, -36, 4),  # source address
+        *words(24, -20, 4),  # destination address
+        ("note",),
+        (_CALL, 0, 0, 0, _GET_CURRENT_PID_TGID),
+        (_RSH_IMM, R0, 0, 0, 32),
+        (_STX_W, R10, R0, -64, 0),  # value: pid, then comm
+        (_MOV_REG, R1, R10),
+        (_ADD_IMM, R1, 0, 0, -60),
+        (_MOV_IMM, R2, 0, 0, 16),
+        (_CALL, 0, 0, 0, _GET_CURRENT_COMM),
+        ("map",),
+        (_MOV_REG, R2, R10),
+        (_ADD_IMM, R2, 0, 0, -40),
+        (_MOV_REG, R3, R10),
+        (_ADD_IMM, R3, 0, 0, -64),
+        (_MOV_IMM, R4, 0, 0, 1),  # BPF_NOEXIST: a SYN sent again by the kernel's timer (any task is current) keeps the first
+        (_CALL, 0, 0, 0, _MAP_UPDATE_ELEM),
+        (_JA, 0, 0, accept, 0),
         (drop,),
         (_MOV_IMM, R0, 0, 0, 0),
         (_EXIT,),
@@ -143,6 +164,18 @@ def program(map_fd: int) -> bytes:
         out.append(insn(c, dst, src, off, imm))
         n += 1
     return b"".join(out)
+
+
+def _words(address: bytes) -> tuple[int, int, int, int]:
+    """An address as the key holds it: four big-endian words (IPv4: the first, then zeros).
+
+    >>> _words(socket.inet_aton("127.0.0.1"))
+    (2130706433, 0, 0, 0)
+    >>> _words(socket.inet_pton(socket.AF_INET6, "::1"))
+    (0, 0, 0, 1)
+    """
+    padded = address.ljust(16, b"\0")
+    return tuple(int.from_bytes(padded[k : k + 4], "big") for k in range(0, 16, 4))  # type: ignore[return-value]
 
 
 def _bpf(cmd: int, attr: bytes) -> int:
@@ -194,12 +227,10 @@ class SynSenders:
         sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_BPF, self.prog_fd)
 
     def sender(self, src: bytes, sport: int, dst: bytes, dport: int) -> Optional[tuple[str, int]]:
-        """(comm, pid) of the process that sent this IPv4 SYN on loopback, read once (the entry is
-        deleted: the 4-tuple's next connection is another's); None when not noted, or noted in no
-        process's name (pid 0: a SYN the kernel sent again from a timer, while idle)."""
-        if len(src) != 4:
-            return None
-        self._key.raw = KEY.pack((sport << 16) | dport, int.from_bytes(src, "big"), int.from_bytes(dst, "big"))
+        """(comm, pid) of the process that sent this SYN (IPv4 or IPv6 addresses as bytes) on loopback,
+        read once (the entry is deleted: the 4-tuple's next connection is another's); None when not
+        noted, or noted in no process's name (pid 0: a SYN the kernel sent again from a timer, while idle)."""
+        self._key.raw = KEY.pack((sport << 16) | dport, *_words(src), *_words(dst))
         try:
             _bpf(_MAP_LOOKUP_ELEM, self._lookup)
         except OSError:  # ENOENT: not noted (another interface, IPv6, or forgotten)

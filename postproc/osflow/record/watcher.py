@@ -103,7 +103,7 @@ class SynTrigger:
 
     def sender(self, syn: tuple) -> Optional[Owner]:
         """The owner of a connecting socket (a :meth:`drain` tuple) as the kernel saw it send its SYN:
-        (comm, pid, None); None when not noted (not loopback, IPv6, the classic filter)."""
+        (comm, pid, None); None when not noted (not loopback, the classic filter)."""
         if self.senders is None:
             return None
         family, src, sport, dst, dport = syn
