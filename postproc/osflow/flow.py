@@ -408,7 +408,7 @@ def _parent(
     if len(found) == 1:
         return found[0][1].id, "time"
     best: Optional[Pair] = None
-    best_score, best_why = -1, ""
+    best_score, best_why = -math.inf, ""  # every candidate may score below zero (a process that serves others)
     mine = set(tokens)
     # without evidence, the request in progress that did something last (started, or made a child):
     # the inner of two nested ones, the one a concurrent server just took, the one a server that takes
