@@ -15,7 +15,7 @@ and ``bpf_get_current_comm``; elsewhere :class:`SynSenders` raises OSError and t
 the classic filter (the owner is then looked up in ``/proc`` as before).  Nothing is attached to
 the system: the program lives as long as the packet socket, the map as long as its fd.
 
-The program is a list of instructions (:data:`PROGRAM`), assembled here by :func:`insn`:
+The program (:func:`program`) is a list of instructions, each assembled by :func:`insn`:
 
 >>> len(insn(0x85, imm=14)), insn(0xb7, 0, imm=1).hex()
 (8, 'b700000001000000')
@@ -51,7 +51,7 @@ def insn(code: int, dst: int = 0, src: int = 0, off: int = 0, imm: int = 0) -> b
 _LDABS_B, _LDABS_H, _LDABS_W, _LDIND_B, _LDIND_W = 0x30, 0x28, 0x20, 0x50, 0x40
 _LDX_W, _STX_W, _ST_W = 0x61, 0x63, 0x62
 _MOV_REG, _MOV_IMM, _ADD_IMM, _AND_IMM, _RSH_IMM, _LSH_IMM = 0xBF, 0xB7, 0x07, 0x57, 0x77, 0x67
-_JEQ_IMM, _JNE_IMM, _JSET_IMM, _JA = 0x15, 0x55, 0x45, 0x05
+_JNE_IMM, _JSET_IMM, _JA = 0x55, 0x45, 0x05
 _CALL, _EXIT, _LD_IMM64 = 0x85, 0x95, 0x18
 _PSEUDO_MAP_FD = 1
 R0, R1, R2, R3, R4, R6, R7, R8, R10 = 0, 1, 2, 3, 4, 6, 7, 8, 10
@@ -178,15 +178,21 @@ def _words(address: bytes) -> tuple[int, int, int, int]:
     return tuple(int.from_bytes(padded[k : k + 4], "big") for k in range(0, 16, 4))  # type: ignore[return-value]
 
 
-def _bpf(cmd: int, attr: bytes) -> int:
-    import platform
+_syscall = None  # (libc's syscall(), bpf's number), found once: sender() calls bpf() twice per SYN
 
-    number = _BPF_SYSCALL.get(platform.machine())
-    if number is None:
-        raise OSError(errno.ENOSYS, f"no bpf() system call number known for {platform.machine()}")
-    libc = ctypes.CDLL(None, use_errno=True)
+
+def _bpf(cmd: int, attr: bytes) -> int:
+    global _syscall
+    if _syscall is None:
+        import platform
+
+        number = _BPF_SYSCALL.get(platform.machine())
+        if number is None:
+            raise OSError(errno.ENOSYS, f"no bpf() system call number known for {platform.machine()}")
+        _syscall = ctypes.CDLL(None, use_errno=True).syscall, number
+    call, number = _syscall
     buf = ctypes.create_string_buffer(attr, max(len(attr), 128))
-    fd = libc.syscall(number, cmd, buf, len(buf))
+    fd = call(number, cmd, buf, len(buf))
     if fd < 0:
         e = ctypes.get_errno()
         raise OSError(e, f"bpf(): {os.strerror(e)}")
@@ -233,7 +239,7 @@ class SynSenders:
         self._key.raw = KEY.pack((sport << 16) | dport, *_words(src), *_words(dst))
         try:
             _bpf(_MAP_LOOKUP_ELEM, self._lookup)
-        except OSError:  # ENOENT: not noted (another interface, IPv6, or forgotten)
+        except OSError:  # ENOENT: not noted (another interface, or forgotten)
             return None
         try:
             _bpf(_MAP_DELETE_ELEM, self._delete)

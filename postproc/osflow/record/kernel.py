@@ -134,6 +134,12 @@ PORT_PAIR = struct.Struct(">HH")  #: source and destination port, as in a TCP he
 _QUEUES = struct.Struct("=IIII")  # rqueue, wqueue, uid, inode
 
 
+def sock_key(src: bytes, sport: int, dst: bytes, dport: int) -> bytes:
+    """A connection as inet_diag_sockid begins (ports, then each address in 16 bytes): what netlink
+    rows hold as :attr:`TcpRow.key` and what an exact lookup asks for."""
+    return PORT_PAIR.pack(sport, dport) + src.ljust(16, b"\0") + dst.ljust(16, b"\0")
+
+
 def _decode_diag(raw: tuple[int, bytes]) -> tuple[tuple[str, int], tuple[str, int]]:
     family, sockid = raw
     sport, dport = PORT_PAIR.unpack_from(sockid, 0)
@@ -164,8 +170,7 @@ class SockDiag:
 
     def lookup(self, family: int, src: bytes, sport: int, dst: bytes, dport: int) -> Optional[TcpRow]:
         """The one socket with this 4-tuple (an exact lookup, no walk over the hash table)."""
-        sockid = PORT_PAIR.pack(sport, dport) + src.ljust(16, b"\0") + dst.ljust(16, b"\0")
-        sockid += struct.pack("=III", 0, 0xFFFFFFFF, 0xFFFFFFFF)  # any interface, no cookie
+        sockid = sock_key(src, sport, dst, dport) + struct.pack("=III", 0, 0xFFFFFFFF, 0xFFFFFFFF)  # any interface, no cookie
         try:
             rows = self._dump(family, sockid, flags=0x1)
         except OSError:

@@ -14,7 +14,7 @@ import time
 from collections import deque
 from typing import IO, Callable, Iterable, Iterator, Optional
 
-from .kernel import PORT_PAIR, PROC, TCP_STATES, SockDiag, TcpRow, format_address, read_file, tcp_rows_source
+from .kernel import PROC, TCP_STATES, SockDiag, TcpRow, format_address, read_file, sock_key, tcp_rows_source
 from .procs import ProcInfo, all_pids, comm_of, proc_info
 
 Owner = tuple  # (comm, pid, fd)
@@ -142,6 +142,12 @@ def children_of(pid: int, proc: str = PROC) -> list[int]:
     return out
 
 
+def _latest(pids: dict[int, None], pid: int) -> None:
+    """``pid`` last in ``pids`` (an ordered set: the most recent last, as the hints are tried)."""
+    pids.pop(pid, None)
+    pids[pid] = None
+
+
 class SocketLog:
     """Who owns the sockets on some ports, written as ``### <epoch>`` + ``ss -tnpH``-like blocks.
 
@@ -249,6 +255,10 @@ class SocketLog:
 
     def _note(self, inode: int, owners: tuple[Owner, ...]) -> None:
         self.owners[inode] = owners
+        self._note_procs(owners)
+
+    def _note_procs(self, owners: Iterable[Owner]) -> None:
+        """Keep what /proc says of each owner's process (for meta.json), while it still can."""
         for _, pid, _ in owners:
             if pid not in self.procs:
                 info = proc_info(pid, self.proc)
@@ -333,14 +343,11 @@ class SocketLog:
 
     def _remember(self, row: TcpRow, owners: tuple[Owner, ...]) -> None:
         for _, pid, _ in owners:
-            self.socket_pids.pop(pid, None)
-            self.socket_pids[pid] = None
+            _latest(self.socket_pids, pid)
             if row.state == 10 or row.lport in self.ports:
                 self.port_pids.setdefault(row.lport, {})[pid] = None
             elif row.rport in self.ports:
-                d = self.client_pids.setdefault(row.rport, {})
-                d.pop(pid, None)
-                d[pid] = None
+                _latest(self.client_pids.setdefault(row.rport, {}), pid)
 
     def snapshot(self, label: str) -> None:
         """Every socket on the ports, with every owner (a walk over all processes)."""
@@ -409,21 +416,14 @@ class SocketLog:
         """A socket whose SYN the kernel saw ``owner`` send (:mod:`osflow.record.ebpf`; its fd: None),
         gone before it could be looked up: logged as ``SYN-SENT`` from the SYN's 4-tuple (unless a poll
         logged it while it lived)."""
-        key = PORT_PAIR.pack(sport, dport) + src.ljust(16, b"\0") + dst.ljust(16, b"\0")  # a netlink row's key
-        if key in set(self.seen.values()):  # rare: only sockets gone before the SYN's lookup come here
-            return
+        if sock_key(src, sport, dst, dport) in set(self.seen.values()):  # rare: only sockets gone before
+            return  # the SYN's lookup come here
         local = (socket.inet_ntop(family, src), sport)
         remote = (socket.inet_ntop(family, dst), dport)
         self.syn_senders += 1
-        comm, pid, _ = owner
-        if pid not in self.procs:
-            info = proc_info(pid, self.proc)
-            if info is not None:
-                self.procs[pid] = info
+        self._note_procs((owner,))
         if dport in self.ports:
-            d = self.client_pids.setdefault(dport, {})
-            d.pop(pid, None)
-            d[pid] = None
+            _latest(self.client_pids.setdefault(dport, {}), owner[1])
         self._block("SYN, sender from the kernel (gone before its lookup)", [ss_line("SYN-SENT", 0, 0, local, remote,
                                                                                       [owner])], time.time())
 
