@@ -131,7 +131,7 @@ def main() -> int:
     for r in rss_rows:
         print("| " + " | ".join(r) + " |")
     if time_rows:
-        print(f"\n--format stats vs the bare loop (-r: its tshark -T fields alone; PDML: the bare iterparse loop), medians:")
+        print("\n--format stats vs the bare loop (-r: its tshark -T fields alone; PDML: the bare iterparse loop), medians:")
         print("| input | osflow-post --format stats | bare loop | ratio | rounds |\n|---|---|---|---|---|")
         for r in time_rows:
             print("| " + " | ".join(r) + " |")

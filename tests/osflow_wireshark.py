@@ -9,7 +9,6 @@ import shutil
 import struct
 import subprocess
 from pathlib import Path
-from typing import Optional
 
 import pytest
 
@@ -75,8 +74,8 @@ def install_plugin_only(home: Path) -> Path:
     return dest / "osflow.lua"
 
 
-def fields(capture: Path, names: list[str], home: Path, *, display_filter: Optional[str] = None,
-           extra: Optional[list[str]] = None, plugin: bool = True) -> list[list[str]]:
+def fields(capture: Path, names: list[str], home: Path, *, display_filter: str | None = None,
+           extra: list[str] | None = None, plugin: bool = True) -> list[list[str]]:
     """tshark -T fields rows (all occurrences joined with ',')."""
     args = ["-r", str(capture), "-T", "fields", "-E", "occurrence=a", "-E", "aggregator=,",
             "-E", "separator=/t"]
@@ -110,7 +109,7 @@ def lua_tables(name: str) -> dict[str, list[str]]:
     ``--`` comments; a table's entry lines are returned as they are, comments left out.
     """
     tables: dict[str, list[str]] = {}
-    current: Optional[list[str]] = None
+    current: list[str] | None = None
     for line in lua_block(name):
         bare = line.strip()
         if current is None:
@@ -218,7 +217,7 @@ def amqp_deliver(exchange: str, routing_key: str, channel: int = 1, tag: int = 1
     return amqp_method(60, 60, args, channel)
 
 
-def amqp_header(body_size: int, headers: Optional[dict[str, str]] = None, channel: int = 1) -> bytes:
+def amqp_header(body_size: int, headers: dict[str, str] | None = None, channel: int = 1) -> bytes:
     """Content header: content-type, content-encoding (and headers when given)."""
     flags = 0xC000 | (0x2000 if headers is not None else 0)
     props = amqp_shortstr("application/json") + amqp_shortstr("utf-8")

@@ -32,7 +32,7 @@ def case_dir(case: str) -> Path:
     return FIXTURES / case if "/" in case else CAPTURES / case
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def pdml_bytes(case: str) -> bytes:
     """The PDML of a real capture, as the analyst's pipeline makes it."""
     from osflow.source import tshark_pdml_command
@@ -79,7 +79,7 @@ def check_golden(name: str, text: str) -> None:
     assert text == expected, f"{name} differs from its golden file (OSFLOW_UPDATE_GOLDEN=1 rewrites it after review)"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def messages(case: str) -> tuple:
     from osflow.decode import Decoder
     from osflow.source import PdmlReader
@@ -87,7 +87,7 @@ def messages(case: str) -> tuple:
     return tuple(Decoder().decode(PdmlReader(io.BytesIO(pdml_bytes(case)), case)))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def result(case: str, with_tables: bool = True, group: bool = True, explain: bool = False):
     from osflow.pipeline import Tables, analyse
 
@@ -116,7 +116,7 @@ def header_tokens(case: str) -> list[str]:
     return found
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def post_cached(argv: tuple[str, ...], stdin_case: str | None = None) -> tuple[int, str, str]:
     """run_post for arguments that name only fixture files (the output is deterministic)."""
     return run_post(list(argv), stdin=pdml_bytes(stdin_case) if stdin_case else None)

@@ -11,9 +11,8 @@ import sys
 
 import pytest
 
-from support import ROOT, case_dir, pdml_bytes, run_post, tables_args, tshark
-
 from osflow.errors import ExitStatus
+from support import ROOT, case_dir, pdml_bytes, run_post, tables_args, tshark
 
 CASE = "resource-class-list-cache-hit"
 

@@ -6,8 +6,6 @@ from collections import Counter
 
 import pytest
 
-from support import messages
-
 from osflow.model import (
     Closed,
     HttpRequest,
@@ -17,6 +15,7 @@ from osflow.model import (
     MysqlLogin,
     MysqlReply,
 )
+from support import messages
 
 pytestmark = pytest.mark.tshark
 

@@ -33,7 +33,7 @@ def _args(case: str) -> list[str]:
     return out
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _pdml(case: str) -> bytes:
     from osflow.source import tshark_pdml_command
 

@@ -14,14 +14,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from support import ROOT, case_dir, pdml_bytes, run_post, tables_args
-
 from osflow.decode import header_lines, keystone_auth, token_info
 from osflow.errors import ExitStatus, OsflowError
 from osflow.openstack import service_of_command, service_of_user_agent, tables_in
 from osflow.render.common import frame_ranges
 from osflow.source import PdmlReader
 from osflow.tokens import cache_key_token_hash, hide_sql_secrets
+from support import ROOT, case_dir, pdml_bytes, run_post, tables_args
 
 SMALL = "resource-class-list-cache-hit"
 
@@ -222,11 +221,11 @@ _amqp_fields = st.sampled_from([
                           st.lists(st.one_of(_mysql_fields, _memcache_fields, _http_fields, _amqp_fields), max_size=6),
                           st.booleans(), st.integers(0, 2)), max_size=30))
 def test_decoder_and_pairing_never_raise(frames):
-    from osflow.flow import build_flow
-    from osflow.pair import Pairing
     from osflow.decode import Decoder
+    from osflow.flow import build_flow
     from osflow.join import Joiner
     from osflow.model import Address, Layer, Packet
+    from osflow.pair import Pairing
 
     a, b = Address("127.0.0.1", 40000), Address("127.0.0.1", 3306)
     packets = [Packet(number=i + 1, time=float(i), src=a if up else b, dst=b if up else a, stream=stream, fin=fin,
@@ -258,8 +257,10 @@ def test_oslo_bodies_never_raise(body):
 @pytest.mark.tshark
 def test_memcached_values_never_appear():
     # the cached token data (a keystone token's JSON) travels in memcached values
-    from support import messages  # noqa: F401  (warms the PDML cache)
-    from support import GOLDEN
+    from support import (
+        GOLDEN,
+        messages,  # noqa: F401  (warms the PDML cache)
+    )
 
     for case in ("resource-class-list-cold", "resource-class-list-cache-hit", "resource-provider-create"):
         values = re.findall(rb'name="memcache\.value" [^>]*show="([^"]{40,})"', pdml_bytes(case))

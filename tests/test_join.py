@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-
 import re
 
 import pytest
 
-from support import CASES, FIXTURES, flow, messages, result, run_post
-
 from osflow.join import Joiner
-from osflow.pair import pair_messages
-from osflow.openstack import service_of_command, service_of_user_agent, tables_in
 from osflow.model import Address
+from osflow.openstack import service_of_command, service_of_user_agent, tables_in
+from osflow.pair import pair_messages
 from osflow.tables import ProcessTable, SocketTable, parse_ps, parse_ss
+from support import CASES, FIXTURES, flow, messages, result, run_post
 
 SAMPLES = FIXTURES / "field-samples"
 

@@ -16,8 +16,6 @@ from pathlib import Path
 import pytest
 
 from osflow import openstack, portmap
-from support import check_golden
-
 from osflow_wireshark import (
     ALL_CAPTURES,
     CAPTURES,
@@ -26,13 +24,6 @@ from osflow_wireshark import (
     LAB_ERRORS,
     PLUGIN,
     TSHARK,
-    clean_env,
-    fields,
-    install_plugin_only,
-    needs_tshark,
-    stderr_lines,
-    tshark,
-    write_tcp_conversations,
     amqp_deliver,
     amqp_frame,
     amqp_header,
@@ -42,8 +33,16 @@ from osflow_wireshark import (
     amqp_publish,
     amqp_shortstr,
     amqp_table,
+    clean_env,
+    fields,
+    install_plugin_only,
+    needs_tshark,
     oslo_body,
+    stderr_lines,
+    tshark,
+    write_tcp_conversations,
 )
+from support import check_golden
 
 pytestmark = needs_tshark
 

@@ -9,13 +9,12 @@ import itertools
 
 import pytest
 
-from support import case_dir, pdml_bytes
-
 from osflow import model, tables
 from osflow.decode import Decoder
 from osflow.pair import Pairing
 from osflow.pipeline import Tables, analyse
 from osflow.source import PdmlReader
+from support import case_dir, pdml_bytes
 
 pytestmark = pytest.mark.tshark
 

@@ -22,7 +22,7 @@ import subprocess
 import threading
 import time
 import uuid
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -46,7 +46,7 @@ HEX32, HEX16 = re.compile("[0-9a-f]{32}"), re.compile("[0-9a-f]{16}")
 SERVER, CLIENT, PRODUCER, CONSUMER = 2, 3, 4, 5
 
 
-@lru_cache(maxsize=None)
+@cache
 def _post(case: str, *args: str, pdml: bool = False) -> str:
     argv = [*tables_args(case), *args]
     if pdml:
@@ -149,7 +149,7 @@ def test_one_line_per_top_level_request_and_one_trace_per_line():
             assert len({next(iter(t)) for t in trace_ids}) == len(lines), case
 
 
-@lru_cache(maxsize=None)
+@cache
 def _json(case: str) -> list[dict]:
     return [json.loads(line) for line in _post(case, "--format", "json").splitlines()]
 

@@ -7,10 +7,9 @@ import re
 
 import pytest
 
-from support import CASES, case_dir, flow, header_tokens, messages
-
-from osflow.pair import pair_messages
 from osflow.model import MysqlCommand
+from osflow.pair import pair_messages
+from support import CASES, case_dir, flow, header_tokens, messages
 
 pytestmark = pytest.mark.tshark
 

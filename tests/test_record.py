@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 from osflow import record, tables, wireshark
-from osflow.record import capture, kernel, socketlog
 from osflow.errors import InputError, ToolMissing, UsageError
+from osflow.record import capture, kernel, socketlog
 
 ROOT = Path(__file__).resolve().parents[1]
 COVERAGE = re.compile(r"^coverage: (\d+(?:\.\d+)?)% \((\d+)/(\d+) connection ends(?:, \d+ of them through their listening socket)?\)$", re.M)

@@ -6,10 +6,9 @@ import re
 
 import pytest
 
-from support import CASES, GOLDEN, flow
-
 from osflow.render import mermaid, timeline
 from osflow.render.common import frame_ranges
+from support import CASES, GOLDEN, flow
 
 ARROW = re.compile(r"^    (\w+)(->>|-->>)([+-]?)(\w+): ")
 

@@ -13,7 +13,7 @@ import json
 import os
 import re
 import subprocess
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -21,11 +21,10 @@ from lxml import html as lxml_html
 
 import chromium
 import mermaid_cli
-from support import CASES, case_dir, check_golden, header_tokens, pdml_bytes, post_cached, run_post, tables_args, tshark
-
 from osflow import mermaidjs
 from osflow.errors import InputError
 from osflow.render import html as report
+from support import CASES, case_dir, check_golden, header_tokens, pdml_bytes, post_cached, run_post, tables_args, tshark
 
 pytestmark = pytest.mark.tshark
 
@@ -234,7 +233,7 @@ def test_participants_tokens_and_timeline_tables(stand_in):
 # ------------------------------------------------------------------ secrets
 
 
-@lru_cache(maxsize=None)
+@cache
 def _passwords(case: str) -> frozenset[str]:
     """The passwords of the capture's keystone logins (real secrets of the lab), read with tshark."""
     out = subprocess.run([tshark(), "-r", str(case_dir(case) / "capture.pcapng"), "-d", "tcp.port==5000,http",
@@ -249,7 +248,7 @@ def _passwords(case: str) -> frozenset[str]:
     return frozenset(found)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _rpc_tokens(case: str) -> frozenset[str]:
     from osflow.decode import Decoder
     from osflow.model import AmqpMessage

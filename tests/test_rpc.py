@@ -11,15 +11,14 @@ import io
 import json
 import re
 import subprocess
-from functools import lru_cache
+from functools import cache
 
 import pytest
-
-from support import FIXTURES, case_dir, check_golden, pdml_bytes, run_post, tshark
 
 from osflow.decode import Decoder
 from osflow.model import AmqpMessage
 from osflow.source import PdmlReader
+from support import FIXTURES, case_dir, check_golden, pdml_bytes, run_post, tshark
 
 pytestmark = pytest.mark.tshark
 
@@ -39,7 +38,7 @@ def _tables(name: str) -> list[str]:
     return ["--ss", str(d / "ss.txt"), "--ps", str(d / "ps.txt")]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _post(name: str, *args: str, pdml: bool = False, tables: bool = True) -> str:
     argv = [*(_tables(name) if tables else []), *args]
     if pdml:  # -r finds the recording's meta.json beside the capture; PDML on stdin is told
@@ -204,7 +203,7 @@ def test_without_tables_no_wrong_service_names_a_nova_db_client():
 # ------------------------------------------------------------------ secrets and tokens
 
 
-@lru_cache(maxsize=None)
+@cache
 def _rpc_secrets(name: str) -> tuple[set[str], set[str]]:
     """(tokens in RPC contexts, AMQP Start-Ok responses) of a capture, read from its PDML."""
     tokens: set[str] = set()

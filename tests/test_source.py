@@ -6,10 +6,9 @@ import io
 
 import pytest
 
-from support import CASES, pdml_bytes, tshark
-
 from osflow.errors import InputError
 from osflow.source import PdmlReader
+from support import CASES, pdml_bytes, tshark
 
 pytestmark = pytest.mark.tshark
 

@@ -17,14 +17,13 @@ import subprocess
 
 import pytest
 
-from support import FIXTURES, tshark
-
 from osflow import foreground
 from osflow.model import Flow, Packet
 from osflow.pipeline import Stream, Tables, analyse, collect
 from osflow.render import otlp, renderer
 from osflow.render.stats import Table
 from osflow.source import PdmlReader
+from support import FIXTURES, tshark
 
 pytestmark = pytest.mark.tshark
 CAPTURES = sorted(str(p.parent.relative_to(FIXTURES)) for p in FIXTURES.rglob("capture.pcapng"))
@@ -32,7 +31,7 @@ STREAMED = ("json", "otlp", "stats")
 COLLECTED = ("timeline", "md", "mermaid")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _pdml(case: str) -> bytes:
     from osflow.source import tshark_pdml_command
 
@@ -50,7 +49,7 @@ def _inputs(case: str):
     return _pdml(case), tables, client
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _whole(case: str) -> Flow:
     pdml, tables, client = _inputs(case)
     return analyse(io.BytesIO(pdml), case, tables, client=client).flow

@@ -22,13 +22,11 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from support import check_golden
 
 from osflow.model import Address, Process, SocketEntry, SocketUser
 from osflow.tables import (
@@ -42,6 +40,7 @@ from osflow.tables import (
     parse_ps,
     parse_ss,
 )
+from support import check_golden
 
 TESTS = Path(__file__).resolve().parent
 FIELD = TESTS / "fixtures" / "field-samples"
@@ -55,15 +54,15 @@ def A(host: str, port: int) -> Address:
     return Address(host, port)
 
 
-def ss_file(path: Path, source: Optional[str] = None) -> SsResult:
+def ss_file(path: Path, source: str | None = None) -> SsResult:
     return parse_ss(path.read_text(), source or path.name)
 
 
-def ps_file(path: Path, source: Optional[str] = None) -> PsResult:
+def ps_file(path: Path, source: str | None = None) -> PsResult:
     return parse_ps(path.read_text(), source or path.name)
 
 
-def pids(entry: Optional[SocketEntry]) -> list[int]:
+def pids(entry: SocketEntry | None) -> list[int]:
     assert entry is not None
     return [u.pid for u in entry.users]
 
@@ -202,7 +201,7 @@ def test_capture_snapshot_times(cold_ss):
     assert {e.time for e in cold_ss.entries} == {t for _, t in marks}
     # each entry carries the time of the last marker above it
     for e in cold_ss.entries[::97]:
-        assert e.time == max((m for m in marks if m[0] < e.line))[1]
+        assert e.time == max(m for m in marks if m[0] < e.line)[1]
     assert sum(1 for line in (COLD / "ss.txt").read_text().splitlines() if not line.startswith("#")) == len(
         cold_ss.entries
     )
@@ -612,7 +611,7 @@ def process_json(p: Process) -> dict[str, Any]:
     return {"line": p.line, "pid": p.pid, "ppid": p.ppid, "user": p.user, "args": p.args, "time": p.time}
 
 
-def ss_summary(r: SsResult, lookups: list[tuple[str, str, Optional[float]]]) -> dict[str, Any]:
+def ss_summary(r: SsResult, lookups: list[tuple[str, str, float | None]]) -> dict[str, Any]:
     table = SocketTable(r.entries)
     times = sorted({e.time for e in r.entries if e.time is not None})
     return {

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from typing import Optional
 
 from .model import Address
-
 
 #: Service names ``ss`` prints without ``-n``, for when this machine's services
 #: database lacks them (the machine that ran ``ss`` had them in /etc/services).
@@ -28,17 +26,17 @@ _SERVICE_FALLBACK: dict[str, int] = {
     "openstack-id": 35357,  # IANA's name for keystone's admin port
 }
 
-_service_cache: dict[str, Optional[int]] = {}
+_service_cache: dict[str, int | None] = {}
 
 
-def _service_port(name: str) -> Optional[int]:
+def _service_port(name: str) -> int | None:
     """Port of a TCP service name (services database first, then the fallback)."""
     try:
         return _service_cache[name]
     except KeyError:
         pass
     try:
-        port: Optional[int] = socket.getservbyname(name, "tcp")
+        port: int | None = socket.getservbyname(name, "tcp")
     except (OSError, ValueError):  # unknown; or not even a name (NUL, surrogates)
         port = _SERVICE_FALLBACK.get(name.lower())
     _service_cache[name] = port
@@ -90,7 +88,7 @@ def split_address(text: str) -> tuple[str, int]:
     return _canonical_host(host), number
 
 
-def address_entry(text: str) -> tuple[str, int, Optional[Address]]:
+def address_entry(text: str) -> tuple[str, int, Address | None]:
     """What parse_ss keeps per address text: host, port, and the Address when there is one."""
     host, port = split_address(text)
     return host, port, (Address(host, port) if host and port >= 0 else None)

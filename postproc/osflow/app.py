@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from typing import IO, Iterable, Optional, TextIO
+from typing import IO, TextIO
 
 from .errors import ExportError, InputError, PartialInput
 from .pipeline import Result, Stream, Tables, analyse, collect
@@ -33,7 +34,7 @@ STREAMED: tuple[Format, ...] = ("json", "otlp", "stats")
 COLLECTED: tuple[Format, ...] = ("timeline", "md", "mermaid")
 
 
-def output_format(fmt: Optional[str], output: Optional[str]) -> Format:
+def output_format(fmt: str | None, output: str | None) -> Format:
     """``--format`` if given, else the one ``-o``'s extension names, else the timeline.
 
     >>> output_format(None, "flow.md"), output_format("json", "flow.md"), output_format(None, "x.html")
@@ -55,23 +56,23 @@ def output_format(fmt: Optional[str], output: Optional[str]) -> Format:
 class PostOptions:
     """What to read and what to write (``osflow-post``'s options)."""
 
-    capture: Optional[str] = None  #: a pcap/pcapng file, run through tshark (``-r``)
+    capture: str | None = None  #: a pcap/pcapng file, run through tshark (``-r``)
     pdml: str = "-"  #: a PDML file, ``-`` for standard input (when ``capture`` is None)
     ss: tuple[str, ...] = ()  #: socket tables (``--ss``)
     ps: tuple[str, ...] = ()  #: process tables (``--ps``)
     overrides: tuple[tuple[int, str], ...] = ()  #: ``--service PORT=NAME``
-    format: Optional[Format] = None  #: None: from ``output``'s extension, else the timeline
-    output: Optional[str] = None  #: a file to write, None for ``stdout``
+    format: Format | None = None  #: None: from ``output``'s extension, else the timeline
+    output: str | None = None  #: a file to write, None for ``stdout``
     group: bool = True
     explain: bool = False
     show_secrets: bool = False
     show_broker: bool = False  #: draw RPC through RabbitMQ (``--show-broker``)
     progress: bool = False  #: frames, pairs and rate on ``stderr`` while reading
-    client: Optional[str] = None  #: ``--client PID|NAME`` (default: meta.json beside the capture, else OpenStackClient)
+    client: str | None = None  #: ``--client PID|NAME`` (default: meta.json beside the capture, else OpenStackClient)
     show_all: bool = False  #: background pairs too (``--all``)
-    meta: Optional[str] = None  #: the recording's meta.json (``--meta``; default: the one beside ``capture``)
-    mermaid_js: Optional[str] = None  #: the HTML report's mermaid build (``--mermaid-js``; :mod:`osflow.mermaidjs`)
-    otlp_endpoint: Optional[str] = None  #: also POST the flow as OTLP/JSON to this URL's ``/v1/traces``
+    meta: str | None = None  #: the recording's meta.json (``--meta``; default: the one beside ``capture``)
+    mermaid_js: str | None = None  #: the HTML report's mermaid build (``--mermaid-js``; :mod:`osflow.mermaidjs`)
+    otlp_endpoint: str | None = None  #: also POST the flow as OTLP/JSON to this URL's ``/v1/traces``
 
 
 @dataclass(frozen=True)
@@ -83,11 +84,11 @@ class PostOutcome:
     written: tuple[str, ...] = ()  #: files written (none when the output went to ``stdout``)
     notes: tuple[str, ...] = ()  #: e.g. "the diagram was split into 2 files: …"
     warnings: tuple[str, ...] = ()
-    partial: Optional[PartialInput] = None  #: the input ended early; everything read was output
-    export_error: Optional[ExportError] = None  #: sending to ``--otlp-endpoint`` failed (the output was written)
+    partial: PartialInput | None = None  #: the input ended early; everything read was output
+    export_error: ExportError | None = None  #: sending to ``--otlp-endpoint`` failed (the output was written)
 
 
-def post(options: PostOptions, stdout: Optional[TextIO] = None, stderr: Optional[TextIO] = None) -> PostOutcome:
+def post(options: PostOptions, stdout: TextIO | None = None, stderr: TextIO | None = None) -> PostOutcome:
     """Read, analyse and render as ``options`` say; see the module's docstring."""
     stdout = sys.stdout if stdout is None else stdout
     stderr = sys.stderr if stderr is None else stderr
@@ -176,10 +177,10 @@ def _post_streamed(options: PostOptions, lines_of, stdout: TextIO, stderr: TextI
 class _Sink:
     """Where streamed lines go: ``stdout`` or a file opened with the first line written."""
 
-    def __init__(self, path: Optional[str], stdout: TextIO) -> None:
+    def __init__(self, path: str | None, stdout: TextIO) -> None:
         self.path, self.stdout = path, stdout
         self.held: list[str] = []  # lines from before the input proved to be one (tshark may still fail)
-        self._file: Optional[IO[str]] = None
+        self._file: IO[str] | None = None
 
     @property
     def written(self) -> tuple[str, ...]:
@@ -225,7 +226,7 @@ class _Sink:
             self._open().close()
 
 
-def _html_renderer(mermaid_js: Optional[str]):
+def _html_renderer(mermaid_js: str | None):
     """The HTML report's render function with mermaid's build found, and the warning when none was."""
     from functools import partial
 
@@ -307,7 +308,7 @@ def _read_capture(capture: str, run) -> Result:
     return replace(result, partial=_tshark_problem(runner, result.packets, result.partial))
 
 
-def _tshark_problem(runner, packets: int, partial: Optional[PartialInput]) -> Optional[PartialInput]:
+def _tshark_problem(runner, packets: int, partial: PartialInput | None) -> PartialInput | None:
     """What tshark's exit says: nothing (it went well), the input ended early, or an error raised
     (tshark read nothing)."""
     if runner.problem is None:

@@ -12,7 +12,7 @@ import argparse
 import gc
 import os
 import sys
-from typing import Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
 
 from . import __version__
 from .errors import ExitStatus, OsflowError, UsageError
@@ -98,7 +98,7 @@ def post_parser(prog: str = "osflow-post") -> argparse.ArgumentParser:
     return p
 
 
-def post(argv: Optional[Sequence[str]] = None, prog: str = "osflow-post") -> int:
+def post(argv: Sequence[str] | None = None, prog: str = "osflow-post") -> int:
     """``osflow-post ARGS``: the exit status (see :class:`osflow.errors.ExitStatus`)."""
     try:
         args = post_parser(prog).parse_args(argv)
@@ -203,7 +203,7 @@ def _record(argv: Sequence[str]) -> int:
     return run(lambda: record.run(args), False, "osflow record")
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "post":  # before building the parser: it imports every subcommand
         return _exiting(post(argv[1:], prog="osflow post"))

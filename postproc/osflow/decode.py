@@ -14,11 +14,12 @@ Heartbeats, acks and the other AMQP methods are noise and make no message.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, Optional
 
 from . import oslo
 from .model import (
+    MYSQL_ROW_FIELDS,
     Address,
     AmqpMessage,
     AmqpOpen,
@@ -33,7 +34,6 @@ from .model import (
     MysqlCommand,
     MysqlGreeting,
     MysqlLogin,
-    MYSQL_ROW_FIELDS,
     MysqlReply,
     Packet,
     TokenInfo,
@@ -62,7 +62,7 @@ def header_lines(lines: Iterable[str]) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
-def header(headers: tuple[tuple[str, str], ...], name: str) -> Optional[str]:
+def header(headers: tuple[tuple[str, str], ...], name: str) -> str | None:
     """The first header called ``name`` (case-insensitive)."""
     name = name.lower()
     for k, v in headers:
@@ -71,7 +71,7 @@ def header(headers: tuple[tuple[str, str], ...], name: str) -> Optional[str]:
     return None
 
 
-def keystone_auth(body: Optional[str]) -> Optional[KeystoneAuth]:
+def keystone_auth(body: str | None) -> KeystoneAuth | None:
     """What a ``POST /v3/auth/tokens`` body asks for; the password is never kept.
 
     >>> a = keystone_auth('{"auth": {"identity": {"methods": ["password"], "password": {"user": '
@@ -123,7 +123,7 @@ def keystone_auth(body: Optional[str]) -> Optional[KeystoneAuth]:
     )
 
 
-def token_info(body: Optional[str]) -> Optional[TokenInfo]:
+def token_info(body: str | None) -> TokenInfo | None:
     """Who the token in a keystone token response belongs to."""
     doc = _json(body)
     token = doc.get("token") if isinstance(doc, dict) else None
@@ -139,7 +139,7 @@ def token_info(body: Optional[str]) -> Optional[TokenInfo]:
     )
 
 
-def _json(text: Optional[str]):
+def _json(text: str | None):
     if not text or text[:1] not in "{[":
         return None
     try:
@@ -148,14 +148,14 @@ def _json(text: Optional[str]):
         return None
 
 
-def _name(obj) -> Optional[str]:
+def _name(obj) -> str | None:
     if isinstance(obj, dict):
         v = obj.get("name") or obj.get("id")
         return str(v) if v is not None else None
     return None
 
 
-def _int(text: Optional[str], default: Optional[int] = None) -> Optional[int]:
+def _int(text: str | None, default: int | None = None) -> int | None:
     if text is None:
         return default
     try:
@@ -195,7 +195,7 @@ class _AmqpContent:
     routing_key: str
     start: float
     frames: list[int] = field(default_factory=list)
-    size: Optional[int] = None  # from the content header
+    size: int | None = None  # from the content header
     body: bytearray = field(default_factory=bytearray)
 
 
@@ -270,7 +270,7 @@ class Decoder:
 
     # ----------------------------------------------------------------- HTTP
 
-    def _http(self, p: Packet, layer: Layer, frames: tuple[int, ...], start: float) -> Optional[Message]:
+    def _http(self, p: Packet, layer: Layer, frames: tuple[int, ...], start: float) -> Message | None:
         common = dict(protocol="http", stream=p.stream, src=p.src, dst=p.dst, start=start, end=p.time, frames=frames)
         method = layer.get("http.request.method")
         if method is not None:
@@ -309,7 +309,7 @@ class Decoder:
 
     # ----------------------------------------------------------------- memcached
 
-    def _memcache(self, p: Packet, layer: Layer, frames: tuple[int, ...], start: float) -> Optional[Message]:
+    def _memcache(self, p: Packet, layer: Layer, frames: tuple[int, ...], start: float) -> Message | None:
         common = dict(protocol="memcache", stream=p.stream, src=p.src, dst=p.dst, start=start, end=p.time, frames=frames)
         command = layer.get("memcache.command")
         keys = tuple(layer.all("memcache.key"))
@@ -337,7 +337,7 @@ class Decoder:
 
     # ----------------------------------------------------------------- AMQP
 
-    def _amqp_frame(self, p: Packet, layer: Layer, frames: tuple[int, ...], start: float) -> Optional[Message]:
+    def _amqp_frame(self, p: Packet, layer: Layer, frames: tuple[int, ...], start: float) -> Message | None:
         """The message one AMQP frame completes (the last body frame of a publish or deliver), or None."""
         kind = layer.get("amqp.type")
         key = (p.stream, p.src, _int(layer.get("amqp.channel"), 0) or 0)
@@ -388,7 +388,7 @@ class Decoder:
 
     # ----------------------------------------------------------------- MySQL
 
-    def _mysql_layer(self, p: Packet, layer: Layer, frames: tuple[int, ...], start: float) -> Optional[Message]:
+    def _mysql_layer(self, p: Packet, layer: Layer, frames: tuple[int, ...], start: float) -> Message | None:
         """The message one MySQL PDU completes (a request, or the last PDU of a reply), or None."""
         fields = layer.fields
         row = fields is MYSQL_ROW_FIELDS
@@ -486,7 +486,7 @@ class Decoder:
         return st
 
     @staticmethod
-    def _column(st: _MysqlReplyState, db: Optional[str], table: Optional[str]) -> None:
+    def _column(st: _MysqlReplyState, db: str | None, table: str | None) -> None:
         """Note the schema and table a column definition names."""
         if db:
             st.schemas.setdefault(db, None)

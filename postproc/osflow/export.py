@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
-from typing import Iterable, Iterator, Optional
+from collections.abc import Iterable, Iterator
 from urllib.parse import urlsplit
 
 from .errors import ExportError, UsageError
@@ -45,7 +45,7 @@ class OtlpHttpExporter:
         self.url = traces_url(endpoint)
         self.timeout = timeout
         self.sent = 0  #: lines the receiver accepted
-        self.error: Optional[ExportError] = None  #: the first failure; nothing is sent after it
+        self.error: ExportError | None = None  #: the first failure; nothing is sent after it
 
     def send(self, line: str) -> None:
         """POST one ``TracesData`` line (nothing once a POST has failed)."""

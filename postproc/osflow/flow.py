@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from dataclasses import replace
-from typing import Iterable, Optional
 
 from . import foreground
 from . import tokens as tok
 from .decode import header
+from .foreground import Client
+from .join import request_ids_of
 from .model import (
     AmqpMessage,
     ConnectionNames,
@@ -40,9 +42,7 @@ from .model import (
     Step,
 )
 from .openstack import TOKEN_HEADERS, tables_in
-from .join import request_ids_of
 from .prose import Prose, token_owner
-from .foreground import Client
 
 
 def is_pool_noise(ex: Exchange) -> bool:
@@ -71,10 +71,10 @@ def build_flow(
     group: bool = True,
     show_secrets: bool = False,
     show_broker: bool = False,
-    origin: Optional[float] = None,
+    origin: float | None = None,
     warnings: tuple[str, ...] = (),
-    without_tables: Optional[dict[int, ConnectionNames]] = None,
-    client: Optional[Client] = None,
+    without_tables: dict[int, ConnectionNames] | None = None,
+    client: Client | None = None,
     show_all: bool = False,
 ) -> Flow:
     """The flow of ``exchanges`` (in request order) whose connections ``names`` names.
@@ -117,7 +117,7 @@ def whole_flow(
     show_broker: bool,
     origin: float,
     warnings: tuple[str, ...],
-    without_tables: Optional[dict[int, ConnectionNames]],
+    without_tables: dict[int, ConnectionNames] | None,
     client: str,
 ) -> Flow:
     """The whole flow of ``pairs`` (every pair, placed and settled, in request order): the steps the
@@ -156,7 +156,7 @@ class FlowBuilder:
     and the pairs still open: memory follows the requests in progress, not the capture's length.
     """
 
-    def __init__(self, *, show_secrets: bool = False, client: Optional[Client] = None,
+    def __init__(self, *, show_secrets: bool = False, client: Client | None = None,
                  longest_cast: float = math.inf) -> None:
         """``longest_cast``: a cast's handling ends at most this long after its delivery (a streamed
         flow's bound: the same request id seen much later is another request's)."""
@@ -190,7 +190,7 @@ class FlowBuilder:
             _register_tokens(self.registry, ex, which)
 
     def place(self, exchanges: list[Exchange], names: dict[int, ConnectionNames],
-              later: Iterable[Exchange] = (), later_names: Optional[dict[int, ConnectionNames]] = None) -> None:
+              later: Iterable[Exchange] = (), later_names: dict[int, ConnectionNames] | None = None) -> None:
         """Make the pairs of ``exchanges`` (in request order, none starting before those placed).
 
         ``later``: exchanges already seen that come after them (named by ``later_names``): a cast's
@@ -354,7 +354,7 @@ class _Activity:
         self.looked_up: set[int] = set()
         self.pids: dict[int, set[int]] = {}  # the processes its children came from
 
-    def note(self, parent: int, ex: Exchange, pid: Optional[int] = None) -> None:
+    def note(self, parent: int, ex: Exchange, pid: int | None = None) -> None:
         self.last[parent] = max(self.last.get(parent, 0.0), ex.start)
         if _token_lookup(ex):
             self.looked_up.add(parent)
@@ -378,8 +378,8 @@ def _token_lookup(ex: Exchange) -> bool:
 
 def _parent(
     pairs: list[Pair], served: list[tuple[float, float]], candidates, ex: Exchange,
-    tokens: tuple[str, ...] = (), pid: Optional[int] = None, activity: Optional[_Activity] = None,
-) -> tuple[Optional[int], str]:
+    tokens: tuple[str, ...] = (), pid: int | None = None, activity: _Activity | None = None,
+) -> tuple[int | None, str]:
     """(parent id, what placed it) of ``ex``: of the pairs served to its client whose serving span
     contains it (a cast from the moment it was published, a call until its reply came back), the
     one the evidence agrees with -- a token both carry (the user's token a cache key or a
@@ -407,7 +407,7 @@ def _parent(
         return None, ""
     if len(found) == 1:
         return found[0][1].id, "time"
-    best: Optional[Pair] = None
+    best: Pair | None = None
     best_score, best_why = -math.inf, ""  # every candidate may score below zero (a process that serves others)
     mine = set(tokens)
     # without evidence, the request in progress that did something last (started, or made a child):
@@ -447,7 +447,7 @@ def _parent(
 def _steps(pairs: list[Pair], group: bool) -> list[Step]:
     """The steps of ``pairs`` in tree order; a pair whose parent is not among them (background
     left out) starts a tree of its own."""
-    children: dict[Optional[int], list[Pair]] = defaultdict(list)
+    children: dict[int | None, list[Pair]] = defaultdict(list)
     present = {p.id for p in pairs}
     for p in pairs:
         children[p.parent if p.parent in present else None].append(p)
@@ -461,7 +461,7 @@ def _steps(pairs: list[Pair], group: bool) -> list[Step]:
             and not isinstance(p.exchange.request, MysqlLogin)
         )
 
-    def walk(parent: Optional[int], depth: int) -> None:
+    def walk(parent: int | None, depth: int) -> None:
         sibs = children.get(parent, [])
         i = 0
         while i < len(sibs):

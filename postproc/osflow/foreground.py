@@ -24,8 +24,8 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Optional, Sequence
 
 from .errors import InputError
 from .join import request_ids_of
@@ -56,7 +56,7 @@ class Client:
 DEFAULT = Client(names=("openstackclient",))
 
 
-def parse_client(text: str, parents: Optional[dict[int, Optional[int]]] = None) -> Client:
+def parse_client(text: str, parents: dict[int, int | None] | None = None) -> Client:
     """``--client PID|NAME``: a pid (and its descendants) or a participant's label or service.
 
     >>> parse_client("openstack").names, parse_client("nova-compute").names
@@ -74,7 +74,7 @@ def parse_client(text: str, parents: Optional[dict[int, Optional[int]]] = None) 
     return Client(names=names, why=f"--client {text}")
 
 
-def descendants(root: int, parents: dict[int, Optional[int]]) -> frozenset[int]:
+def descendants(root: int, parents: dict[int, int | None]) -> frozenset[int]:
     """``root`` and every pid whose parent chain reaches it.
 
     >>> sorted(descendants(5, {6: 5, 7: 6, 8: 1, 5: 1}))
@@ -93,7 +93,7 @@ def descendants(root: int, parents: dict[int, Optional[int]]) -> frozenset[int]:
     return frozenset(out)
 
 
-def meta_beside(capture: str) -> Optional[str]:
+def meta_beside(capture: str) -> str | None:
     """The ``meta.json`` ``osflow record`` wrote next to ``capture``, if there is one."""
     path = os.path.join(os.path.dirname(os.path.abspath(capture)), "meta.json")
     return path if os.path.isfile(path) else None
@@ -111,11 +111,11 @@ def read_meta(path: str) -> dict:
     return meta
 
 
-def parents_of(processes=None, meta: Optional[dict] = None) -> dict[int, Optional[int]]:
+def parents_of(processes=None, meta: dict | None = None) -> dict[int, int | None]:
     """pid -> parent pid, from a :class:`~osflow.tables.ProcessTable` and from the socket owners
     ``meta.json`` lists (short-lived processes no ps snapshot holds; their parent as the socket log
     first saw it wins: a daemon reparented to init later was still started by its parent)."""
-    parents: dict[int, Optional[int]] = dict(processes.parents()) if processes is not None else {}
+    parents: dict[int, int | None] = dict(processes.parents()) if processes is not None else {}
     for p in (meta or {}).get("socket_owners_not_in_ps") or ():
         if isinstance(p, dict) and isinstance(p.get("pid"), int):
             parents[p["pid"]] = p.get("ppid") if isinstance(p.get("ppid"), int) else None
@@ -218,7 +218,7 @@ class Closure:
             del self._reached[r]
 
 
-def left_out(pairs: Iterable[Pair]) -> Optional[str]:
+def left_out(pairs: Iterable[Pair]) -> str | None:
     """One line on the background pairs a renderer left out, by the client that made them.
 
     None when there are none.

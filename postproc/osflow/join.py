@@ -22,8 +22,8 @@ from __future__ import annotations
 import bisect
 import os
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable, Optional
 
 from . import portmap
 from .model import (
@@ -49,6 +49,7 @@ from .openstack import (
     tables_in,
 )
 
+
 @dataclass
 class _Conn:
     """One connection and its exchanges, while the join runs."""
@@ -59,7 +60,7 @@ class _Conn:
     protocol: str
     start: float
     exchanges: list
-    database: Optional[tuple[Optional[str], str]] = None  # (schema, why), once worked out
+    database: tuple[str | None, str] | None = None  # (schema, why), once worked out
 
 
 @dataclass(frozen=True)
@@ -69,13 +70,13 @@ class Named:
     key: str
     evidence: str
     source: str
-    pid: Optional[int] = None
+    pid: int | None = None
 
 
 class Joiner:
     """Name both ends of every connection of a list of exchanges."""
 
-    def __init__(self, sockets=None, processes=None, overrides: Optional[dict[int, str]] = None) -> None:
+    def __init__(self, sockets=None, processes=None, overrides: dict[int, str] | None = None) -> None:
         self.sockets = sockets
         self.processes = processes
         self.overrides = overrides or {}
@@ -85,7 +86,7 @@ class Joiner:
 
     def _from_tables(
         self, local: Address, remote: Address, time: float, server: bool = False
-    ) -> tuple[Optional[Named], Optional[str]]:
+    ) -> tuple[Named | None, str | None]:
         """(named service, description of an unnamed owner) from ss + ps.
 
         ``server``: ``local`` is the end that accepted the connection; when its socket is in no
@@ -134,8 +135,8 @@ class Joiner:
     # ------------------------------------------------------------------ main
 
     def join(
-        self, exchanges: Iterable[Exchange], amqp: Optional[dict[int, AmqpConnection]] = None,
-        wanted: Optional[set[int]] = None,
+        self, exchanges: Iterable[Exchange], amqp: dict[int, AmqpConnection] | None = None,
+        wanted: set[int] | None = None,
     ) -> dict[int, ConnectionNames]:
         """Names for every connection; ``amqp``: the connections to the broker (:meth:`RpcPairing.connections`).
 
@@ -163,8 +164,8 @@ class Joiner:
                 c = conns[ex.stream] = _Conn(ex.stream, ex.client, ex.request.dst, "amqp", ex.start, [])
             c.exchanges.append(ex)
 
-        servers: dict[int, Optional[Named]] = {}
-        server_notes: dict[int, Optional[str]] = {}
+        servers: dict[int, Named | None] = {}
+        server_notes: dict[int, str | None] = {}
         for s, c in conns.items():
             named, note = self._from_tables(c.server, c.client, c.start, server=True)
             if named is None:
@@ -175,8 +176,8 @@ class Joiner:
             servers[s] = named
             server_notes[s] = note
 
-        clients: dict[int, Optional[Named]] = {}
-        client_notes: dict[int, Optional[str]] = {}
+        clients: dict[int, Named | None] = {}
+        client_notes: dict[int, str | None] = {}
         for s, c in conns.items():
             named, note = self._from_tables(c.client, c.server, c.start)
             if named is None and c.protocol == "amqp" and s in amqp:
@@ -218,7 +219,7 @@ class Joiner:
             out[s] = ConnectionNames(s, c.client, c.server, client_p, server_p)
         return out
 
-    def _participant(self, named: Optional[Named], addr: Address, note: Optional[str]) -> Participant:
+    def _participant(self, named: Named | None, addr: Address, note: str | None) -> Participant:
         if named is None:
             label = str(addr)
             pid = None
@@ -228,7 +229,7 @@ class Joiner:
             return Participant(label, None, evidence, pid, "address")
         return Participant(portmap.label_for(named.key), named.key, named.evidence, named.pid, named.source)
 
-    def _server_participant(self, c: _Conn, srv: Optional[Named], cli: Optional[Named], note: Optional[str]) -> Participant:
+    def _server_participant(self, c: _Conn, srv: Named | None, cli: Named | None, note: str | None) -> Participant:
         if srv is None or srv.key != "mysql":
             return self._participant(srv, c.server, note)
         db, why = _database(c)
@@ -239,7 +240,7 @@ class Joiner:
             return Participant("MySQL", "mysql", srv.evidence + "; database unknown", srv.pid, srv.source)
         return Participant(portmap.db_label(db), "mysql", f"{srv.evidence}; {why}", srv.pid, srv.source)
 
-    def _from_protocol(self, c: _Conn, srv: Optional[Named], serving: "_Serving") -> Optional[Named]:
+    def _from_protocol(self, c: _Conn, srv: Named | None, serving: _Serving) -> Named | None:
         votes: Counter = Counter()
         why: dict[str, str] = {}
         schema = _database(c)[0] if c.protocol == "mysql" else None
@@ -301,7 +302,7 @@ class Joiner:
         return Named(key, why[key], "protocol")
 
 
-def _from_broker_traffic(link: AmqpConnection) -> Optional[Named]:
+def _from_broker_traffic(link: AmqpConnection) -> Named | None:
     """The owner of a connection to the broker from what it said and what was delivered to it."""
     if link.connection_name:
         program, _, rest = link.connection_name.partition(":")
@@ -317,7 +318,7 @@ def _from_broker_traffic(link: AmqpConnection) -> Optional[Named]:
     return None
 
 
-def _follow_replies(amqp: dict[int, AmqpConnection], clients: dict[int, Optional[Named]]) -> None:
+def _follow_replies(amqp: dict[int, AmqpConnection], clients: dict[int, Named | None]) -> None:
     """A caller's publish connection and the one its replies come back on have one owner."""
     by_queue: dict[str, list[int]] = {}
     for s, link in amqp.items():
@@ -388,7 +389,7 @@ def request_ids_of(ex: Exchange, sent_only: bool = False) -> tuple[str, ...]:
 _OBJECT_METHODS = ("object_action", "object_class_action", "object_class_action_versions", "object_backport_versions")
 
 
-def _service_for_db_login(user: str, schema: Optional[str]) -> Optional[str]:
+def _service_for_db_login(user: str, schema: str | None) -> str | None:
     for name in (schema, user):
         if not name:
             continue
@@ -398,14 +399,14 @@ def _service_for_db_login(user: str, schema: Optional[str]) -> Optional[str]:
     return user if user not in ("root", "mysql") else None
 
 
-def _database(c: _Conn) -> tuple[Optional[str], str]:
+def _database(c: _Conn) -> tuple[str | None, str]:
     """The schema a MySQL connection uses and why osflow thinks so (worked out once per connection)."""
     if c.database is None:
         c.database = _find_database(c)
     return c.database
 
 
-def _find_database(c: _Conn) -> tuple[Optional[str], str]:
+def _find_database(c: _Conn) -> tuple[str | None, str]:
     for ex in c.exchanges:
         if isinstance(ex.request, MysqlLogin) and ex.request.schema:
             return ex.request.schema, f"login schema {ex.request.schema}"
@@ -438,7 +439,7 @@ class _Serving:
         self._spans.sort(key=lambda s: (s[0], s[1]))
         self._starts = [s[0] for s in self._spans]
 
-    def origin(self, request_ids: tuple[str, ...], exclude: Optional[str]) -> Optional[tuple[str, Exchange]]:
+    def origin(self, request_ids: tuple[str, ...], exclude: str | None) -> tuple[str, Exchange] | None:
         """The HTTP service that answered a request with one of these request ids."""
         for rid in request_ids:
             for key, ex in self._answered.get(rid, ()):
@@ -447,8 +448,8 @@ class _Serving:
         return None
 
     def innermost(
-        self, start: float, end: float, exclude: Optional[str], request_ids: tuple[str, ...] = ()
-    ) -> Optional[tuple[str, Exchange]]:
+        self, start: float, end: float, exclude: str | None, request_ids: tuple[str, ...] = ()
+    ) -> tuple[str, Exchange] | None:
         """The latest-starting span that contains [start, end]; with ``request_ids``, one that
         carries one of them first (several services serve at once: the request id says which)."""
         i = bisect.bisect_right(self._starts, start)

@@ -21,9 +21,9 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Optional
 
 from .errors import InputError
 
@@ -48,11 +48,11 @@ class MermaidBuild:
     """A mermaid browser build read from disk: where, which version, and its text."""
 
     path: str
-    version: Optional[str]
+    version: str | None
     source: str = field(repr=False)
 
     @property
-    def major(self) -> Optional[int]:
+    def major(self) -> int | None:
         return int(self.version.split(".")[0]) if self.version else None
 
 
@@ -69,7 +69,7 @@ def candidates(env: Mapping[str, str] = os.environ) -> list[Path]:
             Path("/usr/local/share/osflow/mermaid/mermaid.min.js"), _CHECKOUT_COPY, *_GLOBAL]  # fmt: skip
 
 
-def find(explicit: Optional[str] = None, env: Mapping[str, str] = os.environ) -> Optional[MermaidBuild]:
+def find(explicit: str | None = None, env: Mapping[str, str] = os.environ) -> MermaidBuild | None:
     """The mermaid build to inline, or None when there is none (see the module's docstring).
 
     A path given on purpose (``explicit``, ``$OSFLOW_MERMAID_JS``) that is not a readable mermaid
@@ -109,7 +109,7 @@ def load(path: str, what: str) -> MermaidBuild:
     return build
 
 
-def version(path: Path, source: str) -> Optional[str]:
+def version(path: Path, source: str) -> str | None:
     """The build's version: from the npm package's ``package.json`` beside it or one folder up,
     else from the ``{version:"…"}`` the build carries.
 

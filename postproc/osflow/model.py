@@ -15,7 +15,7 @@ Names follow the socket API where there is one (``sockname``/``peername``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Literal, Optional
+from typing import Literal
 
 #: The protocol of a message or pair (``tcp``: a FIN/RST that answers a MySQL quit; ``amqp``: one
 #: message on one connection to the broker; ``rpc``: an oslo.messaging call or cast across it).
@@ -87,7 +87,7 @@ class Layer(_Fields):
     name: str
     fields: tuple[tuple[str, str], ...]
 
-    def get(self, name: str, default: Optional[str] = None) -> Optional[str]:
+    def get(self, name: str, default: str | None = None) -> str | None:
         for k, v in self.fields:
             if k == name:
                 return v
@@ -147,11 +147,11 @@ class KeystoneAuth(_Fields):
     """What a ``POST /v3/auth/tokens`` body asks for (never the password)."""
 
     methods: tuple[str, ...] = ()
-    user: Optional[str] = None
-    user_domain: Optional[str] = None
-    project: Optional[str] = None
-    project_domain: Optional[str] = None
-    domain: Optional[str] = None  # domain scope
+    user: str | None = None
+    user_domain: str | None = None
+    project: str | None = None
+    project_domain: str | None = None
+    domain: str | None = None  # domain scope
     system: bool = False
     unscoped: bool = False
 
@@ -160,11 +160,11 @@ class KeystoneAuth(_Fields):
 class TokenInfo(_Fields):
     """Who a token issued or validated by keystone belongs to (from the response body)."""
 
-    user: Optional[str] = None
-    user_domain: Optional[str] = None
-    project: Optional[str] = None
-    domain: Optional[str] = None
-    expires: Optional[str] = None
+    user: str | None = None
+    user_domain: str | None = None
+    project: str | None = None
+    domain: str | None = None
+    expires: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True, eq=False, repr=False)
@@ -173,10 +173,10 @@ class HttpRequest(Message):
 
     method: str
     uri: str
-    user_agent: Optional[str] = None
+    user_agent: str | None = None
     headers: tuple[tuple[str, str], ...] = ()  # raw, secrets included: redact when rendering
-    auth: Optional[KeystoneAuth] = None
-    content_type: Optional[str] = None
+    auth: KeystoneAuth | None = None
+    content_type: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True, eq=False, repr=False)
@@ -186,23 +186,23 @@ class HttpResponse(Message):
     status: int
     reason: str
     headers: tuple[tuple[str, str], ...] = ()
-    request_in: Optional[int] = None  # http.request_in: the frame of the request
-    token: Optional[TokenInfo] = None
+    request_in: int | None = None  # http.request_in: the frame of the request
+    token: TokenInfo | None = None
 
 
 @dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class MysqlGreeting(Message):
     """The server greeting that opens a MySQL connection."""
 
-    version: Optional[str] = None
+    version: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class MysqlLogin(Message):
     """A client's MySQL login request (user and default schema; never the password)."""
 
-    user: Optional[str] = None
-    schema: Optional[str] = None
+    user: str | None = None
+    schema: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True, eq=False, repr=False)
@@ -210,7 +210,7 @@ class MysqlCommand(Message):
     """A MySQL command: a query, quit, ping, init_db, ..."""
 
     command: str  # query, quit, ping, init_db, ... (lower case, from mysql.command)
-    text: Optional[str] = None  # query text / schema of init_db
+    text: str | None = None  # query text / schema of init_db
 
 
 @dataclass(frozen=True, kw_only=True, eq=False, repr=False)
@@ -219,9 +219,9 @@ class MysqlReply(Message):
 
     kind: ReplyKind
     rows: int = 0
-    affected_rows: Optional[int] = None
-    error_code: Optional[int] = None
-    error_message: Optional[str] = None
+    affected_rows: int | None = None
+    error_code: int | None = None
+    error_message: str | None = None
     schemas: tuple[str, ...] = ()  # mysql.field.db of the result's columns
     tables: tuple[str, ...] = ()  # mysql.field.org_table of the result's columns
     complete: bool = True
@@ -233,7 +233,7 @@ class MemcacheCommand(Message):
 
     command: str  # get, gets, set, add, replace, delete, touch, incr, decr, ...
     keys: tuple[str, ...] = ()
-    value_length: Optional[int] = None
+    value_length: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True, eq=False, repr=False)
@@ -252,23 +252,23 @@ class OsloMessage(_Fields):
     ``token`` is the user's token (``_context_auth_token``): kept only to fingerprint it.
     """
 
-    method: Optional[str] = None
-    namespace: Optional[str] = None
-    version: Optional[str] = None
-    object_method: Optional[str] = None  # nova's object RPC: "Instance.save"
-    msg_id: Optional[str] = None  # a call's id, and its reply's
-    reply_q: Optional[str] = None  # the queue a call's reply goes to (reply_<hex>)
-    unique_id: Optional[str] = None  # ties a publish to its deliveries
-    request_id: Optional[str] = None  # _context_request_id (req-...)
-    global_request_id: Optional[str] = None
-    user: Optional[str] = None  # _context_user_name
-    project: Optional[str] = None  # _context_project_name
-    token: Optional[str] = field(default=None, repr=False)  # _context_auth_token: a secret
+    method: str | None = None
+    namespace: str | None = None
+    version: str | None = None
+    object_method: str | None = None  # nova's object RPC: "Instance.save"
+    msg_id: str | None = None  # a call's id, and its reply's
+    reply_q: str | None = None  # the queue a call's reply goes to (reply_<hex>)
+    unique_id: str | None = None  # ties a publish to its deliveries
+    request_id: str | None = None  # _context_request_id (req-...)
+    global_request_id: str | None = None
+    user: str | None = None  # _context_user_name
+    project: str | None = None  # _context_project_name
+    token: str | None = field(default=None, repr=False)  # _context_auth_token: a secret
     is_reply: bool = False
     ending: bool = True  # False: a keep-alive reply, the call is still running
-    result: Optional[str] = None  # a reply's result, described briefly ("[[Selection]]")
-    failure: Optional[str] = None  # a reply's exception class ("NoValidHost")
-    failure_message: Optional[str] = None
+    result: str | None = None  # a reply's result, described briefly ("[[Selection]]")
+    failure: str | None = None  # a reply's exception class ("NoValidHost")
+    failure_message: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True, eq=False, repr=False)
@@ -284,17 +284,17 @@ class AmqpMessage(Message):
     exchange: str = ""
     routing_key: str = ""
     body_size: int = 0
-    oslo: Optional[OsloMessage] = None
-    compression: Optional[str] = None  # zlib | gzip | bz2 | lzma, when the body was compressed
-    undecoded: Optional[str] = None
+    oslo: OsloMessage | None = None
+    compression: str | None = None  # zlib | gzip | bz2 | lzma, when the body was compressed
+    undecoded: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class AmqpOpen(Message):
     """A client's Connection.Start-Ok: the process it names (never the password it carries)."""
 
-    connection_name: Optional[str] = None  # oslo.messaging's "<program>:<pid>:<uuid>"
-    product: Optional[str] = None
+    connection_name: str | None = None  # oslo.messaging's "<program>:<pid>:<uuid>"
+    product: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True, eq=False, repr=False)
@@ -316,7 +316,7 @@ class Exchange(_Fields):
     client: Address
     server: Address
     request: Message
-    response: Optional[Message]
+    response: Message | None
 
     @property
     def start(self) -> float:
@@ -344,10 +344,10 @@ class RpcExchange(Exchange):
     """
 
     kind: RpcKind = "cast"
-    broker: Optional[Address] = None
-    server_stream: Optional[int] = None  # None when no consumer took the message
-    delivery: Optional[AmqpMessage] = None
-    reply_delivery: Optional[AmqpMessage] = None
+    broker: Address | None = None
+    server_stream: int | None = None  # None when no consumer took the message
+    delivery: AmqpMessage | None = None
+    reply_delivery: AmqpMessage | None = None
     delivered: int = 0  # consumers the publish reached
     keepalives: int = 0  # keep-alive replies (ending false) before the last one
 
@@ -396,7 +396,7 @@ class AmqpConnection(_Fields):
     client: Address
     broker: Address
     start: float
-    connection_name: Optional[str] = None
+    connection_name: str | None = None
     consumes: tuple[str, ...] = ()  # topics (routing keys, fanout exchanges) delivered to it
     reply_queues: tuple[str, ...] = ()  # reply queues delivered to it (its owner made those calls)
     calls_for: tuple[str, ...] = ()  # reply queues named by the calls it published
@@ -411,7 +411,7 @@ class SocketUser(_Fields):
 
     comm: str
     pid: int
-    fd: Optional[int] = None
+    fd: int | None = None
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -420,9 +420,9 @@ class SocketEntry(_Fields):
 
     state: str
     sockname: Address  # local; host "*" for a wildcard
-    peername: Optional[Address]  # remote; None for a listener
+    peername: Address | None  # remote; None for a listener
     users: tuple[SocketUser, ...] = ()
-    time: Optional[float] = None  # epoch of the snapshot, when the file says
+    time: float | None = None  # epoch of the snapshot, when the file says
     line: int = 0  # line number in its file
     source: str = ""  # file name
 
@@ -433,9 +433,9 @@ class Process(_Fields):
 
     pid: int
     args: str
-    ppid: Optional[int] = None
-    user: Optional[str] = None
-    time: Optional[float] = None
+    ppid: int | None = None
+    user: str | None = None
+    time: float | None = None
     line: int = 0
     source: str = ""
 
@@ -448,9 +448,9 @@ class Participant(_Fields):
     """Who is on one end of a connection, and why osflow thinks so."""
 
     label: str  # keystone, placement DB, OpenStackClient, 127.0.0.1:5000 ...
-    service: Optional[str]  # the service key (mysql for any DB), None when unknown
+    service: str | None  # the service key (mysql for any DB), None when unknown
     evidence: str  # human-readable: "ss pid 26408 -> ps '(wsgi:placement-a -k start'"
-    pid: Optional[int] = None
+    pid: int | None = None
     source: EvidenceSource = "port"
 
 
@@ -473,26 +473,26 @@ class Pair(_Fields):
     """One request/response pair, named, placed in the tree of calls."""
 
     id: int
-    parent: Optional[int]
+    parent: int | None
     exchange: Exchange
     client: Participant
     server: Participant
     request: str  # plain request text (JSON "request"), secrets already hidden
-    response: Optional[str]  # plain response text (JSON "response"), None when none was seen
+    response: str | None  # plain response text (JSON "response"), None when none was seen
     message: str = ""  # richer request text for the timeline and diagram
     result: str = ""  # richer response text for the timeline and diagram
     depth: int = 0  # nesting depth (0 at the top)
     notes: tuple[str, ...] = ()  # e.g. "token T1 = admin@admin (3f2a9c01)", "cache miss"
     tokens: tuple[str, ...] = ()  # token ids (T1, ...) this pair mentions
     noise: bool = False  # pool ping / rollback / SET ...
-    via: Optional[Participant] = None  # an RPC's broker
+    via: Participant | None = None  # an RPC's broker
     background: bool = False  # not caused by the command (:mod:`osflow.foreground`)
     #: what made ``parent`` this pair's parent: "time" (the one request in progress), or the evidence
     #: that chose among several ("token T2 (of 3 requests in progress)"); "" for a top-level pair
     placed: str = field(default="", compare=False)
 
     @property
-    def kind(self) -> Optional[str]:
+    def kind(self) -> str | None:
         """An RPC's kind (call, cast, fanout); None for any other pair."""
         return getattr(self.exchange, "kind", None) if self.exchange.protocol == "rpc" else None
 
@@ -507,8 +507,8 @@ class Token(_Fields):
 
     id: str  # T1, T2, ...
     fingerprint: str  # first 8 hex digits of sha256(token)
-    owner: Optional[str] = None  # user@project
-    secret: Optional[str] = field(default=None, repr=False)  # the token itself, when seen
+    owner: str | None = None  # user@project
+    secret: str | None = field(default=None, repr=False)  # the token itself, when seen
 
     def describe(self) -> str:
         if self.owner:
@@ -522,8 +522,8 @@ class Step(_Fields):
 
     pairs: tuple[Pair, ...]
     depth: int
-    summary: Optional[str] = None  # set for a group: "47 queries (...) + 65 pool pings ..."
-    result: Optional[str] = None  # set for a group: what it got back, "OK ×43, 69 result sets (48 rows)"
+    summary: str | None = None  # set for a group: "47 queries (...) + 65 pool pings ..."
+    result: str | None = None  # set for a group: what it got back, "OK ×43, 69 result sets (48 rows)"
 
     @property
     def first(self) -> Pair:
@@ -549,9 +549,9 @@ class Flow(_Fields):
     #: with --explain and socket tables: (stream, client label, server label) as named without the tables
     without_tables: tuple[tuple[int, str, str], ...] = ()
     #: the steps hold only the foreground (``pairs`` holds every pair); this line says what they left out
-    left_out: Optional[str] = None
+    left_out: str | None = None
     #: who the command is, as :mod:`osflow.foreground` found it (``--explain``)
     client: str = ""
     #: a part of a flow streamed while the capture is read (:func:`osflow.pipeline.stream`): the ids of
     #: the pairs, of this part or an earlier one, that get no more children; None for a whole flow
-    closed: Optional[tuple[int, ...]] = None
+    closed: tuple[int, ...] | None = None

@@ -16,7 +16,6 @@ from __future__ import annotations
 import functools
 import os
 import re
-from typing import Optional
 
 # --------------------------------------------------------------------------- tokens
 
@@ -59,7 +58,7 @@ MYSQL_COMMANDS = {
 # --os-placement-api-version); the openstack CLI is recognised first, by its executable.
 # Compiled on first use (re caches them): a capture read without --ss/--ps never needs them.
 _NAME = r"(?<![\w-])(?:{})"
-PROCESS_PATTERNS: tuple[tuple[str, Optional[str]], ...] = tuple(
+PROCESS_PATTERNS: tuple[tuple[str, str | None], ...] = tuple(
     (_NAME.format(p), key)
     for p, key in (
         (r"wsgi:keystone|keystone-wsgi|keystone-all|keystone-api\b|uwsgi.*keystone|gunicorn.*keystone", "keystone"),
@@ -98,7 +97,7 @@ _COMPONENT = (
 _AMBIGUOUS = r"(^|/)(apache2|httpd|nginx|haproxy)( |$)|^\(?apache2"
 
 
-def service_of_command(args: str) -> tuple[Optional[str], bool]:
+def service_of_command(args: str) -> tuple[str | None, bool]:
     """The service key a command line names, and whether the process is an ambiguous web server.
 
     >>> service_of_command("(wsgi:placement-a -k start")
@@ -154,7 +153,7 @@ USER_AGENT_CLIENT_WORDS = ("python-openstackclient", "openstacksdk/", "osc-lib")
 _PRODUCT = re.compile(r"\s*([\w.-]+)[/ ]")  # a product, with its /version or without
 
 
-def service_of_user_agent(ua: Optional[str]) -> Optional[str]:
+def service_of_user_agent(ua: str | None) -> str | None:
     """The service a User-Agent names; ``python-keystoneclient`` names none.
 
     >>> service_of_user_agent("placement/unknown keystonemiddleware.auth_token/10.1.0 keystoneauth1/5.0.0")
@@ -186,25 +185,21 @@ def service_of_user_agent(ua: Optional[str]) -> Optional[str]:
 #: Tables a service's queries touch (a query's client is named by majority vote over them).
 SERVICE_TABLES: dict[str, frozenset[str]] = {
     "keystone": frozenset(
-        "user local_user password project assignment role implied_role token revocation_event "
-        "federated_user nonlocal_user access_rule application_credential credential endpoint "
-        "service region policy domain_config group user_group_membership trust system_assignment "
-        "project_tag limit registered_limit expiring_user_group_membership".split()
+        ["user", "local_user", "password", "project", "assignment", "role", "implied_role", "token", "revocation_event", "federated_user", "nonlocal_user", "access_rule", "application_credential", "credential", "endpoint", "service", "region", "policy", "domain_config", "group", "user_group_membership", "trust", "system_assignment", "project_tag", "limit", "registered_limit", "expiring_user_group_membership"]
     ),
     "placement": frozenset(
-        "resource_classes traits resource_providers inventories allocations consumers projects users "
-        "resource_provider_traits resource_provider_aggregates placement_aggregates consumer_types".split()
+        ["resource_classes", "traits", "resource_providers", "inventories", "allocations", "consumers", "projects", "users", "resource_provider_traits", "resource_provider_aggregates", "placement_aggregates", "consumer_types"]
     ),
-    "nova-api": frozenset("cell_mappings host_mappings instance_mappings flavors build_requests request_specs".split()),
-    "neutron-server": frozenset("networks subnets ports routers securitygroups securitygrouprules agents".split()),
-    "glance": frozenset("images image_properties image_locations image_members tasks".split()),
-    "cinder-api": frozenset("volumes snapshots backups volume_types quotas".split()),
+    "nova-api": frozenset(["cell_mappings", "host_mappings", "instance_mappings", "flavors", "build_requests", "request_specs"]),
+    "neutron-server": frozenset(["networks", "subnets", "ports", "routers", "securitygroups", "securitygrouprules", "agents"]),
+    "glance": frozenset(["images", "image_properties", "image_locations", "image_members", "tasks"]),
+    "cinder-api": frozenset(["volumes", "snapshots", "backups", "volume_types", "quotas"]),
 }
 
 _TABLE_REF = re.compile(r"\b(?:FROM|JOIN|INTO|UPDATE)\s+`?([A-Za-z_][A-Za-z0-9_]*)`?", re.I)
 
 
-def tables_in(sql: Optional[str]) -> list[str]:
+def tables_in(sql: str | None) -> list[str]:
     """Tables a statement names after FROM/JOIN/INTO/UPDATE, in order.
 
     >>> tables_in("SELECT a FROM user INNER JOIN local_user ON x WHERE y IN (SELECT b FROM `project`)")
@@ -253,7 +248,7 @@ RPC_TOPICS: dict[str, str] = {
 _TOPICS_LONGEST_FIRST = tuple(sorted(RPC_TOPICS, key=len, reverse=True))
 
 
-def service_of_topic(topic: str) -> Optional[str]:
+def service_of_topic(topic: str) -> str | None:
     """The service that consumes an RPC topic (a routing key or a fanout exchange), or None.
 
     >>> [service_of_topic(t) for t in ("conductor", "compute.controller", "scheduler_fanout",
@@ -287,7 +282,7 @@ COMPONENT_DATABASES: dict[str, str] = {
 SHARED_SCHEMAS = frozenset({"nova", "nova_cell0", "nova_cell1", "cinder", "heat"})
 
 
-def component_database(key: str) -> Optional[str]:
+def component_database(key: str) -> str | None:
     """The schema of a component service: ``component_database("nova-conductor") == "nova"``."""
     return COMPONENT_DATABASES.get(key)
 

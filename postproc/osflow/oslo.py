@@ -24,7 +24,7 @@ import bz2
 import json
 import lzma
 import zlib
-from typing import Any, Optional
+from typing import Any
 
 from .model import OsloMessage
 
@@ -36,7 +36,7 @@ MAX_INFLATED = 16 << 20
 _MAGIC = ((b"\x1f\x8b", "gzip"), (b"BZh", "bz2"), (b"\xfd7zXZ\x00", "lzma"))
 
 
-def compression_of(body: bytes) -> Optional[str]:
+def compression_of(body: bytes) -> str | None:
     """The compression a body's first bytes show, or None for plain text.
 
     >>> [compression_of(b) for b in (zlib.compress(b"{}"), b"\\x1f\\x8b\\x08", b'{"a": 1}', b"")]
@@ -64,7 +64,7 @@ def _inflate(body: bytes, how: str) -> bytes:
     return out
 
 
-def read_body(body: bytes) -> tuple[Optional[OsloMessage], Optional[str], Optional[str]]:
+def read_body(body: bytes) -> tuple[OsloMessage | None, str | None, str | None]:
     """(message, compression, why not read) of one AMQP body.
 
     A compressed body is inflated (bounded by :data:`MAX_INFLATED`) and read; ``compression``
@@ -97,7 +97,7 @@ def read_body(body: bytes) -> tuple[Optional[OsloMessage], Optional[str], Option
     return message(doc), how, None
 
 
-def _text(v: Any) -> Optional[str]:
+def _text(v: Any) -> str | None:
     return v if isinstance(v, str) else None
 
 
@@ -133,7 +133,7 @@ def message(doc: dict) -> OsloMessage:
     )
 
 
-def object_method(method: Optional[str], args: dict) -> Optional[str]:
+def object_method(method: str | None, args: dict) -> str | None:
     """The object method nova's (and oslo.versionedobjects') object RPC runs: ``Instance.save``.
 
     >>> object_method("object_action", {"objinst": {"nova_object.name": "Instance"}, "objmethod": "save"})
@@ -155,14 +155,14 @@ def object_method(method: Optional[str], args: dict) -> Optional[str]:
     return f"{name}.{objmethod}" if name else objmethod
 
 
-def _object_name(obj: dict) -> Optional[str]:
+def _object_name(obj: dict) -> str | None:
     for key in ("nova_object.name", "versioned_object.name", "cinder_object.name", "neutron_object.name"):
         if isinstance(obj.get(key), str):
             return obj[key]
     return None
 
 
-def _failure(value: Any) -> tuple[Optional[str], Optional[str]]:
+def _failure(value: Any) -> tuple[str | None, str | None]:
     """(exception class, message) of a reply's ``failure`` (a JSON string in oslo.messaging)."""
     if value is None:
         return None, None

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict, deque
-from typing import Iterable, Optional
+from collections.abc import Iterable
 
 from .model import (
     AmqpConnection,
@@ -74,7 +74,7 @@ class Pairing:
         self._pair(req, m)
 
     @staticmethod
-    def _match(queue: deque, resp: Message) -> Optional[Message]:
+    def _match(queue: deque, resp: Message) -> Message | None:
         if isinstance(resp, HttpResponse) and resp.request_in is not None:
             for i, req in enumerate(queue):
                 if resp.request_in in req.frames:
@@ -86,7 +86,7 @@ class Pairing:
                 return req
         return None
 
-    def _pair(self, req: Message, resp: Optional[Message]) -> None:
+    def _pair(self, req: Message, resp: Message | None) -> None:
         self.exchanges.append(Exchange(req.protocol, req.stream, req.src, req.dst, req, resp))
         self.found += 1
 

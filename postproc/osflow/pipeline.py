@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import IO, Iterator, Optional, Sequence
+from typing import IO
 
 from .decode import Decoder
 from .errors import InputError, PartialInput
@@ -36,7 +37,7 @@ class Tables:
     warnings: list[str] = field(default_factory=list)
 
     @classmethod
-    def load(cls, ss_files: Sequence[str] = (), ps_files: Sequence[str] = ()) -> "Tables":
+    def load(cls, ss_files: Sequence[str] = (), ps_files: Sequence[str] = ()) -> Tables:
         t = cls()
         if not ss_files and not ps_files:
             return t
@@ -76,7 +77,7 @@ class Result:
     """What :func:`analyse` found: the flow, whether the input ended early, TCP packets read."""
 
     flow: Flow
-    partial: Optional[PartialInput]
+    partial: PartialInput | None
     packets: int
 
 
@@ -115,15 +116,15 @@ class Progress:
 def analyse(
     stream: IO[bytes],
     name: str = "<stdin>",
-    tables: Optional[Tables] = None,
+    tables: Tables | None = None,
     *,
-    overrides: Optional[dict[int, str]] = None,
+    overrides: dict[int, str] | None = None,
     group: bool = True,
     show_secrets: bool = False,
     show_broker: bool = False,
     explain: bool = False,
     reader=None,
-    progress: Optional[Progress] = None,
+    progress: Progress | None = None,
     client=None,
     show_all: bool = False,
 ) -> Result:
@@ -215,13 +216,13 @@ class Stream:
         self,
         stream: IO[bytes],
         name: str = "<stdin>",
-        tables: Optional[Tables] = None,
+        tables: Tables | None = None,
         *,
-        overrides: Optional[dict[int, str]] = None,
+        overrides: dict[int, str] | None = None,
         show_secrets: bool = False,
         show_broker: bool = False,
         reader=None,
-        progress: Optional[Progress] = None,
+        progress: Progress | None = None,
         client=None,
         horizon: float = HORIZON,
     ) -> None:
@@ -239,7 +240,7 @@ class Stream:
         self._named = False  # a connection was named
         self._listener = False  # an end was named through a listening socket
         self.warnings: tuple[str, ...] = ()
-        self.partial: Optional[PartialInput] = None
+        self.partial: PartialInput | None = None
         self.packets = 0
         self.pairs = 0
         self.held = 0  # the most exchanges and pairs held at once (pairing, flow), for tests and benchmarks
@@ -313,7 +314,7 @@ class Stream:
                        client=builder.command.why)
 
 
-def collect(stream: "Stream", *, group: bool = True, show_all: bool = False) -> Result:
+def collect(stream: Stream, *, group: bool = True, show_all: bool = False) -> Result:
     """The whole flow of a streamed one: every part's pairs, then the steps drawn from them.
 
     What the timeline, Markdown and Mermaid draw at the end: built while the input is read, so
@@ -323,7 +324,7 @@ def collect(stream: "Stream", *, group: bool = True, show_all: bool = False) -> 
     ``--explain``, which show the connections, run :func:`analyse`.
     """
     pairs: list = []
-    last: Optional[Flow] = None
+    last: Flow | None = None
     for part in stream:
         pairs += part.pairs
         last = part

@@ -18,7 +18,6 @@ servers are labelled after the database they serve: ``placement DB``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 
 @dataclass(frozen=True)
@@ -29,7 +28,7 @@ class Service:
     label: str
     ports: tuple[int, ...]
     protocol: str  # http | mysql | memcache | amqp | other
-    database: Optional[str] = None  # the schema this service keeps in MySQL
+    database: str | None = None  # the schema this service keeps in MySQL
 
 
 #: Every service osflow knows.  Order matters only for documentation.
@@ -67,12 +66,12 @@ HTTP_PORTS: tuple[int, ...] = tuple(sorted(p for s in SERVICES if s.protocol == 
 ALL_PORTS: tuple[int, ...] = tuple(sorted(_BY_PORT))
 
 
-def service(key: str) -> Optional[Service]:
+def service(key: str) -> Service | None:
     """The service with this key, or None."""
     return _BY_KEY.get(key)
 
 
-def service_for_port(port: int, overrides: Optional[dict[int, str]] = None) -> Optional[Service]:
+def service_for_port(port: int, overrides: dict[int, str] | None = None) -> Service | None:
     """The service that listens on ``port`` by convention (``--service PORT=NAME`` wins).
 
     >>> service_for_port(5000).label
@@ -101,13 +100,13 @@ def db_label(database: str) -> str:
     return f"{database} DB"
 
 
-def database_of(key: str) -> Optional[str]:
+def database_of(key: str) -> str | None:
     """The schema a service keeps in MySQL (keystone -> keystone)."""
     s = _BY_KEY.get(key)
     return s.database if s else None
 
 
-def service_for_database(database: str) -> Optional[Service]:
+def service_for_database(database: str) -> Service | None:
     """The service whose schema is ``database`` (nova_api -> nova-api)."""
     for s in SERVICES:
         if s.database == database:

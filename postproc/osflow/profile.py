@@ -44,7 +44,7 @@ import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, TextIO
+from typing import TextIO
 
 PROFILE_NAME = "OpenStack"
 PLUGIN_NAME = "osflow.lua"
@@ -95,7 +95,7 @@ def plugin_source() -> Path:
     return data_root() / "dissectors" / PLUGIN_NAME
 
 
-def profile_files(src: Optional[Path] = None) -> list[str]:
+def profile_files(src: Path | None = None) -> list[str]:
     """Relative names of the profile's files (sorted, no hidden files)."""
     src = src or profile_source()
     return sorted(
@@ -142,7 +142,7 @@ def parse_folders(text: str) -> dict[str, str]:
     return out
 
 
-def tshark_path(explicit: Optional[str] = None) -> Optional[str]:
+def tshark_path(explicit: str | None = None) -> str | None:
     return explicit or os.environ.get("OSFLOW_TSHARK") or shutil.which("tshark")
 
 
@@ -174,7 +174,7 @@ class Action:
 
     verb: str  # create | update | unchanged | conflict | remove | keep | backup
     path: Path
-    source: Optional[Path] = None
+    source: Path | None = None
     note: str = ""
 
     def line(self) -> str:
@@ -201,7 +201,7 @@ def read_manifest(folders: Folders) -> dict:
         return {}
 
 
-def _state(dest: Path, src_hash: str, recorded: Optional[str]) -> str:
+def _state(dest: Path, src_hash: str, recorded: str | None) -> str:
     if not dest.exists():
         return "create"
     have = sha256_file(dest)
@@ -463,7 +463,7 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     return 2
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="osflow profile", description=__doc__.split("\n\n")[0])
     add_arguments(parser)
     return run(parser.parse_args(argv))

@@ -12,7 +12,6 @@ asked (``--show-secrets``, then ``T1=<token>``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 from . import tokens as tok
 from .decode import header
@@ -39,7 +38,7 @@ class PairText:
     """The words of one pair (secrets already hidden unless asked for)."""
 
     request: str  # plain request text (JSON "request")
-    response: Optional[str]  # plain response text (JSON "response"), None when none was seen
+    response: str | None  # plain response text (JSON "response"), None when none was seen
     message: str  # richer request text (timeline, diagram)
     result: str  # richer response text ("" when none was seen)
     tokens: tuple[str, ...] = ()  # token ids mentioned, in order, once each
@@ -81,7 +80,7 @@ class Prose:
     def _shown(self, t: Token, raw: str) -> str:
         return f"{t.id}={raw}" if self.show else t.id
 
-    def _key(self, key: str) -> tuple[str, str, Optional[Token]]:
+    def _key(self, key: str) -> tuple[str, str, Token | None]:
         """(plain, rich, token) for a memcached key."""
         if not tok.is_token_key(key):
             return key, key, None
@@ -95,7 +94,7 @@ class Prose:
 
     # ------------------------------------------------------------------ protocols
 
-    def _http(self, req: HttpRequest, resp: Optional[Message]) -> PairText:
+    def _http(self, req: HttpRequest, resp: Message | None) -> PairText:
         ids: list[str] = []
         notes: list[str] = []
         plain = f"{req.method} {req.uri}"
@@ -135,7 +134,7 @@ class Prose:
                     result += f", {self._shown(t, issued)} valid" + (f" ({t.owner})" if t.owner else "")
         return PairText(plain, response, rich, result, _unique(ids), tuple(notes))
 
-    def _memcache(self, req: MemcacheCommand, resp: Optional[Message]) -> PairText:
+    def _memcache(self, req: MemcacheCommand, resp: Message | None) -> PairText:
         ids: list[str] = []
         plains, richs = [], []
         for k in req.keys:
@@ -170,7 +169,7 @@ class Prose:
             plain = rich = f"{ex.kind} ({ex.request.undecoded or 'body not read'})"  # type: ignore[attr-defined]
         if ex.delivery is None:
             notes.append("delivered to no consumer")
-        response: Optional[str]
+        response: str | None
         if ex.kind != "call":
             response = ""
         elif ex.response is None:
@@ -194,7 +193,7 @@ def _unique(items: list[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(items))
 
 
-def token_owner(info: Optional[TokenInfo]) -> Optional[str]:
+def token_owner(info: TokenInfo | None) -> str | None:
     """``user@project`` (or ``user@domain:D``, or the user) of a token keystone described."""
     if info is None or not info.user:
         return None
@@ -226,7 +225,7 @@ def auth_text(auth: KeystoneAuth) -> str:
     return f"{head}, unscoped"
 
 
-def mysql_response(resp: Optional[Message]) -> Optional[str]:
+def mysql_response(resp: Message | None) -> str | None:
     """A MySQL reply in words: ``OK``, ``3 rows``, ``ERR 1045 Access denied…``, ``closed``."""
     if isinstance(resp, Closed):
         return "closed"

@@ -14,7 +14,8 @@ an entity bomb.
 
 from __future__ import annotations
 
-from typing import IO, Iterator, Optional
+from collections.abc import Iterator
+from typing import IO
 
 from lxml import etree
 
@@ -81,10 +82,10 @@ class _Reader:
     def __init__(self, stream: IO[bytes], name: str) -> None:
         self.stream = stream
         self.name = name
-        self.partial: Optional[PartialInput] = None  # set when the input ended early
+        self.partial: PartialInput | None = None  # set when the input ended early
         self.count = 0  # TCP packets read
         self.last_frame = 0
-        self.first_time: Optional[float] = None  # epoch of the capture's first frame, TCP or not
+        self.first_time: float | None = None  # epoch of the capture's first frame, TCP or not
         self._streams: dict = {}  # connection -> stream id, for input without tcp.stream
         self._addresses = _Addresses()
 
@@ -100,7 +101,7 @@ class PdmlReader(_Reader):
 
     def __init__(self, stream: IO[bytes], name: str = "<stdin>") -> None:
         super().__init__(stream, name)
-        self.creator: Optional[str] = None
+        self.creator: str | None = None
 
     def __iter__(self) -> Iterator[Packet]:
         stream = _Watch(self.stream)
@@ -185,7 +186,7 @@ def _short(e: etree.XMLSyntaxError) -> str:
     return msg[:120]
 
 
-def _first_time(elem: etree._Element) -> Optional[float]:
+def _first_time(elem: etree._Element) -> float | None:
     for f in elem.iterchildren("proto"):
         if f.get("name") == "geninfo":
             for g in f.iterchildren("field"):
@@ -209,10 +210,10 @@ class _Finder:
     def __init__(self) -> None:
         self._at: dict[str, int] = {}
 
-    def values(self, proto: etree._Element, wanted: tuple[tuple[str, str], ...]) -> list[Optional[str]]:
+    def values(self, proto: etree._Element, wanted: tuple[tuple[str, str], ...]) -> list[str | None]:
         """The ``attr`` of each ``(name, attr)`` in ``wanted`` (None for a field that is not there)."""
         at = self._at
-        out: list[Optional[str]] = []
+        out: list[str | None] = []
         for name, attr in wanted:
             try:
                 f = proto[at.get(name, 0)]
@@ -223,7 +224,7 @@ class _Finder:
             out.append(None if f is None else f.get(attr))
         return out
 
-    def _scan(self, proto: etree._Element, name: str) -> Optional[etree._Element]:
+    def _scan(self, proto: etree._Element, name: str) -> etree._Element | None:
         for i, f in enumerate(proto):
             if f.get("name") == name:
                 self._at[name] = i
@@ -238,7 +239,7 @@ _TCP = (("tcp.srcport", "show"), ("tcp.dstport", "show"), ("tcp.stream", "show")
         ("tcp.len", "show"))
 
 
-def _packet(elem: etree._Element, streams: dict, find: _Finder, addresses: _Addresses) -> Optional[Packet]:
+def _packet(elem: etree._Element, streams: dict, find: _Finder, addresses: _Addresses) -> Packet | None:
     """Turn one ``<packet>`` into a Packet, or None for non-TCP frames (``find``, ``addresses``: the reader's)."""
     number = 0
     time = 0.0
@@ -307,14 +308,14 @@ def _stream_id(streams: dict, src: Address, dst: Address) -> int:
     return streams.setdefault(key, -1 - len(streams))
 
 
-def _int(text: Optional[str], default: int, base: int = 10) -> int:
+def _int(text: str | None, default: int, base: int = 10) -> int:
     try:
         return int(text, base) if text else default
     except ValueError:
         return default
 
 
-def _float(text: Optional[str], default: float) -> float:
+def _float(text: str | None, default: float) -> float:
     try:
         return float(text) if text else default
     except ValueError:
@@ -365,7 +366,7 @@ _COLUMN_TEXTS = ("mysql.field.catalog", "mysql.field.db", "mysql.field.table", "
 _ROW_FIELDS = MYSQL_ROW_FIELDS
 
 
-def _result_set_pdu(proto: etree._Element) -> Optional[tuple[tuple[str, str], ...]]:
+def _result_set_pdu(proto: etree._Element) -> tuple[tuple[str, str], ...] | None:
     """A column definition or a row PDU read by position, or None for any other PDU.
 
     Most MySQL PDUs are the column definitions and rows of result sets.  tshark lists
@@ -457,7 +458,7 @@ def _unescape(text: str) -> str:
 _MYSQL_TEXTS = frozenset({"mysql.query", "mysql.error.message"})
 
 
-def _mysql_child(g: etree._Element, out: list) -> Optional[str]:
+def _mysql_child(g: etree._Element, out: list) -> str | None:
     """Add one field of a wrapper to ``out``; its name (``mysql.row`` for any row value), or None."""
     m = g.get("name")
     if not m or not m.startswith("mysql."):
@@ -475,7 +476,7 @@ def _mysql_child(g: etree._Element, out: list) -> Optional[str]:
 # --------------------------------------------------------------------------- tshark
 
 
-def tshark_pdml_command(capture: str, tshark: Optional[str] = None, extra: tuple[str, ...] = ()) -> list[str]:
+def tshark_pdml_command(capture: str, tshark: str | None = None, extra: tuple[str, ...] = ()) -> list[str]:
     """The tshark command that turns a capture into the PDML osflow reads."""
     return [
         tshark or find_tool("tshark", "TSHARK"),

@@ -52,8 +52,9 @@ from __future__ import annotations
 import dataclasses
 import enum
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable, Optional, Union
+from typing import Union
 
 from .addresses import BAD_PORT, address_entry, canonical_address, parse_address
 from .model import Address, Process, SocketEntry, SocketUser
@@ -139,7 +140,7 @@ class _Reader:
     def __init__(self, source: str) -> None:
         self.source = source
         self.users: dict[str, tuple[SocketUser, ...]] = {}  # for _users()
-        self._addresses: dict[str, tuple[str, int, Optional[Address]]] = {}  # text -> host, port, Address
+        self._addresses: dict[str, tuple[str, int, Address | None]] = {}  # text -> host, port, Address
 
     def entry(
         self,
@@ -147,10 +148,10 @@ class _Reader:
         local_text: str,
         peer_text: str,
         users: tuple[SocketUser, ...],
-        time: Optional[float],
+        time: float | None,
         lineno: int,
         line: str,
-    ) -> Union[SocketEntry, str]:
+    ) -> SocketEntry | str:
         """The entry of a socket line (a listener has no peer), or the warning when an address is not understood.
 
         >>> _Reader("x").entry("ESTAB", "10.0.20.11:43424", "10.0.20.11:no-such-service", (), None, 7, "...")
@@ -198,7 +199,7 @@ _SS_USER = re.compile(r'\("((?:[^"\\]|\\.)*)",(?:pid=)?(\d+)(?:,(?:fd=)?(\d+))?\
 _SS_EXPECTED = "expected an ss socket line (State Recv-Q Send-Q Local Peer)"
 
 
-def _users(rest: Optional[str], cache: dict[str, tuple[SocketUser, ...]]) -> tuple[SocketUser, ...]:
+def _users(rest: str | None, cache: dict[str, tuple[SocketUser, ...]]) -> tuple[SocketUser, ...]:
     """The ``users:((...),...)`` of the text after the addresses (``-e``/``-o`` may add more)."""
     if not rest:
         return ()
@@ -216,7 +217,7 @@ def _users(rest: Optional[str], cache: dict[str, tuple[SocketUser, ...]]) -> tup
     return users
 
 
-def _ss_line(line: str, lineno: int, time: Optional[float], reader: _Reader) -> _Found:
+def _ss_line(line: str, lineno: int, time: float | None, reader: _Reader) -> _Found:
     """A line of ``ss -tp``, ``-tnp``, ``-tnpH``, ``-lnp`` or ``-tlnp`` (``Netid`` column or not).
 
     A TCP socket gives its entry: a port may be a service name, the users are
@@ -302,7 +303,7 @@ _NETSTAT_EXPECTED = (
 )
 
 
-def _netstat_line(line: str, lineno: int, time: Optional[float], reader: _Reader) -> _Found:
+def _netstat_line(line: str, lineno: int, time: float | None, reader: _Reader) -> _Found:
     """A line of ``netstat -tnp``, ``-tlnp`` or ``-tanp`` (net-tools), ``-e``/``-o``/``-W`` columns or not.
 
     A ``tcp`` / ``tcp6`` line gives its entry: ss's state name, the owner from
@@ -390,7 +391,7 @@ class _LsofLines:
         """A new run of lsof: its lines are sockets of their own, whatever the lines above said."""
         self._run = {}
 
-    def __call__(self, line: str, lineno: int, time: Optional[float], reader: _Reader) -> _Found:
+    def __call__(self, line: str, lineno: int, time: float | None, reader: _Reader) -> _Found:
         o = _LSOF_LINE.match(line)
         if o is None:
             if not _LSOF_HEADER.match(line):
@@ -450,9 +451,9 @@ def parse_ss(text: str, source: str = "") -> SsResult:
     reader, lsof = _Reader(source), _LsofLines()
     entries: list[SocketEntry] = []
     warnings: list[str] = []
-    time: Optional[float] = None  # that of the last ### line
-    kind: Optional[str] = None  # the format of the first line recognised: names what a bad line should have been
-    first: Optional[tuple[int, str]] = None  # the first line not understood
+    time: float | None = None  # that of the last ### line
+    kind: str | None = None  # the format of the first line recognised: names what a bad line should have been
+    first: tuple[int, str] | None = None  # the first line not understood
     details = False  # the line above was a socket line: ss -i's lines of details (a tab first) may follow
     for lineno, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
@@ -517,7 +518,7 @@ _PS_KNOWN_HEADERS = {
     ("PID", "PPID", "USER", "COMMAND"): _PS_EO,
 }
 #: the shapes to try, the section header's own first
-_PS_ORDER: dict[Optional[re.Pattern[str]], tuple[re.Pattern[str], ...]] = {
+_PS_ORDER: dict[re.Pattern[str] | None, tuple[re.Pattern[str], ...]] = {
     None: _PS_SHAPES,
     **{r: (r,) + tuple(s for s in _PS_SHAPES if s is not r) for r in _PS_SHAPES},
 }
@@ -537,10 +538,10 @@ class _Columns:
 
     count: int
     pid: int
-    ppid: Optional[int]
-    user: Optional[int]
+    ppid: int | None
+    user: int | None
 
-    def match(self, line: str) -> Optional[tuple[int, Optional[int], Optional[str], str]]:
+    def match(self, line: str) -> tuple[int, int | None, str | None, str] | None:
         parts = line.split(None, self.count - 1)
         if len(parts) != self.count or not _is_number(parts[self.pid]):
             return None
@@ -553,7 +554,7 @@ class _Columns:
         return int(parts[self.pid]), ppid, user, parts[-1]
 
 
-def _ps_header(line: str) -> Optional[tuple[Optional[re.Pattern[str]], Optional[_Columns]]]:
+def _ps_header(line: str) -> tuple[re.Pattern[str] | None, _Columns | None] | None:
     """A ps header line -> (its regex) or (its columns); None when the line is no header."""
     if not _PS_HEADER.match(line):
         return None
@@ -572,14 +573,14 @@ def _ps_header(line: str) -> Optional[tuple[Optional[re.Pattern[str]], Optional[
 _PS_NUMERIC = re.compile(_NUM + "$")
 
 
-def _ps_fields(m: re.Match[str]) -> tuple[int, Optional[int], Optional[str], str]:
+def _ps_fields(m: re.Match[str]) -> tuple[int, int | None, str | None, str]:
     ppid = m.group("ppid") if "ppid" in m.re.groupindex else None
     return int(m.group("pid")), (int(ppid) if ppid is not None else None), m.group("user"), m.group("args")
 
 
 def _ps_match(
-    line: str, regex: Optional[re.Pattern[str]], columns: Optional[_Columns], last: Optional[re.Pattern[str]] = None
-) -> Optional[tuple[tuple[int, Optional[int], Optional[str], str], Optional[re.Pattern[str]]]]:
+    line: str, regex: re.Pattern[str] | None, columns: _Columns | None, last: re.Pattern[str] | None = None
+) -> tuple[tuple[int, int | None, str | None, str], re.Pattern[str] | None] | None:
     """A process line -> ((pid, ppid, user, args), the shape that read it); None when no shape does.
 
     The shapes are tried in the order of the section's header (``regex``; its ``columns`` first),
@@ -628,12 +629,12 @@ def parse_ps(text: str, source: str = "") -> PsResult:
     """
     processes: list[Process] = []
     warnings: list[str] = []
-    time: Optional[float] = None
-    regex: Optional[re.Pattern[str]] = None
-    columns: Optional[_Columns] = None
-    last: Optional[re.Pattern[str]] = None  # the shape the section's previous process line matched
+    time: float | None = None
+    regex: re.Pattern[str] | None = None
+    columns: _Columns | None = None
+    last: re.Pattern[str] | None = None  # the shape the section's previous process line matched
     recognised = False
-    first: Optional[tuple[int, str]] = None
+    first: tuple[int, str] | None = None
 
     for lineno, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
@@ -696,7 +697,7 @@ class SocketTable:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def owner(self, local: Address, remote: Address, time: Optional[float] = None) -> Optional[SocketEntry]:
+    def owner(self, local: Address, remote: Address, time: float | None = None) -> SocketEntry | None:
         """The entry of the socket ``local`` -> ``remote`` (or None).
 
         When the 4-tuple is in several snapshots, an entry naming its users
@@ -707,7 +708,7 @@ class SocketTable:
         candidates = self._by_pair.get((canonical_address(local), canonical_address(remote)))
         if not candidates:
             return None
-        best: Optional[SocketEntry] = None
+        best: SocketEntry | None = None
         best_key: tuple[int, float] = (2, 0.0)
         for e in candidates:
             distance = 0.0 if (time is None or e.time is None) else abs(e.time - time)
@@ -720,8 +721,8 @@ class SocketTable:
         """The LISTEN entries on ``port``, any host (``*`` included), each listener once."""
         return tuple(self._listeners.get(port, ()))
 
-    def listening_owner(self, local: Address, processes: Optional["ProcessTable"] = None
-                        ) -> Optional[tuple[SocketEntry, SocketUser, int]]:
+    def listening_owner(self, local: Address, processes: ProcessTable | None = None
+                        ) -> tuple[SocketEntry, SocketUser, int] | None:
         """Who accepted a connection to ``local`` when its own socket is in no snapshot (a short
         connection behind Apache or uwsgi, accepted and closed between two looks):
         ``(listener, owner, processes)`` when the listening socket on ``local`` (its host or a
@@ -769,11 +770,11 @@ class ProcessTable:
     def __len__(self) -> int:
         return len(self._by_pid)
 
-    def parents(self) -> dict[int, Optional[int]]:
+    def parents(self) -> dict[int, int | None]:
         """pid -> parent pid (None where the table does not say, as in ``ps aux``)."""
         return {pid: p.ppid for pid, p in self._by_pid.items()}
 
-    def get(self, pid: int) -> Optional[Process]:
+    def get(self, pid: int) -> Process | None:
         """The process ``pid``, or None.
 
         Of several snapshots of it, the one with the longest command line wins,

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Optional
 
 from .model import Token
 
@@ -48,7 +47,7 @@ def fingerprint(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()[:8]
 
 
-def cache_key_token_hash(key: str) -> Optional[str]:
+def cache_key_token_hash(key: str) -> str | None:
     """The SHA-256 hex in a keystonemiddleware cache key, or None.
 
     >>> cache_key_token_hash("tokens/" + "ab" * 32) == "ab" * 32
@@ -75,7 +74,7 @@ class TokenRegistry:
         self._by_fp: dict[str, Token] = {}
         self._order: list[str] = []
 
-    def _get(self, fp: str, secret: Optional[str], owner: Optional[str]) -> Token:
+    def _get(self, fp: str, secret: str | None, owner: str | None) -> Token:
         tok = self._by_fp.get(fp)
         if tok is None:
             tok = Token(f"T{len(self._order) + 1}", fp, owner, secret)
@@ -86,16 +85,16 @@ class TokenRegistry:
         self._by_fp[fp] = tok
         return tok
 
-    def see_token(self, token: str, owner: Optional[str] = None) -> Token:
+    def see_token(self, token: str, owner: str | None = None) -> Token:
         return self._get(fingerprint(token), token, owner)
 
-    def see_cache_key(self, key: str) -> Optional[Token]:
+    def see_cache_key(self, key: str) -> Token | None:
         h = cache_key_token_hash(key)
         if h is None:
             return None
         return self._get(h[:8], None, None)
 
-    def get(self, fp: str) -> Optional[Token]:
+    def get(self, fp: str) -> Token | None:
         return self._by_fp.get(fp)
 
     def all(self) -> tuple[Token, ...]:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import IO, TYPE_CHECKING, Iterator, Optional
+from collections.abc import Iterator
+from typing import IO, TYPE_CHECKING
 
 from . import portmap
 from .errors import InputError, OsflowError, PartialInput, ToolMissing
@@ -66,8 +67,8 @@ class FieldsReader(_Reader):
     EOF, rows, EOF/OK) from how many of each kind it holds.
     """
 
-    def __init__(self, stream: IO[bytes], name: str = "<tshark>", capture: Optional[str] = None,
-                 tshark: Optional[str] = None) -> None:
+    def __init__(self, stream: IO[bytes], name: str = "<tshark>", capture: str | None = None,
+                 tshark: str | None = None) -> None:
         super().__init__(stream, name)
         self.capture = capture  # the capture the fields came from: read its Start-Ok frames again
         self.tshark = tshark
@@ -113,7 +114,7 @@ class FieldsReader(_Reader):
                 self.last_frame = packet.number
                 yield packet
 
-    def _packet(self, c: list[str]) -> Optional[Packet]:
+    def _packet(self, c: list[str]) -> Packet | None:
         src_host = c[_IDX["ip.src"]] or c[_IDX["ipv6.src"]]
         dst_host = c[_IDX["ip.dst"]] or c[_IDX["ipv6.dst"]]
         sport, dport = c[_IDX["tcp.srcport"]], c[_IDX["tcp.dstport"]]
@@ -275,7 +276,7 @@ def _amqp_layers(c: list[str]) -> list[Layer]:
     return layers
 
 
-def _origin(epoch: str, relative: str) -> Optional[float]:
+def _origin(epoch: str, relative: str) -> float | None:
     """The first frame's epoch from a later frame's epoch and time since the first (exactly, in decimal)."""
     from decimal import Decimal, InvalidOperation
 
@@ -285,7 +286,7 @@ def _origin(epoch: str, relative: str) -> Optional[float]:
         return None
 
 
-def tshark_fields_command(capture: str, tshark: Optional[str] = None) -> list[str]:
+def tshark_fields_command(capture: str, tshark: str | None = None) -> list[str]:
     """The tshark command behind ``osflow-post -r``: only the fields and frames osflow decodes."""
     args = [tshark or find_tool("tshark", "TSHARK"), "-r", capture, *portmap.tshark_decode_as(), "-Y", FRAME_FILTER,
             "-T", "fields", "-E", "occurrence=a", "-E", f"aggregator={AGGREGATOR}", "-E", "header=n"]
@@ -310,8 +311,8 @@ class Tshark:
         self.capture = capture
         self.mode = mode
         self.command = tshark_fields_command(capture) if mode == "fields" else tshark_pdml_command(capture)
-        self.proc: Optional[subprocess.Popen] = None
-        self.problem: Optional[OsflowError] = None
+        self.proc: subprocess.Popen | None = None
+        self.problem: OsflowError | None = None
 
     def reader(self, stream: IO[bytes]):
         if self.mode == "fields":
@@ -343,7 +344,7 @@ class Tshark:
         self.proc.stderr.close()
         status = self.proc.wait()
         self.stderr = err
-        self.problem: Optional[OsflowError] = None
+        self.problem: OsflowError | None = None
         if status > 0:
             lines = [ln for ln in err.splitlines() if ln.strip() and "Running as user" not in ln]
             msg = (lines[-1] if lines else f"tshark exited with status {status}").strip()

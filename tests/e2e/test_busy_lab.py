@@ -13,7 +13,6 @@ import subprocess
 import sys
 
 import pytest
-
 from lab_support import RESOURCE_CLASS_LIST, STATE, Recording, _env, _osflow_record
 
 pytestmark = pytest.mark.lab

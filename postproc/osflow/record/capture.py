@@ -10,14 +10,14 @@ import socket
 import subprocess
 import threading
 import time
-from typing import Iterable, Optional, Sequence
+from collections.abc import Iterable, Sequence
 
 from ..errors import InputError, ToolMissing
 from .kernel import read_file
 from .ring import capture_files
 
 
-def capture_filter(ports: Iterable[int], canary_port: Optional[int] = None) -> str:
+def capture_filter(ports: Iterable[int], canary_port: int | None = None) -> str:
     """The BPF capture filter: every port, plus record's own UDP canary.
 
     >>> capture_filter([5000, 8778])
@@ -57,7 +57,7 @@ def check_interface(interface: str) -> None:
         raise InputError(f"no such interface: {interface} (this machine has: {', '.join(names)}, any)")
 
 
-def dumpcap_problem(interface: str, stderr: str, status: Optional[int]) -> InputError:
+def dumpcap_problem(interface: str, stderr: str, status: int | None) -> InputError:
     """dumpcap's failure as one clear line."""
     if "permission" in stderr.lower() or "Operation not permitted" in stderr:
         return InputError(
@@ -98,15 +98,15 @@ class Capture:
         self.path = path
         self.ring = list(ring)
         self.loopback = is_loopback(interface)
-        self.canary: Optional[socket.socket] = None
+        self.canary: socket.socket | None = None
         if self.loopback:
             self.canary = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             self.canary.bind(("127.0.0.1", 0))
         self.filter = capture_filter(ports, self.canary.getsockname()[1] if self.canary else None)
-        self.proc: Optional[subprocess.Popen] = None
+        self.proc: subprocess.Popen | None = None
         self.stderr: list[str] = []
         self.canaries = 0
-        self._reader: Optional[threading.Thread] = None
+        self._reader: threading.Thread | None = None
 
     @property
     def command(self) -> list[str]:
@@ -147,7 +147,7 @@ class Capture:
         self._reader = threading.Thread(target=self._read_stderr, name="osflow-dumpcap-stderr", daemon=True)
         self._reader.start()
         deadline = time.monotonic() + timeout
-        header: Optional[tuple[int, int]] = None
+        header: tuple[int, int] | None = None
         sung = 0.0
         while time.monotonic() < deadline:
             status = self.proc.poll()
@@ -190,7 +190,7 @@ class Capture:
             time.sleep(0.01)
         return False
 
-    def stop(self, timeout: float = 10) -> Optional[int]:
+    def stop(self, timeout: float = 10) -> int | None:
         """Stop dumpcap (SIGTERM by PID, then SIGKILL); its exit status."""
         if self.proc is None:
             return None
@@ -208,7 +208,7 @@ class Capture:
             self.canary = None
         return self.proc.returncode
 
-    def dropped(self) -> Optional[int]:
+    def dropped(self) -> int | None:
         """Packets the kernel or dumpcap dropped, from dumpcap's final statistics."""
         total = None
         for line in self.stderr:

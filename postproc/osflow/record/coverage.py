@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
 
 from .kernel import PROC, read_file
 
@@ -22,7 +22,7 @@ class Coverage:
     by_listener: int = 0
 
     @property
-    def percent(self) -> Optional[float]:
+    def percent(self) -> float | None:
         return 100.0 * self.owned / self.total if self.total else None
 
     def line(self) -> str:
@@ -70,7 +70,7 @@ def _is_local(host: str, hosts: set[str]) -> bool:
 
 
 def coverage(
-    capture: str, ss_files: Sequence[str], hosts: Optional[set[str]] = None, ps_files: Sequence[str] = ()
+    capture: str, ss_files: Sequence[str], hosts: set[str] | None = None, ps_files: Sequence[str] = ()
 ) -> Coverage:
     """The share of local TCP connection ends in ``capture`` whose owner the socket log names.
 

@@ -28,7 +28,6 @@ import errno
 import os
 import socket
 import struct
-from typing import Optional
 
 _BPF_SYSCALL = {"x86_64": 321, "aarch64": 280}
 _MAP_CREATE, _MAP_LOOKUP_ELEM, _MAP_DELETE_ELEM, _PROG_LOAD = 0, 1, 3, 5
@@ -232,7 +231,7 @@ class SynSenders:
     def attach(self, sock: socket.socket) -> None:
         sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_BPF, self.prog_fd)
 
-    def sender(self, src: bytes, sport: int, dst: bytes, dport: int) -> Optional[tuple[str, int]]:
+    def sender(self, src: bytes, sport: int, dst: bytes, dport: int) -> tuple[str, int] | None:
         """(comm, pid) of the process that sent this SYN (IPv4 or IPv6 addresses as bytes) on loopback,
         read once (the entry is deleted: the 4-tuple's next connection is another's); None when not
         noted, or noted in no process's name (pid 0: a SYN the kernel sent again from a timer, while idle)."""

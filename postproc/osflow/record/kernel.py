@@ -7,7 +7,7 @@ import errno
 import os
 import socket
 import struct
-from typing import Iterable, Optional
+from collections.abc import Iterable
 
 PROC = "/proc"
 
@@ -28,7 +28,7 @@ TCP_STATES = {
 }
 
 
-def read_file(path: str) -> Optional[bytes]:
+def read_file(path: str) -> bytes | None:
     """The bytes of a (/proc, /sys) file; None when it cannot be read (e.g. the process is gone)."""
     try:
         with open(path, "rb") as f:
@@ -168,7 +168,7 @@ class SockDiag:
         for family in (socket.AF_INET, socket.AF_INET6):
             yield from self._dump(family)
 
-    def lookup(self, family: int, src: bytes, sport: int, dst: bytes, dport: int) -> Optional[TcpRow]:
+    def lookup(self, family: int, src: bytes, sport: int, dst: bytes, dport: int) -> TcpRow | None:
         """The one socket with this 4-tuple (an exact lookup, no walk over the hash table)."""
         sockid = sock_key(src, sport, dst, dport) + struct.pack("=III", 0, 0xFFFFFFFF, 0xFFFFFFFF)  # any interface, no cookie
         try:

@@ -8,7 +8,6 @@ import pwd
 import subprocess
 import time
 from dataclasses import dataclass
-from typing import Optional
 
 from .kernel import PROC, read_file
 
@@ -39,7 +38,7 @@ def user_name(uid: int) -> str:
     return name
 
 
-def proc_info(pid: int, proc: str = PROC) -> Optional[ProcInfo]:
+def proc_info(pid: int, proc: str = PROC) -> ProcInfo | None:
     """pid, ppid, user, command line and comm of a running process (None when it is gone)."""
     stat = read_file(f"{proc}/{pid}/stat")
     if stat is None:

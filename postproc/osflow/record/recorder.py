@@ -15,7 +15,7 @@ import socket
 import subprocess
 import sys
 import time
-from typing import IO, Optional
+from typing import IO
 
 from .. import __version__, portmap
 from ..errors import ExitStatus, InputError, OsflowError, ToolMissing, UsageError
@@ -30,7 +30,7 @@ from .watcher import SocketWatcher, SynTrigger
 # --------------------------------------------------------------------------- the options
 
 
-def _ports(text: Optional[str]) -> tuple[int, ...]:
+def _ports(text: str | None) -> tuple[int, ...]:
     if not text:
         return portmap.ALL_PORTS
     ports = []
@@ -146,7 +146,7 @@ def run(args) -> int:
 # --------------------------------------------------------------------------- the recording
 
 
-def _make_dir(path: Optional[str]) -> tuple[str, bool]:
+def _make_dir(path: str | None) -> tuple[str, bool]:
     """Create the output folder (0700); (path, whether record created it)."""
     if not path:
         path = time.strftime("osflow-%Y%m%d-%H%M%S")
@@ -216,32 +216,32 @@ class Recorder:
     """One recording into one folder: :meth:`run` takes the steps in order; each step leaves what
     the later ones need in the attributes."""
 
-    def __init__(self, args, command: list[str], ports: tuple[int, ...], dumpcap: str, ring: Optional[Ring] = None) -> None:
+    def __init__(self, args, command: list[str], ports: tuple[int, ...], dumpcap: str, ring: Ring | None = None) -> None:
         self.args = args
         self.command = command
         self.ports = ports
         self.dumpcap = dumpcap
         self.ring = ring  # -b: capture_<n>_<date>.pcapng and ss_<n>.txt instead of capture.pcapng and ss.txt
-        self.merged: Optional[str] = None  # _merge: a ring's files as one, for the coverage and --render
+        self.merged: str | None = None  # _merge: a ring's files as one, for the coverage and --render
         self.dir = ""
         self.created = False
         # _start
-        self.ss_file: Optional[IO[str]] = None
-        self.log: Optional[SocketLog] = None
-        self.trigger: Optional[SynTrigger] = None
-        self.watcher: Optional[SocketWatcher] = None
-        self.capture: Optional[Capture] = None
+        self.ss_file: IO[str] | None = None
+        self.log: SocketLog | None = None
+        self.trigger: SynTrigger | None = None
+        self.watcher: SocketWatcher | None = None
+        self.capture: Capture | None = None
         # _run_command
         self.start = 0.0
-        self.proc: Optional[subprocess.Popen] = None
-        self.returncode: Optional[int] = None
+        self.proc: subprocess.Popen | None = None
+        self.returncode: int | None = None
         self.interrupted = False
         # _stop
         self.end = 0.0
         self.during: list[ProcInfo] = []  # socket owners not in ps.txt's BEFORE snapshot
         self.drained = False
-        self.dumpcap_status: Optional[int] = None
-        self.dropped: Optional[int] = None
+        self.dumpcap_status: int | None = None
+        self.dropped: int | None = None
 
     def path(self, name: str) -> str:
         return os.path.join(self.dir, name)
@@ -418,7 +418,7 @@ class Recorder:
         if self.log.unreadable():
             _say(f"warning: could not read the sockets of {self.log.unreadable()} processes (not root?)")
 
-    def _coverage(self) -> Optional[Coverage]:
+    def _coverage(self) -> Coverage | None:
         """The share of the capture's local connection ends the socket log names an owner for;
         None, with a warning, when it cannot be computed (the recording is done all the same)."""
         try:
@@ -430,7 +430,7 @@ class Recorder:
             _say(f"warning: cannot compute the socket-owner coverage: {e}")
             return None
 
-    def _meta(self, cov: Optional[Coverage]) -> dict:
+    def _meta(self, cov: Coverage | None) -> dict:
         """``meta.json``: what ran and when, how it was captured, the socket log's statistics, the
         short-lived socket owners, the versions, and the coverage."""
         args, capture, log, trigger = self.args, self.capture, self.log, self.trigger

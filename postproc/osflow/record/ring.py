@@ -25,8 +25,8 @@ import os
 import re
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Optional, Sequence
 
 from ..errors import UsageError
 
@@ -43,11 +43,11 @@ class Ring:
     """dumpcap's ring-buffer options (``-b KEY:VALUE``), in dumpcap's units: ``filesize`` in kB,
     ``duration`` and ``interval`` in seconds."""
 
-    files: Optional[int] = None
-    filesize: Optional[int] = None
-    duration: Optional[int] = None
-    interval: Optional[int] = None
-    packets: Optional[int] = None
+    files: int | None = None
+    filesize: int | None = None
+    duration: int | None = None
+    interval: int | None = None
+    packets: int | None = None
 
     def dumpcap_args(self) -> list[str]:
         """The options as dumpcap takes them, in the order of :data:`RING_KEYS`."""
@@ -86,7 +86,7 @@ def parse_ring(values: Sequence[str]) -> Ring:
     return ring
 
 
-def ring_file_number(name: str, pattern: re.Pattern = CAPTURE_FILE) -> Optional[int]:
+def ring_file_number(name: str, pattern: re.Pattern = CAPTURE_FILE) -> int | None:
     """The ring number in a file name (``capture_00012_<date>.pcapng``, ``ss_00012.txt``); None when it has none."""
     m = pattern.match(name)
     return int(m.group(1)) if m else None

@@ -12,7 +12,8 @@ import os
 import socket
 import time
 from collections import deque
-from typing import IO, Callable, Iterable, Iterator, Optional
+from collections.abc import Callable, Iterable, Iterator
+from typing import IO
 
 from .kernel import PROC, TCP_STATES, SockDiag, TcpRow, format_address, read_file, sock_key, tcp_rows_source
 from .procs import ProcInfo, all_pids, comm_of, proc_info
@@ -59,7 +60,7 @@ def socket_fds(pid: int, proc: str = PROC) -> Iterator[tuple[int, int]]:
             yield int(target[8:-1]), int(n)
 
 
-def fd_of(pid: int, inode: int, proc: str = PROC) -> Optional[int]:
+def fd_of(pid: int, inode: int, proc: str = PROC) -> int | None:
     """The fd by which process ``pid`` holds socket ``inode``; None when it does not (or is gone)."""
     try:
         return next((fd for found, fd in socket_fds(pid, proc) if found == inode), None)
@@ -67,7 +68,7 @@ def fd_of(pid: int, inode: int, proc: str = PROC) -> Optional[int]:
         return None
 
 
-def command_owner(inode: int, roots: Iterable[int], proc: str = PROC) -> Optional[Owner]:
+def command_owner(inode: int, roots: Iterable[int], proc: str = PROC) -> Owner | None:
     """The process of COMMAND's tree (``roots`` and their descendants) holding socket ``inode``, as
     (comm, pid, fd); None when none does.  Reads /proc only and touches no log state."""
     todo = list(roots)
@@ -88,7 +89,7 @@ def command_owner(inode: int, roots: Iterable[int], proc: str = PROC) -> Optiona
 SYN_CANDIDATES = 24
 
 
-def syn_owner(row: TcpRow, roots: Iterable[int], log: "SocketLog") -> Optional[Owner]:
+def syn_owner(row: TcpRow, roots: Iterable[int], log: SocketLog) -> Owner | None:
     """Who holds a socket that just sent a SYN: a process of COMMAND's tree (``roots``), else an
     earlier client of the same remote port, else an earlier socket owner of the socket's user, most
     recent first; None when none of them does (the polls go on looking).
@@ -107,7 +108,7 @@ def syn_owner(row: TcpRow, roots: Iterable[int], log: "SocketLog") -> Optional[O
         return None
     uids = log.pid_uid
 
-    def uid(pid: int) -> Optional[int]:
+    def uid(pid: int) -> int | None:
         known = uids.get(pid)
         if known is None:
             try:
@@ -201,7 +202,7 @@ class SocketLog:
         self.syn_senders = 0  # sockets gone before their SYN's lookup, logged with the sender the kernel saw
         self.attempts: dict[int, int] = {}  # inode -> polls that did not find its owner
         # housekeeping (:meth:`housekeeping`): the dicts above forget what is gone; a ring's hook
-        self.on_housekeeping: Optional[Callable[["SocketLog"], None]] = None
+        self.on_housekeeping: Callable[[SocketLog], None] | None = None
         self.gone: deque[ProcInfo] = deque(maxlen=self.MAX_GONE)  # socket owners that ended, latest last
         self.pruned = 0  # entries the prunes dropped
         self.denied_gone = 0  # pids once in ``denied``, ended since
@@ -244,7 +245,7 @@ class SocketLog:
         self.known_pids = now
         return new
 
-    def _uid(self, pid: int) -> Optional[int]:
+    def _uid(self, pid: int) -> int | None:
         uid = self.pid_uid.get(pid)
         if uid is None:
             try:
@@ -403,7 +404,7 @@ class SocketLog:
         if started >= self._next_housekeeping:
             self.housekeeping(started)
 
-    def connecting(self, row: TcpRow, owner: Optional[Owner] = None) -> None:
+    def connecting(self, row: TcpRow, owner: Owner | None = None) -> None:
         """A socket just seen sending a SYN (found by an exact lookup): log it now, with ``owner``
         when the SYN's thread found it already (:func:`syn_owner`)."""
         if row.inode and self.seen.get(row.inode) != row.key:
@@ -452,7 +453,7 @@ class SocketLog:
 
     # -- housekeeping: hours of recording in flat memory, the ring's socket log switched
 
-    def housekeeping(self, now: Optional[float] = None) -> None:
+    def housekeeping(self, now: float | None = None) -> None:
         """What a poll does every :attr:`HOUSEKEEPING_EVERY` seconds (``now``: ``time.perf_counter()``):
         :meth:`prune` when due, then :attr:`on_housekeeping` (a ring's check for a new capture file)."""
         now = time.perf_counter() if now is None else now

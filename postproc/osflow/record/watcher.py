@@ -13,13 +13,12 @@ import struct
 import sys
 import threading
 import time
-from typing import Iterable, Optional
+from collections.abc import Iterable
 
 from .ebpf import SynSenders
 from .kernel import PORT_PAIR, SockDiag
 from .procs import comm_of
 from .socketlog import Owner, SocketLog, fd_of, syn_owner
-
 
 #: classic BPF for a SOCK_DGRAM packet socket (the data starts at the IP header): accept the first 128
 #: bytes of an unfragmented IPv4 or IPv6 TCP segment with SYN set (SYN, SYN-ACK), drop everything else,
@@ -68,9 +67,9 @@ class SynTrigger:
         self.ports = frozenset(ports)
         self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC, socket.htons(3))
         #: who sent each SYN on loopback, from the kernel (:mod:`~osflow.record.ebpf`); None: the classic filter
-        self.senders: Optional[SynSenders] = None
+        self.senders: SynSenders | None = None
         #: why the kernel's SYN senders are not used (for meta.json), or None
-        self.no_senders: Optional[str] = None
+        self.no_senders: str | None = None
         try:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
             if interface != "any":
@@ -101,7 +100,7 @@ class SynTrigger:
         if self.senders is not None:
             self.senders.close()
 
-    def sender(self, syn: tuple) -> Optional[Owner]:
+    def sender(self, syn: tuple) -> Owner | None:
         """The owner of a connecting socket (a :meth:`drain` tuple) as the kernel saw it send its SYN:
         (comm, pid, None); None when not noted (not loopback, the classic filter)."""
         if self.senders is None:
@@ -114,10 +113,10 @@ class SynTrigger:
         named = comm_of(pid)  # ss's comm is the process's (the kernel's is the thread's); "?" once it is gone
         return named if named != "?" else comm, pid, None
 
-    def drain(self) -> Optional[list[tuple]]:
+    def drain(self) -> list[tuple] | None:
         """Read what arrived: None when no SYN on a captured port was among it, else the connection
         attempts (SYN without ACK) as (family, src, sport, dst, dport)."""
-        hit: Optional[list[tuple]] = None
+        hit: list[tuple] | None = None
         ports = self.ports
         while True:
             try:
@@ -155,7 +154,7 @@ class SocketWatcher(threading.Thread):
     """
 
     def __init__(
-        self, log: SocketLog, interval: float, trigger: Optional[SynTrigger] = None, idle: float = 0.01, burst: float = 0.05
+        self, log: SocketLog, interval: float, trigger: SynTrigger | None = None, idle: float = 0.01, burst: float = 0.05
     ) -> None:
         super().__init__(name="osflow-socket-log", daemon=True)
         self.log = log
@@ -170,7 +169,7 @@ class SocketWatcher(threading.Thread):
         self._syns_ready = threading.Event()  # the SYN thread is in its loop
         self._burst_until = 0.0
         self._roots: tuple[int, ...] = ()  # COMMAND's pid(s), for the SYN thread: read without the lock
-        self.error: Optional[BaseException] = None
+        self.error: BaseException | None = None
 
     def add_root(self, pid: int) -> None:
         with self._lock:
@@ -240,7 +239,7 @@ class SocketWatcher(threading.Thread):
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), -10)
         except (OSError, AttributeError):
             pass
-        diag: Optional[SockDiag] = None
+        diag: SockDiag | None = None
         try:
             diag = SockDiag()
         except OSError:

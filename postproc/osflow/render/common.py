@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 
 def frame_ranges(frames: Iterable[int], limit: int = 0) -> str:

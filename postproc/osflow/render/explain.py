@@ -6,7 +6,7 @@ would be called without one: :attr:`osflow.model.Flow.without_tables`).
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from tabulate import tabulate
 

@@ -18,9 +18,9 @@ Same flow, same bytes: nothing depends on the clock, the input's path or the mac
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterator, Optional, Sequence
 
 from .. import quoting
 from ..model import AmqpMessage, Flow, HttpResponse, MysqlReply, Pair, Step
@@ -60,7 +60,7 @@ class Row:
     start: float  #: epoch of its first frame
     end: float  #: epoch of its last frame (the latency is ``end - start``)
     reach: float  #: the latest end of it and all its descendants (a cast ends before its children)
-    parent: Optional[int] = None  #: the parent row's index in the list of rows
+    parent: int | None = None  #: the parent row's index in the list of rows
     children: tuple[int, ...] = ()
     critical: bool = False
     error: str = ""  #: "" / "client" (HTTP 4xx) / "error" (HTTP 5xx, RPC failure, MySQL error)

@@ -8,7 +8,7 @@ was published to, how many consumers it was ``delivered`` to, the callee's conne
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 from ..model import Flow, Pair, RpcExchange
 from ..quoting import json_value

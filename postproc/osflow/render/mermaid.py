@@ -11,8 +11,8 @@ several diagrams.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator, Optional
 
 from .. import quoting
 from ..model import Flow, Step
@@ -49,7 +49,7 @@ class _Seg:
     open: tuple[tuple[str, str, str], ...]  # (client label, server label, request text) still active
 
 
-def _broker(flow: Flow, step: Step) -> Optional[str]:
+def _broker(flow: Flow, step: Step) -> str | None:
     """The broker's label when this step is an RPC drawn through it (``--show-broker``)."""
     p = step.first
     if not flow.show_broker or step.is_group or p.via is None or p.server.label == p.via.label:
@@ -99,14 +99,14 @@ def _text(step: Step) -> str:
     return step.summary if step.is_group else step.first.message
 
 
-def _labels(step: Step, broker: Optional[str]) -> tuple[str, ...]:
+def _labels(step: Step, broker: str | None) -> tuple[str, ...]:
     first = step.first
     if broker is None:
         return (first.client.label, first.server.label)
     return (first.client.label, broker, first.server.label)
 
 
-def _response(step: Step, ids: _Ids, lines: list[str], active: bool, broker: Optional[str] = None) -> None:
+def _response(step: Step, ids: _Ids, lines: list[str], active: bool, broker: str | None = None) -> None:
     first = step.first
     a, b = ids(first.client.label), ids(first.server.label)
     if step.is_group:

@@ -72,7 +72,7 @@ import hashlib
 import json
 import uuid
 from collections import OrderedDict, defaultdict, deque
-from typing import Iterable, Iterator, Optional
+from collections.abc import Iterable, Iterator
 
 from .. import __version__
 from ..decode import header
@@ -122,7 +122,7 @@ def _nanos(t: float) -> str:
     return str(_epoch_us(t) * 1000)
 
 
-def osprofiler_span_id(trace_point: str) -> Optional[str]:
+def osprofiler_span_id(trace_point: str) -> str | None:
     """The span id osprofiler's OTLP/Jaeger drivers give a trace point: the low 64 bits of its UUID.
 
     >>> osprofiler_span_id("2ff55f92-888d-43e7-bb3d-8769a317746b")
@@ -134,7 +134,7 @@ def osprofiler_span_id(trace_point: str) -> Optional[str]:
     return None if u is None else u.hex[16:]
 
 
-def _uuid(text: object) -> Optional[uuid.UUID]:
+def _uuid(text: object) -> uuid.UUID | None:
     if not isinstance(text, str):
         return None
     try:
@@ -143,7 +143,7 @@ def _uuid(text: object) -> Optional[uuid.UUID]:
         return None
 
 
-def trace_info(req: HttpRequest) -> Optional[tuple[uuid.UUID, uuid.UUID]]:
+def trace_info(req: HttpRequest) -> tuple[uuid.UUID, uuid.UUID] | None:
     """OSProfiler's (base_id, parent_id) from a request's ``X-Trace-Info`` header, or None.
 
     The header is ``base64url(json)``; osprofiler checks its HMAC, osflow has no key and needs none.
@@ -195,7 +195,7 @@ def _attributes(attrs: list[Attr]) -> list[dict]:
 class _Flow:
     """What the spans of any trace need to know about the whole flow: the tree, connections' schemas."""
 
-    def __init__(self, flow: Optional[Flow] = None) -> None:
+    def __init__(self, flow: Flow | None = None) -> None:
         self.children: dict[int, list[Pair]] = defaultdict(list)  # pair id -> its children, until written
         self.tokens: dict[str, Token] = {}
         # the schema each MySQL connection logged in to (or switched to): connection metadata; for a
@@ -219,7 +219,7 @@ class _Flow:
             if isinstance(resp, MysqlReply) and resp.schemas:
                 _remember(self._results, stream, resp.schemas[0], first=True)
 
-    def schema(self, stream: int) -> Optional[str]:
+    def schema(self, stream: int) -> str | None:
         return self._logins.get(stream) or self._results.get(stream)
 
     def drop(self, pairs: list[Pair]) -> None:
@@ -260,7 +260,7 @@ class _Trace:
         self.inner: dict[int, str] = {}  # pair id -> span id its children hang under
         self.resources: dict[tuple, tuple[list[Attr], list[dict]]] = {}
 
-    def _profiler_base(self) -> Optional[uuid.UUID]:
+    def _profiler_base(self) -> uuid.UUID | None:
         for p in self.pairs:
             if isinstance(p.exchange.request, HttpRequest):
                 info = trace_info(p.exchange.request)
@@ -277,7 +277,7 @@ class _Trace:
 
     # ------------------------------------------------------------------ resources
 
-    def _resource(self, who: Participant, address: Optional[Address]) -> list[dict]:
+    def _resource(self, who: Participant, address: Address | None) -> list[dict]:
         key = (who.label, who.pid)
         entry = self.resources.get(key)
         if entry is None:
@@ -299,7 +299,7 @@ class _Trace:
                 ips.append(address.host)
         return entry[1]
 
-    def add(self, who: Participant, address: Optional[Address], span: dict) -> None:
+    def add(self, who: Participant, address: Address | None, span: dict) -> None:
         self._resource(who, address).append(span)
 
     # ------------------------------------------------------------------ output
@@ -320,8 +320,8 @@ class _Trace:
 # --------------------------------------------------------------------------- spans
 
 
-def _span(trace: _Trace, span_id: str, parent: Optional[str], name: str, kind: int, start: float, end: float,
-          attrs: list[Attr], error: Optional[str] = None, links: tuple[tuple[str, str], ...] = ()) -> dict:
+def _span(trace: _Trace, span_id: str, parent: str | None, name: str, kind: int, start: float, end: float,
+          attrs: list[Attr], error: str | None = None, links: tuple[tuple[str, str], ...] = ()) -> dict:
     span: dict = {"traceId": trace.trace_id, "spanId": span_id}
     if parent is not None:
         span["parentSpanId"] = parent
@@ -389,7 +389,7 @@ def _host_port(req: HttpRequest, server: Address) -> tuple[str, int]:
     return server.host, server.port
 
 
-def _http(trace: _Trace, pair: Pair, req: HttpRequest, parent: Optional[str]) -> None:
+def _http(trace: _Trace, pair: Pair, req: HttpRequest, parent: str | None) -> None:
     ex = pair.exchange
     resp = ex.response if isinstance(ex.response, HttpResponse) else None
     template = url_template(req.uri)
@@ -477,7 +477,7 @@ def _db_system(pair: Pair) -> str:
     return "mariadb" if "mariadb" in pair.server.evidence.lower() else "mysql"
 
 
-def _mysql(trace: _Trace, pair: Pair, req, parent: Optional[str]) -> None:
+def _mysql(trace: _Trace, pair: Pair, req, parent: str | None) -> None:
     ex = pair.exchange
     resp = ex.response
     schema = trace.ctx.schema(ex.stream)
@@ -530,7 +530,7 @@ def _mysql(trace: _Trace, pair: Pair, req, parent: Optional[str]) -> None:
     trace.add(pair.client, ex.client, _span(trace, sid, parent, name, CLIENT, ex.start, ex.end, attrs, error))
 
 
-def _memcache(trace: _Trace, pair: Pair, req: MemcacheCommand, parent: Optional[str]) -> None:
+def _memcache(trace: _Trace, pair: Pair, req: MemcacheCommand, parent: str | None) -> None:
     ex = pair.exchange
     resp = ex.response
     result = resp.result if isinstance(resp, MemcacheReply) else None
@@ -555,7 +555,7 @@ def _memcache(trace: _Trace, pair: Pair, req: MemcacheCommand, parent: Optional[
     trace.add(pair.client, ex.client, _span(trace, sid, parent, req.command, CLIENT, ex.start, ex.end, attrs, error))
 
 
-def _rpc(trace: _Trace, pair: Pair, parent: Optional[str]) -> None:
+def _rpc(trace: _Trace, pair: Pair, parent: str | None) -> None:
     ex = pair.exchange
     assert isinstance(ex, RpcExchange)
     o = ex.oslo
@@ -625,7 +625,7 @@ def traces(flow: Flow) -> Iterator[dict]:
     return traces_of_parts((flow,))
 
 
-def traces_of_parts(parts: Iterable[Flow], ctx: Optional[_Flow] = None) -> Iterator[dict]:
+def traces_of_parts(parts: Iterable[Flow], ctx: _Flow | None = None) -> Iterator[dict]:
     """The same for a flow streamed in parts (:class:`osflow.pipeline.Stream`): a top-level pair's
     trace once every pair of its tree gets no more children, and those of the pairs before it.
     ``ctx``: what is kept between parts (given by tests, to see that it stays small)."""
