@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 from .errors import ToolMissing
 
@@ -22,8 +23,8 @@ def find_tool(name: str, env_var: str) -> str:
     """The path of Wireshark's ``name`` (``tshark``, ``dumpcap``); :class:`ToolMissing` when there is none.
 
     ``$env_var`` (``TSHARK``, ``DUMPCAP``: a path, or a name looked up on PATH) when set, which
-    must then be an executable file; else PATH, then :data:`FOLDERS`, then pyshark's discovery
-    (its ``config.ini``, Windows' Program Files, macOS' Wireshark.app).
+    must then be an executable file; else PATH, then :data:`FOLDERS`, then where Wireshark's
+    installers put it on Windows and macOS (:func:`installer_places`).
     """
     import shutil  # here, not at the top: reading PDML on stdin needs no tool
 
@@ -37,19 +38,26 @@ def find_tool(name: str, env_var: str) -> str:
     found = shutil.which(name)
     if found:
         return found
-    for folder in FOLDERS:
-        path = os.path.join(folder, name)
+    for path in [os.path.join(folder, name) for folder in FOLDERS] + installer_places(name):
         if _executable(path):
             return path
-    try:  # pyshark knows the usual Windows and macOS places
-        from pyshark.tshark.tshark import get_process_path
-
-        path = get_process_path(process_name=name)
-    except Exception:  # noqa: BLE001 - not installed, or it found nothing: TSharkNotFoundException
-        path = None
-    if path and _executable(path):
-        return path
     raise ToolMissing(f"{name} not found: install it {how}")
+
+
+def installer_places(name: str, platform: str = sys.platform) -> list[str]:
+    """Where Wireshark's installers put ``name``: Program Files on Windows, Wireshark.app on macOS.
+
+    >>> installer_places("tshark", "darwin")
+    ['/Applications/Wireshark.app/Contents/MacOS/tshark']
+    >>> installer_places("tshark", "linux")
+    []
+    """
+    if platform.startswith("win"):
+        folders = (os.environ.get(env) for env in ("ProgramFiles", "ProgramFiles(x86)"))
+        return [os.path.join(folder, "Wireshark", f"{name}.exe") for folder in folders if folder]
+    if platform == "darwin":
+        return [f"/Applications/Wireshark.app/Contents/MacOS/{name}"]
+    return []
 
 
 def _executable(path: str) -> bool:
