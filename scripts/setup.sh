@@ -1,5 +1,6 @@
 # Installs what osflow needs, when it is missing: tshark (apt), a virtualenv in .venv with
-# osflow and its test dependencies (pip), then puts .venv/bin first on PATH.
+# osflow and its test and dev dependencies (pip: the `test` and `dev` extras, the latter the pinned
+# linters `make lint` runs), then puts .venv/bin first on PATH.
 #
 # Meant to be sourced — by demo.sh and test.sh, or by you: `source scripts/setup.sh`.  Safe
 # to source into an interactive shell: it sets no shell options, never exits your shell
@@ -35,9 +36,9 @@ _osflow_setup() {
   fi
   local stamp="$_osflow_venv/.osflow-installed"
   if [ ! -f "$stamp" ] || [ "$_osflow_root/setup.cfg" -nt "$stamp" ] || [ "$_osflow_root/pyproject.toml" -nt "$stamp" ]; then
-    echo "setup: installing osflow and its test dependencies into $_osflow_venv" >&2
+    echo "setup: installing osflow and its test and dev dependencies into $_osflow_venv" >&2
     "$_osflow_venv/bin/python" -m pip install -q --upgrade pip >/dev/null || return 1
-    "$_osflow_venv/bin/python" -m pip install -q -e "$_osflow_root[test]" || return 1
+    "$_osflow_venv/bin/python" -m pip install -q -e "$_osflow_root[test,dev]" || return 1
     touch "$stamp"
   fi
   case ":$PATH:" in
