@@ -26,14 +26,16 @@ def traces_url(endpoint: str) -> str:
 
     >>> traces_url("http://collector:4318"), traces_url("http://c:4318/"), traces_url("https://c/otlp/v1/traces")
     ('http://collector:4318/v1/traces', 'http://c:4318/v1/traces', 'https://c/otlp/v1/traces')
-    >>> traces_url("collector:4318")
+    >>> traces_url("c:4318")
     Traceback (most recent call last):
     ...
-    osflow.errors.UsageError: --otlp-endpoint wants an http:// or https:// URL, e.g. http://collector:4318, not 'collector:4318'
+    osflow.errors.UsageError: --otlp-endpoint wants an http:// or https:// URL, e.g. http://collector:4318, not 'c:4318'
     """
     parts = urlsplit(endpoint)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise UsageError(f"--otlp-endpoint wants an http:// or https:// URL, e.g. http://collector:4318, not {endpoint!r}")
+        raise UsageError(
+            f"--otlp-endpoint wants an http:// or https:// URL, e.g. http://collector:4318, not {endpoint!r}"
+        )
     base = endpoint.rstrip("/")
     return base if base.endswith("/v1/traces") else base + "/v1/traces"
 
@@ -54,7 +56,7 @@ class OtlpHttpExporter:
         request = urllib.request.Request(
             self.url, data=line.encode("utf-8"), method="POST",
             headers={"Content-Type": "application/json", "User-Agent": "osflow"},
-        )  # fmt: skip
+        )
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 body = response.read()

@@ -39,7 +39,7 @@ INSTALL_HINT = (
 _REPO = Path(__file__).resolve().parents[2]
 _CHECKOUT_COPY = _REPO / "tests" / "tools" / "mermaid" / "node_modules" / "mermaid" / "dist" / "mermaid.min.js"
 _GLOBAL = (Path("/usr/local/lib/node_modules/mermaid/dist/mermaid.min.js"),
-           Path("/usr/lib/node_modules/mermaid/dist/mermaid.min.js"))  # fmt: skip
+           Path("/usr/lib/node_modules/mermaid/dist/mermaid.min.js"))
 _VERSION_IN_SOURCE = re.compile(r'\{version:"(\d+\.\d+\.\d+[^"]{0,20})"\}')
 
 
@@ -66,7 +66,7 @@ def candidates(env: Mapping[str, str] = os.environ) -> list[Path]:
     """
     data_home = env.get("XDG_DATA_HOME") or os.path.join(env.get("HOME") or os.path.expanduser("~"), ".local", "share")
     return [Path(data_home) / "osflow" / "mermaid" / "mermaid.min.js",
-            Path("/usr/local/share/osflow/mermaid/mermaid.min.js"), _CHECKOUT_COPY, *_GLOBAL]  # fmt: skip
+            Path("/usr/local/share/osflow/mermaid/mermaid.min.js"), _CHECKOUT_COPY, *_GLOBAL]
 
 
 def find(explicit: str | None = None, env: Mapping[str, str] = os.environ) -> MermaidBuild | None:

@@ -124,7 +124,12 @@ def one_line(text: str | bytes) -> str:
 #: and nowrap, which are here to be safe.
 MERMAID_KEYWORDS = frozenset(
     w.lower()
-    for w in ["end", "loop", "alt", "opt", "par", "par_over", "and", "else", "critical", "option", "break", "rect", "box", "note", "over", "left", "right", "of", "participant", "actor", "create", "destroy", "as", "activate", "deactivate", "autonumber", "off", "title", "accTitle", "accDescr", "link", "links", "properties", "details", "sequenceDiagram", "wrap", "nowrap"]
+    for w in [
+        "end", "loop", "alt", "opt", "par", "par_over", "and", "else", "critical", "option", "break", "rect", "box",
+        "note", "over", "left", "right", "of", "participant", "actor", "create", "destroy", "as", "activate",
+        "deactivate", "autonumber", "off", "title", "accTitle", "accDescr", "link", "links", "properties", "details",
+        "sequenceDiagram", "wrap", "nowrap",
+    ]
 )
 
 

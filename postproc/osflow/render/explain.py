@@ -22,7 +22,7 @@ def note(c: ConnectionNames, without: dict[int, tuple[str, str]]) -> str:
     if bare is None:
         return ""
     lost = [who for who, now, then in (("client", c.client.label, bare[0]), ("server", c.server.label, bare[1]))
-            if now != then]  # fmt: skip
+            if now != then]
     if not lost:
         return ""
     return "only a socket table names the " + " and ".join(lost) + f" (without: {bare[0]} → {bare[1]})"
@@ -62,6 +62,7 @@ def render(flow: Flow) -> Iterator[str]:
         for p in chosen[:200]:
             parent = by_id[p.parent] if p.parent is not None else None
             under = f"{parent.id} {quoting.table_cell(parent.request, 50)}" if parent is not None else "-"
-            yield f"  {p.id} {p.client.label} → {p.server.label} {quoting.table_cell(p.request, 50)}: under {under}, by {p.placed}"
+            request = quoting.table_cell(p.request, 50)
+            yield f"  {p.id} {p.client.label} → {p.server.label} {request}: under {under}, by {p.placed}"
         if len(chosen) > 200:
             yield f"  … and {len(chosen) - 200} more"

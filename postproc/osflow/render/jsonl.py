@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from ..model import Flow, Pair, RpcExchange
+from ..model import AmqpMessage, Flow, Pair, RpcExchange
 from ..quoting import json_value
 from .common import seconds
 
@@ -24,6 +24,8 @@ def _rpc(pair: Pair) -> list[tuple[str, str]]:
     """What an RPC pair adds: the broker it went through, where it was published, who took it."""
     ex = pair.exchange
     assert isinstance(ex, RpcExchange)
+    publish = ex.request
+    assert isinstance(publish, AmqpMessage)  # an RPC's request is the caller's publish
     d = json_value
     o = ex.oslo
     return [
@@ -31,8 +33,8 @@ def _rpc(pair: Pair) -> list[tuple[str, str]]:
         ("method", d(o.method)),
         ("via", d(pair.via.label if pair.via else None)),
         ("via_address", d(str(ex.broker) if ex.broker else None, True)),
-        ("exchange", d(ex.request.exchange)),  # type: ignore[attr-defined]
-        ("routing_key", d(ex.request.routing_key)),  # type: ignore[attr-defined]
+        ("exchange", d(publish.exchange)),
+        ("routing_key", d(publish.routing_key)),
         ("delivered", d(ex.delivered)),
         ("server_stream", d(ex.server_stream)),
         ("request_id", d(o.request_id, True)),

@@ -96,7 +96,7 @@ def _segments(flow: Flow, ids: _Ids) -> Iterator[_Seg]:
 
 
 def _text(step: Step) -> str:
-    return step.summary if step.is_group else step.first.message
+    return step.summary if step.summary is not None else step.first.message  # a group's summary (Step.is_group)
 
 
 def _labels(step: Step, broker: str | None) -> tuple[str, ...]:
@@ -110,7 +110,7 @@ def _response(step: Step, ids: _Ids, lines: list[str], active: bool, broker: str
     first = step.first
     a, b = ids(first.client.label), ids(first.server.label)
     if step.is_group:
-        result = step.result
+        result = step.result or ""  # flow gives every group a result
     else:
         result = first.result
         if not result:

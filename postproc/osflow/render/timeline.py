@@ -19,8 +19,8 @@ def rows(flow: Flow, width: int = 110) -> Iterator[tuple]:
         start = min(p.exchange.start for p in step.pairs)
         end = max(p.exchange.end for p in step.pairs)
         frames = [f for p in step.pairs for f in p.exchange.frames]
-        if step.is_group:
-            message, result = step.summary, step.result
+        if step.summary is not None:  # a group (Step.is_group): flow gives it a summary and a result
+            message, result = step.summary, step.result or ""
         else:
             message, result = first.message, first.result or ("(cast: no reply)" if first.kind in ("cast", "fanout")
                                                               else "(no response)")
