@@ -54,13 +54,14 @@ def paired(ours: list[str], base: list[str], env: dict, repeat: int) -> tuple[fl
     for i in range(repeat):
         for side in ((0, 1) if i % 2 == 0 else (1, 0)):
             times[side].append(timed((ours, base)[side], env))
-    return statistics.median(times[0]), statistics.median(times[1]), [a / b for a, b in zip(*times)]
+    return statistics.median(times[0]), statistics.median(times[1]), [a / b for a, b in zip(*times, strict=True)]
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--frames", type=int, default=50000, help="at least this many frames (default 50000)")
-    ap.add_argument("--repeat", type=int, default=5, help="alternating rounds per measurement, medians kept (default 5)")
+    ap.add_argument("--repeat", type=int, default=5,
+                    help="alternating rounds per measurement, medians kept (default 5)")
     ap.add_argument("--inputs", default="keystone,compute", help="which inputs of benchmarks/inputs.py")
     args = ap.parse_args()
     tshark = inputs.tool("tshark")

@@ -27,7 +27,8 @@ ratios and the goals:
    filter, taken from the package at run time): at most 1.15x; for ``--format json``
    (written while tshark runs) and the timeline (drawn at the end from the same streamed stages).
 
-    python3 benchmarks/bench_post.py [--repeat 5] [--repeat-small 21] [--frames 50000] [--quick] [--only 1,6] [--workdir DIR]
+    python3 benchmarks/bench_post.py [--repeat 5] [--repeat-small 21] [--frames 50000] [--quick] [--only 1,6]
+                                     [--workdir DIR]
 
 ``--quick`` skips the 1 GB PDML and pyshark; ``--only`` runs only the goals listed.  pyshark
 comes with the ``bench`` extra (``pip install -e '.[bench]'``); without it that one comparison is
@@ -46,6 +47,7 @@ the benchmark compiles the source tree once and clears PYTHONDONTWRITEBYTECODE).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import os
 import shlex
@@ -100,15 +102,13 @@ def tshark() -> str:
 
 def run(cmd, stdin=None, shell=False) -> tuple[float, int]:
     """Wall seconds and peak RSS (KB) of one command: the largest of its process and the children it waited for."""
-    stdin_f = open(stdin, "rb") if stdin else subprocess.DEVNULL
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdin=stdin_f, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV,
-                            shell=shell)
-    _, status, usage = os.wait4(proc.pid, 0)
-    elapsed = time.perf_counter() - start
+    with open(stdin, "rb") if stdin else contextlib.nullcontext(subprocess.DEVNULL) as stdin_f:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdin=stdin_f, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV,
+                                shell=shell)
+        _, status, usage = os.wait4(proc.pid, 0)
+        elapsed = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
-    if stdin:
-        stdin_f.close()
     if proc.returncode != 0:
         sys.exit(f"failed ({proc.returncode}): {cmd}")
     return elapsed, usage.ru_maxrss
@@ -131,17 +131,19 @@ def paired(ours, base, repeat, stdin=None, shell=False) -> tuple[float, float, l
         order = (0, 1) if i % 2 == 0 else (1, 0)
         for side in order:
             times[side].append(run((ours, base)[side], stdin, shell)[0])
-    return statistics.median(times[0]), statistics.median(times[1]), [a / b for a, b in zip(*times)]
+    return statistics.median(times[0]), statistics.median(times[1]), [a / b for a, b in zip(*times, strict=True)]
 
 
 def pipeline(capture: Path, consumer: list[str]) -> str:
-    q = lambda args: " ".join(shlex.quote(a) for a in args)
-    return f"{q(tshark_pdml_command(str(capture), tshark()))} 2>/dev/null | {q(consumer)}"
+    return f"{shlex.join(tshark_pdml_command(str(capture), tshark()))} 2>/dev/null | {shlex.join(consumer)}"
 
 
 def tree_state() -> str:
     """The commit measured, and the package's files changed in the working tree (shared with others)."""
-    git = lambda *a: subprocess.run(["git", "-C", str(REPO), *a], capture_output=True, text=True).stdout
+
+    def git(*a: str) -> str:
+        return subprocess.run(["git", "-C", str(REPO), *a], capture_output=True, text=True).stdout
+
     changed = [line[3:] for line in git("status", "--porcelain", "--", "postproc").splitlines() if line[3:]]
     return git("rev-parse", "--short", "HEAD").strip() + (f" + uncommitted {', '.join(changed)}" if changed else "")
 
@@ -154,7 +156,8 @@ def main() -> int:
     ap.add_argument("--frames", type=int, default=50_000)
     ap.add_argument("--quick", action="store_true", help="skip the 1 GB PDML and pyshark")
     ap.add_argument("--only", default="1,2,3,4,5,6", help="the goals to measure, e.g. 6 or 1,3 (default all)")
-    ap.add_argument("--tolerance", type=float, default=0.0, help="relative difference allowed in the inputs' pairs check")
+    ap.add_argument("--tolerance", type=float, default=0.0,
+                    help="relative difference allowed in the inputs' pairs check")
     ap.add_argument("--workdir", type=Path, default=inputs.BUILD, help="where the built inputs are cached")
     args = ap.parse_args()
     goals = set(args.only.split(","))

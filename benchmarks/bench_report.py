@@ -48,12 +48,12 @@ def main() -> int:
         html = [*tables, "-o", os.path.join(tmp, "report.html"), "--mermaid-js", build.path]
         txt = [*tables, "-o", os.path.join(tmp, "timeline.txt")]
         for what, extra, stdin in ((f"-r {COLD.parent.name}/capture.pcapng", ["-r", str(COLD)], None),
-                                   (f"PDML on stdin ({pdml.stat().st_size / 1e6:.0f} MB)", [], pdml)):  # fmt: skip
+                                   (f"PDML on stdin ({pdml.stat().st_size / 1e6:.0f} MB)", [], pdml)):
             ours, base, rounds = paired([*POST, *extra, *html], [*POST, *extra, *txt], args.repeat, stdin=stdin)
             ratio = ours / base
             rows.append((f"-o report.html vs -o timeline.txt, {what}", f"{ours:.3f} s", f"{base:.3f} s",
                          f"{ratio:.2f}×", f"{min(rounds):.2f}–{max(rounds):.2f}×", f"≤ {LIMIT}×",
-                         "ok" if ratio <= LIMIT else "MISSED"))  # fmt: skip
+                         "ok" if ratio <= LIMIT else "MISSED"))
             print(" | ".join(rows[-1]), file=sys.stderr, flush=True)
         size = os.path.getsize(os.path.join(tmp, "report.html"))
     from tabulate import tabulate

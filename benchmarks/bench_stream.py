@@ -16,7 +16,8 @@ Then stats against the bare loop: ``osflow-post -r --format stats`` and the tsha
 ``osflow-post --format stats`` on the PDML of server-create on stdin against the bare iterparse
 loop (bench_post's goal 1 loop), at least 5 rounds.
 
-    python3 benchmarks/bench_stream.py [--pairs 100000,1000000] [--input compute] [--repeat 3] [--formats json,otlp,stats]
+    python3 benchmarks/bench_stream.py [--pairs 100000,1000000] [--input compute] [--repeat 3]
+                                       [--formats json,otlp,stats]
 """
 
 from __future__ import annotations
@@ -117,9 +118,9 @@ def main() -> int:
                 for side in ((0, 1) if i % 2 == 0 else (1, 0)):
                     times[side].append(run((ours, bare)[side])[0])
             a, b = statistics.median(times[0]), statistics.median(times[1])
-            rounds = [x / y for x, y in zip(*times)]
-            time_rows.append((f"-r, {expected:,} pairs, vs its tshark -T fields alone", f"{a:.1f} s", f"{b:.1f} s", f"{a / b:.2f}×",
-                              f"{min(rounds):.2f}–{max(rounds):.2f}×"))
+            rounds = [x / y for x, y in zip(*times, strict=True)]
+            time_rows.append((f"-r, {expected:,} pairs, vs its tshark -T fields alone", f"{a:.1f} s", f"{b:.1f} s",
+                              f"{a / b:.2f}×", f"{min(rounds):.2f}–{max(rounds):.2f}×"))
     if "stats" in formats:  # PDML on stdin: stats against the bare iterparse loop (bench_post's goal 1 loop)
         server_create = inputs.pdml(SERVER_CREATE, inputs.BUILD / "server-create.pdml")
         a, b, rounds = paired([*inputs.POST, "--format", "stats"], BARE, max(args.repeat, 5), stdin=server_create)
@@ -131,7 +132,8 @@ def main() -> int:
     for r in rss_rows:
         print("| " + " | ".join(r) + " |")
     if time_rows:
-        print("\n--format stats vs the bare loop (-r: its tshark -T fields alone; PDML: the bare iterparse loop), medians:")
+        print("\n--format stats vs the bare loop (-r: its tshark -T fields alone; PDML: the bare iterparse loop),"
+              " medians:")
         print("| input | osflow-post --format stats | bare loop | ratio | rounds |\n|---|---|---|---|---|")
         for r in time_rows:
             print("| " + " | ".join(r) + " |")

@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
-"""How long reading socket and process tables takes: ``tables.parse_ss`` and ``tables.parse_ps`` against splitting the same text.
+"""How long reading socket and process tables takes: ``parse_ss`` and ``parse_ps`` against splitting the text.
 
 The largest socket log of the fixtures (resource-class-list-cache-hit/ss.txt, ~340 KB,
 3,745 lines of ``ss -tnpH`` snapshots) and the netstat and lsof samples repeated 100 times
 (~3,800 lines each), and the largest ps.txt (ps -eo and ps aux sections) repeated 20 times, as
 it is and without its section and header lines (each line's shape found by trying them: a section
-keeps the shape its previous line matched), each parsed ``--rounds`` times; the baseline is ``str.split`` of each line (what any reader of
-the file must do at least).  Prints the best time of each, the ratio and the time per
-1,000 lines; the goal is at most 15 ms per 1,000 lines (a socket log is read once per run).
+keeps the shape its previous line matched), each parsed ``--rounds`` times; the baseline is
+``str.split`` of each line (what any reader of the file must do at least).  Prints the best time
+of each, the ratio and the time per 1,000 lines; the goal is at most 15 ms per 1,000 lines (a
+socket log is read once per run).
 
     python3 benchmarks/bench_tables.py [--rounds 21]
 """
@@ -36,7 +37,9 @@ PS_FILE = REPO / "tests/fixtures/captures-compute/lab-server-delete/ps.txt"
 
 def _bare(text: str) -> str:
     """ps text without its ``#####`` section and header lines."""
-    return "\n".join(ln for ln in text.splitlines() if not ln.startswith("#") and not ln.lstrip().startswith(("PID", "USER")))
+    return "\n".join(
+        ln for ln in text.splitlines() if not ln.startswith("#") and not ln.lstrip().startswith(("PID", "USER"))
+    )
 
 
 def best(fn, text: str, rounds: int) -> float:
@@ -60,7 +63,7 @@ def main() -> int:
                (parse_ps, "  the same without section and header lines", "ps.txt", _bare(ps))]
     for parser, label, name, text in inputs:
         parser(text, name)  # warm-up: caches, page cache
-        parse = best(lambda t: parser(t, name), text, args.rounds)
+        parse = best(lambda t, parser=parser, name=name: parser(t, name), text, args.rounds)
         split = best(lambda t: [line.split() for line in t.splitlines()], text, args.rounds)
         lines = text.count("\n") + 1
         per_k = parse * 1000 / (lines / 1000)

@@ -253,7 +253,8 @@ def pdml(capture: Path, out: Path) -> Path:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("names", nargs="*", metavar="NAME", help=f"inputs to build: {', '.join(sorted(SOURCES))} (default all)")
+    ap.add_argument("names", nargs="*", metavar="NAME",
+                    help=f"inputs to build: {', '.join(sorted(SOURCES))} (default all)")
     ap.add_argument("--frames", type=int, default=50_000)
     ap.add_argument("--tolerance", type=float, default=0.0, help="relative difference allowed in the pairs check")
     args = ap.parse_args()
