@@ -40,7 +40,8 @@ types: setup  ## mypy alone (its files and options: pyproject.toml)
 	$(BIN)/mypy
 
 luacheck:  ## luacheck on the Wireshark plugin (Debian/Ubuntu: apt-get install lua-check)
-	@command -v luacheck >/dev/null || { echo "luacheck not found: install it (Debian/Ubuntu: sudo apt-get install lua-check)" >&2; exit 1; }
+	@command -v luacheck >/dev/null \
+	  || { echo "luacheck not found: install it (Debian/Ubuntu: sudo apt-get install lua-check)" >&2; exit 1; }
 	luacheck dissectors
 
 fmt: setup  ## apply ruff's safe fixes (import order, pyupgrade, ...); review `git diff` after

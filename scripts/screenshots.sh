@@ -17,7 +17,8 @@ trap 'rm -rf "$work"' EXIT
 
 report() {  # report CASE OUT.html: osflow-post on a real capture, refusing to go on without mermaid
   local dir="$ROOT/tests/fixtures/$1"
-  osflow-post -r "$dir/capture.pcapng" --ss "$dir/ss.txt" --ps "$dir/ps.txt" -o "$2" 2>"$work/err" || { cat "$work/err" >&2; exit 1; }
+  osflow-post -r "$dir/capture.pcapng" --ss "$dir/ss.txt" --ps "$dir/ps.txt" -o "$2" 2>"$work/err" \
+    || { cat "$work/err" >&2; exit 1; }
   if grep -q "no mermaid build found" "$work/err"; then cat "$work/err" >&2; exit 1; fi
 }
 
@@ -31,8 +32,8 @@ shot() {  # shot PAGE#FRAGMENT WIDTH,HEIGHT OUT.png ("only-<section>" frames one
 report captures-compute/server-create "$work/server-create.html"
 report captures/resource-class-list-cold "$work/cold.html"
 # the step of the user's POST /v2.1/servers (its number depends on what the flow groups and leaves out)
-step=$(grep -o 'id="w[0-9]*"[^>]*title="[0-9]*\. OpenStackClient → nova-api: POST /v2.1/servers ' "$work/server-create.html" \
-       | head -1 | sed 's/^id="w\([0-9]*\)".*/\1/')
+step=$(grep -o 'id="w[0-9]*"[^>]*title="[0-9]*\. OpenStackClient → nova-api: POST /v2.1/servers ' \
+         "$work/server-create.html" | head -1 | sed 's/^id="w\([0-9]*\)".*/\1/')
 [ -n "$step" ] || { echo "screenshots: no POST /v2.1/servers in the server-create report" >&2; exit 1; }
 shot "$work/server-create.html#only-waterfall&w$step&zoom" 1500,1100 "$out/report-waterfall.png"
 shot "$work/cold.html#only-diagram&fit" 1800,1120 "$out/report-diagram.png"

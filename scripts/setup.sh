@@ -35,7 +35,8 @@ _osflow_setup() {
     python3 -m venv "$_osflow_venv" || return 1
   fi
   local stamp="$_osflow_venv/.osflow-installed"
-  if [ ! -f "$stamp" ] || [ "$_osflow_root/setup.cfg" -nt "$stamp" ] || [ "$_osflow_root/pyproject.toml" -nt "$stamp" ]; then
+  if [ ! -f "$stamp" ] || [ "$_osflow_root/setup.cfg" -nt "$stamp" ] \
+     || [ "$_osflow_root/pyproject.toml" -nt "$stamp" ]; then
     echo "setup: installing osflow and its test and dev dependencies into $_osflow_venv" >&2
     "$_osflow_venv/bin/python" -m pip install -q --upgrade pip >/dev/null || return 1
     "$_osflow_venv/bin/python" -m pip install -q -e "$_osflow_root[test,dev]" || return 1
