@@ -39,6 +39,7 @@ from ..model import (
 )
 from ..openstack import tables_in
 from ..redact import url_template
+from .common import DEFAULT, RenderOptions
 
 HEADERS = ("service", "endpoint", "count", "p50 ms", "p95 ms", "p99 ms", "max ms", "errors", "4xx", "cache hits",
            "DB queries/req")
@@ -184,12 +185,12 @@ def rows(flow: Flow) -> list[tuple]:
     return table.cells()
 
 
-def render(flow: Flow) -> Iterator[str]:
+def render(flow: Flow, options: RenderOptions = DEFAULT) -> Iterator[str]:
     """Yield the statistics table and a line on what it counts."""
-    return render_parts((flow,))
+    return render_parts((flow,), options)
 
 
-def render_parts(parts: Iterable[Flow]) -> Iterator[str]:
+def render_parts(parts: Iterable[Flow], options: RenderOptions = DEFAULT) -> Iterator[str]:
     """The same for a flow streamed in parts: counted as they come, the table at the end."""
     table = Table()
     for part in parts:
