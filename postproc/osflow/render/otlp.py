@@ -75,7 +75,6 @@ from collections import OrderedDict, defaultdict, deque
 from collections.abc import Iterable, Iterator
 
 from .. import __version__
-from ..decode import header
 from ..model import (
     Address,
     Flow,
@@ -120,6 +119,16 @@ def _epoch_us(t: float) -> int:
 
 def _nanos(t: float) -> str:
     return str(_epoch_us(t) * 1000)
+
+
+def header(headers: tuple[tuple[str, str], ...], name: str) -> str | None:
+    """The first header called ``name`` (case-insensitive).
+
+    >>> header((("Host", "a"), ("host", "b")), "HOST")
+    'a'
+    """
+    name = name.lower()
+    return next((v for k, v in headers if k.lower() == name), None)
 
 
 def osprofiler_span_id(trace_point: str) -> str | None:

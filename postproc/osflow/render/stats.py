@@ -24,7 +24,6 @@ from collections.abc import Iterable, Iterator
 from tabulate import tabulate
 
 from .. import quoting
-from ..flow import is_pool_noise
 from ..model import (
     Flow,
     HttpRequest,
@@ -62,7 +61,7 @@ def endpoint(pair: Pair) -> str:
     if isinstance(req, MysqlLogin):
         return "login"
     if isinstance(req, MysqlCommand):
-        if is_pool_noise(ex):
+        if pair.noise:
             return "pool: ping, SELECT 1, ROLLBACK, COMMIT, SET"
         if req.command != "query":
             return req.command
