@@ -4,7 +4,7 @@
     decode.py     Packet                 -> Message (HttpRequest, MysqlReply, ...)
     pair.py       Message                -> Exchange (request + response on one connection; an RPC
                                             call or cast across the broker: RpcExchange)
-    tables.py     ss / ps text           -> SocketEntry, Process
+    tables/       ss / ps text           -> SocketEntry, Process
     join.py       Exchange + tables      -> Participant for every connection end
     flow.py       Exchange + Participant -> Flow (pairs with parents, groups, tokens; words from prose.py)
     render/       Flow                   -> lines of text (timeline, Mermaid, JSON Lines, Markdown)
