@@ -17,7 +17,7 @@ import math
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from .decode import Decoder
 from .errors import InputError, PartialInput
@@ -27,6 +27,9 @@ from .model import ConnectionNames, Exchange, Flow, Packet
 from .options import HORIZON, AnalysisOptions
 from .pair import Pairing
 from .source import PdmlReader
+
+if TYPE_CHECKING:  # read only when table files are given (Tables.load)
+    from .tables import ProcessTable, SocketTable
 
 __all__ = ["HORIZON", "AnalysisOptions", "Progress", "Result", "Stream", "Tables", "analyse", "collect"]
 
@@ -38,8 +41,8 @@ DEFAULTS = AnalysisOptions()
 class Tables:
     """The socket and process tables given with ``--ss``/``--ps``."""
 
-    sockets: object = None  # tables.SocketTable
-    processes: object = None  # tables.ProcessTable
+    sockets: SocketTable | None = None
+    processes: ProcessTable | None = None
     warnings: list[str] = field(default_factory=list)
 
     @classmethod
