@@ -15,7 +15,7 @@ import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import IO, TextIO, cast
+from typing import IO, TextIO
 
 from .errors import ExportError, InputError, PartialInput
 from .options import AnalysisOptions
@@ -33,8 +33,7 @@ def output_format(fmt: str | None, output: str | None) -> Format:
     >>> output_format(None, "traces.otlp.jsonl"), output_format(None, "flow.jsonl")
     ('otlp', 'json')
     """
-    found = fmt or (format_of(output) if output else None) or "timeline"
-    return cast(Format, found)
+    return fmt or (format_of(output) if output else None) or "timeline"
 
 
 @dataclass(frozen=True)

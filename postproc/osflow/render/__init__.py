@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Literal
 
-#: An output format of ``osflow-post --format``.
-Format = Literal["timeline", "mermaid", "json", "md", "html", "otlp", "stats"]
+#: An output format of ``osflow-post --format``: one of :data:`FORMATS`, each declared in :data:`OUTPUTS`.
+Format = str
 
 #: Which flow a format is drawn from.  ``streamed``: written while the input is read, a part at a
 #: time (the module's ``render_parts``; :class:`osflow.pipeline.Stream`), memory holds what is in
