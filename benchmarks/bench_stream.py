@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Streamed output on long captures: peak RSS as the capture grows, and stats' time against the bare loop.
 
-JSON Lines, OTLP and stats are written while the capture is read (``osflow.app.STREAMED``), so
+JSON Lines, OTLP and stats are written while the capture is read (their declarations in ``osflow.render.OUTPUTS``), so
 osflow-post's memory should hold what is in progress, not the capture (issue #14: at most 150 MB
 for each of them, whatever the length).  Inputs: copies of a real capture, each with its own
 addresses (``benchmarks/inputs.py``: ``tcprewrite``, 127.0.0.N per copy, one after the other in

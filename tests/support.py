@@ -89,11 +89,12 @@ def messages(case: str) -> tuple:
 
 @functools.cache
 def result(case: str, with_tables: bool = True, group: bool = True, explain: bool = False):
+    from osflow.options import AnalysisOptions
     from osflow.pipeline import Tables, analyse
 
     d = case_dir(case)
     tables = Tables.load([str(d / "ss.txt")], [str(d / "ps.txt")]) if with_tables else None
-    return analyse(io.BytesIO(pdml_bytes(case)), case, tables, group=group, explain=explain)
+    return analyse(io.BytesIO(pdml_bytes(case)), case, tables, AnalysisOptions(group=group, explain=explain))
 
 
 def flow(case: str, with_tables: bool = True, group: bool = True):

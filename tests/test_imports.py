@@ -1,5 +1,6 @@
-"""The package's shape: no import cycle among osflow's modules (imports inside functions count too),
-no module over 800 lines, and the command line loads ``osflow record`` only when it runs."""
+"""The package's shape: the import rule of docs/architecture.md, no import cycle among osflow's
+modules (imports inside functions count too), no module over 800 lines, and the command line loads
+``osflow record`` only when it runs."""
 
 from __future__ import annotations
 
@@ -30,14 +31,29 @@ def _known(name: str, modules) -> str:
     return name
 
 
-def import_graph() -> dict[str, set[str]]:
-    """Every osflow module -> the osflow modules it imports, anywhere in its code."""
+def _type_only(tree: ast.Module) -> set[int]:
+    """The ids of the import nodes under ``if TYPE_CHECKING:`` (for annotations only)."""
+    found: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            found.update(id(n) for stmt in node.body for n in ast.walk(stmt)
+                         if isinstance(n, ast.Import | ast.ImportFrom))
+    return found
+
+
+def import_graph(runtime_only: bool = False) -> dict[str, set[str]]:
+    """Every osflow module -> the osflow modules it imports, anywhere in its code (with
+    ``runtime_only``, not counting the imports for type annotations only)."""
     modules = _modules()
     graph: dict[str, set[str]] = {}
     for name, (path, is_package) in modules.items():
         package = name.split(".") if is_package else name.split(".")[:-1]
         deps: set[str] = set()
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        skip = _type_only(tree) if runtime_only else set()
+        for node in ast.walk(tree):
+            if id(node) in skip:
+                continue
             if isinstance(node, ast.Import):
                 deps.update(_known(a.name, modules) for a in node.names if a.name.split(".")[0] == "osflow")
             elif isinstance(node, ast.ImportFrom):
@@ -53,6 +69,107 @@ def import_graph() -> dict[str, set[str]]:
         deps.discard(name)
         graph[name] = deps
     return graph
+
+
+# --------------------------------------------------------------------------- the import rule
+
+#: The stages in order and their modules (docs/architecture.md, "How osflow is built").
+STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("source", ("source", "tshark")),
+    ("decode", ("decode", "oslo")),
+    ("pair", ("pair",)),
+    ("join", ("tables", "addresses", "join")),
+    ("flow", ("flow", "prose", "foreground")),
+    ("render", ("render",)),
+)
+#: The modules around the stages: what osflow knows and the shared data; any module may import them,
+#: they import only each other.  ``protocols``: one module per protocol.
+AROUND = ("osflow", "model", "errors", "options", "openstack", "portmap", "tokens", "quoting", "redact", "wireshark",
+          "protocols")
+#: What wires the stages and runs them: may import any module but the command line.
+APPLICATION = ("pipeline", "app", "export", "mermaidjs", "profile", "record", "cli", "__main__")
+
+
+def _place(module: str) -> tuple[str, int]:
+    """(kind, stage index) of an osflow module: ``around``, ``stage`` or ``application``;
+    ``unknown`` for a module the rule does not place (a new one: put it in the map above)."""
+    short = module.removeprefix("osflow.") if module != "osflow" else "osflow"
+    top = short.split(".")[0]
+    for i, (_, names) in enumerate(STAGES):
+        if top in names:
+            return "stage", i
+    if top in AROUND:
+        return "around", -1
+    if top in APPLICATION:
+        return "application", len(STAGES)
+    return "unknown", -1
+
+
+def violations(graph: dict[str, set[str]]) -> list[str]:
+    """Every import that breaks the rule: a stage imports only its own stage, the stages before it
+    and the modules around them; a renderer only the modules around and the other renderers; a
+    module around only the other modules around; nothing but ``__main__`` imports ``cli``."""
+    found = []
+    for module, deps in sorted(graph.items()):
+        kind, stage = _place(module)
+        if kind == "unknown":
+            found.append(f"{module} is not placed in the import rule (tests/test_imports.py)")
+            continue
+        for dep in sorted(deps):
+            dep_kind, dep_stage = _place(dep)
+            if dep == "osflow.cli" and module != "osflow.__main__":
+                why = "nothing imports cli"
+            elif dep_kind in ("around", "unknown"):
+                continue
+            elif kind == "around":
+                why = "a module around the stages imports only the others around"
+            elif kind == "stage" and STAGES[stage][0] == "render" and STAGES[dep_stage][0] != "render":
+                why = "a renderer imports only the modules around the stages and the other renderers"
+            elif kind == "stage" and dep_stage > stage:
+                why = "a stage imports only its own, the stages before it and the modules around them"
+            else:
+                continue
+            found.append(f"{module} imports {dep}: {why}")
+    return found
+
+
+def test_the_rule_finds_what_breaks_it():
+    graph = {
+        "osflow.render.stats": {"osflow.flow", "osflow.model", "osflow.render.common"},  # a stage
+        "osflow.render.otlp": {"osflow.quoting", "osflow.openstack", "osflow.protocols.mysql"},  # fine
+        "osflow.flow": {"osflow.decode", "osflow.pipeline"},  # the application
+        "osflow.decode": {"osflow.join"},  # a later stage
+        "osflow.tokens": {"osflow.prose"},  # a module around importing a stage
+        "osflow.app": {"osflow.cli", "osflow.pipeline", "osflow.render"},  # the command line
+        "osflow.__main__": {"osflow.cli"},  # fine
+        "osflow.newthing": set(),  # not placed
+    }
+    assert violations(graph) == [
+        "osflow.app imports osflow.cli: nothing imports cli",
+        "osflow.decode imports osflow.join: a stage imports only its own, the stages before it and the modules "
+        "around them",
+        "osflow.flow imports osflow.pipeline: a stage imports only its own, the stages before it and the modules "
+        "around them",
+        "osflow.newthing is not placed in the import rule (tests/test_imports.py)",
+        "osflow.render.stats imports osflow.flow: a renderer imports only the modules around the stages and the "
+        "other renderers",
+        "osflow.tokens imports osflow.prose: a module around the stages imports only the others around",
+    ]
+
+
+def test_every_import_follows_the_rule_of_the_architecture_doc():
+    graph = import_graph(runtime_only=True)
+    assert "osflow.render.otlp" in graph and "osflow.pipeline" in graph["osflow.app"]
+    found = violations(graph)
+    assert not found, "imports against the rule (docs/architecture.md):\n" + "\n".join(found)
+
+
+def test_a_type_only_import_is_not_a_dependency():
+    assert "osflow.foreground" in import_graph()["osflow.options"]
+    assert "osflow.foreground" not in import_graph(runtime_only=True)["osflow.options"]
+
+
+# --------------------------------------------------------------------------- cycles, length
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:

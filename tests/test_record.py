@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from osflow import record, tables, wireshark
+from osflow import cli, record, tables, wireshark
 from osflow.errors import InputError, ToolMissing, UsageError
 from osflow.record import capture, kernel, socketlog
 
@@ -31,7 +31,7 @@ COVERAGE = re.compile(r"^coverage: (\d+(?:\.\d+)?)% \((\d+)/(\d+) connection end
 def parse(argv):
     p = argparse.ArgumentParser(prog="osflow record")
     record.add_arguments(p)
-    return p.parse_args(argv)
+    return cli.record_options(p.parse_args(argv))
 
 
 # --------------------------------------------------------------------------- socket log format
@@ -444,7 +444,8 @@ class _Echo:
 def _record(args, timeout=120, **kw):
     env = dict(os.environ, PYTHONPATH=str(ROOT / "postproc"))
     code = ("import argparse,sys; from osflow import record, cli; p=argparse.ArgumentParser(prog='osflow record'); "
-            "record.add_arguments(p); a=p.parse_args(sys.argv[1:]); sys.exit(cli.run(lambda: record.run(a), False, 'osflow record'))")
+            "record.add_arguments(p); a=cli.record_options(p.parse_args(sys.argv[1:])); "
+            "sys.exit(cli.run(lambda: record.run(a), False, 'osflow record'))")
     return subprocess.Popen([sys.executable, "-c", code, *args], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, **kw)
 

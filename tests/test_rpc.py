@@ -1,6 +1,6 @@
 """RPC over RabbitMQ on real captures of a compute control plane (tests/fixtures/captures-compute/).
 
-What is checked is the boot story ../shared/captures-compute/README.md tells, pair by pair: who
+What is checked is the boot story tests/fixtures/captures-compute/README.md tells, pair by pair: who
 called whom, call / cast / fanout, results, parents; the same from PDML and from ``-r``; the
 names without socket tables; no token or broker password in any output.
 """

@@ -1,11 +1,12 @@
 """The streamed flow (osflow.pipeline.Stream): the same output as the whole flow, in bounded memory.
 
-JSON Lines, OTLP and stats are written while the input is read (app.STREAMED); the timeline,
-Markdown and Mermaid are drawn at the end from the same streamed stages (app.COLLECTED,
-pipeline.collect).  On every real capture of the fixtures they must be byte for byte what the
-whole flow renders (the golden files pin that one); and a long input -- many copies of a real capture, one after the other, each on
-its own connections -- must keep only what is in progress: the pairs and exchanges held, the
-connections named, the renderers' own state stay bounded whatever the number of copies.
+JSON Lines, OTLP and stats are written while the input is read (their declarations in
+render.OUTPUTS say they are streamed); the timeline, Markdown and Mermaid are drawn at the end
+from the same streamed stages (collected, pipeline.collect).  On every real capture of the
+fixtures they must be byte for byte what the whole flow renders (the golden files pin that one);
+and a long input -- many copies of a real capture, one after the other, each on its own
+connections -- must keep only what is in progress: the pairs and exchanges held, the connections
+named, the renderers' own state stay bounded whatever the number of copies.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ import pytest
 
 from osflow import foreground
 from osflow.model import Flow, Packet
+from osflow.options import AnalysisOptions
 from osflow.pipeline import Stream, Tables, analyse, collect
-from osflow.render import otlp, renderer
+from osflow.render import OUTPUTS, otlp, renderer
 from osflow.render.stats import Table
 from osflow.source import PdmlReader
 from support import FIXTURES, tshark
@@ -52,7 +54,7 @@ def _inputs(case: str):
 @functools.cache
 def _whole(case: str) -> Flow:
     pdml, tables, client = _inputs(case)
-    return analyse(io.BytesIO(pdml), case, tables, client=client).flow
+    return analyse(io.BytesIO(pdml), case, tables, AnalysisOptions(client=client)).flow
 
 
 def test_every_capture_is_here():
@@ -65,23 +67,22 @@ def test_streamed_output_is_the_whole_flow_s(case, fmt):
     pdml, tables, client = _inputs(case)
     r = renderer(fmt)
     whole = list(r.render(_whole(case)))
-    streamed = Stream(io.BytesIO(pdml), case, tables, client=client)
+    streamed = Stream(io.BytesIO(pdml), case, tables, AnalysisOptions(client=client))
     assert list(r.render_parts(streamed)) == whole
     assert streamed.pairs == len(_whole(case).pairs)
     assert streamed.warnings == _whole(case).warnings
 
 
-def test_the_streamed_and_drawn_formats_are_the_apps():
-    from osflow import app
-
-    assert app.STREAMED == STREAMED and app.COLLECTED == COLLECTED
+def test_the_streamed_and_drawn_formats_are_the_declared_ones():
+    assert tuple(o.format for o in OUTPUTS if o.needs == "streamed") == STREAMED
+    assert sorted(o.format for o in OUTPUTS if o.needs == "collected") == sorted(COLLECTED)
 
 
 @pytest.mark.parametrize("case", CAPTURES)
 def test_a_collected_flow_draws_what_the_whole_flow_draws(case):
     pdml, tables, client = _inputs(case)
     whole = _whole(case)
-    result = collect(Stream(io.BytesIO(pdml), case, tables, client=client))
+    result = collect(Stream(io.BytesIO(pdml), case, tables, AnalysisOptions(client=client)))
     assert result.flow.pairs == whole.pairs
     assert result.flow.steps == whole.steps
     assert (result.flow.left_out, result.flow.tokens, result.flow.origin, result.flow.warnings) == (
@@ -93,9 +94,9 @@ def test_a_collected_flow_draws_what_the_whole_flow_draws(case):
 @pytest.mark.parametrize("case", ["captures-compute/server-create", "captures-busy/resource-class-list-4-at-once"])
 def test_a_collected_flow_shows_everything_or_ungrouped_as_asked(case):
     pdml, tables, client = _inputs(case)
-    for opts in (dict(show_all=True), dict(group=False)):
-        whole = analyse(io.BytesIO(pdml), case, tables, client=client, **opts).flow
-        collected = collect(Stream(io.BytesIO(pdml), case, tables, client=client), **opts).flow
+    for opts in (AnalysisOptions(client=client, show_all=True), AnalysisOptions(client=client, group=False)):
+        whole = analyse(io.BytesIO(pdml), case, tables, opts).flow
+        collected = collect(Stream(io.BytesIO(pdml), case, tables, opts)).flow
         assert collected.steps == whole.steps and collected.left_out == whole.left_out, opts
 
 
@@ -104,7 +105,7 @@ def test_a_short_horizon_writes_before_the_end_and_still_tells_the_same_story():
     the end, and the story is the whole flow's."""
     case = "captures-compute/lab-server-delete"
     pdml, tables, client = _inputs(case)
-    streamed = Stream(io.BytesIO(pdml), case, tables, client=client, horizon=1.0)
+    streamed = Stream(io.BytesIO(pdml), case, tables, AnalysisOptions(client=client, horizon=1.0))
     parts = list(streamed)
     assert len([p for p in parts if p.pairs]) > 10
     whole = _whole(case)

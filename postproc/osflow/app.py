@@ -14,42 +14,26 @@ import os
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import IO, TextIO
 
 from .errors import ExportError, InputError, PartialInput
+from .options import AnalysisOptions
 from .pipeline import Result, Stream, Tables, analyse, collect
-from .render import Format, renderer
-
-#: ``-o FILE``'s extension -> output format (when ``--format`` is not given).
-EXTENSIONS: dict[str, Format] = {".txt": "timeline", ".mmd": "mermaid", ".md": "md", ".json": "json", ".jsonl": "json",
-                                 ".html": "html", ".htm": "html", ".otlp": "otlp"}
-#: ``-o FILE`` names ending so -> output format, before the extension: ``traces.otlp.jsonl`` is OTLP, not JSON.
-SUFFIXES: dict[str, Format] = {".otlp.jsonl": "otlp", ".otlp.json": "otlp"}
-#: Formats written while the input is read (:class:`osflow.pipeline.Stream`, the renderer's ``render_parts``):
-#: memory holds what is in progress, not the capture.  The others draw the whole flow at the end.
-STREAMED: tuple[Format, ...] = ("json", "otlp", "stats")
-#: Formats drawn at the end from a flow built while the input is read (:func:`osflow.pipeline.collect`): the
-#: same stages as the streamed formats, so they tell what JSON Lines tells, and after the last packet only the
-#: last horizons are left to place.  The HTML report and ``--explain`` show the connections: the whole flow.
-COLLECTED: tuple[Format, ...] = ("timeline", "md", "mermaid")
+from .render import OUTPUTS, Format, Output, declaration, format_of, renderer
+from .render.common import RenderOptions
 
 
 def output_format(fmt: str | None, output: str | None) -> Format:
-    """``--format`` if given, else the one ``-o``'s extension names, else the timeline.
+    """``--format`` if given, else the one ``-o``'s extension names (:attr:`osflow.render.Output.extensions`),
+    else the timeline.
 
     >>> output_format(None, "flow.md"), output_format("json", "flow.md"), output_format(None, "x.html")
     ('md', 'json', 'html')
     >>> output_format(None, "traces.otlp.jsonl"), output_format(None, "flow.jsonl")
     ('otlp', 'json')
     """
-    if fmt:
-        return fmt  # type: ignore[return-value]
-    if output:
-        for suffix, f in SUFFIXES.items():
-            if output.lower().endswith(suffix):
-                return f
-        return EXTENSIONS.get(os.path.splitext(output)[1].lower(), "timeline")
-    return "timeline"
+    return fmt or (format_of(output) if output else None) or "timeline"
 
 
 @dataclass(frozen=True)
@@ -89,49 +73,64 @@ class PostOutcome:
 
 
 def post(options: PostOptions, stdout: TextIO | None = None, stderr: TextIO | None = None) -> PostOutcome:
-    """Read, analyse and render as ``options`` say; see the module's docstring."""
+    """Read, analyse and render as ``options`` say; see the module's docstring.
+
+    How the input is read follows the format's declaration (:class:`osflow.render.Output`): a
+    streamed format is written while it is read, a collected one drawn at the end from the same
+    stream; ``--explain`` shows the connections, and the traces sent beside another format are
+    rendered from the flow at the end: both need the whole flow.
+    """
     stdout = sys.stdout if stdout is None else stdout
     stderr = sys.stderr if stderr is None else stderr
-    fmt = output_format(options.format, options.output)
-    render = renderer(fmt).render  # now, while tshark (in a pipe) is still starting, not after the last packet
+    out = declaration(output_format(options.format, options.output))
+    looks = RenderOptions(show_secrets=options.show_secrets, show_broker=options.show_broker)
+    module = renderer(out.format)  # now, while tshark (in a pipe) is still starting, not after the last packet
+    render = partial(module.render, options=looks)
     extra: tuple[str, ...] = ()
-    if fmt == "html":  # find mermaid's build before reading: a wrong --mermaid-js fails at once
-        render, extra = _html_renderer(options.mermaid_js)
+    if out.mermaid_js:  # find mermaid's build before reading: a wrong --mermaid-js fails at once
+        render, extra = _with_mermaid_js(render, options.mermaid_js)
     exporter = None
     if options.otlp_endpoint is not None:  # a bad URL fails before reading
         from .export import OtlpHttpExporter
 
         exporter = OtlpHttpExporter(options.otlp_endpoint)
-        if fmt == "otlp":  # each line written, then sent
+        if out.traces:  # each line written, then sent
             render = _teed(render, exporter)
-    if fmt in STREAMED and not options.explain and (exporter is None or fmt == "otlp"):
-        lines_of = renderer(fmt).render_parts
+    needs = out.needs
+    if options.explain or (exporter is not None and not out.traces):
+        needs = "whole"
+    if needs == "streamed":
+        lines_of = partial(module.render_parts, options=looks)
         if exporter is not None:
             lines_of = _teed(lines_of, exporter)
         return _post_streamed(options, lines_of, stdout, stderr, exporter, extra)
-    result = read(options, stderr, streamed=fmt in COLLECTED and not options.explain and exporter is None)
+    result = read(options, stderr, streamed=needs == "collected")
     flow = result.flow
     written: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     if options.output is None:
         write_lines(render(flow), stdout)
-    elif fmt == "mermaid":
-        written = write_diagrams(options.output, flow)
+    elif out.documents is not None:
+        written = write_documents(options.output, getattr(module, out.documents)(flow, options=looks))
         if len(written) > 1:
             notes = (f"the diagram was split into {len(written)} files: {', '.join(written)}",)
     else:
         write_file(options.output, render(flow))
         written = (options.output,)
     if options.explain:
-        target = stdout if (fmt in ("timeline", "md") and options.output is None) else stderr
+        target = stdout if (out.explain_after and options.output is None) else stderr
         target.write("\n")
         from .render import explain
 
-        write_lines(explain.render(flow), target)
-    if exporter is not None and fmt != "otlp":  # another format was written: send the traces too
-        exporter.send_all(renderer("otlp").render(flow))
+        write_lines(explain.render(flow, looks), target)
+    if exporter is not None and not out.traces:  # another format was written: send the traces too
+        exporter.send_all(renderer(_TRACES.format).render(flow, looks))
     return PostOutcome(result.packets, len(flow.pairs), written, notes, flow.warnings + extra, result.partial,
                        exporter.error if exporter is not None else None)
+
+
+#: The format whose lines ``--otlp-endpoint`` sends.
+_TRACES: Output = next(o for o in OUTPUTS if o.traces)
 
 
 def _teed(render, exporter):
@@ -143,9 +142,7 @@ def _post_streamed(options: PostOptions, lines_of, stdout: TextIO, stderr: TextI
                    extra: tuple[str, ...]) -> PostOutcome:
     """Read and write at once: each line as soon as the stream gives out what it needs."""
     tables = Tables.load(options.ss, options.ps)
-    opts: dict = dict(overrides=dict(options.overrides), show_secrets=options.show_secrets,
-                      show_broker=options.show_broker, client=_client(options, tables),
-                      progress=_progress(options, stderr))
+    analysis, progress = analysis_options(options, tables), _progress(options, stderr)
     out = _Sink(options.output, stdout)
     if options.capture is not None:
         from .tshark import Tshark
@@ -153,24 +150,26 @@ def _post_streamed(options: PostOptions, lines_of, stdout: TextIO, stderr: TextI
         runner = Tshark(options.capture)
         try:
             with runner as pipe:
-                streamed = Stream(pipe, options.capture, tables, reader=runner.reader(pipe), **opts)
+                streamed = Stream(pipe, options.capture, tables, analysis, reader=runner.reader(pipe),
+                                  progress=progress)
                 out.write(lines_of(streamed), lambda: streamed.reader.count > 0)
         except InputError:
             if runner.problem is not None:  # tshark's own words say more than "empty input"
                 raise runner.problem from None
             raise
-        partial = _tshark_problem(runner, streamed.packets, streamed.partial)
+        cut = _tshark_problem(runner, streamed.packets, streamed.partial)
     else:
         f = sys.stdin.buffer if options.pdml == "-" else _open(options.pdml)
         try:
-            streamed = Stream(f, "<stdin>" if options.pdml == "-" else options.pdml, tables, **opts)
+            name = "<stdin>" if options.pdml == "-" else options.pdml
+            streamed = Stream(f, name, tables, analysis, progress=progress)
             out.write(lines_of(streamed), lambda: True)
         finally:
             if f is not sys.stdin.buffer:
                 f.close()
-        partial = streamed.partial
+        cut = streamed.partial
     out.close()
-    return PostOutcome(streamed.packets, streamed.pairs, out.written, (), streamed.warnings + extra, partial,
+    return PostOutcome(streamed.packets, streamed.pairs, out.written, (), streamed.warnings + extra, cut,
                        exporter.error if exporter is not None else None)
 
 
@@ -211,8 +210,9 @@ class _Sink:
 
     def _open(self) -> IO[str]:
         if self._file is None:
-            try:
-                self._file = open(self.path, "w", encoding="utf-8")  # type: ignore[arg-type]
+            assert self.path is not None  # only a file output opens one
+            try:  # held open across write() calls, closed by close()
+                self._file = open(self.path, "w", encoding="utf-8")  # noqa: SIM115
             except OSError as e:
                 raise InputError(f"{self.path}: cannot write it: {e.strerror}") from None
         return self._file
@@ -226,37 +226,28 @@ class _Sink:
             self._open().close()
 
 
-def _html_renderer(mermaid_js: str | None):
-    """The HTML report's render function with mermaid's build found, and the warning when none was."""
-    from functools import partial
-
+def _with_mermaid_js(render, mermaid_js: str | None):
+    """``render`` given mermaid's build (``--mermaid-js``, else a well-known place), and the warning
+    when none was found."""
     from . import mermaidjs
-    from .render import html
 
     library = mermaidjs.find(mermaid_js)
     missing = () if library is not None else (f"no mermaid build found: the report shows the diagram as Mermaid "
-                                              f"source ({mermaidjs.INSTALL_HINT})",)  # fmt: skip
-    return partial(html.render, library=library, hint=mermaidjs.INSTALL_HINT), missing
+                                              f"source ({mermaidjs.INSTALL_HINT})",)
+    return partial(render, library=library, hint=mermaidjs.INSTALL_HINT), missing
 
 
 def read(options: PostOptions, stderr: TextIO, streamed: bool = False) -> Result:
     """Run the stages on the input ``options`` name: all at the end (:func:`~osflow.pipeline.analyse`),
     or, if ``streamed``, while it is read (:func:`~osflow.pipeline.collect`)."""
     tables = Tables.load(options.ss, options.ps)
-    opts: dict = dict(overrides=dict(options.overrides), show_secrets=options.show_secrets,
-                      show_broker=options.show_broker, client=_client(options, tables))
-    progress = _progress(options, stderr)
-    if progress is not None:
-        opts["progress"] = progress
-    if streamed:
-        def run(stream, name, reader=None) -> Result:
-            return collect(Stream(stream, name, tables, reader=reader, **opts), group=options.group,
-                           show_all=options.show_all)
-    else:
-        opts.update(group=options.group, explain=options.explain, show_all=options.show_all)
+    analysis, progress = analysis_options(options, tables), _progress(options, stderr)
 
-        def run(stream, name, reader=None) -> Result:
-            return analyse(stream, name, tables, reader=reader, **opts)
+    def run(stream: IO[bytes], name: str, reader=None) -> Result:
+        if streamed:
+            return collect(Stream(stream, name, tables, analysis, reader=reader, progress=progress))
+        return analyse(stream, name, tables, analysis, reader=reader, progress=progress)
+
     if options.capture is not None:
         return _read_capture(options.capture, run)
     if options.pdml == "-":
@@ -278,6 +269,13 @@ def _open(pdml: str) -> IO[bytes]:
         return open(pdml, "rb")
     except OSError as e:
         raise InputError(f"{pdml}: cannot read it: {e.strerror}") from None
+
+
+def analysis_options(options: PostOptions, tables: Tables) -> AnalysisOptions:
+    """What changes the analysis, from ``osflow-post``'s options and the tables read (who the client is)."""
+    return AnalysisOptions(overrides=options.overrides, client=_client(options, tables),
+                           show_secrets=options.show_secrets, group=options.group, show_all=options.show_all,
+                           explain=options.explain)
 
 
 def _client(options: PostOptions, tables: Tables):
@@ -337,16 +335,13 @@ def write_file(path: str, lines: Iterable[str]) -> None:
         raise InputError(f"{path}: cannot write it: {e.strerror}") from None
 
 
-def write_diagrams(path: str, flow) -> tuple[str, ...]:
-    """Mermaid to ``path``; a diagram too long for Mermaid goes to ``path``, ``<root>-2<ext>``, …"""
-    from .render import mermaid
-
-    ds = mermaid.diagrams(flow)
-    if len(ds) == 1:
-        write_file(path, ds[0])
+def write_documents(path: str, documents: list[list[str]]) -> tuple[str, ...]:
+    """One document to ``path``; several (a diagram too long for Mermaid) to ``path``, ``<root>-2<ext>``, …"""
+    if len(documents) == 1:
+        write_file(path, documents[0])
         return (path,)
     root, ext = os.path.splitext(path)
-    paths = (path,) + tuple(f"{root}-{n}{ext}" for n in range(2, len(ds) + 1))
-    for p, d in zip(paths, ds):
+    paths = (path,) + tuple(f"{root}-{n}{ext}" for n in range(2, len(documents) + 1))
+    for p, d in zip(paths, documents, strict=True):
         write_file(p, d)
     return paths

@@ -159,7 +159,7 @@ def run(fn: Callable[[], int], traceback: bool, prog: str) -> int:
     except BrokenPipeError:
         # the reader went away (| head): not an error of ours
         try:
-            sys.stdout = open(os.devnull, "w")
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the rest of the process
         except OSError:
             pass
         return ExitStatus.OK
@@ -200,7 +200,17 @@ def _record(argv: Sequence[str]) -> int:
     except UsageError as e:
         print(f"osflow record: error: {e}", file=sys.stderr)
         return e.exit_status
-    return run(lambda: record.run(args), False, "osflow record")
+    return run(lambda: record.run(record_options(args)), False, "osflow record")
+
+
+def record_options(args: argparse.Namespace):
+    """``osflow record``'s options from its parsed command line (:func:`osflow.record.add_arguments`)."""
+    from .record import RecordOptions
+
+    return RecordOptions(command=tuple(args.command or ()), interface=args.interface, output=args.output,
+                         ports=args.ports, duration=args.duration, ring_buffer=tuple(args.ring_buffer),
+                         render=args.render, interval=args.interval, always_poll=args.always_poll,
+                         linger=args.linger)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -40,9 +40,14 @@ from .model import (
     Participant,
     RpcExchange,
     Step,
+    Token,
 )
 from .openstack import TOKEN_HEADERS, tables_in
+from .options import AnalysisOptions
 from .prose import Prose, token_owner
+
+#: The options the flow stage runs with when it is given none: osflow-post's defaults.
+DEFAULTS = AnalysisOptions()
 
 
 def is_pool_noise(ex: Exchange) -> bool:
@@ -67,86 +72,66 @@ def is_pool_noise(ex: Exchange) -> bool:
 def build_flow(
     exchanges: list[Exchange],
     names: dict[int, ConnectionNames],
+    options: AnalysisOptions = DEFAULTS,
     *,
-    group: bool = True,
-    show_secrets: bool = False,
-    show_broker: bool = False,
     origin: float | None = None,
     warnings: tuple[str, ...] = (),
     without_tables: dict[int, ConnectionNames] | None = None,
-    client: Client | None = None,
-    show_all: bool = False,
 ) -> Flow:
     """The flow of ``exchanges`` (in request order) whose connections ``names`` names.
 
     ``without_tables``: the same connections named without socket tables (for ``--explain``).
-    ``client``: who the command is (:mod:`osflow.foreground`, default: every OpenStackClient
-    end); the steps hold only what it caused unless ``show_all``.  With the default and no
+    ``options.client``: who the command is (:mod:`osflow.foreground`, default: every OpenStackClient
+    end); the steps hold only what it caused unless ``options.show_all``.  With the default and no
     OpenStackClient end at all, there is nothing to tell apart: every pair is foreground.
     """
-    command = client or foreground.DEFAULT
-    builder = FlowBuilder(show_secrets=show_secrets, client=command)
+    builder = FlowBuilder(options)
     builder.register(exchanges)
     builder.place(exchanges, names)
     pairs = builder.settle(math.inf)
     if origin is None:
         origin = min((ex.start for ex in exchanges), default=0.0)
-    return whole_flow(
-        pairs,
-        names,
-        builder.registry.all(),
-        group=group,
-        show_all=show_all,
-        show_secrets=show_secrets,
-        show_broker=show_broker,
-        origin=origin,
-        warnings=warnings,
-        without_tables=without_tables,
-        client=command.why,
-    )
+    return whole_flow(pairs, names, builder.tokens(), options, origin=origin, warnings=warnings,
+                      without_tables=without_tables, client=builder.client_why)
 
 
 def whole_flow(
     pairs: list[Pair],
     names: dict[int, ConnectionNames],
-    tokens: tuple,
+    tokens: tuple[Token, ...],
+    options: AnalysisOptions,
     *,
-    group: bool,
-    show_all: bool,
-    show_secrets: bool,
-    show_broker: bool,
     origin: float,
     warnings: tuple[str, ...],
     without_tables: dict[int, ConnectionNames] | None,
     client: str,
 ) -> Flow:
     """The whole flow of ``pairs`` (every pair, placed and settled, in request order): the steps the
-    renderers draw (the foreground unless ``show_all``) and the line on what they leave out.
+    renderers draw (the foreground unless ``options.show_all``, grouped unless not ``options.group``)
+    and the line on what they leave out.
 
     :func:`build_flow` ends with it, and so does a streamed flow collected whole
     (:func:`osflow.pipeline.collect`).
     """
-    shown = pairs if show_all else [p for p in pairs if not p.background]
+    shown = pairs if options.show_all else [p for p in pairs if not p.background]
     return Flow(
         pairs=tuple(pairs),
-        steps=tuple(_steps(shown, group)),
+        steps=tuple(_steps(shown, options.group)),
         tokens=tokens,
         connections=tuple(names[s] for s in sorted(names)),
         origin=origin,
         warnings=warnings,
-        show_secrets=show_secrets,
-        show_broker=show_broker,
         without_tables=tuple(
             (s, n.client.label, n.server.label) for s, n in sorted((without_tables or {}).items())
         ),
-        left_out=None if show_all else foreground.left_out(p for p in pairs if p.background),
+        left_out=None if options.show_all else foreground.left_out(p for p in pairs if p.background),
         client=client,
     )
 
 
 class FlowBuilder:
     """The flow stage, run as exchanges come: :func:`build_flow` gives it every exchange at once,
-    a streamed flow (:func:`osflow.pipeline.stream`) a chunk at a time, in request order.
+    a streamed flow (:class:`osflow.pipeline.Stream`) a chunk at a time, in request order.
 
     :meth:`register` numbers the tokens of exchanges in order of appearance (the frames they
     appear in); :meth:`place` gives each exchange its pair: its words, its parent (of the pairs
@@ -156,14 +141,14 @@ class FlowBuilder:
     and the pairs still open: memory follows the requests in progress, not the capture's length.
     """
 
-    def __init__(self, *, show_secrets: bool = False, client: Client | None = None,
-                 longest_cast: float = math.inf) -> None:
-        """``longest_cast``: a cast's handling ends at most this long after its delivery (a streamed
-        flow's bound: the same request id seen much later is another request's)."""
-        self.command = client or foreground.DEFAULT
+    def __init__(self, options: AnalysisOptions = DEFAULTS, *, longest_cast: float = math.inf) -> None:
+        """``options``: who the client is, whether secrets are shown; ``longest_cast``: a cast's
+        handling ends at most this long after its delivery (a streamed flow's bound: the same
+        request id seen much later is another request's)."""
+        self.command: Client = options.client or foreground.DEFAULT
         self.longest_cast = longest_cast
         self.registry = tok.TokenRegistry()
-        self.prose = Prose(self.registry, show_secrets)
+        self.prose = Prose(self.registry, options.show_secrets)
         self.pairs: dict[int, Pair] = {}  # index (id - 1) -> pair, while kept
         self.served: dict[int, tuple[float, float]] = {}  # index -> when its server worked on it
         # label -> indexes of the pairs served to it that may still contain a later pair (exchanges come
@@ -177,6 +162,25 @@ class FlowBuilder:
         self._last: dict[tuple[str, str], float] = {}  # (client label, request id) -> latest end of what it sent
         self._casts: dict[tuple[str, str], list[int]] = defaultdict(list)  # (callee label, request id) -> casts
         self._last_child: dict[int, int] = {}  # index -> index of its last child placed
+
+    @property
+    def kept(self) -> int:
+        """How many pairs are kept (not given out, or still open)."""
+        return len(self.pairs)
+
+    @property
+    def client_why(self) -> str:
+        """Who the command is, as :mod:`osflow.foreground` found it (``Flow.client``)."""
+        return self.command.why
+
+    def tokens(self) -> tuple[Token, ...]:
+        """Every token numbered so far, in order."""
+        return self.registry.all()
+
+    def served_since(self, start: float) -> list[Exchange]:
+        """The exchanges of the pairs kept whose server was still working on them at ``start`` (what
+        a streamed flow's join looks at beside a new chunk: the requests in progress)."""
+        return [p.exchange for i, p in self.pairs.items() if self.served[i][1] >= start]
 
     def register(self, exchanges: Iterable[Exchange], before: float = math.inf) -> None:
         """Number the tokens of ``exchanges`` seen before ``before`` (capture time), in frame order."""

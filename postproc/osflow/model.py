@@ -4,7 +4,7 @@
     decode.py     Packet                 -> Message (HttpRequest, MysqlReply, ...)
     pair.py       Message                -> Exchange (request + response on one connection; an RPC
                                             call or cast across the broker: RpcExchange)
-    tables.py     ss / ps text           -> SocketEntry, Process
+    tables/       ss / ps text           -> SocketEntry, Process
     join.py       Exchange + tables      -> Participant for every connection end
     flow.py       Exchange + Participant -> Flow (pairs with parents, groups, tokens; words from prose.py)
     render/       Flow                   -> lines of text (timeline, Mermaid, JSON Lines, Markdown)
@@ -544,14 +544,12 @@ class Flow(_Fields):
     connections: tuple[ConnectionNames, ...]
     origin: float  # epoch of the first frame
     warnings: tuple[str, ...] = ()
-    show_secrets: bool = False  # the user asked for tokens in full (--show-secrets)
-    show_broker: bool = False  # draw RPC through the broker (--show-broker)
     #: with --explain and socket tables: (stream, client label, server label) as named without the tables
     without_tables: tuple[tuple[int, str, str], ...] = ()
     #: the steps hold only the foreground (``pairs`` holds every pair); this line says what they left out
     left_out: str | None = None
     #: who the command is, as :mod:`osflow.foreground` found it (``--explain``)
     client: str = ""
-    #: a part of a flow streamed while the capture is read (:func:`osflow.pipeline.stream`): the ids of
+    #: a part of a flow streamed while the capture is read (:class:`osflow.pipeline.Stream`): the ids of
     #: the pairs, of this part or an earlier one, that get no more children; None for a whole flow
     closed: tuple[int, ...] | None = None

@@ -17,23 +17,32 @@ import math
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from .decode import Decoder
 from .errors import InputError, PartialInput
 from .flow import FlowBuilder, build_flow, whole_flow
 from .join import Joiner, request_ids_of
 from .model import ConnectionNames, Exchange, Flow, Packet
+from .options import HORIZON, AnalysisOptions
 from .pair import Pairing
 from .source import PdmlReader
+
+if TYPE_CHECKING:  # read only when table files are given (Tables.load)
+    from .tables import ProcessTable, SocketTable
+
+__all__ = ["HORIZON", "AnalysisOptions", "Progress", "Result", "Stream", "Tables", "analyse", "collect"]
+
+#: The options a stage runs with when it is given none: osflow-post's defaults.
+DEFAULTS = AnalysisOptions()
 
 
 @dataclass
 class Tables:
     """The socket and process tables given with ``--ss``/``--ps``."""
 
-    sockets: object = None  # tables.SocketTable
-    processes: object = None  # tables.ProcessTable
+    sockets: SocketTable | None = None
+    processes: ProcessTable | None = None
     warnings: list[str] = field(default_factory=list)
 
     @classmethod
@@ -51,7 +60,7 @@ class Tables:
             t.processes = tables.ProcessTable(procs)
         return t
 
-    def _parse(self, paths: Sequence[str], parse, attr: str, error: type) -> list:
+    def _parse(self, paths: Sequence[str], parse, attr: str, error: type[Exception]) -> list:
         found: list = []
         for path in paths:
             try:
@@ -92,9 +101,7 @@ class Progress:
         self.shown = False
 
     def wrap(self, packets, pairing) -> Iterator[Packet]:
-        n = 0
-        for p in packets:
-            n += 1
+        for n, p in enumerate(packets, 1):
             if n & 255 == 0 and time.monotonic() >= self.next:
                 self.show(n, pairing.found)
             yield p
@@ -117,22 +124,14 @@ def analyse(
     stream: IO[bytes],
     name: str = "<stdin>",
     tables: Tables | None = None,
+    options: AnalysisOptions = DEFAULTS,
     *,
-    overrides: dict[int, str] | None = None,
-    group: bool = True,
-    show_secrets: bool = False,
-    show_broker: bool = False,
-    explain: bool = False,
     reader=None,
     progress: Progress | None = None,
-    client=None,
-    show_all: bool = False,
 ) -> Result:
-    """Run every stage on ``stream`` (PDML unless ``reader`` is given, e.g. a FieldsReader).
-
-    ``client``: who the command is (a :class:`osflow.foreground.Client`; default: every
-    OpenStackClient end); the flow's steps hold what it caused, or everything with ``show_all``.
-    """
+    """Run every stage on ``stream`` (PDML unless ``reader`` is given, e.g. a FieldsReader), as
+    ``options`` say (who the client is, grouping, ``--all``, secrets, ``--explain``'s naming
+    without the tables)."""
     tables = tables or Tables()
     if reader is None:
         reader = PdmlReader(stream, name)
@@ -143,25 +142,15 @@ def analyse(
         progress.done()
     exchanges = pairing.finish()
     warnings = _warnings(tables, pairing, reader, name)
-    joiner = Joiner(tables.sockets, tables.processes, overrides)
+    joiner = Joiner(tables.sockets, tables.processes, options.port_names)
     amqp = pairing.rpc.connections()
     names = joiner.join(exchanges, amqp)
     warnings += _tables_warning(tables, joiner, bool(names), any(_by_listener(n) for n in names.values()))
     without = None
-    if explain and tables.sockets is not None:
-        without = Joiner(None, None, overrides).join(exchanges, amqp)
-    flow = build_flow(
-        exchanges,
-        names,
-        group=group,
-        show_secrets=show_secrets,
-        show_broker=show_broker,
-        origin=reader.first_time,
-        warnings=tuple(warnings),
-        without_tables=without,
-        client=client,
-        show_all=show_all,
-    )
+    if options.explain and tables.sockets is not None:
+        without = Joiner(None, None, options.port_names).join(exchanges, amqp)
+    flow = build_flow(exchanges, names, options, origin=reader.first_time, warnings=tuple(warnings),
+                      without_tables=without)
     return Result(flow, reader.partial, reader.count)
 
 
@@ -192,12 +181,6 @@ def _tables_warning(tables: Tables, joiner: Joiner, named: bool, listener: bool)
     return []
 
 
-#: How much capture time a streamed flow reads past a request before it writes it (seconds): the
-#: replies, deliveries and children that come later, the evidence that names a connection, the
-#: request ids that make a pair foreground.  Memory holds about three horizons of pairs.
-HORIZON = 10.0
-
-
 class Stream:
     """The stages run while the input is read: iterate over it for the flow's parts.
 
@@ -208,7 +191,8 @@ class Stream:
     horizons are given up on), the join names the connections those exchanges are the first
     released of (from what the window holds: the pairs still open, the chunk, what came after it;
     then the name stays, unless it was no name at all: a later window may find evidence), the flow
-    places them, and the pairs that started two horizons ago are given out.  At the end of the input everything left is.  After the iteration, ``warnings``,
+    places them, and the pairs that started two horizons ago are given out.  At the end of the input
+    everything left is.  After the iteration, ``warnings``,
     ``partial``, ``packets`` and ``pairs`` say what :class:`Result` would.
     """
 
@@ -217,24 +201,20 @@ class Stream:
         stream: IO[bytes],
         name: str = "<stdin>",
         tables: Tables | None = None,
+        options: AnalysisOptions = DEFAULTS,
         *,
-        overrides: dict[int, str] | None = None,
-        show_secrets: bool = False,
-        show_broker: bool = False,
         reader=None,
         progress: Progress | None = None,
-        client=None,
-        horizon: float = HORIZON,
     ) -> None:
         self.tables = tables or Tables()
         self.name = name
+        self.options = options
         self.reader = reader if reader is not None else PdmlReader(stream, name)
         self.progress = progress
-        self.horizon = horizon
-        self.show_secrets, self.show_broker = show_secrets, show_broker
+        self.horizon = options.horizon
         self.pairing = Pairing()
-        self.joiner = Joiner(self.tables.sockets, self.tables.processes, overrides)
-        self.builder = FlowBuilder(show_secrets=show_secrets, client=client, longest_cast=3 * horizon)
+        self.joiner = Joiner(self.tables.sockets, self.tables.processes, options.port_names)
+        self.builder = FlowBuilder(options, longest_cast=3 * options.horizon)
         self.names: dict[int, ConnectionNames] = {}
         self._seen: dict[int, float] = {}  # stream -> when its last exchange released ended
         self._named = False  # a connection was named
@@ -281,7 +261,7 @@ class Stream:
         builder.register(chunk + later + waiting, before=cutoff)
         if chunk:
             first = chunk[0].start
-            window = [p.exchange for i, p in builder.pairs.items() if builder.served[i][1] >= first]
+            window = builder.served_since(first)
             # to name: the chunk's connections not named yet, and those of what came after it that carry a
             # request id (a cast's handling may end with one of them: FlowBuilder.place)
             wanted = {s for ex in chunk + [ex for ex in later if request_ids_of(ex)]
@@ -297,7 +277,7 @@ class Stream:
                     if s is not None:
                         self._seen[s] = max(self._seen.get(s, -math.inf), ex.end)
             builder.place(chunk, self.names, later, {**fresh, **self.names})
-        self.held = max(self.held, len(pairing.exchanges) + len(builder.pairs))
+        self.held = max(self.held, len(pairing.exchanges) + builder.kept)
         pairs = builder.settle(clock - 2 * h)
         closed = builder.forget(idle)
         for s in [s for s, t in self._seen.items() if t < idle]:
@@ -308,13 +288,12 @@ class Stream:
             origin = self.reader.first_time
             if origin is None:
                 origin = pairs[0].exchange.start if pairs else 0.0
-            yield Flow(pairs=tuple(pairs), steps=(), tokens=builder.registry.all(), connections=(), origin=origin,
-                       show_secrets=self.show_secrets, show_broker=self.show_broker,
+            yield Flow(pairs=tuple(pairs), steps=(), tokens=builder.tokens(), connections=(), origin=origin,
                        closed=tuple(closed) if clock != math.inf else None,  # at the end, every tree is whole
-                       client=builder.command.why)
+                       client=builder.client_why)
 
 
-def collect(stream: Stream, *, group: bool = True, show_all: bool = False) -> Result:
+def collect(stream: Stream) -> Result:
     """The whole flow of a streamed one: every part's pairs, then the steps drawn from them.
 
     What the timeline, Markdown and Mermaid draw at the end: built while the input is read, so
@@ -332,8 +311,7 @@ def collect(stream: Stream, *, group: bool = True, show_all: bool = False) -> Re
     origin = stream.reader.first_time
     if origin is None:  # as build_flow's
         origin = pairs[0].exchange.start if pairs else 0.0
-    flow = whole_flow(pairs, {}, last.tokens, group=group, show_all=show_all, show_secrets=stream.show_secrets,
-                      show_broker=stream.show_broker, origin=origin, warnings=stream.warnings,
+    flow = whole_flow(pairs, {}, last.tokens, stream.options, origin=origin, warnings=stream.warnings,
                       without_tables=None, client=last.client)
     return Result(flow, stream.partial, stream.packets)
 

@@ -43,7 +43,8 @@ def _osflow_record() -> list[str]:
     if r.returncode == 0 and "--render" in r.stdout:
         return [sys.executable, "-m", "osflow", "record"]
     code = ("import argparse,sys; from osflow import record, cli; p=argparse.ArgumentParser(prog='osflow record'); "
-            "record.add_arguments(p); a=p.parse_args(sys.argv[1:]); sys.exit(cli.run(lambda: record.run(a), False, 'osflow record'))")
+            "record.add_arguments(p); a=cli.record_options(p.parse_args(sys.argv[1:])); "
+            "sys.exit(cli.run(lambda: record.run(a), False, 'osflow record'))")
     return [sys.executable, "-c", code]
 
 

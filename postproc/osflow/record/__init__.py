@@ -58,6 +58,6 @@ The socket log uses the ``ss -tnpH`` line format under ``### <epoch> …`` lines
 ('127.0.0.1:43210', '127.0.0.1:8778', 812, 1795628314.019138)
 """
 
-from .recorder import add_arguments, run
+from .recorder import RecordOptions, add_arguments, run
 
-__all__ = ["add_arguments", "run"]
+__all__ = ["RecordOptions", "add_arguments", "run"]

@@ -1,4 +1,5 @@
-"""The recorder: ``osflow record``'s options (:func:`add_arguments`), their checks (:func:`run`) and
+"""The recorder: ``osflow record``'s options (:func:`add_arguments`; :class:`RecordOptions`, which the
+command line builds from them), their checks (:func:`run`) and
 one recording's steps in order (:class:`Recorder`): start the socket log and the capture; run
 COMMAND or wait; stop everything in order; write ``meta.json`` with the coverage; render."""
 
@@ -15,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from typing import IO
 
 from .. import __version__, portmap
@@ -121,9 +123,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARGS...]", help="the command to run")
 
 
-def run(args) -> int:
+@dataclass(frozen=True)
+class RecordOptions:
+    """``osflow record``'s options, as :func:`add_arguments` defines them (:func:`run` checks them)."""
+
+    command: tuple[str, ...] = ()  #: COMMAND [ARGS...] (a leading ``--`` is dropped)
+    interface: str = "lo"
+    output: str | None = None  #: DIR (default: ./osflow-<YYYYmmdd-HHMMSS>/)
+    ports: str | None = None  #: ``--ports LIST`` as given (default: the port map's)
+    duration: float | None = None  #: record a running system this long, no COMMAND
+    ring_buffer: tuple[str, ...] = ()  #: ``-b KEY:VALUE``, dumpcap's ring buffer
+    render: bool = False  #: then write DIR/flow.md
+    interval: float = 1.0  #: the socket-owner log's poll interval, in milliseconds
+    always_poll: bool = False
+    linger: float = 0.5  #: seconds of capture after COMMAND ends
+
+
+def run(args: RecordOptions) -> int:
     """``osflow record``: see :mod:`osflow.record`; returns COMMAND's exit status."""
-    command = list(args.command or [])
+    command = list(args.command)
     if command and command[0] == "--":
         command = command[1:]
     if command and args.duration is not None:
@@ -166,7 +184,8 @@ def _make_dir(path: str | None) -> tuple[str, bool]:
 
 
 def _versions(dumpcap: str) -> dict:
-    v = {"osflow": __version__, "python": platform.python_version(), "kernel": platform.release()}
+    v: dict[str, str | None] = {"osflow": __version__, "python": platform.python_version(),
+                                "kernel": platform.release()}
     try:
         out = subprocess.run([dumpcap, "-v"], capture_output=True, text=True, timeout=10).stdout
         v["dumpcap"] = out.strip().splitlines()[0] if out.strip() else None
@@ -216,8 +235,9 @@ class Recorder:
     """One recording into one folder: :meth:`run` takes the steps in order; each step leaves what
     the later ones need in the attributes."""
 
-    def __init__(self, args, command: list[str], ports: tuple[int, ...], dumpcap: str, ring: Ring | None = None) -> None:
-        self.args = args
+    def __init__(self, options: RecordOptions, command: list[str], ports: tuple[int, ...], dumpcap: str,
+                 ring: Ring | None = None) -> None:
+        self.options = options
         self.command = command
         self.ports = ports
         self.dumpcap = dumpcap
@@ -226,7 +246,7 @@ class Recorder:
         self.dir = ""
         self.created = False
         # _start
-        self.ss_file: IO[str] | None = None
+        self.ss_file: RingSocketLog | IO[str] | None = None
         self.log: SocketLog | None = None
         self.trigger: SynTrigger | None = None
         self.watcher: SocketWatcher | None = None
@@ -280,9 +300,10 @@ class Recorder:
     def _run(self) -> int:
         """The steps in order: start, run COMMAND or wait, stop, coverage and ``meta.json``, render."""
         self._start()
-        _say(f"capturing on {self.args.interface} into {self.dir}/ (ports {','.join(map(str, self.ports))})")
+        _say(f"capturing on {self.options.interface} into {self.dir}/ (ports {','.join(map(str, self.ports))})")
         self._run_command()
         self._stop()
+        status: int
         if self.interrupted and self.returncode is None:
             status = ExitStatus.INTERRUPTED
         else:
@@ -305,15 +326,18 @@ class Recorder:
         """Create DIR, start the socket log (its first snapshot), then the capture (until it is
         live), then write ``ps.txt``'s BEFORE snapshot.  When any of it fails (Ctrl-C too): stop
         what started, remove what was written, and raise."""
-        args = self.args
+        args = self.options
         self.dir, self.created = _make_dir(args.output)
         if os.geteuid() != 0:
             _say("warning: not root: the socket log sees only the sockets of your own processes")
         try:
-            self.ss_file = RingSocketLog(self.dir) if self.ring is not None else open(self.path("ss.txt"), "w", encoding="utf-8")
-            self.log = SocketLog(self.ss_file, self.ports)
             if self.ring is not None:
-                self.log.on_housekeeping = self.ss_file.check
+                ring_log = self.ss_file = RingSocketLog(self.dir)
+                self.log = SocketLog(ring_log, self.ports)  # type: ignore[arg-type]  # it writes and flushes as IO does
+                self.log.on_housekeeping = ring_log.check
+            else:  # held open while the log runs, closed by _stop (or below)
+                self.ss_file = open(self.path("ss.txt"), "w", encoding="utf-8")  # noqa: SIM115
+                self.log = SocketLog(self.ss_file, self.ports)
             if not args.always_poll:
                 try:
                     self.trigger = SynTrigger(args.interface, self.ports)
@@ -368,10 +392,11 @@ class Recorder:
                     _say(f"error: cannot run {self.command[0]}: {e.strerror}")
                     self.returncode = 127
                     return
+                assert self.watcher is not None  # started by _start
                 self.watcher.add_root(self.proc.pid)
                 self.returncode = self.proc.wait()
             else:
-                time.sleep(self.args.duration)
+                time.sleep(self.options.duration or 0.0)
         except KeyboardInterrupt:
             self.interrupted = True
 
@@ -380,7 +405,9 @@ class Recorder:
         interrupted: see :func:`_stop_child`); after ``--linger``, ``ps.txt``'s AFTER snapshot; the
         capture, once a last canary says every packet is in the file; the socket log (a last poll
         and snapshot).  Then warn about what may be missing."""
-        args = self.args
+        args = self.options
+        capture, watcher, log, ss_file = self.capture, self.watcher, self.log, self.ss_file
+        assert capture is not None and watcher is not None and log is not None and ss_file is not None  # _start's
         previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
         try:
             if self.interrupted:
@@ -395,28 +422,28 @@ class Recorder:
                 before_pids = pids_in_ps(f.read())
             with open(self.path("ps.txt"), "a", encoding="utf-8") as f:
                 f.write(after)
-            self.drained = self.capture.drain()
-            self.dumpcap_status = self.capture.stop()
-            self.watcher.stop()
+            self.drained = capture.drain()
+            self.dumpcap_status = capture.stop()
+            watcher.stop()
             # only now: the watcher's thread adds to log.procs until it has stopped
-            self.during = [p for p in self.log.owners_seen() if p.pid not in before_pids]
-            self.log.close()
-            if self.ring is not None:
-                self.ss_file.finish()  # the socket-log files of the capture files dumpcap removed last
+            self.during = [p for p in log.owners_seen() if p.pid not in before_pids]
+            log.close()
+            if isinstance(ss_file, RingSocketLog):
+                ss_file.finish()  # the socket-log files of the capture files dumpcap removed last
             else:
-                self.ss_file.close()
-            if self.watcher.error is not None:
-                _say(f"warning: the socket-owner log failed: {self.watcher.error}")
+                ss_file.close()
+            if watcher.error is not None:
+                _say(f"warning: the socket-owner log failed: {watcher.error}")
         finally:
             for s, h in previous.items():
                 signal.signal(s, h)
-        self.dropped = self.capture.dropped()
+        self.dropped = capture.dropped()
         if self.dropped:
             _say(f"warning: {self.dropped} packets were dropped while capturing")
-        if not self.drained and self.capture.loopback:
+        if not self.drained and capture.loopback:
             _say("warning: could not confirm that the last packets reached the capture file")
-        if self.log.unreadable():
-            _say(f"warning: could not read the sockets of {self.log.unreadable()} processes (not root?)")
+        if log.unreadable():
+            _say(f"warning: could not read the sockets of {log.unreadable()} processes (not root?)")
 
     def _coverage(self) -> Coverage | None:
         """The share of the capture's local connection ends the socket log names an owner for;
@@ -433,7 +460,8 @@ class Recorder:
     def _meta(self, cov: Coverage | None) -> dict:
         """``meta.json``: what ran and when, how it was captured, the socket log's statistics, the
         short-lived socket owners, the versions, and the coverage."""
-        args, capture, log, trigger = self.args, self.capture, self.log, self.trigger
+        args, capture, log, trigger = self.options, self.capture, self.log, self.trigger
+        assert capture is not None and log is not None  # _start's
         meta = {
             "command": self.command or None,
             "duration": args.duration,
@@ -470,7 +498,7 @@ class Recorder:
                 **self.ring.settings(),
                 "capture_files": [os.path.basename(p) for p in self.captures()],
                 "socket_logs": [os.path.basename(p) for p in self.socket_logs()],
-                "socket_log_switches": self.ss_file.switches,
+                "socket_log_switches": self.ss_file.switches if isinstance(self.ss_file, RingSocketLog) else 0,
             },
             "files": self.files(),
             "versions": _versions(self.dumpcap),
@@ -504,6 +532,7 @@ class Recorder:
         if len(files) < 2:
             return
         last = os.path.basename(files[-1])
+        why: object  # what went wrong (falsy: nothing)
         try:
             mergecap = find_tool("mergecap", "MERGECAP")
             target = self.path("capture-ring.pcapng")
@@ -524,15 +553,15 @@ class Recorder:
         is a warning: the recording stays), from a ring's files merged (:meth:`_merge`); without: say how to render."""
         ps, flow = self.path("ps.txt"), self.path("flow.md")
         ss = self.socket_logs()
-        everything = not self.args.command  # a running system recorded: no command whose story to pick out
-        if not self.args.render:
+        everything = not self.options.command  # a running system recorded: no command whose story to pick out
+        if not self.options.render:
             captures, how = self.captures(), ""
             if len(captures) > 1:  # a ring's files, as one
                 how = " ".join(map(shlex.quote, ["mergecap", "-a", "-w", self.path("all.pcapng"), *captures])) + " && "
                 captures = [self.path("all.pcapng")]
             post_args = ["-r", *captures[:1], *(a for f in ss for a in ("--ss", f)), "--ps", ps, "-o", flow]
             post_args += ["--all"] if everything else []
-            _say("files in " + self.dir + "/; render them with: " + how + "osflow-post " + " ".join(map(shlex.quote, post_args)))
+            _say(f"files in {self.dir}/; render them with: {how}osflow-post {' '.join(map(shlex.quote, post_args))}")
             return
         from ..app import PostOptions, post
 

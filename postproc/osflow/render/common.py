@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 
 def frame_ranges(frames: Iterable[int], limit: int = 0) -> str:
@@ -38,3 +39,20 @@ def seconds(t: float, origin: float) -> str:
     v = t - origin
     text = f"{v:.6f}"
     return "0.000000" if text == "-0.000000" else text
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    """How a flow is drawn, given to every renderer beside the flow (which holds only what was found).
+
+    >>> RenderOptions().show_broker, RenderOptions(show_secrets=True).show_secrets
+    (False, True)
+    """
+
+    #: the tokens in full beside their ids (``--show-secrets``: the pairs' words were written with them)
+    show_secrets: bool = False
+    show_broker: bool = False  #: RPC drawn through the broker, caller -> RabbitMQ -> callee (``--show-broker``)
+
+
+#: The options a renderer draws with when it is given none.
+DEFAULT = RenderOptions()

@@ -12,6 +12,7 @@ from tabulate import tabulate
 
 from .. import quoting
 from ..model import ConnectionNames, Flow
+from .common import DEFAULT, RenderOptions
 
 HEADERS = ("stream", "4-tuple", "client", "client evidence", "server", "server evidence", "note")
 
@@ -28,7 +29,7 @@ def note(c: ConnectionNames, without: dict[int, tuple[str, str]]) -> str:
     return "only a socket table names the " + " and ".join(lost) + f" (without: {bare[0]} → {bare[1]})"
 
 
-def render(flow: Flow) -> Iterator[str]:
+def render(flow: Flow, options: RenderOptions = DEFAULT) -> Iterator[str]:
     """Yield the ``Connections:`` table."""
     without = {s: (client, server) for s, client, server in flow.without_tables}
     rows = [

@@ -25,7 +25,7 @@ from pathlib import Path
 from .. import quoting
 from ..model import AmqpMessage, Flow, HttpResponse, MysqlReply, Pair, Step
 from . import mermaid, timeline
-from .common import frame_ranges, seconds
+from .common import DEFAULT, RenderOptions, frame_ranges, seconds
 
 #: A diagram part of the report holds at most this many characters of Mermaid (about 150 arrows).
 DIAGRAM_CHARS = 15_000
@@ -197,7 +197,7 @@ class _Colours:
 # --------------------------------------------------------------------------- the document
 
 
-def render(flow: Flow, library=None, hint: str = HINT) -> Iterator[str]:
+def render(flow: Flow, options: RenderOptions = DEFAULT, library=None, hint: str = HINT) -> Iterator[str]:
     """Yield the report's lines; ``library`` is an :class:`osflow.mermaidjs.MermaidBuild` or None,
     ``hint`` how to get one (shown when there is none: ``osflow.mermaidjs.INSTALL_HINT``)."""
     rs = rows(flow)
@@ -220,10 +220,10 @@ def render(flow: Flow, library=None, hint: str = HINT) -> Iterator[str]:
     yield f'<body data-mermaid="{"pending" if library is not None else "missing"}">'
     yield from _header(flow, rs, top)
     yield from _waterfall(flow, rs, colours)
-    yield from _diagram(flow, library, hint)
+    yield from _diagram(flow, library, hint, options)
     yield from _participants(flow, colours)
-    yield from _tokens(flow)
-    yield from _timeline(flow)
+    yield from _tokens(flow, options.show_secrets)
+    yield from _timeline(flow, options)
     yield from _warnings(flow)
     yield '<script type="application/json" id="osflow-data">'
     yield '{"steps": ['  # one step a line: golden files' diffs stay readable
@@ -346,7 +346,7 @@ def _badge(r: Row) -> str:
     return "failure"
 
 
-def _diagram(flow: Flow, library, hint: str) -> Iterator[str]:
+def _diagram(flow: Flow, library, hint: str, options: RenderOptions) -> Iterator[str]:
     yield '<section id="diagram">'
     yield "<h2>Sequence diagram</h2>"
     if library is None:
@@ -358,10 +358,10 @@ def _diagram(flow: Flow, library, hint: str) -> Iterator[str]:
     parts: list[tuple[str, list[str], bool]] = []
     if len(flow.steps) > OVERVIEW_STEPS:
         overview = replace(flow, steps=tuple(s for s in flow.steps if s.first.protocol not in ("mysql", "memcache")))
-        for k, lines in enumerate(d := mermaid.diagrams(overview, DIAGRAM_CHARS), 1):
+        for k, lines in enumerate(d := mermaid.diagrams(overview, DIAGRAM_CHARS, options), 1):
             part = f", part {k} of {len(d)}" if len(d) > 1 else ""
             parts.append((f"Overview: HTTP and RPC only, SQL and memcached left out{part}", lines, True))
-    full = mermaid.diagrams(flow, DIAGRAM_CHARS)
+    full = mermaid.diagrams(flow, DIAGRAM_CHARS, options)
     for k, lines in enumerate(full, 1):
         part = f", part {k} of {len(full)}" if len(full) > 1 else ""
         parts.append((f"Every step{part}", lines, not parts and k == 1))
@@ -405,7 +405,7 @@ def _participants(flow: Flow, colours: _Colours) -> Iterator[str]:
     yield "</section>"
 
 
-def _tokens(flow: Flow) -> Iterator[str]:
+def _tokens(flow: Flow, show_secrets: bool) -> Iterator[str]:
     uses: dict[str, int] = {}
     for p in flow.pairs:
         for t in p.tokens:
@@ -415,24 +415,24 @@ def _tokens(flow: Flow) -> Iterator[str]:
     if not flow.tokens:
         yield "<p>No token seen.</p>"
     else:
-        secret = "<th>token (--show-secrets)</th>" if flow.show_secrets else ""
+        secret = "<th>token (--show-secrets)</th>" if show_secrets else ""
         yield ("<p class=\"help\">A token's fingerprint is the first 8 hex digits of its SHA-256 (the Wireshark "
                "plugin shows the same); the token itself is not in this file"
-               f"{' — except below: it was written with --show-secrets' if flow.show_secrets else ''}.</p>")
+               f"{' — except below: it was written with --show-secrets' if show_secrets else ''}.</p>")
         yield f"<table><thead><tr><th>token</th><th>owner</th><th>fingerprint</th><th>pairs</th>{secret}</tr></thead><tbody>"
         for t in flow.tokens:
-            shown = f"<td><code>{_e(t.secret or '(seen only as a cache key)')}</code></td>" if flow.show_secrets else ""
+            shown = f"<td><code>{_e(t.secret or '(seen only as a cache key)')}</code></td>" if show_secrets else ""
             yield (f"<tr><td>{_e(t.id)}</td><td>{_e(t.owner or '')}</td><td><code>{_e(t.fingerprint)}</code></td>"
                    f"<td>{uses.get(t.id, 0)}</td>{shown}</tr>")  # fmt: skip
         yield "</tbody></table>"
     yield "</section>"
 
 
-def _timeline(flow: Flow) -> Iterator[str]:
+def _timeline(flow: Flow, options: RenderOptions) -> Iterator[str]:
     yield '<section id="timeline">'
     yield "<h2>Timeline</h2>"
     yield "<table class=\"timeline\"><thead><tr>" + "".join(f"<th>{_e(h)}</th>" for h in timeline.HEADERS) + "</tr></thead><tbody>"
-    for row in timeline.rows(flow):
+    for row in timeline.rows(flow, options=options):
         n = row[0]
         cells = [f'<td><a href="#w{n}">{n}</a></td>'] + [f"<td>{_e(c)}</td>" for c in row[1:]]
         yield "<tr>" + "".join(cells) + "</tr>"

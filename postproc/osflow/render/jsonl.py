@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator
 
 from ..model import AmqpMessage, Flow, Pair, RpcExchange
 from ..quoting import json_value
-from .common import seconds
+from .common import DEFAULT, RenderOptions, seconds
 
 
 def _obj(pair: Pair, origin: float) -> list[tuple[str, str]]:
@@ -67,13 +67,13 @@ def _pair(pair: Pair, origin: float) -> list[tuple[str, str]]:
     ]
 
 
-def render(flow: Flow) -> Iterator[str]:
+def render(flow: Flow, options: RenderOptions = DEFAULT) -> Iterator[str]:
     """Yield one JSON object per pair.  Times are seconds from the first frame, 6 decimals."""
     for pair in flow.pairs:
         yield "{" + ", ".join(f'"{k}": {v}' for k, v in _obj(pair, flow.origin)) + "}"
 
 
-def render_parts(parts: Iterable[Flow]) -> Iterator[str]:
+def render_parts(parts: Iterable[Flow], options: RenderOptions = DEFAULT) -> Iterator[str]:
     """The same lines for a flow streamed in parts (:class:`osflow.pipeline.Stream`), as they come."""
     for part in parts:
-        yield from render(part)
+        yield from render(part, options)

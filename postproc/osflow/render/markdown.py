@@ -6,14 +6,15 @@ from collections.abc import Iterator
 
 from ..model import Flow
 from . import mermaid, timeline
+from .common import DEFAULT, RenderOptions
 
 
-def render(flow: Flow) -> Iterator[str]:
+def render(flow: Flow, options: RenderOptions = DEFAULT) -> Iterator[str]:
     """Yield a Markdown page: a title, the timeline, the diagram(s)."""
     yield "# osflow"
     yield ""
-    yield from timeline.render(flow, tablefmt="github")
-    for lines in mermaid.diagrams(flow):
+    yield from timeline.render(flow, options, tablefmt="github")
+    for lines in mermaid.diagrams(flow, options=options):
         yield ""
         yield "```mermaid"
         yield from lines

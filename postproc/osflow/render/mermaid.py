@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from .. import quoting
 from ..model import Flow, Step
+from .common import DEFAULT, RenderOptions
 
 #: Mermaid refuses diagrams longer than this (its ``maxTextSize``, 50,000).
 MAX_CHARS = 45_000
@@ -49,15 +50,15 @@ class _Seg:
     open: tuple[tuple[str, str, str], ...]  # (client label, server label, request text) still active
 
 
-def _broker(flow: Flow, step: Step) -> str | None:
+def _broker(options: RenderOptions, step: Step) -> str | None:
     """The broker's label when this step is an RPC drawn through it (``--show-broker``)."""
     p = step.first
-    if not flow.show_broker or step.is_group or p.via is None or p.server.label == p.via.label:
+    if not options.show_broker or step.is_group or p.via is None or p.server.label == p.via.label:
         return None
     return p.via.label
 
 
-def _segments(flow: Flow, ids: _Ids) -> Iterator[_Seg]:
+def _segments(flow: Flow, ids: _Ids, options: RenderOptions) -> Iterator[_Seg]:
     steps = flow.steps
     stack: list[tuple[Step, bool]] = []  # open steps and whether their server was activated
 
@@ -68,7 +69,7 @@ def _segments(flow: Flow, ids: _Ids) -> Iterator[_Seg]:
         while stack and stack[-1][0].depth >= depth:
             s, active = stack.pop()
             lines: list[str] = []
-            broker = _broker(flow, s)
+            broker = _broker(options, s)
             _response(s, ids, lines, active=active, broker=broker)
             yield _Seg(tuple(lines), _labels(s, broker), open_())
 
@@ -79,7 +80,7 @@ def _segments(flow: Flow, ids: _Ids) -> Iterator[_Seg]:
         has_children = k + 1 < len(steps) and steps[k + 1].depth > step.depth
         text = quoting.mermaid_text(_text(step))
         arrow = "-)" if first.kind in ("cast", "fanout") else "->>"
-        broker = _broker(flow, step)
+        broker = _broker(options, step)
         lines: list[str] = []
         active = has_children and a != b
         if broker is not None:
@@ -130,7 +131,7 @@ def _response(step: Step, ids: _Ids, lines: list[str], active: bool, broker: str
             lines.append(f"    Note {where}: {quoting.mermaid_text(note)}")
 
 
-def diagrams(flow: Flow, max_chars: int = MAX_CHARS) -> list[list[str]]:
+def diagrams(flow: Flow, max_chars: int = MAX_CHARS, options: RenderOptions = DEFAULT) -> list[list[str]]:
     """The flow as one or more diagrams, each a list of lines.
 
     A diagram that would pass ``max_chars`` ends between two steps: requests
@@ -163,7 +164,7 @@ def diagrams(flow: Flow, max_chars: int = MAX_CHARS) -> list[list[str]]:
             head.append(f"    Note over {ids(labels[0])}: {text}" if labels else f"    %% {text}")
         out.append(head + body + tail)
 
-    for seg in _segments(flow, ids):
+    for seg in _segments(flow, ids, options):
         seg_size = sum(len(line) + 1 for line in seg.lines)
         if body and size + seg_size > max_chars:
             finish(still_open)
@@ -182,9 +183,9 @@ def diagrams(flow: Flow, max_chars: int = MAX_CHARS) -> list[list[str]]:
     return out
 
 
-def render(flow: Flow, max_chars: int = MAX_CHARS) -> Iterator[str]:
+def render(flow: Flow, options: RenderOptions = DEFAULT, max_chars: int = MAX_CHARS) -> Iterator[str]:
     """Yield the Mermaid code; several diagrams are separated by a blank line and a comment."""
-    ds = diagrams(flow, max_chars)
+    ds = diagrams(flow, max_chars, options)
     for n, lines in enumerate(ds, 1):
         if len(ds) > 1:
             if n > 1:

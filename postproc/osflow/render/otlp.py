@@ -75,7 +75,6 @@ from collections import OrderedDict, defaultdict, deque
 from collections.abc import Iterable, Iterator
 
 from .. import __version__
-from ..decode import header
 from ..model import (
     Address,
     Flow,
@@ -94,7 +93,7 @@ from ..model import (
 from ..openstack import tables_in
 from ..quoting import one_line
 from ..redact import sql_without_literals, url_template
-from .common import frame_ranges
+from .common import DEFAULT, RenderOptions, frame_ranges
 
 #: SpanKind and StatusCode as OTLP/JSON writes them (integers).
 INTERNAL, SERVER, CLIENT, PRODUCER, CONSUMER = 1, 2, 3, 4, 5
@@ -120,6 +119,16 @@ def _epoch_us(t: float) -> int:
 
 def _nanos(t: float) -> str:
     return str(_epoch_us(t) * 1000)
+
+
+def header(headers: tuple[tuple[str, str], ...], name: str) -> str | None:
+    """The first header called ``name`` (case-insensitive).
+
+    >>> header((("Host", "a"), ("host", "b")), "HOST")
+    'a'
+    """
+    name = name.lower()
+    return next((v for k, v in headers if k.lower() == name), None)
 
 
 def osprofiler_span_id(trace_point: str) -> str | None:
@@ -652,12 +661,12 @@ def traces_of_parts(parts: Iterable[Flow], ctx: _Flow | None = None) -> Iterator
             del open_[top.id]
 
 
-def render(flow: Flow) -> Iterator[str]:
+def render(flow: Flow, options: RenderOptions = DEFAULT) -> Iterator[str]:
     """Yield one OTLP/JSON ``TracesData`` object per top-level pair (compact JSON, ASCII only)."""
-    return render_parts((flow,))
+    return render_parts((flow,), options)
 
 
-def render_parts(parts: Iterable[Flow]) -> Iterator[str]:
+def render_parts(parts: Iterable[Flow], options: RenderOptions = DEFAULT) -> Iterator[str]:
     """The same lines for a flow streamed in parts, each as soon as its tree is complete."""
     for data in traces_of_parts(parts):
         yield json.dumps(data, ensure_ascii=True, separators=(",", ":"))

@@ -24,7 +24,6 @@ from collections.abc import Iterable, Iterator
 from tabulate import tabulate
 
 from .. import quoting
-from ..flow import is_pool_noise
 from ..model import (
     Flow,
     HttpRequest,
@@ -39,6 +38,7 @@ from ..model import (
 )
 from ..openstack import tables_in
 from ..redact import url_template
+from .common import DEFAULT, RenderOptions
 
 HEADERS = ("service", "endpoint", "count", "p50 ms", "p95 ms", "p99 ms", "max ms", "errors", "4xx", "cache hits",
            "DB queries/req")
@@ -61,7 +61,7 @@ def endpoint(pair: Pair) -> str:
     if isinstance(req, MysqlLogin):
         return "login"
     if isinstance(req, MysqlCommand):
-        if is_pool_noise(ex):
+        if pair.noise:
             return "pool: ping, SELECT 1, ROLLBACK, COMMIT, SET"
         if req.command != "query":
             return req.command
@@ -184,12 +184,12 @@ def rows(flow: Flow) -> list[tuple]:
     return table.cells()
 
 
-def render(flow: Flow) -> Iterator[str]:
+def render(flow: Flow, options: RenderOptions = DEFAULT) -> Iterator[str]:
     """Yield the statistics table and a line on what it counts."""
-    return render_parts((flow,))
+    return render_parts((flow,), options)
 
 
-def render_parts(parts: Iterable[Flow]) -> Iterator[str]:
+def render_parts(parts: Iterable[Flow], options: RenderOptions = DEFAULT) -> Iterator[str]:
     """The same for a flow streamed in parts: counted as they come, the table at the end."""
     table = Table()
     for part in parts:

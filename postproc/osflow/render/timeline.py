@@ -8,12 +8,12 @@ from tabulate import tabulate
 
 from .. import quoting
 from ..model import Flow
-from .common import frame_ranges, seconds
+from .common import DEFAULT, RenderOptions, frame_ranges, seconds
 
 HEADERS = ("step", "time (s)", "ms", "from", "to", "proto", "message", "result", "frames")
 
 
-def rows(flow: Flow, width: int = 110) -> Iterator[tuple]:
+def rows(flow: Flow, width: int = 110, options: RenderOptions = DEFAULT) -> Iterator[tuple]:
     for n, step in enumerate(flow.steps, 1):
         first = step.first
         start = min(p.exchange.start for p in step.pairs)
@@ -24,7 +24,7 @@ def rows(flow: Flow, width: int = 110) -> Iterator[tuple]:
         else:
             message, result = first.message, first.result or ("(cast: no reply)" if first.kind in ("cast", "fanout")
                                                               else "(no response)")
-        if flow.show_broker and first.via is not None and not step.is_group:
+        if options.show_broker and first.via is not None and not step.is_group:
             message = f"{message} (via {first.via.label})"
         indent = "· " * step.depth
         yield (
@@ -40,9 +40,9 @@ def rows(flow: Flow, width: int = 110) -> Iterator[tuple]:
         )
 
 
-def render(flow: Flow, tablefmt: str = "simple") -> Iterator[str]:
+def render(flow: Flow, options: RenderOptions = DEFAULT, tablefmt: str = "simple") -> Iterator[str]:
     """Yield the lines of the timeline table, then the token legend."""
-    table_rows = list(rows(flow))
+    table_rows = list(rows(flow, options=options))
     if tablefmt == "github":  # a | inside a cell would end it
         table_rows = [tuple(quoting.markdown_cell(str(c)) for c in row) for row in table_rows]
     table = tabulate(
@@ -60,6 +60,6 @@ def render(flow: Flow, tablefmt: str = "simple") -> Iterator[str]:
     if flow.tokens:
         yield ""
         yield "Tokens: " + ", ".join(t.describe() for t in flow.tokens)
-        if flow.show_secrets:
+        if options.show_secrets:
             for t in flow.tokens:
                 yield f"  {t.id} = {t.secret or '(seen only as a cache key)'}"
