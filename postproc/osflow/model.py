@@ -14,8 +14,8 @@ Names follow the socket API where there is one (``sockname``/``peername``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
-from typing import Literal
+from dataclasses import Field, dataclass, field, fields
+from typing import Any, ClassVar, Literal
 
 #: The protocol of a message or pair (``tcp``: a FIN/RST that answers a MySQL quit; ``amqp``: one
 #: message on one connection to the broker; ``rpc``: an oslo.messaging call or cast across it).
@@ -41,6 +41,7 @@ class _Fields:
     """
 
     __slots__ = ()
+    __dataclass_fields__: ClassVar[dict[str, Field[Any]]]  # every subclass is a dataclass
 
     def _compared(self) -> tuple:
         return tuple(getattr(self, f.name) for f in fields(self) if f.compare)
@@ -48,7 +49,8 @@ class _Fields:
     def __eq__(self, other: object) -> bool:
         if other.__class__ is not self.__class__:
             return NotImplemented
-        return self._compared() == other._compared()  # type: ignore[attr-defined]
+        assert isinstance(other, _Fields)
+        return self._compared() == other._compared()
 
     def __hash__(self) -> int:
         return hash(self._compared())
@@ -97,10 +99,7 @@ class Layer(_Fields):
         return [v for k, v in self.fields if k == name]
 
     def has(self, name: str) -> bool:
-        for k, _ in self.fields:
-            if k == name:
-                return True
-        return False
+        return any(k == name for k, _ in self.fields)
 
 
 #: The fields of a MySQL row PDU (osflow never reads a row's values).  Both readers use this one
