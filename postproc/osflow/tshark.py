@@ -48,6 +48,7 @@ FIELDS = (
     "mysql.packet_number", "mysql.version", "mysql.max_packet", "mysql.user", "mysql.schema", "mysql.command",
     "mysql.query", "mysql.num_fields", "mysql.field.catalog", "mysql.field.db", "mysql.field.org_table",
     "mysql.eof", "mysql.affected_rows", "mysql.error_code", "mysql.error.message",
+    "mysql.response_code",
     *MEMCACHE_FIELDS,
     *AMQP_FIELDS,
 )
@@ -193,6 +194,10 @@ class FieldsReader(_Reader):
         eofs = len(values("mysql.eof"))
         oks = values("mysql.affected_rows")
         errors = values("mysql.error_code")
+        # an OK whose first byte is 0xFE (CLIENT_DEPRECATE_EOF: it ends a result set) shows as an EOF and an OK:
+        # one PDU. The OKs whose first byte is 0x00 are the others.
+        ok_eofs = max(0, len(oks) - sum(_int(x, -1, 16) == 0 for x in values("mysql.response_code")))
+        eofs = max(0, eofs - ok_eofs)
         rows = max(0, pdus - len(columns) - defs - eofs - len(oks) - len(errors))
         for n in columns:
             layers.append(Layer("mysql", (("mysql.num_fields", n),)))
@@ -211,7 +216,8 @@ class FieldsReader(_Reader):
             eofs -= 1
         layers += [_ROW] * rows
         layers += [eof] * eofs
-        layers += [Layer("mysql", (("mysql.affected_rows", n),)) for n in oks]
+        layers += [Layer("mysql", (("mysql.affected_rows", n),)) for n in oks[:len(oks) - ok_eofs]]
+        layers += [Layer("mysql", (("mysql.eof", "254"), ("mysql.affected_rows", n))) for n in oks[len(oks) - ok_eofs:]]
         messages = values("mysql.error.message")
         for i, code in enumerate(errors):
             fields = [("mysql.error_code", code)]

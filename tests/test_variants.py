@@ -1,0 +1,48 @@
+"""The decoders on variants of their protocols that osflow's lab does not make.
+
+Real captures of other servers and clients (tests/fixtures/captures-zeek/: MySQL 8's
+authentication methods, ...), read as a user reads them: ``osflow-post`` JSON, from ``-r`` and
+from PDML on stdin (which must agree).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from support import FIXTURES, pdml_bytes, run_post
+
+pytestmark = pytest.mark.tshark
+
+
+def _pairs(case: str, *args: str, pdml: bool = False) -> tuple[list[dict], str]:
+    """(the JSON pairs of every connection, stderr) of ``osflow-post`` on a fixture."""
+    argv = ["--format", "json", "--all", *args]
+    if pdml:
+        status, out, err = run_post(argv, stdin=pdml_bytes(case))
+    else:
+        status, out, err = run_post(["-r", str(FIXTURES / case / "capture.pcapng"), *argv])
+    assert status == 0, err
+    return [json.loads(line) for line in out.splitlines()], err
+
+
+def _both(case: str, *args: str) -> list[dict]:
+    """The pairs from ``-r``, checked equal to those from PDML."""
+    pairs, _ = _pairs(case, *args)
+    assert _pairs(case, *args, pdml=True)[0] == pairs
+    return pairs
+
+
+def _said(pairs: list[dict], stream: int) -> list[tuple[str, str | None]]:
+    return [(p["request"], p["response"]) for p in pairs if p["stream"] == stream]
+
+
+def test_mysql8_result_sets_ending_with_ok_keep_every_row():
+    """With CLIENT_DEPRECATE_EOF a result set ends with an OK (0xFE) and no EOF follows its columns:
+    ``-r`` counts every row, as PDML does."""
+    said = dict(_said(_both("captures-zeek/mysql8-auth-switch"), 0))
+    assert said["select @@version_comment limit 1"] == "1 row"
+    assert said["select DATABASE(), USER() limit 1"] == "1 row"
+    assert said["select @@character_set_client, @@character_set_connection, @@character_set_server, @@"
+                "character_set_database limit 1"] == "1 row"
