@@ -46,3 +46,26 @@ def test_mysql8_result_sets_ending_with_ok_keep_every_row():
     assert said["select DATABASE(), USER() limit 1"] == "1 row"
     assert said["select @@character_set_client, @@character_set_connection, @@character_set_server, @@"
                 "character_set_database limit 1"] == "1 row"
+
+
+def test_mysql8_full_authentication_is_part_of_the_login():
+    """caching_sha2_password's full authentication (public-key request, encrypted password) is the
+    login's, not a command: each later reply pairs with its own request."""
+    pairs = _both("captures-zeek/mysql8-caching-sha2")
+    assert not any("command 202" in p["request"] for p in pairs)
+    for stream in (1, 2):  # full authentication, then fast authentication
+        said = _said(pairs, stream)
+        assert said == [("login root@test", "OK"), ("show databases", "5 rows"), ("show tables", "1 row"),
+                        ("field_list", "OK"), ("select @@version_comment limit 1", "1 row"), ("quit", "closed")]
+
+
+def test_mysql8_auth_switch_is_not_the_logins_result():
+    """An Auth Switch Request (0xFE) does not end the login or change_user: their result does, and a
+    refusal is an error."""
+    assert _said(_both("captures-zeek/mysql8-auth-switch"), 0)[0] == ("login root@-", "OK")
+    said = _said(_both("captures-zeek/mysql8-change-user-error"), 0)
+    assert said[:2] == [("login root@-", "OK"), ("ping", "OK")]
+    assert said[2][0] == "change_user"
+    assert said[2][1].startswith("ERR 1045 Access denied for user 'root2'")
+    (login,) = _both("captures-zeek/mysql8-login-failed")
+    assert login["request"] == "login dsm1@-" and login["response"].startswith("ERR 1045 Access denied")

@@ -425,6 +425,11 @@ class Decoder:
             if "mysql.login_request" in names:
                 return MysqlLogin(**common, is_request=True, user=layer.get("mysql.user"),
                                   schema=layer.get("mysql.schema"))
+            if _int(layer.get("mysql.packet_number"), 0):
+                # a command opens its exchange with sequence number 0: a later packet of the client's is
+                # its part of an authentication (caching_sha2's public-key request or encrypted password,
+                # an auth switch response), which tshark may read as a command
+                return None
             code = _int(layer.get("mysql.command"), -1)
             name = MYSQL_COMMANDS.get(code, f"command {code}")
             text = layer.get("mysql.query")
@@ -434,6 +439,8 @@ class Decoder:
         # server -> client: part of a reply
         key = (p.stream, p.src)
         st = self._reply_state(p, start)
+        if "mysql.auth_switch_request.name" in names and st.phase == "start":
+            return None  # an auth switch or more auth data (0xFE/0x01 first): the login or change_user goes on
         if "mysql.error_code" in names:
             error_code = layer.get("mysql.error_code")
             del self._mysql[key]

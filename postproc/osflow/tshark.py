@@ -47,7 +47,7 @@ FIELDS = (
     *HTTP_FIELDS,
     "mysql.packet_number", "mysql.version", "mysql.max_packet", "mysql.user", "mysql.schema", "mysql.command",
     "mysql.query", "mysql.num_fields", "mysql.field.catalog", "mysql.field.db", "mysql.field.org_table",
-    "mysql.eof", "mysql.affected_rows", "mysql.error_code", "mysql.error.message",
+    "mysql.eof", "mysql.affected_rows", "mysql.error_code", "mysql.error.message", "mysql.auth_switch_request.name",
     "mysql.response_code",
     *MEMCACHE_FIELDS,
     *AMQP_FIELDS,
@@ -179,14 +179,20 @@ class FieldsReader(_Reader):
         if commands:
             queries = values("mysql.query")
             schemas = values("mysql.schema")
+            numbers = values("mysql.packet_number")
             for i, code in enumerate(commands):
                 fields = [("mysql.request", ""), ("mysql.command", code)]
+                if len(numbers) == len(commands):
+                    fields.append(("mysql.packet_number", numbers[i]))
                 if i < len(queries):
                     fields.append(("mysql.query", queries[i]))
                 if i < len(schemas):
                     fields.append(("mysql.schema", schemas[i]))
                 layers.append(Layer("mysql", tuple(fields)))
             return layers
+        switches = values("mysql.auth_switch_request.name")
+        if switches and pdus == 1:  # an auth switch (or more auth data): the login or change_user goes on
+            return [Layer("mysql", (("mysql.auth_switch_request.name", switches[0]),))]
         # a reply: rebuild its PDUs in protocol order
         columns = values("mysql.num_fields")
         defs = len(values("mysql.field.catalog"))
