@@ -69,3 +69,15 @@ def test_mysql8_auth_switch_is_not_the_logins_result():
     assert said[2][1].startswith("ERR 1045 Access denied for user 'root2'")
     (login,) = _both("captures-zeek/mysql8-login-failed")
     assert login["request"] == "login dsm1@-" and login["response"].startswith("ERR 1045 Access denied")
+
+
+def test_service_option_makes_r_decode_that_port():
+    """``--service 5432=mysql`` names the port and has ``-r`` decode it as MySQL (tshark does not)."""
+    case = "captures-zeek/mysql-on-port-5432"
+    assert _pairs(case)[0] == []  # nothing on that port is taken for MySQL by default
+    pairs, _ = _pairs(case, "--service", "5432=mysql")
+    assert [(p["request"], p["response"]) for p in pairs] == [
+        ("login root@-", "OK"), ("ping", "OK"), ("change_user", "OK"),
+        ("SET NAMES 'utf8mb4' COLLATE 'utf8mb4_0900_ai_ci'", "OK"), ("SET @@session.autocommit = OFF", "OK"),
+        ("ping", "OK"), ("quit", "closed")]
+    assert {p["server_evidence"].split(";")[0] for p in pairs} == {"port 5432 (--service: mysql)"}

@@ -476,13 +476,14 @@ def _mysql_child(g: etree._Element, out: list) -> str | None:
 # --------------------------------------------------------------------------- tshark
 
 
-def tshark_pdml_command(capture: str, tshark: str | None = None, extra: tuple[str, ...] = ()) -> list[str]:
+def tshark_pdml_command(capture: str, tshark: str | None = None, extra: tuple[str, ...] = (),
+                        overrides: dict[int, str] | None = None) -> list[str]:
     """The tshark command that turns a capture into the PDML osflow reads."""
     return [
         tshark or find_tool("tshark", "TSHARK"),
         "-r",
         capture,
-        *portmap.tshark_decode_as(),
+        *portmap.tshark_decode_as(overrides),
         *extra,
         "-T",
         "pdml",

@@ -69,10 +69,11 @@ class FieldsReader(_Reader):
     """
 
     def __init__(self, stream: IO[bytes], name: str = "<tshark>", capture: str | None = None,
-                 tshark: str | None = None) -> None:
+                 tshark: str | None = None, overrides: dict[int, str] | None = None) -> None:
         super().__init__(stream, name)
         self.capture = capture  # the capture the fields came from: read its Start-Ok frames again
         self.tshark = tshark
+        self.overrides = overrides  # --service PORT=NAME: decoded as the service's protocol
         self._start_ok: list[int] = []  # frames holding an AMQP Connection.Start-Ok
 
     def __iter__(self) -> Iterator[Packet]:
@@ -88,7 +89,7 @@ class FieldsReader(_Reader):
 
         # "frame.number == a || ..." reads the same in every tshark (set syntax changed in 4.0)
         wanted = " || ".join(f"frame.number == {n}" for n in self._start_ok[:500])
-        cmd = tshark_pdml_command(self.capture, self.tshark, extra=("-Y", wanted))
+        cmd = tshark_pdml_command(self.capture, self.tshark, extra=("-Y", wanted), overrides=self.overrides)
         try:
             done = subprocess.run(cmd, capture_output=True, stdin=subprocess.DEVNULL, timeout=900)
         except (OSError, subprocess.SubprocessError):
@@ -298,9 +299,12 @@ def _origin(epoch: str, relative: str) -> float | None:
         return None
 
 
-def tshark_fields_command(capture: str, tshark: str | None = None) -> list[str]:
-    """The tshark command behind ``osflow-post -r``: only the fields and frames osflow decodes."""
-    args = [tshark or find_tool("tshark", "TSHARK"), "-r", capture, *portmap.tshark_decode_as(), "-Y", FRAME_FILTER,
+def tshark_fields_command(capture: str, tshark: str | None = None,
+                          overrides: dict[int, str] | None = None) -> list[str]:
+    """The tshark command behind ``osflow-post -r``: only the fields and frames osflow decodes (the
+    ports ``--service PORT=NAME`` names decoded as their service's protocol)."""
+    args = [tshark or find_tool("tshark", "TSHARK"), "-r", capture, *portmap.tshark_decode_as(overrides),
+            "-Y", FRAME_FILTER,
             "-T", "fields", "-E", "occurrence=a", "-E", f"aggregator={AGGREGATOR}", "-E", "header=n"]
     for f in FIELDS:
         args += ["-e", f]
@@ -317,18 +321,20 @@ class Tshark:
     full PDML, as an analyst's pipe would.
     """
 
-    def __init__(self, capture: str, mode: str = "fields") -> None:
+    def __init__(self, capture: str, mode: str = "fields", overrides: dict[int, str] | None = None) -> None:
         if not os.path.exists(capture):
             raise InputError(f"{capture}: no such file")
         self.capture = capture
         self.mode = mode
-        self.command = tshark_fields_command(capture) if mode == "fields" else tshark_pdml_command(capture)
+        self.overrides = overrides
+        self.command = (tshark_fields_command(capture, overrides=overrides) if mode == "fields"
+                        else tshark_pdml_command(capture, overrides=overrides))
         self.proc: subprocess.Popen | None = None
         self.problem: OsflowError | None = None
 
     def reader(self, stream: IO[bytes]):
         if self.mode == "fields":
-            return FieldsReader(stream, self.capture, self.capture, self.command[0])
+            return FieldsReader(stream, self.capture, self.capture, self.command[0], self.overrides)
         return PdmlReader(stream, self.capture)
 
     def __enter__(self) -> IO[bytes]:
