@@ -32,18 +32,20 @@ class Tshark:
     full PDML, as an analyst's pipe would.
     """
 
-    def __init__(self, capture: str, mode: str = "fields") -> None:
+    def __init__(self, capture: str, mode: str = "fields", overrides: dict[int, str] | None = None) -> None:
         if not os.path.exists(capture):
             raise InputError(f"{capture}: no such file")
         self.capture = capture
         self.mode = mode
-        self.command = tshark_fields_command(capture) if mode == "fields" else tshark_pdml_command(capture)
+        self.overrides = overrides
+        self.command = (tshark_fields_command(capture, overrides=overrides) if mode == "fields"
+                        else tshark_pdml_command(capture, overrides=overrides))
         self.proc: subprocess.Popen | None = None
         self.problem: OsflowError | None = None
 
     def reader(self, stream: IO[bytes]):
         if self.mode == "fields":
-            return FieldsReader(stream, self.capture, self.capture, self.command[0])
+            return FieldsReader(stream, self.capture, self.capture, self.command[0], self.overrides)
         return PdmlReader(stream, self.capture)
 
     def __enter__(self) -> IO[bytes]:

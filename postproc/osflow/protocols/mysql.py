@@ -47,7 +47,8 @@ _MYSQL_NOT_REPLIES = frozenset({"mysql.server_greeting", "mysql.login_request", 
 FIELDS = (
     "mysql.packet_number", "mysql.version", "mysql.max_packet", "mysql.user", "mysql.schema", "mysql.command",
     "mysql.query", "mysql.num_fields", "mysql.field.catalog", "mysql.field.db", "mysql.field.org_table",
-    "mysql.eof", "mysql.affected_rows", "mysql.error_code", "mysql.error.message",
+    "mysql.eof", "mysql.affected_rows", "mysql.error_code", "mysql.error.message", "mysql.auth_switch_request.name",
+    "mysql.response_code",
 )
 
 _POOL = ("SELECT 1", "ROLLBACK", "COMMIT", "BEGIN", "START TRANSACTION")
@@ -175,6 +176,11 @@ class MysqlDecoder(LayerDecoder):
             if "mysql.login_request" in names:
                 return MysqlLogin(**common, is_request=True, user=layer.get("mysql.user"),
                                   schema=layer.get("mysql.schema"))
+            if to_int(layer.get("mysql.packet_number"), 0):
+                # a command opens its exchange with sequence number 0: a later packet of the client's is
+                # its part of an authentication (caching_sha2's public-key request or encrypted password,
+                # an auth switch response), which tshark may read as a command
+                return None
             number = to_int(layer.get("mysql.command"))
             code = -1 if number is None else number
             name = MYSQL_COMMANDS.get(code, f"command {code}")
@@ -185,6 +191,8 @@ class MysqlDecoder(LayerDecoder):
         # server -> client: part of a reply
         key = (p.stream, p.src)
         st = self._reply_state(p, start)
+        if "mysql.auth_switch_request.name" in names and st.phase == "start":
+            return None  # an auth switch or more auth data (0xFE/0x01 first): the login or change_user goes on
         if "mysql.error_code" in names:
             error_code = layer.get("mysql.error_code")
             del self._mysql[key]
@@ -392,14 +400,20 @@ def mysql_layers(row: Row) -> list[Layer]:
     if commands:
         queries = values("mysql.query")
         schemas = values("mysql.schema")
+        numbers = values("mysql.packet_number")
         for i, code in enumerate(commands):
             fields = [("mysql.request", ""), ("mysql.command", code)]
+            if len(numbers) == len(commands):
+                fields.append(("mysql.packet_number", numbers[i]))
             if i < len(queries):
                 fields.append(("mysql.query", queries[i]))
             if i < len(schemas):
                 fields.append(("mysql.schema", schemas[i]))
             layers.append(Layer("mysql", tuple(fields)))
         return layers
+    switches = values("mysql.auth_switch_request.name")
+    if switches and pdus == 1:  # an auth switch (or more auth data): the login or change_user goes on
+        return [Layer("mysql", (("mysql.auth_switch_request.name", switches[0]),))]
     # a reply: rebuild its PDUs in protocol order
     columns = values("mysql.num_fields")
     defs = len(values("mysql.field.catalog"))
@@ -407,6 +421,10 @@ def mysql_layers(row: Row) -> list[Layer]:
     eofs = len(values("mysql.eof"))
     oks = values("mysql.affected_rows")
     errors = values("mysql.error_code")
+    # an OK whose first byte is 0xFE (CLIENT_DEPRECATE_EOF: it ends a result set) shows as an EOF and an OK:
+    # one PDU. The OKs whose first byte is 0x00 are the others.
+    ok_eofs = max(0, len(oks) - sum(_hex(x) == 0 for x in values("mysql.response_code")))
+    eofs = max(0, eofs - ok_eofs)
     rows = max(0, pdus - len(columns) - defs - eofs - len(oks) - len(errors))
     for n in columns:
         layers.append(Layer("mysql", (("mysql.num_fields", n),)))
@@ -425,7 +443,8 @@ def mysql_layers(row: Row) -> list[Layer]:
         eofs -= 1
     layers += [_ROW] * rows
     layers += [eof] * eofs
-    layers += [Layer("mysql", (("mysql.affected_rows", n),)) for n in oks]
+    layers += [Layer("mysql", (("mysql.affected_rows", n),)) for n in oks[:len(oks) - ok_eofs]]
+    layers += [Layer("mysql", (("mysql.eof", "254"), ("mysql.affected_rows", n))) for n in oks[len(oks) - ok_eofs:]]
     messages = values("mysql.error.message")
     for i, code in enumerate(errors):
         fields = [("mysql.error_code", code)]
@@ -433,6 +452,14 @@ def mysql_layers(row: Row) -> list[Layer]:
             fields.append(("mysql.error.message", messages[i]))
         layers.append(Layer("mysql", tuple(fields)))
     return layers
+
+
+def _hex(text: str) -> int:
+    """A hexadecimal number as tshark shows it (``0x00``, ``fe``), -1 when it is none."""
+    try:
+        return int(text, 16)
+    except ValueError:
+        return -1
 
 
 # --------------------------------------------------------------------------- the module

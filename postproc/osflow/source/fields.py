@@ -48,10 +48,11 @@ class FieldsReader(Reader):
     """
 
     def __init__(self, stream: IO[bytes], name: str = "<tshark>", capture: str | None = None,
-                 tshark: str | None = None) -> None:
+                 tshark: str | None = None, overrides: dict[int, str] | None = None) -> None:
         super().__init__(stream, name)
         self.capture = capture  # the capture the fields came from: read its Start-Ok frames again
         self.tshark = tshark
+        self.overrides = overrides  # --service PORT=NAME: decoded as the service's protocol
         self._start_ok: list[int] = []  # frames holding an AMQP Connection.Start-Ok
 
     def __iter__(self) -> Iterator[Packet]:
@@ -68,7 +69,7 @@ class FieldsReader(Reader):
         # "frame.number == a || ..." reads the same in every tshark (set syntax changed in 4.0)
         wanted = " || ".join(f"frame.number == {n}" for n in self._start_ok[:500])
         assert self.capture is not None  # (called only with a capture)
-        cmd = tshark_pdml_command(self.capture, self.tshark, extra=("-Y", wanted))
+        cmd = tshark_pdml_command(self.capture, self.tshark, extra=("-Y", wanted), overrides=self.overrides)
         try:
             done = subprocess.run(cmd, capture_output=True, stdin=subprocess.DEVNULL, timeout=900)
         except (OSError, subprocess.SubprocessError):
@@ -136,9 +137,11 @@ def _origin(epoch: str, relative: str) -> float | None:
         return None
 
 
-def tshark_fields_command(capture: str, tshark: str | None = None) -> list[str]:
-    """The tshark command behind ``osflow-post -r``: only the fields and frames osflow decodes."""
-    args = [tshark or find_tool("tshark", "TSHARK"), "-r", capture, *portmap.tshark_decode_as(),
+def tshark_fields_command(capture: str, tshark: str | None = None,
+                          overrides: dict[int, str] | None = None) -> list[str]:
+    """The tshark command behind ``osflow-post -r``: only the fields and frames osflow decodes (the
+    ports ``--service PORT=NAME`` names decoded as their service's protocol)."""
+    args = [tshark or find_tool("tshark", "TSHARK"), "-r", capture, *portmap.tshark_decode_as(overrides),
             *protocols.decode_as(), "-Y", FRAME_FILTER,
             "-T", "fields", "-E", "occurrence=a", "-E", f"aggregator={AGGREGATOR}", "-E", "header=n"]
     for f in FIELDS:

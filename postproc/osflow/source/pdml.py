@@ -269,13 +269,14 @@ _READERS = {p: m for m in protocols.PROTOCOLS for p in m.pdml_protos}
 # --------------------------------------------------------------------------- tshark
 
 
-def tshark_pdml_command(capture: str, tshark: str | None = None, extra: tuple[str, ...] = ()) -> list[str]:
+def tshark_pdml_command(capture: str, tshark: str | None = None, extra: tuple[str, ...] = (),
+                        overrides: dict[int, str] | None = None) -> list[str]:
     """The tshark command that turns a capture into the PDML osflow reads."""
     return [
         tshark or find_tool("tshark", "TSHARK"),
         "-r",
         capture,
-        *portmap.tshark_decode_as(),
+        *portmap.tshark_decode_as(overrides),
         *protocols.decode_as(),
         *extra,
         "-T",

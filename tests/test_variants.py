@@ -1,0 +1,83 @@
+"""The decoders on variants of their protocols that osflow's lab does not make.
+
+Real captures of other servers and clients (tests/fixtures/captures-zeek/: MySQL 8's
+authentication methods, ...), read as a user reads them: ``osflow-post`` JSON, from ``-r`` and
+from PDML on stdin (which must agree).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from support import FIXTURES, pdml_bytes, run_post
+
+pytestmark = pytest.mark.tshark
+
+
+def _pairs(case: str, *args: str, pdml: bool = False) -> tuple[list[dict], str]:
+    """(the JSON pairs of every connection, stderr) of ``osflow-post`` on a fixture."""
+    argv = ["--format", "json", "--all", *args]
+    if pdml:
+        status, out, err = run_post(argv, stdin=pdml_bytes(case))
+    else:
+        status, out, err = run_post(["-r", str(FIXTURES / case / "capture.pcapng"), *argv])
+    assert status == 0, err
+    return [json.loads(line) for line in out.splitlines()], err
+
+
+def _both(case: str, *args: str) -> list[dict]:
+    """The pairs from ``-r``, checked equal to those from PDML."""
+    pairs, _ = _pairs(case, *args)
+    assert _pairs(case, *args, pdml=True)[0] == pairs
+    return pairs
+
+
+def _said(pairs: list[dict], stream: int) -> list[tuple[str, str | None]]:
+    return [(p["request"], p["response"]) for p in pairs if p["stream"] == stream]
+
+
+def test_mysql8_result_sets_ending_with_ok_keep_every_row():
+    """With CLIENT_DEPRECATE_EOF a result set ends with an OK (0xFE) and no EOF follows its columns:
+    ``-r`` counts every row, as PDML does."""
+    said = dict(_said(_both("captures-zeek/mysql8-auth-switch"), 0))
+    assert said["select @@version_comment limit 1"] == "1 row"
+    assert said["select DATABASE(), USER() limit 1"] == "1 row"
+    assert said["select @@character_set_client, @@character_set_connection, @@character_set_server, @@"
+                "character_set_database limit 1"] == "1 row"
+
+
+def test_mysql8_full_authentication_is_part_of_the_login():
+    """caching_sha2_password's full authentication (public-key request, encrypted password) is the
+    login's, not a command: each later reply pairs with its own request."""
+    pairs = _both("captures-zeek/mysql8-caching-sha2")
+    assert not any("command 202" in p["request"] for p in pairs)
+    for stream in (1, 2):  # full authentication, then fast authentication
+        said = _said(pairs, stream)
+        assert said == [("login root@test", "OK"), ("show databases", "5 rows"), ("show tables", "1 row"),
+                        ("field_list", "OK"), ("select @@version_comment limit 1", "1 row"), ("quit", "closed")]
+
+
+def test_mysql8_auth_switch_is_not_the_logins_result():
+    """An Auth Switch Request (0xFE) does not end the login or change_user: their result does, and a
+    refusal is an error."""
+    assert _said(_both("captures-zeek/mysql8-auth-switch"), 0)[0] == ("login root@-", "OK")
+    said = _said(_both("captures-zeek/mysql8-change-user-error"), 0)
+    assert said[:2] == [("login root@-", "OK"), ("ping", "OK")]
+    assert said[2][0] == "change_user"
+    assert said[2][1].startswith("ERR 1045 Access denied for user 'root2'")
+    (login,) = _both("captures-zeek/mysql8-login-failed")
+    assert login["request"] == "login dsm1@-" and login["response"].startswith("ERR 1045 Access denied")
+
+
+def test_service_option_makes_r_decode_that_port():
+    """``--service 5432=mysql`` names the port and has ``-r`` decode it as MySQL (tshark does not)."""
+    case = "captures-zeek/mysql-on-port-5432"
+    assert _pairs(case)[0] == []  # nothing on that port is taken for MySQL by default
+    pairs, _ = _pairs(case, "--service", "5432=mysql")
+    assert [(p["request"], p["response"]) for p in pairs] == [
+        ("login root@-", "OK"), ("ping", "OK"), ("change_user", "OK"),
+        ("SET NAMES 'utf8mb4' COLLATE 'utf8mb4_0900_ai_ci'", "OK"), ("SET @@session.autocommit = OFF", "OK"),
+        ("ping", "OK"), ("quit", "closed")]
+    assert {p["server_evidence"].split(";")[0] for p in pairs} == {"port 5432 (--service: mysql)"}
