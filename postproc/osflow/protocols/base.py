@@ -79,7 +79,10 @@ class Vote:
 class FrameView(Protocol):
     """What a PDML layer may need of the rest of its frame (:mod:`osflow.source.pdml`)."""
 
-    ports: tuple[int, int]  # (source port, destination port)
+    @property
+    def ports(self) -> tuple[int, int]:
+        """(source port, destination port)."""
+        ...
 
     def payload(self) -> str | None:
         """The hex bytes of the frame's TCP payload (of the reassembled PDU when the frame ends one)."""

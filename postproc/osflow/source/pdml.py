@@ -182,12 +182,15 @@ _TCP = (("tcp.srcport", "show"), ("tcp.dstport", "show"), ("tcp.stream", "show")
 class _Frame:
     """What a protocol's layer may need of the rest of its frame (:class:`~osflow.protocols.base.FrameView`)."""
 
-    __slots__ = ("elem", "ports", "tcp")
+    __slots__ = ("_ports", "elem")
 
-    def __init__(self, elem: etree._Element, tcp: etree._Element | None, ports: tuple[int, int]) -> None:
+    def __init__(self, elem: etree._Element, sport: str | None, dport: str | None) -> None:
         self.elem = elem
-        self.tcp = tcp
-        self.ports = ports
+        self._ports = (sport, dport)
+
+    @property
+    def ports(self) -> tuple[int, int]:
+        return to_int(self._ports[0], 0), to_int(self._ports[1], 0)
 
     def payload(self) -> str | None:
         reassembled = payload = None
@@ -209,7 +212,7 @@ def _packet(elem: etree._Element, streams: dict, find: _Finder, addresses: Addre
     stream = -1
     flags = 0
     tcp_len = 0
-    tcp = None
+    frame = None  # made for the first layer that asks
     layers: list[Layer] = []
     segments: list[int] = []
     for proto in elem:  # a packet's children are <proto> elements
@@ -222,7 +225,6 @@ def _packet(elem: etree._Element, streams: dict, find: _Finder, addresses: Addre
         elif pname == "ipv6":
             src_host, dst_host = find.values(proto, _IPV6)
         elif pname == "tcp":
-            tcp = proto
             sport, dport, tcp_stream, tcp_flags, length = find.values(proto, _TCP)
             stream = to_int(tcp_stream, -1)
             if not tcp_flags:  # no raw bytes: the shown 0x... form
@@ -241,14 +243,15 @@ def _packet(elem: etree._Element, streams: dict, find: _Finder, addresses: Addre
                     segments.append(to_int(f.get("show"), 0))
             for f in proto:  # bytes no dissector took (a port decoded as "data", -d tcp.port==N,data)
                 if f.get("name") == "data" and "data" in _READERS:
-                    layer = _READERS["data"].pdml_layer(f, _Frame(elem, tcp, (to_int(sport, 0), to_int(dport, 0))))
+                    frame = frame or _Frame(elem, sport, dport)
+                    layer = _READERS["data"].pdml_layer(f, frame)
                     if layer is not None:
                         layers.append(layer)
         else:
             module = _READERS.get(pname or "")
             if module is not None:
-                ports = (to_int(sport, 0), to_int(dport, 0))
-                layer = module.pdml_layer(proto, _Frame(elem, tcp, ports))
+                frame = frame or _Frame(elem, sport, dport)
+                layer = module.pdml_layer(proto, frame)
                 if layer is not None:
                     layers.append(layer)
     if src_host is None or sport is None or dport is None or dst_host is None:
