@@ -81,3 +81,24 @@ def test_service_option_makes_r_decode_that_port():
         ("SET NAMES 'utf8mb4' COLLATE 'utf8mb4_0900_ai_ci'", "OK"), ("SET @@session.autocommit = OFF", "OK"),
         ("ping", "OK"), ("quit", "closed")]
     assert {p["server_evidence"].split(";")[0] for p in pairs} == {"port 5432 (--service: mysql)"}
+
+
+def test_memcached_text_meta_and_binary_protocols():
+    """Every reply pairs with its command: storage commands with ``noreply`` get none, ``get`` of several
+    keys, ``gets``/``cas``, numeric replies, ``stats`` (its STAT lines are the reply, not commands from
+    the server), meta commands, and the binary protocol named as such."""
+    said = [(p["stream"], p["request"], p["response"]) for p in _both("captures-other/memcached-protocols")]
+    assert said == [
+        (0, "set osflow:a", "noreply"), (0, "add osflow:a", "noreply"), (0, "add osflow:b", "noreply"),
+        (0, "replace osflow:c", "noreply"), (0, "append osflow:a", "noreply"), (0, "prepend osflow:a", "noreply"),
+        (0, "get osflow:a osflow:b osflow:missing", "hit (2 of 3 keys)"), (0, "gets osflow:a", "hit"),
+        (0, "cas osflow:a", "STORED"), (0, "cas osflow:a", "EXISTS"), (0, "set osflow:n", "noreply"),
+        (0, "incr osflow:n", "15"), (0, "decr osflow:n", "13"), (0, "touch osflow:b", "noreply"),
+        (0, "delete osflow:b", "noreply"), (0, "delete osflow:b", "noreply"), (0, "stats", "92 stats"),
+        (0, "version", "VERSION 1.6.18"),
+        (1, "ms osflow:m", "HD"), (1, "mg osflow:m", "hit"), (1, "mg osflow:nothing", "miss"), (1, "ma osflow:n", "HD"),
+        (1, "md osflow:m", "HD"), (1, "mn", "MN"), (1, "gets osflow:a osflow:n", "hit (2 of 2 keys)"),
+        (1, "stats", "28 stats"), (1, "bogus", "ERROR"), (1, "quit", "closed"),
+        (2, "set osflow:bin (binary protocol)", "STORED"), (2, "get osflow:bin (binary protocol)", "hit"),
+        (2, "get osflow:nothing (binary protocol)", "miss"), (2, "delete osflow:bin (binary protocol)", "DELETED")]
+

@@ -181,6 +181,15 @@ class _MysqlReplyState:
     end: float = 0.0
 
 
+@dataclass
+class _MemcacheBytes:
+    """memcached bytes of one direction of a connection, not yet a whole message."""
+
+    start: float
+    data: bytearray = field(default_factory=bytearray)
+    frames: list[int] = field(default_factory=list)
+
+
 #: AMQP methods (class, method) that carry a message: a content header and body follow.
 _AMQP_CONTENT = {(60, 40): "publish", (60, 50): "return", (60, 60): "deliver", (60, 71): "get-ok"}
 _AMQP_START_OK = (10, 11)
@@ -206,7 +215,8 @@ class Decoder:
         self._times: dict[int, float] = {}  # frame -> time of recent payload frames, for reassembled PDUs
         self._mysql: dict[tuple[int, Address], _MysqlReplyState] = {}
         self._amqp: dict[tuple[int, Address, int], _AmqpContent] = {}
-        self._closed: dict[tuple[int, Address], None] = {}  # the ends that sent their FIN or RST (the latest)
+        self._closed: dict[tuple[int, Address], None] = {}
+        self._mc: dict[tuple[int, Address], _MemcacheBytes] = {}  # memcached bytes not yet a whole message  # the ends that sent their FIN or RST (the latest)
 
     def decode(self, packets: Iterable[Packet]) -> Iterator[Message]:
         for packet in packets:
@@ -232,6 +242,9 @@ class Decoder:
                 if m is not None:
                     yield m
             elif layer.name == "memcache":
+                if layer.has("memcache.text"):
+                    yield from self._memcache_bytes(p, layer, frames, start)
+                    continue
                 m = self._memcache(p, layer, frames, start)
                 if m is not None:
                     yield m
@@ -334,6 +347,43 @@ class Decoder:
             if v is not None:
                 return MemcacheReply(**common, is_request=False, result=v.strip())
         return None
+
+    def _memcache_bytes(self, p: Packet, layer: Layer, frames: tuple[int, ...], start: float) -> Iterator[Message]:
+        """The memcached messages these bytes complete (text, meta or binary protocol), in order."""
+        try:
+            data = bytes.fromhex(layer.get("memcache.text") or "")
+        except ValueError:
+            return
+        key = (p.stream, p.src)
+        st = self._mc.get(key)
+        if st is None:
+            st = self._mc[key] = _MemcacheBytes(start=start)
+            if len(self._mc) > 8192:  # a long capture: forget the oldest half
+                for k in list(self._mc)[:4096]:
+                    del self._mc[k]
+        st.data += data
+        st.frames.extend(f for f in frames if f not in st.frames)
+        while True:
+            parsed = memcache_message(bytes(st.data))
+            if parsed is None:
+                if len(st.data) > _MC_MAX:  # its end is not in the capture
+                    del self._mc[key]
+                return
+            n, what = parsed
+            common = dict(protocol="memcache", stream=p.stream, src=p.src, dst=p.dst, start=st.start, end=p.time,
+                          frames=tuple(st.frames), is_request=what["request"])
+            if what["request"]:
+                yield MemcacheCommand(**common, command=what["command"], keys=what.get("keys", ()),
+                                      value_length=what.get("value_length"), noreply=what.get("noreply", False),
+                                      binary=what.get("binary", False))
+            else:
+                yield MemcacheReply(**common, result=what["result"], keys=what.get("keys", ()),
+                                    binary=what.get("binary", False))
+            del st.data[:n]
+            st.start, st.frames = p.time, [p.number]
+            if not st.data:
+                del self._mc[key]
+                return
 
     # ----------------------------------------------------------------- AMQP
 
@@ -529,3 +579,137 @@ class Decoder:
         if st is None or st.phase == "start":
             return
         yield self._rows_reply(stream, st, complete=False)
+
+
+# ----------------------------------------------------------------- memcached, from its bytes
+
+#: Text commands followed by a data block: (index of the byte count among the words, index of the key).
+_MC_STORAGE = {"set": 4, "add": 4, "replace": 4, "append": 4, "prepend": 4, "cas": 4, "ms": 2}
+#: Text commands and where their keys are (the first key's word; get-like ones name every word from there).
+_MC_MANY_KEYS = {"get": 1, "gets": 1, "gat": 2, "gats": 2}
+_MC_ONE_KEY = frozenset({"incr", "decr", "touch", "delete", "mg", "md", "ma", "me", *_MC_STORAGE})
+#: Binary protocol opcodes (memcached's protocol_binary.h) -> command names as the text protocol spells them.
+_MC_OPCODES = {
+    0x00: "get", 0x01: "set", 0x02: "add", 0x03: "replace", 0x04: "delete", 0x05: "incr", 0x06: "decr",
+    0x07: "quit", 0x08: "flush_all", 0x09: "getq", 0x0A: "noop", 0x0B: "version", 0x0C: "getk", 0x0D: "getkq",
+    0x0E: "append", 0x0F: "prepend", 0x10: "stats", 0x11: "setq", 0x12: "addq", 0x13: "replaceq", 0x14: "deleteq",
+    0x15: "incrq", 0x16: "decrq", 0x17: "quitq", 0x18: "flushq", 0x19: "appendq", 0x1A: "prependq", 0x1C: "touch",
+    0x1D: "gat", 0x1E: "gatq", 0x20: "sasl_list_mechs", 0x21: "sasl_auth", 0x22: "sasl_step",
+}
+#: Binary status codes -> the text protocol's words (0, no error, depends on the command).
+_MC_STATUS = {0x01: "NOT_FOUND", 0x02: "EXISTS", 0x03: "E2BIG", 0x04: "EINVAL", 0x05: "NOT_STORED",
+              0x06: "DELTA_BADVAL", 0x20: "AUTH_ERROR", 0x81: "UNKNOWN_COMMAND", 0x82: "ENOMEM"}
+_MC_OK = {"get": "hit", "getk": "hit", "gat": "hit", "set": "STORED", "add": "STORED", "replace": "STORED",
+          "append": "STORED", "prepend": "STORED", "delete": "DELETED", "touch": "TOUCHED"}
+#: Meta replies (the code, first on the line) in the words of the text protocol's replies.
+_MC_META = {"EN": "miss", "NF": "NOT_FOUND", "NS": "NOT_STORED", "EX": "EXISTS"}
+_MC_MAX = 4 << 20  # a message longer than this without its end: the capture lost some of it
+
+
+def memcache_message(buf: bytes) -> tuple[int, dict] | None:
+    """The first whole memcached message at the start of ``buf``: (its length, what it says), or
+    None while it is incomplete.  Text commands are lower case, replies upper case or a number;
+    a first byte 0x80 or 0x81 is the binary protocol's request or response header.
+
+    >>> memcache_message(b"get a b\\r\\n")
+    (9, {'request': True, 'command': 'get', 'keys': ('a', 'b')})
+    >>> memcache_message(b"VALUE a 0 1\\r\\nx\\r\\nEND\\r\\n")
+    (21, {'request': False, 'result': 'hit', 'keys': ('a',)})
+    >>> memcache_message(b"set a 0 0 5 noreply\\r\\nab") is None
+    True
+    """
+    if not buf:
+        return None
+    if buf[0] in (0x80, 0x81):
+        return _memcache_binary(buf)
+    end = buf.find(b"\r\n")
+    if end < 0:
+        return None
+    line = buf[:end].decode("utf-8", "replace")
+    words = line.split()
+    first = words[0] if words else ""
+    n = end + 2
+    if first[:1].islower():
+        msg: dict = {"request": True, "command": first}
+        if first in _MC_STORAGE:
+            at = _MC_STORAGE[first]
+            size = _int(words[at] if len(words) > at else None, 0) or 0
+            if len(buf) < n + size + 2:
+                return None
+            n += size + 2
+            msg["value_length"] = size
+        if first in _MC_MANY_KEYS:
+            msg["keys"] = tuple(words[_MC_MANY_KEYS[first]:])
+        elif first in _MC_ONE_KEY and len(words) > 1:
+            msg["keys"] = (words[1],)
+        if words[-1] == "noreply" or (first in ("ms", "md", "ma", "mg") and "q" in words[2:]):
+            msg["noreply"] = True
+        return n, msg
+    if first in ("VALUE", "STAT"):  # lines (and values) up to END
+        keys: list[str] = []
+        count = 0
+        start = n
+        while True:
+            if first == "VALUE":
+                size = _int(words[3] if len(words) > 3 else None, 0) or 0
+                if len(buf) < n + size + 2:
+                    return None
+                keys.append(words[1] if len(words) > 1 else "")
+                n += size + 2
+            elif first == "STAT":
+                count += 1
+            elif first == "END":
+                break
+            else:  # not a line of this reply: it ends here
+                n = start
+                break
+            start = n
+            end = buf.find(b"\r\n", n)
+            if end < 0:
+                return None
+            words = buf[n:end].decode("utf-8", "replace").split()
+            first = words[0] if words else ""
+            n = end + 2
+        if keys:
+            return n, {"request": False, "result": "hit", "keys": tuple(keys)}
+        return n, {"request": False, "result": f"{count} stats"}
+    if first == "VA":  # meta get: a value follows
+        size = _int(words[1] if len(words) > 1 else None, 0) or 0
+        if len(buf) < n + size + 2:
+            return None
+        return n + size + 2, {"request": False, "result": "hit"}
+    if first == "END":
+        return n, {"request": False, "result": "miss"}
+    result = _MC_META.get(first) or (line.strip() if first.endswith("ERROR") or first == "VERSION" else first)
+    return n, {"request": False, "result": result}
+
+
+def _memcache_binary(buf: bytes) -> tuple[int, dict] | None:
+    """A binary protocol message: a 24-byte header, then extras, key and value."""
+    if len(buf) < 24:
+        return None
+    body = int.from_bytes(buf[8:12], "big")
+    if len(buf) < 24 + body:
+        return None
+    opcode = buf[1]
+    key_length = int.from_bytes(buf[2:4], "big")
+    extras = buf[4]
+    name = _MC_OPCODES.get(opcode, f"opcode 0x{opcode:02x}")
+    if buf[0] == 0x80:
+        key = buf[24 + extras:24 + extras + key_length].decode("utf-8", "replace")
+        msg: dict = {"request": True, "command": name, "binary": True}
+        if key:
+            msg["keys"] = (key,)
+        if name.endswith("q") and name not in ("getq", "getkq"):
+            msg["noreply"] = True  # quiet: the server answers only a failure
+        return 24 + body, msg
+    status = int.from_bytes(buf[6:8], "big")
+    base = name[:-1] if name.endswith("q") and name != "getq" else name
+    base = "get" if base in ("getq", "getk") else base
+    if status == 0:
+        result = _MC_OK.get(base, "OK")
+    elif status == 0x01 and name.startswith(("get", "gat")):
+        result = "miss"
+    else:
+        result = _MC_STATUS.get(status, f"status 0x{status:02x}")
+    return 24 + body, {"request": False, "result": result, "binary": True}

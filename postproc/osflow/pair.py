@@ -26,6 +26,7 @@ from .model import (
     Closed,
     Exchange,
     HttpResponse,
+    MemcacheCommand,
     Message,
     MysqlCommand,
     MysqlGreeting,
@@ -57,12 +58,15 @@ class Pairing:
             return
         queue = self._pending[m.stream]
         if m.is_request:
+            if isinstance(m, MemcacheCommand) and m.noreply:
+                self._pair(m, None)  # no reply comes: the next one is another command's
+                return
             queue.append(m)
             return
         if isinstance(m, Closed):
-            # a MySQL quit is answered by the close of the connection
+            # a MySQL or memcached quit is answered by the close of the connection
             for i, req in enumerate(queue):
-                if isinstance(req, MysqlCommand) and req.command == "quit":
+                if isinstance(req, (MysqlCommand, MemcacheCommand)) and req.command == "quit":
                     del queue[i]
                     self._pair(req, m)
                     break

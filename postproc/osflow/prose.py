@@ -143,13 +143,18 @@ class Prose:
             richs.append(r)
             if t is not None:
                 ids.append(t.id)
-        response = resp.result if isinstance(resp, MemcacheReply) else None
+        response = resp.result if isinstance(resp, MemcacheReply) else ("noreply" if req.noreply else None)
+        if isinstance(resp, Closed):
+            response = "closed"
+        elif isinstance(resp, MemcacheReply) and resp.result == "hit" and len(req.keys) > 1:
+            response = f"hit ({len(resp.keys)} of {len(req.keys)} keys)"
         notes: tuple[str, ...] = ()
-        if response in ("hit", "miss"):
-            notes = (f"cache {response}" + (f" for {', '.join(_unique(ids))}" if ids else ""),)
+        if isinstance(resp, MemcacheReply) and resp.result in ("hit", "miss"):
+            notes = (f"cache {resp.result}" + (f" for {', '.join(_unique(ids))}" if ids else ""),)
+        binary = ("(binary protocol)",) if req.binary else ()
         return PairText(
-            " ".join([req.command, *plains]), response, " ".join([req.command, *richs]), response or "",
-            _unique(ids), notes,
+            " ".join([req.command, *plains, *binary]), response, " ".join([req.command, *richs, *binary]),
+            response or "", _unique(ids), notes,
         )  # fmt: skip
 
 

@@ -250,6 +250,7 @@ def _packet(elem: etree._Element, streams: dict, find: _Finder, addresses: _Addr
     tcp_len = 0
     layers: list[Layer] = []
     segments: list[int] = []
+    tcp_proto = reassembled = None
     for proto in elem:  # a packet's children are <proto> elements
         pname = proto.get("name")
         if pname == "geninfo":
@@ -261,6 +262,7 @@ def _packet(elem: etree._Element, streams: dict, find: _Finder, addresses: _Addr
             src_host, dst_host = find.values(proto, _IPV6)
         elif pname == "tcp":
             sport, dport, tcp_stream, tcp_flags, length = find.values(proto, _TCP)
+            tcp_proto = proto
             stream = _int(tcp_stream, -1)
             if not tcp_flags:  # no raw bytes: the shown 0x... form
                 tcp_flags = find.values(proto, (("tcp.flags", "show"),))[0]
@@ -276,12 +278,20 @@ def _packet(elem: etree._Element, streams: dict, find: _Finder, addresses: _Addr
             for f in proto.iter("field"):
                 if f.get("name") == "tcp.segment":
                     segments.append(_int(f.get("show"), 0))
+                elif f.get("name") == "tcp.reassembled.data":
+                    reassembled = f.get("value")
         elif pname == "http":
             layers.append(Layer("http", _fields(proto, _HTTP_FIELDS.__contains__)))
         elif pname == "mysql":
             layers.append(Layer("mysql", _mysql_fields(proto)))
         elif pname == "memcache":
-            layers.append(Layer("memcache", _fields(proto, lambda n: n.startswith("memcache.") and n not in _MEMCACHE_SKIP)))
+            if any(x.name == "memcache" for x in layers):
+                continue  # the frame's bytes are in the first one
+            raw = reassembled or _payload(tcp_proto)
+            if raw:  # the bytes themselves: the decoder reads memcached's protocols (tshark knows only some)
+                layers.append(Layer("memcache", (("memcache.text", raw),)))
+            else:
+                layers.append(Layer("memcache", _fields(proto, _memcache_field)))
         elif pname == "amqp":
             layers.append(Layer("amqp", _amqp_fields(proto)))
     if src_host is None or sport is None or dport is None or dst_host is None:
@@ -293,6 +303,20 @@ def _packet(elem: etree._Element, streams: dict, find: _Finder, addresses: _Addr
     if stream < 0:
         stream = _stream_id(streams, src, dst)
     return _tcp_packet(number, time, src, dst, stream, flags, tcp_len, tuple(layers), tuple(segments))
+
+
+def _memcache_field(name: str) -> bool:
+    return name.startswith("memcache.") and name not in _MEMCACHE_SKIP
+
+
+def _payload(tcp: etree._Element | None) -> str | None:
+    """A TCP segment's payload, as hex (``tcp.payload``, last in the tcp tree)."""
+    if tcp is None:
+        return None
+    for f in reversed(tcp):
+        if f.get("name") == "tcp.payload":
+            return f.get("value")
+    return None
 
 
 def _tcp_packet(number: int, time: float, src: Address, dst: Address, stream: int, flags: int, payload: int,

@@ -21,7 +21,6 @@ from .source import (
     _ROW_FIELDS,
     AMQP_FIELDS,
     HTTP_FIELDS,
-    MEMCACHE_FIELDS,
     PdmlReader,
     _float,
     _int,
@@ -49,7 +48,7 @@ FIELDS = (
     "mysql.query", "mysql.num_fields", "mysql.field.catalog", "mysql.field.db", "mysql.field.org_table",
     "mysql.eof", "mysql.affected_rows", "mysql.error_code", "mysql.error.message", "mysql.auth_switch_request.name",
     "mysql.response_code",
-    *MEMCACHE_FIELDS,
+    "data.data",  # memcached's bytes (its ports are decoded as data: the decoder reads its protocols)
     *AMQP_FIELDS,
 )
 _IDX = {name: i for i, name in enumerate(FIELDS)}
@@ -139,8 +138,8 @@ class FieldsReader(_Reader):
             layers.append(self._http(c))
         if c[_IDX["mysql.packet_number"]]:
             layers += self._mysql(c)
-        if c[_IDX["memcache.command"]] or c[_IDX["memcache.key"]] or c[_IDX["memcache.response"]]:
-            layers.append(self._memcache(c))
+        if c[_IDX["data.data"]] and (self._memcache_port(src.port) or self._memcache_port(dst.port)):
+            layers.append(Layer("memcache", (("memcache.text", c[_IDX["data.data"]].split(AGGREGATOR)[0]),)))
         if c[_IDX["amqp.type"]]:
             amqp = _amqp_layers(c)
             layers += amqp
@@ -161,8 +160,9 @@ class FieldsReader(_Reader):
     def _http(self, c: list[str]) -> Layer:
         return Layer("http", tuple(self._pairs(c, HTTP_FIELDS)))
 
-    def _memcache(self, c: list[str]) -> Layer:
-        return Layer("memcache", tuple(self._pairs(c, MEMCACHE_FIELDS)))
+    def _memcache_port(self, port: int) -> bool:
+        svc = portmap.service_for_port(port, self.overrides)
+        return svc is not None and svc.protocol == "memcache"
 
     def _mysql(self, c: list[str]) -> list[Layer]:
         def values(name: str) -> list[str]:
@@ -304,11 +304,20 @@ def tshark_fields_command(capture: str, tshark: str | None = None,
     """The tshark command behind ``osflow-post -r``: only the fields and frames osflow decodes (the
     ports ``--service PORT=NAME`` names decoded as their service's protocol)."""
     args = [tshark or find_tool("tshark", "TSHARK"), "-r", capture, *portmap.tshark_decode_as(overrides),
-            "-Y", FRAME_FILTER,
+            *_memcache_as_data(overrides), "-Y", FRAME_FILTER,
             "-T", "fields", "-E", "occurrence=a", "-E", f"aggregator={AGGREGATOR}", "-E", "header=n"]
     for f in FIELDS:
         args += ["-e", f]
     return args
+
+
+def _memcache_as_data(overrides: dict[int, str] | None) -> list[str]:
+    """Decode-as for memcached's ports as data: ``data.data`` is then their bytes, which the decoder
+    reads (tshark's memcache dissector does not know meta commands, numeric replies, touch)."""
+    ports = {p for s in portmap.SERVICES if s.protocol == "memcache" for p in s.ports}
+    ports |= {p for p in overrides or () if (s := portmap.service_for_port(p, overrides)) and s.protocol == "memcache"}
+    ports -= {p for p in overrides or () if (s := portmap.service_for_port(p, overrides)) and s.protocol != "memcache"}
+    return [x for p in sorted(ports) for x in ("-d", f"tcp.port=={p},data")]
 
 
 # --------------------------------------------------------------------------- running tshark
