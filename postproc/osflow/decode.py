@@ -215,8 +215,8 @@ class Decoder:
         self._times: dict[int, float] = {}  # frame -> time of recent payload frames, for reassembled PDUs
         self._mysql: dict[tuple[int, Address], _MysqlReplyState] = {}
         self._amqp: dict[tuple[int, Address, int], _AmqpContent] = {}
-        self._closed: dict[tuple[int, Address], None] = {}
-        self._mc: dict[tuple[int, Address], _MemcacheBytes] = {}  # memcached bytes not yet a whole message  # the ends that sent their FIN or RST (the latest)
+        self._closed: dict[tuple[int, Address], None] = {}  # the ends that sent their FIN or RST (the latest)
+        self._mc: dict[tuple[int, Address], _MemcacheBytes] = {}  # memcached bytes not yet a whole message
 
     def decode(self, packets: Iterable[Packet]) -> Iterator[Message]:
         for packet in packets:
