@@ -102,3 +102,20 @@ def test_memcached_text_meta_and_binary_protocols():
         (2, "set osflow:bin (binary protocol)", "STORED"), (2, "get osflow:bin (binary protocol)", "hit"),
         (2, "get osflow:nothing (binary protocol)", "miss"), (2, "delete osflow:bin (binary protocol)", "DELETED")]
 
+
+def test_amqp_messages_of_other_clients_are_publish_to_consumer():
+    """Celery's messages are not oslo.messaging's: each publish is drawn to the consumer it reached with
+    its exchange, routing key and delivery latency; events whose JSON has a ``result`` (task-succeeded)
+    are publishes, not oslo replies; a consumed message is delivered (1), not 0."""
+    pairs, err = _pairs("captures-ndpi/celery-amqp")
+    assert _pairs("captures-ndpi/celery-amqp", pdml=True)[0] == pairs
+    assert "not in the capture" not in err  # every delivery found its publish
+    keys = [p["routing_key"] for p in pairs]
+    assert keys.count("task.succeeded") == 5 and keys.count("tasks.#") == 5 and keys.count("worker.heartbeat") == 3
+    for p in pairs:
+        assert p["request"] == f"publish {p['exchange']} {p['routing_key']}"
+        consumed = p["routing_key"] in ("tasks.#", "worker.heartbeat")
+        assert p["delivered"] == (1 if consumed else 0), p
+        if consumed:
+            assert p["server"] == "127.0.0.1:44204" and p["response"].startswith("delivered in ")
+            assert p["end"] > p["start"]

@@ -13,6 +13,7 @@ Heartbeats, acks and the other AMQP methods are noise and make no message.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -433,7 +434,7 @@ class Decoder:
             protocol="amqp", stream=p.stream, src=p.src, dst=p.dst, start=st.start, end=p.time,
             frames=tuple(st.frames), is_request=st.method == "publish", method=st.method,
             exchange=st.exchange, routing_key=st.routing_key, body_size=st.size or 0, oslo=message,
-            compression=compression, undecoded=why,
+            compression=compression, undecoded=why, digest=hashlib.sha256(body).hexdigest()[:16],
         )  # fmt: skip
 
     # ----------------------------------------------------------------- MySQL

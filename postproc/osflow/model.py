@@ -291,6 +291,7 @@ class AmqpMessage(Message):
     oslo: OsloMessage | None = None
     compression: str | None = None  # zlib | gzip | bz2 | lzma, when the body was compressed
     undecoded: str | None = None
+    digest: str = ""  # of the body (SHA-256, 16 hex): a delivery is its publish's copy
 
 
 @dataclass(frozen=True, kw_only=True, eq=False, repr=False)

@@ -164,6 +164,7 @@ class RpcPairing:
         self._replies: dict[str, list[AmqpMessage]] = defaultdict(list)  # _msg_id -> reply publishes
         self._links: dict[int, dict] = {}  # stream -> what the join wants to know about the connection
         self._used: set[str] = set()  # _msg_ids of calls paired with their replies
+        self._by_content: dict[str, str] = {}  # a message without _unique_id -> the latest publish like it
         self.orphans = 0  # deliveries and replies whose publish or call is not in the capture
         self.undecoded: dict[str, int] = defaultdict(int)  # why -> messages whose body osflow could not read
 
@@ -187,6 +188,12 @@ class RpcPairing:
             self.undecoded[m.undecoded] += 1
         o = m.oslo
         uid = (o.unique_id if o is not None else None) or _body_key(m)
+        if o is None or not o.unique_id:  # not oslo's: a delivery is a copy of the latest publish like it
+            content = _content_key(m)
+            if m.method == "publish":
+                self._by_content[content] = uid
+            else:
+                uid = self._by_content.get(content, uid)
         if m.method == "publish":
             if o is not None and o.is_reply:
                 if o.msg_id:
@@ -244,6 +251,8 @@ class RpcPairing:
                 open_since = min(open_since, pub.start)
                 continue
             del self._publishes[uid]
+            if self._by_content.get(_content_key(pub)) == uid:
+                del self._by_content[_content_key(pub)]
             out += self._build(pub, uid)
         self._order = keep
         if force != math.inf:
@@ -329,3 +338,8 @@ def _drop_old(lists: dict[str, list[AmqpMessage]], key: str, before: float) -> i
 def _body_key(m: AmqpMessage) -> str:
     """A key for a message without ``_unique_id`` (not oslo.messaging): exchange, routing key, size."""
     return f"{m.exchange}\0{m.routing_key}\0{m.body_size}\0{m.frames[0] if m.is_request else ''}"
+
+
+def _content_key(m: AmqpMessage) -> str:
+    """What a publish and its deliveries share when the body has no id: exchange, routing key, body."""
+    return f"{m.exchange}\0{m.routing_key}\0{m.body_size}\0{m.digest}"

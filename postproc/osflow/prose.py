@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from . import tokens as tok
 from .decode import header
 from .model import (
+    AmqpMessage,
     Closed,
     Exchange,
     HttpRequest,
@@ -170,12 +171,18 @@ class Prose:
         notes: list[str] = []
         if ex.request.compression:  # type: ignore[attr-defined]
             notes.append(f"compressed body ({ex.request.compression})")  # type: ignore[attr-defined]
-        if ex.request.oslo is None:  # type: ignore[attr-defined]
+        pub = ex.request
+        other = isinstance(pub, AmqpMessage) and pub.oslo is None and not pub.compression
+        if isinstance(pub, AmqpMessage) and other:  # another client's message (Celery, ...): where it went
+            plain = rich = " ".join(x for x in ("publish", pub.exchange or "(default exchange)", pub.routing_key) if x)
+        elif ex.request.oslo is None:  # type: ignore[attr-defined]
             plain = rich = f"{ex.kind} ({ex.request.undecoded or 'body not read'})"  # type: ignore[attr-defined]
         if ex.delivery is None:
             notes.append("delivered to no consumer")
         response: str | None
-        if ex.kind != "call":
+        if other and ex.delivery is not None:
+            response = f"delivered in {(ex.delivery.end - ex.request.start) * 1000:.1f} ms"
+        elif ex.kind != "call":
             response = ""
         elif ex.response is None:
             response = None
