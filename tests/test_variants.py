@@ -119,3 +119,15 @@ def test_amqp_messages_of_other_clients_are_publish_to_consumer():
         if consumed:
             assert p["server"] == "127.0.0.1:44204" and p["response"].startswith("delivered in ")
             assert p["end"] > p["start"]
+
+
+def test_mysql_connection_refused_in_the_greeting_is_a_failed_pair():
+    """A server that answers the connection with ERR 1130 instead of its greeting: a failed
+    ``connect``, not a response whose request is missing."""
+    pairs, err = _pairs("captures-zeek/mysql5-refused")
+    assert _pairs("captures-zeek/mysql5-refused", pdml=True)[0] == pairs
+    assert "mid-conversation" not in err
+    refused = [p for p in pairs if p["request"] == "connect"]
+    assert [p["stream"] for p in refused] == [0, 1, 2]
+    assert all(p["response"].startswith("ERR 1130 Host 'lumberjack.home' is not allowed") for p in refused)
+    assert [p["response"][:8] for p in pairs if p["request"].startswith("login")] == ["ERR 1045"] * 9 + ["OK"]

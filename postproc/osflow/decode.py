@@ -250,6 +250,11 @@ class Decoder:
                 if m is not None:
                     yield m
             elif layer.name == "mysql":
+                if layer.has("mysql.error_code") and layer.get("mysql.packet_number") == "0":
+                    # the server's first packet is an error instead of its greeting (ERR 1130: host not
+                    # allowed; too many connections): the client's connect, refused
+                    yield MysqlCommand(protocol="mysql", stream=p.stream, src=p.dst, dst=p.src, start=start,
+                                       end=start, frames=frames, is_request=True, command="connect")
                 m = self._mysql_layer(p, layer, frames, start)
                 if m is not None:
                     yield m

@@ -226,8 +226,11 @@ class FieldsReader(_Reader):
         layers += [Layer("mysql", (("mysql.affected_rows", n),)) for n in oks[:len(oks) - ok_eofs]]
         layers += [Layer("mysql", (("mysql.eof", "254"), ("mysql.affected_rows", n))) for n in oks[len(oks) - ok_eofs:]]
         messages = values("mysql.error.message")
+        numbers = values("mysql.packet_number")
         for i, code in enumerate(errors):
             fields = [("mysql.error_code", code)]
+            if pdus == 1:  # the server's first packet when it refuses the connection (0)
+                fields.append(("mysql.packet_number", numbers[0]))
             if i < len(messages):
                 fields.append(("mysql.error.message", messages[i]))
             layers.append(Layer("mysql", tuple(fields)))
