@@ -131,3 +131,11 @@ def test_mysql_connection_refused_in_the_greeting_is_a_failed_pair():
     assert [p["stream"] for p in refused] == [0, 1, 2]
     assert all(p["response"].startswith("ERR 1130 Host 'lumberjack.home' is not allowed") for p in refused)
     assert [p["response"][:8] for p in pairs if p["request"].startswith("login")] == ["ERR 1045"] * 9 + ["OK"]
+
+
+def test_mysql_tls_session_is_named_as_tls():
+    """An SSL request turns the connection into TLS: a TLS session that ends with the close, not a
+    login of nobody still waiting for its answer."""
+    (session,) = _both("captures-zeek/mysql-tls")
+    assert (session["request"], session["response"]) == ("TLS session (login and queries encrypted)", "closed")
+    assert session["frames"] == [6, 16]

@@ -479,6 +479,8 @@ class Decoder:
             if "mysql.server_greeting" in names:
                 return MysqlGreeting(**common, is_request=False, version=layer.get("mysql.version"))
             if "mysql.login_request" in names:
+                if layer.get("mysql.packet_length") == "32":  # an SSL request: TLS from here on
+                    return MysqlLogin(**common, is_request=True, tls=True)
                 return MysqlLogin(**common, is_request=True, user=layer.get("mysql.user"),
                                   schema=layer.get("mysql.schema"))
             if _int(layer.get("mysql.packet_number"), 0):

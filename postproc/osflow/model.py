@@ -203,6 +203,7 @@ class MysqlLogin(Message):
 
     user: str | None = None
     schema: str | None = None
+    tls: bool = False  # an SSL request: the login and all that follows are inside TLS
 
 
 @dataclass(frozen=True, kw_only=True, eq=False, repr=False)

@@ -30,6 +30,7 @@ from .model import (
     Message,
     MysqlCommand,
     MysqlGreeting,
+    MysqlLogin,
     RpcExchange,
 )
 
@@ -66,7 +67,8 @@ class Pairing:
         if isinstance(m, Closed):
             # a MySQL or memcached quit is answered by the close of the connection
             for i, req in enumerate(queue):
-                if isinstance(req, (MysqlCommand, MemcacheCommand)) and req.command == "quit":
+                if (isinstance(req, (MysqlCommand, MemcacheCommand)) and req.command == "quit"
+                        or isinstance(req, MysqlLogin) and req.tls):  # a TLS session ends with its connection
                     del queue[i]
                     self._pair(req, m)
                     break

@@ -63,6 +63,8 @@ class Prose:
             return self._memcache(req, ex.response)
         if isinstance(req, MysqlLogin):
             plain = f"login {req.user or '?'}@{req.schema or '-'}"
+            if req.tls:
+                plain = "TLS session (login and queries encrypted)"
             response = mysql_response(ex.response)
             return PairText(plain, response, plain, response or "")
         if isinstance(req, MysqlCommand):
