@@ -44,10 +44,10 @@ FIELDS = (
     "frame.number", "frame.time_epoch", "frame.time_relative", "ip.src", "ip.dst", "ipv6.src", "ipv6.dst",
     "tcp.srcport", "tcp.dstport", "tcp.stream", "tcp.flags", "tcp.len", "tcp.segment",
     *HTTP_FIELDS,
-    "mysql.packet_number", "mysql.packet_length", "mysql.version", "mysql.max_packet", "mysql.user", "mysql.schema", "mysql.command",
-    "mysql.query", "mysql.num_fields", "mysql.field.catalog", "mysql.field.db", "mysql.field.org_table",
-    "mysql.eof", "mysql.affected_rows", "mysql.error_code", "mysql.error.message", "mysql.auth_switch_request.name",
-    "mysql.response_code",
+    "mysql.packet_number", "mysql.packet_length", "mysql.version", "mysql.max_packet", "mysql.user", "mysql.schema",
+    "mysql.command", "mysql.query", "mysql.num_fields", "mysql.field.catalog", "mysql.field.db",
+    "mysql.field.org_table", "mysql.eof", "mysql.affected_rows", "mysql.error_code", "mysql.error.message",
+    "mysql.response_code", "mysql.auth_switch_request.name",
     "data.data",  # memcached's bytes (its ports are decoded as data: the decoder reads its protocols)
     *AMQP_FIELDS,
 )
@@ -174,7 +174,8 @@ class FieldsReader(_Reader):
         if c[_IDX["mysql.version"]]:  # server greeting
             return [Layer("mysql", (("mysql.server_greeting", ""), ("mysql.version", values("mysql.version")[0])))]
         if c[_IDX["mysql.max_packet"]]:  # login request
-            fields = [("mysql.login_request", "")] + self._pairs(c, ("mysql.user", "mysql.schema", "mysql.packet_length"))
+            login = ("mysql.user", "mysql.schema", "mysql.packet_length")
+            fields = [("mysql.login_request", ""), *self._pairs(c, login)]
             return [Layer("mysql", tuple(fields))]
         commands = values("mysql.command")
         if commands:
