@@ -81,3 +81,61 @@ def test_service_option_makes_r_decode_that_port():
         ("SET NAMES 'utf8mb4' COLLATE 'utf8mb4_0900_ai_ci'", "OK"), ("SET @@session.autocommit = OFF", "OK"),
         ("ping", "OK"), ("quit", "closed")]
     assert {p["server_evidence"].split(";")[0] for p in pairs} == {"port 5432 (--service: mysql)"}
+
+
+def test_memcached_text_meta_and_binary_protocols():
+    """Every reply pairs with its command: storage commands with ``noreply`` get none, ``get`` of several
+    keys, ``gets``/``cas``, numeric replies, ``stats`` (its STAT lines are the reply, not commands from
+    the server), meta commands, and the binary protocol named as such."""
+    said = [(p["stream"], p["request"], p["response"]) for p in _both("captures-other/memcached-protocols")]
+    assert said == [
+        (0, "set osflow:a", "noreply"), (0, "add osflow:a", "noreply"), (0, "add osflow:b", "noreply"),
+        (0, "replace osflow:c", "noreply"), (0, "append osflow:a", "noreply"), (0, "prepend osflow:a", "noreply"),
+        (0, "get osflow:a osflow:b osflow:missing", "hit (2 of 3 keys)"), (0, "gets osflow:a", "hit"),
+        (0, "cas osflow:a", "STORED"), (0, "cas osflow:a", "EXISTS"), (0, "set osflow:n", "noreply"),
+        (0, "incr osflow:n", "15"), (0, "decr osflow:n", "13"), (0, "touch osflow:b", "noreply"),
+        (0, "delete osflow:b", "noreply"), (0, "delete osflow:b", "noreply"), (0, "stats", "92 stats"),
+        (0, "version", "VERSION 1.6.18"),
+        (1, "ms osflow:m", "HD"), (1, "mg osflow:m", "hit"), (1, "mg osflow:nothing", "miss"), (1, "ma osflow:n", "HD"),
+        (1, "md osflow:m", "HD"), (1, "mn", "MN"), (1, "gets osflow:a osflow:n", "hit (2 of 2 keys)"),
+        (1, "stats", "28 stats"), (1, "bogus", "ERROR"), (1, "quit", "closed"),
+        (2, "set osflow:bin (binary protocol)", "STORED"), (2, "get osflow:bin (binary protocol)", "hit"),
+        (2, "get osflow:nothing (binary protocol)", "miss"), (2, "delete osflow:bin (binary protocol)", "DELETED")]
+
+
+def test_amqp_messages_of_other_clients_are_publish_to_consumer():
+    """Celery's messages are not oslo.messaging's: each publish is drawn to the consumer it reached with
+    its exchange, routing key and delivery latency; events whose JSON has a ``result`` (task-succeeded)
+    are publishes, not oslo replies; a consumed message is delivered (1), not 0."""
+    pairs, err = _pairs("captures-ndpi/celery-amqp")
+    assert _pairs("captures-ndpi/celery-amqp", pdml=True)[0] == pairs
+    assert "not in the capture" not in err  # every delivery found its publish
+    keys = [p["routing_key"] for p in pairs]
+    assert keys.count("task.succeeded") == 5 and keys.count("tasks.#") == 5 and keys.count("worker.heartbeat") == 3
+    for p in pairs:
+        assert p["request"] == f"publish {p['exchange']} {p['routing_key']}"
+        consumed = p["routing_key"] in ("tasks.#", "worker.heartbeat")
+        assert p["delivered"] == (1 if consumed else 0), p
+        if consumed:
+            assert p["server"] == "127.0.0.1:44204" and p["response"].startswith("delivered in ")
+            assert p["end"] > p["start"]
+
+
+def test_mysql_connection_refused_in_the_greeting_is_a_failed_pair():
+    """A server that answers the connection with ERR 1130 instead of its greeting: a failed
+    ``connect``, not a response whose request is missing."""
+    pairs, err = _pairs("captures-zeek/mysql5-refused")
+    assert _pairs("captures-zeek/mysql5-refused", pdml=True)[0] == pairs
+    assert "mid-conversation" not in err
+    refused = [p for p in pairs if p["request"] == "connect"]
+    assert [p["stream"] for p in refused] == [0, 1, 2]
+    assert all(p["response"].startswith("ERR 1130 Host 'lumberjack.home' is not allowed") for p in refused)
+    assert [p["response"][:8] for p in pairs if p["request"].startswith("login")] == ["ERR 1045"] * 9 + ["OK"]
+
+
+def test_mysql_tls_session_is_named_as_tls():
+    """An SSL request turns the connection into TLS: a TLS session that ends with the close, not a
+    login of nobody still waiting for its answer."""
+    (session,) = _both("captures-zeek/mysql-tls")
+    assert (session["request"], session["response"]) == ("TLS session (login and queries encrypted)", "closed")
+    assert session["frames"] == [6, 16]

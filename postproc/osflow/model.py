@@ -202,6 +202,7 @@ class MysqlLogin(Message):
 
     user: str | None = None
     schema: str | None = None
+    tls: bool = False  # an SSL request: the login and all that follows are inside TLS
 
 
 @dataclass(frozen=True, kw_only=True, eq=False, repr=False)
@@ -230,17 +231,21 @@ class MysqlReply(Message):
 class MemcacheCommand(Message):
     """A memcached command and the keys it names."""
 
-    command: str  # get, gets, set, add, replace, delete, touch, incr, decr, ...
+    command: str  # get, gets, set, add, replace, delete, touch, incr, decr, mg, ms, ...
     keys: tuple[str, ...] = ()
     value_length: int | None = None
+    noreply: bool = False  # ``noreply`` (a quiet meta or binary command): no reply comes unless it fails
+    binary: bool = False  # the binary protocol
 
 
 @dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class MemcacheReply(Message):
     """A memcached reply: hit, miss, STORED, ..."""
 
-    result: str  # hit | miss | STORED | NOT_STORED | NOT_FOUND | DELETED | EXISTS | TOUCHED | ERROR | <number>
+    #: hit | miss | STORED | NOT_STORED | NOT_FOUND | DELETED | EXISTS | TOUCHED | ERROR | <number> | HD | ...
+    result: str
     keys: tuple[str, ...] = ()  # keys of VALUE lines (hits)
+    binary: bool = False  # the binary protocol
 
 
 @dataclass(frozen=True, kw_only=True, eq=False, repr=False)
@@ -286,6 +291,7 @@ class AmqpMessage(Message):
     oslo: OsloMessage | None = None
     compression: str | None = None  # zlib | gzip | bz2 | lzma, when the body was compressed
     undecoded: str | None = None
+    digest: str = ""  # of the body (SHA-256, 16 hex): a delivery is its publish's copy
 
 
 @dataclass(frozen=True, kw_only=True, eq=False, repr=False)

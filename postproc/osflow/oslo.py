@@ -64,6 +64,11 @@ def _inflate(body: bytes, how: str) -> bytes:
     return out
 
 
+#: Keys only oslo.messaging puts in a message (besides its envelope and ``_context_*``): a JSON body
+#: with none of them is another client's, even with a ``result`` (Celery's task-succeeded event).
+_OSLO_KEYS = frozenset({"_msg_id", "_unique_id", "_reply_q", "oslo.version"})
+
+
 def read_body(body: bytes) -> tuple[OsloMessage | None, str | None, str | None]:
     """(message, compression, why not read) of one AMQP body.
 
@@ -78,6 +83,8 @@ def read_body(body: bytes) -> tuple[OsloMessage | None, str | None, str | None]:
     ('zlib', 'compressed body (zlib) that does not inflate')
     >>> read_body(b"plain text")[2]
     'not JSON'
+    >>> read_body(b'{"uuid": "f33a", "result": "None", "type": "task-succeeded"}')[2]
+    'not an oslo.messaging message'
     """
     how = compression_of(body)
     if how is not None:
@@ -94,6 +101,8 @@ def read_body(body: bytes) -> tuple[OsloMessage | None, str | None, str | None]:
             doc = json.loads(doc["oslo.message"])
         except ValueError:
             return None, how, "oslo.message is not JSON"
+    elif isinstance(doc, dict) and not any(k in _OSLO_KEYS or k.startswith("_context_") for k in doc):
+        return None, how, "not an oslo.messaging message"  # another client's JSON (Celery's events, ...)
     if not isinstance(doc, dict):
         return None, how, "not an oslo.messaging message"
     return message(doc), how, None

@@ -52,6 +52,9 @@ class Pairing:
             return
         queue = self._pending[m.stream]
         if m.is_request:
+            if module.unanswered(m):
+                self._pair(m, None)  # no reply comes: the next one is another command's
+                return
             queue.append(m)
             return
         if isinstance(m, Closed):

@@ -50,9 +50,10 @@ def tshark_fields() -> tuple[str, ...]:
     return tuple(dict.fromkeys(f for m in PROTOCOLS for f in m.tshark_fields))
 
 
-def decode_as() -> list[str]:
-    """The tshark ``-d`` arguments the protocols' ports need beyond the port map's HTTP ones."""
-    return [a for m in PROTOCOLS for a in m.decode_as()]
+def decode_as(overrides: dict[int, str] | None = None, pdml: bool = False) -> list[str]:
+    """The tshark ``-d`` arguments the protocols' ports need beyond the port map's HTTP ones (``pdml``:
+    for the PDML command, else for ``-T fields``)."""
+    return [a for m in PROTOCOLS for a in m.decode_as(overrides, pdml)]
 
 
 __all__ = ["PROTOCOLS", "Failure", "LayerDecoder", "PairText", "ProtocolModule", "Vote", "Words", "by_layer",

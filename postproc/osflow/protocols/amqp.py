@@ -14,6 +14,7 @@ nova-compute calls on the conductor.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
@@ -115,7 +116,7 @@ class AmqpDecoder(LayerDecoder):
             protocol="amqp", stream=p.stream, src=p.src, dst=p.dst, start=st.start, end=p.time,
             frames=tuple(st.frames), is_request=st.method == "publish", method=st.method,
             exchange=st.exchange, routing_key=st.routing_key, body_size=st.size or 0, oslo=message,
-            compression=compression, undecoded=why,
+            compression=compression, undecoded=why, digest=hashlib.sha256(body).hexdigest()[:16],
         )  # fmt: skip
 
 
@@ -222,6 +223,7 @@ class RpcPairing:
         self._replies: dict[str, list[AmqpMessage]] = defaultdict(list)  # _msg_id -> reply publishes
         self._links: dict[int, dict] = {}  # stream -> what the join wants to know about the connection
         self._used: set[str] = set()  # _msg_ids of calls paired with their replies
+        self._by_content: dict[str, str] = {}  # a message without _unique_id -> the latest publish like it
         self.orphans = 0  # deliveries and replies whose publish or call is not in the capture
         self.undecoded: dict[str, int] = defaultdict(int)  # why -> messages whose body osflow could not read
 
@@ -245,6 +247,12 @@ class RpcPairing:
             self.undecoded[m.undecoded] += 1
         o = m.oslo
         uid = (o.unique_id if o is not None else None) or _body_key(m)
+        if o is None or not o.unique_id:  # not oslo's: a delivery is a copy of the latest publish like it
+            content = _content_key(m)
+            if m.method == "publish":
+                self._by_content[content] = uid
+            else:
+                uid = self._by_content.get(content, uid)
         if m.method == "publish":
             if o is not None and o.is_reply:
                 if o.msg_id:
@@ -302,6 +310,8 @@ class RpcPairing:
                 open_since = min(open_since, pub.start)
                 continue
             del self._publishes[uid]
+            if self._by_content.get(_content_key(pub)) == uid:
+                del self._by_content[_content_key(pub)]
             out += self._build(pub, uid)
         self._order = keep
         if force != math.inf:
@@ -389,6 +399,11 @@ def _body_key(m: AmqpMessage) -> str:
     return f"{m.exchange}\0{m.routing_key}\0{m.body_size}\0{m.frames[0] if m.is_request else ''}"
 
 
+def _content_key(m: AmqpMessage) -> str:
+    """What a publish and its deliveries share when the body has no id: exchange, routing key, body."""
+    return f"{m.exchange}\0{m.routing_key}\0{m.body_size}\0{m.digest}"
+
+
 # --------------------------------------------------------------------------- the module
 
 
@@ -406,12 +421,18 @@ def _rpc_text(ex: RpcExchange, words: Words) -> PairText:
     notes: list[str] = []
     if publish.compression:
         notes.append(f"compressed body ({publish.compression})")
-    if publish.oslo is None:
+    other = publish.oslo is None and not publish.compression
+    if other:  # another client's message (Celery, ...): where it went
+        plain = rich = " ".join(x for x in ("publish", publish.exchange or "(default exchange)", publish.routing_key)
+                                if x)
+    elif publish.oslo is None:
         plain = rich = f"{ex.kind} ({publish.undecoded or 'body not read'})"
     if ex.delivery is None:
         notes.append("delivered to no consumer")
     response: str | None
-    if ex.kind != "call":
+    if other and ex.delivery is not None:
+        response = f"delivered in {(ex.delivery.end - publish.start) * 1000:.1f} ms"
+    elif ex.kind != "call":
         response = ""
     elif ex.response is None:
         response = None

@@ -92,6 +92,9 @@ class FrameView(Protocol):
 class Row(Protocol):
     """One line of ``tshark -T fields`` output, by field name (:mod:`osflow.source.fields`)."""
 
+    #: ``--service PORT=NAME`` (the port map's word for a port wins otherwise)
+    overrides: dict[int, str] | None
+
     def get(self, name: str) -> str: ...
 
     def values(self, name: str) -> list[str]: ...
@@ -127,6 +130,8 @@ class ProtocolModule:
     tshark_fields: tuple[str, ...] = ()
     #: Its pairs are grouped into one step when several run in a row under one parent (DB and cache calls).
     groups: bool = False
+    #: Its layers are a frame's bytes: only the first ``<proto>`` of a frame makes one.
+    one_layer_per_frame: bool = False
     #: Its messages are paired across connections by its own pairing (AMQP's RPC), not on their connection.
     pairs_itself: bool = False
     #: The word for its pairs in a group's summary ("queries", "commands").
@@ -146,8 +151,9 @@ class ProtocolModule:
         """Must this ``-T fields`` frame be read again as PDML (a table ``-T fields`` cannot write)?"""
         return False
 
-    def decode_as(self) -> list[str]:
-        """tshark ``-d`` arguments this protocol's ports need."""
+    def decode_as(self, overrides: dict[int, str] | None, pdml: bool) -> list[str]:
+        """tshark ``-d`` arguments this protocol's ports need (``pdml``: for the PDML command, else for
+        ``-T fields``; ``overrides``: ``--service PORT=NAME``)."""
         return []
 
     # ------------------------------------------------------------------ decode
@@ -160,6 +166,10 @@ class ProtocolModule:
 
     def absorbs(self, m: Message) -> bool:
         """Is this a message that answers nothing and asks nothing (a MySQL greeting)?"""
+        return False
+
+    def unanswered(self, req: Message) -> bool:
+        """Is this a request no reply follows (memcached's ``noreply``)?  It is a pair at once."""
         return False
 
     def answered_by_close(self, req: Message) -> bool:

@@ -45,7 +45,8 @@ _MYSQL_NOT_REPLIES = frozenset({"mysql.server_greeting", "mysql.login_request", 
 
 #: The fields ``osflow-post -r`` asks tshark for.
 FIELDS = (
-    "mysql.packet_number", "mysql.version", "mysql.max_packet", "mysql.user", "mysql.schema", "mysql.command",
+    "mysql.packet_number", "mysql.packet_length", "mysql.version", "mysql.max_packet", "mysql.user", "mysql.schema",
+    "mysql.command",
     "mysql.query", "mysql.num_fields", "mysql.field.catalog", "mysql.field.db", "mysql.field.org_table",
     "mysql.eof", "mysql.affected_rows", "mysql.error_code", "mysql.error.message", "mysql.auth_switch_request.name",
     "mysql.response_code",
@@ -128,6 +129,11 @@ class MysqlDecoder(LayerDecoder):
         self._mysql: dict[tuple[int, Address], _MysqlReplyState] = {}
 
     def layer(self, p: Packet, layer: Layer, frames: tuple[int, ...], start: float) -> Iterator[Message]:
+        if layer.has("mysql.error_code") and layer.get("mysql.packet_number") == "0":
+            # the server's first packet is an error instead of its greeting (ERR 1130: host not
+            # allowed; too many connections): the client's connect, refused
+            yield MysqlCommand(protocol="mysql", stream=p.stream, src=p.dst, dst=p.src, start=start,
+                               end=start, frames=frames, is_request=True, command="connect")
         m = self._mysql_layer(p, layer, frames, start)
         if m is not None:
             yield m
@@ -174,6 +180,8 @@ class MysqlDecoder(LayerDecoder):
             if "mysql.server_greeting" in names:
                 return MysqlGreeting(**common, is_request=False, version=layer.get("mysql.version"))
             if "mysql.login_request" in names:
+                if layer.get("mysql.packet_length") == "32":  # an SSL request: TLS from here on
+                    return MysqlLogin(**common, is_request=True, tls=True)
                 return MysqlLogin(**common, is_request=True, user=layer.get("mysql.user"),
                                   schema=layer.get("mysql.schema"))
             if to_int(layer.get("mysql.packet_number"), 0):
@@ -394,7 +402,7 @@ def mysql_layers(row: Row) -> list[Layer]:
     if row.get("mysql.version"):  # server greeting
         return [Layer("mysql", (("mysql.server_greeting", ""), ("mysql.version", values("mysql.version")[0])))]
     if row.get("mysql.max_packet"):  # login request
-        fields = [("mysql.login_request", "")] + pairs(("mysql.user", "mysql.schema"))
+        fields = [("mysql.login_request", ""), *pairs(("mysql.user", "mysql.schema", "mysql.packet_length"))]
         return [Layer("mysql", tuple(fields))]
     commands = values("mysql.command")
     if commands:
@@ -446,8 +454,11 @@ def mysql_layers(row: Row) -> list[Layer]:
     layers += [Layer("mysql", (("mysql.affected_rows", n),)) for n in oks[:len(oks) - ok_eofs]]
     layers += [Layer("mysql", (("mysql.eof", "254"), ("mysql.affected_rows", n))) for n in oks[len(oks) - ok_eofs:]]
     messages = values("mysql.error.message")
+    numbers = values("mysql.packet_number")
     for i, code in enumerate(errors):
         fields = [("mysql.error_code", code)]
+        if pdus == 1:  # the server's first packet when it refuses the connection (0)
+            fields.append(("mysql.packet_number", numbers[0]))
         if i < len(messages):
             fields.append(("mysql.error.message", messages[i]))
         layers.append(Layer("mysql", tuple(fields)))
@@ -484,7 +495,8 @@ class Mysql(ProtocolModule):
         return isinstance(m, MysqlGreeting)
 
     def answered_by_close(self, req):
-        return isinstance(req, MysqlCommand) and req.command == "quit"
+        # a quit; a TLS session, which ends with its connection
+        return isinstance(req, MysqlCommand) and req.command == "quit" or isinstance(req, MysqlLogin) and req.tls
 
     def votes(self, ex):
         req = ex.request
@@ -549,6 +561,8 @@ class Mysql(ProtocolModule):
         req = ex.request
         if isinstance(req, MysqlLogin):
             plain = f"login {req.user or '?'}@{req.schema or '-'}"
+            if req.tls:
+                plain = "TLS session (login and queries encrypted)"
         elif isinstance(req, MysqlCommand):
             if req.command == "query":
                 plain = " ".join((req.text or "").split())

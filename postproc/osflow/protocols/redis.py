@@ -378,6 +378,7 @@ class Redis(ProtocolModule):
     pdml_protos = ("resp", "data")
     tshark_fields = FIELDS
     groups = True
+    one_layer_per_frame = True  # a frame's bytes, once
 
     def pdml_layer(self, proto, frame):
         """``data`` on a Redis port (tshark run with ``-d tcp.port==6379,data``, as osflow runs it):
@@ -398,7 +399,7 @@ class Redis(ProtocolModule):
             return []
         return [Layer("redis", (("redis.bytes", raw),))] if raw else []
 
-    def decode_as(self):
+    def decode_as(self, overrides, pdml):
         return [arg for p in sorted(_PORTS) for arg in ("-d", f"tcp.port=={p},data")]
 
     def decoder(self):

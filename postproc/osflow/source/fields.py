@@ -115,7 +115,7 @@ class FieldsReader(Reader):
         flags = to_int(c[_IDX["tcp.flags"]].split(AGGREGATOR)[-1], 0, 16)
         segments = tuple(to_int(x, 0) for x in c[_IDX["tcp.segment"]].split(AGGREGATOR) if x)
         layers: list[Layer] = []
-        row = _Row(c)
+        row = _Row(c, self.overrides)
         for module in protocols.PROTOCOLS:
             mine = module.fields_layers(row)
             if mine:
@@ -142,7 +142,7 @@ def tshark_fields_command(capture: str, tshark: str | None = None,
     """The tshark command behind ``osflow-post -r``: only the fields and frames osflow decodes (the
     ports ``--service PORT=NAME`` names decoded as their service's protocol)."""
     args = [tshark or find_tool("tshark", "TSHARK"), "-r", capture, *portmap.tshark_decode_as(overrides),
-            *protocols.decode_as(), "-Y", FRAME_FILTER,
+            *protocols.decode_as(overrides), "-Y", FRAME_FILTER,
             "-T", "fields", "-E", "occurrence=a", "-E", f"aggregator={AGGREGATOR}", "-E", "header=n"]
     for f in FIELDS:
         args += ["-e", f]
@@ -152,10 +152,11 @@ def tshark_fields_command(capture: str, tshark: str | None = None,
 class _Row:
     """One ``-T fields`` line, by field name (:class:`~osflow.protocols.base.Row`)."""
 
-    __slots__ = ("cols",)
+    __slots__ = ("cols", "overrides")
 
-    def __init__(self, cols: list[str]) -> None:
+    def __init__(self, cols: list[str], overrides: dict[int, str] | None) -> None:
         self.cols = cols
+        self.overrides = overrides
 
     def get(self, name: str) -> str:
         """The column as tshark wrote it (every occurrence, joined by :data:`AGGREGATOR`)."""

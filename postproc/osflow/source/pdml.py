@@ -182,10 +182,11 @@ _TCP = (("tcp.srcport", "show"), ("tcp.dstport", "show"), ("tcp.stream", "show")
 class _Frame:
     """What a protocol's layer may need of the rest of its frame (:class:`~osflow.protocols.base.FrameView`)."""
 
-    __slots__ = ("_ports", "elem")
+    __slots__ = ("_ports", "elem", "tcp")
 
-    def __init__(self, elem: etree._Element, sport: str | None, dport: str | None) -> None:
+    def __init__(self, elem: etree._Element, tcp: etree._Element | None, sport: str | None, dport: str | None) -> None:
         self.elem = elem
+        self.tcp = tcp
         self._ports = (sport, dport)
 
     @property
@@ -193,14 +194,16 @@ class _Frame:
         return to_int(self._ports[0], 0), to_int(self._ports[1], 0)
 
     def payload(self) -> str | None:
-        reassembled = payload = None
-        for f in self.elem.iter("field"):
-            name = f.get("name")
-            if name == "tcp.reassembled.data":
-                reassembled = f.get("value")
-            elif name == "tcp.payload" and payload is None:
-                payload = f.get("value")
-        return reassembled or payload
+        for proto in self.elem:  # the reassembled bytes, when this frame ends a PDU of several segments
+            if proto.get("name") == "fake-field-wrapper":
+                for f in proto.iter("field"):
+                    if f.get("name") == "tcp.reassembled.data":
+                        return f.get("value")
+        if self.tcp is not None:
+            for f in reversed(self.tcp):  # tcp.payload is last in the tcp tree
+                if f.get("name") == "tcp.payload":
+                    return f.get("value")
+        return None
 
 
 def _packet(elem: etree._Element, streams: dict, find: _Finder, addresses: Addresses) -> Packet | None:
@@ -212,7 +215,8 @@ def _packet(elem: etree._Element, streams: dict, find: _Finder, addresses: Addre
     stream = -1
     flags = 0
     tcp_len = 0
-    frame = None  # made for the first layer that asks
+    frame = tcp = None  # the view of the frame: made for the first layer that asks
+    once: set[str] | None = None  # layers that are the frame's bytes, made already
     layers: list[Layer] = []
     segments: list[int] = []
     for proto in elem:  # a packet's children are <proto> elements
@@ -225,6 +229,7 @@ def _packet(elem: etree._Element, streams: dict, find: _Finder, addresses: Addre
         elif pname == "ipv6":
             src_host, dst_host = find.values(proto, _IPV6)
         elif pname == "tcp":
+            tcp = proto
             sport, dport, tcp_stream, tcp_flags, length = find.values(proto, _TCP)
             stream = to_int(tcp_stream, -1)
             if not tcp_flags:  # no raw bytes: the shown 0x... form
@@ -243,17 +248,19 @@ def _packet(elem: etree._Element, streams: dict, find: _Finder, addresses: Addre
                     segments.append(to_int(f.get("show"), 0))
             for f in proto:  # bytes no dissector took (a port decoded as "data", -d tcp.port==N,data)
                 if f.get("name") == "data" and "data" in _READERS:
-                    frame = frame or _Frame(elem, sport, dport)
+                    frame = frame or _Frame(elem, tcp, sport, dport)
                     layer = _READERS["data"].pdml_layer(f, frame)
                     if layer is not None:
                         layers.append(layer)
         else:
             module = _READERS.get(pname or "")
-            if module is not None:
-                frame = frame or _Frame(elem, sport, dport)
+            if module is not None and (once is None or module.name not in once):
+                frame = frame or _Frame(elem, tcp, sport, dport)
                 layer = module.pdml_layer(proto, frame)
                 if layer is not None:
                     layers.append(layer)
+                    if module.one_layer_per_frame:
+                        once = (once or set()) | {module.name}
     if src_host is None or sport is None or dport is None or dst_host is None:
         return None
     try:
@@ -280,7 +287,7 @@ def tshark_pdml_command(capture: str, tshark: str | None = None, extra: tuple[st
         "-r",
         capture,
         *portmap.tshark_decode_as(overrides),
-        *protocols.decode_as(),
+        *protocols.decode_as(overrides, pdml=True),
         *extra,
         "-T",
         "pdml",
