@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from ..model import Exchange, HttpRequest, HttpResponse, KeystoneAuth, Layer, Message, Packet, TokenInfo
 from ..openstack import TOKEN_HEADERS, service_of_user_agent
 from ..redact import url_template
-from .base import Common, Failure, LayerDecoder, PairText, ProtocolModule, Vote, Words, to_int, unescape
+from .base import Common, Failure, LayerDecoder, PairText, ProtocolModule, Vote, Words, fields_of, to_int, unescape
 
 #: The fields osflow reads (the JSON tree is skipped: ``http.file_data`` carries the body).
 HTTP_FIELDS = (
@@ -225,8 +225,6 @@ class Http(ProtocolModule):
     tshark_fields = HTTP_FIELDS
 
     def pdml_layer(self, proto, frame):
-        from .base import fields_of
-
         return Layer("http", fields_of(proto, _keep))
 
     def fields_layers(self, row):
