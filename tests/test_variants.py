@@ -139,3 +139,16 @@ def test_mysql_tls_session_is_named_as_tls():
     (session,) = _both("captures-zeek/mysql-tls")
     assert (session["request"], session["response"]) == ("TLS session (login and queries encrypted)", "closed")
     assert session["frames"] == [6, 16]
+
+
+def test_mysql_server_has_one_label_in_every_format():
+    """A login without a schema, the schema named by results more than a horizon later: the streamed
+    formats (JSON, timeline) and the whole-flow ones (``--explain``, the HTML report) name the server
+    alike, after its client's database."""
+    case = "captures-zeek/mysql-schema-later"
+    pairs, _ = _pairs(case)
+    assert {p["server"] for p in pairs} == {"tfoerste DB"}
+    for argv in (["--explain"], ["--format", "timeline"]):
+        status, out, err = run_post(["-r", str(FIXTURES / case / "capture.pcapng"), *argv])
+        assert status == 0, err
+        assert "tfoerste DB" in out and "test DB" not in out

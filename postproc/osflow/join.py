@@ -407,9 +407,14 @@ def _database(c: _Conn) -> tuple[str | None, str]:
 
 
 def _find_database(c: _Conn) -> tuple[str | None, str]:
-    for ex in c.exchanges:
-        if isinstance(ex.request, MysqlLogin) and ex.request.schema:
-            return ex.request.schema, f"login schema {ex.request.schema}"
+    logins = [ex.request for ex in c.exchanges if isinstance(ex.request, MysqlLogin)]
+    for login in logins:
+        if login.schema:
+            return login.schema, f"login schema {login.schema}"
+    if logins:
+        # a login without a schema: its client names the database, as it does when the stream names the
+        # connection at its login (the results' schemas come later): the same label in every format
+        return None, ""
     dbs: Counter = Counter()
     for ex in c.exchanges:
         if isinstance(ex.response, MysqlReply):
