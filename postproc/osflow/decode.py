@@ -537,6 +537,9 @@ class Decoder:
         if is_eof:
             del self._mysql[key]
             return MysqlReply(**self._reply_common(p.stream, st), kind="eof")
+        if "mysql.message" in names and st.phase == "start":  # a bare text: COM_STATISTICS's reply
+            del self._mysql[key]
+            return MysqlReply(**self._reply_common(p.stream, st), kind="text", text=layer.get("mysql.message"))
         return None  # anything else (auth switch, more data): part of a reply still open
 
     def _reply_state(self, p: Packet, start: float) -> _MysqlReplyState:

@@ -252,4 +252,6 @@ def mysql_response(resp: Message | None) -> str | None:
         return text if resp.complete else text + " (incomplete)"
     if resp.kind == "eof":
         return "EOF"
+    if resp.kind == "text":
+        return " ".join((resp.text or "").split())
     return "OK"

@@ -47,7 +47,7 @@ FIELDS = (
     "mysql.packet_number", "mysql.packet_length", "mysql.version", "mysql.max_packet", "mysql.user", "mysql.schema",
     "mysql.command", "mysql.query", "mysql.num_fields", "mysql.field.catalog", "mysql.field.db",
     "mysql.field.org_table", "mysql.eof", "mysql.affected_rows", "mysql.error_code", "mysql.error.message",
-    "mysql.response_code", "mysql.auth_switch_request.name",
+    "mysql.response_code", "mysql.auth_switch_request.name", "mysql.message",
     "data.data",  # memcached's bytes (its ports are decoded as data: the decoder reads its protocols)
     *AMQP_FIELDS,
 )
@@ -195,6 +195,10 @@ class FieldsReader(_Reader):
         switches = values("mysql.auth_switch_request.name")
         if switches and pdus == 1:  # an auth switch (or more auth data): the login or change_user goes on
             return [Layer("mysql", (("mysql.auth_switch_request.name", switches[0]),))]
+        message = values("mysql.message")
+        if message and pdus == 1 and not (c[_IDX["mysql.affected_rows"]] or c[_IDX["mysql.eof"]]
+                                          or c[_IDX["mysql.error_code"]] or c[_IDX["mysql.num_fields"]]):
+            return [Layer("mysql", (("mysql.message", message[0]),))]  # a bare text: COM_STATISTICS's reply
         # a reply: rebuild its PDUs in protocol order
         columns = values("mysql.num_fields")
         defs = len(values("mysql.field.catalog"))
