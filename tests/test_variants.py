@@ -139,3 +139,24 @@ def test_mysql_tls_session_is_named_as_tls():
     (session,) = _both("captures-zeek/mysql-tls")
     assert (session["request"], session["response"]) == ("TLS session (login and queries encrypted)", "closed")
     assert session["frames"] == [6, 16]
+
+
+def test_mysql_server_has_one_label_in_every_format():
+    """A login without a schema, the schema named by results more than a horizon later: the streamed
+    formats (JSON, timeline) and the whole-flow ones (``--explain``, the HTML report) name the server
+    alike, after its client's database."""
+    case = "captures-zeek/mysql-schema-later"
+    pairs, _ = _pairs(case)
+    assert {p["server"] for p in pairs} == {"tfoerste DB"}
+    for argv in (["--explain"], ["--format", "timeline"]):
+        status, out, err = run_post(["-r", str(FIXTURES / case / "capture.pcapng"), *argv])
+        assert status == 0, err
+        assert "tfoerste DB" in out and "test DB" not in out
+
+
+def test_mysql_statistics_reply_is_its_text():
+    """COM_STATISTICS is answered by a bare text (no OK header): that text is its reply."""
+    said = dict(_said(_both("captures-zeek/mysql8-auth-switch"), 0))
+    assert said["statistics"] == ("Uptime: 416222 Threads: 2 Questions: 40 Slow queries: 0 Opens: 194 "
+                                  "Flush tables: 3 Open tables: 113 Queries per second avg: 0.000")
+    assert said["quit"] == "closed"

@@ -343,10 +343,14 @@ def _database(c: _Conn) -> tuple[str | None, str]:
 
 
 def _find_database(c: _Conn) -> tuple[str | None, str]:
-    for ex in c.exchanges:
-        login = protocols.of(ex).schemas(ex)[0]
+    logins = [s for s in (protocols.of(ex).schemas(ex)[0] for ex in c.exchanges) if s is not None]
+    for login in logins:
         if login:
             return login, f"login schema {login}"
+    if logins:
+        # a login without a schema: its client names the database, as it does when the stream names the
+        # connection at its login (the results' schemas come later): the same label in every format
+        return None, ""
     dbs: Counter = Counter()
     for ex in c.exchanges:
         dbs.update(d for d in protocols.of(ex).schemas(ex)[2] if d)

@@ -23,7 +23,7 @@ Protocol = Literal["http", "mysql", "memcache", "amqp", "rpc", "redis", "tcp"]
 #: How an RPC travels: a call waits for a reply, a cast does not, a fanout is a cast to every consumer.
 RpcKind = Literal["call", "cast", "fanout"]
 #: What a MySQL server answered to one command.
-ReplyKind = Literal["ok", "error", "rows", "eof", "auth_switch"]
+ReplyKind = Literal["ok", "error", "rows", "eof", "auth_switch", "text"]
 #: Where a participant's name came from, strongest first.
 EvidenceSource = Literal["table", "ss-comm", "listener", "protocol", "port", "address"]
 
@@ -225,6 +225,7 @@ class MysqlReply(Message):
     schemas: tuple[str, ...] = ()  # mysql.field.db of the result's columns
     tables: tuple[str, ...] = ()  # mysql.field.org_table of the result's columns
     complete: bool = True
+    text: str | None = None  # a reply that is only text (COM_STATISTICS: "Uptime: ... Threads: ...")
 
 
 @dataclass(frozen=True, kw_only=True, eq=False, repr=False)

@@ -263,7 +263,8 @@ class ProtocolModule:
         return None
 
     def schemas(self, ex: Exchange) -> tuple[str | None, str | None, tuple[str, ...]]:
-        """(the schema a login names, the one a command switches to, those its result names)."""
+        """(the schema a login names ("" for a login without one, None for no login), the one a command
+        switches to, those its result names)."""
         return None, None, ()
 
 

@@ -49,7 +49,7 @@ FIELDS = (
     "mysql.command",
     "mysql.query", "mysql.num_fields", "mysql.field.catalog", "mysql.field.db", "mysql.field.org_table",
     "mysql.eof", "mysql.affected_rows", "mysql.error_code", "mysql.error.message", "mysql.auth_switch_request.name",
-    "mysql.response_code",
+    "mysql.response_code", "mysql.message",
 )
 
 _POOL = ("SELECT 1", "ROLLBACK", "COMMIT", "BEGIN", "START TRANSACTION")
@@ -88,6 +88,8 @@ def mysql_response(resp: Message | None) -> str | None:
         return text if resp.complete else text + " (incomplete)"
     if resp.kind == "eof":
         return "EOF"
+    if resp.kind == "text":
+        return " ".join((resp.text or "").split())
     return "OK"
 
 
@@ -240,6 +242,10 @@ class MysqlDecoder(LayerDecoder):
         if is_eof:
             del self._mysql[key]
             return MysqlReply(**self._reply_common(p.stream, st), is_request=False, kind="eof")
+        if "mysql.message" in names and st.phase == "start":  # a bare text: COM_STATISTICS's reply
+            del self._mysql[key]
+            return MysqlReply(**self._reply_common(p.stream, st), is_request=False, kind="text",
+                              text=layer.get("mysql.message"))
         return None  # anything else (auth switch, more data): part of a reply still open
 
     def _reply_state(self, p: Packet, start: float) -> _MysqlReplyState:
@@ -422,6 +428,10 @@ def mysql_layers(row: Row) -> list[Layer]:
     switches = values("mysql.auth_switch_request.name")
     if switches and pdus == 1:  # an auth switch (or more auth data): the login or change_user goes on
         return [Layer("mysql", (("mysql.auth_switch_request.name", switches[0]),))]
+    message = values("mysql.message")
+    if message and pdus == 1 and not (row.get("mysql.affected_rows") or row.get("mysql.eof")
+                                      or row.get("mysql.error_code") or row.get("mysql.num_fields")):
+        return [Layer("mysql", (("mysql.message", message[0]),))]  # a bare text: COM_STATISTICS's reply
     # a reply: rebuild its PDUs in protocol order
     columns = values("mysql.num_fields")
     defs = len(values("mysql.field.catalog"))
@@ -517,9 +527,10 @@ class Mysql(ProtocolModule):
                         yield Vote(key, 1, f"queries touch table {table}")
 
     def schemas(self, ex: Exchange) -> tuple[str | None, str | None, tuple[str, ...]]:
-        """(the schema a login names, the one an init_db switches to, those a result names)."""
+        """(the schema a login names ("" for a login without one), the one an init_db switches to,
+        those a result names)."""
         req, resp = ex.request, ex.response
-        login = req.schema if isinstance(req, MysqlLogin) and req.schema else None
+        login = (req.schema or "") if isinstance(req, MysqlLogin) else None
         switch = req.text if isinstance(req, MysqlCommand) and req.command == "init_db" and req.text else None
         results = resp.schemas if isinstance(resp, MysqlReply) else ()
         return login, switch, results
