@@ -73,6 +73,7 @@ class FieldsReader(_Reader):
         self.capture = capture  # the capture the fields came from: read its Start-Ok frames again
         self.tshark = tshark
         self.overrides = overrides  # --service PORT=NAME: decoded as the service's protocol
+        self._memcache: set[int] | None = None  # memcached's ports (decoded as data)
         self._start_ok: list[int] = []  # frames holding an AMQP Connection.Start-Ok
 
     def __iter__(self) -> Iterator[Packet]:
@@ -161,8 +162,9 @@ class FieldsReader(_Reader):
         return Layer("http", tuple(self._pairs(c, HTTP_FIELDS)))
 
     def _memcache_port(self, port: int) -> bool:
-        svc = portmap.service_for_port(port, self.overrides)
-        return svc is not None and svc.protocol == "memcache"
+        if self._memcache is None:
+            self._memcache = _memcache_ports(self.overrides)
+        return port in self._memcache
 
     def _mysql(self, c: list[str]) -> list[Layer]:
         def values(name: str) -> list[str]:
@@ -319,13 +321,23 @@ def tshark_fields_command(capture: str, tshark: str | None = None,
     return args
 
 
+def _memcache_ports(overrides: dict[int, str] | None) -> set[int]:
+    """memcached's ports: the port map's, and those ``--service`` gives to memcached, not those it gives
+    to another protocol (a name that is no known service leaves the port's protocol as it was)."""
+    ports = {p for s in portmap.SERVICES if s.protocol == "memcache" for p in s.ports}
+    for p in overrides or ():
+        s = portmap.service_for_port(p, overrides)
+        if s is not None and s.protocol == "memcache":
+            ports.add(p)
+        elif s is not None and s.protocol != "other":
+            ports.discard(p)
+    return ports
+
+
 def _memcache_as_data(overrides: dict[int, str] | None) -> list[str]:
     """Decode-as for memcached's ports as data: ``data.data`` is then their bytes, which the decoder
     reads (tshark's memcache dissector does not know meta commands, numeric replies, touch)."""
-    ports = {p for s in portmap.SERVICES if s.protocol == "memcache" for p in s.ports}
-    ports |= {p for p in overrides or () if (s := portmap.service_for_port(p, overrides)) and s.protocol == "memcache"}
-    ports -= {p for p in overrides or () if (s := portmap.service_for_port(p, overrides)) and s.protocol != "memcache"}
-    return [x for p in sorted(ports) for x in ("-d", f"tcp.port=={p},data")]
+    return [x for p in sorted(_memcache_ports(overrides)) for x in ("-d", f"tcp.port=={p},data")]
 
 
 # --------------------------------------------------------------------------- running tshark
