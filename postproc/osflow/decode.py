@@ -17,6 +17,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from . import oslo
 from .model import (
@@ -290,7 +291,8 @@ class Decoder:
     # ----------------------------------------------------------------- HTTP
 
     def _http(self, p: Packet, layer: Layer, frames: tuple[int, ...], start: float) -> Message | None:
-        common = dict(protocol="http", stream=p.stream, src=p.src, dst=p.dst, start=start, end=p.time, frames=frames)
+        common: dict[str, Any] = dict(protocol="http", stream=p.stream, src=p.src, dst=p.dst, start=start, end=p.time,
+                                      frames=frames)
         method = layer.get("http.request.method")
         if method is not None:
             headers = header_lines(layer.all("http.request.line"))
@@ -331,7 +333,8 @@ class Decoder:
     # ----------------------------------------------------------------- memcached
 
     def _memcache(self, p: Packet, layer: Layer, frames: tuple[int, ...], start: float) -> Message | None:
-        common = dict(protocol="memcache", stream=p.stream, src=p.src, dst=p.dst, start=start, end=p.time, frames=frames)
+        common: dict[str, Any] = dict(protocol="memcache", stream=p.stream, src=p.src, dst=p.dst, start=start,
+                                      end=p.time, frames=frames)
         command = layer.get("memcache.command")
         keys = tuple(layer.all("memcache.key"))
         if command is not None:
@@ -378,8 +381,8 @@ class Decoder:
                     del self._mc[key]
                 return
             n, what = parsed
-            common = dict(protocol="memcache", stream=p.stream, src=p.src, dst=p.dst, start=st.start, end=p.time,
-                          frames=tuple(st.frames), is_request=what["request"])
+            common: dict[str, Any] = dict(protocol="memcache", stream=p.stream, src=p.src, dst=p.dst, start=st.start,
+                                          end=p.time, frames=tuple(st.frames), is_request=what["request"])
             if what["request"]:
                 yield MemcacheCommand(**common, command=what["command"], keys=what.get("keys", ()),
                                       value_length=what.get("value_length"), noreply=what.get("noreply", False),
@@ -476,8 +479,8 @@ class Decoder:
             return None
         names = {k for k, _ in layer.fields}  # most PDUs are asked about several fields
         if not names.isdisjoint(_MYSQL_NOT_REPLIES):
-            common = dict(protocol="mysql", stream=p.stream, src=p.src, dst=p.dst, start=start, end=p.time,
-                          frames=frames)
+            common: dict[str, Any] = dict(protocol="mysql", stream=p.stream, src=p.src, dst=p.dst, start=start,
+                                          end=p.time, frames=frames)
             if "mysql.server_greeting" in names:
                 return MysqlGreeting(**common, is_request=False, version=layer.get("mysql.version"))
             if "mysql.login_request" in names:
@@ -535,7 +538,8 @@ class Decoder:
             return None
         if is_ok:
             del self._mysql[key]
-            return MysqlReply(**self._reply_common(p.stream, st), kind="ok", affected_rows=_int(layer.get("mysql.affected_rows")))
+            return MysqlReply(**self._reply_common(p.stream, st), kind="ok",
+                              affected_rows=_int(layer.get("mysql.affected_rows")))
         if is_eof:
             del self._mysql[key]
             return MysqlReply(**self._reply_common(p.stream, st), kind="eof")
