@@ -160,3 +160,12 @@ def test_mysql_statistics_reply_is_its_text():
     assert said["statistics"] == ("Uptime: 416222 Threads: 2 Questions: 40 Slow queries: 0 Opens: 194 "
                                   "Flush tables: 3 Open tables: 113 Queries per second avg: 0.000")
     assert said["quit"] == "closed"
+
+
+def test_http_100_continue_is_not_a_response_without_request():
+    """An interim ``100 Continue`` is not the request's response nor an orphan: a complete capture
+    does not warn that it started mid-conversation."""
+    pairs, err = _pairs("captures-other/http-100-continue")
+    assert _pairs("captures-other/http-100-continue", pdml=True)[0] == pairs
+    assert "mid-conversation" not in err
+    assert [(p["request"], p["response"]) for p in pairs] == [("POST /resource_classes", "201 Created")] * 2

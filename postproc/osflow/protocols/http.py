@@ -194,6 +194,8 @@ def _http(p: Packet, layer: Layer, frames: tuple[int, ...], start: float) -> Mes
             content_type=layer.get("http.content_type"),
         )
     code = layer.get("http.response.code")
+    if code is not None and code[:1] == "1" and code != "101":
+        return None  # an interim response (100 Continue): the final one answers the request
     if code is not None:
         headers = header_lines(layer.all("http.response.line"))
         token = None

@@ -253,16 +253,24 @@ def _keep(name: str) -> bool:
     return name.startswith("memcache.") and name not in _MEMCACHE_SKIP
 
 
-def _ports(overrides: dict[int, str] | None) -> set[int]:
-    """memcached's ports: the port map's, and those ``--service PORT=NAME`` gives it (or takes)."""
-    ports = {p for s in portmap.SERVICES if s.protocol == "memcache" for p in s.ports}
-    for p in overrides or ():
-        s = portmap.service_for_port(p, overrides)
-        if s is not None and s.protocol == "memcache":
-            ports.add(p)
-        else:
-            ports.discard(p)
+def _ports(overrides: dict[int, str] | None) -> frozenset[int]:
+    """memcached's ports: the port map's, and those ``--service`` gives to memcached, not those it gives
+    to another protocol (a name that is no known service leaves the port's protocol as it was)."""
+    key = tuple(sorted((overrides or {}).items()))
+    ports = _PORTS.get(key)
+    if ports is None:
+        found = {p for s in portmap.SERVICES if s.protocol == "memcache" for p in s.ports}
+        for p in overrides or ():
+            s = portmap.service_for_port(p, overrides)
+            if s is not None and s.protocol == "memcache":
+                found.add(p)
+            elif s is not None and s.protocol != "other":
+                found.discard(p)
+        ports = _PORTS[key] = frozenset(found)
     return ports
+
+
+_PORTS: dict[tuple, frozenset[int]] = {}  # overrides -> memcached's ports
 
 
 class Memcache(ProtocolModule):
