@@ -78,6 +78,7 @@ local SERVICES = {
     { key = "memcached",       label = "memcached",       ports = { 11211 },       protocol = "memcache" },
     { key = "mysql",           label = "MySQL",           ports = { 3306 },        protocol = "mysql" },
     { key = "rabbitmq",        label = "RabbitMQ",        ports = { 5672 },        protocol = "amqp" },
+    { key = "redis",           label = "Redis",           ports = { 6379 },        protocol = "redis" },
     { key = "openstackclient", label = "OpenStackClient", ports = { },             protocol = "http" },
 }
 -- END PORTMAP

@@ -76,16 +76,17 @@ def import_graph(runtime_only: bool = False) -> dict[str, set[str]]:
 #: The stages in order and their modules (docs/architecture.md, "How osflow is built").
 STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("source", ("source", "tshark")),
-    ("decode", ("decode", "oslo")),
+    ("decode", ("decode",)),
     ("pair", ("pair",)),
     ("join", ("tables", "addresses", "join")),
     ("flow", ("flow", "prose", "foreground")),
     ("render", ("render",)),
 )
 #: The modules around the stages: what osflow knows and the shared data; any module may import them,
-#: they import only each other.  ``protocols``: one module per protocol.
+#: they import only each other.  ``protocols``: one module per protocol; ``oslo``: the oslo.messaging
+#: body that the AMQP module reads.
 AROUND = ("osflow", "model", "errors", "options", "openstack", "portmap", "tokens", "quoting", "redact", "wireshark",
-          "protocols")
+          "oslo", "protocols")
 #: What wires the stages and runs them: may import any module but the command line.
 APPLICATION = ("pipeline", "app", "export", "mermaidjs", "profile", "record", "cli", "__main__")
 

@@ -97,26 +97,26 @@ def test_external_entities_and_entity_bombs_are_not_expanded(tmp_path):
 
 @pytest.mark.parametrize("case", ["resource-class-list-cold", "resource-provider-create"])
 def test_result_sets_read_by_position_decode_as_the_full_walk(case, monkeypatch):
-    # _result_set_pdu reads column definitions and rows by position; the walk of _mysql_fields is what it
+    # result_set_pdu reads column definitions and rows by position; the walk of mysql_fields is what it
     # stands in for: both must give the same messages on real result sets.
     if tshark() is None:
         pytest.skip("tshark is not installed")
-    from osflow import source
     from osflow.decode import Decoder
+    from osflow.protocols import mysql
 
     data = pdml_bytes(case)
     by_position = []
-    read = source._result_set_pdu
+    read = mysql.result_set_pdu
 
     def counted(proto):
         fields = read(proto)
         by_position.append(fields is not None)
         return fields
 
-    monkeypatch.setattr(source, "_result_set_pdu", counted)
+    monkeypatch.setattr(mysql, "result_set_pdu", counted)
     fast = list(Decoder().decode(PdmlReader(io.BytesIO(data))))
     assert sum(by_position) > 50  # the positional path did the work
-    monkeypatch.setattr(source, "_result_set_pdu", lambda proto: None)
+    monkeypatch.setattr(mysql, "result_set_pdu", lambda proto: None)
     assert list(Decoder().decode(PdmlReader(io.BytesIO(data)))) == fast
 
 

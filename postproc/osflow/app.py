@@ -147,7 +147,7 @@ def _post_streamed(options: PostOptions, lines_of, stdout: TextIO, stderr: TextI
     if options.capture is not None:
         from .tshark import Tshark
 
-        runner = Tshark(options.capture)
+        runner = Tshark(options.capture, overrides=dict(options.overrides))
         try:
             with runner as pipe:
                 streamed = Stream(pipe, options.capture, tables, analysis, reader=runner.reader(pipe),
@@ -249,7 +249,7 @@ def read(options: PostOptions, stderr: TextIO, streamed: bool = False) -> Result
         return analyse(stream, name, tables, analysis, reader=reader, progress=progress)
 
     if options.capture is not None:
-        return _read_capture(options.capture, run)
+        return _read_capture(options.capture, run, dict(options.overrides))
     if options.pdml == "-":
         return run(sys.stdin.buffer, "<stdin>")
     with _open(options.pdml) as f:
@@ -292,10 +292,10 @@ def _client(options: PostOptions, tables: Tables):
     return foreground.client_from_meta(meta, tables.processes) if meta is not None else None
 
 
-def _read_capture(capture: str, run) -> Result:
+def _read_capture(capture: str, run, overrides: dict[int, str] | None = None) -> Result:
     from .tshark import Tshark
 
-    runner = Tshark(capture)
+    runner = Tshark(capture, overrides=overrides)
     try:
         with runner as stream:
             result = run(stream, capture, reader=runner.reader(stream))

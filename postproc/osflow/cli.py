@@ -55,7 +55,8 @@ def add_post_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ps", action="append", default=[], metavar="FILE",
                    help="process table: ps aux/-ef/-eo pid,ppid,user,args output (repeatable)")
     p.add_argument("--service", action="append", default=[], type=_service_override, metavar="PORT=NAME",
-                   help="name the service on PORT (overrides the port map; repeatable)")
+                   help="name the service on PORT (overrides the port map; repeatable); a service of the map or "
+                        "a protocol (http, mysql, memcache, amqp) also has -r decode PORT as its protocol")
     p.add_argument("-f", "--format", choices=FORMATS,
                    help="output format (default: from -o's extension, else timeline)")
     p.add_argument("-o", "--output", metavar="FILE",

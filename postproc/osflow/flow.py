@@ -20,53 +20,19 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import replace
 
-from . import foreground
+from . import foreground, protocols
 from . import tokens as tok
-from .decode import header
 from .foreground import Client
 from .join import request_ids_of
-from .model import (
-    AmqpMessage,
-    ConnectionNames,
-    Exchange,
-    Flow,
-    HttpRequest,
-    HttpResponse,
-    MemcacheCommand,
-    MysqlCommand,
-    MysqlLogin,
-    MysqlReply,
-    Pair,
-    Participant,
-    RpcExchange,
-    Step,
-    Token,
-)
-from .openstack import TOKEN_HEADERS, tables_in
+from .model import ConnectionNames, Exchange, Flow, Pair, Participant, RpcExchange, Step, Token
 from .options import AnalysisOptions
-from .prose import Prose, token_owner
+from .prose import Prose
+from .protocols.mysql import is_pool_noise
+
+__all__ = ["FlowBuilder", "build_flow", "group_result", "is_pool_noise", "participants", "whole_flow"]
 
 #: The options the flow stage runs with when it is given none: osflow-post's defaults.
 DEFAULTS = AnalysisOptions()
-
-
-def is_pool_noise(ex: Exchange) -> bool:
-    """Connection-pool chatter: pings, ``SELECT 1``, ROLLBACK, COMMIT, SET ...
-
-    >>> from osflow.model import Address
-    >>> a = Address("127.0.0.1", 1); b = Address("127.0.0.1", 3306)
-    >>> cmd = lambda t: MysqlCommand(protocol="mysql", stream=0, src=a, dst=b, start=0, end=0, frames=(1,),
-    ...                              is_request=True, command="query", text=t)
-    >>> [is_pool_noise(Exchange("mysql", 0, a, b, cmd(t), None)) for t in ("SELECT 1", "rollback", "SET NAMES utf8", "SELECT x FROM user")]
-    [True, True, True, False]
-    """
-    req = ex.request
-    if not isinstance(req, MysqlCommand):
-        return False
-    if req.command == "ping":
-        return True
-    text = " ".join((req.text or "").split()).rstrip(";").upper()
-    return text in ("SELECT 1", "ROLLBACK", "COMMIT", "BEGIN", "START TRANSACTION") or text.startswith("SET ")
 
 
 def build_flow(
@@ -201,7 +167,7 @@ class FlowBuilder:
         handling lasts until the callee's last request with its request id, which may be one of them.
         """
         ends = [participants(ex, names) for ex in exchanges]
-        touched = self._note_last(zip(exchanges, ends))
+        touched = self._note_last(zip(exchanges, ends, strict=True))
         if later_names is not None:
             touched |= self._note_last((ex, participants(ex, later_names)) for ex in later
                                        if request_ids_of(ex) and ex.stream in later_names)
@@ -211,7 +177,7 @@ class FlowBuilder:
                     s, e = self.served[idx]
                     self.served[idx] = (s, max(e, min(self._last[key], s + self.longest_cast)))
         pairs, served, prose, activity = self.pairs, self.served, self.prose, self.activity
-        for ex, (client, server) in zip(exchanges, ends):
+        for ex, (client, server) in zip(exchanges, ends, strict=True):
             i = self.placed
             served[i] = self._served(i, ex, server)
             text = prose.text(ex)
@@ -236,7 +202,7 @@ class FlowBuilder:
                 result=text.result,
                 notes=text.notes,
                 tokens=text.tokens,
-                noise=is_pool_noise(ex),
+                noise=protocols.of(ex).noise(ex),
                 depth=depth,
                 placed=placed,
             )
@@ -328,21 +294,8 @@ def participants(ex: Exchange, names: dict[int, ConnectionNames]) -> tuple[Parti
 
 def _register_tokens(reg: tok.TokenRegistry, ex: Exchange, which: int) -> None:
     msg = ex.request if which == 0 else ex.response
-    if isinstance(msg, AmqpMessage):
-        if msg.oslo is not None and msg.oslo.token:
-            reg.see_token(msg.oslo.token)
-    elif isinstance(msg, HttpRequest):
-        for name in TOKEN_HEADERS:
-            v = header(msg.headers, name)
-            if v:
-                reg.see_token(v)
-    elif isinstance(msg, HttpResponse):
-        v = header(msg.headers, "X-Subject-Token")
-        if v:
-            reg.see_token(v, token_owner(msg.token))
-    elif isinstance(msg, MemcacheCommand):
-        for k in msg.keys:
-            reg.see_cache_key(k)
+    if msg is not None:
+        protocols.of(msg).tokens(msg, reg)
 
 
 #: containing candidates weighed for one child (the innermost ones); time breaks the ties
@@ -376,20 +329,19 @@ class _Activity:
 
 
 def _token_lookup(ex: Exchange) -> bool:
-    req = ex.request
-    return isinstance(req, MemcacheCommand) and req.command == "get" and any(tok.is_token_key(k) for k in req.keys)
+    return protocols.of(ex).token_lookup(ex)
 
 
 def _parent(
-    pairs: list[Pair], served: list[tuple[float, float]], candidates, ex: Exchange,
+    pairs: dict[int, Pair], served: dict[int, tuple[float, float]], candidates, ex: Exchange,
     tokens: tuple[str, ...] = (), pid: int | None = None, activity: _Activity | None = None,
 ) -> tuple[int | None, str]:
     """(parent id, what placed it) of ``ex``: of the pairs served to its client whose serving span
     contains it (a cast from the moment it was published, a call until its reply came back), the
     one the evidence agrees with -- a token both carry (the user's token a cache key or a
     validation names), a request id, the process that served it and made this (or its other
-    children), a token lookup only the first in its request --, and of those that agree most, the one active last.  Several clients at once make several spans contain a
-    child; the token says whose it is."""
+    children), a token lookup only the first in its request --, and of those that agree most, the one active
+    last.  Several clients at once make several spans contain a child; the token says whose it is."""
     start, end = ex.start, ex.end
     if isinstance(ex, RpcExchange) and ex.kind != "call":
         end = ex.request.end
@@ -458,12 +410,10 @@ def _steps(pairs: list[Pair], group: bool) -> list[Step]:
     steps: list[Step] = []
 
     def groupable(p: Pair) -> bool:
-        return (
-            group
-            and p.id not in children
-            and p.protocol in ("mysql", "memcache")
-            and not isinstance(p.exchange.request, MysqlLogin)
-        )
+        if not group or p.id in children:
+            return False
+        module = protocols.of(p.exchange)
+        return module.groups and module.groupable(p.exchange)
 
     def walk(parent: int | None, depth: int) -> None:
         sibs = children.get(parent, [])
@@ -473,7 +423,8 @@ def _steps(pairs: list[Pair], group: bool) -> list[Step]:
             j = i + 1
             if groupable(p):
                 key = (p.client.label, p.server.label, p.protocol)
-                while j < len(sibs) and groupable(sibs[j]) and (sibs[j].client.label, sibs[j].server.label, sibs[j].protocol) == key:
+                while (j < len(sibs) and groupable(sibs[j])
+                       and (sibs[j].client.label, sibs[j].server.label, sibs[j].protocol) == key):
                     j += 1
             run = sibs[i:j]
             if len(run) > 1:
@@ -488,30 +439,11 @@ def _steps(pairs: list[Pair], group: bool) -> list[Step]:
 
 
 def _group_summary(run: list[Pair]) -> str:
-    """``47 queries (project, user, …) + 65 pool pings/rollbacks on 2 connections, 290 ms``."""
-    noise = [p for p in run if p.noise]
-    real = [p for p in run if not p.noise]
+    """``47 queries (project, user, …) + 65 pool pings/rollbacks on 2 connections, 290 ms``: the
+    parts are the protocol's (:meth:`~osflow.protocols.base.ProtocolModule.group_summary`)."""
     streams = {p.exchange.stream for p in run}
     ms = (max(p.exchange.end for p in run) - min(p.exchange.start for p in run)) * 1000
-    parts = []
-    if run[0].protocol == "mysql":
-        if real:
-            tables: Counter = Counter()
-            order: dict[str, None] = {}
-            for p in real:
-                for t in tables_in(p.exchange.request.text if isinstance(p.exchange.request, MysqlCommand) else None):
-                    tables[t] += 1
-                    order.setdefault(t, None)
-            names = sorted(order, key=lambda t: -tables[t])  # stable: most used first, then first seen
-            shown = ", ".join(names[:4]) + (", …" if len(names) > 4 else "")
-            word = "query" if len(real) == 1 else "queries"
-            parts.append(f"{len(real)} {word}" + (f" ({shown})" if shown else ""))
-        if noise:
-            parts.append(f"{len(noise)} pool pings/rollbacks")
-    else:
-        cmds = Counter(p.exchange.request.command for p in run if isinstance(p.exchange.request, MemcacheCommand))
-        detail = ", ".join(f"{c} ×{n}" for c, n in sorted(cmds.items(), key=lambda kv: (-kv[1], kv[0])))
-        parts.append(f"{len(run)} commands ({detail})")
+    parts = protocols.of(run[0].exchange).group_summary(run)
     conns = "1 connection" if len(streams) == 1 else f"{len(streams)} connections"
     return f"{' + '.join(parts)} on {conns}, {ms:.0f} ms"
 
@@ -521,11 +453,11 @@ def group_result(run: list[Pair]) -> str:
     ok = rowsets = rows = 0
     other: Counter = Counter()
     for p in run:
-        resp = p.exchange.response
-        if isinstance(resp, MysqlReply) and resp.kind == "rows":
+        counted = protocols.of(p.exchange).group_result(p.exchange)
+        if counted is not None and counted[0] == "rows":
             rowsets += 1
-            rows += resp.rows
-        elif isinstance(resp, MysqlReply) and resp.kind == "ok":
+            rows += counted[1]
+        elif counted is not None and counted[0] == "ok":
             ok += 1
         else:
             other[p.response or "no response"] += 1

@@ -25,29 +25,9 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from . import portmap
-from .model import (
-    Address,
-    AmqpConnection,
-    ConnectionNames,
-    Exchange,
-    HttpRequest,
-    HttpResponse,
-    MysqlCommand,
-    MysqlLogin,
-    MysqlReply,
-    Participant,
-    RpcExchange,
-)
-from .openstack import (
-    SERVICE_TABLES,
-    component_database,
-    service_of_command,
-    service_of_topic,
-    service_of_user_agent,
-    shared_schema,
-    tables_in,
-)
+from . import portmap, protocols
+from .model import Address, AmqpConnection, ConnectionNames, EvidenceSource, Exchange, Participant, RpcExchange
+from .openstack import component_database, service_of_command, service_of_topic
 
 
 @dataclass
@@ -69,7 +49,7 @@ class Named:
 
     key: str
     evidence: str
-    source: str
+    source: EvidenceSource
     pid: int | None = None
 
 
@@ -98,7 +78,7 @@ class Joiner:
         entry = self.sockets.owner(local, remote, time)
         if entry is not None:
             self.in_tables += 1
-        source = "table"
+        source: EvidenceSource = "table"
         if entry is None or not entry.users:
             listener = self.sockets.listening_owner(local, self.processes) if server else None
             if listener is None:
@@ -172,7 +152,8 @@ class Joiner:
                 svc = portmap.service_for_port(c.server.port, self.overrides)
                 if svc is not None:
                     how = "--service" if c.server.port in self.overrides else "port map"
-                    named = Named(svc.key, f"port {c.server.port} ({how}: {svc.key})" + (f"; {note}" if note else ""), "port")
+                    named = Named(svc.key, f"port {c.server.port} ({how}: {svc.key})" + (f"; {note}" if note else ""),
+                                  "port")
             servers[s] = named
             server_notes[s] = note
 
@@ -245,34 +226,9 @@ class Joiner:
         why: dict[str, str] = {}
         schema = _database(c)[0] if c.protocol == "mysql" else None
         for ex in c.exchanges:
-            req = ex.request
-            if isinstance(req, MysqlLogin) and req.user:
-                key = _service_for_db_login(req.user, req.schema)
-                if key:
-                    votes[key] += 100
-                    why.setdefault(key, f"MySQL login {req.user}@{req.schema or '-'}")
-            if isinstance(req, HttpRequest):
-                key = service_of_user_agent(req.user_agent)
-                if key:
-                    votes[key] += 50
-                    why.setdefault(key, f"User-Agent '{req.user_agent[:60]}'")
-            if isinstance(ex.response, MysqlReply):
-                for db in ex.response.schemas:
-                    svc = portmap.service_for_database(db)
-                    if svc:
-                        # a schema several services use (nova's) is weak evidence for any one of them
-                        votes[svc.key] += 1 if shared_schema(db) else 3
-                        why.setdefault(svc.key, f"result metadata names schema {db}")
-            if isinstance(req, MysqlCommand):
-                for table in tables_in(req.text):
-                    for key, tables in SERVICE_TABLES.items():
-                        if table in tables:
-                            votes[key] += 1
-                            why.setdefault(key, f"queries touch table {table}")
-            if isinstance(ex, RpcExchange) and ex.oslo.method in _OBJECT_METHODS and ex.routing_key_topic == "conductor":
-                votes["nova-compute"] += 1
-                why.setdefault("nova-compute", f"calls the conductor's {ex.oslo.method} (the object indirection "
-                                               "nova-compute uses)")
+            for vote in protocols.of(ex).votes(ex):
+                votes[vote.key] += vote.weight
+                why.setdefault(vote.key, vote.why)
             ids = request_ids_of(ex)
             outer = serving.innermost(ex.start, ex.end if not isinstance(ex, RpcExchange) else ex.request.end,
                                       exclude=srv.key if srv else None, request_ids=ids)
@@ -284,17 +240,11 @@ class Joiner:
                 if origin is not None:
                     votes[origin[0]] += 1
                     why.setdefault(origin[0], f"its request id was {origin[0]}'s answer to "
-                                              f"{origin[1].request.method} {origin[1].request.uri.split('?')[0]}")
+                                              f"{protocols.of(origin[1]).serving(origin[1])}")
             if outer is not None:
                 key, outer_ex = outer
                 votes[key] += 2
-                req_o = outer_ex.request
-                if isinstance(outer_ex, RpcExchange):
-                    what = f"the RPC {outer_ex.kind} {outer_ex.oslo.method}"
-                elif isinstance(req_o, HttpRequest):
-                    what = f"{req_o.method} {req_o.uri.split('?')[0]}"
-                else:
-                    what = "a request"
+                what = protocols.of(outer_ex).serving(outer_ex) or "a request"
                 why.setdefault(key, f"{key} was serving {what} at that moment")
         if not votes:
             return None
@@ -325,7 +275,7 @@ def _follow_replies(amqp: dict[int, AmqpConnection], clients: dict[int, Named | 
         for q in link.calls_for + link.reply_queues:
             by_queue.setdefault(q, []).append(s)
     for q, streams in by_queue.items():
-        known = [clients[s] for s in streams if clients.get(s) is not None]
+        known = [n for n in (clients.get(s) for s in streams) if n is not None]
         if not known:
             continue
         owner = known[0]
@@ -385,20 +335,6 @@ def request_ids_of(ex: Exchange, sent_only: bool = False) -> tuple[str, ...]:
     return tuple(out)
 
 
-#: oslo.versionedobjects' indirection: the methods a service without DB access calls on the conductor.
-_OBJECT_METHODS = ("object_action", "object_class_action", "object_class_action_versions", "object_backport_versions")
-
-
-def _service_for_db_login(user: str, schema: str | None) -> str | None:
-    for name in (schema, user):
-        if not name:
-            continue
-        svc = portmap.service_for_database(name) or portmap.service(name)
-        if svc is not None:
-            return svc.key
-    return user if user not in ("root", "mysql") else None
-
-
 def _database(c: _Conn) -> tuple[str | None, str]:
     """The schema a MySQL connection uses and why osflow thinks so (worked out once per connection)."""
     if c.database is None:
@@ -407,13 +343,17 @@ def _database(c: _Conn) -> tuple[str | None, str]:
 
 
 def _find_database(c: _Conn) -> tuple[str | None, str]:
-    for ex in c.exchanges:
-        if isinstance(ex.request, MysqlLogin) and ex.request.schema:
-            return ex.request.schema, f"login schema {ex.request.schema}"
+    logins = [s for s in (protocols.of(ex).schemas(ex)[0] for ex in c.exchanges) if s is not None]
+    for login in logins:
+        if login:
+            return login, f"login schema {login}"
+    if logins:
+        # a login without a schema: its client names the database, as it does when the stream names the
+        # connection at its login (the results' schemas come later): the same label in every format
+        return None, ""
     dbs: Counter = Counter()
     for ex in c.exchanges:
-        if isinstance(ex.response, MysqlReply):
-            dbs.update(d for d in ex.response.schemas if d)
+        dbs.update(d for d in protocols.of(ex).schemas(ex)[2] if d)
     if dbs:
         db = sorted(dbs.items(), key=lambda kv: (-kv[1], kv[0]))[0][0]
         return db, f"result metadata (mysql.field.db) names {db}"
@@ -431,7 +371,7 @@ class _Serving:
     def add(self, start: float, end: float, key: str, ex: Exchange) -> None:
         ids = request_ids_of(ex)
         self._spans.append((start, end, key, ex, ids))
-        if not isinstance(ex, RpcExchange) and isinstance(ex.response, HttpResponse):
+        if not isinstance(ex, RpcExchange) and ex.protocol == "http" and ex.response is not None:
             for rid in ids:
                 self._answered.setdefault(rid, []).append((key, ex))
 

@@ -14,16 +14,16 @@ Names follow the socket API where there is one (``sockname``/``peername``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
-from typing import Literal
+from dataclasses import Field, dataclass, field, fields
+from typing import Any, ClassVar, Literal
 
 #: The protocol of a message or pair (``tcp``: a FIN/RST that answers a MySQL quit; ``amqp``: one
 #: message on one connection to the broker; ``rpc``: an oslo.messaging call or cast across it).
-Protocol = Literal["http", "mysql", "memcache", "amqp", "rpc", "tcp"]
+Protocol = Literal["http", "mysql", "memcache", "amqp", "rpc", "redis", "tcp"]
 #: How an RPC travels: a call waits for a reply, a cast does not, a fanout is a cast to every consumer.
 RpcKind = Literal["call", "cast", "fanout"]
 #: What a MySQL server answered to one command.
-ReplyKind = Literal["ok", "error", "rows", "eof", "auth_switch"]
+ReplyKind = Literal["ok", "error", "rows", "eof", "auth_switch", "text"]
 #: Where a participant's name came from, strongest first.
 EvidenceSource = Literal["table", "ss-comm", "listener", "protocol", "port", "address"]
 
@@ -41,6 +41,7 @@ class _Fields:
     """
 
     __slots__ = ()
+    __dataclass_fields__: ClassVar[dict[str, Field[Any]]]  # every subclass is a dataclass
 
     def _compared(self) -> tuple:
         return tuple(getattr(self, f.name) for f in fields(self) if f.compare)
@@ -48,7 +49,8 @@ class _Fields:
     def __eq__(self, other: object) -> bool:
         if other.__class__ is not self.__class__:
             return NotImplemented
-        return self._compared() == other._compared()  # type: ignore[attr-defined]
+        assert isinstance(other, _Fields)
+        return self._compared() == other._compared()
 
     def __hash__(self) -> int:
         return hash(self._compared())
@@ -97,10 +99,7 @@ class Layer(_Fields):
         return [v for k, v in self.fields if k == name]
 
     def has(self, name: str) -> bool:
-        for k, _ in self.fields:
-            if k == name:
-                return True
-        return False
+        return any(k == name for k, _ in self.fields)
 
 
 #: The fields of a MySQL row PDU (osflow never reads a row's values).  Both readers use this one
@@ -203,6 +202,7 @@ class MysqlLogin(Message):
 
     user: str | None = None
     schema: str | None = None
+    tls: bool = False  # an SSL request: the login and all that follows are inside TLS
 
 
 @dataclass(frozen=True, kw_only=True, eq=False, repr=False)
@@ -225,23 +225,28 @@ class MysqlReply(Message):
     schemas: tuple[str, ...] = ()  # mysql.field.db of the result's columns
     tables: tuple[str, ...] = ()  # mysql.field.org_table of the result's columns
     complete: bool = True
+    text: str | None = None  # a reply that is only text (COM_STATISTICS: "Uptime: ... Threads: ...")
 
 
 @dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class MemcacheCommand(Message):
     """A memcached command and the keys it names."""
 
-    command: str  # get, gets, set, add, replace, delete, touch, incr, decr, ...
+    command: str  # get, gets, set, add, replace, delete, touch, incr, decr, mg, ms, ...
     keys: tuple[str, ...] = ()
     value_length: int | None = None
+    noreply: bool = False  # ``noreply`` (a quiet meta or binary command): no reply comes unless it fails
+    binary: bool = False  # the binary protocol
 
 
 @dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class MemcacheReply(Message):
     """A memcached reply: hit, miss, STORED, ..."""
 
-    result: str  # hit | miss | STORED | NOT_STORED | NOT_FOUND | DELETED | EXISTS | TOUCHED | ERROR | <number>
+    #: hit | miss | STORED | NOT_STORED | NOT_FOUND | DELETED | EXISTS | TOUCHED | ERROR | <number> | HD | ...
+    result: str
     keys: tuple[str, ...] = ()  # keys of VALUE lines (hits)
+    binary: bool = False  # the binary protocol
 
 
 @dataclass(frozen=True, kw_only=True, eq=False, repr=False)
@@ -287,6 +292,7 @@ class AmqpMessage(Message):
     oslo: OsloMessage | None = None
     compression: str | None = None  # zlib | gzip | bz2 | lzma, when the body was compressed
     undecoded: str | None = None
+    digest: str = ""  # of the body (SHA-256, 16 hex): a delivery is its publish's copy
 
 
 @dataclass(frozen=True, kw_only=True, eq=False, repr=False)

@@ -184,14 +184,23 @@ def service_of_user_agent(ua: str | None) -> str | None:
 
 #: Tables a service's queries touch (a query's client is named by majority vote over them).
 SERVICE_TABLES: dict[str, frozenset[str]] = {
-    "keystone": frozenset(
-        ["user", "local_user", "password", "project", "assignment", "role", "implied_role", "token", "revocation_event", "federated_user", "nonlocal_user", "access_rule", "application_credential", "credential", "endpoint", "service", "region", "policy", "domain_config", "group", "user_group_membership", "trust", "system_assignment", "project_tag", "limit", "registered_limit", "expiring_user_group_membership"]
-    ),
-    "placement": frozenset(
-        ["resource_classes", "traits", "resource_providers", "inventories", "allocations", "consumers", "projects", "users", "resource_provider_traits", "resource_provider_aggregates", "placement_aggregates", "consumer_types"]
-    ),
-    "nova-api": frozenset(["cell_mappings", "host_mappings", "instance_mappings", "flavors", "build_requests", "request_specs"]),
-    "neutron-server": frozenset(["networks", "subnets", "ports", "routers", "securitygroups", "securitygrouprules", "agents"]),
+    "keystone": frozenset([
+        "user", "local_user", "password", "project", "assignment", "role", "implied_role", "token",
+        "revocation_event", "federated_user", "nonlocal_user", "access_rule", "application_credential",
+        "credential", "endpoint", "service", "region", "policy", "domain_config", "group", "user_group_membership",
+        "trust", "system_assignment", "project_tag", "limit", "registered_limit", "expiring_user_group_membership"
+    ]),
+    "placement": frozenset([
+        "resource_classes", "traits", "resource_providers", "inventories", "allocations", "consumers", "projects",
+        "users", "resource_provider_traits", "resource_provider_aggregates", "placement_aggregates",
+        "consumer_types"
+    ]),
+    "nova-api": frozenset([
+        "cell_mappings", "host_mappings", "instance_mappings", "flavors", "build_requests", "request_specs"
+    ]),
+    "neutron-server": frozenset([
+        "networks", "subnets", "ports", "routers", "securitygroups", "securitygrouprules", "agents"
+    ]),
     "glance": frozenset(["images", "image_properties", "image_locations", "image_members", "tasks"]),
     "cinder-api": frozenset(["volumes", "snapshots", "backups", "volume_types", "quotas"]),
 }

@@ -64,18 +64,27 @@ def _inflate(body: bytes, how: str) -> bytes:
     return out
 
 
+#: Keys only oslo.messaging puts in a message (besides its envelope and ``_context_*``): a JSON body
+#: with none of them is another client's, even with a ``result`` (Celery's task-succeeded event).
+_OSLO_KEYS = frozenset({"_msg_id", "_unique_id", "_reply_q", "oslo.version"})
+
+
 def read_body(body: bytes) -> tuple[OsloMessage | None, str | None, str | None]:
     """(message, compression, why not read) of one AMQP body.
 
     A compressed body is inflated (bounded by :data:`MAX_INFLATED`) and read; ``compression``
     says how it came.  A body that is not an oslo.messaging message gives ``(None, ..., why)``.
 
-    >>> read_body(zlib.compress(b'{"oslo.version": "2.0", "oslo.message": "{\\\\"method\\\\": \\\\"ping\\\\"}"}'))[0:2]
-    (OsloMessage(method='ping', namespace=None, version=None, object_method=None, msg_id=None, reply_q=None, unique_id=None, request_id=None, global_request_id=None, user=None, project=None, is_reply=False, ending=True, result=None, failure=None, failure_message=None), 'zlib')
+    >>> body = b'{"oslo.version": "2.0", "oslo.message": "{\\\\"method\\\\": \\\\"ping\\\\"}"}'
+    >>> message, how, why = read_body(zlib.compress(body))
+    >>> message.method, message.is_reply, how, why
+    ('ping', False, 'zlib', None)
     >>> read_body(b"\\x78\\x9c garbage")[1:]
     ('zlib', 'compressed body (zlib) that does not inflate')
     >>> read_body(b"plain text")[2]
     'not JSON'
+    >>> read_body(b'{"uuid": "f33a", "result": "None", "type": "task-succeeded"}')[2]
+    'not an oslo.messaging message'
     """
     how = compression_of(body)
     if how is not None:
@@ -92,6 +101,8 @@ def read_body(body: bytes) -> tuple[OsloMessage | None, str | None, str | None]:
             doc = json.loads(doc["oslo.message"])
         except ValueError:
             return None, how, "oslo.message is not JSON"
+    elif isinstance(doc, dict) and not any(k in _OSLO_KEYS or k.startswith("_context_") for k in doc):
+        return None, how, "not an oslo.messaging message"  # another client's JSON (Celery's events, ...)
     if not isinstance(doc, dict):
         return None, how, "not an oslo.messaging message"
     return message(doc), how, None
@@ -103,7 +114,7 @@ def _text(v: Any) -> str | None:
 
 def message(doc: dict) -> OsloMessage:
     """The :class:`OsloMessage` of one decoded oslo.messaging message."""
-    common = dict(
+    common: dict[str, Any] = dict(
         msg_id=_text(doc.get("_msg_id")),
         unique_id=_text(doc.get("_unique_id")),
         request_id=_text(doc.get("_context_request_id")),
@@ -122,7 +133,7 @@ def message(doc: dict) -> OsloMessage:
             failure=failure,
             failure_message=text,
         )
-    args = doc.get("args") if isinstance(doc.get("args"), dict) else {}
+    args = doc["args"] if isinstance(doc.get("args"), dict) else {}
     return OsloMessage(
         **common,
         method=_text(doc.get("method")),

@@ -1,16 +1,17 @@
 """Pair stage: messages -> request/response exchanges, connection by connection.
 
-HTTP pairs by ``http.request_in`` (else in order), one MySQL command with its
-reply, one memcached command with its reply; a MySQL login is one pair; a MySQL
-quit is answered by the close of the connection.  Requests nobody answered stay,
-with no response; responses whose request is not in the capture are counted
-(:attr:`Pairing.orphans`).
+On a connection, a response answers the oldest request of its protocol still waiting,
+unless the protocol says which by an id (HTTP's ``http.request_in``); a request its
+protocol says the close answers (a MySQL quit) is paired with the FIN; a message that asks
+and answers nothing (a MySQL greeting) is left out.  Each protocol's rule is a hook of its
+module (:mod:`osflow.protocols`).  Requests nobody answered stay, with no response;
+responses whose request is not in the capture are counted (:attr:`Pairing.orphans`).
 
-RPC pairs cross connections: :class:`RpcPairing` ties a caller's Basic.Publish to
-each delivery of it (``_unique_id``), a call to its reply (``_msg_id``), and the
-reply to its delivery back to the caller: one :class:`~osflow.model.RpcExchange`
-per callee (a fanout delivered to N consumers is N of them; a publish nobody
-consumed is one, delivered to none).
+RPC pairs cross connections: :class:`~osflow.protocols.amqp.RpcPairing` ties a caller's
+Basic.Publish to each delivery of it (``_unique_id``), a call to its reply (``_msg_id``),
+and the reply to its delivery back to the caller: one :class:`~osflow.model.RpcExchange`
+per callee (a fanout delivered to N consumers is N of them; a publish nobody consumed is
+one, delivered to none).
 """
 
 from __future__ import annotations
@@ -19,18 +20,11 @@ import math
 from collections import defaultdict, deque
 from collections.abc import Iterable
 
-from .model import (
-    AmqpConnection,
-    AmqpMessage,
-    AmqpOpen,
-    Closed,
-    Exchange,
-    HttpResponse,
-    Message,
-    MysqlCommand,
-    MysqlGreeting,
-    RpcExchange,
-)
+from . import protocols
+from .model import Closed, Exchange, Message
+from .protocols.amqp import RpcPairing
+
+__all__ = ["Pairing", "RpcPairing", "pair_messages"]
 
 
 class Pairing:
@@ -41,7 +35,7 @@ class Pairing:
         self.exchanges: list[Exchange] = []  # paired, not yet released (:meth:`release`)
         self.found = 0  # exchanges paired so far
         self.orphans = 0  # responses whose request is not in the capture
-        self.greetings: dict[int, MysqlGreeting] = {}
+        self.greetings: dict[int, Message] = {}  # stream -> the message that opened it (a MySQL greeting)
         self.rpc = RpcPairing()
 
     def feed(self, messages: Iterable[Message]) -> None:
@@ -49,35 +43,40 @@ class Pairing:
             self.add(m)
 
     def add(self, m: Message) -> None:
-        if m.protocol == "amqp":
+        module = protocols.of(m)
+        if module.pairs_itself:  # RPC: paired across the broker's connections
             self.rpc.add(m)
             return
-        if isinstance(m, MysqlGreeting):
+        if module.absorbs(m):
             self.greetings[m.stream] = m
             return
         queue = self._pending[m.stream]
         if m.is_request:
+            if module.unanswered(m):
+                self._pair(m, None)  # no reply comes: the next one is another command's
+                return
             queue.append(m)
             return
         if isinstance(m, Closed):
             # a MySQL quit is answered by the close of the connection
             for i, req in enumerate(queue):
-                if isinstance(req, MysqlCommand) and req.command == "quit":
+                if protocols.of(req).answered_by_close(req):
                     del queue[i]
                     self._pair(req, m)
                     break
             return
-        req = self._match(queue, m)
-        if req is None:
+        asked = self._match(queue, m)
+        if asked is None:
             self.orphans += 1
             return
-        self._pair(req, m)
+        self._pair(asked, m)
 
     @staticmethod
     def _match(queue: deque, resp: Message) -> Message | None:
-        if isinstance(resp, HttpResponse) and resp.request_in is not None:
-            for i, req in enumerate(queue):
-                if resp.request_in in req.frames:
+        req = protocols.of(resp).response_for(queue, resp)
+        if req is not None:
+            for i, r in enumerate(queue):
+                if r is req:
                     del queue[i]
                     return req
         for i, req in enumerate(queue):
@@ -143,185 +142,3 @@ def pair_messages(messages: Iterable[Message]) -> list[Exchange]:
     p = Pairing()
     p.feed(messages)
     return p.finish()
-
-
-class RpcPairing:
-    """Tie the AMQP messages of oslo.messaging RPC together across the broker's connections.
-
-    Messages come in capture order.  Publishes are kept by ``_unique_id`` until the
-    end (a delivery follows its publish; a reply follows the call's delivery); what
-    the capture started in the middle of is counted, not guessed.
-    """
-
-    def __init__(self) -> None:
-        self._publishes: dict[str, AmqpMessage] = {}  # _unique_id -> publish
-        self._order: list[str] = []
-        self._deliveries: dict[str, list[AmqpMessage]] = defaultdict(list)  # _unique_id -> deliveries
-        self._replies: dict[str, list[AmqpMessage]] = defaultdict(list)  # _msg_id -> reply publishes
-        self._links: dict[int, dict] = {}  # stream -> what the join wants to know about the connection
-        self._used: set[str] = set()  # _msg_ids of calls paired with their replies
-        self.orphans = 0  # deliveries and replies whose publish or call is not in the capture
-        self.undecoded: dict[str, int] = defaultdict(int)  # why -> messages whose body osflow could not read
-
-    def _link(self, m: Message) -> dict:
-        client, broker = (m.src, m.dst) if m.is_request else (m.dst, m.src)
-        link = self._links.get(m.stream)
-        if link is None:
-            link = self._links[m.stream] = dict(client=client, broker=broker, start=m.start, name=None,
-                                                consumes={}, replies={}, calls_for={})
-        link["last"] = m.end
-        return link
-
-    def add(self, m: Message) -> None:
-        link = self._link(m)
-        if isinstance(m, AmqpOpen):
-            link["name"] = m.connection_name or link["name"]
-            return
-        if not isinstance(m, AmqpMessage):
-            return
-        if m.undecoded and m.compression:
-            self.undecoded[m.undecoded] += 1
-        o = m.oslo
-        uid = (o.unique_id if o is not None else None) or _body_key(m)
-        if m.method == "publish":
-            if o is not None and o.is_reply:
-                if o.msg_id:
-                    self._replies[o.msg_id].append(m)
-            elif o is not None and o.reply_q:
-                link["calls_for"].setdefault(o.reply_q, None)
-            if uid not in self._publishes:
-                self._order.append(uid)
-            self._publishes[uid] = m
-            return
-        if m.method == "deliver":
-            if o is not None and o.is_reply:
-                link["replies"].setdefault(m.routing_key, None)
-            else:
-                link["consumes"].setdefault(m.exchange if m.exchange.endswith("_fanout") else m.routing_key, None)
-            self._deliveries[uid].append(m)
-
-    def connections(self) -> dict[int, AmqpConnection]:
-        """Every connection to the broker with what its traffic says about its owner."""
-        return {
-            s: AmqpConnection(s, v["client"], v["broker"], v["start"], v["name"], tuple(v["consumes"]),
-                              tuple(v["replies"]), tuple(v["calls_for"]))
-            for s, v in self._links.items()
-        }  # fmt: skip
-
-    def pending(self) -> Iterable[Message]:
-        """Publishes (not replies) not yet paired."""
-        for uid in self._order:
-            pub = self._publishes[uid]
-            if pub.oslo is None or not pub.oslo.is_reply:
-                yield pub
-
-    def release(self, cutoff: float, force: float, idle: float = -math.inf) -> tuple[list[RpcExchange], float]:
-        """(the RPC exchanges ready, when the first publish still open was made).
-
-        A publish is ready once made before ``cutoff`` (its deliveries come right after it), a
-        call once its final reply came back too, or either once made before ``force``.  What is
-        left from before ``force`` that no publish claims -- deliveries, replies, reply
-        publishes -- is counted as orphans and dropped; connections silent since ``idle`` too.
-        """
-        out: list[RpcExchange] = []
-        keep: list[str] = []
-        open_since = math.inf
-        for uid in self._order:
-            pub = self._publishes[uid]
-            o = pub.oslo
-            if o is not None and o.is_reply:
-                if pub.start < force:
-                    del self._publishes[uid]
-                else:
-                    keep.append(uid)
-                continue
-            if pub.start >= cutoff or (pub.start >= force and not self._answered(pub)):
-                keep.append(uid)
-                open_since = min(open_since, pub.start)
-                continue
-            del self._publishes[uid]
-            out += self._build(pub, uid)
-        self._order = keep
-        if force != math.inf:
-            self._expire(force)
-        for s in [s for s, link in self._links.items() if link["last"] < idle]:
-            del self._links[s]
-        return out, open_since
-
-    def _answered(self, pub: AmqpMessage) -> bool:
-        """Is this publish complete: not a call, or a call whose final reply came back to the caller?"""
-        o = pub.oslo
-        if pub.exchange.endswith("_fanout") or o is None or not o.reply_q:
-            return True
-        for r in self._replies.get(o.msg_id, ()) if o.msg_id else ():
-            if r.oslo is not None and r.oslo.ending:
-                ruid = r.oslo.unique_id or _body_key(r)
-                return bool(self._deliveries.get(ruid))
-        return False
-
-    def _build(self, pub: AmqpMessage, uid: str) -> list[RpcExchange]:
-        out: list[RpcExchange] = []
-        o = pub.oslo
-        deliveries = self._deliveries.pop(uid, [])
-        kind = "fanout" if pub.exchange.endswith("_fanout") else ("call" if o is not None and o.reply_q else "cast")
-        reply = reply_delivery = None
-        keepalives = 0
-        if kind == "call" and o is not None and o.msg_id:
-            replies = self._replies.get(o.msg_id, [])
-            final = [r for r in replies if r.oslo is not None and r.oslo.ending]
-            keepalives = len(replies) - len(final)
-            if final or replies:
-                reply = (final or replies)[-1]
-                self._used.add(o.msg_id)
-                ruid = (reply.oslo.unique_id if reply.oslo is not None else None) or _body_key(reply)
-                back = self._deliveries.pop(ruid, [])
-                reply_delivery = back[0] if back else None
-        broker = pub.dst
-        common = dict(kind=kind, broker=broker, delivered=len(deliveries), keepalives=keepalives)
-        if not deliveries:
-            out.append(RpcExchange("rpc", pub.stream, pub.src, broker, pub, reply, **common,
-                                   reply_delivery=reply_delivery))
-            return out
-        for d in deliveries:  # reply and reply_delivery are None but for a call
-            out.append(RpcExchange("rpc", pub.stream, pub.src, d.dst, pub, reply, **common,
-                                   server_stream=d.stream, delivery=d, reply_delivery=reply_delivery))
-        return out
-
-    def _expire(self, before: float) -> None:
-        """Drop (and count) deliveries and replies from before ``before`` that no publish is left to claim."""
-        for uid in [u for u, ds in self._deliveries.items() if u not in self._publishes and ds[0].end < before]:
-            self.orphans += _drop_old(self._deliveries, uid, before)
-        for mid in [m for m, rs in self._replies.items() if rs[0].end < before]:
-            used = mid in self._used
-            n = _drop_old(self._replies, mid, before)
-            self.orphans += 0 if used else n
-            if mid not in self._replies:
-                self._used.discard(mid)
-
-    def finish(self) -> list[RpcExchange]:
-        """Every RPC exchange not released yet; what is left is counted as orphans."""
-        out, _ = self.release(math.inf, math.inf)
-        # what is left: deliveries of publishes made before the capture, replies to calls made before it
-        self.orphans += sum(len(v) for v in self._deliveries.values())
-        self.orphans += sum(len(v) for m, v in self._replies.items() if m not in self._used)
-        self._deliveries.clear()
-        self._replies.clear()
-        self._used.clear()
-        return out
-
-
-def _drop_old(lists: dict[str, list[AmqpMessage]], key: str, before: float) -> int:
-    """Drop the messages of ``lists[key]`` that ended before ``before`` (the key when none is left);
-    how many.  (The same ids come again in a long capture: a copy of a capture, a reused queue.)"""
-    kept = [m for m in lists[key] if m.end >= before]
-    n = len(lists[key]) - len(kept)
-    if kept:
-        lists[key] = kept
-    else:
-        del lists[key]
-    return n
-
-
-def _body_key(m: AmqpMessage) -> str:
-    """A key for a message without ``_unique_id`` (not oslo.messaging): exchange, routing key, size."""
-    return f"{m.exchange}\0{m.routing_key}\0{m.body_size}\0{m.frames[0] if m.is_request else ''}"

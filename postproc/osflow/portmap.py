@@ -27,7 +27,7 @@ class Service:
     key: str
     label: str
     ports: tuple[int, ...]
-    protocol: str  # http | mysql | memcache | amqp | other
+    protocol: str  # http | mysql | memcache | amqp | redis | other
     database: str | None = None  # the schema this service keeps in MySQL
 
 
@@ -54,6 +54,7 @@ SERVICES: tuple[Service, ...] = (
     Service("memcached", "memcached", (11211,), "memcache"),
     Service("mysql", "MySQL", (3306,), "mysql"),
     Service("rabbitmq", "RabbitMQ", (5672,), "amqp"),
+    Service("redis", "Redis", (6379,), "redis"),  # OSProfiler's traces, tooz's coordination
     Service("openstackclient", "OpenStackClient", (), "http"),
 )
 
@@ -85,7 +86,7 @@ def service_for_port(port: int, overrides: dict[int, str] | None = None) -> Serv
     """
     if overrides and port in overrides:
         name = overrides[port]
-        return _BY_KEY.get(name) or Service(name, name, (port,), "other")
+        return _BY_KEY.get(name) or Service(name, name, (port,), PROTOCOL_WORDS.get(name, "other"))
     return _BY_PORT.get(port)
 
 
@@ -114,9 +115,22 @@ def service_for_database(database: str) -> Service | None:
     return None
 
 
-def tshark_decode_as() -> list[str]:
-    """tshark arguments that decode every OpenStack HTTP port as HTTP."""
+#: ``--service PORT=PROTO``: the protocol words that name no service (``--service 8080=http``).
+PROTOCOL_WORDS = {"http": "http", "mysql": "mysql", "memcache": "memcache", "amqp": "amqp"}
+
+
+def tshark_decode_as(overrides: dict[int, str] | None = None) -> list[str]:
+    """tshark arguments that decode every OpenStack HTTP port as HTTP, and each port of ``overrides``
+    (``--service PORT=NAME``) as its service's protocol.
+
+    >>> tshark_decode_as({5432: "mysql", 4444: "my-api"})[-2:]
+    ['-d', 'tcp.port==5432,mysql']
+    """
     args: list[str] = []
     for port in HTTP_PORTS:
         args += ["-d", f"tcp.port=={port},http"]
+    for port in sorted(overrides or ()):
+        svc = service_for_port(port, overrides)
+        if svc is not None and svc.protocol in ("http", "mysql", "memcache", "amqp"):
+            args += ["-d", f"tcp.port=={port},{svc.protocol}"]
     return args

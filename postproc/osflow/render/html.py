@@ -22,8 +22,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .. import quoting
-from ..model import AmqpMessage, Flow, HttpResponse, MysqlReply, Pair, Step
+from .. import protocols, quoting
+from ..model import Flow, Pair, Step
 from . import mermaid, timeline
 from .common import DEFAULT, RenderOptions, frame_ranges, seconds
 
@@ -69,14 +69,7 @@ class Row:
 
 def pair_error(pair: Pair) -> str:
     """``error`` for an HTTP 5xx, a failed RPC call or a MySQL error, ``client`` for an HTTP 4xx, else ""."""
-    r = pair.exchange.response
-    if isinstance(r, HttpResponse):
-        return "error" if r.status >= 500 else "client" if r.status >= 400 else ""
-    if isinstance(r, MysqlReply):
-        return "error" if r.kind == "error" else ""
-    if isinstance(r, AmqpMessage) and r.oslo is not None and r.oslo.failure:
-        return "error"
-    return ""
+    return protocols.of(pair.exchange).failure(pair.exchange, pair.response)
 
 
 def rows(flow: Flow) -> list[Row]:
@@ -338,12 +331,8 @@ def _row(flow: Flow, r: Row, i: int, total: float, colours: _Colours) -> Iterato
 def _badge(r: Row) -> str:
     if r.step.is_group:
         return f"{r.errors} error{'s' if r.errors > 1 else ''}"
-    resp = r.step.first.exchange.response
-    if isinstance(resp, HttpResponse):
-        return str(resp.status)
-    if isinstance(resp, MysqlReply):
-        return f"MySQL {resp.error_code}" if resp.error_code else "MySQL error"
-    return "failure"
+    ex = r.step.first.exchange
+    return protocols.of(ex).badge(ex)
 
 
 def _diagram(flow: Flow, library, hint: str, options: RenderOptions) -> Iterator[str]:

@@ -74,25 +74,12 @@ import uuid
 from collections import OrderedDict, defaultdict, deque
 from collections.abc import Iterable, Iterator
 
-from .. import __version__
-from ..model import (
-    Address,
-    Flow,
-    HttpRequest,
-    HttpResponse,
-    MemcacheCommand,
-    MemcacheReply,
-    MysqlCommand,
-    MysqlLogin,
-    MysqlReply,
-    Pair,
-    Participant,
-    RpcExchange,
-    Token,
-)
-from ..openstack import tables_in
+from .. import __version__, protocols
+from ..model import Address, Flow, HttpRequest, HttpResponse, Pair, Participant, RpcExchange, Token
+from ..protocols.base import Attr, peer
+from ..protocols.http import header
 from ..quoting import one_line
-from ..redact import sql_without_literals, url_template
+from ..redact import url_template
 from .common import DEFAULT, RenderOptions, frame_ranges
 
 #: SpanKind and StatusCode as OTLP/JSON writes them (integers).
@@ -101,7 +88,7 @@ STATUS_ERROR = 2
 #: The instrumentation scope of every span.
 SCOPE = {"name": "osflow", "version": __version__}
 
-Attr = tuple[str, object]
+__all__ = ["Attr", "osprofiler_span_id", "render", "render_parts", "trace_info", "traces", "traces_of_parts"]
 
 
 # --------------------------------------------------------------------------- ids and values
@@ -119,16 +106,6 @@ def _epoch_us(t: float) -> int:
 
 def _nanos(t: float) -> str:
     return str(_epoch_us(t) * 1000)
-
-
-def header(headers: tuple[tuple[str, str], ...], name: str) -> str | None:
-    """The first header called ``name`` (case-insensitive).
-
-    >>> header((("Host", "a"), ("host", "b")), "HOST")
-    'a'
-    """
-    name = name.lower()
-    return next((v for k, v in headers if k.lower() == name), None)
 
 
 def osprofiler_span_id(trace_point: str) -> str | None:
@@ -220,13 +197,14 @@ class _Flow:
         for p in flow.pairs:
             if p.parent is not None:  # top-level pairs are the traces' own (traces_of_parts)
                 self.children[p.parent].append(p)
-            req, resp, stream = p.exchange.request, p.exchange.response, p.exchange.stream
-            if isinstance(req, MysqlLogin) and req.schema:
-                _remember(self._logins, stream, req.schema, first=True)
-            elif isinstance(req, MysqlCommand) and req.command == "init_db" and req.text:
-                _remember(self._logins, stream, req.text)
-            if isinstance(resp, MysqlReply) and resp.schemas:
-                _remember(self._results, stream, resp.schemas[0], first=True)
+            stream = p.exchange.stream
+            login, switch, results = protocols.of(p.exchange).schemas(p.exchange)
+            if login:
+                _remember(self._logins, stream, login, first=True)
+            elif switch:
+                _remember(self._logins, stream, switch)
+            if results:
+                _remember(self._results, stream, results[0], first=True)
 
     def schema(self, stream: int) -> str | None:
         return self._logins.get(stream) or self._results.get(stream)
@@ -363,8 +341,7 @@ def _common(trace: _Trace, pair: Pair) -> list[Attr]:
     ]
 
 
-def _peer(address: Address, prefix: str = "network.peer") -> list[Attr]:
-    return [(f"{prefix}.address", address.host), (f"{prefix}.port", address.port)]
+_peer = peer
 
 
 def _spans(trace: _Trace, pair: Pair) -> None:
@@ -376,11 +353,14 @@ def _spans(trace: _Trace, pair: Pair) -> None:
         _rpc(trace, pair, parent)
     elif isinstance(req, HttpRequest):
         _http(trace, pair, req, parent)
-    elif isinstance(req, (MysqlCommand, MysqlLogin)):
-        _mysql(trace, pair, req, parent)
-    elif isinstance(req, MemcacheCommand):
-        _memcache(trace, pair, req, parent)
-    else:  # nothing else is paired today; a span all the same
+    elif (client_span := protocols.of(ex).otlp_client_span(pair, trace.ctx.schema(ex.stream),
+                                                           _common(trace, pair))) is not None:
+        # a database's or a cache's: one client span, its attributes the protocol's
+        name, attrs, error = client_span
+        sid = trace.span_id(pair, "client")
+        trace.inner[pair.id] = sid
+        trace.add(pair.client, ex.client, _span(trace, sid, parent, name, CLIENT, ex.start, ex.end, attrs, error))
+    else:  # a span all the same
         sid = trace.span_id(pair, "client")
         trace.inner[pair.id] = sid
         trace.add(pair.client, ex.client, _span(trace, sid, parent, pair.request, CLIENT, ex.start, ex.end,
@@ -480,88 +460,6 @@ def _handler_links(trace: _Trace, pair: Pair) -> tuple[tuple[str, str], ...]:
             if info is not None and info[0] == trace.profiler and info[1] != info[0]:
                 seen.setdefault(info[1].hex[16:], None)
     return tuple((sid, "osprofiler trace point that handled the request") for sid in seen)
-
-
-def _db_system(pair: Pair) -> str:
-    return "mariadb" if "mariadb" in pair.server.evidence.lower() else "mysql"
-
-
-def _mysql(trace: _Trace, pair: Pair, req, parent: str | None) -> None:
-    ex = pair.exchange
-    resp = ex.response
-    schema = trace.ctx.schema(ex.stream)
-    operation = table = text = None
-    if isinstance(req, MysqlLogin):
-        operation = "login"
-        name = "login"
-    elif req.command == "query":
-        sql = " ".join((req.text or "").split())
-        text = sql_without_literals(sql)
-        words = sql.split(None, 1)
-        operation = words[0].upper() if words else "query"
-        tables = tables_in(sql)
-        table = tables[0] if tables else None
-        name = f"{operation} {table}" if table else operation
-    else:
-        operation = req.command
-        name = req.command
-    error = error_type = code = None
-    if isinstance(resp, MysqlReply) and resp.kind == "error":
-        code = str(resp.error_code) if resp.error_code is not None else None
-        error = f"ERR {code or ''} {resp.error_message or ''}".strip()
-        error_type = code or "error"
-    system = _db_system(pair)
-    attrs: list[Attr] = [
-        ("db.system.name", system),
-        ("db.system", system),
-        ("db.namespace", schema),
-        ("db.name", schema),
-        ("db.operation.name", operation),
-        ("db.operation", operation),
-        ("db.collection.name", table),
-        ("db.sql.table", table),
-        ("db.query.text", text),
-        ("db.statement", text),
-        ("db.response.status_code", code),
-        ("error.type", error_type),
-        ("server.address", ex.server.host),
-        ("server.port", ex.server.port),
-        *_peer(ex.server),
-        ("net.peer.name", ex.server.host),
-        ("net.peer.port", ex.server.port),
-        ("osflow.noise", pair.noise or None),
-        *_common(trace, pair),
-    ]
-    if text is not None:  # the statement is db.query.text, literals redacted
-        attrs = [(k, v) for k, v in attrs if k != "osflow.request"]
-    sid = trace.span_id(pair, "client")
-    trace.inner[pair.id] = sid
-    trace.add(pair.client, ex.client, _span(trace, sid, parent, name, CLIENT, ex.start, ex.end, attrs, error))
-
-
-def _memcache(trace: _Trace, pair: Pair, req: MemcacheCommand, parent: str | None) -> None:
-    ex = pair.exchange
-    resp = ex.response
-    result = resp.result if isinstance(resp, MemcacheReply) else None
-    error = result if result is not None and result.upper().endswith("ERROR") else None
-    attrs: list[Attr] = [
-        ("db.system.name", "memcached"),
-        ("db.system", "memcached"),
-        ("db.operation.name", req.command),
-        ("db.operation", req.command),
-        ("db.query.text", pair.request),
-        ("db.statement", pair.request),
-        ("error.type", error),
-        ("server.address", ex.server.host),
-        ("server.port", ex.server.port),
-        *_peer(ex.server),
-        ("net.peer.name", ex.server.host),
-        ("net.peer.port", ex.server.port),
-        *_common(trace, pair),
-    ]
-    sid = trace.span_id(pair, "client")
-    trace.inner[pair.id] = sid
-    trace.add(pair.client, ex.client, _span(trace, sid, parent, req.command, CLIENT, ex.start, ex.end, attrs, error))
 
 
 def _rpc(trace: _Trace, pair: Pair, parent: str | None) -> None:

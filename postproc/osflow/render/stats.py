@@ -23,21 +23,8 @@ from collections.abc import Iterable, Iterator
 
 from tabulate import tabulate
 
-from .. import quoting
-from ..model import (
-    Flow,
-    HttpRequest,
-    HttpResponse,
-    MemcacheCommand,
-    MemcacheReply,
-    MysqlCommand,
-    MysqlLogin,
-    MysqlReply,
-    Pair,
-    RpcExchange,
-)
-from ..openstack import tables_in
-from ..redact import url_template
+from .. import protocols, quoting
+from ..model import Flow, Pair
 from .common import DEFAULT, RenderOptions
 
 HEADERS = ("service", "endpoint", "count", "p50 ms", "p95 ms", "p99 ms", "max ms", "errors", "4xx", "cache hits",
@@ -45,42 +32,18 @@ HEADERS = ("service", "endpoint", "count", "p50 ms", "p95 ms", "p99 ms", "max ms
 
 
 def endpoint(pair: Pair) -> str:
-    """What a pair asked its server, with the values that differ call to call left out.
+    """What a pair asked its server, with the values that differ call to call left out (the
+    protocol's :meth:`~osflow.protocols.base.ProtocolModule.endpoint`).
 
     The RPC, HTTP and SQL cases need real exchanges; see tests/test_stats.py.
     """
-    ex = pair.exchange
-    req = ex.request
-    if isinstance(ex, RpcExchange):
-        o = ex.oslo
-        return f"{ex.kind} {o.method or '?'}" + (f" ({o.object_method})" if o.object_method else "")
-    if isinstance(req, HttpRequest):
-        return f"{req.method} {url_template(req.uri.split('?')[0])}"
-    if isinstance(req, MemcacheCommand):
-        return req.command
-    if isinstance(req, MysqlLogin):
-        return "login"
-    if isinstance(req, MysqlCommand):
-        if pair.noise:
-            return "pool: ping, SELECT 1, ROLLBACK, COMMIT, SET"
-        if req.command != "query":
-            return req.command
-        words = (req.text or "").split(None, 1)
-        verb = words[0].upper() if words else "?"
-        return f"{verb} {','.join(sorted(set(tables_in(req.text))))}".rstrip()
-    return req.protocol
+    return protocols.of(pair.exchange).endpoint(pair)
 
 
 def _error(pair: Pair) -> tuple[bool, bool]:
     """(an error, an HTTP 4xx)."""
-    resp = pair.exchange.response
-    if isinstance(pair.exchange, RpcExchange):
-        return (pair.response or "").startswith("failure"), False
-    if isinstance(resp, HttpResponse):
-        return resp.status >= 500, 400 <= resp.status < 500
-    if isinstance(resp, MysqlReply):
-        return resp.kind == "error", False
-    return False, False
+    failure = protocols.of(pair.exchange).failure(pair.exchange, pair.response)
+    return failure == "error", failure == "client"
 
 
 def percentile(values: list[tuple[str, int]], p: float) -> str:
@@ -125,7 +88,8 @@ class Table:
         for p in flow.pairs:
             row = self.rows[(p.server.label, endpoint(p))]
             above = self._above.get(p.parent, ()) if p.parent is not None else ()
-            if p.protocol == "mysql" and isinstance(p.exchange.request, MysqlCommand) and not p.noise:
+            module = protocols.of(p.exchange)
+            if module.db_query(p):
                 for r in above:
                     r.queries += 1
             self._above[p.id] = (row,) + above
@@ -134,11 +98,10 @@ class Table:
             err, client_err = _error(p)
             row.errors += err
             row.client_errors += client_err
-            req = p.exchange.request
-            if isinstance(req, MemcacheCommand) and req.command in ("get", "gets"):
+            hit = module.cache_read(p.exchange)
+            if hit is not None:
                 row.reads += 1
-                resp = p.exchange.response
-                row.hits += isinstance(resp, MemcacheReply) and resp.result == "hit"
+                row.hits += hit
         self.pairs += len(flow.pairs)
         for i in flow.closed or ():
             self._above.pop(i, None)
