@@ -3,9 +3,10 @@
 JSON Lines, OTLP and stats are written while the input is read (app.STREAMED); the timeline,
 Markdown and Mermaid are drawn at the end from the same streamed stages (app.COLLECTED,
 pipeline.collect).  On every real capture of the fixtures they must be byte for byte what the
-whole flow renders (the golden files pin that one); and a long input -- many copies of a real capture, one after the other, each on
-its own connections -- must keep only what is in progress: the pairs and exchanges held, the
-connections named, the renderers' own state stay bounded whatever the number of copies.
+whole flow renders (the golden files pin that one); and a long input -- many copies of a real
+capture, one after the other, each on its own connections -- must keep only what is in progress:
+the pairs and exchanges held, the connections named, the renderers' own state stay bounded
+whatever the number of copies.
 """
 
 from __future__ import annotations

@@ -334,7 +334,9 @@ def test_capture_ps_without_sections_or_headers():
 
 
 def test_process_table_prefers_longest_args():
-    (p,) = parse_ps("keystone    6449  0.0  0.1 108884 11456 ?        Sl   00:00   0:00 (wsgi:keystone-pu -k start").processes
+    (p,) = parse_ps(
+        "keystone    6449  0.0  0.1 108884 11456 ?        Sl   00:00   0:00 (wsgi:keystone-pu -k start"
+    ).processes
     short = dataclasses.replace(p, args="(wsgi:keystone-pu")  # SYNTHETIC: a shorter command line
     assert ProcessTable([short, p]).get(6449) is p
     assert ProcessTable([p, short]).get(6449) is p
@@ -423,14 +425,16 @@ def test_canonical_address():
 
 
 def test_unknown_service_name_is_a_warning():
-    line = 'ESTAB      0      0               10.0.20.11:43424          10.0.20.11:mysql users:(("apache2",pid=6451,fd=20))  '
+    line = ('ESTAB      0      0               10.0.20.11:43424          10.0.20.11:mysql '
+            'users:(("apache2",pid=6451,fd=20))  ')
     r = parse_ss(line.replace(":mysql", ":no-such-service"), "x")  # SYNTHETIC: a name no services file has
     assert r.entries == ()
     assert r.warnings and r.warnings[0].startswith("x:1: cannot read the address '10.0.20.11:no-such-service'")
 
 
 def test_pids_are_ascii_digits_only():
-    line = 'ESTAB      0      0               10.0.20.11:43424          10.0.20.11:mysql users:(("apache2",pid=6451,fd=20))  '
+    line = ('ESTAB      0      0               10.0.20.11:43424          10.0.20.11:mysql '
+            'users:(("apache2",pid=6451,fd=20))  ')
     # SYNTHETIC: a real line whose pid is written in Arabic-Indic digits, which int() would take for 6451
     (entry,) = parse_ss(line.replace("pid=6451", "pid=\u0666\u0664\u0665\u0661"), "x").entries
     assert entry.users == ()
@@ -705,7 +709,8 @@ def test_golden(name):
 
 # --------------------------------------------------------------------------- properties
 
-REAL_SS_LINE = 'ESTAB      0      0               10.0.20.11:56250          10.0.20.11:5000  users:(("apache2",pid=6458,fd=21))  '
+REAL_SS_LINE = ('ESTAB      0      0               10.0.20.11:56250          10.0.20.11:5000  '
+                'users:(("apache2",pid=6458,fd=21))  ')
 REAL_PS_LINE = "placeme+    6458  0.0  0.1 108892 11460 ?        Sl   00:00   0:00 (wsgi:placement-a -k start"
 
 
