@@ -22,7 +22,7 @@ TIMEOUT = 180
 #: Virtual milliseconds Chromium lets the page run before it dumps the DOM (mermaid draws in this time).
 BUDGET_MS = 60_000
 ARGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run", "--hide-scrollbars")  # fmt: skip
+        "--disable-sync", "--no-first-run", "--hide-scrollbars")
 
 
 def executable() -> str | None:
@@ -46,12 +46,12 @@ def available() -> str | None:
 
 def dump_dom(page: Path, fragment: str = "", timeout: float = TIMEOUT) -> str:
     """The DOM of ``page`` (a local file) after load and ``BUDGET_MS`` virtual ms, as HTML."""
-    return _run(["--virtual-time-budget=%d" % BUDGET_MS, "--dump-dom", page.resolve().as_uri() + fragment], timeout)
+    return _run([f"--virtual-time-budget={BUDGET_MS:d}", "--dump-dom", page.resolve().as_uri() + fragment], timeout)
 
 
 def screenshot(page: Path, out: Path, fragment: str = "", size: str = "1400,1000", timeout: float = TIMEOUT) -> Path:
-    _run(["--virtual-time-budget=%d" % BUDGET_MS, f"--window-size={size}", f"--screenshot={out}",
-          page.resolve().as_uri() + fragment], timeout)  # fmt: skip
+    _run([f"--virtual-time-budget={BUDGET_MS:d}", f"--window-size={size}", f"--screenshot={out}",
+          page.resolve().as_uri() + fragment], timeout)
     return out
 
 

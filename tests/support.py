@@ -28,7 +28,8 @@ def tshark() -> str | None:
 
 
 def case_dir(case: str) -> Path:
-    """A real capture's folder: a name in fixtures/captures/, or a path under fixtures/ (``captures-compute/server-create``)."""
+    """A real capture's folder: a name in fixtures/captures/, or a path under fixtures/
+    (``captures-compute/server-create``)."""
     return FIXTURES / case if "/" in case else CAPTURES / case
 
 

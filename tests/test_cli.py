@@ -61,7 +61,10 @@ def test_truncated_pdml_keeps_its_pairs_warns_and_exits_4():
         assert not differ & {"id", "start", "protocol", "request", "stream"}, (g, f)
         if differ:
             assert g["response"] is None or got[f["parent"]]["response"] is None, (g, f)
-    same = lambda g, f: {k: v for k, v in g.items() if k != "background"} == {k: v for k, v in f.items() if k != "background"}  # noqa: E731
+
+    def same(g: dict, f: dict) -> bool:
+        return {k: v for k, v in g.items() if k != "background"} == {k: v for k, v in f.items() if k != "background"}
+
     assert sum(same(g, full_by_id[g["id"]]) for g in got.values()) > len(got) // 2
 
 
@@ -180,8 +183,10 @@ def test_help_imports_nothing_heavy_and_documents_exit_statuses():
                         "--help"], env=env, capture_output=True, text=True)
     assert r.returncode == 0 and "exit status:" in r.stdout and "partial" in r.stdout
     # fast: no heavy import at start-up (the benchmark times it: benchmarks/bench_post.py, goal 5)
-    r = subprocess.run([sys.executable, "-c", "import sys, osflow.cli; print('lxml' in sys.modules, 'tabulate' in sys.modules)"],
-                       env=env, capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-c", "import sys, osflow.cli; print('lxml' in sys.modules, 'tabulate' in sys.modules)"],
+        env=env, capture_output=True, text=True,
+    )
     assert r.stdout.strip() == "False False"
 
 
@@ -234,9 +239,9 @@ def test_every_dataclass_has_its_own_docstring():
     missing = []
     for path in sorted((ROOT / "postproc/osflow").rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ClassDef) and any("dataclass" in ast.unparse(d) for d in node.decorator_list):
-                if ast.get_docstring(node) is None:
-                    missing.append(f"{path.name}:{node.lineno} {node.name}")
+            if (isinstance(node, ast.ClassDef) and any("dataclass" in ast.unparse(d) for d in node.decorator_list)
+                    and ast.get_docstring(node) is None):
+                missing.append(f"{path.name}:{node.lineno} {node.name}")
     assert not missing
 
 

@@ -99,7 +99,8 @@ def _golden_elsewhere(fmt: str) -> set[str]:
     import test_otlp
     import test_report
 
-    return {case if "/" in case else f"captures/{case}" for case, _ in (test_report.ALL if fmt == "html" else test_otlp.ALL)}
+    pinned = test_report.ALL if fmt == "html" else test_otlp.ALL
+    return {case if "/" in case else f"captures/{case}" for case, _ in pinned}
 
 
 @pytest.mark.parametrize("case", CAPTURES)

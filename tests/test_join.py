@@ -64,7 +64,8 @@ def test_apache_listener_is_ambiguous():
         ("(wsgi:keystone-pu -k start", "keystone"),
         ("(wsgi:placement-a -k start", "placement"),
         ("/usr/bin/python3 /usr/bin/glance-api --config-file=/etc/glance/glance-api.conf", "glance"),
-        ("/usr/lib/erlang/erts-12.2.1/bin/beam.smp -W w -MBas ageffcbf -- -root /usr/lib/erlang -s rabbit boot", "rabbitmq"),
+        ("/usr/lib/erlang/erts-12.2.1/bin/beam.smp -W w -MBas ageffcbf -- -root /usr/lib/erlang -s rabbit boot",
+         "rabbitmq"),
         ("/usr/bin/memcached -m 64 -p 11211 -u memcache -l 10.0.20.11", "memcached"),
         ("/usr/sbin/mariadbd", "mysql"),
         ("/usr/bin/uwsgi --ini /etc/keystone/keystone-uwsgi-public.ini", "keystone"),
@@ -121,7 +122,8 @@ def test_without_tables_at_least_95_percent_of_pairs_are_named_alike(case):
     truth = flow(case, with_tables=True).pairs
     bare = flow(case, with_tables=False).pairs
     assert len(truth) == len(bare) > 0
-    same = sum((a.client.label, a.server.label) == (b.client.label, b.server.label) for a, b in zip(truth, bare))
+    same = sum((a.client.label, a.server.label) == (b.client.label, b.server.label)
+               for a, b in zip(truth, bare, strict=True))
     assert same / len(truth) >= 0.95
     # and the names without tables come from protocol evidence, not addresses
     assert all(b.client.source in ("protocol", "port") for b in bare)
@@ -179,7 +181,8 @@ def test_server_end_missing_from_the_socket_log_is_its_listeners():
     status, out, err = run_post(["-r", str(case / "capture.pcapng"), "--ss", str(case / "ss.txt"),
                                  "--ps", str(case / "ps.txt"), "--format", "json"])
     assert status == 0, err
-    pairs = [p for p in map(json.loads, out.splitlines()) if p["server_address"] == "127.0.0.1:8774" and p["stream"] == 29]
+    pairs = [p for p in map(json.loads, out.splitlines())
+             if p["server_address"] == "127.0.0.1:8774" and p["stream"] == 29]
     assert pairs and all(p["server"] == "nova-api" for p in pairs)
     assert all("the listening socket on port 8774" in p["server_evidence"] and "uwsgi" in p["server_evidence"]
                for p in pairs), pairs[0]["server_evidence"]

@@ -133,7 +133,8 @@ def test_every_line_parses_strictly_as_traces_data(case, golden):
             assert HEX32.fullmatch(s["traceId"]) and HEX16.fullmatch(s["spanId"]), s
             assert "parentSpanId" not in s or HEX16.fullmatch(s["parentSpanId"])
             assert s["kind"] in (SERVER, CLIENT, PRODUCER, CONSUMER)
-            assert re.fullmatch(r"\d{19}", s["startTimeUnixNano"]) and int(s["endTimeUnixNano"]) >= int(s["startTimeUnixNano"])
+            assert re.fullmatch(r"\d{19}", s["startTimeUnixNano"])
+            assert int(s["endTimeUnixNano"]) >= int(s["startTimeUnixNano"])
             assert s["name"] and res["service.name"]
             assert s.get("status", {}).get("code", 2) == 2
 
@@ -207,7 +208,7 @@ def test_sql_spans_are_named_after_operation_and_table_with_literals_redacted():
     assert all(s["kind"] == CLIENT for _, s, _ in sql)
     names = {s["name"] for _, s, _ in sql}
     assert {"SELECT resource_classes", "SELECT traits", "login", "ROLLBACK"} <= names
-    for res, s, a in sql:
+    for res, _, a in sql:
         text = a.get("db.query.text")
         if text is None:
             continue
@@ -247,7 +248,8 @@ def test_rpc_calls_are_client_server_and_casts_producer_consumer():
     assert call["rpc.system"] == "oslo_messaging" and call["messaging.message.conversation_id"]
     assert call["openstack.request_id"].startswith("req-")
     fanout = by_name["update_instance_info"][0][2]
-    assert fanout["messaging.destination.name"] == "scheduler_fanout" and "rabbitmq.destination.routing_key" not in fanout
+    assert fanout["messaging.destination.name"] == "scheduler_fanout"
+    assert "rabbitmq.destination.routing_key" not in fanout
     # the user's POST and everything it caused is one trace
     (post_trace,) = {s["traceId"] for res, s, a in spans if s["name"] == "POST /v2.1/servers"}
     assert {s["traceId"] for _, s, _ in spans if s["name"] == "build_and_run_instance"} == {post_trace}
@@ -411,8 +413,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             json_format.Parse(json.dumps(_proto_json(json.loads(body))), request)
         else:
             request.ParseFromString(body)
-        self.server.requests.append((self.path, kind, request))  # type: ignore[attr-defined]
-        status = self.server.status  # type: ignore[attr-defined]
+        server = self.server
+        assert isinstance(server, _Receiver)
+        server.requests.append((self.path, kind, request))
+        status = server.status
         self.send_response(status)
         answer = b"{}" if status == 200 else b'{"code": 13, "message": "the test says no"}'
         self.send_header("Content-Type", "application/json")
@@ -482,7 +486,8 @@ def test_a_failed_post_is_one_line_and_exit_6_and_the_output_stays_written(no_pr
     status, _, err = run_post(["-r", str(case_dir(case) / "capture.pcapng"), *tables_args(case), "-o", str(out),
                                "--otlp-endpoint", url])
     assert status == 6
-    assert err.count("\n") == 1 and err.startswith(f"osflow-post: error: {url}/v1/traces: cannot send the traces: "), err
+    assert err.count("\n") == 1, err
+    assert err.startswith(f"osflow-post: error: {url}/v1/traces: cannot send the traces: "), err
     assert out.read_text() == _otlp(case)  # everything written all the same
 
     receiver = _Receiver(status=500)
@@ -518,7 +523,7 @@ def test_a_real_otlp_http_receiver_takes_it(no_proxy, tmp_path):
          "--batch-timeout", "100ms", "--pid-file", str(tmp_path / "rotel.pid"),
          "--log-file", str(tmp_path / "rotel.log")],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    )
     try:
         deadline = time.monotonic() + 20
         while True:

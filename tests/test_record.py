@@ -25,7 +25,10 @@ from osflow.errors import InputError, ToolMissing, UsageError
 from osflow.record import capture, kernel, socketlog
 
 ROOT = Path(__file__).resolve().parents[1]
-COVERAGE = re.compile(r"^coverage: (\d+(?:\.\d+)?)% \((\d+)/(\d+) connection ends(?:, \d+ of them through their listening socket)?\)$", re.M)
+COVERAGE = re.compile(
+    r"^coverage: (\d+(?:\.\d+)?)% \((\d+)/(\d+) connection ends(?:, \d+ of them through their listening socket)?\)$",
+    re.M,
+)
 
 
 def parse(argv):
@@ -87,7 +90,8 @@ def test_socket_log_names_our_own_sockets_and_parse_ss_reads_it():
         for client, server in (before, later):
             c, s = client.getsockname(), server.getsockname()
             for local, remote in ((c, s), (s, c)):
-                e = table.owner(tables.parse_address(f"{local[0]}:{local[1]}"), tables.parse_address(f"{remote[0]}:{remote[1]}"))
+                e = table.owner(tables.parse_address(f"{local[0]}:{local[1]}"),
+                                tables.parse_address(f"{remote[0]}:{remote[1]}"))
                 assert e is not None and [u.pid for u in e.users] == [me], (local, remote, out.getvalue())
         assert [u.pid for u in table.listeners(port)[0].users] == [me]
         # the later pair came from a poll, in a block of its own
@@ -166,7 +170,8 @@ def test_syn_trigger_filter_lets_only_syns_through_and_drain_reads_the_connectin
             time.sleep(0.01)
         assert found, "no SYN seen"
         family, src, sport, dst, dport = found[0]
-        assert (family, socket.inet_ntoa(src), sport, dport) == (socket.AF_INET, "127.0.0.1", client.getsockname()[1], port)
+        assert (family, socket.inet_ntoa(src), sport, dport) == (
+            socket.AF_INET, "127.0.0.1", client.getsockname()[1], port)
         row = diag.lookup(*found[0])
         assert row is not None and row.inode == os.fstat(client.fileno()).st_ino
         assert (trigger.senders is not None) == (kind == "eBPF"), trigger.no_senders
@@ -461,7 +466,8 @@ def test_record_a_short_exchange(tmp_path):
     out = tmp_path / "rec"
     client = ("import socket,sys,time\n"
               "for i in range(3):\n"
-              f"    s = socket.create_connection(('127.0.0.1', {echo.port})); s.sendall(b'ping\\n'); s.recv(10); time.sleep(0.02); s.close()\n"
+              f"    s = socket.create_connection(('127.0.0.1', {echo.port})); s.sendall(b'ping\\n'); s.recv(10); "
+              "time.sleep(0.02); s.close()\n"
               "print('client done'); sys.exit(3)\n")
     try:
         p = _record(["-o", str(out), "--ports", str(echo.port), "--", sys.executable, "-c", client])

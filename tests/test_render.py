@@ -56,7 +56,11 @@ def test_long_flows_split_between_steps_with_open_requests_carried_over():
     assert len(whole) == 1 and len(parts) > 3
     for lines in parts:
         check_diagram(lines)
-    body = lambda ds: [line for d in ds for line in d if ARROW.match(line) or line.startswith("    Note over") and "continued: " not in line]
+
+    def body(ds: list[list[str]]) -> list[str]:
+        return [line for d in ds for line in d
+                if ARROW.match(line) or line.startswith("    Note over") and "continued: " not in line]
+
     assert body(parts) == body(whole)
     # a split inside placement's GET /resource_classes carries it over to the next diagram
     assert any("continued: GET /resource_classes" in line for d in parts for line in d)

@@ -29,7 +29,7 @@ from support import CASES, case_dir, check_golden, header_tokens, pdml_bytes, po
 pytestmark = pytest.mark.tshark
 
 COMPUTE = ("server-create", "image-create", "network-create", "lab-server-create-novalidhost", "lab-server-delete",
-           "lab-server-stop")  # fmt: skip
+           "lab-server-stop")
 #: (fixture case, golden file's name) for every real capture the report is checked on
 ALL = tuple((c, c) for c in CASES) + tuple((f"captures-compute/{n}", f"compute-{n}") for n in COMPUTE)
 #: What mermaid's browser build ends with; the stand-in only has to be taken for one.
@@ -115,7 +115,7 @@ def test_html_follows_the_output_file_s_extension(tmp_path, stand_in):
     case = "token-issue"
     out = tmp_path / "report.html"
     status, _, err = run_post(["-r", str(case_dir(case) / "capture.pcapng"), *tables_args(case), "-o", str(out),
-                               "--mermaid-js", stand_in])  # fmt: skip
+                               "--mermaid-js", stand_in])
     assert status == 0, err
     assert out.read_text(encoding="utf-8") == post_html(case, "--mermaid-js", stand_in)
 
@@ -140,10 +140,11 @@ def test_without_a_mermaid_build_the_report_shows_the_source_and_says_how_to_dra
 
 @pytest.mark.parametrize("given,why", [("/nonexistent/mermaid.min.js", "cannot read"),
                                        ("/etc/hostname", "is not mermaid's browser build"),
-                                       ("x/dist/mermaid.esm.min.mjs", "ES module build")])  # fmt: skip
+                                       ("x/dist/mermaid.esm.min.mjs", "ES module build")])
 def test_a_wrong_mermaid_build_is_one_line_and_status_3(given, why):
     case = "token-issue"
-    status, out, err = run_post(["-r", str(case_dir(case) / "capture.pcapng"), "--format", "html", "--mermaid-js", given])
+    capture = case_dir(case) / "capture.pcapng"
+    status, out, err = run_post(["-r", str(capture), "--format", "html", "--mermaid-js", given])
     assert status == 3 and out == ""
     assert len(err.strip().splitlines()) == 1 and why in err and err.startswith("osflow-post: error: --mermaid-js")
 
@@ -188,7 +189,7 @@ def test_the_waterfall_has_a_row_per_step_nested_under_its_caller(stand_in):
     colour = [next(c for c in r.get("class").split() if re.fullmatch(r"s\d+", c)) for r in rows]
     assert colour[0] == colour[1] == colour[8] and colour[4] == colour[5] != colour[0]
     widths = [float(re.search(r"width:([\d.]+)%", r.xpath('.//span[@class="bar"]')[0].get("style")).group(1))
-              for r in rows]  # fmt: skip
+              for r in rows]
     assert max(widths) == widths[3] > 75  # the 1.8 s GET /resource_classes, of 2.2 s
 
 
@@ -222,7 +223,8 @@ def test_participants_tokens_and_timeline_tables(stand_in):
     doc = _doc("resource-class-list-cold", stand_in)
     participants = [r.xpath("string(td[1])") for r in doc.xpath('//section[@id="participants"]//tbody/tr')]
     assert participants[:2] == ["OpenStackClient", "keystone"] and "placement DB" in participants
-    placement = next(r for r in doc.xpath('//section[@id="participants"]//tbody/tr') if r.xpath("string(td[1])") == "placement")
+    placement = next(r for r in doc.xpath('//section[@id="participants"]//tbody/tr')
+                     if r.xpath("string(td[1])") == "placement")
     assert "wsgi:placement" in placement.xpath("string(td[7])")
     tokens = [[c.text_content() for c in r.xpath("td")] for r in doc.xpath('//section[@id="tokens"]//tbody/tr')]
     assert [t[:3] for t in tokens] == [["T1", "admin@admin", "bb9ff2e7"], ["T2", "placement@service", "8bfe2166"]]
@@ -238,7 +240,7 @@ def _passwords(case: str) -> frozenset[str]:
     """The passwords of the capture's keystone logins (real secrets of the lab), read with tshark."""
     out = subprocess.run([tshark(), "-r", str(case_dir(case) / "capture.pcapng"), "-d", "tcp.port==5000,http",
                           "-Y", 'http.request.method == "POST"', "-T", "fields", "-e", "http.file_data"],
-                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+                         capture_output=True, text=True, check=True).stdout
     found = set()
     for body in out.splitlines():
         try:
@@ -255,7 +257,7 @@ def _rpc_tokens(case: str) -> frozenset[str]:
     from osflow.source import PdmlReader
 
     return frozenset(m.oslo.token for m in Decoder().decode(PdmlReader(io.BytesIO(pdml_bytes(case)), case))
-                     if isinstance(m, AmqpMessage) and m.oslo is not None and m.oslo.token)  # fmt: skip
+                     if isinstance(m, AmqpMessage) and m.oslo is not None and m.oslo.token)
 
 
 @pytest.mark.parametrize("case,golden", ALL, ids=[g for _, g in ALL])
@@ -302,7 +304,8 @@ def report_browser():
 
 def _write_report(tmp_path: Path, case: str, *extra: str) -> Path:
     out = tmp_path / "report.html"
-    status, _, err = run_post(["-r", str(case_dir(case) / "capture.pcapng"), *tables_args(case), "-o", str(out), *extra])
+    capture = case_dir(case) / "capture.pcapng"
+    status, _, err = run_post(["-r", str(capture), *tables_args(case), "-o", str(out), *extra])
     assert status == 0, err
     assert "no mermaid build found" not in err
     return out
@@ -315,7 +318,8 @@ def test_chromium_draws_the_diagram_and_the_waterfall(case, tmp_path, report_bro
     dom = report_browser.dump_dom(page)
     doc = lxml_html.fromstring(dom)
     body = doc.xpath("//body")[0]
-    assert body.get("data-mermaid") == "drawn", (body.get("data-script-error"), doc.xpath('string(//*[@id="mermaid-failed"])'))
+    failed = doc.xpath('string(//*[@id="mermaid-failed"])')
+    assert body.get("data-mermaid") == "drawn", (body.get("data-script-error"), failed)
     svgs = doc.xpath('//section[@id="diagram"]//details[@open]//pre[@class="mermaid"]/svg')
     assert len(svgs) == 1 and svgs[0].get("aria-roledescription") == "sequence"
     svg = lxml_html.tostring(svgs[0], encoding="unicode")
@@ -412,6 +416,6 @@ def test_same_report_whatever_the_hash_seed(stand_in):
         env = dict(os.environ, PYTHONPATH=str(ROOT / "postproc"), PYTHONHASHSEED=seed)
         r = subprocess.run([sys.executable, "-m", "osflow", "post", "-r", str(case_dir(case) / "capture.pcapng"),
                             *tables_args(case), "--format", "html", "--mermaid-js", stand_in],
-                           env=env, capture_output=True, check=True)  # fmt: skip
+                           env=env, capture_output=True, check=True)
         got.add(r.stdout)
     assert len(got) == 1

@@ -178,7 +178,7 @@ def test_sql_with_newlines_and_backslash_escapes_reads_the_same_from_pdml_and_ca
 def _same_names(name: str, rpc_only: bool) -> tuple[int, int]:
     named, plain = _pairs(name), _pairs(name, tables=False)
     assert [p["id"] for p in named] == [p["id"] for p in plain]
-    rows = [(a, b) for a, b in zip(named, plain) if not rpc_only or a["protocol"] == "rpc"]
+    rows = [(a, b) for a, b in zip(named, plain, strict=True) if not rpc_only or a["protocol"] == "rpc"]
     return sum((a["client"], a["server"]) == (b["client"], b["server"]) for a, b in rows), len(rows)
 
 
@@ -375,8 +375,9 @@ def test_a_corrupted_compute_capture_gives_pairs_not_a_traceback(seed, tmp_path)
     if editcap is None:
         pytest.skip("editcap not installed")
     out = tmp_path / "corrupted.pcapng"
-    subprocess.run([editcap, "-E", "0.0005", "--seed", str(seed), str(case_dir(_case("server-create")) / "capture.pcapng"),
-                    str(out)], check=True, capture_output=True)
+    capture = case_dir(_case("server-create")) / "capture.pcapng"
+    subprocess.run([editcap, "-E", "0.0005", "--seed", str(seed), str(capture), str(out)], check=True,
+                   capture_output=True)
     for argv, stdin in ((["-r", str(out)], None),
                         ([], subprocess.run([tshark(), "-r", str(out), "-T", "pdml"], capture_output=True).stdout)):
         status, text, err = run_post([*argv, "--format", "json"], stdin=stdin)

@@ -37,7 +37,8 @@ def test_a_keep_alive_reply_does_not_end_the_call():
         amqp(3, CALLEE, "publish", 1.0, alive, "", "reply_q1"), amqp(4, CALLER, "deliver", 1.1, alive, "", "reply_q1"),
         amqp(3, CALLEE, "publish", 2.0, final, "", "reply_q1"), amqp(4, CALLER, "deliver", 2.1, final, "", "reply_q1"),
     )
-    assert (ex.kind, ex.keepalives, ex.response.oslo.unique_id, ex.reply_delivery.oslo.unique_id) == ("call", 1, "u3", "u3")
+    assert (ex.kind, ex.keepalives, ex.response.oslo.unique_id, ex.reply_delivery.oslo.unique_id) == (
+        "call", 1, "u3", "u3")
     assert ex.end == 2.1 and ex.served == (0.1, 2.0)
 
 
@@ -63,8 +64,10 @@ def test_what_came_before_the_capture_is_counted_not_guessed():
 def test_the_join_learns_topics_and_reply_queues_per_connection():
     call = OsloMessage(method="select_destinations", msg_id="m1", reply_q="reply_q1", unique_id="u1")
     reply = OsloMessage(is_reply=True, result="[]", msg_id="m1", unique_id="u2")
-    p, _ = run(amqp(1, CALLER, "publish", 0.0, call, key="scheduler"), amqp(2, CALLEE, "deliver", 0.1, call, key="scheduler"),
-               amqp(3, CALLEE, "publish", 0.2, reply, "", "reply_q1"), amqp(4, OTHER, "deliver", 0.3, reply, "", "reply_q1"))
+    p, _ = run(amqp(1, CALLER, "publish", 0.0, call, key="scheduler"),
+               amqp(2, CALLEE, "deliver", 0.1, call, key="scheduler"),
+               amqp(3, CALLEE, "publish", 0.2, reply, "", "reply_q1"),
+               amqp(4, OTHER, "deliver", 0.3, reply, "", "reply_q1"))
     links = p.rpc.connections()
     assert links[1].calls_for == ("reply_q1",) and links[2].consumes == ("scheduler",)
     assert links[4].reply_queues == ("reply_q1",) and links[4].client == OTHER and links[4].broker == BROKER

@@ -55,7 +55,8 @@ def test_elements_are_cleared_as_they_are_read():
         (b"", "found empty input"),
         (b"   \n", "found empty input"),
         (b"this is not xml", "found not XML"),
-        (b'<?xml version="1.0"?><html><body/></html>', "with a <pdml> root, found an XML document whose root is <html>"),
+        (b'<?xml version="1.0"?><html><body/></html>',
+         "with a <pdml> root, found an XML document whose root is <html>"),
     ],
 )
 def test_bad_input_is_one_clear_error(data, expected):
@@ -83,9 +84,9 @@ def test_external_entities_and_entity_bombs_are_not_expanded(tmp_path):
     real = pdml_bytes("resource-class-list-cache-hit").decode()
     head, rest = real.split("<pdml", 1)
     doctype = (
-        '<!DOCTYPE pdml [<!ENTITY xxe SYSTEM "file://%s">'
+        f'<!DOCTYPE pdml [<!ENTITY xxe SYSTEM "file://{secret}">'
         '<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">'
-        '<!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;"><!ENTITY d "&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;">]>' % secret
+        '<!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;"><!ENTITY d "&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;">]>'
     )
     # put the entities where a field value would be read
     hostile = (head + doctype + "<pdml" + rest).replace('show="GET"', 'show="&xxe;&d;"', 1)

@@ -15,9 +15,16 @@ ROOT = Path(__file__).resolve().parents[2]
 LAB = ROOT / "tests" / "lab"
 STATE = Path(os.environ.get("OSFLOW_LAB_STATE", "/var/lib/osflow-lab"))
 OPENSTACK = "/usr/bin/openstack"  # Debian's client, as on the controller
-RESOURCE_CLASS_LIST = [OPENSTACK, "--os-placement-api-version", "1.2", "resource", "class", "list", "--sort-column", "name"]
-PASSWORD_VARS = ("OS_USERNAME", "OS_PASSWORD", "OS_PROJECT_NAME", "OS_USER_DOMAIN_NAME", "OS_PROJECT_DOMAIN_NAME", "OS_AUTH_URL")
-COVERAGE = re.compile(r"^coverage: (\d+(?:\.\d+)?)% \((\d+)/(\d+) connection ends(?:, \d+ of them through their listening socket)?\)$", re.M)
+RESOURCE_CLASS_LIST = [
+    OPENSTACK, "--os-placement-api-version", "1.2", "resource", "class", "list", "--sort-column", "name",
+]
+PASSWORD_VARS = (
+    "OS_USERNAME", "OS_PASSWORD", "OS_PROJECT_NAME", "OS_USER_DOMAIN_NAME", "OS_PROJECT_DOMAIN_NAME", "OS_AUTH_URL",
+)
+COVERAGE = re.compile(
+    r"^coverage: (\d+(?:\.\d+)?)% \((\d+)/(\d+) connection ends(?:, \d+ of them through their listening socket)?\)$",
+    re.M,
+)
 
 
 def _openrc() -> dict[str, str]:
@@ -57,8 +64,8 @@ class Recording:
         m = COVERAGE.search(proc.stderr)
         self.coverage = (float(m.group(1)), int(m.group(2)), int(m.group(3))) if m else None
         post = subprocess.run(
-            [sys.executable, "-m", "osflow", "post", "-r", str(folder / "capture.pcapng"), "--ss", str(folder / "ss.txt"),
-             "--ps", str(folder / "ps.txt"), "-f", "json"],
+            [sys.executable, "-m", "osflow", "post", "-r", str(folder / "capture.pcapng"),
+             "--ss", str(folder / "ss.txt"), "--ps", str(folder / "ps.txt"), "-f", "json"],
             env=_env(), capture_output=True, text=True, timeout=300,
         )
         assert post.returncode == 0, post.stderr

@@ -22,7 +22,8 @@ FOUR = "for i in 1 2 3 4; do " + " ".join(RESOURCE_CLASS_LIST) + " > /dev/null &
 @pytest.fixture(scope="module")
 def busy(tmp_path_factory):
     if os.environ.get("OSFLOW_LAB") != "1":
-        pytest.skip("end-to-end lab tests: run tests/lab/run-e2e.sh (needs root; sets up the OpenStack lab, OSFLOW_LAB=1)")
+        pytest.skip("end-to-end lab tests: run tests/lab/run-e2e.sh "
+                    "(needs root; sets up the OpenStack lab, OSFLOW_LAB=1)")
     if not (STATE / "openrc").exists():
         pytest.fail(f"OSFLOW_LAB=1 but the lab is not up ({STATE / 'openrc'} missing): run tests/lab/up.sh")
     env = _env()
@@ -43,7 +44,8 @@ def test_coverage_is_100_percent_while_the_services_run(busy, name):
     r = busy[name]
     assert r.coverage is not None, r.proc.stderr
     percent, owned, total = r.coverage
-    assert (owned, percent) == (total, 100.0), f"{name}: {r.coverage}, without owner: {r.meta['coverage']['without_owner']}"
+    without = r.meta["coverage"]["without_owner"]
+    assert (owned, percent) == (total, 100.0), f"{name}: {r.coverage}, without owner: {without}"
     assert "no connection of the capture is in the socket tables" not in r.proc.stderr
 
 

@@ -8,12 +8,12 @@ in this order: ``image create`` (a 1 MiB upload), ``network create`` (flat), ``s
 (flavor m1.toobig: more RAM than the fake host has; up.sh lifts the quotas).  What they create is
 deleted again afterwards (outside the recordings).
 
-The RPC checks read the JSON the AMQP decoder writes, one object per RPC message pair: ``{"protocol": "rpc", "client": "nova-api", "server":
-"nova-conductor", "request": "cast schedule_and_build_instances" | "call select_destinations" | "fanout
-update_instance_info" | "call object_action (Instance.save)", "response": "result …" | "failure
-NoValidHost" | "" (a cast), "via": "RabbitMQ", "via_address": "127.0.0.1:5672", "exchange": "nova",
-"routing_key": "conductor", "delivered": 1, "tokens": [...], ...}`` (a publish nobody consumed: server
-"RabbitMQ", delivered 0).
+The RPC checks read the JSON the AMQP decoder writes, one object per RPC message pair:
+``{"protocol": "rpc", "client": "nova-api", "server": "nova-conductor", "request": "cast
+schedule_and_build_instances" | "call select_destinations" | "fanout update_instance_info" | "call
+object_action (Instance.save)", "response": "result …" | "failure NoValidHost" | "" (a cast), "via":
+"RabbitMQ", "via_address": "127.0.0.1:5672", "exchange": "nova", "routing_key": "conductor",
+"delivered": 1, "tokens": [...], ...}`` (a publish nobody consumed: server "RabbitMQ", delivered 0).
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ def _os(env, *args, timeout=120) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def compute_lab():
     if os.environ.get("OSFLOW_LAB") != "1":
-        pytest.skip("end-to-end lab tests: run tests/lab/run-e2e.sh (needs root; sets up the OpenStack lab, OSFLOW_LAB=1)")
+        pytest.skip("end-to-end lab tests: run tests/lab/run-e2e.sh "
+                    "(needs root; sets up the OpenStack lab, OSFLOW_LAB=1)")
     if not (STATE / "openrc").exists():
         pytest.fail(f"OSFLOW_LAB=1 but the lab is not up ({STATE / 'openrc'} missing): run tests/lab/up.sh")
     for url in ("http://controller:5000/v3", "http://controller:8778/", "http://controller:9292/versions",
@@ -111,8 +112,10 @@ def recordings(compute_lab, tmp_path_factory):
 
     def run(name, command):
         folder = base / name
-        proc = subprocess.run([*record, "--render", "--linger", "2", "-o", str(folder), "--", "timeout", "300", *command],
-                              env=env, capture_output=True, text=True, timeout=600)
+        proc = subprocess.run(
+            [*record, "--render", "--linger", "2", "-o", str(folder), "--", "timeout", "300", *command],
+            env=env, capture_output=True, text=True, timeout=600,
+        )
         assert proc.returncode == 0, f"{name}: record exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
         out[name] = Story(Recording(name, folder, proc))
 
@@ -179,7 +182,8 @@ def test_files_and_coverage(recordings, name):
     assert total > 0 and r.meta["coverage"]["owned"] == owned and r.meta["coverage"]["total"] == total
     # the compute lab is busy (nova-compute's reports, the services' polling): the socket log misses some
     # short connections behind Apache and uwsgi; their listening socket's process group owns them
-    assert (owned, percent) == (total, 100.0), f"{name}: {r.coverage}, without owner: {r.meta['coverage']['without_owner']}"
+    without = r.meta["coverage"]["without_owner"]
+    assert (owned, percent) == (total, 100.0), f"{name}: {r.coverage}, without owner: {without}"
     # an end stays unnamed only when the socket log missed its owner (and no protocol named it)
     unowned = {u.split(" -> ")[0] for u in r.meta["coverage"]["without_owner"]}
     for p in r.pairs:
@@ -254,11 +258,13 @@ def test_server_create(recordings):
     assert facts["server_status"] == "ACTIVE"
     post = _server_post(s)
     # nova-api checks the image with glance and writes the build request while serving the POST
-    image_get = s.calls(client="nova-api", server="glance", protocol="http", request="GET /v2/images/", parent=post["id"])
+    image_get = s.calls(client="nova-api", server="glance", protocol="http", request="GET /v2/images/",
+                        parent=post["id"])
     assert image_get and image_get[0]["response"].startswith("200"), s.below(post)
     assert s.calls(client="nova-api", server="nova_api DB", protocol="mysql", parent=post["id"])
     # the scheduler asks placement for candidates and claims the allocation for the new server
-    candidates = s.one(client="nova-scheduler", server="placement", protocol="http", request="GET /allocation_candidates")
+    candidates = s.one(client="nova-scheduler", server="placement", protocol="http",
+                       request="GET /allocation_candidates")
     assert candidates["response"].startswith("200") and post["start"] < candidates["start"], candidates
     claim = s.one(client="nova-scheduler", server="placement", protocol="http",
                   request=f"PUT /allocations/{facts['server_id']}")
@@ -277,15 +283,19 @@ def test_server_create_rpc(recordings):
     post = _server_post(s)
     user_token = post["tokens"][0]
     # nova-api casts the build to the conductor while serving the POST
-    cast = s.one(client="nova-api", server="nova-conductor", protocol="rpc", request="cast schedule_and_build_instances")
+    cast = s.one(client="nova-api", server="nova-conductor", protocol="rpc",
+                 request="cast schedule_and_build_instances")
     assert cast["parent"] == post["id"] and cast["response"] == "", cast
-    assert (cast["exchange"], cast["routing_key"], cast["delivered"], _via(cast)) == ("nova", "conductor", 1, BROKER), cast
+    assert (cast["exchange"], cast["routing_key"], cast["delivered"], _via(cast)) == (
+        "nova", "conductor", 1, BROKER), cast
     assert user_token in cast["tokens"], "the user's token travels in the RPC context"
     # the conductor calls the scheduler, which asks placement
     call = s.one(client="nova-conductor", server="nova-scheduler", protocol="rpc", request="call select_destinations")
     assert call["parent"] == cast["id"] and call["response"].startswith("result"), call
-    assert (call["exchange"], call["routing_key"], call["delivered"], _via(call)) == ("nova", "scheduler", 1, BROKER), call
-    candidates = s.one(client="nova-scheduler", server="placement", protocol="http", request="GET /allocation_candidates")
+    assert (call["exchange"], call["routing_key"], call["delivered"], _via(call)) == (
+        "nova", "scheduler", 1, BROKER), call
+    candidates = s.one(client="nova-scheduler", server="placement", protocol="http",
+                       request="GET /allocation_candidates")
     assert candidates["parent"] == call["id"], (candidates, call)
     claim = s.one(client="nova-scheduler", server="placement", protocol="http",
                   request=f"PUT /allocations/{facts['server_id']}")
@@ -333,7 +343,8 @@ def test_server_delete_rpc(recordings):
                    request=f"DELETE /v2.1/servers/{facts['server_id']}")
     cast = s.one(client="nova-api", server="nova-compute", protocol="rpc", request="cast terminate_instance")
     assert cast["parent"] == delete["id"] and cast["response"] == "", cast
-    assert (cast["exchange"], cast["routing_key"], cast["delivered"], _via(cast)) == ("nova", "compute.controller", 1, BROKER)
+    assert (cast["exchange"], cast["routing_key"], cast["delivered"], _via(cast)) == (
+        "nova", "compute.controller", 1, BROKER)
     assert delete["tokens"][0] in cast["tokens"]
     release = s.one(client="nova-compute", server="placement", protocol="http",
                     request=f"DELETE /allocations/{facts['server_id']}")
@@ -354,7 +365,8 @@ def test_server_create_novalidhost(recordings):
     assert facts["big_status"] == "ERROR" and "No valid host" in facts["big_fault"], facts
     post = _server_post(s)
     # the scheduler asks placement, gets no candidate, claims nothing
-    candidates = s.one(client="nova-scheduler", server="placement", protocol="http", request="GET /allocation_candidates")
+    candidates = s.one(client="nova-scheduler", server="placement", protocol="http",
+                       request="GET /allocation_candidates")
     assert candidates["response"].startswith("200") and post["start"] < candidates["start"], candidates
     assert "MEMORY_MB%3A2097152" in candidates["request"], candidates
     assert not s.calls(client="nova-scheduler", server="placement", request=f"PUT /allocations/{facts['big_id']}")
@@ -368,11 +380,13 @@ def test_server_create_novalidhost_rpc(recordings):
     _assert_rpc(recordings)
     s = recordings[0]["server-create-novalidhost"]
     post = _server_post(s)
-    cast = s.one(client="nova-api", server="nova-conductor", protocol="rpc", request="cast schedule_and_build_instances")
+    cast = s.one(client="nova-api", server="nova-conductor", protocol="rpc",
+                 request="cast schedule_and_build_instances")
     assert cast["parent"] == post["id"] and cast["delivered"] == 1 and _via(cast) == BROKER, cast
     call = s.one(client="nova-conductor", server="nova-scheduler", protocol="rpc", request="call select_destinations")
     assert call["parent"] == cast["id"] and call["response"] == "failure NoValidHost", call
-    candidates = s.one(client="nova-scheduler", server="placement", protocol="http", request="GET /allocation_candidates")
+    candidates = s.one(client="nova-scheduler", server="placement", protocol="http",
+                       request="GET /allocation_candidates")
     assert candidates["parent"] == call["id"]
     assert not s.calls(protocol="rpc", request="cast build_and_run_instance"), "no host: nothing to build"
     assert post["tokens"][0] in cast["tokens"] and post["tokens"][0] in call["tokens"]

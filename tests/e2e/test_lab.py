@@ -22,7 +22,8 @@ pytestmark = pytest.mark.lab
 @pytest.fixture(scope="module")
 def lab():
     if os.environ.get("OSFLOW_LAB") != "1":
-        pytest.skip("end-to-end lab tests: run tests/lab/run-e2e.sh (needs root; sets up the OpenStack lab, OSFLOW_LAB=1)")
+        pytest.skip("end-to-end lab tests: run tests/lab/run-e2e.sh "
+                    "(needs root; sets up the OpenStack lab, OSFLOW_LAB=1)")
     if not (STATE / "openrc").exists():
         pytest.fail(f"OSFLOW_LAB=1 but the lab is not up ({STATE / 'openrc'} missing): run tests/lab/up.sh")
     for url in ("http://controller:5000/v3", "http://controller:8778/"):
