@@ -143,7 +143,8 @@ def test_without_a_mermaid_build_the_report_shows_the_source_and_says_how_to_dra
                                        ("x/dist/mermaid.esm.min.mjs", "ES module build")])  # fmt: skip
 def test_a_wrong_mermaid_build_is_one_line_and_status_3(given, why):
     case = "token-issue"
-    status, out, err = run_post(["-r", str(case_dir(case) / "capture.pcapng"), "--format", "html", "--mermaid-js", given])
+    capture = str(case_dir(case) / "capture.pcapng")
+    status, out, err = run_post(["-r", capture, "--format", "html", "--mermaid-js", given])
     assert status == 3 and out == ""
     assert len(err.strip().splitlines()) == 1 and why in err and err.startswith("osflow-post: error: --mermaid-js")
 
@@ -222,7 +223,8 @@ def test_participants_tokens_and_timeline_tables(stand_in):
     doc = _doc("resource-class-list-cold", stand_in)
     participants = [r.xpath("string(td[1])") for r in doc.xpath('//section[@id="participants"]//tbody/tr')]
     assert participants[:2] == ["OpenStackClient", "keystone"] and "placement DB" in participants
-    placement = next(r for r in doc.xpath('//section[@id="participants"]//tbody/tr') if r.xpath("string(td[1])") == "placement")
+    placement = next(r for r in doc.xpath('//section[@id="participants"]//tbody/tr')
+                     if r.xpath("string(td[1])") == "placement")
     assert "wsgi:placement" in placement.xpath("string(td[7])")
     tokens = [[c.text_content() for c in r.xpath("td")] for r in doc.xpath('//section[@id="tokens"]//tbody/tr')]
     assert [t[:3] for t in tokens] == [["T1", "admin@admin", "bb9ff2e7"], ["T2", "placement@service", "8bfe2166"]]
@@ -302,7 +304,8 @@ def report_browser():
 
 def _write_report(tmp_path: Path, case: str, *extra: str) -> Path:
     out = tmp_path / "report.html"
-    status, _, err = run_post(["-r", str(case_dir(case) / "capture.pcapng"), *tables_args(case), "-o", str(out), *extra])
+    capture = str(case_dir(case) / "capture.pcapng")
+    status, _, err = run_post(["-r", capture, *tables_args(case), "-o", str(out), *extra])
     assert status == 0, err
     assert "no mermaid build found" not in err
     return out
@@ -315,7 +318,8 @@ def test_chromium_draws_the_diagram_and_the_waterfall(case, tmp_path, report_bro
     dom = report_browser.dump_dom(page)
     doc = lxml_html.fromstring(dom)
     body = doc.xpath("//body")[0]
-    assert body.get("data-mermaid") == "drawn", (body.get("data-script-error"), doc.xpath('string(//*[@id="mermaid-failed"])'))
+    failed = doc.xpath('string(//*[@id="mermaid-failed"])')
+    assert body.get("data-mermaid") == "drawn", (body.get("data-script-error"), failed)
     svgs = doc.xpath('//section[@id="diagram"]//details[@open]//pre[@class="mermaid"]/svg')
     assert len(svgs) == 1 and svgs[0].get("aria-roledescription") == "sequence"
     svg = lxml_html.tostring(svgs[0], encoding="unicode")

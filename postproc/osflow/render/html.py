@@ -18,14 +18,17 @@ Same flow, same bytes: nothing depends on the clock, the input's path or the mac
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 from .. import quoting
-from ..model import AmqpMessage, Flow, HttpResponse, MysqlReply, Pair, Step
+from ..model import Flow, HttpResponse, MysqlReply, Step
 from . import mermaid, timeline
 from .common import frame_ranges, seconds
+from .steps import Row, critical_chain, pair_error, rows, subtree
+
+__all__ = ["Row", "critical_chain", "pair_error", "render", "rows", "subtree"]
 
 #: A diagram part of the report holds at most this many characters of Mermaid (about 150 arrows).
 DIAGRAM_CHARS = 15_000
@@ -46,99 +49,6 @@ CSP = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'
 #: How to get the drawing, when the report was written without a mermaid build (the app says more).
 HINT = "write it again with --mermaid-js PATH/mermaid.min.js (see README, The HTML report)"
 _ASSETS = Path(__file__).resolve().parents[1] / "data" / "report"
-
-
-# --------------------------------------------------------------------------- the waterfall's rows
-
-
-@dataclass
-class Row:
-    """One step of the flow as a bar of the waterfall."""
-
-    n: int  #: the step's number (as in the timeline), 1-based
-    step: Step
-    start: float  #: epoch of its first frame
-    end: float  #: epoch of its last frame (the latency is ``end - start``)
-    reach: float  #: the latest end of it and all its descendants (a cast ends before its children)
-    parent: int | None = None  #: the parent row's index in the list of rows
-    children: tuple[int, ...] = ()
-    critical: bool = False
-    error: str = ""  #: "" / "client" (HTTP 4xx) / "error" (HTTP 5xx, RPC failure, MySQL error)
-    errors: int = 0  #: pairs with an error (a group may hold several)
-
-
-def pair_error(pair: Pair) -> str:
-    """``error`` for an HTTP 5xx, a failed RPC call or a MySQL error, ``client`` for an HTTP 4xx, else ""."""
-    r = pair.exchange.response
-    if isinstance(r, HttpResponse):
-        return "error" if r.status >= 500 else "client" if r.status >= 400 else ""
-    if isinstance(r, MysqlReply):
-        return "error" if r.kind == "error" else ""
-    if isinstance(r, AmqpMessage) and r.oslo is not None and r.oslo.failure:
-        return "error"
-    return ""
-
-
-def rows(flow: Flow) -> list[Row]:
-    """The flow's steps as rows, each knowing its parent, children, error and critical path."""
-    out: list[Row] = []
-    stack: list[int] = []
-    kids: list[list[int]] = []
-    for n, step in enumerate(flow.steps, 1):
-        start = min(p.exchange.start for p in step.pairs)
-        end = max(p.exchange.end for p in step.pairs)
-        errs = [e for e in (pair_error(p) for p in step.pairs) if e]
-        error = "error" if "error" in errs else "client" if errs else ""
-        while stack and out[stack[-1]].step.depth >= step.depth:
-            stack.pop()
-        parent = stack[-1] if stack else None
-        out.append(Row(n, step, start, end, end, parent, (), False, error, len(errs)))
-        kids.append([])
-        if parent is not None:
-            kids[parent].append(len(out) - 1)
-        stack.append(len(out) - 1)
-    for i in range(len(out) - 1, -1, -1):
-        out[i].children = tuple(kids[i])
-        p = out[i].parent
-        if p is not None and out[i].reach > out[p].reach:
-            out[p].reach = out[i].reach
-    for i, row in enumerate(out):
-        if row.parent is None:
-            _mark_critical(out, i)
-    return out
-
-
-def _mark_critical(rows_: list[Row], i: int) -> None:
-    row = rows_[i]
-    spans = [(rows_[c].start, rows_[c].reach) for c in row.children]
-    for k in critical_chain(spans, row.reach):
-        c = row.children[k]
-        rows_[c].critical = True
-        _mark_critical(rows_, c)
-
-
-def critical_chain(children: Sequence[tuple[float, float]], end: float) -> list[int]:
-    """The children (``(start, end)`` each) that set a parent's end time, latest first.
-
-    The child that ends last sets the parent's end; what kept that child from starting
-    earlier is the child that ended last before it started; and so on back to the start
-    (Jaeger's critical path, one level; the report applies it again inside each child it picks):
-
-    >>> critical_chain([(0, 2), (1, 3), (3, 5), (5.5, 6)], 7)
-    [3, 2, 1]
-    >>> critical_chain([(0, 4), (1, 2)], 4)  # the second runs inside the first
-    [0]
-    >>> critical_chain([], 1)
-    []
-    """
-    order = sorted(range(len(children)), key=lambda k: (children[k][1], children[k][0], k), reverse=True)
-    chain: list[int] = []
-    t = end
-    for k in order:
-        if children[k][1] <= t:
-            chain.append(k)
-            t = children[k][0]
-    return chain
 
 
 # --------------------------------------------------------------------------- helpers
@@ -408,8 +318,8 @@ def _participants(flow: Flow, colours: _Colours) -> Iterator[str]:
 def _tokens(flow: Flow) -> Iterator[str]:
     uses: dict[str, int] = {}
     for p in flow.pairs:
-        for t in p.tokens:
-            uses[t] = uses.get(t, 0) + 1
+        for tid in p.tokens:
+            uses[tid] = uses.get(tid, 0) + 1
     yield '<section id="tokens">'
     yield "<h2>Tokens</h2>"
     if not flow.tokens:
@@ -419,7 +329,8 @@ def _tokens(flow: Flow) -> Iterator[str]:
         yield ("<p class=\"help\">A token's fingerprint is the first 8 hex digits of its SHA-256 (the Wireshark "
                "plugin shows the same); the token itself is not in this file"
                f"{' — except below: it was written with --show-secrets' if flow.show_secrets else ''}.</p>")
-        yield f"<table><thead><tr><th>token</th><th>owner</th><th>fingerprint</th><th>pairs</th>{secret}</tr></thead><tbody>"
+        yield ("<table><thead><tr><th>token</th><th>owner</th><th>fingerprint</th><th>pairs</th>"
+               f"{secret}</tr></thead><tbody>")
         for t in flow.tokens:
             shown = f"<td><code>{_e(t.secret or '(seen only as a cache key)')}</code></td>" if flow.show_secrets else ""
             yield (f"<tr><td>{_e(t.id)}</td><td>{_e(t.owner or '')}</td><td><code>{_e(t.fingerprint)}</code></td>"
@@ -431,7 +342,8 @@ def _tokens(flow: Flow) -> Iterator[str]:
 def _timeline(flow: Flow) -> Iterator[str]:
     yield '<section id="timeline">'
     yield "<h2>Timeline</h2>"
-    yield "<table class=\"timeline\"><thead><tr>" + "".join(f"<th>{_e(h)}</th>" for h in timeline.HEADERS) + "</tr></thead><tbody>"
+    heads = "".join(f"<th>{_e(h)}</th>" for h in timeline.HEADERS)
+    yield f'<table class="timeline"><thead><tr>{heads}</tr></thead><tbody>'
     for row in timeline.rows(flow):
         n = row[0]
         cells = [f'<td><a href="#w{n}">{n}</a></td>'] + [f"<td>{_e(c)}</td>" for c in row[1:]]
