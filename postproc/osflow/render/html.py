@@ -24,6 +24,7 @@ from pathlib import Path
 
 from .. import quoting
 from ..model import Flow, HttpResponse, MysqlReply, Step
+from . import map as svcmap
 from . import mermaid, timeline
 from .common import frame_ranges, seconds
 from .steps import Row, critical_chain, pair_error, rows, subtree
@@ -130,6 +131,7 @@ def render(flow: Flow, library=None, hint: str = HINT) -> Iterator[str]:
     yield f'<body data-mermaid="{"pending" if library is not None else "missing"}">'
     yield from _header(flow, rs, top)
     yield from _waterfall(flow, rs, colours)
+    yield from _map(flow, library)
     yield from _diagram(flow, library, hint)
     yield from _participants(flow, colours)
     yield from _tokens(flow)
@@ -170,7 +172,8 @@ def _header(flow: Flow, rs: list[Row], top: list[Row]) -> Iterator[str]:
     left_out = getattr(flow, "left_out", "")  # the background pairs osflow.foreground leaves out, if any
     if left_out:
         yield f'<p class="summary">{_e(left_out)}</p>'
-    yield ('<nav><a href="#waterfall">Waterfall</a> · <a href="#diagram">Sequence diagram</a> · '
+    yield ('<nav><a href="#waterfall">Waterfall</a> · <a href="#map">Service map</a> · '
+           '<a href="#diagram">Sequence diagram</a> · '
            '<a href="#participants">Participants</a> · <a href="#tokens">Tokens</a> · '
            '<a href="#timeline">Timeline</a> · <a href="#warnings">Warnings</a></nav>')  # fmt: skip
     yield "</header>"
@@ -265,6 +268,12 @@ def _diagram(flow: Flow, library, hint: str) -> Iterator[str]:
     else:
         yield '<p class="missing" id="mermaid-failed" hidden></p>'
         yield '<p class="controls"><label><input type="checkbox" id="fit"> fit the diagrams to the window</label></p>'
+    yield ('<p class="help">A click on a step of the waterfall (or <code>#step=N</code> at the end of this file\'s '
+           "address, N as the timeline numbers it) draws that step's own exchange here: its participants only, "
+           "everything it caused.</p>")  # fmt: skip
+    cls = "mermaid" if library is not None else "mermaid-source"
+    yield (f'<div id="drill" hidden data-class="{cls}"><nav id="crumbs" aria-label="the step and its callers"></nav>'
+           '<div id="drill-parts"></div></div>')  # fmt: skip
     parts: list[tuple[str, list[str], bool]] = []
     if len(flow.steps) > OVERVIEW_STEPS:
         overview = replace(flow, steps=tuple(s for s in flow.steps if s.first.protocol not in ("mysql", "memcache")))
@@ -275,13 +284,37 @@ def _diagram(flow: Flow, library, hint: str) -> Iterator[str]:
     for k, lines in enumerate(full, 1):
         part = f", part {k} of {len(full)}" if len(full) > 1 else ""
         parts.append((f"Every step{part}", lines, not parts and k == 1))
-    cls = "mermaid" if library is not None else "mermaid-source"
     for k, (caption, lines, open_) in enumerate(parts, 1):
         yield f'<details class="diagram" id="d{k}"{" open" if open_ else ""}><summary>{_e(caption)}</summary>'
         text = [quoting.html_text(line, lines=True) for line in lines]
         yield f'<div class="scroll"><pre class="{cls}">' + text[0]  # a newline right after <pre> would be dropped
         yield from text[1:]
         yield "</pre></div></details>"
+    yield "</section>"
+
+
+def _map(flow: Flow, library) -> Iterator[str]:
+    graph = svcmap.graph(flow)
+    yield '<section id="map">'
+    yield "<h2>Service map</h2>"
+    yield ('<p class="help">Who calls whom: one arrow per caller, callee and kind (HTTP solid, RPC dotted, SQL long '
+           "dashes, memcached short dashes), with the calls' count, p50/p95 latency (ms) and errors; thick: where the "
+           "command's critical path spends at least 5% of its time. The same as <code>--format map</code>.</p>")
+    cls = "mermaid" if library is not None else "mermaid-source"
+    text = [quoting.html_text(line, lines=True) for line in svcmap.render(flow)]
+    yield f'<div class="scroll"><pre class="{cls}" id="map-diagram">' + text[0]
+    yield from text[1:]
+    yield "</pre></div>"
+    yield ("<table class=\"edges\"><thead><tr><th>caller</th><th>callee</th><th>kind</th><th>calls</th><th>p50 ms</th>"
+           "<th>p95 ms</th><th>errors</th><th>HTTP 4xx</th><th>critical path ms</th></tr></thead><tbody>")  # fmt: skip
+    for e in graph.edges:
+        crit = f"{e.critical_ms:.1f}" if e.critical_ms else ""
+        if e.critical:
+            crit = f'<b class="crit">{crit}</b>'
+        yield (f"<tr><td>{_e(e.client)}</td><td>{_e(e.server)}</td><td>{e.kind}</td><td>{e.count}</td>"
+               f"<td>{_ms(svcmap.percentile(e.ms, 50) / 1000)}</td><td>{_ms(svcmap.percentile(e.ms, 95) / 1000)}</td>"
+               f"<td>{e.errors or ''}</td><td>{e.client_errors or ''}</td><td>{crit}</td></tr>")  # fmt: skip
+    yield "</tbody></table>"
     yield "</section>"
 
 
@@ -368,9 +401,10 @@ def _warnings(flow: Flow) -> Iterator[str]:
 
 
 def _data(flow: Flow, rs: list[Row]) -> list[dict]:
-    """What a click shows, per row: the step, its pair(s), both ends and their evidence."""
+    """What a click shows, per row: the step, its pair(s), both ends and their evidence, and the
+    Mermaid source of the step's own diagram (its participants only, everything below it)."""
     steps = []
-    for r in rs:
+    for i, r in enumerate(rs):
         first = r.step.first
         ex = first.exchange
         message, result = _text(r.step)
@@ -413,5 +447,15 @@ def _data(flow: Flow, rs: list[Row]) -> list[dict]:
             d["connections"] = len({p.exchange.stream for p in r.step.pairs})
         else:
             d["stream"] = ex.stream
+        if r.parent is not None:
+            d["parent"] = rs[r.parent].n
+        d["diagram"] = _step_diagram(flow, rs, i)
         steps.append(d)
     return steps
+
+
+def _step_diagram(flow: Flow, rs: list[Row], i: int) -> list[str]:
+    """Row ``i``'s own sequence diagram (the step and all its descendants, nothing before or after),
+    in parts of at most :data:`DIAGRAM_CHARS` as the whole one is."""
+    own = replace(flow, steps=tuple(rs[k].step for k in subtree(rs, i)), left_out=None)
+    return ["\n".join(lines) for lines in mermaid.diagrams(own, DIAGRAM_CHARS)]
