@@ -190,7 +190,8 @@ def _waterfall(flow: Flow, rs: list[Row], colours: _Colours) -> Iterator[str]:
            "end of its children (a cast returns before they are done). Below each top-level request, bars in full "
            "colour are its critical path, the chain of children that set its end time; the others are faded. "
            '<span class="key err-key">red</span>: HTTP 5xx, a failed RPC call, a MySQL error; '
-           '<span class="key client-key">orange</span>: HTTP 4xx. Click a row for the pair.</p>')  # fmt: skip
+           '<span class="key client-key">orange</span>: HTTP 4xx. Click a row for the pair and its own diagram '
+           '(under <a href="#diagram">Sequence diagram</a>).</p>')  # fmt: skip
     yield '<p class="controls"><label><input type="checkbox" id="show-critical" checked> show the critical path</label>'
     legend = " ".join(f'<span class="swatch s{i}">{_e(label)}</span>' for label, i in colours.index.items())
     yield f'<span class="legend">{legend}</span><button type="button" id="unzoom" hidden></button></p>'
