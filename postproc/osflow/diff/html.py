@@ -48,7 +48,9 @@ def render(d: Diff) -> Iterator[str]:
            '<span class="key changed">answered otherwise</span> — each bar on its own run\'s time axis; slower or '
            "faster: by at least 1 ms and 20% of A's latency.</p>")  # fmt: skip
     yield "</header>"
-    yield '<table class="diff"><thead><tr><th colspan="3">A</th><th class="delta">B − A</th>'
+    cols = '<col class="n"><col class="what"><col class="bar">'
+    yield f'<table class="diff"><colgroup>{cols}<col class="delta">{cols}</colgroup>'
+    yield '<thead><tr><th colspan="3">A</th><th class="delta">B − A</th>'
     yield '<th colspan="3">B</th></tr></thead><tbody>'
     for line in d.lines:
         yield from _row(line, d)
