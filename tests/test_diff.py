@@ -133,3 +133,22 @@ def test_templates_leave_out_what_differs_call_to_call():
         "GET /v2.1/servers/{id}")
     assert match.template("mysql", "SELECT x FROM instances WHERE id = 7") == match.template(
         "mysql", "SELECT y FROM instances WHERE id = 8")
+
+
+def test_same_diff_and_map_whatever_the_hash_seed():
+    import os
+    import subprocess
+    import sys
+
+    from support import ROOT
+
+    got: dict[str, set[bytes]] = {"diff": set(), "map": set()}
+    for seed in ("1", "2", "random"):
+        env = dict(os.environ, PYTHONPATH=str(ROOT / "postproc"), PYTHONHASHSEED=seed)
+        argv = [sys.executable, "-m", "osflow", "diff", str(case_dir(COLD)), str(case_dir(WARM)), "-f", "json"]
+        r = subprocess.run(argv, env=env, capture_output=True, check=True)
+        got["diff"].add(r.stdout)
+        r = subprocess.run([sys.executable, "-m", "osflow", "post", "-r", str(case_dir(COLD) / "capture.pcapng"),
+                            *tables_args(COLD), "-f", "map"], env=env, capture_output=True, check=True)  # fmt: skip
+        got["map"].add(r.stdout)
+    assert len(got["diff"]) == len(got["map"]) == 1
