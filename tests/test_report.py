@@ -394,7 +394,9 @@ def test_chromium_shows_the_source_when_there_was_no_mermaid_build(tmp_path, rep
     assert status == 0 and "no mermaid build found" in err
     doc = lxml_html.fromstring(report_browser.dump_dom(out))
     assert doc.xpath("//body")[0].get("data-mermaid") == "missing" and not doc.xpath("//svg")
-    assert doc.xpath('string(//pre[@class="mermaid-source"])').startswith("sequenceDiagram")
+    assert doc.xpath('string(//section[@id="diagram"]//details//pre[@class="mermaid-source"])').startswith(
+        "sequenceDiagram")
+    assert doc.xpath('string(//section[@id="map"]//pre[@class="mermaid-source"])').startswith("flowchart LR")
     assert "critical" in doc.xpath("//body")[0].get("class", "")
 
 
