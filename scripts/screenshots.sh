@@ -3,6 +3,9 @@
 # tests/fixtures/ with headless Chromium:
 #   docs/report-waterfall.png  server create: the waterfall zoomed to POST /v2.1/servers, its pair shown
 #   docs/report-diagram.png    resource class list (cold): the sequence diagram mermaid drew
+#   docs/report-map.png        server create: the service map
+#   docs/report-drill.png      server create: report.html#step=N, the scheduler's select_destinations drawn alone
+#   docs/diff.png              osflow diff -o diff.html: resource class list, cold vs cache hit
 # Needs Chromium and mermaid's browser build (sh tests/tools/install-mermaid.sh installs both; any
 # build osflow finds will do, see README "The HTML report").  Usage: ./scripts/screenshots.sh [OUTDIR]
 set -euo pipefail
@@ -37,3 +40,12 @@ step=$(grep -o 'id="w[0-9]*"[^>]*title="[0-9]*\. OpenStackClient → nova-api: P
 [ -n "$step" ] || { echo "screenshots: no POST /v2.1/servers in the server-create report" >&2; exit 1; }
 shot "$work/server-create.html#only-waterfall&w$step&zoom" 1500,1100 "$out/report-waterfall.png"
 shot "$work/cold.html#only-diagram&fit" 1800,1120 "$out/report-diagram.png"
+shot "$work/server-create.html#only-map" 1500,1000 "$out/report-map.png"
+# the step of nova-conductor's call select_destinations: what the scheduler did for it
+step=$(grep -o 'id="w[0-9]*"[^>]*title="[0-9]*\. nova-conductor → nova-scheduler: call select_destinations' \
+       "$work/server-create.html" | head -1 | sed 's/^id="w\([0-9]*\)".*/\1/')
+[ -n "$step" ] || { echo "screenshots: no select_destinations in the server-create report" >&2; exit 1; }
+shot "$work/server-create.html#only-diagram&step=$step&fit" 1500,1000 "$out/report-drill.png"
+osflow diff "$ROOT/tests/fixtures/captures/resource-class-list-cold" \
+    "$ROOT/tests/fixtures/captures/resource-class-list-cache-hit" -o "$work/diff.html"
+shot "$work/diff.html" 1500,560 "$out/diff.png"

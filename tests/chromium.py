@@ -1,7 +1,7 @@
 """Load a page in real headless Chromium (Debian's ``chromium``) and take its DOM after load.
 
-``tests/tools/install-mermaid.sh`` installs Chromium (and, with mermaid-cli, the mermaid build the
-HTML report inlines).  Tests get at this through the ``report_browser`` fixture of
+``tests/tools/install-mermaid.sh`` installs Chromium (the mermaid build the HTML report inlines ships
+with osflow).  Tests get at this through the ``report_browser`` fixture of
 ``tests/test_report.py``, which skips when :func:`available` gives a reason, and fails instead
 when ``OSFLOW_REQUIRE_MERMAID`` is set (CI).
 """

@@ -88,7 +88,7 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
 AROUND = ("osflow", "model", "errors", "options", "openstack", "portmap", "tokens", "quoting", "redact", "wireshark",
           "oslo", "protocols")
 #: What wires the stages and runs them: may import any module but the command line.
-APPLICATION = ("pipeline", "app", "export", "mermaidjs", "profile", "record", "cli", "__main__")
+APPLICATION = ("pipeline", "app", "export", "mermaidjs", "profile", "record", "diff", "cli", "__main__")
 
 
 def _place(module: str) -> tuple[str, int]:

@@ -133,8 +133,10 @@ def test_without_a_mermaid_build_the_report_shows_the_source_and_says_how_to_dra
     assert 'id="osflow-mermaid-js"' not in page and 'data-mermaid="missing"' in page
     assert page.count('id="mermaid-missing"') == 1
     doc = lxml_html.fromstring(page)
-    (source,) = doc.xpath('//pre[@class="mermaid-source"]')
+    (source,) = doc.xpath('//section[@id="diagram"]//details//pre[@class="mermaid-source"]')
     assert source.text_content().startswith("sequenceDiagram\n    autonumber\n")
+    (the_map,) = doc.xpath('//section[@id="map"]//pre[@class="mermaid-source"]')  # the map as source too
+    assert the_map.text_content().startswith("flowchart LR\n")
     assert "OpenStackClient->>+placement: GET /resource_classes [T1] (microversion 1.2)" in source.text_content()
 
 
@@ -143,8 +145,8 @@ def test_without_a_mermaid_build_the_report_shows_the_source_and_says_how_to_dra
                                        ("x/dist/mermaid.esm.min.mjs", "ES module build")])
 def test_a_wrong_mermaid_build_is_one_line_and_status_3(given, why):
     case = "token-issue"
-    capture = case_dir(case) / "capture.pcapng"
-    status, out, err = run_post(["-r", str(capture), "--format", "html", "--mermaid-js", given])
+    capture = str(case_dir(case) / "capture.pcapng")
+    status, out, err = run_post(["-r", capture, "--format", "html", "--mermaid-js", given])
     assert status == 3 and out == ""
     assert len(err.strip().splitlines()) == 1 and why in err and err.startswith("osflow-post: error: --mermaid-js")
 
@@ -217,6 +219,44 @@ def test_a_large_flow_gets_an_overview_and_diagram_parts(stand_in):
         assert text.startswith("sequenceDiagram\n") and len(text) <= report.DIAGRAM_CHARS + 2000
     overview = parts[0].xpath("string(.//pre)")
     assert "cast schedule_and_build_instances" in overview and "queries" not in overview
+
+
+def test_each_step_carries_its_own_diagram_and_its_caller(stand_in):
+    doc = _doc("resource-class-list-cold", stand_in)
+    steps = _data(doc)["steps"]
+    rows = doc.xpath('//section[@id="waterfall"]//div[contains(@class, "wf-row")]')
+    # the parent is the caller's step number, as the timeline numbers steps
+    callers = [None if r.get("data-parent") is None else int(r.get("data-parent")) + 1 for r in rows]
+    assert [s.get("parent") for s in steps] == callers
+    # GET /resource_classes (step 4): placement's whole story, nothing of the client's token request before it
+    (own,) = steps[3]["diagram"]
+    assert own.startswith("sequenceDiagram\n    autonumber\n    participant OpenStackClient\n")
+    participants = re.findall(r"^    participant (\S+)", own, re.M)
+    assert participants == ["OpenStackClient", "placement", "placement_DB", "memcached", "keystone", "keystone_DB"]
+    assert "GET /v3/auth/tokens (validate T1) [T2]" in own and "85 queries" in own
+    assert "POST /v3/auth/tokens (password admin@Default" not in own and "background" not in own
+    # a step two levels down: only its own two participants
+    (own,) = steps[11]["diagram"]
+    assert re.findall(r"^    participant (\S+)", own, re.M) == ["keystone", "keystone_DB"]
+    # the whole diagram is still there, as before
+    assert doc.xpath('string(//section[@id="diagram"]//details[@id="d1"]//pre)').count("participant ") == 6
+
+
+def test_the_report_s_map_shows_every_participant_and_edge(stand_in):
+    from osflow.render import map as svcmap
+    from support import flow
+
+    case = "captures-compute/server-create"
+    doc = _doc(case, stand_in)
+    (pre,) = doc.xpath('//section[@id="map"]//pre[@id="map-diagram"]')
+    f = flow(case)
+    assert pre.text_content().rstrip("\n").split("\n") == list(svcmap.render(f))  # the same as --format map
+    graph = svcmap.graph(f)
+    table = [[td.text_content() for td in tr.xpath("td")[:4]] for tr in doc.xpath('//table[@class="edges"]//tbody/tr')]
+    assert table == [[e.client, e.server, e.kind, str(e.count)] for e in graph.edges]
+    pairs = {(p.client.label, p.server.label) for s in f.steps for p in s.pairs}
+    assert {(a, b) for a, b, _, _ in table} == pairs
+    assert {x for a, b, _, _ in table for x in (a, b)} == set(graph.nodes) and len(graph.nodes) == 16
 
 
 def test_participants_tokens_and_timeline_tables(stand_in):
@@ -304,8 +344,8 @@ def report_browser():
 
 def _write_report(tmp_path: Path, case: str, *extra: str) -> Path:
     out = tmp_path / "report.html"
-    capture = case_dir(case) / "capture.pcapng"
-    status, _, err = run_post(["-r", str(capture), *tables_args(case), "-o", str(out), *extra])
+    capture = str(case_dir(case) / "capture.pcapng")
+    status, _, err = run_post(["-r", capture, *tables_args(case), "-o", str(out), *extra])
     assert status == 0, err
     assert "no mermaid build found" not in err
     return out
@@ -354,8 +394,46 @@ def test_chromium_shows_the_source_when_there_was_no_mermaid_build(tmp_path, rep
     assert status == 0 and "no mermaid build found" in err
     doc = lxml_html.fromstring(report_browser.dump_dom(out))
     assert doc.xpath("//body")[0].get("data-mermaid") == "missing" and not doc.xpath("//svg")
-    assert doc.xpath('string(//pre[@class="mermaid-source"])').startswith("sequenceDiagram")
+    assert doc.xpath('string(//section[@id="diagram"]//details//pre[@class="mermaid-source"])').startswith(
+        "sequenceDiagram")
+    assert doc.xpath('string(//section[@id="map"]//pre[@class="mermaid-source"])').startswith("flowchart LR")
     assert "critical" in doc.xpath("//body")[0].get("class", "")
+
+
+@pytest.mark.mermaid
+def test_chromium_draws_a_step_s_own_diagram_from_a_deep_link(tmp_path, report_browser):
+    case = "captures-compute/server-create"
+    page = _write_report(tmp_path, case)
+    source = page.read_text(encoding="utf-8")
+    n = int(re.search(r'id="w(\d+)"[^>]*title="\d+\. nova-conductor → nova-scheduler: call select_destinations',
+                      source).group(1))  # fmt: skip
+    shared = tmp_path / "shared" / "report.html"  # the file as someone else opens it, elsewhere
+    shared.parent.mkdir()
+    shared.write_bytes(page.read_bytes())
+    doc = lxml_html.fromstring(report_browser.dump_dom(shared, f"#step={n}"))
+    body = doc.xpath("//body")[0]
+    assert body.get("data-script-error") is None
+    assert body.get("data-drill") == "drawn" and body.get("data-mermaid") == "drawn"
+    (drill,) = doc.xpath('//div[@id="drill"]')
+    assert drill.get("hidden") is None and drill.get("data-step") == str(n)
+    crumbs = drill.xpath('string(.//nav[@id="crumbs"])')
+    assert crumbs.startswith("the whole flow › ") and "OpenStackClient → nova-api: POST /v2.1/servers" in crumbs
+    assert crumbs.endswith(f"{n}. nova-conductor → nova-scheduler: call select_destinations [T1]")
+    assert [a.get("href") for a in drill.xpath('.//nav[@id="crumbs"]/a')][0] == "#diagram"
+    (svg,) = drill.xpath('.//div[@id="drill-parts"]//pre[@class="mermaid"]/svg')
+    assert svg.get("aria-roledescription") == "sequence"
+    assert mermaid_cli.svg_error(lxml_html.tostring(svg, encoding="unicode")) is None
+    drawn = "".join("".join(t.itertext()) for t in svg.iter("text")).replace(" ", "")
+    for want in ("nova-conductor", "nova-scheduler", "placement", "GET/allocation_candidates"):
+        assert want in drawn, want
+    assert "nova-api" not in drawn and "neutron-server" not in drawn  # only its own participants
+    # the pair is shown, the whole diagram and the map stay drawn
+    assert doc.xpath('//aside[@id="detail"]')[0].get("hidden") is None
+    assert doc.xpath('//section[@id="diagram"]//details[@open]//pre[@class="mermaid"]/svg')
+    (svg,) = doc.xpath('//section[@id="map"]//pre[@id="map-diagram"]/svg')
+    assert svg.get("aria-roledescription") == "flowchart-v2"
+    labels = " ".join(" ".join("".join(t.itertext()).split()) for t in svg.iter() if t.text)
+    assert "nova-conductor" in labels and "neutron DB" in labels
 
 
 # ------------------------------------------------------------------ escaping, determinism
@@ -390,7 +468,10 @@ def test_hostile_text_stays_text(stand_in):
     steps = json.loads(doc.xpath('//script[@id="osflow-data"]')[0].text)["steps"]
     assert steps[0]["request"] == steps[0]["response"] == NASTY and steps[0]["client_evidence"] == NASTY
     # the diagram's source: Mermaid's entity codes, then HTML's
-    assert "#lt;/script#gt;#lt;script#gt;alert(1)" in doc.xpath('string(//pre[@class="mermaid"])')
+    whole = doc.xpath('string(//section[@id="diagram"]//pre[@class="mermaid"])')
+    assert "#lt;/script#gt;#lt;script#gt;alert(1)" in whole
+    # and in the step's own diagram, in the data, for the script to draw
+    assert "#lt;/script#gt;#lt;script#gt;alert(1)" in steps[0]["diagram"][0]
 
 
 @pytest.mark.mermaid

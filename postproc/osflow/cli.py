@@ -214,12 +214,28 @@ def record_options(args: argparse.Namespace):
                          linger=args.linger)
 
 
+def _diff(argv: Sequence[str]) -> int:
+    from . import diff
+
+    dp = _Parser(prog="osflow diff", description="What changed between two runs of a command: the steps only one "
+                 "made, the answers that differ, the steps that got slower or faster.")
+    diff.add_arguments(dp)
+    try:
+        args = dp.parse_args(list(argv))
+    except UsageError as e:
+        print(f"osflow diff: error: {e}", file=sys.stderr)
+        return e.exit_status
+    return run(lambda: diff.run(args), args.traceback, "osflow diff")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "post":  # before building the parser: it imports every subcommand
         return _exiting(post(argv[1:], prog="osflow post"))
     if argv and argv[0] == "record":
         return _record(argv[1:])
+    if argv and argv[0] == "diff":
+        return _exiting(_diff(argv[1:]))
     p = _Parser(prog="osflow", description="osflow: how OpenStack services talk to each other, from a capture.")
     p.add_argument("--version", action="version", version=f"osflow {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
@@ -228,6 +244,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     profile.add_arguments(sub.add_parser("profile", help="install the Wireshark profile and Lua plugin"))
     sub.add_parser("record", help="capture while a command runs, with socket and process logs", add_help=False)
+    sub.add_parser("diff", help="what changed between two runs (recordings, captures or JSON Lines)", add_help=False)
     try:
         args = p.parse_args(argv)
     except UsageError as e:

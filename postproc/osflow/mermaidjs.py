@@ -1,19 +1,21 @@
 """Where the HTML report finds mermaid's browser build (``mermaid.min.js``), inlined when it is written.
 
-osflow ships no copy of mermaid (3.6 MB of MIT-licensed JavaScript, from the ``mermaid`` npm
-package); it takes the first of these that exists:
+osflow ships a copy: ``osflow/data/mermaid/`` holds ``dist/mermaid.min.js`` of the npm package
+``mermaid`` (:data:`PINNED`, MIT licence), its ``package.json`` and ``LICENSE``, and
+``THIRD-PARTY-LICENSES`` (the licences of the packages it bundles).  The first of these that exists
+is inlined:
 
 1. ``--mermaid-js PATH`` (an error when PATH is not a readable mermaid build);
 2. ``$OSFLOW_MERMAID_JS`` (likewise);
 3. ``$XDG_DATA_HOME/osflow/mermaid/mermaid.min.js`` (``~/.local/share/osflow/mermaid/``), where
-   ``scripts/install-mermaid-js.sh`` puts it, then ``/usr/local/share/osflow/mermaid/mermaid.min.js``
-   (the same script run with that folder, for every user);
-4. in a checkout of osflow's repository, the copy ``tests/tools/install-mermaid.sh`` installs with
-   mermaid-cli (``tests/tools/mermaid/node_modules/mermaid/dist/mermaid.min.js``);
-5. a global ``npm install -g mermaid`` (``/usr/local/lib/node_modules``, ``/usr/lib/node_modules``).
+   ``scripts/install-mermaid-js.sh`` puts another version, then
+   ``/usr/local/share/osflow/mermaid/mermaid.min.js`` (the same script run with that folder, for
+   every user);
+4. the copy shipped in the package (:data:`PACKAGED`).
 
-With none, the report is still written: waterfall, tables and the Mermaid source, with one line
-saying how to get the drawing (:data:`INSTALL_HINT`); ``osflow-post`` warns on stderr.
+With none (a package whose data was removed), the report is still written: waterfall, tables and
+the Mermaid source, with one line saying how to get the drawing (:data:`INSTALL_HINT`);
+``osflow-post`` warns on stderr.
 """
 
 from __future__ import annotations
@@ -36,10 +38,10 @@ INSTALL_HINT = (
     "get mermaid's browser build with scripts/install-mermaid-js.sh (npm pack mermaid), "
     "or pass --mermaid-js PATH/mermaid.min.js (or set $OSFLOW_MERMAID_JS), then write the report again"
 )
-_REPO = Path(__file__).resolve().parents[2]
-_CHECKOUT_COPY = _REPO / "tests" / "tools" / "mermaid" / "node_modules" / "mermaid" / "dist" / "mermaid.min.js"
-_GLOBAL = (Path("/usr/local/lib/node_modules/mermaid/dist/mermaid.min.js"),
-           Path("/usr/lib/node_modules/mermaid/dist/mermaid.min.js"))
+#: The version of the copy shipped in the package (``scripts/install-mermaid-js.sh`` updates it).
+PINNED = "11.17.2"
+#: The copy shipped in the package, with its ``package.json``, ``LICENSE`` and ``THIRD-PARTY-LICENSES``.
+PACKAGED = Path(__file__).resolve().parent / "data" / "mermaid" / "mermaid.min.js"
 _VERSION_IN_SOURCE = re.compile(r'\{version:"(\d+\.\d+\.\d+[^"]{0,20})"\}')
 
 
@@ -57,7 +59,7 @@ class MermaidBuild:
 
 
 def candidates(env: Mapping[str, str] = os.environ) -> list[Path]:
-    """The well-known places, in the order they are tried (steps 3 to 5 above).
+    """The well-known places, in the order they are tried (steps 3 and 4 above).
 
     >>> [str(p) for p in candidates({"XDG_DATA_HOME": "/x", "HOME": "/h"})][:2]
     ['/x/osflow/mermaid/mermaid.min.js', '/usr/local/share/osflow/mermaid/mermaid.min.js']
@@ -66,7 +68,7 @@ def candidates(env: Mapping[str, str] = os.environ) -> list[Path]:
     """
     data_home = env.get("XDG_DATA_HOME") or os.path.join(env.get("HOME") or os.path.expanduser("~"), ".local", "share")
     return [Path(data_home) / "osflow" / "mermaid" / "mermaid.min.js",
-            Path("/usr/local/share/osflow/mermaid/mermaid.min.js"), _CHECKOUT_COPY, *_GLOBAL]
+            Path("/usr/local/share/osflow/mermaid/mermaid.min.js"), PACKAGED]
 
 
 def find(explicit: str | None = None, env: Mapping[str, str] = os.environ) -> MermaidBuild | None:

@@ -277,6 +277,24 @@ def mermaid_text(text: str | bytes) -> str:
     return out
 
 
+def mermaid_label(text: str | bytes) -> str:
+    """`text` for a quoted Mermaid ``flowchart`` label: a node's ``n1["<text>"]``, an edge's
+    ``-->|"<text>"|``, a subgraph's ``subgraph h1["<text>"]``.
+
+    As :func:`mermaid_text`, and ``"`` (ends the label) and the backtick (a leading one makes a
+    Markdown string) become entity codes too:
+
+    >>> print(mermaid_label('GET /x?a="b:1" `c`'))
+    GET /x?a=#quot;b#58;1#quot; #96;c#96;
+    >>> mermaid_label("3× · p50 1.2 ms"), mermaid_label("end")
+    ('3× · p50 1.2 ms', 'end')
+    """
+    out = mermaid_text(text)
+    if '"' in out or "`" in out:
+        out = out.replace(":", "#58;").replace('"', "#quot;").replace("`", "#96;")
+    return out
+
+
 def _cell_width(ch: str) -> int:
     """Columns `ch` takes in a terminal: 0, 1 or 2.
 

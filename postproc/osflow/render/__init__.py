@@ -7,7 +7,8 @@
 * :mod:`.explain` — per connection, the names chosen and their evidence (``--explain``);
 * :mod:`.html` — the self-contained HTML report: waterfall, drawn diagram, tables;
 * :mod:`.otlp` — OTLP/JSON, one OpenTelemetry ``TracesData`` per top-level request;
-* :mod:`.stats` — count, latency percentiles, errors per service and endpoint.
+* :mod:`.stats` — count, latency percentiles, errors per service and endpoint;
+* :mod:`.map` — the service map, a Mermaid ``flowchart``: who calls whom, how often, how slowly.
 
 Each output format is declared once, in :data:`OUTPUTS`: the module that renders it and what
 it needs (:class:`Output`); :mod:`osflow.app` decides from the declaration how to read the
@@ -62,6 +63,7 @@ OUTPUTS: tuple[Output, ...] = (
     Output("html", "html", (".html", ".htm"), needs="whole", mermaid_js=True),
     Output("otlp", "otlp", (".otlp", ".otlp.jsonl", ".otlp.json"), needs="streamed", traces=True),
     Output("stats", "stats", (), needs="streamed"),
+    Output("map", "map", (), needs="collected"),
 )
 
 #: Output format -> its declaration.

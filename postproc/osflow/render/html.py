@@ -18,14 +18,18 @@ Same flow, same bytes: nothing depends on the clock, the input's path or the mac
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
-from .. import protocols, quoting
-from ..model import Flow, Pair, Step
+from .. import quoting
+from ..model import Flow, Step
+from . import map as svcmap
 from . import mermaid, timeline
 from .common import DEFAULT, RenderOptions, frame_ranges, seconds
+from .steps import Row, critical_chain, pair_error, rows, subtree
+
+__all__ = ["Row", "critical_chain", "pair_error", "render", "rows", "subtree"]
 
 #: A diagram part of the report holds at most this many characters of Mermaid (about 150 arrows).
 DIAGRAM_CHARS = 15_000
@@ -46,92 +50,6 @@ CSP = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'
 #: How to get the drawing, when the report was written without a mermaid build (the app says more).
 HINT = "write it again with --mermaid-js PATH/mermaid.min.js (see README, The HTML report)"
 _ASSETS = Path(__file__).resolve().parents[1] / "data" / "report"
-
-
-# --------------------------------------------------------------------------- the waterfall's rows
-
-
-@dataclass
-class Row:
-    """One step of the flow as a bar of the waterfall."""
-
-    n: int  #: the step's number (as in the timeline), 1-based
-    step: Step
-    start: float  #: epoch of its first frame
-    end: float  #: epoch of its last frame (the latency is ``end - start``)
-    reach: float  #: the latest end of it and all its descendants (a cast ends before its children)
-    parent: int | None = None  #: the parent row's index in the list of rows
-    children: tuple[int, ...] = ()
-    critical: bool = False
-    error: str = ""  #: "" / "client" (HTTP 4xx) / "error" (HTTP 5xx, RPC failure, MySQL error)
-    errors: int = 0  #: pairs with an error (a group may hold several)
-
-
-def pair_error(pair: Pair) -> str:
-    """``error`` for an HTTP 5xx, a failed RPC call or a MySQL error, ``client`` for an HTTP 4xx, else ""."""
-    return protocols.of(pair.exchange).failure(pair.exchange, pair.response)
-
-
-def rows(flow: Flow) -> list[Row]:
-    """The flow's steps as rows, each knowing its parent, children, error and critical path."""
-    out: list[Row] = []
-    stack: list[int] = []
-    kids: list[list[int]] = []
-    for n, step in enumerate(flow.steps, 1):
-        start = min(p.exchange.start for p in step.pairs)
-        end = max(p.exchange.end for p in step.pairs)
-        errs = [e for e in (pair_error(p) for p in step.pairs) if e]
-        error = "error" if "error" in errs else "client" if errs else ""
-        while stack and out[stack[-1]].step.depth >= step.depth:
-            stack.pop()
-        parent = stack[-1] if stack else None
-        out.append(Row(n, step, start, end, end, parent, (), False, error, len(errs)))
-        kids.append([])
-        if parent is not None:
-            kids[parent].append(len(out) - 1)
-        stack.append(len(out) - 1)
-    for i in range(len(out) - 1, -1, -1):
-        out[i].children = tuple(kids[i])
-        p = out[i].parent
-        if p is not None and out[i].reach > out[p].reach:
-            out[p].reach = out[i].reach
-    for i, row in enumerate(out):
-        if row.parent is None:
-            _mark_critical(out, i)
-    return out
-
-
-def _mark_critical(rows_: list[Row], i: int) -> None:
-    row = rows_[i]
-    spans = [(rows_[c].start, rows_[c].reach) for c in row.children]
-    for k in critical_chain(spans, row.reach):
-        c = row.children[k]
-        rows_[c].critical = True
-        _mark_critical(rows_, c)
-
-
-def critical_chain(children: Sequence[tuple[float, float]], end: float) -> list[int]:
-    """The children (``(start, end)`` each) that set a parent's end time, latest first.
-
-    The child that ends last sets the parent's end; what kept that child from starting
-    earlier is the child that ended last before it started; and so on back to the start
-    (Jaeger's critical path, one level; the report applies it again inside each child it picks):
-
-    >>> critical_chain([(0, 2), (1, 3), (3, 5), (5.5, 6)], 7)
-    [3, 2, 1]
-    >>> critical_chain([(0, 4), (1, 2)], 4)  # the second runs inside the first
-    [0]
-    >>> critical_chain([], 1)
-    []
-    """
-    order = sorted(range(len(children)), key=lambda k: (children[k][1], children[k][0], k), reverse=True)
-    chain: list[int] = []
-    t = end
-    for k in order:
-        if children[k][1] <= t:
-            chain.append(k)
-            t = children[k][0]
-    return chain
 
 
 # --------------------------------------------------------------------------- helpers
@@ -213,6 +131,7 @@ def render(flow: Flow, options: RenderOptions = DEFAULT, library=None, hint: str
     yield f'<body data-mermaid="{"pending" if library is not None else "missing"}">'
     yield from _header(flow, rs, top)
     yield from _waterfall(flow, rs, colours)
+    yield from _map(flow, library)
     yield from _diagram(flow, library, hint, options)
     yield from _participants(flow, colours)
     yield from _tokens(flow, options.show_secrets)
@@ -220,7 +139,7 @@ def render(flow: Flow, options: RenderOptions = DEFAULT, library=None, hint: str
     yield from _warnings(flow)
     yield '<script type="application/json" id="osflow-data">'
     yield '{"steps": ['  # one step a line: golden files' diffs stay readable
-    steps = _data(flow, rs)
+    steps = _data(flow, rs, options)
     yield from (quoting.script_json(d) + ("," if k + 1 < len(steps) else "") for k, d in enumerate(steps))
     yield "]}"
     yield "</script>"
@@ -253,7 +172,8 @@ def _header(flow: Flow, rs: list[Row], top: list[Row]) -> Iterator[str]:
     left_out = getattr(flow, "left_out", "")  # the background pairs osflow.foreground leaves out, if any
     if left_out:
         yield f'<p class="summary">{_e(left_out)}</p>'
-    yield ('<nav><a href="#waterfall">Waterfall</a> · <a href="#diagram">Sequence diagram</a> · '
+    yield ('<nav><a href="#waterfall">Waterfall</a> · <a href="#map">Service map</a> · '
+           '<a href="#diagram">Sequence diagram</a> · '
            '<a href="#participants">Participants</a> · <a href="#tokens">Tokens</a> · '
            '<a href="#timeline">Timeline</a> · <a href="#warnings">Warnings</a></nav>')  # fmt: skip
     yield "</header>"
@@ -270,7 +190,8 @@ def _waterfall(flow: Flow, rs: list[Row], colours: _Colours) -> Iterator[str]:
            "end of its children (a cast returns before they are done). Below each top-level request, bars in full "
            "colour are its critical path, the chain of children that set its end time; the others are faded. "
            '<span class="key err-key">red</span>: HTTP 5xx, a failed RPC call, a MySQL error; '
-           '<span class="key client-key">orange</span>: HTTP 4xx. Click a row for the pair.</p>')  # fmt: skip
+           '<span class="key client-key">orange</span>: HTTP 4xx. Click a row for the pair and its own diagram '
+           '(under <a href="#diagram">Sequence diagram</a>).</p>')  # fmt: skip
     yield '<p class="controls"><label><input type="checkbox" id="show-critical" checked> show the critical path</label>'
     legend = " ".join(f'<span class="swatch s{i}">{_e(label)}</span>' for label, i in colours.index.items())
     yield f'<span class="legend">{legend}</span><button type="button" id="unzoom" hidden></button></p>'
@@ -344,6 +265,12 @@ def _diagram(flow: Flow, library, hint: str, options: RenderOptions) -> Iterator
     else:
         yield '<p class="missing" id="mermaid-failed" hidden></p>'
         yield '<p class="controls"><label><input type="checkbox" id="fit"> fit the diagrams to the window</label></p>'
+    yield ('<p class="help">A click on a step of the waterfall (or <code>#step=N</code> at the end of this file\'s '
+           "address, N as the timeline numbers it) draws that step's own exchange here: its participants only, "
+           "everything it caused.</p>")  # fmt: skip
+    cls = "mermaid" if library is not None else "mermaid-source"
+    yield (f'<div id="drill" hidden data-class="{cls}"><nav id="crumbs" aria-label="the step and its callers"></nav>'
+           '<div id="drill-parts"></div></div>')  # fmt: skip
     parts: list[tuple[str, list[str], bool]] = []
     if len(flow.steps) > OVERVIEW_STEPS:
         overview = replace(flow, steps=tuple(s for s in flow.steps if s.first.protocol not in ("mysql", "memcache")))
@@ -354,13 +281,37 @@ def _diagram(flow: Flow, library, hint: str, options: RenderOptions) -> Iterator
     for k, lines in enumerate(full, 1):
         part = f", part {k} of {len(full)}" if len(full) > 1 else ""
         parts.append((f"Every step{part}", lines, not parts and k == 1))
-    cls = "mermaid" if library is not None else "mermaid-source"
     for k, (caption, lines, open_) in enumerate(parts, 1):
         yield f'<details class="diagram" id="d{k}"{" open" if open_ else ""}><summary>{_e(caption)}</summary>'
         text = [quoting.html_text(line, lines=True) for line in lines]
         yield f'<div class="scroll"><pre class="{cls}">' + text[0]  # a newline right after <pre> would be dropped
         yield from text[1:]
         yield "</pre></div></details>"
+    yield "</section>"
+
+
+def _map(flow: Flow, library) -> Iterator[str]:
+    graph = svcmap.graph(flow)
+    yield '<section id="map">'
+    yield "<h2>Service map</h2>"
+    yield ('<p class="help">Who calls whom: one arrow per caller, callee and kind (HTTP solid, RPC dotted, SQL long '
+           "dashes, memcached short dashes), with the calls' count, p50/p95 latency (ms) and errors; thick: where the "
+           "command's critical path spends at least 5% of its time. The same as <code>--format map</code>.</p>")
+    cls = "mermaid" if library is not None else "mermaid-source"
+    text = [quoting.html_text(line, lines=True) for line in svcmap.render(flow)]
+    yield f'<div class="scroll"><pre class="{cls}" id="map-diagram">' + text[0]
+    yield from text[1:]
+    yield "</pre></div>"
+    yield ("<table class=\"edges\"><thead><tr><th>caller</th><th>callee</th><th>kind</th><th>calls</th><th>p50 ms</th>"
+           "<th>p95 ms</th><th>errors</th><th>HTTP 4xx</th><th>critical path ms</th></tr></thead><tbody>")  # fmt: skip
+    for e in graph.edges:
+        crit = f"{e.critical_ms:.1f}" if e.critical_ms else ""
+        if e.critical:
+            crit = f'<b class="crit">{crit}</b>'
+        yield (f"<tr><td>{_e(e.client)}</td><td>{_e(e.server)}</td><td>{e.kind}</td><td>{e.count}</td>"
+               f"<td>{_ms(svcmap.percentile(e.ms, 50) / 1000)}</td><td>{_ms(svcmap.percentile(e.ms, 95) / 1000)}</td>"
+               f"<td>{e.errors or ''}</td><td>{e.client_errors or ''}</td><td>{crit}</td></tr>")  # fmt: skip
+    yield "</tbody></table>"
     yield "</section>"
 
 
@@ -397,8 +348,8 @@ def _participants(flow: Flow, colours: _Colours) -> Iterator[str]:
 def _tokens(flow: Flow, show_secrets: bool) -> Iterator[str]:
     uses: dict[str, int] = {}
     for p in flow.pairs:
-        for t in p.tokens:
-            uses[t] = uses.get(t, 0) + 1
+        for tid in p.tokens:
+            uses[tid] = uses.get(tid, 0) + 1
     yield '<section id="tokens">'
     yield "<h2>Tokens</h2>"
     if not flow.tokens:
@@ -408,7 +359,8 @@ def _tokens(flow: Flow, show_secrets: bool) -> Iterator[str]:
         yield ("<p class=\"help\">A token's fingerprint is the first 8 hex digits of its SHA-256 (the Wireshark "
                "plugin shows the same); the token itself is not in this file"
                f"{' — except below: it was written with --show-secrets' if show_secrets else ''}.</p>")
-        yield f"<table><thead><tr><th>token</th><th>owner</th><th>fingerprint</th><th>pairs</th>{secret}</tr></thead><tbody>"
+        yield ("<table><thead><tr><th>token</th><th>owner</th><th>fingerprint</th><th>pairs</th>"
+               f"{secret}</tr></thead><tbody>")
         for t in flow.tokens:
             shown = f"<td><code>{_e(t.secret or '(seen only as a cache key)')}</code></td>" if show_secrets else ""
             yield (f"<tr><td>{_e(t.id)}</td><td>{_e(t.owner or '')}</td><td><code>{_e(t.fingerprint)}</code></td>"
@@ -420,7 +372,8 @@ def _tokens(flow: Flow, show_secrets: bool) -> Iterator[str]:
 def _timeline(flow: Flow, options: RenderOptions) -> Iterator[str]:
     yield '<section id="timeline">'
     yield "<h2>Timeline</h2>"
-    yield "<table class=\"timeline\"><thead><tr>" + "".join(f"<th>{_e(h)}</th>" for h in timeline.HEADERS) + "</tr></thead><tbody>"
+    heads = "".join(f"<th>{_e(h)}</th>" for h in timeline.HEADERS)
+    yield f'<table class="timeline"><thead><tr>{heads}</tr></thead><tbody>'
     for row in timeline.rows(flow, options=options):
         n = row[0]
         cells = [f'<td><a href="#w{n}">{n}</a></td>'] + [f"<td>{_e(c)}</td>" for c in row[1:]]
@@ -444,10 +397,11 @@ def _warnings(flow: Flow) -> Iterator[str]:
 # --------------------------------------------------------------------------- the script's data
 
 
-def _data(flow: Flow, rs: list[Row]) -> list[dict]:
-    """What a click shows, per row: the step, its pair(s), both ends and their evidence."""
+def _data(flow: Flow, rs: list[Row], options: RenderOptions = DEFAULT) -> list[dict]:
+    """What a click shows, per row: the step, its pair(s), both ends and their evidence, and the
+    Mermaid source of the step's own diagram (its participants only, everything below it)."""
     steps = []
-    for r in rs:
+    for i, r in enumerate(rs):
         first = r.step.first
         ex = first.exchange
         message, result = _text(r.step)
@@ -490,5 +444,15 @@ def _data(flow: Flow, rs: list[Row]) -> list[dict]:
             d["connections"] = len({p.exchange.stream for p in r.step.pairs})
         else:
             d["stream"] = ex.stream
+        if r.parent is not None:
+            d["parent"] = rs[r.parent].n
+        d["diagram"] = _step_diagram(flow, rs, i, options)
         steps.append(d)
     return steps
+
+
+def _step_diagram(flow: Flow, rs: list[Row], i: int, options: RenderOptions = DEFAULT) -> list[str]:
+    """Row ``i``'s own sequence diagram (the step and all its descendants, nothing before or after),
+    in parts of at most :data:`DIAGRAM_CHARS` as the whole one is."""
+    own = replace(flow, steps=tuple(rs[k].step for k in subtree(rs, i)), left_out=None)
+    return ["\n".join(lines) for lines in mermaid.diagrams(own, DIAGRAM_CHARS, options)]

@@ -129,6 +129,40 @@ window.addEventListener("error", function (e) { document.body.dataset.scriptErro
   rows.forEach(function (row) {
     row.querySelectorAll(".wf-track > *").forEach(function (e) { e.dataset.style = e.style.cssText; });
   });
+
+  // drill-down: a step's own diagram (its Mermaid source is in the data, made by osflow), its callers above it
+  var drillBox = document.getElementById("drill"), crumbs = document.getElementById("crumbs");
+  var drillParts = document.getElementById("drill-parts"), drawDrill = null, drillWaiting = null;
+  function drill(i) {
+    var s = data.steps[i], chain = [], k = i;
+    while (k !== null) { chain.unshift(k); k = data.steps[k].parent ? data.steps[k].parent - 1 : null; }
+    crumbs.textContent = "";
+    var whole = el("a", "the whole flow");
+    whole.href = "#diagram";
+    whole.addEventListener("click", function () { drillBox.hidden = true; delete body.dataset.drill; });
+    crumbs.appendChild(whole);
+    chain.forEach(function (j) {
+      var d = data.steps[j], label = d.n + ". " + d.client + " → " + d.server + ": " + d.request;
+      crumbs.appendChild(el("span", " › ", "sep"));
+      if (j === i) { crumbs.appendChild(el("b", label, "here")); return; }
+      var a = el("a", label);
+      a.href = "#step=" + d.n;
+      crumbs.appendChild(a);
+    });
+    drillParts.textContent = "";
+    var pres = s.diagram.map(function (source) {
+      var box = el("div", null, "scroll"), pre = el("pre", source, drillBox.dataset.class);
+      box.appendChild(pre);
+      drillParts.appendChild(box);
+      return pre;
+    });
+    drillBox.hidden = false;
+    drillBox.dataset.step = s.n;
+    body.dataset.drill = "pending";
+    if (drillBox.dataset.class !== "mermaid") body.dataset.drill = "source";
+    else if (drawDrill) drawDrill(pres);
+    else drillWaiting = pres;
+  }
   fromHash();
   detail.querySelector(".close").addEventListener("click", function () {
     detail.hidden = true;
@@ -138,12 +172,14 @@ window.addEventListener("error", function (e) { document.body.dataset.scriptErro
     row.addEventListener("click", function (ev) {
       if (ev.target.classList.contains("tw")) { fold(i, !row.classList.contains("folded")); return; }
       show(i);
+      drill(i);
+      if (history.replaceState) history.replaceState(null, "", "#step=" + data.steps[i].n);
     });
     row.addEventListener("keydown", function (ev) { if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); show(i); } });
   });
 
   // the address's fragment, parts joined with "&": "w<step>" (the timeline's links) shows that step's
-  // pair, "zoom" with it zooms the waterfall to it, "fit" fits the diagrams to the window's width,
+  // pair, "step=<step>" that too and the step's own diagram, "zoom" with either zooms the waterfall to it, "fit" fits the diagrams to the window's width,
   // "only-<section>" shows that section alone
   // (scripts/screenshots.sh frames its pictures so)
   function hashPart(re) {
@@ -152,14 +188,16 @@ window.addEventListener("error", function (e) { document.body.dataset.scriptErro
     return null;
   }
   function fromHash() {
-    var n = hashPart(/^w(\d+)$/), i = n === null ? -1 : +n - 1;
+    var n = hashPart(/^w(\d+)$/), step = hashPart(/^step=(\d+)$/);
+    if (n === null) n = step;
+    var i = n === null ? -1 : +n - 1;
     if (i < 0 || i >= rows.length) return;
     for (var k = i - 1, d = +rows[i].dataset.depth; k >= 0 && d > 0; k--) {  // unfold its callers
       if (+rows[k].dataset.depth < d) { d = +rows[k].dataset.depth; if (rows[k].classList.contains("folded")) fold(k, false); }
     }
     show(i);
     if (hashPart(/^(zoom)$/)) zoom(i);
-    rows[i].scrollIntoView({ block: "nearest" });
+    if (step !== null) { drill(i); drillBox.scrollIntoView(); } else rows[i].scrollIntoView({ block: "nearest" });
   }
   window.addEventListener("hashchange", fromHash);
 
@@ -172,6 +210,7 @@ window.addEventListener("error", function (e) { document.body.dataset.scriptErro
   // the diagrams: drawn by mermaid's own build, inlined in this file (when osflow found one)
   function keepAnchor() {  // the diagrams' height moved what the address points at
     var target = /^#[a-z]+$/.test(location.hash) && document.getElementById(location.hash.slice(1));
+    if (hashPart(/^(step=\d+)$/) && !drillBox.hidden) target = drillBox;
     if (target) target.scrollIntoView();
   }
   if (!window.mermaid) { keepAnchor(); return; }
@@ -199,7 +238,21 @@ window.addEventListener("error", function (e) { document.body.dataset.scriptErro
       if (d.open && pre) draw([pre]);
     });
   });
+  drawDrill = function (pres) {
+    var n = drillBox.dataset.step;
+    window.mermaid.run({ nodes: pres }).then(function () {
+      if (drillBox.dataset.step === n) body.dataset.drill = "drawn";
+      keepAnchor();
+    }).catch(function (e) {
+      failed.textContent = "mermaid could not draw this step's diagram: " + (e && e.message ? e.message : e);
+      failed.hidden = false;
+      body.dataset.drill = "failed";
+    });
+  };
   var open = parts.filter(function (d) { return d.open; }).map(function (d) { return d.querySelector("pre.mermaid"); });
+  var map = document.getElementById("map-diagram");
+  if (map && map.classList.contains("mermaid")) open.unshift(map);
+  if (drillWaiting) { drawDrill(drillWaiting); drillWaiting = null; }
   draw(open).then(function () {
     if (body.dataset.mermaid !== "failed") body.dataset.mermaid = "drawn";
     keepAnchor();
