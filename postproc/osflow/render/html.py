@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
-from .. import quoting
+from .. import protocols, quoting
 from ..model import Flow, Step
 from . import map as svcmap
 from . import mermaid, timeline
