@@ -291,7 +291,7 @@ def _client(options: PostOptions, tables: Tables):
     if options.client is not None:
         recorded = foreground.read_meta(meta) if meta is not None else None
         return foreground.parse_client(options.client, foreground.parents_of(tables.processes, recorded))
-    return foreground.client_from_meta(meta, tables.processes) if meta is not None else None
+    return foreground.client_from_meta(meta, tables.processes, options.show_secrets) if meta is not None else None
 
 
 def _read_capture(capture: str, run) -> Result:

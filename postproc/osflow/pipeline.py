@@ -143,7 +143,7 @@ def analyse(
         progress.done()
     exchanges = pairing.finish()
     warnings = _warnings(tables, pairing, reader, name)
-    joiner = Joiner(tables.sockets, tables.processes, overrides)
+    joiner = Joiner(tables.sockets, tables.processes, overrides, show_secrets)
     amqp = pairing.rpc.connections()
     names = joiner.join(exchanges, amqp)
     warnings += _tables_warning(tables, joiner, bool(names), any(_by_listener(n) for n in names.values()))
@@ -233,7 +233,7 @@ class Stream:
         self.horizon = horizon
         self.show_secrets, self.show_broker = show_secrets, show_broker
         self.pairing = Pairing()
-        self.joiner = Joiner(self.tables.sockets, self.tables.processes, overrides)
+        self.joiner = Joiner(self.tables.sockets, self.tables.processes, overrides, show_secrets)
         self.builder = FlowBuilder(show_secrets=show_secrets, client=client, longest_cast=3 * horizon)
         self.names: dict[int, ConnectionNames] = {}
         self._seen: dict[int, float] = {}  # stream -> when its last exchange released ended
