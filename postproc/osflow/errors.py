@@ -59,3 +59,38 @@ class ExportError(OsflowError):
     """The traces could not be sent to the OTLP endpoint (everything was written all the same)."""
 
     exit_status = ExitStatus.EXPORT
+
+
+#: How many warnings of one kind are shown before the rest are counted.
+FIRST_OF_A_KIND = 3
+
+
+def counted(warnings: list[str] | tuple[str, ...], first: int = FIRST_OF_A_KIND) -> list[str]:
+    """``warnings`` with those of one kind (the same words but for numbers and quoted text: the
+    lines of a table osflow cannot read) cut to the ``first`` few, then one line counting the rest.
+
+    >>> ws = [f"ps.txt:{n}: expected a ps line, found 'x{n}'" for n in range(1, 5001)] + ["other"]
+    >>> counted(ws)[2:]
+    ["ps.txt:3: expected a ps line, found 'x3'", '… and 4,997 more lines like it', 'other']
+    """
+    kinds: dict[str, int] = {}
+    for w in warnings:
+        k = _kind(w)
+        kinds[k] = kinds.get(k, 0) + 1
+    out: list[str] = []
+    seen: dict[str, int] = {}
+    for w in warnings:
+        k = _kind(w)
+        n = seen[k] = seen.get(k, 0) + 1
+        if n <= first:
+            out.append(w)
+            if n == first and kinds[k] > first:
+                out.append(f"… and {kinds[k] - first:,} more lines like it")
+    return out
+
+
+def _kind(warning: str) -> str:
+    """What a warning says but for where and what was found: its numbers and quoted text."""
+    import re
+
+    return re.sub(r"'[^']*'|\"[^\"]*\"|\d+", "#", warning.split(", found ", 1)[0])

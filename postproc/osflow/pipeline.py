@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import IO
 
 from .decode import Decoder
-from .errors import InputError, PartialInput
+from .errors import InputError, PartialInput, counted
 from .flow import FlowBuilder, build_flow, whole_flow
 from .join import Joiner, request_ids_of
 from .model import ConnectionNames, Exchange, Flow, Packet
@@ -49,6 +49,7 @@ class Tables:
             t.sockets = tables.SocketTable(entries)
         if ps_files:
             t.processes = tables.ProcessTable(procs)
+        t.warnings = counted(t.warnings)  # 5,000 bad lines: the first few, then how many more
         return t
 
     def _parse(self, paths: Sequence[str], parse, attr: str, error: type) -> list:
