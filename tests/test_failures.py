@@ -4,7 +4,6 @@ documented exit status, nothing the main pass produced is lost."""
 
 from __future__ import annotations
 
-import json
 import re
 
 import pytest
@@ -33,3 +32,80 @@ def test_thousands_of_bad_table_lines_are_counted_after_the_first_few(tmp_path, 
     assert "S3cret" not in err, err
     assert len(out.splitlines()) == len(run_post(["-r", str(d / "capture.pcapng"), *tables_args(SMALL),
                                                   "--format", "json"])[1].splitlines())
+
+
+# ----------------------------------------------------------------------------- tshark and its helper pass
+
+#: A stand-in for tshark that runs the real one and, in the -T fields pass, dies by SIGKILL in the middle of
+#: line ``{after}`` (after writing half of it), as a tshark killed by the OOM killer does.
+DYING_TSHARK = """#!{python}
+import os, signal, subprocess, sys
+args = sys.argv[1:]
+proc = subprocess.Popen([{tshark!r}] + args, stdout=subprocess.PIPE)
+out = sys.stdout.buffer
+if "fields" not in args:
+    out.write(proc.stdout.read())
+    sys.exit(proc.wait())
+for n, line in enumerate(proc.stdout, 1):
+    if n == {after}:
+        out.write(line[: len(line) // 2])
+        out.flush()
+        proc.kill()
+        os.kill(os.getpid(), signal.SIGKILL)
+    out.write(line)
+"""
+
+
+def _fake_tshark(tmp_path, after: int) -> str:
+    import shutil
+    import sys
+
+    from support import tshark
+
+    path = tmp_path / "tshark"
+    path.write_text(DYING_TSHARK.format(python=sys.executable, tshark=tshark() or shutil.which("tshark"), after=after))
+    path.chmod(0o755)
+    return str(path)
+
+
+@pytest.mark.tshark
+@pytest.mark.parametrize("fmt", ["json", "timeline"])
+def test_a_tshark_killed_by_a_signal_is_named_and_what_it_wrote_is_kept(tmp_path, monkeypatch, fmt):
+    case = "resource-provider-create"
+    d = case_dir(case)
+    monkeypatch.setenv("TSHARK", _fake_tshark(tmp_path, after=120))
+    status, out, err = run_post(["-r", str(d / "capture.pcapng"), *tables_args(case), "--format", fmt])
+    assert status == ExitStatus.PARTIAL, err
+    assert re.search(r"tshark was killed by SIGKILL after frame \d+", err), err
+    assert "tab-separated" not in err, err  # not blamed on the input
+    assert "Traceback" not in err
+    assert len(out.splitlines()) > 5
+
+
+@pytest.mark.tshark
+@pytest.mark.parametrize("fmt", ["json", "timeline"])
+def test_a_failing_helper_pass_keeps_what_the_main_pass_read(tmp_path, monkeypatch, fmt):
+    import shutil
+    import subprocess
+
+    from osflow import tshark as tshark_module
+
+    editcap = shutil.which("editcap")
+    if editcap is None:
+        pytest.skip("no editcap")
+    case = "captures-compute/lab-compressed"
+    d = case_dir(case)
+    damaged = tmp_path / "capture.pcapng"
+    # the issue's own reproduction: one damaged byte in a Connection.Start-Ok frame's client properties
+    subprocess.run([editcap, "-E", "0.01", "--seed", "1", str(d / "capture.pcapng"), str(damaged)], check=True,
+                   capture_output=True)
+    args = ["-r", str(damaged), *tables_args(case), "--format", fmt]
+    status, out, err = run_post(args)
+    assert status == ExitStatus.PARTIAL, err
+    assert re.search(r"the AMQP connection names \(second tshark pass .*\) could not be read: .*"
+                     r"every other packet was read", err), err
+    monkeypatch.setattr(tshark_module.FieldsReader, "_connection_names", lambda self: iter(()))
+    without = run_post(args)
+    assert without[0] == ExitStatus.OK and out == without[1] and out.strip()
+    if fmt == "json":
+        assert len(out.splitlines()) == len(without[1].splitlines()) > 10

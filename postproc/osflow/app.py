@@ -315,7 +315,11 @@ def _tshark_problem(runner, packets: int, partial: PartialInput | None) -> Parti
         return partial
     if packets == 0 and not isinstance(runner.problem, PartialInput):
         raise runner.problem
-    return partial if partial is not None else PartialInput(str(runner.problem))
+    if partial is None:
+        return PartialInput(str(runner.problem))
+    # both: tshark's exit (killed, the capture cut short) first, then what the reader saw of it
+    prefix = f"{runner.capture}: "
+    return PartialInput(f"{runner.problem}; {str(partial).removeprefix(prefix)}")
 
 
 # --------------------------------------------------------------------------- writing

@@ -73,6 +73,8 @@ class FieldsReader(_Reader):
         self.capture = capture  # the capture the fields came from: read its Start-Ok frames again
         self.tshark = tshark
         self._start_ok: list[int] = []  # frames holding an AMQP Connection.Start-Ok
+        self.helper_problem: str | None = None  # why the second pass (Connection.Start-Ok frames) failed
+        self.lines = 0  # lines tshark wrote
 
     def __iter__(self) -> Iterator[Packet]:
         yield from self._lines()
@@ -87,19 +89,46 @@ class FieldsReader(_Reader):
 
         # "frame.number == a || ..." reads the same in every tshark (set syntax changed in 4.0)
         wanted = " || ".join(f"frame.number == {n}" for n in self._start_ok[:500])
+        assert self.capture is not None
         cmd = tshark_pdml_command(self.capture, self.tshark, extra=("-Y", wanted))
         try:
             done = subprocess.run(cmd, capture_output=True, stdin=subprocess.DEVNULL, timeout=900)
-        except (OSError, subprocess.SubprocessError):
+        except (OSError, subprocess.SubprocessError) as e:
+            self._helper_failed(f"{type(e).__name__}: {e}")
             return
-        if done.returncode == 0:
-            import io
+        if done.returncode != 0:
+            self._helper_failed(_status_text(done.returncode, done.stderr.decode("utf-8", "replace")))
+            return
+        import io
 
-            yield from PdmlReader(io.BytesIO(done.stdout), self.name)
+        # its own reader: what it counts is not the main pass's frames; a raw byte in a client property
+        # (a damaged capture) must not take the main pass's output with it
+        helper = PdmlReader(io.BytesIO(done.stdout), self.name)
+        try:
+            yield from helper
+        except OsflowError as e:
+            self._helper_failed(str(e).removeprefix(f"{self.name}: "))
+            return
+        if helper.partial is not None:
+            self._helper_failed(str(helper.partial).removeprefix(f"{self.name}: "))
+
+    def _helper_failed(self, why: str) -> None:
+        """The second pass failed: a warning (exit 4) saying what was kept, never an error."""
+        self.helper_problem = (f"the AMQP connection names (second tshark pass over {len(self._start_ok)} "
+                               f"Connection.Start-Ok frame(s)) could not be read: {why}; every other packet "
+                               f"was read ({self.count})")
+        if self.partial is None:
+            self.partial = PartialInput(f"{self.name}: {self.helper_problem}")
 
     def _lines(self) -> Iterator[Packet]:
         width = len(FIELDS)
         for lineno, raw in enumerate(self.stream, 1):
+            self.lines = lineno
+            if not raw.endswith(b"\n"):  # tshark stopped in the middle of a line: it died, the input is not to blame
+                where = f"after frame {self.last_frame}" if self.last_frame else "before the first packet"
+                self.partial = PartialInput(f"{self.name}: tshark's output ends in the middle of a line {where}; "
+                                            f"output holds the {self.count} packets read")
+                return
             line = raw.decode("utf-8", "replace").rstrip("\n")
             cols = line.split("\t")
             if len(cols) != width:
@@ -309,15 +338,18 @@ class Tshark:
         if not os.path.exists(capture):
             raise InputError(f"{capture}: no such file")
         self.capture = capture
+        self._reader: _Reader | None = None  # the reader of its output, once asked for
         self.mode = mode
         self.command = tshark_fields_command(capture) if mode == "fields" else tshark_pdml_command(capture)
         self.proc: subprocess.Popen | None = None
-        self.problem: OsflowError | None = None
+        self.problem: OsflowError | None = None  #: what tshark's exit says (None: it went well)
 
     def reader(self, stream: IO[bytes]):
         if self.mode == "fields":
-            return FieldsReader(stream, self.capture, self.capture, self.command[0])
-        return PdmlReader(stream, self.capture)
+            self._reader = FieldsReader(stream, self.capture, self.capture, self.command[0])
+        else:
+            self._reader = PdmlReader(stream, self.capture)
+        return self._reader
 
     def __enter__(self) -> IO[bytes]:
         import subprocess
@@ -344,7 +376,10 @@ class Tshark:
         self.proc.stderr.close()
         status = self.proc.wait()
         self.stderr = err
-        self.problem: OsflowError | None = None
+        if status < 0:  # ended by a signal: what was read is kept, and said to be partial
+            frame = getattr(self._reader, "last_frame", 0)
+            self.problem = PartialInput(f"{self.capture}: tshark was killed by {_signal_name(-status)} "
+                                        + (f"after frame {frame}" if frame else "before the first packet"))
         if status > 0:
             lines = [ln for ln in err.splitlines() if ln.strip() and "Running as user" not in ln]
             msg = (lines[-1] if lines else f"tshark exited with status {status}").strip()
@@ -370,3 +405,22 @@ def _widen(pipe: IO[bytes], size: int = 1 << 20) -> None:
         fcntl.fcntl(pipe.fileno(), getattr(fcntl, "F_SETPIPE_SZ", _F_SETPIPE_SZ), size)
     except (OSError, ValueError):
         pass  # a smaller /proc/sys/fs/pipe-max-size, another platform: the default pipe
+
+
+def _signal_name(number: int) -> str:
+    """``SIGKILL`` for 9 (the number itself for one Python does not know)."""
+    import signal
+
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def _status_text(status: int, stderr: str) -> str:
+    """What a tshark run's exit says: killed by a signal, or its last line on stderr."""
+    if status < 0:
+        return f"tshark was killed by {_signal_name(-status)}"
+    lines = [ln for ln in stderr.splitlines() if ln.strip() and "Running as user" not in ln]
+    return (lines[-1] if lines else f"tshark exited with status {status}").strip()
+
