@@ -109,3 +109,62 @@ def test_a_failing_helper_pass_keeps_what_the_main_pass_read(tmp_path, monkeypat
     assert without[0] == ExitStatus.OK and out == without[1] and out.strip()
     if fmt == "json":
         assert len(out.splitlines()) == len(without[1].splitlines()) > 10
+
+
+# ----------------------------------------------------------------------------- not a capture
+
+
+def _not_captures(tmp_path):
+    import shutil
+    import subprocess
+
+    from support import pdml_bytes
+
+    real = (case_dir(SMALL) / "capture.pcapng").read_bytes()
+    files = {
+        "empty": (b"", r"found an empty file"),
+        "pdml": (pdml_bytes(SMALL), r"found PDML \(give it without -r"),
+        "cut30": (real[:30], r"found a pcapng file that ends early, inside its first block \(30 bytes\)"),
+    }
+    out = {}
+    for name, (data, expected) in files.items():
+        path = tmp_path / f"{name}.pcapng"
+        path.write_bytes(data)
+        out[name] = (path, expected)
+    editcap = shutil.which("editcap")
+    if editcap is not None:  # the capture's header, no frame: editcap keeping a frame it does not have
+        path = tmp_path / "noframe.pcapng"
+        subprocess.run([editcap, "-r", str(case_dir(SMALL) / "capture.pcapng"), str(path), "99999999"], check=True,
+                       capture_output=True)
+        out["noframe"] = (path, r"found a capture that holds no frame")
+    return out
+
+
+@pytest.mark.tshark
+@pytest.mark.parametrize("fmt", ["timeline", "json"])
+def test_a_file_that_is_not_a_capture_or_holds_no_frame_is_exit_3(tmp_path, fmt):
+    for name, (path, expected) in _not_captures(tmp_path).items():
+        status, out, err = run_post(["-r", str(path), "--format", fmt])
+        assert status == ExitStatus.INPUT, (name, err)
+        line = one_line(err)
+        assert re.search(r"expected a capture \(pcap or pcapng\).*, " + expected, line), (name, line)
+        assert out == "", name
+
+
+@pytest.mark.tshark
+def test_a_pdml_cut_inside_an_attribute_ends_early(tmp_path):
+    from support import pdml_bytes
+
+    real = pdml_bytes(SMALL)
+    for marker, extra in ((b'show="', 6), (b'<field name="', 20), (b"<proto", 3)):
+        at = real.index(marker, len(real) // 2) + extra
+        status, out, err = run_post(["--format", "json"], stdin=real[:at])
+        assert status == ExitStatus.PARTIAL, err
+        assert re.search(r"PDML ends early after frame \d+", one_line(err)), (marker, err)
+        assert out.strip()
+
+
+def one_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
