@@ -168,3 +168,72 @@ def one_line(err: str) -> str:
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and "Traceback" not in err, err
     return lines[0]
+
+
+# ----------------------------------------------------------------------------- output errors
+
+
+def _osflow(args, **kw):
+    import os
+    import subprocess
+    import sys
+
+    from support import ROOT
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "postproc"))
+    return subprocess.Popen([sys.executable, "-m", "osflow", "post", *args], env=env, stderr=subprocess.PIPE, **kw)
+
+
+BIG = "captures-compute/server-create"
+
+
+@pytest.mark.tshark
+@pytest.mark.parametrize("fmt", ["timeline", "json", "mermaid"])
+def test_a_full_disk_is_one_line_and_exit_7(tmp_path, fmt):
+    capture = str(case_dir(BIG) / "capture.pcapng")
+    with open("/dev/full", "w") as full:
+        p = _osflow(["-r", capture, "--format", fmt], stdout=full)
+        _, err = p.communicate(timeout=300)
+    assert p.returncode == ExitStatus.OUTPUT, err
+    assert one_line(err.decode()) == "osflow-post: error: cannot write to standard output: No space left on device" \
+        .replace("osflow-post", "osflow post")
+    p = _osflow(["-r", capture, "-o", "/dev/full", "--format", fmt], stdout=subprocess_devnull())
+    _, err = p.communicate(timeout=300)
+    assert p.returncode == ExitStatus.OUTPUT, err
+    assert one_line(err.decode()) == "osflow post: error: /dev/full: cannot write it: No space left on device"
+
+
+def subprocess_devnull():
+    import subprocess
+
+    return subprocess.DEVNULL
+
+
+@pytest.mark.tshark
+@pytest.mark.parametrize("fmt", ["timeline", "json"])
+def test_a_closed_stdout_is_one_line_and_exit_7_and_o_still_works(tmp_path, fmt):
+    capture = str(case_dir(SMALL) / "capture.pcapng")
+    p = _osflow(["-r", capture, "--format", fmt], stdout=subprocess_devnull(), close_fds=True,
+                preexec_fn=lambda: __import__("os").close(1))
+    _, err = p.communicate(timeout=300)
+    assert p.returncode == ExitStatus.OUTPUT, err
+    assert one_line(err.decode()) == "osflow post: error: cannot write to standard output: it is closed (give -o FILE)"
+    out = tmp_path / "flow.out"
+    p = _osflow(["-r", capture, "--format", fmt, "-o", str(out)], stdout=subprocess_devnull(),
+                preexec_fn=lambda: __import__("os").close(1))
+    _, err = p.communicate(timeout=300)
+    assert p.returncode == 0 and err == b"" and out.stat().st_size > 100, err
+
+
+@pytest.mark.tshark
+@pytest.mark.parametrize("fmt", ["timeline", "json"])
+def test_a_reader_that_goes_away_is_quiet(fmt):
+    import subprocess
+
+    p = _osflow(["-r", str(case_dir(BIG) / "capture.pcapng"), "--format", fmt], stdout=subprocess.PIPE)
+    assert p.stdout is not None
+    p.stdout.readline()
+    p.stdout.close()
+    err = p.stderr.read() if p.stderr else b""
+    assert p.wait(timeout=300) == ExitStatus.OK
+    assert err == b"", err

@@ -10,13 +10,14 @@ are :mod:`osflow.cli`'s.
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from typing import IO, TextIO
+from typing import IO, TextIO, cast
 
-from .errors import ExportError, InputError, PartialInput
+from .errors import ExportError, InputError, OutputError, PartialInput
 from .pipeline import Result, Stream, Tables, analyse, collect
 from .render import Format, renderer
 
@@ -90,7 +91,7 @@ class PostOutcome:
 
 def post(options: PostOptions, stdout: TextIO | None = None, stderr: TextIO | None = None) -> PostOutcome:
     """Read, analyse and render as ``options`` say; see the module's docstring."""
-    stdout = sys.stdout if stdout is None else stdout
+    stdout = (sys.stdout or _CLOSED) if stdout is None else stdout  # None: started with standard output closed
     stderr = sys.stderr if stderr is None else stderr
     fmt = output_format(options.format, options.output)
     render = renderer(fmt).render  # now, while tshark (in a pipe) is still starting, not after the last packet
@@ -114,7 +115,7 @@ def post(options: PostOptions, stdout: TextIO | None = None, stderr: TextIO | No
     written: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     if options.output is None:
-        write_lines(render(flow), stdout)
+        write_stdout(render(flow), stdout)
     elif fmt == "mermaid":
         written = write_diagrams(options.output, flow)
         if len(written) > 1:
@@ -124,10 +125,9 @@ def post(options: PostOptions, stdout: TextIO | None = None, stderr: TextIO | No
         written = (options.output,)
     if options.explain:
         target = stdout if (fmt in ("timeline", "md") and options.output is None) else stderr
-        target.write("\n")
         from .render import explain
 
-        write_lines(explain.render(flow), target)
+        write_stdout(itertools.chain(("",), explain.render(flow)), target)
     if exporter is not None and fmt != "otlp":  # another format was written: send the traces too
         exporter.send_all(renderer("otlp").render(flow))
     return PostOutcome(result.packets, len(flow.pairs), written, notes, flow.warnings + extra, result.partial,
@@ -199,22 +199,28 @@ class _Sink:
             for h in held:
                 self._line(h)
         if self.path is None:
-            self.stdout.write(line)
-            self.stdout.write("\n")
+            try:
+                self.stdout.write(line)
+                self.stdout.write("\n")
+            except BrokenPipeError:
+                raise
+            except OSError as e:
+                raise OutputError(f"cannot write to standard output: {e.strerror}") from None
             return
         out = self._open()
         try:
             out.write(line)
             out.write("\n")
         except OSError as e:
-            raise InputError(f"{self.path}: cannot write it: {e.strerror}") from None
+            raise OutputError(f"{self.path}: cannot write it: {e.strerror}") from None
 
     def _open(self) -> IO[str]:
         if self._file is None:
+            assert self.path is not None
             try:
-                self._file = open(self.path, "w", encoding="utf-8")  # type: ignore[arg-type]
+                self._file = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - kept open while lines stream
             except OSError as e:
-                raise InputError(f"{self.path}: cannot write it: {e.strerror}") from None
+                raise OutputError(f"{self.path}: cannot write it: {e.strerror}") from None
         return self._file
 
     def close(self) -> None:
@@ -223,7 +229,10 @@ class _Sink:
         for h in held:
             self._line(h)
         if self.path is not None:
-            self._open().close()
+            try:
+                self._open().close()
+            except OSError as e:  # the last bytes are written on close: a full disk says so here
+                raise OutputError(f"{self.path}: cannot write it: {e.strerror}") from None
 
 
 def _html_renderer(mermaid_js: str | None):
@@ -333,12 +342,36 @@ def write_lines(lines: Iterable[str], out: IO[str]) -> None:
 
 
 def write_file(path: str, lines: Iterable[str]) -> None:
-    """Write ``lines`` to ``path``; a file that cannot be written is an :class:`InputError`."""
+    """Write ``lines`` to ``path``; a file that cannot be written is an :class:`OutputError`."""
     try:
         with open(path, "w", encoding="utf-8") as f:
             write_lines(lines, f)
     except OSError as e:
-        raise InputError(f"{path}: cannot write it: {e.strerror}") from None
+        raise OutputError(f"{path}: cannot write it: {e.strerror}") from None
+
+
+def write_stdout(lines: Iterable[str], out: IO[str]) -> None:
+    """:func:`write_lines` to standard output (or error): a full disk is an :class:`OutputError`; a
+    reader that went away (``| head``), a :class:`BrokenPipeError`, left to the command line."""
+    try:
+        write_lines(lines, out)
+    except BrokenPipeError:
+        raise
+    except OSError as e:
+        raise OutputError(f"cannot write to standard output: {e.strerror}") from None
+
+
+class _ClosedStdout:
+    """What is written when ``osflow-post`` was started with its standard output closed (``>&-``)."""
+
+    def write(self, text: str) -> int:
+        raise OutputError("cannot write to standard output: it is closed (give -o FILE)")
+
+    def flush(self) -> None:
+        pass
+
+
+_CLOSED = cast(TextIO, _ClosedStdout())  # write and flush are all a stream is used for here
 
 
 def write_diagrams(path: str, flow) -> tuple[str, ...]:
@@ -351,6 +384,6 @@ def write_diagrams(path: str, flow) -> tuple[str, ...]:
         return (path,)
     root, ext = os.path.splitext(path)
     paths = (path,) + tuple(f"{root}-{n}{ext}" for n in range(2, len(ds) + 1))
-    for p, d in zip(paths, ds):
+    for p, d in zip(paths, ds, strict=True):
         write_file(p, d)
     return paths

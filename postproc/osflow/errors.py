@@ -19,9 +19,10 @@ class ExitStatus(IntEnum):
     INTERNAL = 1  #: a bug of osflow's (``--traceback`` shows it)
     USAGE = 2  #: bad usage: unknown option, missing argument, ...
     INPUT = 3  #: unreadable or invalid input: not PDML, not a capture, a bad table file, ...
-    PARTIAL = 4  #: the input ended early; everything read was output, then a warning
+    PARTIAL = 4  #: the input ended early, tshark was killed or a helper pass failed; what was read was output
     TOOL = 5  #: a tool osflow needs is missing (tshark, dumpcap)
     EXPORT = 6  #: the traces could not be sent to ``--otlp-endpoint`` (the output was written)
+    OUTPUT = 7  #: the output could not be written: a full disk, a closed standard output, ``-o`` not writable
     INTERRUPTED = 130  #: Ctrl-C
 
 
@@ -53,6 +54,13 @@ class ToolMissing(OsflowError):
     """tshark or dumpcap is not installed (or not where ``$TSHARK``/``$DUMPCAP`` says)."""
 
     exit_status = ExitStatus.TOOL
+
+
+class OutputError(OsflowError):
+    """The output could not be written (a full disk, standard output closed).  A reader that went
+    away (``| head``) is not one: that is a :class:`BrokenPipeError`, and quiet."""
+
+    exit_status = ExitStatus.OUTPUT
 
 
 class ExportError(OsflowError):
