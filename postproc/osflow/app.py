@@ -114,7 +114,15 @@ def post(options: PostOptions, stdout: TextIO | None = None, stderr: TextIO | No
     flow = result.flow
     written: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
-    if options.output is None:
+    split: tuple[str, ...] = ()
+    if options.output is None and fmt == "mermaid":  # one document: the first diagram, and a word if more
+        from .render import mermaid
+
+        ds = mermaid.diagrams(flow)
+        write_stdout(mermaid.first_part(ds), stdout)
+        if len(ds) > 1:
+            split = (mermaid.split_message(len(ds)).replace("this is part 1", "standard output holds part 1"),)
+    elif options.output is None:
         write_stdout(render(flow), stdout)
     elif fmt == "mermaid":
         written = write_diagrams(options.output, flow)
@@ -130,7 +138,7 @@ def post(options: PostOptions, stdout: TextIO | None = None, stderr: TextIO | No
         write_stdout(itertools.chain(("",), explain.render(flow)), target)
     if exporter is not None and fmt != "otlp":  # another format was written: send the traces too
         exporter.send_all(renderer("otlp").render(flow))
-    return PostOutcome(result.packets, len(flow.pairs), written, notes, flow.warnings + extra, result.partial,
+    return PostOutcome(result.packets, len(flow.pairs), written, notes, flow.warnings + extra + split, result.partial,
                        exporter.error if exporter is not None else None)
 
 
