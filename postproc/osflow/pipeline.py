@@ -23,6 +23,7 @@ from .decode import Decoder
 from .errors import InputError, PartialInput, counted
 from .flow import FlowBuilder, build_flow, whole_flow
 from .join import Joiner, request_ids_of
+from .redact import command_line
 from .model import ConnectionNames, Exchange, Flow, Packet
 from .pair import Pairing
 from .source import PdmlReader
@@ -49,7 +50,8 @@ class Tables:
             t.sockets = tables.SocketTable(entries)
         if ps_files:
             t.processes = tables.ProcessTable(procs)
-        t.warnings = counted(t.warnings)  # 5,000 bad lines: the first few, then how many more
+        # a warning quotes the line it could not read: not its secrets; 5,000 such lines: the first few, counted
+        t.warnings = counted([command_line(w) for w in t.warnings])
         return t
 
     def _parse(self, paths: Sequence[str], parse, attr: str, error: type) -> list:

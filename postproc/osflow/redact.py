@@ -104,6 +104,8 @@ _MYSQL_TOOLS = re.compile(r"(?:^|/)(?:mysql|mariadb)[\w-]*$")
 
 def _hidden(value: str, name: str = "") -> str:
     """What a secret value is shown as: ``…``, a token ``…(fingerprint)`` as the capture's tokens are."""
+    if value.startswith("…"):  # hidden already
+        return value
     if value.startswith("gAAAA") or "token" in name.lower():
         from .tokens import fingerprint
 

@@ -58,7 +58,6 @@ from typing import Union
 
 from .addresses import BAD_PORT, address_entry, canonical_address, parse_address
 from .model import Address, Process, SocketEntry, SocketUser
-from .redact import command_line
 
 __all__ = [
     "TableError",
@@ -102,7 +101,7 @@ _FOUND_MAX = 80
 
 
 def _found(line: str) -> str:
-    line = command_line(line.strip())  # a warning quotes the line: not its secrets
+    line = line.strip()
     if len(line) > _FOUND_MAX:
         line = line[: _FOUND_MAX - 3] + "..."
     return repr(line)
