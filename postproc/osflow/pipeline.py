@@ -23,9 +23,9 @@ from .decode import Decoder
 from .errors import InputError, PartialInput, counted
 from .flow import FlowBuilder, build_flow, whole_flow
 from .join import Joiner, request_ids_of
-from .redact import command_line
 from .model import ConnectionNames, Exchange, Flow, Packet
 from .pair import Pairing
+from .redact import command_line
 from .source import PdmlReader
 
 
