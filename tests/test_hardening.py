@@ -40,7 +40,7 @@ def test_entity_bomb_and_external_entity_through_the_cli(tmp_path):
     doctype = (
         f'<!DOCTYPE pdml [<!ENTITY xxe SYSTEM "file://{secret}">'
         + '<!ENTITY a "AAAAAAAAAA">'
-        + "".join(f'<!ENTITY {n} "{("&" + p + ";") * 10}">' for p, n in zip("abcdefgh", "bcdefghi"))
+        + "".join(f'<!ENTITY {n} "{("&" + p + ";") * 10}">' for p, n in zip("abcdefgh", "bcdefghi", strict=True))
         + "]>"
     )
     hostile = (head + doctype + "<pdml" + rest).replace('show="GET"', 'show="&xxe;&i;"', 1)
@@ -82,7 +82,9 @@ def test_pdml_without_tcp_stream_still_pairs_by_connection():
     assert b'"tcp.stream"' not in stripped
     a = [json.loads(x) for x in run_post(["--format", "json"], stdin=real)[1].splitlines()]
     b = [json.loads(x) for x in run_post(["--format", "json"], stdin=stripped)[1].splitlines()]
-    keep = lambda p: (p["client"], p["server"], p["request"], p["response"], p["frames"], p["parent"])
+    def keep(p):
+        return p["client"], p["server"], p["request"], p["response"], p["frames"], p["parent"]
+
     assert list(map(keep, a)) == list(map(keep, b))
 
 
@@ -106,7 +108,8 @@ def test_same_output_whatever_the_hash_seed(tmp_path):
         for fmt, explain in (("timeline", False), ("mermaid", False), ("json", False), ("md", False), ("otlp", False),
                              ("stats", False), ("timeline", True), ("json", True)):
             r = subprocess.run(
-                [sys.executable, "-m", "osflow", "post", "-r", str(case_dir("resource-provider-create") / "capture.pcapng"),
+                [sys.executable, "-m", "osflow", "post", "-r",
+                 str(case_dir("resource-provider-create") / "capture.pcapng"),
                  *tables_args("resource-provider-create"), "--format", fmt, *(["--explain"] if explain else [])],
                 env=env, capture_output=True)
             assert r.returncode == 0, r.stderr
@@ -140,7 +143,7 @@ def test_pdml_reader_raises_only_osflow_errors(data):
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.text(max_size=80), max_size=10))
 def test_header_lines_never_raise(lines):
-    for name, value in header_lines(lines):
+    for name, _value in header_lines(lines):
         assert ":" not in name and " " not in name
 
 
