@@ -329,6 +329,8 @@ def _tshark_problem(runner, packets: int, partial: PartialInput | None) -> Parti
     """What tshark's exit says: nothing (it went well), the input ended early, or an error raised
     (tshark read nothing)."""
     if runner.problem is None:
+        if packets == 0 and partial is None and (empty := runner.no_frame()) is not None:
+            raise empty  # a capture of no frame at all is not one osflow can read (exit 3)
         return partial
     if packets == 0 and not isinstance(runner.problem, PartialInput):
         raise runner.problem

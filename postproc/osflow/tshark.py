@@ -352,6 +352,11 @@ class Tshark:
             self._reader = PdmlReader(stream, self.capture)
         return self._reader
 
+    def no_frame(self) -> OsflowError | None:
+        """After a run that went well but gave no packet: an :class:`InputError` when the capture holds
+        no frame at all (one short tshark run says), else None (frames, just none osflow reads)."""
+        return _no_frame(self.capture, self.command[0])
+
     def __enter__(self) -> IO[bytes]:
         import subprocess
 
@@ -381,8 +386,6 @@ class Tshark:
             frame = getattr(self._reader, "last_frame", 0)
             self.problem = PartialInput(f"{self.capture}: tshark was killed by {_signal_name(-status)} "
                                         + (f"after frame {frame}" if frame else "before the first packet"))
-        elif status == 0 and exc[0] is None and self._reader is not None and self._reader.count == 0:
-            self.problem = _no_frame(self.capture, self.command[0])
         if status > 0:
             lines = [ln for ln in err.splitlines() if ln.strip() and "Running as user" not in ln]
             msg = (lines[-1] if lines else f"tshark exited with status {status}").strip()
