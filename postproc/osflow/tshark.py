@@ -74,7 +74,6 @@ class FieldsReader(_Reader):
         self.tshark = tshark
         self._start_ok: list[int] = []  # frames holding an AMQP Connection.Start-Ok
         self.helper_problem: str | None = None  # why the second pass (Connection.Start-Ok frames) failed
-        self.lines = 0  # lines tshark wrote
 
     def __iter__(self) -> Iterator[Packet]:
         yield from self._lines()
@@ -123,7 +122,6 @@ class FieldsReader(_Reader):
     def _lines(self) -> Iterator[Packet]:
         width = len(FIELDS)
         for lineno, raw in enumerate(self.stream, 1):
-            self.lines = lineno
             if not raw.endswith(b"\n"):  # tshark stopped in the middle of a line: it died, the input is not to blame
                 where = f"after frame {self.last_frame}" if self.last_frame else "before the first packet"
                 self.partial = PartialInput(f"{self.name}: tshark's output ends in the middle of a line {where}; "
@@ -441,8 +439,13 @@ _EXPECTED = "expected a capture (pcap or pcapng)"
 def not_a_capture(path: str) -> None:
     """Raise :class:`InputError` when ``path`` is plainly not a capture (tshark would read an empty
     file, a PDML file or a pcapng cut inside its header as a capture of no TCP packet, or of one
-    XML "frame", and exit 0): an empty file, XML, a pcap or pcapng file that ends inside its header."""
+    XML "frame", and exit 0): an empty file, XML, a pcap or pcapng file that ends inside its header.
+    Only a regular file is looked at: a pipe's first bytes (``-r <(...)``) are tshark's to read."""
+    import stat
+
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return
         with open(path, "rb") as f:
             head = f.read(4096)
             size = os.fstat(f.fileno()).st_size
