@@ -237,3 +237,24 @@ def test_a_reader_that_goes_away_is_quiet(fmt):
     err = p.stderr.read() if p.stderr else b""
     assert p.wait(timeout=300) == ExitStatus.OK
     assert err == b"", err
+
+
+@pytest.mark.tshark
+def test_a_capture_on_a_named_pipe_is_left_to_tshark(tmp_path):
+    import os
+    import threading
+
+    capture = case_dir(SMALL) / "capture.pcapng"
+    fifo = tmp_path / "capture.fifo"
+    os.mkfifo(fifo)
+
+    def feed():
+        with open(fifo, "wb") as f:
+            f.write(capture.read_bytes())
+
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    status, out, err = run_post(["-r", str(fifo), "--format", "json"])
+    writer.join(timeout=60)
+    assert status == ExitStatus.OK, err
+    assert out == run_post(["-r", str(capture), "--format", "json"])[1]
