@@ -135,7 +135,8 @@ def post(options: PostOptions, stdout: TextIO | None = None, stderr: TextIO | No
         target = stdout if (fmt in ("timeline", "md") and options.output is None) else stderr
         from .render import explain
 
-        write_stdout(itertools.chain(("",), explain.render(flow)), target)
+        write_stdout(itertools.chain(("",), explain.render(flow)), target,
+                     "standard output" if target is stdout else "standard error")
     if exporter is not None and fmt != "otlp":  # another format was written: send the traces too
         exporter.send_all(renderer("otlp").render(flow))
     return PostOutcome(result.packets, len(flow.pairs), written, notes, flow.warnings + extra + split, result.partial,
@@ -360,15 +361,15 @@ def write_file(path: str, lines: Iterable[str]) -> None:
         raise OutputError(f"{path}: cannot write it: {e.strerror}") from None
 
 
-def write_stdout(lines: Iterable[str], out: IO[str]) -> None:
-    """:func:`write_lines` to standard output (or error): a full disk is an :class:`OutputError`; a
-    reader that went away (``| head``), a :class:`BrokenPipeError`, left to the command line."""
+def write_stdout(lines: Iterable[str], out: IO[str], name: str = "standard output") -> None:
+    """:func:`write_lines` to standard output (or error, ``name``): a full disk is an :class:`OutputError`;
+    a reader that went away (``| head``), a :class:`BrokenPipeError`, left to the command line."""
     try:
         write_lines(lines, out)
     except BrokenPipeError:
         raise
     except OSError as e:
-        raise OutputError(f"cannot write to standard output: {e.strerror}") from None
+        raise OutputError(f"cannot write to {name}: {e.strerror}") from None
 
 
 class _ClosedStdout:
