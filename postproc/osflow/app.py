@@ -10,14 +10,15 @@ are :mod:`osflow.cli`'s.
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import IO, TextIO
+from typing import IO, TextIO, cast
 
-from .errors import ExportError, InputError, PartialInput
+from .errors import ExportError, InputError, OutputError, PartialInput
 from .options import AnalysisOptions
 from .pipeline import Result, Stream, Tables, analyse, collect
 from .render import OUTPUTS, Format, Output, declaration, format_of, renderer
@@ -80,7 +81,7 @@ def post(options: PostOptions, stdout: TextIO | None = None, stderr: TextIO | No
     stream; ``--explain`` shows the connections, and the traces sent beside another format are
     rendered from the flow at the end: both need the whole flow.
     """
-    stdout = sys.stdout if stdout is None else stdout
+    stdout = (sys.stdout or _CLOSED) if stdout is None else stdout  # None: started with standard output closed
     stderr = sys.stderr if stderr is None else stderr
     out = declaration(output_format(options.format, options.output))
     looks = RenderOptions(show_secrets=options.show_secrets, show_broker=options.show_broker)
@@ -108,8 +109,14 @@ def post(options: PostOptions, stdout: TextIO | None = None, stderr: TextIO | No
     flow = result.flow
     written: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
-    if options.output is None:
-        write_lines(render(flow), stdout)
+    split: tuple[str, ...] = ()
+    if options.output is None and out.documents is not None:  # one document: the first, and a word if more
+        ds = getattr(module, out.documents)(flow, options=looks)
+        write_stdout(module.first_part(ds), stdout)
+        if len(ds) > 1:
+            split = (module.split_message(len(ds)).replace("this is part 1", "standard output holds part 1"),)
+    elif options.output is None:
+        write_stdout(render(flow), stdout)
     elif out.documents is not None:
         written = write_documents(options.output, getattr(module, out.documents)(flow, options=looks))
         if len(written) > 1:
@@ -119,13 +126,13 @@ def post(options: PostOptions, stdout: TextIO | None = None, stderr: TextIO | No
         written = (options.output,)
     if options.explain:
         target = stdout if (out.explain_after and options.output is None) else stderr
-        target.write("\n")
         from .render import explain
 
-        write_lines(explain.render(flow, looks), target)
+        write_stdout(itertools.chain(("",), explain.render(flow, looks)), target,
+                     "standard output" if target is stdout else "standard error")
     if exporter is not None and not out.traces:  # another format was written: send the traces too
         exporter.send_all(renderer(_TRACES.format).render(flow, looks))
-    return PostOutcome(result.packets, len(flow.pairs), written, notes, flow.warnings + extra, result.partial,
+    return PostOutcome(result.packets, len(flow.pairs), written, notes, flow.warnings + extra + split, result.partial,
                        exporter.error if exporter is not None else None)
 
 
@@ -198,23 +205,28 @@ class _Sink:
             for h in held:
                 self._line(h)
         if self.path is None:
-            self.stdout.write(line)
-            self.stdout.write("\n")
+            try:
+                self.stdout.write(line)
+                self.stdout.write("\n")
+            except BrokenPipeError:
+                raise
+            except OSError as e:
+                raise OutputError(f"cannot write to standard output: {e.strerror}") from None
             return
         out = self._open()
         try:
             out.write(line)
             out.write("\n")
         except OSError as e:
-            raise InputError(f"{self.path}: cannot write it: {e.strerror}") from None
+            raise OutputError(f"{self.path}: cannot write it: {e.strerror}") from None
 
     def _open(self) -> IO[str]:
         if self._file is None:
-            assert self.path is not None  # only a file output opens one
-            try:  # held open across write() calls, closed by close()
-                self._file = open(self.path, "w", encoding="utf-8")  # noqa: SIM115
+            assert self.path is not None
+            try:
+                self._file = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - kept open while lines stream
             except OSError as e:
-                raise InputError(f"{self.path}: cannot write it: {e.strerror}") from None
+                raise OutputError(f"{self.path}: cannot write it: {e.strerror}") from None
         return self._file
 
     def close(self) -> None:
@@ -223,7 +235,10 @@ class _Sink:
         for h in held:
             self._line(h)
         if self.path is not None:
-            self._open().close()
+            try:
+                self._open().close()
+            except OSError as e:  # the last bytes are written on close: a full disk says so here
+                raise OutputError(f"{self.path}: cannot write it: {e.strerror}") from None
 
 
 def _with_mermaid_js(render, mermaid_js: str | None):
@@ -289,7 +304,7 @@ def _client(options: PostOptions, tables: Tables):
     if options.client is not None:
         recorded = foreground.read_meta(meta) if meta is not None else None
         return foreground.parse_client(options.client, foreground.parents_of(tables.processes, recorded))
-    return foreground.client_from_meta(meta, tables.processes) if meta is not None else None
+    return foreground.client_from_meta(meta, tables.processes, options.show_secrets) if meta is not None else None
 
 
 def _read_capture(capture: str, run, overrides: dict[int, str] | None = None) -> Result:
@@ -310,10 +325,16 @@ def _tshark_problem(runner, packets: int, partial: PartialInput | None) -> Parti
     """What tshark's exit says: nothing (it went well), the input ended early, or an error raised
     (tshark read nothing)."""
     if runner.problem is None:
+        if packets == 0 and partial is None and (empty := runner.no_frame()) is not None:
+            raise empty  # a capture of no frame at all is not one osflow can read (exit 3)
         return partial
     if packets == 0 and not isinstance(runner.problem, PartialInput):
         raise runner.problem
-    return partial if partial is not None else PartialInput(str(runner.problem))
+    if partial is None:
+        return PartialInput(str(runner.problem))
+    # both: tshark's exit (killed, the capture cut short) first, then what the reader saw of it
+    prefix = f"{runner.capture}: "
+    return PartialInput(f"{runner.problem}; {str(partial).removeprefix(prefix)}")
 
 
 # --------------------------------------------------------------------------- writing
@@ -327,12 +348,36 @@ def write_lines(lines: Iterable[str], out: IO[str]) -> None:
 
 
 def write_file(path: str, lines: Iterable[str]) -> None:
-    """Write ``lines`` to ``path``; a file that cannot be written is an :class:`InputError`."""
+    """Write ``lines`` to ``path``; a file that cannot be written is an :class:`OutputError`."""
     try:
         with open(path, "w", encoding="utf-8") as f:
             write_lines(lines, f)
     except OSError as e:
-        raise InputError(f"{path}: cannot write it: {e.strerror}") from None
+        raise OutputError(f"{path}: cannot write it: {e.strerror}") from None
+
+
+def write_stdout(lines: Iterable[str], out: IO[str], name: str = "standard output") -> None:
+    """:func:`write_lines` to standard output (or error, ``name``): a full disk is an :class:`OutputError`;
+    a reader that went away (``| head``), a :class:`BrokenPipeError`, left to the command line."""
+    try:
+        write_lines(lines, out)
+    except BrokenPipeError:
+        raise
+    except OSError as e:
+        raise OutputError(f"cannot write to {name}: {e.strerror}") from None
+
+
+class _ClosedStdout:
+    """What is written when ``osflow-post`` was started with its standard output closed (``>&-``)."""
+
+    def write(self, text: str) -> int:
+        raise OutputError("cannot write to standard output: it is closed (give -o FILE)")
+
+    def flush(self) -> None:
+        pass
+
+
+_CLOSED = cast(TextIO, _ClosedStdout())  # write and flush are all a stream is used for here
 
 
 def write_documents(path: str, documents: list[list[str]]) -> tuple[str, ...]:

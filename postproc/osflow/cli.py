@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from . import __version__
-from .errors import ExitStatus, OsflowError, UsageError
+from .errors import ExitStatus, OsflowError, OutputError, UsageError
 from .render import FORMATS
 
 EPILOG = """\
@@ -28,10 +28,13 @@ input:
 exit status:
   0  ok
   2  bad usage
-  3  unreadable or invalid input (not PDML, not a capture, bad table file)
-  4  partial: the input ended early (everything read was output)
+  3  unreadable or invalid input (not PDML, not a capture, a capture of no frame, bad table file)
+  4  partial: the input ended early, tshark was killed or a helper tshark pass failed
+     (everything read was output)
   5  tshark is missing
   6  the traces could not be sent to --otlp-endpoint (the output was written all the same)
+  7  the output could not be written (a full disk, standard output closed); a reader that
+     goes away (| head) is not an error: exit 0, nothing said
 """
 
 class _Parser(argparse.ArgumentParser):
@@ -136,6 +139,7 @@ def _post(args, prog: str) -> int:
         progress=sys.stderr.isatty(),  # never on a pipe or a file
     )
     outcome = app.post(options)
+    _flush_stdout()  # a full disk says so now, not at exit
     for note in outcome.notes:
         print(f"{prog}: {note}", file=sys.stderr)
     for w in outcome.warnings:
@@ -155,14 +159,13 @@ def run(fn: Callable[[], int], traceback: bool, prog: str) -> int:
         if traceback:
             raise
         kind = "warning" if e.exit_status == ExitStatus.PARTIAL else "error"
+        if isinstance(e, OutputError):
+            _discard_stdout()
         print(f"{prog}: {kind}: {e}", file=sys.stderr)
         return e.exit_status
     except BrokenPipeError:
-        # the reader went away (| head): not an error of ours
-        try:
-            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the rest of the process
-        except OSError:
-            pass
+        # the reader went away (| head): not an error of ours, and nothing to say
+        _discard_stdout()
         return ExitStatus.OK
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
@@ -172,6 +175,33 @@ def run(fn: Callable[[], int], traceback: bool, prog: str) -> int:
             raise
         print(f"{prog}: internal error: {type(e).__name__}: {e} (run with --traceback for details)", file=sys.stderr)
         return ExitStatus.INTERNAL
+
+
+def _flush_stdout() -> None:
+    """Flush standard output: a full disk is an :class:`OutputError`, a reader gone a BrokenPipeError."""
+    if sys.stdout is None:
+        return
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as e:
+        raise OutputError(f"cannot write to standard output: {e.strerror}") from None
+
+
+def _discard_stdout() -> None:
+    """What standard output still holds goes nowhere: Python's last flush at exit would otherwise
+    fail again and print a traceback-like "Exception ignored" message."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # closed, or not a file (a test's StringIO)
+        return
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, fd)
+        os.close(devnull)
+    except OSError:
+        pass
 
 
 def post_main() -> int:

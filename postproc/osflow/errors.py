@@ -19,9 +19,10 @@ class ExitStatus(IntEnum):
     INTERNAL = 1  #: a bug of osflow's (``--traceback`` shows it)
     USAGE = 2  #: bad usage: unknown option, missing argument, ...
     INPUT = 3  #: unreadable or invalid input: not PDML, not a capture, a bad table file, ...
-    PARTIAL = 4  #: the input ended early; everything read was output, then a warning
+    PARTIAL = 4  #: the input ended early, tshark was killed or a helper pass failed; what was read was output
     TOOL = 5  #: a tool osflow needs is missing (tshark, dumpcap)
     EXPORT = 6  #: the traces could not be sent to ``--otlp-endpoint`` (the output was written)
+    OUTPUT = 7  #: the output could not be written: a full disk, a closed standard output, ``-o`` not writable
     INTERRUPTED = 130  #: Ctrl-C
 
 
@@ -55,7 +56,49 @@ class ToolMissing(OsflowError):
     exit_status = ExitStatus.TOOL
 
 
+class OutputError(OsflowError):
+    """The output could not be written (a full disk, standard output closed).  A reader that went
+    away (``| head``) is not one: that is a :class:`BrokenPipeError`, and quiet."""
+
+    exit_status = ExitStatus.OUTPUT
+
+
 class ExportError(OsflowError):
     """The traces could not be sent to the OTLP endpoint (everything was written all the same)."""
 
     exit_status = ExitStatus.EXPORT
+
+
+#: How many warnings of one kind are shown before the rest are counted.
+FIRST_OF_A_KIND = 3
+
+
+def counted(warnings: list[str] | tuple[str, ...], first: int = FIRST_OF_A_KIND) -> list[str]:
+    """``warnings`` with those of one kind (the same words but for numbers and quoted text: the
+    lines of a table osflow cannot read) cut to the ``first`` few, then one line counting the rest.
+
+    >>> ws = [f"ps.txt:{n}: expected a ps line, found 'x{n}'" for n in range(1, 5001)] + ["other"]
+    >>> counted(ws)[2:]
+    ["ps.txt:3: expected a ps line, found 'x3'", '… and 4,997 more lines like it', 'other']
+    """
+    kinds: dict[str, int] = {}
+    for w in warnings:
+        k = _kind(w)
+        kinds[k] = kinds.get(k, 0) + 1
+    out: list[str] = []
+    seen: dict[str, int] = {}
+    for w in warnings:
+        k = _kind(w)
+        n = seen[k] = seen.get(k, 0) + 1
+        if n <= first:
+            out.append(w)
+            if n == first and kinds[k] > first:
+                out.append(f"… and {kinds[k] - first:,} more lines like it")
+    return out
+
+
+def _kind(warning: str) -> str:
+    """What a warning says but for where and what was found: its numbers and quoted text."""
+    import re
+
+    return re.sub(r"'[^']*'|\"[^\"]*\"|\d+", "#", warning.split(", found ", 1)[0])

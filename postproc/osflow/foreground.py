@@ -31,6 +31,7 @@ from .errors import InputError
 from .join import request_ids_of
 from .model import Pair
 from .openstack import service_of_command
+from .redact import command_line
 
 
 @dataclass(frozen=True)
@@ -122,15 +123,16 @@ def parents_of(processes=None, meta: dict | None = None) -> dict[int, int | None
     return parents
 
 
-def client_from_meta(path: str, processes=None) -> Client:
+def client_from_meta(path: str, processes=None, show_secrets: bool = False) -> Client:
     """The command of a recording: ``meta.json``'s ``command_pid`` and its descendants
-    (:func:`parents_of`); a recording of a running system (no command) has no foreground."""
+    (:func:`parents_of`); a recording of a running system (no command) has no foreground.
+    The command's secrets are hidden in what it says (:func:`osflow.redact.command_line`)."""
     meta = read_meta(path)
     pid = meta.get("command_pid")
     name = os.path.basename(path)
     if not isinstance(pid, int):
         return Client(nothing=True, why=f"{name}: a recording without a command (everything is background)")
-    command = " ".join(meta.get("command") or ())[:60]
+    command = command_line(" ".join(map(str, meta.get("command") or ())), show_secrets)[:60]
     return Client(pids=descendants(pid, parents_of(processes, meta)),
                   why=f"{name}: the command's pid {pid} ({command}) and its descendants")
 

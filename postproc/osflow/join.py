@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from . import portmap, protocols
 from .model import Address, AmqpConnection, ConnectionNames, EvidenceSource, Exchange, Participant, RpcExchange
 from .openstack import component_database, service_of_command, service_of_topic
+from .redact import command_line
 
 
 @dataclass
@@ -56,11 +57,13 @@ class Named:
 class Joiner:
     """Name both ends of every connection of a list of exchanges."""
 
-    def __init__(self, sockets=None, processes=None, overrides: dict[int, str] | None = None) -> None:
+    def __init__(self, sockets=None, processes=None, overrides: dict[int, str] | None = None,
+                 show_secrets: bool = False) -> None:
         self.sockets = sockets
         self.processes = processes
         self.overrides = overrides or {}
         self.in_tables = 0  # connection ends whose 4-tuple the socket tables hold (owner known or not)
+        self.show_secrets = show_secrets  #: command lines in evidence as they are (``--show-secrets``), else redacted
 
     # ------------------------------------------------------------------ tables
 
@@ -95,14 +98,15 @@ class Joiner:
         proc = self.processes.get(user.pid) if self.processes is not None else None
         if proc is not None:
             key, ambiguous = service_of_command(proc.args)
+            args = command_line(proc.args, self.show_secrets)  # before the cut: a URL cut before its @ stays whole
             pwhere = f"ps {os.path.basename(proc.source)}:{proc.line}" if proc.source else "ps"
             if key:
                 return (
-                    Named(key, f"{where} pid {user.pid} -> {pwhere} '{proc.args[:60]}'", source, user.pid),
+                    Named(key, f"{where} pid {user.pid} -> {pwhere} '{args[:60]}'", source, user.pid),
                     None,
                 )
             if ambiguous:
-                return None, f"{where} pid {user.pid} is {proc.args[:40]!r}, a web server (ambiguous)"
+                return None, f"{where} pid {user.pid} is {args[:40]!r}, a web server (ambiguous)"
             return None, f"pid {user.pid} ({user.comm})"
         key, ambiguous = service_of_command(user.comm)
         if key:

@@ -20,12 +20,13 @@ from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING
 
 from .decode import Decoder
-from .errors import InputError, PartialInput
+from .errors import InputError, PartialInput, counted
 from .flow import FlowBuilder, build_flow, whole_flow
 from .join import Joiner, request_ids_of
 from .model import ConnectionNames, Exchange, Flow, Packet
 from .options import HORIZON, AnalysisOptions
 from .pair import Pairing
+from .redact import command_line
 from .source import PdmlReader
 
 if TYPE_CHECKING:  # read only when table files are given (Tables.load)
@@ -58,6 +59,8 @@ class Tables:
             t.sockets = tables.SocketTable(entries)
         if ps_files:
             t.processes = tables.ProcessTable(procs)
+        # a warning quotes the line it could not read: not its secrets; 5,000 such lines: the first few, counted
+        t.warnings = counted([command_line(w) for w in t.warnings])
         return t
 
     def _parse(self, paths: Sequence[str], parse, attr: str, error: type[Exception]) -> list:
@@ -142,7 +145,7 @@ def analyse(
         progress.done()
     exchanges = pairing.finish()
     warnings = _warnings(tables, pairing, reader, name)
-    joiner = Joiner(tables.sockets, tables.processes, options.port_names)
+    joiner = Joiner(tables.sockets, tables.processes, options.port_names, options.show_secrets)
     amqp = pairing.rpc.connections()
     names = joiner.join(exchanges, amqp)
     warnings += _tables_warning(tables, joiner, bool(names), any(_by_listener(n) for n in names.values()))
@@ -213,7 +216,7 @@ class Stream:
         self.progress = progress
         self.horizon = options.horizon
         self.pairing = Pairing()
-        self.joiner = Joiner(self.tables.sockets, self.tables.processes, options.port_names)
+        self.joiner = Joiner(self.tables.sockets, self.tables.processes, options.port_names, options.show_secrets)
         self.builder = FlowBuilder(options, longest_cast=3 * options.horizon)
         self.names: dict[int, ConnectionNames] = {}
         self._seen: dict[int, float] = {}  # stream -> when its last exchange released ended

@@ -86,3 +86,93 @@ def url_template(uri: str) -> str:
     """
     path = uri.split("?", 1)[0].split("#", 1)[0]
     return "/".join("{id}" if _ID_SEGMENT.fullmatch(seg) else seg for seg in path.split("/")) or "/"
+
+
+# --------------------------------------------------------------------------- command lines
+
+#: An option or a key whose value is a secret: passwords, tokens, secrets, keys, credentials.
+_SECRET_NAME = re.compile(r"pass(?:word|wd|phrase)?|pwd|token|secret|key|credential", re.I)
+#: ``scheme://user:password@``: the password of a URL (``rabbit://``, ``mysql+pymysql://``, ``http://``).
+_URL_CREDENTIALS = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]*://[^\s:/@]*):(?P<secret>[^\s@]*)@")
+#: ``name=value`` inside a word (``--password=x``, ``OS_PASSWORD=x``, ``Password=x;`` of a connection string).
+_KEY_VALUE = re.compile(r"(?P<name>(?<![^\s;&,?\"'({\[])[\w.-]+)=(?P<secret>[^\s;&,'\")]+)")
+#: A Fernet token (keystone's) anywhere: fingerprinted as the tokens of the capture are.
+_FERNET = re.compile(r"gAAAA[A-Za-z0-9_=-]{20,}")
+#: Programs whose ``-pPASSWORD`` is a password (MySQL's and MariaDB's clients and tools).
+_MYSQL_TOOLS = re.compile(r"(?:^|/)(?:mysql|mariadb)[\w-]*$")
+
+
+def _hidden(value: str, name: str = "") -> str:
+    """What a secret value is shown as: ``…``, a token ``…(fingerprint)`` as the capture's tokens are."""
+    if value.startswith("…"):  # hidden already
+        return value
+    if value.startswith("gAAAA") or "token" in name.lower():
+        from .tokens import fingerprint
+
+        return f"…({fingerprint(value)})"
+    return "…"
+
+
+def _option_name(word: str) -> str | None:
+    """The name of ``word`` if it is an option (``-x``, ``--name``), else None."""
+    if len(word) > 1 and word[0] == "-" and not word[1:2].isdigit():
+        return word.lstrip("-")
+    return None
+
+
+def command_line(text: str, show_secrets: bool = False) -> str:
+    """``text`` (a command line from ``ps``, ``meta.json``, a process name) with its secrets hidden:
+    the values of password, token, secret and key options (``--os-password S3cret``,
+    ``--password=x``), URL credentials (``rabbit://user:pw@host``), ``name=value`` pairs whose name
+    says secret (``OS_PASSWORD=x``, a connection string's ``Password=x;``), MySQL's ``-pPASSWORD``,
+    and Fernet tokens, which keep their fingerprint.  ``show_secrets`` (``--show-secrets``): as is.
+
+    >>> command_line("openstack --os-password S3cret --os-username admin token issue")
+    'openstack --os-password … --os-username admin token issue'
+    >>> command_line("openstack --os-token gAAAAABexample --os-url http://x:8778 resource class list")
+    'openstack --os-token …(f7934039) --os-url http://x:8778 resource class list'
+    >>> command_line("mariadbd --password=pw1 --port 3306 --key-file=/k mysql+pymysql://nova:pw2@db/nova")
+    'mariadbd --password=… --port 3306 --key-file=… mysql+pymysql://nova:…@db/nova'
+    >>> command_line("nova-conductor transport_url=rabbit://openstack:pw3@ctl:5672/ 'Server=db;Password=pw4;'")
+    "nova-conductor transport_url=rabbit://openstack:…@ctl:5672/ 'Server=db;Password=…;'"
+    >>> command_line("mysql -uroot -ppw5 nova"), command_line("env OS_PASSWORD=pw6 openstack --password -v")
+    ('mysql -uroot -p… nova', 'env OS_PASSWORD=… openstack --password -v')
+    >>> command_line("openstack --os-password S3cret", show_secrets=True)
+    'openstack --os-password S3cret'
+    """
+    if show_secrets or not text:
+        return text
+    words = re.split(r"(\s+)", text)
+    mysql = bool(words and _MYSQL_TOOLS.search(words[0]))
+    secret_option: str | None = None  # the option whose value is the next word
+    for i in range(0, len(words), 2):
+        word = words[i]
+        if not word:
+            continue
+        name = _option_name(word)
+        if secret_option is not None and name is None:
+            words[i] = _hidden(word, secret_option)
+            secret_option = None
+            continue
+        secret_option = None
+        if name is not None and "=" not in name and _SECRET_NAME.search(name):
+            secret_option = name
+            continue
+        if mysql and word.startswith("-p") and len(word) > 2 and not word.startswith("--"):
+            words[i] = "-p…"
+            continue
+        words[i] = _in_word(word)
+    return "".join(words)
+
+
+def _in_word(word: str) -> str:
+    """One word's URL credentials, secret ``name=value`` values and Fernet tokens hidden."""
+    if "://" in word:
+        word = _URL_CREDENTIALS.sub(lambda m: f"{m['head']}:…@", word)
+    if "=" in word:
+        word = _KEY_VALUE.sub(
+            lambda m: f"{m['name']}={_hidden(m['secret'], m['name'])}"
+            if _SECRET_NAME.search(m["name"]) and m["secret"] != "…" else m.group(), word)
+    if "gAAAA" in word:
+        word = _FERNET.sub(lambda m: _hidden(m.group()), word)
+    return word

@@ -184,11 +184,20 @@ def diagrams(flow: Flow, max_chars: int = MAX_CHARS, options: RenderOptions = DE
 
 
 def render(flow: Flow, options: RenderOptions = DEFAULT, max_chars: int = MAX_CHARS) -> Iterator[str]:
-    """Yield the Mermaid code; several diagrams are separated by a blank line and a comment."""
-    ds = diagrams(flow, max_chars, options)
-    for n, lines in enumerate(ds, 1):
-        if len(ds) > 1:
-            if n > 1:
-                yield ""
-            yield f"%% osflow diagram {n} of {len(ds)}"
-        yield from lines
+    """Yield the Mermaid code of one document (what standard output gets: :func:`first_part`)."""
+    return first_part(diagrams(flow, max_chars, options))
+
+
+def first_part(ds: list[list[str]]) -> Iterator[str]:
+    """One document mermaid reads, from the diagrams of a flow: the first, and when there are more,
+    a comment at its top saying so (a stream of several ``sequenceDiagram`` is no Mermaid document;
+    ``-o FILE.mmd`` writes one file per diagram)."""
+    if len(ds) > 1:
+        yield f"%% osflow: {split_message(len(ds))}"
+    yield from ds[0]
+
+
+def split_message(parts: int) -> str:
+    """What is said, on stderr and at the top of the document, when standard output holds part 1 only."""
+    return (f"the flow is too long for one Mermaid diagram: this is part 1 of {parts}; "
+            f"-o FILE.mmd writes all {parts}, one file each (FILE.mmd, FILE-2.mmd, ...)")

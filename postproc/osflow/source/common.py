@@ -7,7 +7,8 @@ from typing import IO
 from ..errors import PartialInput
 from ..model import Address, Layer, Packet
 
-__all__ = ["Addresses", "Reader", "address", "stream_id", "tcp_packet", "to_float", "to_int"]
+__all__ = ["Addresses", "Reader", "address", "signal_name", "status_text", "stream_id", "tcp_packet", "to_float",
+           "to_int"]
 
 
 def address(host: str, port: str) -> Address:
@@ -72,3 +73,25 @@ def to_float(text: str | None, default: float) -> float:
         return float(text) if text else default
     except ValueError:
         return default
+
+
+def signal_name(number: int) -> str:
+    """``SIGKILL`` for 9 (the number itself for one Python does not know).
+
+    >>> signal_name(9), signal_name(200)
+    ('SIGKILL', 'signal 200')
+    """
+    import signal
+
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def status_text(status: int, stderr: str) -> str:
+    """What a tshark run's exit says: killed by a signal, or its last line on stderr."""
+    if status < 0:
+        return f"tshark was killed by {signal_name(-status)}"
+    lines = [ln for ln in stderr.splitlines() if ln.strip() and "Running as user" not in ln]
+    return (lines[-1] if lines else f"tshark exited with status {status}").strip()

@@ -14,10 +14,10 @@ from collections.abc import Iterator
 from typing import IO
 
 from .. import portmap, protocols
-from ..errors import InputError
+from ..errors import InputError, OsflowError, PartialInput
 from ..model import Layer, Packet
 from ..wireshark import find_tool
-from .common import Reader, stream_id, tcp_packet, to_float, to_int
+from .common import Reader, status_text, stream_id, tcp_packet, to_float, to_int
 from .pdml import PdmlReader, tshark_pdml_command
 
 __all__ = ["AGGREGATOR", "FIELDS", "FRAME_FILTER", "FieldsReader", "tshark_fields_command"]
@@ -54,6 +54,7 @@ class FieldsReader(Reader):
         self.tshark = tshark
         self.overrides = overrides  # --service PORT=NAME: decoded as the service's protocol
         self._start_ok: list[int] = []  # frames holding an AMQP Connection.Start-Ok
+        self.helper_problem: str | None = None  # why the second pass (Connection.Start-Ok frames) failed
 
     def __iter__(self) -> Iterator[Packet]:
         yield from self._lines()
@@ -72,16 +73,41 @@ class FieldsReader(Reader):
         cmd = tshark_pdml_command(self.capture, self.tshark, extra=("-Y", wanted), overrides=self.overrides)
         try:
             done = subprocess.run(cmd, capture_output=True, stdin=subprocess.DEVNULL, timeout=900)
-        except (OSError, subprocess.SubprocessError):
+        except (OSError, subprocess.SubprocessError) as e:
+            self._helper_failed(f"{type(e).__name__}: {e}")
             return
-        if done.returncode == 0:
-            import io
+        if done.returncode != 0:
+            self._helper_failed(status_text(done.returncode, done.stderr.decode("utf-8", "replace")))
+            return
+        import io
 
-            yield from PdmlReader(io.BytesIO(done.stdout), self.name)
+        # its own reader: what it counts is not the main pass's frames; a raw byte in a client property
+        # (a damaged capture) must not take the main pass's output with it
+        helper = PdmlReader(io.BytesIO(done.stdout), self.name)
+        try:
+            yield from helper
+        except OsflowError as e:
+            self._helper_failed(str(e).removeprefix(f"{self.name}: "))
+            return
+        if helper.partial is not None:
+            self._helper_failed(str(helper.partial).removeprefix(f"{self.name}: "))
+
+    def _helper_failed(self, why: str) -> None:
+        """The second pass failed: a warning (exit 4) saying what was kept, never an error."""
+        self.helper_problem = (f"the AMQP connection names (second tshark pass over {len(self._start_ok)} "
+                               f"Connection.Start-Ok frame(s)) could not be read: {why}; every other packet "
+                               f"was read ({self.count})")
+        if self.partial is None:
+            self.partial = PartialInput(f"{self.name}: {self.helper_problem}")
 
     def _lines(self) -> Iterator[Packet]:
         width = len(FIELDS)
         for lineno, raw in enumerate(self.stream, 1):
+            if not raw.endswith(b"\n"):  # tshark stopped in the middle of a line: it died, the input is not to blame
+                where = f"after frame {self.last_frame}" if self.last_frame else "before the first packet"
+                self.partial = PartialInput(f"{self.name}: tshark's output ends in the middle of a line {where}; "
+                                            f"output holds the {self.count} packets read")
+                return
             line = raw.decode("utf-8", "replace").rstrip("\n")
             cols = line.split("\t")
             if len(cols) != width:

@@ -85,7 +85,7 @@ class PdmlReader(Reader):
                 what = "empty input" if not stream.content else f"not XML ({_short(e)})"
                 raise InputError(f"{self.name}: expected PDML (tshark -T pdml), found {what}") from None
             where = f"after frame {self.last_frame}" if self.last_frame else "before the first packet"
-            what = "ends early" if _is_cut(e) else "is invalid"
+            what = "ends early" if _is_cut(e) or stream.cut_at(e.lineno) else "is invalid"
             self.partial = PartialInput(
                 f"{self.name}: PDML {what} {where} (line {e.lineno}: {_short(e)}); "
                 f"output holds the {self.count} packets read"
@@ -106,12 +106,26 @@ class _Watch:
     def __init__(self, stream: IO[bytes]) -> None:
         self.stream = stream
         self.content = False
+        self.lines = 1  # the line the last byte read is on
+        self.ended = False  # the stream's end was read
+        self.last = b""  # the last bytes read
 
     def read(self, n: int = -1) -> bytes:
         data = self.stream.read(n)
         if not self.content and data.strip():
             self.content = True
+        if data:
+            self.lines += data.count(b"\n")
+            self.last = data[-64:]
+        else:
+            self.ended = True
         return data
+
+    def cut_at(self, lineno: int | None) -> bool:
+        """Did an error on ``lineno`` come from the input just stopping: the stream ended on that
+        line, inside an element (whatever libxml2 calls it: a cut inside an attribute is "a value
+        is missing")?"""
+        return self.ended and lineno is not None and lineno >= self.lines and not self.last.rstrip().endswith(b">")
 
 
 def _is_cut(e: etree.XMLSyntaxError) -> bool:
