@@ -1,8 +1,8 @@
 --
 -- osflow.lua: what each packet of an OpenStack controller capture means.
 --
--- A post-dissector: it runs after Wireshark's own HTTP, MySQL and memcache
--- dissectors, reads their fields and adds an "osflow" tree to every frame of
+-- A post-dissector: it runs after Wireshark's own HTTP, MySQL, memcache, AMQP and
+-- RESP (Redis) dissectors, reads their fields and adds an "osflow" tree to every frame of
 -- a connection on a port of the map (handshake, ACKs, FIN and RST included) with
 --
 --
@@ -39,10 +39,17 @@
 -- osflow.token (the same fingerprint as in HTTP headers), never the token; the
 -- broker password of Connection.Start-Ok is never read into a field.
 --
+-- Redis (6379, RESP): every command of a frame (a pipeline holds several) is one
+-- piece of osflow.op, "redis: SET osprofiler:…; GET k"; each reply is paired with
+-- the oldest command of its connection still unanswered ("redis: GET k → 21 bytes",
+-- "→ nil", "→ error NOAUTH"); a message pushed to a subscriber answers nothing.
+-- Only a command's name and its first argument are shown (never a value), and
+-- AUTH's password never: "AUTH ***", "AUTH osprofiler ***".
+--
 -- This file registers (the protocol, its preferences and fields, the post-dissector,
 -- Tools -> OpenStack) and holds what osflow-post knows too; each protocol's
 -- analyser is a module in the folder beside it, osflow/ (http.lua, mysql.lua,
--- memcache.lua, amqp.lua; json.lua, sha256.lua, util.lua),
+-- memcache.lua, amqp.lua, resp.lua for Redis; json.lua, sha256.lua, util.lua),
 -- loaded from this file's own folder.  Wireshark also runs every .lua under its
 -- plugins folder on its own, those modules too: a module only defines functions
 -- and returns them, so that registers and prints nothing.
@@ -109,6 +116,7 @@ local SERVICES = {
     { key = "memcached", label = "memcached", ports = { 11211 }, protocol = "memcache" },
     { key = "mysql", label = "MySQL", ports = { 3306 }, protocol = "mysql" },
     { key = "rabbitmq", label = "RabbitMQ", ports = { 5672 }, protocol = "amqp" },
+    { key = "redis", label = "Redis", ports = { 6379 }, protocol = "redis" },
     { key = "openstackclient", label = "OpenStackClient", ports = { }, protocol = "http" },
 }
 -- END PORTMAP
@@ -247,7 +255,7 @@ local default_settings = {
 
 osflow.prefs.services = Pref.string("Service port map", default_settings.services,
     "service=port,port;service=port;...  A key not in osflow's list is an HTTP service "
-    .. "unless written key/protocol (protocol: http, mysql, memcache, amqp, other)")
+    .. "unless written key/protocol (protocol: http, mysql, memcache, amqp, redis, other)")
 osflow.prefs.http_decode = Pref.bool("Decode HTTP service ports as HTTP", default_settings.http_decode,
     "Register the HTTP ports of the map in the tcp.port table (Wireshark gives 5000 to another dissector)")
 osflow.prefs.info_prefix = Pref.bool("Prefix Info with [service]", default_settings.info_prefix,
@@ -321,6 +329,7 @@ local f_http         = field("http")
 local f_memcache     = field("memcache")
 local f_mysql        = field("mysql")
 local f_amqp         = field("amqp")
+local f_resp         = field("resp")       -- Redis
 
 local fingerprint_cache = {}
 local fingerprint_cache_size = 0
@@ -460,7 +469,7 @@ end
 ---------------------------------------------------------------------------
 local state = {
     -- frames     frame number -> record (computed on the first pass)
-    -- streams    tcp.stream -> { client=, db=, last_op=, last_frame=, amqp= }
+    -- streams    tcp.stream -> { client=, db=, last_op=, last_frame=, amqp=, redis= }
     -- awaiting   token fingerprint -> service whose middleware will validate it
     -- rpc_calls  RPC _msg_id -> { frame=, what=, target=, caller= } of the call
 }
@@ -498,6 +507,7 @@ local ctx = {
 local analyse_http = need("http").new(ctx)
 local analyse_memcache = need("memcache").new(ctx)
 local analyse_mysql = need("mysql").new(ctx)
+local analyse_redis = need("resp").new(ctx, f_resp)
 
 -- AMQP: its frames' bytes are read by this analyser only, of the amqp protocol only.
 local amqp_analyser = need("amqp").new(ctx, f_amqp)
@@ -518,6 +528,7 @@ local ANALYSERS = {
     memcache = { f_memcache, analyse_memcache },
     mysql    = { f_mysql, analyse_mysql },
     amqp     = { f_amqp, analyse_amqp },
+    redis    = { f_resp, analyse_redis },
 }
 
 ---------------------------------------------------------------------------

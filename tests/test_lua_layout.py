@@ -28,7 +28,7 @@ def test_modules_alone_register_and_print_nothing(tmp_path):
     shutil.copytree(PLUGIN_MODULES, _plugins_dir(tmp_path) / "osflow")
     listed = tshark(["-G", "plugins"], tmp_path, plugin=False).stdout
     modules = sorted(p.name for p in PLUGIN_MODULES.glob("*.lua"))
-    assert {"amqp.lua", "json.lua", "sha256.lua"} <= set(modules)
+    assert {"amqp.lua", "json.lua", "sha256.lua", "resp.lua"} <= set(modules)
     assert all(re.search(rf"^{re.escape(m)}\t.*lua script", listed, re.M) for m in modules), listed
     proc = tshark(["-r", str(CACHE_HIT), "-q"], tmp_path, plugin=False)
     assert proc.stdout == "" and stderr_lines(proc) == []

@@ -27,7 +27,7 @@ class Service:
     key: str
     label: str
     ports: tuple[int, ...]
-    protocol: str  # http | mysql | memcache | amqp | other
+    protocol: str  # http | mysql | memcache | amqp | redis | other
     database: str | None = None  # the schema this service keeps in MySQL
 
 
@@ -54,6 +54,7 @@ SERVICES: tuple[Service, ...] = (
     Service("memcached", "memcached", (11211,), "memcache"),
     Service("mysql", "MySQL", (3306,), "mysql"),
     Service("rabbitmq", "RabbitMQ", (5672,), "amqp"),
+    Service("redis", "Redis", (6379,), "redis"),
     Service("openstackclient", "OpenStackClient", (), "http"),
 )
 
