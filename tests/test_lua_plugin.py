@@ -81,8 +81,8 @@ def test_two_pass_only_adds_what_later_frames_tell(tmp_path):
     assert len(one) == len(two)
     learnt = {"osflow.client", "osflow.flow", "osflow.db"}
     filled = 0
-    for a, b in zip(one, two):
-        for name, x, y in zip(GOLDEN_FIELDS, a.split("\t"), b.split("\t")):
+    for a, b in zip(one, two, strict=True):
+        for name, x, y in zip(GOLDEN_FIELDS, a.split("\t"), b.split("\t"), strict=True):
             if name in learnt and x != y:
                 assert name == "osflow.flow" or x == "", (name, x, y)
                 filled += 1
@@ -184,7 +184,7 @@ def expected_service(sport: int, dport: int) -> str:
 
 def connection_rows(capture: Path, home: Path, extra=None, display_filter=None) -> list[dict]:
     rows = fields(capture, CONNECTION_FIELDS, home, extra=extra, display_filter=display_filter)
-    out = [dict(zip(CONNECTION_FIELDS, r)) for r in rows]
+    out = [dict(zip(CONNECTION_FIELDS, r, strict=True)) for r in rows]
     for r in out:
         r["message"] = bool(r["http"] or r["mysql"] or r["memcache"])
     return out
@@ -415,8 +415,8 @@ def test_compute_fields_match_golden(name, tmp_path):
 
 
 def _by_frame(capture: Path, names: list[str], home: Path, display_filter: str = "osflow.direction") -> dict:
-    return {r[0]: dict(zip(["frame.number", *names], r)) for r in fields(capture, ["frame.number", *names], home,
-                                                       display_filter=display_filter)}
+    rows = fields(capture, ["frame.number", *names], home, display_filter=display_filter)
+    return {r[0]: dict(zip(["frame.number", *names], r, strict=True)) for r in rows}
 
 
 def test_rpc_ops_on_server_create(tmp_path):
@@ -432,7 +432,8 @@ def test_rpc_ops_on_server_create(tmp_path):
         return r
 
     cast = row(1017, "rpc cast conductor.schedule_and_build_instances", "request")
-    assert (cast["osflow.rpc.kind"], cast["osflow.rpc.target"], cast["osflow.rpc.msg_id"]) == ("cast", "nova-conductor", "")
+    assert (cast["osflow.rpc.kind"], cast["osflow.rpc.target"], cast["osflow.rpc.msg_id"]) == (
+        "cast", "nova-conductor", "")
     assert cast["osflow.request_id"].startswith("req-")
     assert row(1020, "rpc deliver cast conductor.schedule_and_build_instances", "response")["osflow.client"] \
         == "nova-conductor"

@@ -193,7 +193,7 @@ def test_mysql_command_names_on_every_code(tmp_path):
     capture = write_tcp_capture(tmp_path / "mysql-commands.pcap", segments)
     rows = fields(capture, ["frame.number", "mysql.command", "osflow.op"], tmp_path)
     assert [int(c) for _, c, _ in rows] == codes
-    for (frame, command, op), code in zip(rows, codes):
+    for (frame, _command, op), code in zip(rows, codes, strict=True):
         name = openstack.MYSQL_COMMANDS.get(code, f"command {code}")
         if code == 3:
             expected = "mysql: SELECT 1"  # a query shows as its SQL
@@ -261,7 +261,7 @@ def test_rpc_topic_rule_on_every_entry(tmp_path):
                   display_filter="amqp")
     assert len(rows) == len(topics)
     wrong = []
-    for (exchange, key), (topic, target, client) in zip(topics, rows):
+    for (exchange, key), (topic, target, client) in zip(topics, rows, strict=True):
         wire = exchange if exchange.endswith("_fanout") else (key or exchange)
         expected = openstack.service_of_topic(wire) or ""
         if (target, client) != (expected, expected):
