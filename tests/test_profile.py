@@ -160,6 +160,22 @@ def test_data_root_finds_the_shipped_files():
     assert profile.plugin_source().read_text().startswith("--")
 
 
+def test_package_data_carries_every_plugin_file():
+    """A wheel holds what setup.cfg's package_data globs match under postproc/osflow (data/ links to
+    the repository's folders): every file ``osflow profile install`` puts in place must match."""
+    import configparser
+
+    cfg = configparser.ConfigParser()
+    cfg.read(Path(profile.__file__).resolve().parents[2] / "setup.cfg")
+    patterns = [p.strip() for p in cfg["options.package_data"]["osflow"].split(",")]
+    package = Path(profile.__file__).parent
+    shipped = {f.relative_to(package).as_posix() for pattern in patterns for f in package.glob(pattern)}
+    wanted = {f"data/dissectors/{rel}" for rel in profile.plugin_files()}
+    wanted |= {f"data/profiles/OpenStack/{rel}" for rel in profile.profile_files()}
+    assert len(profile.plugin_files()) > 5
+    assert wanted - shipped == set()
+
+
 # --------------------------------------------------------------------------- with tshark
 
 
