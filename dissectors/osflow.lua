@@ -66,8 +66,6 @@
 -- Nothing here prints: tshark output (PDML) stays clean.
 --
 
-local osflow = Proto.new("osflow", "OpenStack flow (osflow)")
-
 ---------------------------------------------------------------------------
 -- Modules: dissectors/osflow/*.lua, read from the folder this file is in (so
 -- -X lua_script:path/osflow.lua, the personal plugins folder and a copy
@@ -89,6 +87,13 @@ end
 local util = need("util")
 local json = need("json")
 local sha256 = need("sha256")
+local analyser_modules = {   -- protocol -> module; each gives its analyser from new(ctx, ...) below
+    http = need("http"), memcache = need("memcache"), mysql = need("mysql"), amqp = need("amqp"),
+    redis = need("resp"),
+}
+
+-- Registered once every module is read: a missing one leaves nothing half-registered.
+local osflow = Proto.new("osflow", "OpenStack flow (osflow)")
 
 ---------------------------------------------------------------------------
 -- Port map.  Keep in sync with postproc/osflow/portmap.py (SERVICES).
@@ -504,13 +509,13 @@ local ctx = {
     service_for_database = service_for_database,
 }
 
-local analyse_http = need("http").new(ctx)
-local analyse_memcache = need("memcache").new(ctx)
-local analyse_mysql = need("mysql").new(ctx)
-local analyse_redis = need("resp").new(ctx, f_resp)
+local analyse_http = analyser_modules.http.new(ctx)
+local analyse_memcache = analyser_modules.memcache.new(ctx)
+local analyse_mysql = analyser_modules.mysql.new(ctx)
+local analyse_redis = analyser_modules.redis.new(ctx, f_resp)
 
 -- AMQP: its frames' bytes are read by this analyser only, of the amqp protocol only.
-local amqp_analyser = need("amqp").new(ctx, f_amqp)
+local amqp_analyser = analyser_modules.amqp.new(ctx, f_amqp)
 local function analyse_amqp(svc, st, to_server, number)
     return amqp_analyser(svc, st, to_server, number)
 end

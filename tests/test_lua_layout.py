@@ -65,3 +65,10 @@ def test_plugin_without_its_modules_says_which_is_missing(tmp_path):
     proc = tshark(["-r", str(CACHE_HIT), "-q"], tmp_path, plugin=False, check=False)
     assert "osflow.lua: its module osflow/util.lua is missing" in proc.stderr
     assert "osflow profile install" in proc.stderr
+    for module in ("util.lua", "resp.lua"):   # the first one read, the last one
+        shutil.rmtree(plugins / "osflow", ignore_errors=True)
+        shutil.copytree(PLUGIN_MODULES, plugins / "osflow")
+        (plugins / "osflow" / module).unlink()
+        proc = tshark(["-G", "protocols"], tmp_path, plugin=False, check=False)
+        assert f"its module osflow/{module} is missing" in proc.stderr
+        assert not re.search(r"\tosflow$", proc.stdout, re.M), "nothing half-registered"
