@@ -116,6 +116,29 @@ def test_broken_resp_is_malformed_not_a_lua_error(tmp_path):
     out = tshark(["-r", str(capture), "-T", "fields", "-e", "osflow.op", "-e", "_ws.expert.message"], tmp_path)
     assert "Lua Error" not in out.stdout + out.stderr and "plugin error" not in out.stdout
     ops = [line.split("\t")[0] for line in out.stdout.splitlines()]
-    assert ops[0] == "redis: (a RESP value continues in the next segment)"
+    assert ops[0] == ""   # only the beginning of a value: a segment of a longer message
     assert ops[1] == ops[2] == "redis: unreadable RESP"
+
+
+def test_a_value_over_several_segments_is_read_once_whole(tmp_path):
+    """Wireshark's resp dissector reassembles a long value into the segment that ends it: the
+    segments before show the connection's ends only, as HTTP's do; nothing is malformed."""
+    from osflow_wireshark import write_tcp_conversations
+
+    value = b"x" * 3000
+    command = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$3000\r\n" + value + b"\r\n"
+    capture = write_tcp_conversations(tmp_path / "split.pcap", [
+        (0, True, command[:1400]), (0, True, command[1400:2800]), (0, True, command[2800:]),
+        (0, False, b"+OK\r\n"),
+        (0, True, b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"),
+        (0, False, b"$3000\r\n" + value[:1000]), (0, False, value[1000:] + b"\r\n"),
+    ], server_port=6379)
+    got = fields(capture, ["frame.number", "osflow.direction", "osflow.op", "osflow.request_in", "osflow.malformed",
+                           "osflow.service"], tmp_path)
+    assert got == [
+        ["1", "", "", "", "", "redis"], ["2", "", "", "", "", "redis"],
+        ["3", "request", "redis: SET k", "", "", "redis"], ["4", "response", "redis: SET k → OK", "3", "", "redis"],
+        ["5", "request", "redis: GET k", "", "", "redis"], ["6", "", "", "", "", "redis"],
+        ["7", "response", "redis: GET k → 3000 bytes", "5", "", "redis"],
+    ]
 

@@ -188,7 +188,7 @@ function M.new(ctx, f_resp)
             st.redis = conn
         end
         local rec = { tokens = {}, dir = to_server and "request" or "response" }
-        local pieces = {}
+        local pieces, partial = {}, false
         for _, fi in ipairs(items) do
             local ok, raw = pcall(function() return fi.range:raw() end)
             if ok and type(raw) == "string" then
@@ -229,12 +229,18 @@ function M.new(ctx, f_resp)
                     end
                 end
                 if err == INCOMPLETE then
-                    pieces[#pieces + 1] = "(a RESP value continues in the next segment)"
+                    partial = true
                 elseif err then
                     rec.malformed = "Redis message is not RESP: " .. printable(err)
                     pieces[#pieces + 1] = "unreadable RESP"
                 end
             end
+        end
+        if partial then
+            -- Wireshark's resp dissector gives the whole value to the segment that ends it:
+            -- a segment holding only its beginning is a segment of a longer message (ends only)
+            if #pieces == 0 then return { tokens = {} } end
+            pieces[#pieces + 1] = "(a RESP value continues in the next segment)"
         end
         rec.op = svc.key .. ": " .. ((#pieces > 0) and util.join_pieces(pieces) or "RESP")
         return rec
