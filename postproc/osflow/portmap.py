@@ -54,7 +54,7 @@ SERVICES: tuple[Service, ...] = (
     Service("memcached", "memcached", (11211,), "memcache"),
     Service("mysql", "MySQL", (3306,), "mysql"),
     Service("rabbitmq", "RabbitMQ", (5672,), "amqp"),
-    Service("redis", "Redis", (6379,), "redis"),
+    Service("redis", "Redis", (6379,), "redis"),  # OSProfiler's traces, tooz's coordination
     Service("openstackclient", "OpenStackClient", (), "http"),
 )
 
