@@ -98,33 +98,35 @@ local osflow = Proto.new("osflow", "OpenStack flow (osflow)")
 ---------------------------------------------------------------------------
 -- Port map.  Keep in sync with postproc/osflow/portmap.py (SERVICES).
 ---------------------------------------------------------------------------
+-- luacheck: push no max line length (a table aligned in columns reads best)
 -- BEGIN PORTMAP
 local SERVICES = {
-    { key = "keystone", label = "keystone", ports = { 5000, 35357 }, protocol = "http", database = "keystone" },
-    { key = "placement", label = "placement", ports = { 8778 }, protocol = "http", database = "placement" },
-    { key = "glance", label = "glance", ports = { 9292 }, protocol = "http", database = "glance" },
-    { key = "nova-api", label = "nova-api", ports = { 8774 }, protocol = "http", database = "nova_api" },
-    { key = "nova-metadata", label = "nova-metadata", ports = { 8775 }, protocol = "http" },
-    { key = "nova-novncproxy", label = "nova-novncproxy", ports = { 6080 }, protocol = "http" },
-    { key = "neutron-server", label = "neutron-server", ports = { 9696 }, protocol = "http", database = "neutron" },
-    { key = "cinder-api", label = "cinder-api", ports = { 8776 }, protocol = "http", database = "cinder" },
-    { key = "heat-api", label = "heat-api", ports = { 8004 }, protocol = "http", database = "heat" },
-    { key = "heat-api-cfn", label = "heat-api-cfn", ports = { 8000 }, protocol = "http", database = "heat" },
-    { key = "swift-proxy", label = "swift-proxy", ports = { 8080 }, protocol = "http" },
-    { key = "barbican", label = "barbican", ports = { 9311 }, protocol = "http", database = "barbican" },
-    { key = "octavia", label = "octavia", ports = { 9876 }, protocol = "http", database = "octavia" },
-    { key = "designate", label = "designate", ports = { 9001 }, protocol = "http", database = "designate" },
-    { key = "manila", label = "manila", ports = { 8786 }, protocol = "http", database = "manila" },
-    { key = "ironic", label = "ironic", ports = { 6385 }, protocol = "http", database = "ironic" },
-    { key = "gnocchi", label = "gnocchi", ports = { 8041 }, protocol = "http", database = "gnocchi" },
-    { key = "aodh", label = "aodh", ports = { 8042 }, protocol = "http", database = "aodh" },
-    { key = "memcached", label = "memcached", ports = { 11211 }, protocol = "memcache" },
-    { key = "mysql", label = "MySQL", ports = { 3306 }, protocol = "mysql" },
-    { key = "rabbitmq", label = "RabbitMQ", ports = { 5672 }, protocol = "amqp" },
-    { key = "redis", label = "Redis", ports = { 6379 }, protocol = "redis" },
-    { key = "openstackclient", label = "OpenStackClient", ports = { }, protocol = "http" },
+    { key = "keystone",        label = "keystone",        ports = { 5000, 35357 }, protocol = "http", database = "keystone" },
+    { key = "placement",       label = "placement",       ports = { 8778 },        protocol = "http", database = "placement" },
+    { key = "glance",          label = "glance",          ports = { 9292 },        protocol = "http", database = "glance" },
+    { key = "nova-api",        label = "nova-api",        ports = { 8774 },        protocol = "http", database = "nova_api" },
+    { key = "nova-metadata",   label = "nova-metadata",   ports = { 8775 },        protocol = "http" },
+    { key = "nova-novncproxy", label = "nova-novncproxy", ports = { 6080 },        protocol = "http" },
+    { key = "neutron-server",  label = "neutron-server",  ports = { 9696 },        protocol = "http", database = "neutron" },
+    { key = "cinder-api",      label = "cinder-api",      ports = { 8776 },        protocol = "http", database = "cinder" },
+    { key = "heat-api",        label = "heat-api",        ports = { 8004 },        protocol = "http", database = "heat" },
+    { key = "heat-api-cfn",    label = "heat-api-cfn",    ports = { 8000 },        protocol = "http", database = "heat" },
+    { key = "swift-proxy",     label = "swift-proxy",     ports = { 8080 },        protocol = "http" },
+    { key = "barbican",        label = "barbican",        ports = { 9311 },        protocol = "http", database = "barbican" },
+    { key = "octavia",         label = "octavia",         ports = { 9876 },        protocol = "http", database = "octavia" },
+    { key = "designate",       label = "designate",       ports = { 9001 },        protocol = "http", database = "designate" },
+    { key = "manila",          label = "manila",          ports = { 8786 },        protocol = "http", database = "manila" },
+    { key = "ironic",          label = "ironic",          ports = { 6385 },        protocol = "http", database = "ironic" },
+    { key = "gnocchi",         label = "gnocchi",         ports = { 8041 },        protocol = "http", database = "gnocchi" },
+    { key = "aodh",            label = "aodh",            ports = { 8042 },        protocol = "http", database = "aodh" },
+    { key = "memcached",       label = "memcached",       ports = { 11211 },       protocol = "memcache" },
+    { key = "mysql",           label = "MySQL",           ports = { 3306 },        protocol = "mysql" },
+    { key = "rabbitmq",        label = "RabbitMQ",        ports = { 5672 },        protocol = "amqp" },
+    { key = "redis",           label = "Redis",           ports = { 6379 },        protocol = "redis" },
+    { key = "openstackclient", label = "OpenStackClient", ports = { },             protocol = "http" },
 }
 -- END PORTMAP
+-- luacheck: pop
 
 local BY_KEY = {}
 for _, s in ipairs(SERVICES) do BY_KEY[s.key] = s end
