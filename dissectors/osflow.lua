@@ -1,9 +1,10 @@
 --
 -- osflow.lua: what each packet of an OpenStack controller capture means.
 --
--- A post-dissector: it runs after Wireshark's own HTTP, MySQL and memcache
--- dissectors, reads their fields and adds an "osflow" tree to every frame of
+-- A post-dissector: it runs after Wireshark's own HTTP, MySQL, memcache, AMQP and
+-- RESP (Redis) dissectors, reads their fields and adds an "osflow" tree to every frame of
 -- a connection on a port of the map (handshake, ACKs, FIN and RST included) with
+--
 --
 --   osflow.service    service key of the server end (keystone, placement, mysql...)
 --   osflow.client     service key of the client end, as far as the packets show
@@ -38,6 +39,21 @@
 -- osflow.token (the same fingerprint as in HTTP headers), never the token; the
 -- broker password of Connection.Start-Ok is never read into a field.
 --
+-- Redis (6379, RESP): every command of a frame (a pipeline holds several) is one
+-- piece of osflow.op, "redis: SET osprofiler:…; GET k"; each reply is paired with
+-- the oldest command of its connection still unanswered ("redis: GET k → 21 bytes",
+-- "→ nil", "→ error NOAUTH"); a message pushed to a subscriber answers nothing.
+-- Only a command's name and its first argument are shown (never a value), and
+-- AUTH's password never: "AUTH ***", "AUTH osprofiler ***".
+--
+-- This file registers (the protocol, its preferences and fields, the post-dissector,
+-- Tools -> OpenStack) and holds what osflow-post knows too; each protocol's
+-- analyser is a module in the folder beside it, osflow/ (http.lua, mysql.lua,
+-- memcache.lua, amqp.lua, resp.lua for Redis; json.lua, sha256.lua, util.lua),
+-- loaded from this file's own folder.  Wireshark also runs every .lua under its
+-- plugins folder on its own, those modules too: a module only defines functions
+-- and returns them, so that registers and prints nothing.
+--
 -- The service port map below is the same as postproc/osflow/portmap.py
 -- (tests/test_portmap_lua.py fails when they differ) and is a preference; the
 -- token headers, MySQL command names, User-Agent rules and RPC topics are the same as in
@@ -50,11 +66,39 @@
 -- Nothing here prints: tshark output (PDML) stays clean.
 --
 
+---------------------------------------------------------------------------
+-- Modules: dissectors/osflow/*.lua, read from the folder this file is in (so
+-- -X lua_script:path/osflow.lua, the personal plugins folder and a copy
+-- anywhere each use their own), never from package.path: another plugin's
+-- module of the same name cannot stand in for one of these.
+---------------------------------------------------------------------------
+local HERE = debug.getinfo(1, "S").source:match("^@(.*)[/\\][^/\\]*$") or "."
+local function need(name)
+    local path = HERE .. "/osflow/" .. name .. ".lua"
+    -- Wireshark's loadfile raises when the file is missing (standard Lua's returns nil, error)
+    local ok, chunk, err = pcall(loadfile, path)
+    if not ok then chunk, err = nil, chunk end
+    if not chunk then
+        error("osflow.lua: its module osflow/" .. name .. ".lua is missing or unreadable (" .. tostring(err)
+            .. "): the folder osflow/ must be installed beside osflow.lua (osflow profile install does both)", 0)
+    end
+    return chunk("osflow." .. name)
+end
+local util = need("util")
+local json = need("json")
+local sha256 = need("sha256")
+local analyser_modules = {   -- protocol -> module; each gives its analyser from new(ctx, ...) below
+    http = need("http"), memcache = need("memcache"), mysql = need("mysql"), amqp = need("amqp"),
+    redis = need("resp"),
+}
+
+-- Registered once every module is read: a missing one leaves nothing half-registered.
 local osflow = Proto.new("osflow", "OpenStack flow (osflow)")
 
 ---------------------------------------------------------------------------
 -- Port map.  Keep in sync with postproc/osflow/portmap.py (SERVICES).
 ---------------------------------------------------------------------------
+-- luacheck: push no max line length (a table aligned in columns reads best)
 -- BEGIN PORTMAP
 local SERVICES = {
     { key = "keystone",        label = "keystone",        ports = { 5000, 35357 }, protocol = "http", database = "keystone" },
@@ -82,6 +126,7 @@ local SERVICES = {
     { key = "openstackclient", label = "OpenStackClient", ports = { },             protocol = "http" },
 }
 -- END PORTMAP
+-- luacheck: pop
 
 local BY_KEY = {}
 for _, s in ipairs(SERVICES) do BY_KEY[s.key] = s end
@@ -217,7 +262,7 @@ local default_settings = {
 
 osflow.prefs.services = Pref.string("Service port map", default_settings.services,
     "service=port,port;service=port;...  A key not in osflow's list is an HTTP service "
-    .. "unless written key/protocol (protocol: http, mysql, memcache, amqp, other)")
+    .. "unless written key/protocol (protocol: http, mysql, memcache, amqp, redis, other)")
 osflow.prefs.http_decode = Pref.bool("Decode HTTP service ports as HTTP", default_settings.http_decode,
     "Register the HTTP ports of the map in the tcp.port table (Wireshark gives 5000 to another dissector)")
 osflow.prefs.info_prefix = Pref.bool("Prefix Info with [service]", default_settings.info_prefix,
@@ -275,7 +320,9 @@ osflow.experts = { ef.error, ef.malformed, ef.token, ef.prefs, ef.internal }
 
 ---------------------------------------------------------------------------
 -- Field extractors (load time).  A field missing from this Wireshark
--- version gives nil instead of stopping the plugin.
+-- version gives nil instead of stopping the plugin.  Here: the protocols (one
+-- cheap call says whether the frame holds a message); each analyser module
+-- reads its own protocol's fields.
 ---------------------------------------------------------------------------
 local function field(name)
     local ok, f = pcall(Field.new, name)
@@ -285,122 +332,11 @@ end
 
 local f_frame        = field("frame")      -- absent when this pass builds no protocol tree
 local f_tcp_stream   = field("tcp.stream")
-local f_http         = field("http")       -- protocol fields: one cheap call says
-local f_memcache     = field("memcache")   -- whether the frame holds a message
+local f_http         = field("http")
+local f_memcache     = field("memcache")
 local f_mysql        = field("mysql")
 local f_amqp         = field("amqp")
-local f_http_method  = field("http.request.method")
-local f_http_uri     = field("http.request.uri")
-local f_http_reqline = field("http.request.line")
-local f_http_code    = field("http.response.code")
-local f_http_desc    = field("http.response.code.desc")
-local f_http_resline = field("http.response.line")
-local f_http_req_in  = field("http.request_in")
-local f_http_body    = field("http.file_data")
-local f_mc_command   = field("memcache.command")
-local f_mc_key       = field("memcache.key")
-local f_mc_response  = field("memcache.response")
-local f_mc_value     = field("memcache.value")
-local f_my_command   = field("mysql.command")
-local f_my_query     = field("mysql.query")
-local f_my_user      = field("mysql.user")
-local f_my_schema    = field("mysql.schema")
-local f_my_fielddb   = field("mysql.field.db")
-local f_my_respcode  = field("mysql.response_code")
-local f_my_errcode   = field("mysql.error_code") or field("mysql.error.code")
-local f_my_errmsg    = field("mysql.error.message")
-local f_my_numfields = field("mysql.num_fields")
-local f_my_version   = field("mysql.version")
-
--- All values of a field in this frame, as Lua values (strings, numbers).
-local function values(f)
-    if not f then return {} end
-    local out = {}
-    for i, fi in ipairs({ f() }) do
-        local v = fi.value
-        if type(v) == "userdata" then
-            -- ByteArray (newer http.file_data) or UInt64
-            local ok, raw = pcall(function() return v:raw() end)
-            if ok and type(raw) == "string" then v = raw else v = tostring(v) end
-        end
-        out[i] = v
-    end
-    return out
-end
-
-local function first(f)
-    if not f then return nil end
-    local fi = f()
-    if not fi then return nil end
-    local v = fi.value
-    if type(v) == "userdata" then
-        local ok, raw = pcall(function() return v:raw() end)
-        if ok and type(raw) == "string" then v = raw else v = tostring(v) end
-    end
-    return v
-end
-
----------------------------------------------------------------------------
--- SHA-256 (pure Lua; Wireshark 4.0's Lua API has no hash function)
----------------------------------------------------------------------------
-local bitlib = bit32 or bit
-local band, bxor, bnot, rshift = bitlib.band, bitlib.bxor, bitlib.bnot, bitlib.rshift
-local ror = bitlib.rrotate or bitlib.ror
-
-local K256 = {
-    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
-    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
-    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
-    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
-    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
-    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
-    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
-    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
-}
-
-local TWO32 = 4294967296
-
-local function u32(x) return band(x, 0xffffffff) % TWO32 end
-
-local function sha256_hex(msg)
-    local ml = #msg
-    local bitlen = ml * 8
-    local tail = {}
-    for i = 7, 0, -1 do
-        tail[#tail + 1] = string.char(math.floor(bitlen / 2 ^ (8 * i)) % 256)
-    end
-    msg = msg .. "\128" .. string.rep("\0", (55 - ml) % 64) .. table.concat(tail)
-
-    local h0, h1, h2, h3 = 0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a
-    local h4, h5, h6, h7 = 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19
-    local w = {}
-    for chunk = 1, #msg, 64 do
-        for i = 0, 15 do
-            local b1, b2, b3, b4 = msg:byte(chunk + 4 * i, chunk + 4 * i + 3)
-            w[i] = ((b1 * 256 + b2) * 256 + b3) * 256 + b4
-        end
-        for i = 16, 63 do
-            local x, y = w[i - 15], w[i - 2]
-            local s0 = bxor(ror(x, 7), ror(x, 18), rshift(x, 3))
-            local s1 = bxor(ror(y, 17), ror(y, 19), rshift(y, 10))
-            w[i] = u32(w[i - 16] + s0 + w[i - 7] + s1)
-        end
-        local a, b, c, d, e, f, g, h = h0, h1, h2, h3, h4, h5, h6, h7
-        for i = 0, 63 do
-            local S1 = bxor(ror(e, 6), ror(e, 11), ror(e, 25))
-            local ch = bxor(band(e, f), band(bnot(e), g))
-            local t1 = u32(h + S1 + ch + K256[i + 1] + w[i])
-            local S0 = bxor(ror(a, 2), ror(a, 13), ror(a, 22))
-            local maj = bxor(band(a, b), band(a, c), band(b, c))
-            local t2 = u32(S0 + maj)
-            h, g, f, e, d, c, b, a = g, f, e, u32(d + t1), c, b, a, u32(t1 + t2)
-        end
-        h0, h1, h2, h3 = u32(h0 + a), u32(h1 + b), u32(h2 + c), u32(h3 + d)
-        h4, h5, h6, h7 = u32(h4 + e), u32(h5 + f), u32(h6 + g), u32(h7 + h)
-    end
-    return string.format("%08x%08x%08x%08x%08x%08x%08x%08x",
-        u32(h0), u32(h1), u32(h2), u32(h3), u32(h4), u32(h5), u32(h6), u32(h7))
-end
+local f_resp         = field("resp")       -- Redis
 
 local fingerprint_cache = {}
 local fingerprint_cache_size = 0
@@ -409,7 +345,7 @@ local fingerprint_cache_size = 0
 local function fingerprint(token)
     local fp = fingerprint_cache[token]
     if fp then return fp end
-    fp = sha256_hex(token):sub(1, 8)
+    fp = sha256.hex(token):sub(1, 8)
     if fingerprint_cache_size > 10000 then
         fingerprint_cache, fingerprint_cache_size = {}, 0
     end
@@ -419,138 +355,8 @@ local function fingerprint(token)
 end
 
 ---------------------------------------------------------------------------
--- A small JSON reader (errors are raised; callers use pcall)
+-- What the shared tables say (the analysers ask through ctx, below)
 ---------------------------------------------------------------------------
-local json_decode
-do
-    local escapes = { ['"'] = '"', ["\\"] = "\\", ["/"] = "/", b = "\b", f = "\f", n = "\n", r = "\r", t = "\t" }
-
-    local function utf8char(cp)
-        if cp < 0x80 then return string.char(cp) end
-        if cp < 0x800 then
-            return string.char(0xC0 + math.floor(cp / 64), 0x80 + cp % 64)
-        end
-        return string.char(0xE0 + math.floor(cp / 4096), 0x80 + math.floor(cp / 64) % 64, 0x80 + cp % 64)
-    end
-
-    json_decode = function(s)
-        local pos = 1
-        local depth = 0
-        local value
-
-        local function skip()
-            pos = s:find("[^ \t\r\n]", pos) or (#s + 1)
-        end
-
-        local function str()
-            local buf = {}
-            local i = pos + 1
-            while true do
-                local j = s:find('["\\]', i)
-                if not j then error("unterminated string") end
-                buf[#buf + 1] = s:sub(i, j - 1)
-                if s:sub(j, j) == '"' then
-                    pos = j + 1
-                    return table.concat(buf)
-                end
-                local c = s:sub(j + 1, j + 1)
-                if c == "u" then
-                    local hex = s:sub(j + 2, j + 5)
-                    if not hex:match("^%x%x%x%x$") then error("bad \\u escape") end
-                    buf[#buf + 1] = utf8char(tonumber(hex, 16))
-                    i = j + 6
-                elseif escapes[c] then
-                    buf[#buf + 1] = escapes[c]
-                    i = j + 2
-                else
-                    error("bad escape")
-                end
-            end
-        end
-
-        value = function()
-            skip()
-            local c = s:sub(pos, pos)
-            if c == "{" or c == "[" then
-                depth = depth + 1
-                if depth > 64 then error("too deep") end
-                local out = {}
-                pos = pos + 1
-                skip()
-                local close = (c == "{") and "}" or "]"
-                if s:sub(pos, pos) == close then
-                    pos = pos + 1
-                    depth = depth - 1
-                    return out
-                end
-                while true do
-                    if c == "{" then
-                        skip()
-                        if s:sub(pos, pos) ~= '"' then error("object key expected") end
-                        local k = str()
-                        skip()
-                        if s:sub(pos, pos) ~= ":" then error("':' expected") end
-                        pos = pos + 1
-                        out[k] = value()
-                    else
-                        out[#out + 1] = value()
-                    end
-                    skip()
-                    local d = s:sub(pos, pos)
-                    pos = pos + 1
-                    if d == close then break end
-                    if d ~= "," then error("',' expected") end
-                end
-                depth = depth - 1
-                return out
-            elseif c == '"' then
-                return str()
-            elseif s:find("^true", pos) then
-                pos = pos + 4
-                return true
-            elseif s:find("^false", pos) then
-                pos = pos + 5
-                return false
-            elseif s:find("^null", pos) then
-                pos = pos + 4
-                return nil
-            end
-            local num = s:match("^-?%d+%.?%d*[eE]?[-+]?%d*", pos)
-            if not num or num == "" then error("value expected") end
-            pos = pos + #num
-            return tonumber(num) or 0
-        end
-
-        local v = value()
-        skip()
-        if pos <= #s then error("trailing data") end
-        return v
-    end
-end
-
----------------------------------------------------------------------------
--- Helpers
----------------------------------------------------------------------------
--- At most n bytes (plus "…"), never cutting a UTF-8 sequence in two.
-local function trunc(s, n)
-    if #s <= n then return s end
-    local cut = n - 1
-    while cut > 0 do
-        local b = s:byte(cut + 1)
-        if not b or b < 0x80 or b >= 0xC0 then break end
-        cut = cut - 1
-    end
-    return s:sub(1, cut) .. "…"
-end
-
-local function short_id(s)
-    if type(s) ~= "string" then return "?" end
-    if #s > 8 then return s:sub(1, 8) .. "…" end
-    return s
-end
-
-local function tbl(v) if type(v) == "table" then return v end return nil end
-
 -- "nova" (a MySQL user or keystone user name) -> "nova-api"
 local function service_for_name(name, by_key)
     if type(name) ~= "string" or name == "" then return nil end
@@ -569,6 +375,35 @@ local function service_for_database(db)
     if type(db) ~= "string" then return nil end
     for _, s in ipairs(SERVICES) do
         if s.database == db then return s.key end
+    end
+    return nil
+end
+
+
+-- The service a User-Agent names (the rules of the USER_AGENTS block).
+local function user_agent_service(ua)
+    if type(ua) ~= "string" then return nil end
+    local l = ua:lower()
+    local product = l:match("^%s*([%w_%.%-]+)[/ ]")  -- a product, with its /version or without
+    local key = product and PRODUCT_SERVICES[product]
+    if key then return key end
+    for _, word in ipairs(USER_AGENT_CLIENT_WORDS) do
+        if l:find(word, 1, true) then return "openstackclient" end
+    end
+    return nil
+end
+
+-- The service consuming an oslo.messaging topic (the rules of the RPC_TOPICS block).
+local function service_of_topic(topic)
+    if type(topic) ~= "string" then return nil end
+    if topic:sub(-7) == "_fanout" then topic = topic:sub(1, -8) end
+    for _, t in ipairs(TOPICS_LONGEST_FIRST) do
+        local p = t[1]
+        if topic == p then return t[2] end
+        if topic:sub(1, #p) == p then
+            local c = topic:sub(#p + 1, #p + 1)
+            if c == "." or c == "-" then return t[2] end
+        end
     end
     return nil
 end
@@ -635,15 +470,19 @@ local function apply_prefs()
 end
 
 ---------------------------------------------------------------------------
--- Capture state (reset by init)
 ---------------------------------------------------------------------------
-local frames        -- frame number -> record (computed on the first pass)
-local streams       -- tcp.stream -> { client=, db=, last_op=, last_frame=, amqp= }
-local awaiting      -- token fingerprint -> service whose middleware will validate it
-local rpc_calls     -- RPC _msg_id -> { frame=, what=, target=, caller= } of the call
+-- Capture state (reset by init); the analysers read it through ctx.state, so
+-- they always see the current tables.
+---------------------------------------------------------------------------
+local state = {
+    -- frames     frame number -> record (computed on the first pass)
+    -- streams    tcp.stream -> { client=, db=, last_op=, last_frame=, amqp=, redis= }
+    -- awaiting   token fingerprint -> service whose middleware will validate it
+    -- rpc_calls  RPC _msg_id -> { frame=, what=, target=, caller= } of the call
+}
 
 local function reset_state()
-    frames, streams, awaiting, rpc_calls = {}, {}, {}, {}
+    state.frames, state.streams, state.awaiting, state.rpc_calls = {}, {}, {}, {}
 end
 reset_state()
 
@@ -652,805 +491,41 @@ function osflow.init()
 end
 
 ---------------------------------------------------------------------------
--- Operations
----------------------------------------------------------------------------
--- Header lines ("Name: value\r\n") -> list of { lname, name, value }
-local function parse_headers(lines)
-    local out = {}
-    for _, line in ipairs(lines) do
-        if type(line) == "string" then
-            local name, value = line:match("^([^:]+):[ \t]*(.-)[ \t\r\n]*$")
-            if name then out[#out + 1] = { name:lower(), name, value } end
-        end
-    end
-    return out
-end
-
-local function header(headers, lname)
-    for _, h in ipairs(headers) do
-        if h[1] == lname then return h[3] end
-    end
-    return nil
-end
-
-local function microversion(headers, svc)
-    local v = header(headers, "openstack-api-version")
-    if v then
-        local mv = v:match("^%s*[%w_%-]+%s+([%w%.]+)") or v:match("^%s*([%d%.]+)%s*$")
-        if mv then return mv end
-    end
-    for _, h in ipairs(headers) do
-        local mv = h[1]:match("^x%-openstack%-[%w%-]+%-api%-version$") and h[3]:match("([%d%.]+)")
-        if mv then return mv end
-    end
-    return nil
-end
-
--- "(password, user admin, project admin)" from a keystone auth request body
-local function describe_auth(auth, tokens)
-    local identity = tbl(auth.identity) or {}
-    local parts = {}
-    local methods = tbl(identity.methods) or {}
-    local names = {}
-    for _, m in ipairs(methods) do
-        if type(m) == "string" then names[#names + 1] = m end
-    end
-    parts[#parts + 1] = (#names > 0) and table.concat(names, "+") or "no method"
-    local user
-    local pw = tbl(identity.password)
-    if pw then user = tbl(pw.user) end
-    if user then
-        local who = (type(user.name) == "string" and user.name) or ("id " .. short_id(user.id))
-        local dom = tbl(user.domain)
-        local dname = dom and (dom.name or dom.id)
-        if type(dname) == "string" and dname:lower() ~= "default" then who = who .. "@" .. dname end
-        parts[#parts + 1] = "user " .. who
-    end
-    local tok = tbl(identity.token)
-    if tok and type(tok.id) == "string" then
-        tokens[#tokens + 1] = { fingerprint(tok.id), "body auth.identity.token.id" }
-    end
-    local ac = tbl(identity.application_credential)
-    if ac then
-        parts[#parts + 1] = "application credential " ..
-            ((type(ac.name) == "string" and ac.name) or short_id(ac.id))
-    end
-    local scope = auth.scope
-    if type(scope) == "string" and scope == "unscoped" then
-        parts[#parts + 1] = "unscoped"
-    elseif tbl(scope) then
-        local project = tbl(scope.project)
-        local domain = tbl(scope.domain)
-        if project then
-            local p = (type(project.name) == "string" and project.name) or ("id " .. short_id(project.id))
-            parts[#parts + 1] = "project " .. p
-        elseif domain then
-            parts[#parts + 1] = "domain " .. tostring((type(domain.name) == "string" and domain.name) or short_id(domain.id))
-        elseif scope.system then
-            parts[#parts + 1] = "system"
-        elseif scope["OS-TRUST:trust"] then
-            parts[#parts + 1] = "trust"
-        end
-    else
-        parts[#parts + 1] = "unscoped"
-    end
-    return "(" .. table.concat(parts, ", ") .. ")"
-end
-
-local KEYSTONE_TOKEN_OPS = { GET = "validate token", HEAD = "check token", DELETE = "revoke token" }
-
--- The service a User-Agent names (the rules of the USER_AGENTS block).
-local function user_agent_service(ua)
-    if type(ua) ~= "string" then return nil end
-    local l = ua:lower()
-    local product = l:match("^%s*([%w_%.%-]+)[/ ]")  -- a product, with its /version or without
-    local key = product and PRODUCT_SERVICES[product]
-    if key then return key end
-    for _, word in ipairs(USER_AGENT_CLIENT_WORDS) do
-        if l:find(word, 1, true) then return "openstackclient" end
-    end
-    return nil
-end
-
--- SQL statement -> "SELECT … FROM resource_classes"
-local function summarize_sql(q)
-    q = q:gsub("%s+", " "):gsub("^ ", ""):gsub(" $", "")
-    local verb = q:match("^(%a+)")
-    if not verb then return trunc(q, 60) end
-    local V = verb:upper()
-    local flat = q:gsub("%b()", "()")
-    local lower = flat:lower()
-    local function after(pattern)
-        local _, e = lower:find(pattern)
-        if not e then return nil end
-        local name = flat:match("^[%w_`%.\"]+", e + 1)
-        if not name then return nil end
-        return (name:gsub("[`\"]", ""))
-    end
-    if V == "SELECT" then
-        local t = after("%f[%w]from%s+") or after("%f[%w]join%s+")
-        if t then return "SELECT … FROM " .. t end
-    elseif V == "INSERT" or V == "REPLACE" then
-        local t = after("%f[%w]into%s+")
-        if t then return V .. " INTO " .. t end
-    elseif V == "UPDATE" then
-        local t = after("^update%s+")
-        if t then return "UPDATE " .. t end
-    elseif V == "DELETE" then
-        local t = after("%f[%w]from%s+")
-        if t then return "DELETE FROM " .. t end
-    end
-    return trunc(q, 60)
-end
-
-local MEMCACHE_REPLIES = {
-    STORED = "stored", NOT_STORED = "not stored", EXISTS = "exists", NOT_FOUND = "not found",
-    DELETED = "deleted", TOUCHED = "touched", OK = "ok", ERROR = "error",
-    CLIENT_ERROR = "error", SERVER_ERROR = "error",
-}
-
----------------------------------------------------------------------------
--- Per-protocol analysis.  Each returns a record:
+-- Per-protocol analysers (dissectors/osflow/<protocol>.lua).  Each returns a record:
 --   { dir=, op=, tokens={ {fp, source}, ... }, cache=, db=, client=,
 --     request_in=, request_id=, error=, malformed=, token_problem= }
 -- or nil when the frame carries no message of that protocol.
 ---------------------------------------------------------------------------
-local function analyse_http(svc, st)
-    local methods = values(f_http_method)
-    local codes = (#methods == 0) and values(f_http_code) or {}
-    if #methods == 0 and #codes == 0 then return nil end
-    local rec = { tokens = {} }
-    local lines = values((#methods > 0) and f_http_reqline or f_http_resline)
-    local headers = parse_headers(lines)
-    for _, h in ipairs(headers) do
-        local canonical = TOKEN_HEADER_NAMES[h[1]]
-        if canonical then
-            if h[3] == "" then
-                rec.token_problem = canonical .. " header is empty"
-            else
-                rec.tokens[#rec.tokens + 1] = { fingerprint(h[3]), canonical }
-            end
-        end
-    end
-    local more = ""
-    if #methods > 1 then more = string.format(" (+%d more)", #methods - 1)
-    elseif #codes > 1 then more = string.format(" (+%d more)", #codes - 1) end
-
-    if #methods > 0 then
-        rec.dir = "request"
-        local method = tostring(methods[1])
-        local uri = tostring(first(f_http_uri) or "?")
-        local path = uri:match("^[^?#]*") or uri
-        local text
-        if svc.key == "keystone" and path:match("^/v3/auth/tokens/?$") and method == "POST" then
-            text = "issue token"
-            local body = first(f_http_body)
-            if type(body) == "string" and #body <= osflow.prefs.max_body then
-                local ok, obj = pcall(json_decode, body)
-                if ok and tbl(obj) and tbl(obj.auth) then
-                    text = text .. " " .. describe_auth(obj.auth, rec.tokens)
-                else
-                    rec.malformed = "keystone auth request body is not the expected JSON"
-                end
-            elseif body == nil then
-                rec.malformed = "keystone auth request without a body"
-            end
-        elseif svc.key == "keystone" and path:match("^/v3/auth/tokens/?$") and KEYSTONE_TOKEN_OPS[method] then
-            text = KEYSTONE_TOKEN_OPS[method]
-        elseif svc.key == "keystone" and path:match("^/v2%.0/tokens/?$") and method == "POST" then
-            text = "issue token (v2.0)"
-        else
-            text = method .. " " .. trunc(uri, 100)
-            local mv = microversion(headers, svc)
-            if mv then text = text .. " (microversion " .. mv .. ")" end
-        end
-        rec.op = svc.key .. ": " .. text .. more
-        rec.client = user_agent_service(header(headers, "user-agent"))
-
-        -- Who is this request from?  keystonemiddleware of the service
-        -- that received this token earlier validates it.
-        for _, t in ipairs(rec.tokens) do
-            if t[2] == "X-Subject-Token" and awaiting[t[1]] then
-                rec.client = rec.client or awaiting[t[1]]
-            end
-        end
-        if svc.key ~= "keystone" then
-            for _, t in ipairs(rec.tokens) do
-                if t[2] == "X-Auth-Token" then awaiting[t[1]] = svc.key end
-            end
-        end
-        if not rec.client and text:match("^issue token") then
-            local user = text:match("user ([%w_%-%.]+)")
-            local s = service_for_name(user, by_key)
-            if s and s ~= "openstackclient" then rec.client = s end
-        end
-    else
-        rec.dir = "response"
-        local code = tonumber(codes[1]) or 0
-        local desc = first(f_http_desc)
-        local status = tostring(code) .. ((type(desc) == "string" and desc ~= "") and (" " .. desc) or "")
-        local req = tonumber(first(f_http_req_in))
-        rec.request_in = req
-        local req_rec = req and frames[req]
-        if req_rec and req_rec.op then
-            rec.op = req_rec.op .. " → " .. status .. more
-        else
-            rec.op = svc.key .. ": response " .. status .. more
-        end
-        rec.request_id = header(headers, "x-openstack-request-id")
-        if code >= 400 then
-            rec.error = svc.key .. " answered " .. status
-        end
-    end
-    return rec
-end
-
-local function analyse_memcache(svc, st)
-    local commands = values(f_mc_command)
-    local keys = values(f_mc_key)
-    local replies = (#commands == 0) and values(f_mc_response) or {}
-    if #commands == 0 and #keys == 0 and #replies == 0 then return nil end
-    local rec = { tokens = {} }
-    for _, k in ipairs(keys) do
-        if type(k) == "string" and k:sub(1, 7) == "tokens/" then
-            local hex = k:sub(8)
-            if hex:match("^%x+$") and #hex == 64 then
-                rec.tokens[#rec.tokens + 1] = { hex:sub(1, 8):lower(), "memcache.key" }
-            else
-                rec.token_problem = "token cache key is not tokens/<sha256 hex>"
-            end
-        end
-    end
-    local function what(k)
-        if type(k) ~= "string" then return "?" end
-        if k:sub(1, 7) == "tokens/" then return "token cache" end
-        return trunc(k, 40)
-    end
-    if #commands > 0 then
-        rec.dir = "request"
-        local cmd = tostring(commands[1]):lower()
-        local text
-        if #keys > 1 then
-            text = cmd .. " " .. #keys .. " keys"
-        elseif #keys == 1 then
-            text = cmd .. " " .. what(keys[1])
-        else
-            text = cmd
-        end
-        if #commands > 1 then text = text .. string.format(" (+%d more)", #commands - 1) end
-        rec.op = svc.key .. ": " .. text
-        for _, t in ipairs(rec.tokens) do
-            if awaiting[t[1]] then rec.client = awaiting[t[1]] end
-        end
-    else
-        rec.dir = "response"
-        local result
-        if #keys > 0 and #values(f_mc_value) > 0 then
-            result = "hit"
-            rec.cache = "hit"
-        elseif replies[1] == "END" then
-            result = "miss"
-            rec.cache = "miss"
-        elseif replies[1] then
-            local r = tostring(replies[1])
-            result = MEMCACHE_REPLIES[r:match("^[%u_]+") or ""] or trunc(r:lower(), 30)
-            if result == "error" then rec.error = "memcached answered " .. trunc(r, 60) end
-        else
-            result = "reply"
-        end
-        if st.last_op and st.last_dir == "request" then
-            rec.op = st.last_op .. " → " .. result
-            rec.request_in = st.last_frame
-        else
-            rec.op = svc.key .. ": " .. result
-        end
-    end
-    return rec
-end
-
-local function analyse_mysql(svc, st)
-    local commands = values(f_my_command)
-    local user = (#commands == 0) and first(f_my_user) or nil
-    local respcodes, errcode, numfields, version = {}, nil, nil, nil
-    if #commands == 0 and not user then
-        respcodes = values(f_my_respcode)
-        errcode = first(f_my_errcode)
-        numfields = first(f_my_numfields)
-        version = (#respcodes == 0) and first(f_my_version) or nil
-    end
-    -- result set columns name their schema: only needed to learn it
-    local dbs = (numfields and not st.db) and values(f_my_fielddb) or {}
-    if #commands == 0 and not user and #respcodes == 0 and not errcode and not numfields
-        and not version and #dbs == 0 then
-        return nil
-    end
-    local rec = { tokens = {} }
-    for _, d in ipairs(dbs) do
-        if type(d) == "string" and d ~= "" then rec.db = d break end
-    end
-    if user then
-        rec.dir = "request"
-        local schema = first(f_my_schema)
-        local text = "login " .. tostring(user)
-        if type(schema) == "string" and schema ~= "" then
-            text = text .. "@" .. schema
-            rec.db, rec.db_certain = schema, true
-        end
-        rec.op = "mysql: " .. text
-        rec.client = service_for_name(tostring(user), by_key)
-    elseif #commands > 0 then
-        rec.dir = "request"
-        local cmd = tonumber(commands[1]) or -1
-        -- the command's name, then its argument: "init_db placement",
-        -- "stmt_prepare SELECT … FROM traits"; a query is its SQL alone
-        local text = MYSQL_COMMANDS[cmd] or ("command " .. tostring(cmd))
-        if cmd == 3 or cmd == 22 then   -- COM_QUERY, COM_STMT_PREPARE
-            local q = first(f_my_query)
-            if type(q) == "string" and q ~= "" then
-                q = summarize_sql(q)
-                text = (cmd == 3) and q or (text .. " " .. q)
-            end
-        elseif cmd == 2 then            -- COM_INIT_DB
-            local schema = first(f_my_schema)
-            if type(schema) == "string" and schema ~= "" then
-                text = text .. " " .. schema
-                rec.db, rec.db_certain = schema, true
-            end
-        end
-        if #commands > 1 then text = text .. string.format(" (+%d more)", #commands - 1) end
-        rec.op = "mysql: " .. text
-    elseif version and #respcodes == 0 then
-        rec.dir = "response"
-        rec.op = "mysql: server greeting (" .. trunc(tostring(version), 40) .. ")"
-    else
-        rec.dir = "response"
-        local result
-        if errcode then
-            local msg = first(f_my_errmsg)
-            result = "error " .. tostring(errcode)
-            if type(msg) == "string" and msg ~= "" then result = result .. " " .. trunc(msg, 60) end
-            rec.error = "MySQL " .. result
-        elseif numfields then
-            result = "result set"
-        else
-            result = "OK"
-        end
-        if st.last_op and st.last_dir == "request" then
-            rec.op = st.last_op .. " → " .. result
-            rec.request_in = st.last_frame
-        else
-            rec.op = "mysql: " .. result
-        end
-    end
-    if rec.db and not rec.client then rec.client = service_for_database(rec.db) end
-    return rec
-end
-
----------------------------------------------------------------------------
--- AMQP 0-9-1 (RabbitMQ) and the oslo.messaging RPC it carries.  Each AMQP
--- frame Wireshark dissected (one "amqp" tree each, several per TCP frame) is
--- read from its own bytes, so a field always belongs to its frame.  A message
--- is a method (Basic.Publish, Basic.Deliver...), a content header (body size,
--- headers) and body frames: joined per connection, direction and channel.
----------------------------------------------------------------------------
-local AMQP_METHODS = {   -- class id -> { class name, method id -> name }
-    [10] = { "connection", { [10] = "start", [11] = "start-ok", [20] = "secure", [21] = "secure-ok",
-        [30] = "tune", [31] = "tune-ok", [40] = "open", [41] = "open-ok", [50] = "close",
-        [51] = "close-ok", [60] = "blocked", [61] = "unblocked", [70] = "update-secret",
-        [71] = "update-secret-ok" } },
-    [20] = { "channel", { [10] = "open", [11] = "open-ok", [20] = "flow", [21] = "flow-ok",
-        [40] = "close", [41] = "close-ok" } },
-    [40] = { "exchange", { [10] = "declare", [11] = "declare-ok", [20] = "delete", [21] = "delete-ok",
-        [30] = "bind", [31] = "bind-ok", [40] = "unbind", [51] = "unbind-ok" } },
-    [50] = { "queue", { [10] = "declare", [11] = "declare-ok", [20] = "bind", [21] = "bind-ok",
-        [30] = "purge", [31] = "purge-ok", [40] = "delete", [41] = "delete-ok", [50] = "unbind",
-        [51] = "unbind-ok" } },
-    [60] = { "basic", { [10] = "qos", [11] = "qos-ok", [20] = "consume", [21] = "consume-ok",
-        [30] = "cancel", [31] = "cancel-ok", [40] = "publish", [50] = "return", [60] = "deliver",
-        [70] = "get", [71] = "get-ok", [72] = "get-empty", [80] = "ack", [90] = "reject",
-        [100] = "recover-async", [110] = "recover", [111] = "recover-ok", [120] = "nack" } },
-    [85] = { "confirm", { [10] = "select", [11] = "select-ok" } },
-    [90] = { "tx", { [10] = "select", [11] = "select-ok", [20] = "commit", [21] = "commit-ok",
-        [30] = "rollback", [31] = "rollback-ok" } },
-}
-local AMQP_NOISE = { [80] = "amqp ack", [120] = "amqp nack", [90] = "amqp reject" }  -- basic.*
-
--- First bytes of a body kombu compressed (its "compression" header names it too).
-local COMPRESSED_MAGIC = {
-    { "\31\139", "gzip" }, { "BZh", "bzip2" }, { "\253\55\122\88\90\0", "xz" },
-    { "\40\181\47\253", "zstd" }, { "\120\1", "zlib" }, { "\120\94", "zlib" },
-    { "\120\156", "zlib" }, { "\120\218", "zlib" },
+local ctx = {
+    util = util,
+    json = json,
+    field = field,
+    prefs = osflow.prefs,
+    state = state,
+    fingerprint = fingerprint,
+    token_header_names = TOKEN_HEADER_NAMES,
+    mysql_commands = MYSQL_COMMANDS,
+    user_agent_service = user_agent_service,
+    service_of_topic = service_of_topic,
+    service_for_name = function(name) return service_for_name(name, by_key) end,
+    service_for_database = service_for_database,
 }
 
--- Readers over a Lua string: value and the position after it; a short string
--- raises (level 0: the message alone), caught per AMQP frame.
-local function rd8(s, p)
-    local b = s:byte(p)
-    if not b then error("AMQP frame shorter than its fields", 0) end
-    return b, p + 1
-end
-local function rd16(s, p)
-    local a, b = s:byte(p, p + 1)
-    if not b then error("AMQP frame shorter than its fields", 0) end
-    return a * 256 + b, p + 2
-end
-local function rd32(s, p)
-    local a, b, c, d = s:byte(p, p + 3)
-    if not d then error("AMQP frame shorter than its fields", 0) end
-    return ((a * 256 + b) * 256 + c) * 256 + d, p + 4
-end
-local function rdstr(s, p, n)
-    if p + n - 1 > #s then error("AMQP frame shorter than its fields", 0) end
-    return s:sub(p, p + n - 1), p + n
-end
-local function shortstr(s, p)
-    local n
-    n, p = rd8(s, p)
-    return rdstr(s, p, n)
-end
-local function longstr(s, p)
-    local n
-    n, p = rd32(s, p)
-    return rdstr(s, p, n)
-end
+local analyse_http = analyser_modules.http.new(ctx)
+local analyse_memcache = analyser_modules.memcache.new(ctx)
+local analyse_mysql = analyser_modules.mysql.new(ctx)
+local analyse_redis = analyser_modules.redis.new(ctx, f_resp)
 
--- The string value of key in an AMQP field table's bytes (a search for the
--- encoded key and type "S", not a full table parser), or nil.
-local function table_string(t, key)
-    local pat = string.char(#key) .. key .. "S"
-    local i = t:find(pat, 1, true)
-    if not i then return nil end
-    local ok, v = pcall(longstr, t, i + #pat)
-    if ok then return v end
-    return nil
-end
-
-local function service_of_topic(topic)
-    if type(topic) ~= "string" then return nil end
-    if topic:sub(-7) == "_fanout" then topic = topic:sub(1, -8) end
-    for _, t in ipairs(TOPICS_LONGEST_FIRST) do
-        local p = t[1]
-        if topic == p then return t[2] end
-        if topic:sub(1, #p) == p then
-            local c = topic:sub(#p + 1, #p + 1)
-            if c == "." or c == "-" then return t[2] end
-        end
-    end
-    return nil
-end
-
-local function printable(s)
-    if type(s) ~= "string" then return s end
-    return (s:gsub("%c", "?"))
-end
-
-local function str(v, n)   -- a string member of a message, shortened; nil otherwise
-    if type(v) == "string" and v ~= "" then return trunc(v, n or 80) end
-    return nil
-end
-
-local function destination(msg)
-    local x, k = msg.exchange or "", msg.rkey or ""
-    if x == "" then return k end
-    if k == "" then return x end
-    return x .. "/" .. k
-end
-
--- " (Instance.save)" for nova's conductor object calls
-local function object_detail(method, args)
-    args = tbl(args)
-    if not args then return "" end
-    local objmethod = str(args.objmethod, 40)
-    if not objmethod then return "" end
-    local objname = str(args.objname, 40)
-    if not objname and tbl(args.objinst) then objname = str(args.objinst["nova_object.name"], 40) end
-    if method:match("^object_") and objname then return " (" .. objname .. "." .. objmethod .. ")" end
-    return ""
-end
-
--- The exception class of a reply's failure (a JSON string: class, module, message, tb).
-local function failure_class(failure)
-    local f = failure
-    if type(f) == "string" then
-        local ok, obj = pcall(json_decode, f)
-        f = ok and tbl(obj) or nil
-    end
-    if not tbl(f) then return "?", nil end
-    return str(f.class, 60) or "?", str(f.module, 60)
-end
-
--- A whole message (method, header, body): its piece of osflow.op; its RPC
--- facts go to rec.rpc, its token to rec.tokens.
-local function amqp_message(msg, rec, st, number)
-    local dest = destination(msg)
-    local how = msg.deliver and "deliver" or "publish"
-    if msg.returned then how = "return (" .. msg.returned .. ")" end
-    local body = table.concat(msg.body)
-    local magic
-    for _, m in ipairs(COMPRESSED_MAGIC) do
-        if body:sub(1, #m[1]) == m[1] then magic = m[2] break end
-    end
-    if msg.compression or magic then
-        return "amqp compressed body (" .. trunc(msg.compression or magic, 40) .. ", " .. how .. " "
-            .. trunc(dest, 60) .. ")"
-    end
-    if msg.too_big then
-        return string.format("amqp %s %s (%s bytes body: over the largest body parsed)", how,
-            trunc(dest, 60), tostring(msg.size))
-    end
-    local ok, outer = pcall(json_decode, body)
-    if not ok or not tbl(outer) then
-        if body:match("^%s*{") then rec.malformed = "AMQP message body is not valid JSON" end
-        return string.format("amqp %s %s (%d bytes, not JSON)", how, trunc(dest, 60), #body)
-    end
-    local m = outer
-    if outer["oslo.message"] ~= nil then
-        local ok2, inner = false, nil
-        if type(outer["oslo.message"]) == "string" then ok2, inner = pcall(json_decode, outer["oslo.message"]) end
-        if not ok2 or not tbl(inner) then
-            rec.malformed = "oslo.message is not a JSON object in a string"
-            return "rpc " .. (msg.deliver and "deliver " or "") .. "message (oslo.message unreadable)"
-        end
-        m = inner
-    end
-    local info = { request_id = str(m._context_request_id), msg_id = str(m._msg_id) }
-    local token = m._context_auth_token
-    if type(token) == "string" and token ~= "" then
-        rec.tokens[#rec.tokens + 1] = { fingerprint(token), "_context_auth_token" }
-    end
-    local client   -- the end of this connection, when the message says who it is
-    local method = str(m.method, 60)
-    if method then
-        local x, k = msg.exchange or "", msg.rkey or ""
-        if x:sub(-7) == "_fanout" then
-            info.kind, info.topic = "fanout", x:sub(1, -8)
-        else
-            info.kind = info.msg_id and "call" or "cast"
-            info.topic = (k ~= "") and k or x
-        end
-        info.topic = trunc(info.topic, 60)
-        info.method = method
-        info.target = service_of_topic(info.topic)
-        local what = info.topic .. "." .. method
-        info.text = info.kind .. " " .. what .. object_detail(method, m.args)
-        if info.kind == "call" then
-            local call = rpc_calls[info.msg_id]
-            if not call then
-                call = { what = what, target = info.target }
-                rpc_calls[info.msg_id] = call
-            end
-            if not msg.deliver then
-                call.frame = call.frame or number
-                call.caller = call.caller or st.client
-            end
-        end
-        if msg.deliver then client = info.target end   -- the topic's consumer
-    elseif info.msg_id then
-        info.kind = "reply"
-        local call = rpc_calls[info.msg_id]
-        local text
-        if m.failure ~= nil then
-            local class, module = failure_class(m.failure)
-            info.failure = class
-            text = "reply failure " .. class
-            rec.error = "RPC call failed: " .. class .. (module and (" (" .. module .. ")") or "")
-        else
-            text = "reply result"
-        end
-        if call then
-            text = text .. " (" .. call.what .. ")"
-            rec.request_in = rec.request_in or call.frame
-            if msg.deliver then client = call.caller else client = call.target end
-            info.target = msg.deliver and call.caller or nil
-        end
-        info.text = text
-    elseif str(m.event_type) then
-        info.kind = "notify"
-        info.topic = trunc(msg.rkey or "", 60)
-        info.text = "notify " .. str(m.event_type, 80)
-    else
-        return string.format("amqp %s %s (JSON, not RPC)", how, trunc(dest, 60))
-    end
-    if client and not rec.client then rec.client = client end
-    local prefix = "rpc "
-    if msg.returned then prefix = "rpc returned (" .. msg.returned .. ") "
-    elseif msg.deliver then prefix = "rpc deliver " end
-    info.text = prefix .. info.text
-    rec.rpc[#rec.rpc + 1] = info
-    return info.text
-end
-
-local function amqp_method(payload, key, pending, rec, number)
-    local class, p = rd16(payload, 1)
-    local method
-    method, p = rd16(payload, p)
-    local names = AMQP_METHODS[class]
-    local name = names and names[2][method] and (names[1] .. "." .. names[2][method])
-        or string.format("method %d.%d", class, method)
-    if class == 60 and AMQP_NOISE[method] then return AMQP_NOISE[method] end
-    if class == 60 and (method == 40 or method == 60 or method == 71 or method == 50) then
-        local msg = { deliver = (method ~= 40), body = {}, got = 0, frame = number }
-        if method == 40 then                               -- publish
-            p = p + 2
-            msg.exchange, p = shortstr(payload, p)
-            msg.rkey, p = shortstr(payload, p)
-        elseif method == 60 then                           -- deliver
-            local _
-            _, p = shortstr(payload, p)                    -- consumer tag
-            p = p + 9                                      -- delivery tag, redelivered
-            msg.exchange, p = shortstr(payload, p)
-            msg.rkey, p = shortstr(payload, p)
-        elseif method == 71 then                           -- get-ok
-            p = p + 9
-            msg.exchange, p = shortstr(payload, p)
-            msg.rkey, p = shortstr(payload, p)
-        else                                               -- return
-            local code, text
-            code, p = rd16(payload, p)
-            text, p = shortstr(payload, p)
-            msg.returned = tostring(code) .. " " .. trunc(text, 40)
-            msg.exchange, p = shortstr(payload, p)
-            msg.rkey, p = shortstr(payload, p)
-        end
-        local old = pending[key]
-        if old then rec.malformed = "AMQP message ended before its body was complete (channel " .. key:sub(2) .. ")" end
-        msg.touched = number
-        pending[key] = msg
-        return nil                                         -- said when its body is complete
-    end
-    local text = "amqp " .. name
-    if class == 10 and method == 11 then                   -- start-ok: never the response
-        local props, mechanism, response
-        props, p = longstr(payload, p)
-        mechanism, p = shortstr(payload, p)
-        response, p = longstr(payload, p)
-        local cname = table_string(props, "connection_name")
-        if cname then
-            text = text .. " " .. trunc(cname, 80)
-            local program = cname:match("^([^:]+):")
-            if program then
-                rec.client = rec.client or service_for_name(program, by_key) or trunc(program, 40)
-            end
-        end
-        local user = (mechanism == "PLAIN") and response:match("^[^\0]*\0([^\0]*)\0") or nil
-        if user and user ~= "" then text = text .. " (user " .. trunc(user, 40) .. ")" end
-    elseif (class == 10 and method == 50) or (class == 20 and method == 40) then   -- close
-        local code, reason
-        code, p = rd16(payload, p)
-        reason, p = shortstr(payload, p)
-        text = text .. " " .. tostring(code) .. ((reason ~= "") and (" " .. trunc(reason, 80)) or "")
-        if code ~= 200 then rec.error = "RabbitMQ: " .. name .. " " .. tostring(code) .. " " .. trunc(reason, 80) end
-    elseif (class == 50 and (method == 10 or method == 20 or method == 40)) or (class == 60 and method == 20) then
-        local queue                                        -- queue.declare/bind/delete, basic.consume
-        queue, p = shortstr(payload, p + 2)
-        if queue ~= "" then text = text .. " " .. trunc(queue, 60) end
-    elseif class == 40 and (method == 10 or method == 20) then  -- exchange.declare/delete
-        local exchange
-        exchange, p = shortstr(payload, p + 2)
-        if exchange ~= "" then text = text .. " " .. trunc(exchange, 60) end
-    end
-    return text
-end
-
-local function amqp_header(payload, key, pending, rec, number)
-    local msg = pending[key]
-    local p = 5                                            -- class id, weight
-    local hi, lo, flags, _
-    hi, p = rd32(payload, p)
-    lo, p = rd32(payload, p)
-    flags, p = rd16(payload, p)
-    if not msg or msg.size then return "amqp content header without its method" end
-    msg.size = hi * 4294967296 + lo
-    msg.too_big = msg.size > osflow.prefs.max_body
-    if flags >= 0x8000 then _, p = shortstr(payload, p) end          -- content-type
-    if flags % 0x8000 >= 0x4000 then _, p = shortstr(payload, p) end -- content-encoding
-    if flags % 0x4000 >= 0x2000 then                                  -- headers
-        local headers
-        headers, p = longstr(payload, p)
-        msg.compression = table_string(headers, "compression")
-    end
-    if msg.size == 0 then
-        pending[key] = nil
-        return amqp_message(msg, rec, rec.stream_state, number)
-    end
-    msg.touched = number
-    return nil
-end
-
-local function amqp_body(payload, key, pending, rec, number)
-    local msg = pending[key]
-    if not msg or not msg.size then return "amqp body without its header" end
-    if not msg.too_big then msg.body[#msg.body + 1] = payload end
-    msg.got = msg.got + #payload
-    if msg.got < msg.size then
-        msg.touched = number
-        return nil
-    end
-    pending[key] = nil
-    return amqp_message(msg, rec, rec.stream_state, number)
-end
-
--- One AMQP frame (its bytes): its piece of osflow.op, or nil.
-local function amqp_frame(raw, key_prefix, pending, rec, number)
-    if raw:sub(1, 4) == "AMQP" then return "amqp protocol header" end
-    local ftype, p = rd8(raw, 1)
-    local channel, size
-    channel, p = rd16(raw, p)
-    size, p = rd32(raw, p)
-    local payload = raw:sub(p, p + size - 1)
-    if #payload < size then error("AMQP frame shorter than its size", 0) end
-    local key = key_prefix .. channel
-    if ftype == 1 then return amqp_method(payload, key, pending, rec, number)
-    elseif ftype == 2 then return amqp_header(payload, key, pending, rec, number)
-    elseif ftype == 3 then return amqp_body(payload, key, pending, rec, number)
-    elseif ftype == 8 then return "amqp heartbeat"
-    end
-    return "amqp frame type " .. tostring(ftype)
-end
-
+-- AMQP: its frames' bytes are read by this analyser only, of the amqp protocol only.
+local amqp_analyser = analyser_modules.amqp.new(ctx, f_amqp)
 local function analyse_amqp(svc, st, to_server, number)
-    local items = { f_amqp() }
-    if #items == 0 then return nil end
-    local rec = { tokens = {}, rpc = {}, dir = to_server and "request" or "response", stream_state = st }
-    local pending = st.amqp
-    if not pending then
-        pending = {}
-        st.amqp = pending
-    end
-    local prefix = to_server and ">" or "<"
-    local pieces = {}
-    for _, fi in ipairs(items) do
-        local ok, raw = pcall(function() return fi.range:raw() end)
-        if ok and type(raw) == "string" then
-            local ok2, piece = pcall(amqp_frame, raw, prefix, pending, rec, number)
-            if not ok2 then
-                rec.malformed = tostring(piece)
-                piece = "amqp frame unreadable"
-            end
-            if piece then pieces[#pieces + 1] = piece end
-        end
-    end
-    -- messages this frame began or continued that wait for more frames
-    local waiting = {}
-    for key, msg in pairs(pending) do
-        if msg.touched == number and key:sub(1, 1) == prefix then waiting[#waiting + 1] = key end
-    end
-    table.sort(waiting)
-    for _, key in ipairs(waiting) do
-        local msg = pending[key]
-        local more = msg.size and string.format("body %s of %s bytes", tostring(msg.got), tostring(msg.size))
-            or "header follows"
-        pieces[#pieces + 1] = string.format("amqp %s %s (%s)", msg.deliver and "deliver" or "publish",
-            trunc(destination(msg), 60), more)
-    end
-    local out, last, count = {}, nil, 0
-    local function flush()
-        if last then out[#out + 1] = (count > 1) and (last .. " ×" .. count) or last end
-    end
-    for _, piece in ipairs(pieces) do
-        if piece == last then
-            count = count + 1
-        else
-            flush()
-            last, count = piece, 1
-        end
-    end
-    flush()
-    -- names from the wire may hold any byte: no control character reaches a field
-    rec.op = printable((#out > 0) and table.concat(out, "; ") or "amqp")
-    rec.client, rec.error, rec.malformed = printable(rec.client), printable(rec.error), printable(rec.malformed)
-    for _, info in ipairs(rec.rpc) do
-        for k, v in pairs(info) do info[k] = printable(v) end
-    end
-    rec.stream_state = nil
-    if #rec.rpc == 0 then rec.rpc = nil end
-    return rec
+    return amqp_analyser(svc, st, to_server, number)
 end
 
 local SYSTEM_SCHEMAS = { information_schema = true, mysql = true, performance_schema = true, sys = true }
 
--- A message of another protocol (AMQP...): service, ends and direction only.
-local function analyse_other(svc, st, to_server)
+-- A message an analyser does not understand: service, ends and direction only.
+local function analyse_other(_svc, _st, to_server)
     return { tokens = {}, dir = to_server and "request" or "response" }
 end
 
@@ -1460,6 +535,7 @@ local ANALYSERS = {
     memcache = { f_memcache, analyse_memcache },
     mysql    = { f_mysql, analyse_mysql },
     amqp     = { f_amqp, analyse_amqp },
+    redis    = { f_resp, analyse_redis },
 }
 
 ---------------------------------------------------------------------------
@@ -1480,10 +556,10 @@ local function connection()
         return {}
     end
     local stream = fi.value
-    local st = streams[stream]
+    local st = state.streams[stream]
     if not st then
         st = {}
-        streams[stream] = st
+        state.streams[stream] = st
     end
     return st
 end
@@ -1594,7 +670,7 @@ local function has_message(svc)
     return f and f() ~= nil
 end
 
-local function dissect(tvb, pinfo, tree)
+local function dissect(_tvb, pinfo, tree)
     local dst_port, src_port = pinfo.dst_port, pinfo.src_port
     local dst, src = by_port[dst_port], by_port[src_port]
     if not dst and not src then return end
@@ -1610,13 +686,13 @@ local function dissect(tvb, pinfo, tree)
     -- Every frame of the connection gets its service and ends; only frames
     -- that carry a message get a direction, an operation and the rest.
     local number = pinfo.number
-    local rec = frames[number]
+    local rec = state.frames[number]
     if rec == nil or not pinfo.visited then
         local st = connection()
         if not st then return end   -- the second pass analyses it (single-pass results)
         rec = (has_message(svc) and analyse(pinfo, svc, server_is_dst, st))
             or bare_record(pinfo, svc, server_is_dst, st)
-        frames[number] = rec
+        state.frames[number] = rec
     end
 
     local t = add_tree(tree, svc, rec)

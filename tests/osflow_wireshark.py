@@ -16,6 +16,8 @@ from support import tshark as tshark_for_tests
 
 REPO = Path(__file__).resolve().parents[1]
 PLUGIN = REPO / "dissectors" / "osflow.lua"
+#: the modules the plugin loads from the folder beside it
+PLUGIN_MODULES = REPO / "dissectors" / "osflow"
 PROFILE = REPO / "profiles" / "OpenStack"
 CAPTURES_DIR = REPO / "tests" / "fixtures" / "captures"
 LAB_ERRORS = REPO / "tests" / "fixtures" / "lab-errors" / "capture.pcapng"
@@ -67,10 +69,12 @@ def stderr_lines(proc: subprocess.CompletedProcess) -> list[str]:
 
 
 def install_plugin_only(home: Path) -> Path:
-    """Copy the plugin where tshark under ``home`` looks for personal Lua plugins."""
+    """Copy the plugin (osflow.lua and its modules, osflow/*.lua) where tshark under ``home``
+    looks for personal Lua plugins."""
     dest = home / ".local" / "lib" / "wireshark" / "plugins"
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(PLUGIN, dest / "osflow.lua")
+    shutil.copytree(PLUGIN_MODULES, dest / "osflow", dirs_exist_ok=True)
     return dest / "osflow.lua"
 
 

@@ -82,7 +82,7 @@ def test_two_pass_only_adds_what_later_frames_tell(tmp_path):
     learnt = {"osflow.client", "osflow.flow", "osflow.db"}
     filled = 0
     for a, b in zip(one, two, strict=True):
-        for name, x, y in zip(GOLDEN_FIELDS, a.split("\t"), b.split("\t"), strict=False):
+        for name, x, y in zip(GOLDEN_FIELDS, a.split("\t"), b.split("\t"), strict=True):
             if name in learnt and x != y:
                 assert name == "osflow.flow" or x == "", (name, x, y)
                 filled += 1
@@ -184,7 +184,7 @@ def expected_service(sport: int, dport: int) -> str:
 
 def connection_rows(capture: Path, home: Path, extra=None, display_filter=None) -> list[dict]:
     rows = fields(capture, CONNECTION_FIELDS, home, extra=extra, display_filter=display_filter)
-    out = [dict(zip(CONNECTION_FIELDS, r, strict=False)) for r in rows]
+    out = [dict(zip(CONNECTION_FIELDS, r, strict=True)) for r in rows]
     for r in out:
         r["message"] = bool(r["http"] or r["mysql"] or r["memcache"])
     return out
@@ -416,7 +416,7 @@ def test_compute_fields_match_golden(name, tmp_path):
 
 def _by_frame(capture: Path, names: list[str], home: Path, display_filter: str = "osflow.direction") -> dict:
     rows = fields(capture, ["frame.number", *names], home, display_filter=display_filter)
-    return {r[0]: dict(zip(["frame.number", *names], r, strict=False)) for r in rows}
+    return {r[0]: dict(zip(["frame.number", *names], r, strict=True)) for r in rows}
 
 
 def test_rpc_ops_on_server_create(tmp_path):

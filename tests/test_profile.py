@@ -160,6 +160,22 @@ def test_data_root_finds_the_shipped_files():
     assert profile.plugin_source().read_text().startswith("--")
 
 
+def test_package_data_carries_every_plugin_file():
+    """A wheel holds what setup.cfg's package_data globs match under postproc/osflow (data/ links to
+    the repository's folders): every file ``osflow profile install`` puts in place must match."""
+    import configparser
+
+    cfg = configparser.ConfigParser()
+    cfg.read(Path(profile.__file__).resolve().parents[2] / "setup.cfg")
+    patterns = [p.strip() for p in cfg["options.package_data"]["osflow"].split(",")]
+    package = Path(profile.__file__).parent
+    shipped = {f.relative_to(package).as_posix() for pattern in patterns for f in package.glob(pattern)}
+    wanted = {f"data/dissectors/{rel}" for rel in profile.plugin_files()}
+    wanted |= {f"data/profiles/OpenStack/{rel}" for rel in profile.profile_files()}
+    assert len(profile.plugin_files()) > 5
+    assert wanted - shipped == set()
+
+
 # --------------------------------------------------------------------------- with tshark
 
 
@@ -392,6 +408,92 @@ def test_plugin_changed_by_user_is_backed_up_with_force(tmp_path):
     backups = list(plugin.parent.glob("osflow.lua.osflow-backup-*"))
     assert len(backups) == 1 and backups[0].read_text() == "-- my own osflow\n"
     assert not backups[0].name.endswith(".lua"), "a backup must not be loaded as a second plugin"
+
+
+def _plugins(home: Path) -> Path:
+    return home / ".local" / "lib" / "wireshark" / "plugins"
+
+
+def test_install_puts_the_plugin_and_every_module_in_place(tmp_path):
+    rc, out = _install(tmp_path)
+    assert rc == 0, out
+    src = profile.plugin_source().parent
+    files = profile.plugin_files()
+    assert files[0] == "osflow.lua" and {"osflow/amqp.lua", "osflow/json.lua", "osflow/sha256.lua"} <= set(files)
+    installed = sorted(p.relative_to(_plugins(tmp_path)).as_posix() for p in _plugins(tmp_path).rglob("*.lua"))
+    assert installed == sorted(files)
+    for rel in files:
+        assert (_plugins(tmp_path) / rel).read_bytes() == (src / rel).read_bytes(), rel
+        assert re.search(rf"^create\s+\S+/{re.escape(rel)}$", out, re.M), rel
+    manifest = json.loads((tmp_path / ".config" / "wireshark" / "profiles" / "OpenStack" / profile.MANIFEST_NAME)
+                          .read_text())
+    assert sorted(manifest["plugin_files"]) == sorted(files)
+    assert manifest["plugin"] == manifest["plugin_files"]["osflow.lua"]
+
+
+def test_a_module_changed_by_user_is_backed_up_beside_it_with_force(tmp_path):
+    assert _install(tmp_path)[0] == 0
+    module = _plugins(tmp_path) / "osflow" / "amqp.lua"
+    module.write_text("-- my own amqp\n")
+    rc, out = _install(tmp_path)
+    assert rc == 1 and re.search(r"^conflict\s+\S+/osflow/amqp.lua", out, re.M)
+    assert module.read_text() == "-- my own amqp\n"
+    assert _install(tmp_path, "--force")[0] == 0
+    assert module.read_bytes() == (profile.plugin_source().parent / "osflow" / "amqp.lua").read_bytes()
+    backups = [p for p in _plugins(tmp_path).rglob("*osflow-backup*")]
+    assert [b.name for b in backups] == [b.name for b in module.parent.glob("amqp.lua.osflow-backup-*")]
+    assert len(backups) == 1 and backups[0].is_file() and backups[0].read_text() == "-- my own amqp\n"
+    assert not backups[0].name.endswith(".lua"), "a backup must not be loaded as a plugin"
+    assert not list(tmp_path.glob(".config/wireshark/profiles/OpenStack.osflow-backup-*")), "the profile is as it was"
+
+
+def test_an_install_from_before_the_modules_is_updated_silently(tmp_path):
+    """An osflow whose plugin was one file recorded only its hash ("plugin"): updated, modules added."""
+    import hashlib
+
+    assert _install(tmp_path)[0] == 0
+    prof = tmp_path / ".config" / "wireshark" / "profiles" / "OpenStack"
+    old = b"-- osflow.lua as an older osflow installed it\n"
+    (_plugins(tmp_path) / "osflow.lua").write_bytes(old)
+    shutil.rmtree(_plugins(tmp_path) / "osflow")
+    manifest = json.loads((prof / profile.MANIFEST_NAME).read_text())
+    del manifest["plugin_files"]
+    manifest["plugin"] = hashlib.sha256(old).hexdigest()
+    (prof / profile.MANIFEST_NAME).write_text(json.dumps(manifest))
+    rc, out = _install(tmp_path)
+    assert rc == 0, out
+    assert re.search(r"^update\s+\S+/osflow.lua$", out, re.M)
+    assert re.search(r"^create\s+\S+/osflow/json.lua$", out, re.M)
+    assert (_plugins(tmp_path) / "osflow.lua").read_bytes() == profile.plugin_source().read_bytes()
+
+
+def test_a_module_no_longer_shipped_is_removed_unless_changed(tmp_path):
+    import hashlib
+
+    assert _install(tmp_path)[0] == 0
+    prof = tmp_path / ".config" / "wireshark" / "profiles" / "OpenStack"
+    manifest = json.loads((prof / profile.MANIFEST_NAME).read_text())
+    for name, text in (("gone.lua", b"-- a module of an older osflow\n"), ("mine.lua", b"-- another\n")):
+        (_plugins(tmp_path) / "osflow" / name).write_bytes(text)
+        manifest["plugin_files"][f"osflow/{name}"] = hashlib.sha256(text).hexdigest()
+    (_plugins(tmp_path) / "osflow" / "mine.lua").write_bytes(b"-- another, changed by its user\n")
+    (prof / profile.MANIFEST_NAME).write_text(json.dumps(manifest))
+    rc, out = _install(tmp_path)
+    assert rc == 0, out
+    assert not (_plugins(tmp_path) / "osflow" / "gone.lua").exists()
+    assert re.search(r"^keep\s+\S+/osflow/mine.lua", out, re.M)
+    assert (_plugins(tmp_path) / "osflow" / "mine.lua").exists()
+
+
+def test_uninstall_removes_the_modules_and_their_folder(tmp_path):
+    assert _install(tmp_path)[0] == 0
+    parser = argparse.ArgumentParser()
+    profile.add_arguments(parser)
+    args = parser.parse_args(["uninstall", "--config-dir", str(tmp_path / ".config" / "wireshark"),
+                              "--plugin-dir", str(_plugins(tmp_path))])
+    out = io.StringIO()
+    assert profile.run(args, out=out) == 0, out.getvalue()
+    assert list(_plugins(tmp_path).iterdir()) == []
 
 
 def test_an_older_osflow_install_is_updated_silently(tmp_path):

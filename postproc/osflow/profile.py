@@ -5,13 +5,18 @@ reports (so Linux, macOS and Windows layouts all work):
 
 * the configuration profile ``OpenStack`` (``profiles/OpenStack`` of the repository)
   into ``<Personal configuration>/profiles/OpenStack``;
-* the Lua post-dissector ``dissectors/osflow.lua`` into ``<Personal Lua Plugins>``.
+* the Lua post-dissector ``dissectors/osflow.lua`` and the folder of modules it
+  loads from beside it, ``dissectors/osflow/*.lua``, into ``<Personal Lua Plugins>``.
 
 Installing is idempotent.  A manifest (``.osflow-manifest.json`` in the installed
 profile) records the SHA-256 of every file as osflow wrote it, so a later install
 can tell an old osflow file (updated silently) from a file the user changed
-(left alone unless ``--force``; then the whole profile, or the plugin, is first
-copied to a ``*.osflow-backup-<time>`` sibling).
+(left alone unless ``--force``; then the whole profile, or each plugin file the
+user changed, is first copied to a ``*.osflow-backup-<time>`` sibling).  A plugin
+file's backup is a file beside it, never a folder: Wireshark loads every ``.lua``
+under its plugins folder, and ``osflow.lua.osflow-backup-<time>`` is not one.
+Module files an older osflow installed and this one no longer ships are removed
+(left alone when the user changed them).
 
 The profile also ships ``recent`` (the packet list column widths, so the osflow
 columns are readable on a fresh install).  That file is Wireshark's own state:
@@ -48,6 +53,8 @@ from typing import TextIO
 
 PROFILE_NAME = "OpenStack"
 PLUGIN_NAME = "osflow.lua"
+#: the folder beside the plugin holding the modules it loads (osflow/*.lua)
+PLUGIN_MODULES = "osflow"
 MANIFEST_NAME = ".osflow-manifest.json"
 
 #: Files Wireshark itself writes into a profile while it is used.  When the
@@ -68,7 +75,7 @@ def is_state_file(rel: str) -> bool:
 
 
 def data_root() -> Path:
-    """The folder holding ``profiles/OpenStack`` and ``dissectors/osflow.lua``.
+    """The folder holding ``profiles/OpenStack`` and ``dissectors/osflow.lua`` (with ``dissectors/osflow/``).
 
     In an installed package that is ``osflow/data/``; in a repository checkout it
     is the repository root (two levels above ``postproc/osflow``).
@@ -79,11 +86,13 @@ def data_root() -> Path:
     here = Path(__file__).resolve().parent
     candidates = [here / "data", here.parents[1]]
     for root in candidates:
-        if (root / "profiles" / PROFILE_NAME).is_dir() and (root / "dissectors" / PLUGIN_NAME).is_file():
+        dissectors = root / "dissectors"
+        if ((root / "profiles" / PROFILE_NAME).is_dir() and (dissectors / PLUGIN_NAME).is_file()
+                and (dissectors / PLUGIN_MODULES).is_dir()):
             return root
     raise FileNotFoundError(
-        "osflow's Wireshark files are missing: looked for profiles/%s and dissectors/%s under %s"
-        % (PROFILE_NAME, PLUGIN_NAME, ", ".join(str(c) for c in candidates))
+        f"osflow's Wireshark files are missing: looked for profiles/{PROFILE_NAME}, dissectors/{PLUGIN_NAME} "
+        f"and dissectors/{PLUGIN_MODULES}/ under {', '.join(str(c) for c in candidates)}"
     )
 
 
@@ -93,6 +102,18 @@ def profile_source() -> Path:
 
 def plugin_source() -> Path:
     return data_root() / "dissectors" / PLUGIN_NAME
+
+
+def plugin_files(src: Path | None = None) -> list[str]:
+    """The plugin's files, relative to the plugins folder: ``osflow.lua``, then its modules.
+
+    >>> files = plugin_files()
+    >>> files[0], "osflow/amqp.lua" in files, all(f.endswith(".lua") for f in files)
+    ('osflow.lua', True, True)
+    """
+    src = src or data_root() / "dissectors"
+    modules = sorted(p.relative_to(src).as_posix() for p in (src / PLUGIN_MODULES).glob("*.lua") if p.is_file())
+    return [PLUGIN_NAME, *modules]
 
 
 def profile_files(src: Path | None = None) -> list[str]:
@@ -126,6 +147,14 @@ class Folders:
     @property
     def plugin(self) -> Path:
         return self.lua_plugins / PLUGIN_NAME
+
+    @property
+    def modules(self) -> Path:
+        return self.lua_plugins / PLUGIN_MODULES
+
+    def is_plugin_file(self, path: Path) -> bool:
+        """Is ``path`` the plugin or one of its modules (not a profile file)?"""
+        return path == self.plugin or path.parent == self.modules
 
 
 def parse_folders(text: str) -> dict[str, str]:
@@ -246,14 +275,46 @@ def plan_install(folders: Folders) -> Plan:
                 same = sha256_file(dest) == h
                 plan.actions.append(Action("remove" if same else "keep", dest, None,
                                            "" if same else "no longer shipped; changed by you, kept"))
-    src = plugin_source()
-    h = sha256_file(src)
-    verb = _state(folders.plugin, h, manifest.get("plugin"))
-    plan.actions.append(Action(verb, folders.plugin, src, "changed since osflow installed it" if verb == "conflict" else ""))
-    plan.manifest = {"osflow": _version(), "files": new_files, "plugin": h}
+    plugin_dir = plugin_source().parent
+    recorded_plugin = _recorded_plugin_files(manifest)
+    new_plugin: dict[str, str] = {}
+    for rel in plugin_files(plugin_dir):
+        src = plugin_dir / rel
+        h = sha256_file(src)
+        new_plugin[rel] = h
+        dest = folders.lua_plugins / rel
+        verb = _state(dest, h, recorded_plugin.get(rel))
+        plan.actions.append(Action(verb, dest, src, "changed since osflow installed it" if verb == "conflict" else ""))
+    # modules an older osflow installed that this one no longer ships
+    for rel, h in sorted(recorded_plugin.items()):
+        dest = folders.lua_plugins / rel
+        if rel not in new_plugin and dest.exists():
+            same = sha256_file(dest) == h
+            plan.actions.append(Action("remove" if same else "keep", dest, None,
+                                       "" if same else "no longer shipped; changed by you, kept"))
+    # "plugin": osflow.lua's hash, as every osflow wrote it; "plugin_files": each file's
+    plan.manifest = {"osflow": _version(), "files": new_files, "plugin": new_plugin[PLUGIN_NAME],
+                     "plugin_files": new_plugin}
     if seeded:
         plan.manifest["seeded"] = seeded
     return plan
+
+
+def _recorded_plugin_files(manifest: dict) -> dict[str, str]:
+    """Plugin file (relative to the plugins folder) -> SHA-256 as osflow installed it.
+
+    An osflow from before the modules recorded only ``plugin`` (osflow.lua's hash).
+
+    >>> _recorded_plugin_files({"plugin": "ab"})
+    {'osflow.lua': 'ab'}
+    >>> _recorded_plugin_files({"plugin": "ab", "plugin_files": {"osflow.lua": "ab", "osflow/json.lua": "cd"}})
+    {'osflow.lua': 'ab', 'osflow/json.lua': 'cd'}
+    """
+    files = manifest.get("plugin_files")
+    if isinstance(files, dict):
+        return {str(k): str(v) for k, v in files.items()}
+    plugin = manifest.get("plugin")
+    return {PLUGIN_NAME: plugin} if isinstance(plugin, str) else {}
 
 
 def _version() -> str:
@@ -295,26 +356,27 @@ def install(folders: Folders, *, force: bool = False, dry_run: bool = False, out
         for a in plan.actions:
             print(a.line(), file=out)
         print(
-            "osflow profile install: %d file(s) changed since osflow installed them; nothing written. "
-            "Use --force to overwrite them (a backup is kept)." % len(conflicts),
+            f"osflow profile install: {len(conflicts)} file(s) changed since osflow installed them; "
+            "nothing written. Use --force to overwrite them (a backup is kept).",
             file=out,
         )
         return 1
     stamp = time.strftime("%Y%m%d-%H%M%S")
     if conflicts:
-        if any(a.path != folders.plugin for a in conflicts):
+        if any(not folders.is_plugin_file(a.path) for a in conflicts):
             note = "copy of the profile before --force"
             target = folders.profile
             if dry_run:
                 print(Action("backup", target, None, note).line(), file=out)
             else:
                 print(Action("backup", _backup(target, stamp), None, note).line(), file=out)
-        if any(a.path == folders.plugin for a in conflicts):
-            note = "copy of the plugin before --force"
-            if dry_run:
-                print(Action("backup", folders.plugin, None, note).line(), file=out)
-            else:
-                print(Action("backup", _backup(folders.plugin, stamp), None, note).line(), file=out)
+        for a in conflicts:
+            if folders.is_plugin_file(a.path):
+                note = "copy of the plugin file before --force"
+                if dry_run:
+                    print(Action("backup", a.path, None, note).line(), file=out)
+                else:
+                    print(Action("backup", _backup(a.path, stamp), None, note).line(), file=out)
     for a in plan.actions:
         verb = "update" if a.verb == "conflict" else a.verb
         print(Action(verb, a.path, a.source, a.note).line() if not dry_run else a.line(), file=out)
@@ -341,7 +403,8 @@ def install(folders: Folders, *, force: bool = False, dry_run: bool = False, out
 def uninstall(folders: Folders, *, force: bool = False, dry_run: bool = False, out: TextIO = sys.stdout) -> int:
     manifest = read_manifest(folders)
     if not manifest:
-        ours = [folders.profile / rel for rel in profile_files() if not is_state_file(rel)] + [folders.plugin]
+        ours = ([folders.profile / rel for rel in profile_files() if not is_state_file(rel)]
+                + [folders.lua_plugins / rel for rel in plugin_files()])
         if any(p.exists() for p in ours):
             print(f"osflow profile uninstall: no osflow manifest in {folders.profile}; "
                   "not removing files osflow did not install", file=out)
@@ -363,23 +426,26 @@ def uninstall(folders: Folders, *, force: bool = False, dry_run: bool = False, o
             same = sha256_file(p) == h
             actions.append(Action("remove" if same else "keep", p, None,
                                   "" if same else "Wireshark's own state file, rewritten by Wireshark"))
-    if folders.plugin.exists():
-        changed = sha256_file(folders.plugin) != manifest.get("plugin")
-        actions.append(Action("conflict" if changed else "remove", folders.plugin, None,
-                              "changed since osflow installed it" if changed else ""))
+    for rel, h in sorted(_recorded_plugin_files(manifest).items()):
+        p = folders.lua_plugins / rel
+        if p.exists():
+            changed = sha256_file(p) != h
+            actions.append(Action("conflict" if changed else "remove", p, None,
+                                  "changed since osflow installed it" if changed else ""))
     conflicts = [a for a in actions if a.verb == "conflict"]
     if conflicts and not force:
         for a in actions:
             print(a.line(), file=out)
-        print("osflow profile uninstall: %d file(s) changed since osflow installed them; nothing removed. "
-              "Use --force to remove them (a backup is kept)." % len(conflicts), file=out)
+        print(f"osflow profile uninstall: {len(conflicts)} file(s) changed since osflow installed them; "
+              "nothing removed. Use --force to remove them (a backup is kept).", file=out)
         return 1
     stamp = time.strftime("%Y%m%d-%H%M%S")
     if conflicts and not dry_run:
-        if any(a.path != folders.plugin for a in conflicts):
+        if any(not folders.is_plugin_file(a.path) for a in conflicts):
             print(Action("backup", _backup(folders.profile, stamp)).line(), file=out)
-        if any(a.path == folders.plugin for a in conflicts):
-            print(Action("backup", _backup(folders.plugin, stamp)).line(), file=out)
+        for a in conflicts:
+            if folders.is_plugin_file(a.path):
+                print(Action("backup", _backup(a.path, stamp)).line(), file=out)
     for a in actions:
         if a.verb == "keep":
             print(a.line(), file=out)
@@ -391,6 +457,12 @@ def uninstall(folders: Folders, *, force: bool = False, dry_run: bool = False, o
         print("dry run: nothing removed", file=out)
         return 0
     (folders.profile / MANIFEST_NAME).unlink(missing_ok=True)
+    # the modules' folder, when nothing else (a backup, the user's own file) is in it
+    try:
+        if folders.modules.is_dir() and not any(folders.modules.iterdir()):
+            folders.modules.rmdir()
+    except OSError:
+        pass
     # Leave the folder when Wireshark (or the user) put other files there.
     try:
         for d in sorted((p for p in folders.profile.rglob("*") if p.is_dir()), reverse=True):
@@ -419,8 +491,9 @@ def make_zip(path: Path, *, out: TextIO = sys.stdout) -> int:
             zf.writestr(info, (src / rel).read_bytes())
     print(f"wrote {path}: Wireshark profile {PROFILE_NAME!r} "
           "(Edit > Configuration Profiles > Import > from zip file). "
-          f"The osflow plugin is not part of a profile: copy {plugin_source().name} into your "
-          "Personal Lua Plugins folder (Help > About Wireshark > Folders).", file=out)
+          f"The osflow plugin is not part of a profile: copy {plugin_source().name} and the folder "
+          f"{PLUGIN_MODULES}/ beside it into your Personal Lua Plugins folder (Help > About Wireshark > "
+          "Folders), or run osflow profile install.", file=out)
     return 0
 
 
@@ -435,7 +508,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     common.add_argument("--dry-run", action="store_true", help="show what would be done, change nothing")
     common.add_argument("--force", action="store_true",
                         help="overwrite (or remove) files you changed; a backup copy is kept")
-    common.add_argument("--tshark", metavar="PATH", help="tshark to ask for the folders (default: $OSFLOW_TSHARK, PATH)")
+    common.add_argument("--tshark", metavar="PATH",
+                        help="tshark to ask for the folders (default: $OSFLOW_TSHARK, PATH)")
     common.add_argument("--config-dir", metavar="DIR", help="Wireshark personal configuration folder")
     common.add_argument("--plugin-dir", metavar="DIR", help="Wireshark personal Lua plugins folder")
     sub.add_parser("install", parents=[common],
