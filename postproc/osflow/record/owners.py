@@ -41,6 +41,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from .ebpf import _bpf, insn
+from .kernel import sock_key
 
 BTF_PATH = "/sys/kernel/btf/vmlinux"
 TRACEFS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
@@ -372,8 +373,6 @@ def decode(raw: bytes, o: Offsets, clock: tuple[float, int]) -> Event | None:
     sport = struct.unpack_from("=H", sk, o.num)[0]
     dport = struct.unpack_from(">H", sk, o.dport)[0]
     wall, mono = clock
-    from .kernel import sock_key
-
     return Event(kind, tgid, tid, fd, inode, wall - (mono - ns) / 1e9, kind == ACCEPT or ret == 0,
                  comm.split(b"\0", 1)[0].decode("utf-8", "replace"), family,
                  (socket.inet_ntop(family, src), sport), (socket.inet_ntop(family, dst), dport),

@@ -1,5 +1,7 @@
 """When the socket log looks: :class:`SocketWatcher` runs a :class:`~osflow.record.socketlog.SocketLog`
-in a thread (a snapshot, polls, a snapshot at the end), in bursts after each SYN that a
+in a thread (a snapshot, polls, a snapshot at the end).  With the kernel's owners
+(:class:`~osflow.record.owners.KernelOwners`) it reads their events every ``drain`` seconds and
+polls only every ``safety`` seconds, for what no event named.  Else it polls in bursts after each SYN that a
 :class:`SynTrigger` sees (as root), else every ``--interval``.  With the trigger, a second thread
 takes the SYNs as they come: it looks each connecting socket up (netlink, an exact lookup) and its
 owner in COMMAND's tree at once, while a poll may still be running."""
@@ -17,6 +19,7 @@ from collections.abc import Iterable
 
 from .ebpf import SynSenders
 from .kernel import PORT_PAIR, SockDiag
+from .owners import KernelOwners
 from .procs import comm_of
 from .socketlog import Owner, SocketLog, fd_of, syn_owner
 
@@ -149,17 +152,27 @@ class SynTrigger:
 class SocketWatcher(threading.Thread):
     """Runs a :class:`SocketLog`: a snapshot, polls, a snapshot at the end.
 
-    With a :class:`SynTrigger`, polls come in bursts every ``interval`` seconds for ``burst``
-    seconds after each SYN, and every ``idle`` seconds otherwise; without, every ``interval``.
+    With :class:`~osflow.record.owners.KernelOwners` (``kernel``), the kernel's events are read every
+    ``drain`` seconds and a poll runs every ``safety`` seconds (for sockets no event named: a
+    listener opened meanwhile, an event lost); else, with a :class:`SynTrigger`, polls come in bursts
+    every ``interval`` seconds for ``burst`` seconds after each SYN, and every ``idle`` seconds
+    otherwise; without either, every ``interval``.
     """
 
+    #: how often the kernel's events are read (seconds): their ring buffer holds thousands
+    DRAIN = 0.05
+    #: how often a poll looks for sockets the kernel's events did not name (seconds)
+    SAFETY = 1.0
+
     def __init__(
-        self, log: SocketLog, interval: float, trigger: SynTrigger | None = None, idle: float = 0.01, burst: float = 0.05
+        self, log: SocketLog, interval: float, trigger: SynTrigger | None = None, idle: float = 0.01, burst: float = 0.05,
+        kernel: KernelOwners | None = None,
     ) -> None:
         super().__init__(name="osflow-socket-log", daemon=True)
         self.log = log
         self.interval = interval
         self.trigger = trigger
+        self.kernel = kernel
         self.idle = max(idle, interval)
         self.burst = burst
         self.ready = threading.Event()
@@ -187,7 +200,9 @@ class SocketWatcher(threading.Thread):
             except (OSError, AttributeError):
                 pass
             self.log.snapshot("start")
-            if self.trigger is None:
+            if self.kernel is not None:
+                self._from_kernel()
+            elif self.trigger is None:
                 self.ready.set()
                 next_at = time.monotonic()
                 while not self._halt.is_set():
@@ -229,7 +244,30 @@ class SocketWatcher(threading.Thread):
         finally:
             if self.trigger is not None:
                 self.trigger.close()
+            if self.kernel is not None:
+                self.kernel.close()
             self.ready.set()
+
+    def _drain(self) -> None:
+        events = self.kernel.read()
+        if events:
+            with self._lock:
+                self.log.from_kernel(events)
+
+    def _from_kernel(self) -> None:
+        """The kernel's events every :attr:`DRAIN` seconds, a poll every :attr:`SAFETY` seconds
+        (after the events, so it looks only for what they did not name), housekeeping when due."""
+        self.ready.set()
+        next_poll = time.monotonic() + self.SAFETY
+        while not self._halt.wait(self.DRAIN):
+            self._drain()
+            if time.monotonic() >= next_poll:
+                self._poll()
+                next_poll = time.monotonic() + self.SAFETY
+            elif self.log.housekeeping_due():
+                with self._lock:
+                    self.log.housekeeping()
+        self._drain()
 
     def _syns(self) -> None:
         """The SYN thread: each connection attempt on a captured port is looked up at once (netlink,
