@@ -234,6 +234,123 @@ def test_the_kernel_names_the_sender_of_a_syn_on_loopback_after_its_socket_is_go
         listener.close()
 
 
+def _kernel_owners() -> str:
+    """Why the kernel cannot name connections' owners here ("" when it can: osflow.record.owners)."""
+    from osflow.record.owners import KernelOwners
+
+    try:
+        KernelOwners([9]).close()
+    except OSError as e:
+        return f"the kernel's owners are not available here: {e}"
+    return ""
+
+
+@pytest.mark.skipif(bool(_kernel_owners()), reason=_kernel_owners() or "-")
+@pytest.mark.parametrize("host, family", [("127.0.0.1", socket.AF_INET), ("::1", socket.AF_INET6)])
+def test_the_kernel_names_who_connected_and_who_accepted_with_pid_fd_and_inode(host, family):
+    """osflow.record.owners: a process connects and exits before anyone looks; this one accepts. The
+    kernel's events name both: the client's pid, fd and socket inode, the server's (its own fd and
+    inode, as fstat says), the 4-tuple each way; a connection on another port is not sent."""
+    from osflow.record.owners import ACCEPT, CONNECT, KernelOwners
+
+    try:
+        listener = socket.socket(family)
+        listener.bind((host, 0))
+    except OSError:
+        pytest.skip(f"no {host} here")
+    listener.listen()
+    port = listener.getsockname()[1]
+    other = socket.socket(family)
+    other.bind((host, 0))
+    other.listen()
+    owners = KernelOwners([port])
+    try:
+        child = subprocess.run([sys.executable, "-c", f"import os, socket; s = socket.create_connection(('{host}', {port}))"
+                                "; print(os.getpid(), s.fileno(), os.fstat(s.fileno()).st_ino, s.getsockname()[1])"],
+                               check=True, capture_output=True, text=True)
+        pid, fd, inode, sport = map(int, child.stdout.split())
+        accepted, _ = listener.accept()
+        elsewhere = socket.create_connection(other.getsockname()[:2])
+        other.accept()[0].close()
+        elsewhere.close()
+        events = []
+        deadline = time.monotonic() + 5
+        while len(events) < 2 and time.monotonic() < deadline:
+            events += owners.read()
+            time.sleep(0.01)
+        time.sleep(0.05)
+        events += owners.read()
+        assert [e.kind for e in events] == [CONNECT, ACCEPT], events  # the other port's two are not sent
+        connect, accept = events
+        assert (connect.pid, connect.fd, connect.inode) == (pid, fd, inode) and not os.path.exists(f"/proc/{pid}")
+        assert connect.comm.startswith("python") and connect.established and connect.family == family
+        assert connect.local == (host, sport) and connect.remote == (host, port)
+        assert (accept.pid, accept.fd, accept.inode) == (os.getpid(), accepted.fileno(), os.fstat(accepted.fileno()).st_ino)
+        assert accept.local == (host, port) and accept.remote == (host, sport)
+        assert accept.key == kernel.sock_key(socket.inet_pton(family, host), port, socket.inet_pton(family, host), sport)
+        assert time.time() - 10 < connect.when <= accept.when <= time.time()
+        accepted.close()
+    finally:
+        owners.close()
+        listener.close()
+        other.close()
+
+
+def test_the_kernel_owners_refused_say_why_and_leave_nothing_open(monkeypatch, tmp_path):
+    """Where the kernel's path cannot run, KernelOwners raises OSError saying why (the recorder then
+    polls, and meta.json says why): no BTF, or OSFLOW_NO_BPF set; no fd stays open."""
+    from osflow.record.owners import NO_BPF_ENV, KernelOwners
+
+    before = set(os.listdir("/proc/self/fd"))
+    with pytest.raises(OSError, match="no kernel BTF"):
+        KernelOwners([9], btf_path=str(tmp_path / "none"))
+    monkeypatch.setenv(NO_BPF_ENV, "1")
+    with pytest.raises(OSError, match=f"{NO_BPF_ENV} is set"):
+        KernelOwners([9])
+    assert set(os.listdir("/proc/self/fd")) <= before
+
+
+def test_the_socket_log_logs_the_kernels_events_without_looking_into_proc():
+    """SocketLog.from_kernel: each connection the kernel named is logged with its owner (fd included)
+    at the event's time, no walk of /proc; parse_ss reads it back; a poll later does not log it again."""
+    from osflow.record.owners import ACCEPT, CONNECT, Event
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    client = socket.create_connection(("127.0.0.1", port))
+    server, _ = listener.accept()
+    out = io.StringIO()
+    log = socketlog.SocketLog(out, [port])
+    try:
+        cport = client.getsockname()[1]
+        lo = socket.inet_aton("127.0.0.1")
+        when = time.time() - 1
+        events = [Event(CONNECT, 4242, 4243, client.fileno(), os.fstat(client.fileno()).st_ino, when, True, "cli",
+                        socket.AF_INET, ("127.0.0.1", cport), ("127.0.0.1", port), kernel.sock_key(lo, cport, lo, port)),
+                  Event(ACCEPT, os.getpid(), os.getpid(), server.fileno(), os.fstat(server.fileno()).st_ino, when + 0.001,
+                        True, "srv", socket.AF_INET, ("127.0.0.1", port), ("127.0.0.1", cport),
+                        kernel.sock_key(lo, port, lo, cport))]
+        log.from_kernel(events)
+        log.from_kernel(events)  # read twice: logged once
+        assert log.pid_walks == 0 and log.kernel_owners == 2
+        ss = tables.parse_ss(out.getvalue(), "ss.txt")
+        assert ss.warnings == ()
+        got = {(str(e.sockname), e.users[0].comm, e.users[0].pid, e.users[0].fd) for e in ss.entries}
+        assert got == {(f"127.0.0.1:{cport}", "cli", 4242, client.fileno()),
+                       (f"127.0.0.1:{port}", "srv", os.getpid(), server.fileno())}
+        assert abs(ss.entries[0].time - when) < 1e-6
+        lines = out.getvalue().count("\n")
+        log.poll()  # the listener is new to it (no snapshot here); the two connections are not
+        assert "ESTAB" not in out.getvalue().split("\n", lines)[-1]
+        assert 4242 in log.client_pids[port] and os.getpid() in log.port_pids[port]
+    finally:
+        log.close()
+        for s in (client, server, listener):
+            s.close()
+
+
 def test_a_socket_gone_before_its_lookup_is_logged_from_its_syn_without_an_fd():
     """SocketLog.sent_syn: the 4-tuple the SYN gave, the owner the kernel noted, no fd; parse_ss reads
     it back and the owner becomes a client of the port (a hint for the next socket)."""
@@ -441,8 +558,8 @@ class _Echo:
         self.sock.close()
 
 
-def _record(args, timeout=120, **kw):
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "postproc"))
+def _record(args, timeout=120, env=None, **kw):
+    env = dict(env or os.environ, PYTHONPATH=str(ROOT / "postproc"))
     code = ("import argparse,sys; from osflow import record, cli; p=argparse.ArgumentParser(prog='osflow record'); "
             "record.add_arguments(p); a=p.parse_args(sys.argv[1:]); sys.exit(cli.run(lambda: record.run(a), False, 'osflow record'))")
     return subprocess.Popen([sys.executable, "-c", code, *args], env=env, stdout=subprocess.PIPE,
@@ -454,16 +571,23 @@ def _skip_unless_capturing(err: str) -> None:
         pytest.skip("dumpcap cannot capture here: " + err.strip().splitlines()[-1])
 
 
-def test_record_a_short_exchange(tmp_path):
+@pytest.mark.parametrize("path", ["kernel", "polls"])
+def test_record_a_short_exchange(tmp_path, path):
+    """Both ways of naming owners: the kernel's events where it allows (skipped elsewhere), and the
+    polls (the kernel's path refused through OSFLOW_NO_BPF); meta.json says which ran and why."""
     _dumpcap()
+    if path == "kernel" and _kernel_owners():
+        pytest.skip(_kernel_owners())
     echo = _Echo()
     out = tmp_path / "rec"
     client = ("import socket,sys,time\n"
               "for i in range(3):\n"
-              f"    s = socket.create_connection(('127.0.0.1', {echo.port})); s.sendall(b'ping\\n'); s.recv(10); time.sleep(0.02); s.close()\n"
+              f"    s = socket.create_connection(('127.0.0.1', {echo.port})); s.sendall(b'ping\\n'); s.recv(10)\n"
+              "    time.sleep(0.02); s.close()\n"
               "print('client done'); sys.exit(3)\n")
+    env = dict(os.environ, OSFLOW_NO_BPF="1") if path == "polls" else None
     try:
-        p = _record(["-o", str(out), "--ports", str(echo.port), "--", sys.executable, "-c", client])
+        p = _record(["-o", str(out), "--ports", str(echo.port), "--", sys.executable, "-c", client], env=env)
         stdout, stderr = p.communicate(timeout=120)
     finally:
         echo.close()
@@ -490,6 +614,13 @@ def test_record_a_short_exchange(tmp_path):
     assert (m.group(2), m.group(3)) == ("6", "6"), stderr
     assert meta["coverage"]["owned"] == 6 and meta["coverage"]["without_owner"] == []
     assert "osflow-post -r" in stderr  # without --render: the command to run
+    log = meta["socket_log"]
+    if path == "kernel":
+        assert log["owners"].startswith("kernel: eBPF") and log["kernel_owners"] == 6, log
+        assert log["syn_trigger"] is False
+    else:
+        assert log["owners"] == "polls: OSFLOW_NO_BPF is set" and log["kernel_owners"] == 0, log
+        assert log["kernel_events"] is None
 
 
 _ECHO_SERVER = ("import socket,sys\n"

@@ -323,7 +323,7 @@ class Recorder:
                 try:  # the owners from the kernel as connections happen; polls only for what it missed
                     self.kernel = KernelOwners(self.ports)
                 except (OSError, AttributeError) as e:  # not root, no BTF or ring buffer, not Linux: polls
-                    self.no_kernel = str(e)
+                    self.no_kernel = (e.strerror if isinstance(e, OSError) else None) or str(e)
             if self.kernel is None and not args.always_poll:
                 try:
                     self.trigger = SynTrigger(args.interface, self.ports)
