@@ -250,8 +250,9 @@ def _kernel_owners() -> str:
 def test_the_kernel_names_who_connected_and_who_accepted_with_pid_fd_and_inode(host, family):
     """osflow.record.owners: a process connects and exits before anyone looks; this one accepts. The
     kernel's events name both: the client's pid, fd and socket inode, the server's (its own fd and
-    inode, as fstat says), the 4-tuple each way; a connection on another port is not sent."""
-    from osflow.record.owners import ACCEPT, CONNECT, KernelOwners
+    inode, as fstat says), the 4-tuple each way; a connection on another port is not sent; a
+    listener opened on a captured port is named with its fd."""
+    from osflow.record.owners import ACCEPT, CONNECT, LISTEN, KernelOwners
 
     try:
         listener = socket.socket(family)
@@ -263,7 +264,11 @@ def test_the_kernel_names_who_connected_and_who_accepted_with_pid_fd_and_inode(h
     other = socket.socket(family)
     other.bind((host, 0))
     other.listen()
-    owners = KernelOwners([port])
+    probe = socket.socket(family)  # a free port, listened on once the programs run
+    probe.bind((host, 0))
+    later = probe.getsockname()[1]
+    probe.close()
+    owners = KernelOwners([port, later])
     try:
         child = subprocess.run([sys.executable, "-c", f"import os, socket; s = socket.create_connection(('{host}', {port}))"
                                 "; print(os.getpid(), s.fileno(), os.fstat(s.fileno()).st_ino, s.getsockname()[1])"],
@@ -290,10 +295,52 @@ def test_the_kernel_names_who_connected_and_who_accepted_with_pid_fd_and_inode(h
         assert accept.key == kernel.sock_key(socket.inet_pton(family, host), port, socket.inet_pton(family, host), sport)
         assert time.time() - 10 < connect.when <= accept.when <= time.time()
         accepted.close()
+        listening = socket.socket(family)  # a listener opened meanwhile: named too
+        listening.bind((host, later))
+        listening.listen()
+        time.sleep(0.05)
+        (listen,) = owners.read()
+        assert (listen.kind, listen.pid, listen.fd, listen.local[1]) == (LISTEN, os.getpid(), listening.fileno(), later)
+        listening.close()
+        assert owners.lost == 0
     finally:
         owners.close()
         listener.close()
         other.close()
+
+
+def test_a_dump_filtered_by_port_in_the_kernel_lists_exactly_the_sockets_on_those_ports():
+    """SockDiag(ports): the kernel runs the port filter (inet_diag bytecode; it audits it and would
+    refuse a bad one), so a poll on a machine with thousands of sockets reads only the captured
+    ones; the rows are those of an unfiltered dump on those ports, IPv4 and IPv6."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    client = socket.create_connection(("127.0.0.1", port))
+    server, _ = listener.accept()
+    other = socket.socket()
+    other.bind(("127.0.0.1", 0))
+    other.listen()
+    try:
+        v6 = socket.socket(socket.AF_INET6)
+        v6.bind(("::1", 0))
+        v6.listen()
+    except OSError:
+        v6 = None
+    ports = [port, 9, *([v6.getsockname()[1]] if v6 else [])]
+    filtered, every = kernel.SockDiag(ports), kernel.SockDiag()
+    try:
+        got = {(r.lport, r.rport, r.inode) for r in filtered.rows()}
+        want = {(r.lport, r.rport, r.inode) for r in every.rows() if r.lport in ports or r.rport in ports}
+        assert got == want and len(got) >= 3 + (v6 is not None)
+        assert other.getsockname()[1] not in {lport for lport, _, _ in got}
+    finally:
+        filtered.close()
+        every.close()
+        for s in (client, server, listener, other, v6):
+            if s is not None:
+                s.close()
 
 
 def test_the_kernel_owners_refused_say_why_and_leave_nothing_open(monkeypatch, tmp_path):

@@ -6,14 +6,16 @@ lives 0.2 ms can be gone before any look.  The kernel knows the owner when the s
 or accepted: :class:`KernelOwners` loads three small programs (assembled here, loaded with
 ``bpf()`` through ctypes, as :mod:`osflow.record.ebpf` does) on the syscall tracepoints
 
-* ``syscalls/sys_enter_connect``: the connecting thread's fd, kept in a hash map by thread;
-* ``syscalls/sys_exit_connect`` (0 or ``EINPROGRESS``), ``syscalls/sys_exit_accept4`` and
-  ``syscalls/sys_exit_accept`` (the new fd): the current process, its fd, and from its file table
+* ``syscalls/sys_enter_connect`` and ``syscalls/sys_enter_listen``: the thread's fd, kept in a hash
+  map by thread;
+* ``syscalls/sys_exit_connect`` (0 or ``EINPROGRESS``), ``syscalls/sys_exit_listen`` (0),
+  ``syscalls/sys_exit_accept4`` and ``syscalls/sys_exit_accept`` (the new fd): the current process, its fd, and from its file table
   (``task->files->fdt->fd[fd]``, offsets read from the kernel's BTF, ``/sys/kernel/btf/vmlinux``)
   the socket's inode and its addresses (``struct sock_common``),
 
 and sends each connection on a captured port (a hash map of ports, checked in the kernel) to user
-space through a BPF ring buffer, read from shared memory without a system call (:meth:`KernelOwners.read`).
+space through a BPF ring buffer, read from shared memory without a system call (:meth:`KernelOwners.read`);
+an event the ring buffer had no room for is counted (:attr:`KernelOwners.lost`: the watcher then polls).
 Nothing is attached for longer than the recording: the programs, maps and perf events live as
 long as their fds.
 
@@ -49,8 +51,8 @@ TRACEFS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 NO_BPF_ENV = "OSFLOW_NO_BPF"
 
 _PERF_EVENT_OPEN = {"x86_64": 298, "aarch64": 241}
-_MAP_CREATE, _MAP_UPDATE_ELEM_CMD, _PROG_LOAD = 0, 2, 5
-_MAP_HASH, _MAP_LRU_HASH, _MAP_RINGBUF = 1, 9, 27
+_MAP_CREATE, _MAP_LOOKUP_ELEM_CMD, _MAP_UPDATE_ELEM_CMD, _PROG_LOAD = 0, 1, 2, 5
+_MAP_HASH, _MAP_ARRAY, _MAP_LRU_HASH, _MAP_RINGBUF = 1, 2, 9, 27
 _PROG_TYPE_TRACEPOINT = 5
 _PERF_TYPE_TRACEPOINT = 2
 _PERF_SAMPLE_RAW = 1 << 10
@@ -67,10 +69,11 @@ _MOV_REG, _MOV_IMM, _ADD_IMM, _ADD_REG, _RSH_IMM, _LSH_IMM, _OR_IMM = 0xBF, 0xB7
 _JEQ_IMM, _JNE_IMM, _JSLT_IMM, _JA = 0x15, 0x55, 0xC5, 0x05
 _MOV32_REG = 0xBC
 _CALL, _EXIT, _LD_IMM64 = 0x85, 0x95, 0x18
+_ATOMIC_DW, _ATOMIC_ADD = 0xDB, 0x00
 _PSEUDO_MAP_FD = 1
 R0, R1, R2, R3, R4, R6, R7, R8, R9, R10 = 0, 1, 2, 3, 4, 6, 7, 8, 9, 10
 
-CONNECT, ACCEPT = 1, 2
+CONNECT, ACCEPT, LISTEN = 1, 2, 3
 _EINPROGRESS = 115
 _SOCK_STREAM = 1
 #: the event: kind, tgid, tid, fd, inode, time (CLOCK_MONOTONIC ns), the syscall's return, comm,
@@ -218,7 +221,7 @@ def assemble(code: list) -> bytes:
 
 
 def enter_connect(connecting: int) -> bytes:
-    """``sys_enter_connect``: connecting[thread] = fd."""
+    """``sys_enter_connect`` or ``sys_enter_listen``: connecting[thread] = fd."""
     return assemble([
         (_MOV_REG, R6, R1),
         (_CALL, 0, 0, 0, _GET_CURRENT_PID_TGID),
@@ -235,9 +238,10 @@ def enter_connect(connecting: int) -> bytes:
     ])
 
 
-def exit_program(kind: int, o: Offsets, ports: int, ring: int, connecting: int | None = None) -> bytes:
-    """``sys_exit_connect`` (``connecting``: the map :func:`enter_connect` fills) or
-    ``sys_exit_accept{,4}``: the event of a connection on a captured port, to the ring buffer.
+def exit_program(kind: int, o: Offsets, ports: int, ring: int, lost: int, connecting: int | None = None) -> bytes:
+    """``sys_exit_connect`` or ``sys_exit_listen`` (``connecting``: the map :func:`enter_connect` fills) or
+    ``sys_exit_accept{,4}``: the event of a connection on a captured port, to the ring buffer (or,
+    when it is full, one more in ``lost``, an array of one counter).
 
     The stack: -8 a scratch word for each read, -16 the port key, from -24 down the event
     (:data:`_HEAD`, then :attr:`Offsets.sk_bytes` of ``struct sock_common``)."""
@@ -330,6 +334,14 @@ def exit_program(kind: int, o: Offsets, ports: int, ring: int, connecting: int |
         (_MOV_IMM, R3, 0, 0, size),
         (_MOV_IMM, R4, 0, 0, 0),
         (_CALL, 0, 0, 0, _RINGBUF_OUTPUT),
+        (_JEQ_IMM, R0, 0, out, 0),
+        (_ST_W, R10, 0, -16, 0),  # no room: lost[0] += 1
+        ("map", R1, lost),
+        (_MOV_REG, R2, R10), (_ADD_IMM, R2, 0, 0, -16),
+        (_CALL, 0, 0, 0, _MAP_LOOKUP),
+        (_JEQ_IMM, R0, 0, out, 0),
+        (_MOV_IMM, R1, 0, 0, 1),
+        (_ATOMIC_DW, R0, R1, 0, _ATOMIC_ADD),
         (out,),
         (_MOV_IMM, R0, 0, 0, 0),
         (_EXIT,),
@@ -344,13 +356,13 @@ def exit_program(kind: int, o: Offsets, ports: int, ring: int, connecting: int |
 class Event:
     """A connection on a captured port, as the kernel saw its process connect or accept it."""
 
-    kind: int  # CONNECT or ACCEPT
+    kind: int  # CONNECT, ACCEPT or LISTEN
     pid: int  # the process (thread group id)
     tid: int
     fd: int
     inode: int
     when: float  # epoch seconds
-    established: bool  # connect() returned 0 (else EINPROGRESS: SYN-SENT); accept: always
+    established: bool  # connect() returned 0 (else EINPROGRESS: SYN-SENT); accept, listen: always
     comm: str  # the thread's name
     family: int
     local: tuple[str, int]
@@ -373,7 +385,7 @@ def decode(raw: bytes, o: Offsets, clock: tuple[float, int]) -> Event | None:
     sport = struct.unpack_from("=H", sk, o.num)[0]
     dport = struct.unpack_from(">H", sk, o.dport)[0]
     wall, mono = clock
-    return Event(kind, tgid, tid, fd, inode, wall - (mono - ns) / 1e9, kind == ACCEPT or ret == 0,
+    return Event(kind, tgid, tid, fd, inode, wall - (mono - ns) / 1e9, kind != CONNECT or ret == 0,
                  comm.split(b"\0", 1)[0].decode("utf-8", "replace"), family,
                  (socket.inet_ntop(family, src), sport), (socket.inet_ntop(family, dst), dport),
                  sock_key(src, sport, dst, dport))
@@ -404,7 +416,7 @@ def _ioctl(fd: int, request: int, arg: int) -> None:
 
 
 _TRACEPOINTS = ("syscalls/sys_enter_connect", "syscalls/sys_exit_connect", "syscalls/sys_exit_accept4",
-                "syscalls/sys_exit_accept")
+                "syscalls/sys_exit_accept", "syscalls/sys_enter_listen", "syscalls/sys_exit_listen")
 
 # run in a child: tracefs mounted in a mount namespace of its own, the ids printed
 _IDS_CHILD = """
@@ -465,8 +477,8 @@ class KernelOwners:
         if os.environ.get(NO_BPF_ENV):
             raise OSError(errno.EPERM, f"{NO_BPF_ENV} is set")
         self.fds: list[int] = []
-        self.lost = 0
         self.events = 0
+        self._lost = 0
         try:
             try:
                 with open(btf_path, "rb") as f:
@@ -480,10 +492,12 @@ class KernelOwners:
                 for key in (p, (socket.htons(p)) | 0x10000):
                     _update(ports_fd, struct.pack("=I", key), struct.pack("=I", 1))
             connecting = self._keep(_map(_MAP_LRU_HASH, 8, 8, MAX_CONNECTING))
-            o = self.offsets
-            programs = [enter_connect(connecting), exit_program(CONNECT, o, ports_fd, self.ring_fd, connecting),
-                        exit_program(ACCEPT, o, ports_fd, self.ring_fd), exit_program(ACCEPT, o, ports_fd, self.ring_fd)]
-            for name, tp, prog in zip(_TRACEPOINTS, ids, programs):
+            self.lost_fd = self._keep(_map(_MAP_ARRAY, 4, 8, 1))
+            o, ring, lost = self.offsets, self.ring_fd, self.lost_fd
+            programs = [enter_connect(connecting), exit_program(CONNECT, o, ports_fd, ring, lost, connecting),
+                        exit_program(ACCEPT, o, ports_fd, ring, lost), exit_program(ACCEPT, o, ports_fd, ring, lost),
+                        enter_connect(connecting), exit_program(LISTEN, o, ports_fd, ring, lost, connecting)]
+            for name, tp, prog in zip(_TRACEPOINTS, ids, programs, strict=True):
                 prog_fd = self._keep(_load(prog, name))
                 event = self._keep(_perf_event_open(tp))
                 _ioctl(event, _PERF_EVENT_IOC_SET_BPF, prog_fd)
@@ -499,6 +513,18 @@ class KernelOwners:
     def _keep(self, fd: int) -> int:
         self.fds.append(fd)
         return fd
+
+    @property
+    def lost(self) -> int:
+        """Events the ring buffer had no room for, so far (once closed: until then)."""
+        if not self.fds:
+            return self._lost
+        key = ctypes.create_string_buffer(4)
+        value = ctypes.create_string_buffer(8)
+        _bpf(_MAP_LOOKUP_ELEM_CMD, struct.pack("=IIQQQ", self.lost_fd, 0, ctypes.addressof(key),
+                                              ctypes.addressof(value), 0))
+        self._lost = int(struct.unpack("=Q", value.raw)[0])
+        return self._lost
 
     def raw(self) -> Iterator[bytes]:
         """The records the programs wrote since the last call (none: two reads of shared memory)."""
@@ -529,6 +555,11 @@ class KernelOwners:
         return out
 
     def close(self) -> None:
+        if self.fds and getattr(self, "lost_fd", None) in self.fds:
+            try:
+                self.lost  # noqa: B018 - kept for meta.json once the map is gone
+            except OSError:
+                pass
         for m in ("_data", "_consumer"):
             mm = getattr(self, m, None)
             if mm is not None:

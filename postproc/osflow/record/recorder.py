@@ -466,9 +466,10 @@ class Recorder:
             else None,
             "socket_log": {
                 # where the owners came from: the kernel's connect and accept events, or polls (and why)
-                "owners": "kernel: eBPF on the connect and accept syscall tracepoints, a poll every "
+                "owners": "kernel: eBPF on the connect, accept and listen syscall tracepoints, a poll every "
                 f"{SocketWatcher.SAFETY:g} s for the rest" if self.kernel is not None else f"polls: {self.no_kernel}",
                 "kernel_events": self.kernel.events if self.kernel is not None else None,
+                "kernel_events_lost": self.kernel.lost if self.kernel is not None else None,
                 "interval_ms": args.interval,
                 "syn_trigger": trigger is not None,
                 "syns_seen": trigger.syns if trigger is not None else None,

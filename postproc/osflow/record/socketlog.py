@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import IO
 
 from .kernel import PROC, TCP_STATES, SockDiag, TcpRow, format_address, read_file, sock_key, tcp_rows_source
-from .owners import ACCEPT, Event
+from .owners import CONNECT, LISTEN, Event
 from .procs import ProcInfo, all_pids, comm_of, proc_info
 
 Owner = tuple  # (comm, pid, fd)
@@ -176,7 +176,7 @@ class SocketLog:
         self.out = out
         self.ports = frozenset(ports)
         self.proc = proc
-        self.rows = rows or tcp_rows_source(proc)
+        self.rows = rows or tcp_rows_source(proc, self.ports)
         self.source = "netlink sock_diag" if isinstance(getattr(self.rows, "__self__", None), SockDiag) else "/proc/net/tcp"
         self.owners: dict[int, tuple[Owner, ...]] = {}  # inode -> owners
         self.seen: dict[int, object] = {}  # inode -> 4-tuple key as logged
@@ -432,7 +432,7 @@ class SocketLog:
                                                                                       [owner])], time.time())
 
     def from_kernel(self, events: Iterable[Event]) -> None:
-        """Connections the kernel saw their process connect or accept (:mod:`osflow.record.owners`):
+        """Sockets the kernel saw their process connect, accept or listen on (:mod:`osflow.record.owners`):
         logged with that owner at once, no look into /proc (one block per burst, at its first event's time)."""
         lines: list[str] = []
         first = last = 0.0
@@ -452,11 +452,12 @@ class SocketLog:
             self._note(ev.inode, (owner,))
             _latest(self.socket_pids, ev.pid)
             lport, rport = ev.local[1], ev.remote[1]
-            if ev.kind == ACCEPT or lport in self.ports:
+            if ev.kind != CONNECT or lport in self.ports:
                 self.port_pids.setdefault(lport, {})[ev.pid] = None
             elif rport in self.ports:
                 _latest(self.client_pids.setdefault(rport, {}), ev.pid)
-            lines.append(ss_line("ESTAB" if ev.established else "SYN-SENT", 0, 0, ev.local, ev.remote, [owner]))
+            state = "LISTEN" if ev.kind == LISTEN else "ESTAB" if ev.established else "SYN-SENT"
+            lines.append(ss_line(state, 0, 0, ev.local, ev.remote, [owner]))
             self.kernel_owners += 1
         if lines:
             self._block(f"kernel: connect, accept ({len(lines)})", lines, first)

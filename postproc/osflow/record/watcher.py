@@ -160,9 +160,10 @@ class SocketWatcher(threading.Thread):
     """
 
     #: how often the kernel's events are read (seconds): their ring buffer holds thousands
-    DRAIN = 0.05
-    #: how often a poll looks for sockets the kernel's events did not name (seconds)
-    SAFETY = 1.0
+    DRAIN = 0.1
+    #: how often a poll looks for sockets the kernel's events did not name (seconds); at once when
+    #: the ring buffer was full (events lost)
+    SAFETY = 5.0
 
     def __init__(
         self, log: SocketLog, interval: float, trigger: SynTrigger | None = None, idle: float = 0.01, burst: float = 0.05,
@@ -249,6 +250,7 @@ class SocketWatcher(threading.Thread):
             self.ready.set()
 
     def _drain(self) -> None:
+        assert self.kernel is not None
         events = self.kernel.read()
         if events:
             with self._lock:
@@ -259,8 +261,12 @@ class SocketWatcher(threading.Thread):
         (after the events, so it looks only for what they did not name), housekeeping when due."""
         self.ready.set()
         next_poll = time.monotonic() + self.SAFETY
+        lost = 0
         while not self._halt.wait(self.DRAIN):
             self._drain()
+            if self.kernel.lost != lost:
+                lost = self.kernel.lost
+                next_poll = 0.0
             if time.monotonic() >= next_poll:
                 self._poll()
                 next_poll = time.monotonic() + self.SAFETY
