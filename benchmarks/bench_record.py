@@ -36,7 +36,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -211,7 +210,8 @@ def main() -> int:
     server = subprocess.Popen([sys.executable, "-c", SERVER], stdout=subprocess.PIPE, text=True)
     try:
         port = int(server.stdout.readline())  # type: ignore[union-attr]  # stdout is a pipe
-        loads = [(float(r), int(float(r) * args.seconds)) for r in args.rates.split(",") if r] if "workload" in only else []
+        rates = [float(r) for r in args.rates.split(",") if r] if "workload" in only else []
+        loads = [(r, int(r * args.seconds)) for r in rates]
         if "workload" in only and args.flat:
             loads.append((0.0, args.flat))
         for path in paths:

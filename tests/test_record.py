@@ -25,7 +25,8 @@ from osflow.errors import InputError, ToolMissing, UsageError
 from osflow.record import capture, kernel, socketlog
 
 ROOT = Path(__file__).resolve().parents[1]
-COVERAGE = re.compile(r"^coverage: (\d+(?:\.\d+)?)% \((\d+)/(\d+) connection ends(?:, \d+ of them through their listening socket)?\)$", re.M)
+COVERAGE = re.compile(r"^coverage: (\d+(?:\.\d+)?)% \((\d+)/(\d+) connection ends"
+                      r"(?:, \d+ of them through their listening socket)?\)$", re.M)
 
 
 def parse(argv):
@@ -87,7 +88,8 @@ def test_socket_log_names_our_own_sockets_and_parse_ss_reads_it():
         for client, server in (before, later):
             c, s = client.getsockname(), server.getsockname()
             for local, remote in ((c, s), (s, c)):
-                e = table.owner(tables.parse_address(f"{local[0]}:{local[1]}"), tables.parse_address(f"{remote[0]}:{remote[1]}"))
+                e = table.owner(tables.parse_address(f"{local[0]}:{local[1]}"),
+                                tables.parse_address(f"{remote[0]}:{remote[1]}"))
                 assert e is not None and [u.pid for u in e.users] == [me], (local, remote, out.getvalue())
         assert [u.pid for u in table.listeners(port)[0].users] == [me]
         # the later pair came from a poll, in a block of its own
@@ -166,7 +168,8 @@ def test_syn_trigger_filter_lets_only_syns_through_and_drain_reads_the_connectin
             time.sleep(0.01)
         assert found, "no SYN seen"
         family, src, sport, dst, dport = found[0]
-        assert (family, socket.inet_ntoa(src), sport, dport) == (socket.AF_INET, "127.0.0.1", client.getsockname()[1], port)
+        assert (family, socket.inet_ntoa(src), sport, dport) == (socket.AF_INET, "127.0.0.1", client.getsockname()[1],
+                                                                 port)
         row = diag.lookup(*found[0])
         assert row is not None and row.inode == os.fstat(client.fileno()).st_ino
         assert (trigger.senders is not None) == (kind == "eBPF"), trigger.no_senders
@@ -270,8 +273,9 @@ def test_the_kernel_names_who_connected_and_who_accepted_with_pid_fd_and_inode(h
     probe.close()
     owners = KernelOwners([port, later])
     try:
-        child = subprocess.run([sys.executable, "-c", f"import os, socket; s = socket.create_connection(('{host}', {port}))"
-                                "; print(os.getpid(), s.fileno(), os.fstat(s.fileno()).st_ino, s.getsockname()[1])"],
+        child = subprocess.run([sys.executable, "-c", "import os, socket; "
+                                f"s = socket.create_connection(('{host}', {port})); "
+                                "print(os.getpid(), s.fileno(), os.fstat(s.fileno()).st_ino, s.getsockname()[1])"],
                                check=True, capture_output=True, text=True)
         pid, fd, inode, sport = map(int, child.stdout.split())
         accepted, _ = listener.accept()
@@ -290,9 +294,11 @@ def test_the_kernel_names_who_connected_and_who_accepted_with_pid_fd_and_inode(h
         assert (connect.pid, connect.fd, connect.inode) == (pid, fd, inode) and not os.path.exists(f"/proc/{pid}")
         assert connect.comm.startswith("python") and connect.established and connect.family == family
         assert connect.local == (host, sport) and connect.remote == (host, port)
-        assert (accept.pid, accept.fd, accept.inode) == (os.getpid(), accepted.fileno(), os.fstat(accepted.fileno()).st_ino)
+        assert (accept.pid, accept.fd) == (os.getpid(), accepted.fileno())
+        assert accept.inode == os.fstat(accepted.fileno()).st_ino
         assert accept.local == (host, port) and accept.remote == (host, sport)
-        assert accept.key == kernel.sock_key(socket.inet_pton(family, host), port, socket.inet_pton(family, host), sport)
+        address = socket.inet_pton(family, host)
+        assert accept.key == kernel.sock_key(address, port, address, sport)
         assert time.time() - 10 < connect.when <= accept.when <= time.time()
         accepted.close()
         listening = socket.socket(family)  # a listener opened meanwhile: named too
@@ -374,10 +380,11 @@ def test_the_socket_log_logs_the_kernels_events_without_looking_into_proc():
         cport = client.getsockname()[1]
         lo = socket.inet_aton("127.0.0.1")
         when = time.time() - 1
-        events = [Event(CONNECT, 4242, 4243, client.fileno(), os.fstat(client.fileno()).st_ino, when, True, "cli",
-                        socket.AF_INET, ("127.0.0.1", cport), ("127.0.0.1", port), kernel.sock_key(lo, cport, lo, port)),
-                  Event(ACCEPT, os.getpid(), os.getpid(), server.fileno(), os.fstat(server.fileno()).st_ino, when + 0.001,
-                        True, "srv", socket.AF_INET, ("127.0.0.1", port), ("127.0.0.1", cport),
+        ino = lambda s: os.fstat(s.fileno()).st_ino  # noqa: E731
+        events = [Event(CONNECT, 4242, 4243, client.fileno(), ino(client), when, True, "cli", socket.AF_INET,
+                        ("127.0.0.1", cport), ("127.0.0.1", port), kernel.sock_key(lo, cport, lo, port)),
+                  Event(ACCEPT, os.getpid(), os.getpid(), server.fileno(), ino(server), when + 0.001, True, "srv",
+                        socket.AF_INET, ("127.0.0.1", port), ("127.0.0.1", cport),
                         kernel.sock_key(lo, port, lo, cport))]
         log.from_kernel(events)
         log.from_kernel(events)  # read twice: logged once
@@ -608,7 +615,8 @@ class _Echo:
 def _record(args, timeout=120, env=None, **kw):
     env = dict(env or os.environ, PYTHONPATH=str(ROOT / "postproc"))
     code = ("import argparse,sys; from osflow import record, cli; p=argparse.ArgumentParser(prog='osflow record'); "
-            "record.add_arguments(p); a=p.parse_args(sys.argv[1:]); sys.exit(cli.run(lambda: record.run(a), False, 'osflow record'))")
+            "record.add_arguments(p); a=p.parse_args(sys.argv[1:]); "
+            "sys.exit(cli.run(lambda: record.run(a), False, 'osflow record'))")
     return subprocess.Popen([sys.executable, "-c", code, *args], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, **kw)
 

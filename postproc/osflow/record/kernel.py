@@ -199,7 +199,8 @@ class SockDiag:
 
     def lookup(self, family: int, src: bytes, sport: int, dst: bytes, dport: int) -> TcpRow | None:
         """The one socket with this 4-tuple (an exact lookup, no walk over the hash table)."""
-        sockid = sock_key(src, sport, dst, dport) + struct.pack("=III", 0, 0xFFFFFFFF, 0xFFFFFFFF)  # any interface, no cookie
+        # any interface, no cookie
+        sockid = sock_key(src, sport, dst, dport) + struct.pack("=III", 0, 0xFFFFFFFF, 0xFFFFFFFF)
         try:
             rows = self._dump(family, sockid, flags=0x1)
         except OSError:
@@ -214,7 +215,7 @@ class SockDiag:
             req += self.filter
         self.sock.send(_NL_HEADER.pack(16 + len(req), SOCK_DIAG_BY_FAMILY, flags, self.seq, 0) + req)
         single = not flags & 0x300
-        rows = []
+        rows: list[TcpRow] = []
         while True:
             data = self.sock.recv(1 << 17)
             off = 0

@@ -9,7 +9,8 @@ or accepted: :class:`KernelOwners` loads three small programs (assembled here, l
 * ``syscalls/sys_enter_connect`` and ``syscalls/sys_enter_listen``: the thread's fd, kept in a hash
   map by thread;
 * ``syscalls/sys_exit_connect`` (0 or ``EINPROGRESS``), ``syscalls/sys_exit_listen`` (0),
-  ``syscalls/sys_exit_accept4`` and ``syscalls/sys_exit_accept`` (the new fd): the current process, its fd, and from its file table
+  ``syscalls/sys_exit_accept4`` and ``syscalls/sys_exit_accept`` (the new fd): the current
+  process, its fd, and from its file table
   (``task->files->fdt->fd[fd]``, offsets read from the kernel's BTF, ``/sys/kernel/btf/vmlinux``)
   the socket's inode and its addresses (``struct sock_common``),
 
@@ -401,7 +402,8 @@ def _perf_event_open(tracepoint_id: int) -> int:
     attr = attr[:48] + struct.pack("=I", 1) + attr[52:]  # wakeup_events
     buf = ctypes.create_string_buffer(attr, len(attr))
     libc = ctypes.CDLL(None, use_errno=True)
-    fd = libc.syscall(number, buf, -1, 0, -1, _PERF_FLAG_FD_CLOEXEC)  # any process, CPU 0: the program runs on every CPU
+    # any process, CPU 0: the program runs on every CPU all the same
+    fd = libc.syscall(number, buf, -1, 0, -1, _PERF_FLAG_FD_CLOEXEC)
     if fd < 0:
         e = ctypes.get_errno()
         raise OSError(e, f"perf_event_open(): {os.strerror(e)}")

@@ -177,7 +177,8 @@ class SocketLog:
         self.ports = frozenset(ports)
         self.proc = proc
         self.rows = rows or tcp_rows_source(proc, self.ports)
-        self.source = "netlink sock_diag" if isinstance(getattr(self.rows, "__self__", None), SockDiag) else "/proc/net/tcp"
+        netlink = isinstance(getattr(self.rows, "__self__", None), SockDiag)
+        self.source = "netlink sock_diag" if netlink else "/proc/net/tcp"
         self.owners: dict[int, tuple[Owner, ...]] = {}  # inode -> owners
         self.seen: dict[int, object] = {}  # inode -> 4-tuple key as logged
         self.port_pids: dict[int, dict[int, None]] = {}  # local port -> pids that held a socket on it
@@ -377,8 +378,8 @@ class SocketLog:
                     self._note(row.inode, owners)
                     self._remember(row, owners)
             lines.append(row_line(row, owners))
-        for inode, owners in holders.items():  # sockets not on the ports (yet): unbound, other ports
-            self.owners.setdefault(inode, tuple(owners))
+        for inode, held in holders.items():  # sockets not on the ports (yet): unbound, other ports
+            self.owners.setdefault(inode, tuple(held))
         self._block(f"{label}: every socket on the captured ports (/proc/*/fd walk)", lines, when)
 
     def poll(self) -> None:

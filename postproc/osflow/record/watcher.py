@@ -166,8 +166,8 @@ class SocketWatcher(threading.Thread):
     SAFETY = 5.0
 
     def __init__(
-        self, log: SocketLog, interval: float, trigger: SynTrigger | None = None, idle: float = 0.01, burst: float = 0.05,
-        kernel: KernelOwners | None = None,
+        self, log: SocketLog, interval: float, trigger: SynTrigger | None = None, idle: float = 0.01,
+        burst: float = 0.05, kernel: KernelOwners | None = None,
     ) -> None:
         super().__init__(name="osflow-socket-log", daemon=True)
         self.log = log
@@ -250,7 +250,7 @@ class SocketWatcher(threading.Thread):
             self.ready.set()
 
     def _drain(self) -> None:
-        assert self.kernel is not None
+        assert self.kernel is not None  # only with the kernel's owners
         events = self.kernel.read()
         if events:
             with self._lock:
@@ -259,13 +259,15 @@ class SocketWatcher(threading.Thread):
     def _from_kernel(self) -> None:
         """The kernel's events every :attr:`DRAIN` seconds, a poll every :attr:`SAFETY` seconds
         (after the events, so it looks only for what they did not name), housekeeping when due."""
+        kernel = self.kernel
+        assert kernel is not None  # only with the kernel's owners
         self.ready.set()
         next_poll = time.monotonic() + self.SAFETY
         lost = 0
         while not self._halt.wait(self.DRAIN):
             self._drain()
-            if self.kernel.lost != lost:
-                lost = self.kernel.lost
+            if kernel.lost != lost:
+                lost = kernel.lost
                 next_poll = 0.0
             if time.monotonic() >= next_poll:
                 self._poll()
@@ -283,6 +285,8 @@ class SocketWatcher(threading.Thread):
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), -10)
         except (OSError, AttributeError):
             pass
+        trigger = self.trigger
+        assert trigger is not None  # this thread runs only with the trigger
         diag: SockDiag | None = None
         try:
             diag = SockDiag()
@@ -291,21 +295,26 @@ class SocketWatcher(threading.Thread):
         try:
             self._syns_ready.set()
             while not self._halt.is_set():
-                ready, _, _ = select.select([self.trigger], [], [], 0.05)
-                found = self.trigger.drain() if ready else None
+                ready, _, _ = select.select([trigger], [], [], 0.05)
+                found = trigger.drain() if ready else None
                 if found is None:
                     continue
                 self._burst_until = time.monotonic() + self.burst
-                for syn in dict.fromkeys(found) if diag is not None else ():  # loopback shows each packet twice
-                    sender = self.trigger.sender(syn)  # known for certain, even if the socket is gone already
-                    row = diag.lookup(*syn)
+                if diag is None:  # no exact lookups: the burst of polls only
+                    self._woken.set()
+                    continue
+                for syn in dict.fromkeys(found):  # loopback shows each packet twice
+                    sender = trigger.sender(syn)  # known for certain, even if the socket is gone already
+                    family, src, sport, dst, dport = syn
+                    row = diag.lookup(family, src, sport, dst, dport)
                     if row is None or not row.inode:
                         if sender is not None:
                             with self._lock:
-                                self.log.sent_syn(*syn, sender)
+                                self.log.sent_syn(family, src, sport, dst, dport, sender)
                         continue
                     comm, pid, _ = sender if sender is not None else (None, None, None)
                     fd = fd_of(pid, row.inode) if pid is not None else None
+                    owner: Owner | None
                     if fd is not None:  # the sender holds it: confirmed
                         owner = comm, pid, fd
                     else:
