@@ -152,6 +152,12 @@ def _decode_diag(raw: tuple[int, bytes]) -> tuple[tuple[str, int], tuple[str, in
     return (src, sport), (dst, dport)
 
 
+#: every TCP state (a dump's mask: bit N for state N)
+ALL_STATES = 0xFFFFFFFF
+#: the states of sockets a process may hold: not TIME-WAIT (6) nor a connection request not yet a
+#: socket (NEW_SYN_RECV, 12), which have no inode, and of which a busy port has thousands
+HELD_STATES = ALL_STATES & ~(1 << 6) & ~(1 << 12)
+
 _BC_JMP, _BC_S_EQ, _BC_D_EQ = 1, 11, 12
 _REQ_BYTECODE = 1
 
@@ -193,9 +199,10 @@ class SockDiag:
     def close(self) -> None:
         self.sock.close()
 
-    def rows(self) -> Iterable[TcpRow]:
+    def rows(self, states: int = ALL_STATES) -> Iterable[TcpRow]:
+        """The sockets (on the ports, when given) in ``states`` (a mask: bit N for state N)."""
         for family in (socket.AF_INET, socket.AF_INET6):
-            yield from self._dump(family)
+            yield from self._dump(family, states=states)
 
     def lookup(self, family: int, src: bytes, sport: int, dst: bytes, dport: int) -> TcpRow | None:
         """The one socket with this 4-tuple (an exact lookup, no walk over the hash table)."""
@@ -207,10 +214,11 @@ class SockDiag:
             return None
         return rows[0] if rows else None
 
-    def _dump(self, family: int, sockid: bytes = bytes(48), flags: int = 0x301) -> list[TcpRow]:
+    def _dump(self, family: int, sockid: bytes = bytes(48), flags: int = 0x301, states: int = ALL_STATES
+              ) -> list[TcpRow]:
         self.seq += 1
-        # inet_diag_req_v2: family, protocol, ext, pad, states (all), inet_diag_sockid; a dump's port filter
-        req = struct.pack("=BBBBI", family, socket.IPPROTO_TCP, 0, 0, 0xFFFFFFFF) + sockid
+        # inet_diag_req_v2: family, protocol, ext, pad, states, inet_diag_sockid; a dump's port filter
+        req = struct.pack("=BBBBI", family, socket.IPPROTO_TCP, 0, 0, states) + sockid
         if flags & 0x300:
             req += self.filter
         self.sock.send(_NL_HEADER.pack(16 + len(req), SOCK_DIAG_BY_FAMILY, flags, self.seq, 0) + req)

@@ -8,6 +8,7 @@ line format (:func:`ss_line`) under ``### <epoch> …`` lines, as :func:`osflow.
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import socket
 import time
@@ -15,7 +16,17 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO
 
-from .kernel import PROC, TCP_STATES, SockDiag, TcpRow, format_address, read_file, sock_key, tcp_rows_source
+from .kernel import (
+    HELD_STATES,
+    PROC,
+    TCP_STATES,
+    SockDiag,
+    TcpRow,
+    format_address,
+    read_file,
+    sock_key,
+    tcp_rows_source,
+)
 from .owners import CONNECT, LISTEN, Event
 from .procs import ProcInfo, all_pids, comm_of, proc_info
 
@@ -177,8 +188,11 @@ class SocketLog:
         self.ports = frozenset(ports)
         self.proc = proc
         self.rows = rows or tcp_rows_source(proc, self.ports)
-        netlink = isinstance(getattr(self.rows, "__self__", None), SockDiag)
+        diag = getattr(self.rows, "__self__", None)
+        netlink = isinstance(diag, SockDiag)
         self.source = "netlink sock_diag" if netlink else "/proc/net/tcp"
+        #: the sockets a process may hold (no TIME-WAIT: a busy port has thousands, without owner)
+        self.held_rows = functools.partial(diag.rows, HELD_STATES) if isinstance(diag, SockDiag) else self.rows
         self.owners: dict[int, tuple[Owner, ...]] = {}  # inode -> owners
         self.seen: dict[int, object] = {}  # inode -> 4-tuple key as logged
         self.port_pids: dict[int, dict[int, None]] = {}  # local port -> pids that held a socket on it
@@ -389,7 +403,7 @@ class SocketLog:
         new: list[TcpRow] = []
         seen = self.seen
         ports = self.ports
-        for row in self.rows():
+        for row in self.held_rows():
             inode = row.inode
             if not inode:  # TIME-WAIT, not yet accepted: no owner to find
                 continue
@@ -523,7 +537,7 @@ class SocketLog:
         :attr:`gone` (the latest :attr:`MAX_GONE`, for ``meta.json``).  Returns the entries dropped.
 
         A socket forgotten too early (not listed yet) is only looked up again when it is."""
-        alive = {row.inode for row in self.rows() if row.inode}
+        alive = {row.inode for row in self.held_rows() if row.inode}
         pids = set(all_pids(self.proc))
         dropped = 0
         for by_inode in (self.owners, self.seen, self.attempts, self.unresolved):
@@ -559,7 +573,7 @@ class SocketLog:
         first logged it is removed with its capture file."""
         when = time.time()
         ports, owners = self.ports, self.owners
-        lines = [row_line(row, owners[row.inode]) for row in self.rows()
+        lines = [row_line(row, owners[row.inode]) for row in self.held_rows()
                  if (row.lport in ports or row.rport in ports) and row.inode in owners]
         self._block(label, lines, when)
 
