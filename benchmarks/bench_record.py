@@ -188,6 +188,11 @@ def workload(port: int, rate: float, n: int, path: str | None) -> dict:
         got["rss"] = meta["peak_rss_mb"]
         got["coverage"] = (meta.get("coverage") or {}).get("percent")
         got["owners"] = meta["socket_log"]["owners"].split(":")[0]
+        got["lost"] = meta["socket_log"].get("kernel_events_lost")
+        missing = (meta.get("coverage") or {}).get("without_owner") or []
+        if missing:
+            print(f"  (a run without owners for {len(missing)} ends, e.g. {missing[:3]}; events lost in the kernel: "
+                  f"{got['lost']})", flush=True)
     return got
 
 

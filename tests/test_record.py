@@ -4,6 +4,7 @@ recording of a local TCP exchange (skipped when dumpcap may not capture here).""
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import json
 import os
@@ -237,8 +238,10 @@ def test_the_kernel_names_the_sender_of_a_syn_on_loopback_after_its_socket_is_go
         listener.close()
 
 
+@functools.lru_cache(maxsize=1)
 def _kernel_owners() -> str:
-    """Why the kernel cannot name connections' owners here ("" when it can: osflow.record.owners)."""
+    """Why the kernel cannot name connections' owners here ("" when it can: osflow.record.owners);
+    asked once (it loads the programs)."""
     from osflow.record.owners import KernelOwners
 
     try:
