@@ -25,8 +25,13 @@ ids are read from tracefs (mounted in a private mount namespace of a short-lived
 system has not mounted it).  Elsewhere :class:`KernelOwners` raises OSError saying why, and the
 recorder polls as before (``meta.json``'s ``socket_log.owners`` says which ran).
 
->>> btf_kinds = [k for k, n in _EXTRA.items() if n]; sorted(btf_kinds)[:4]
-[1, 3, 4, 5]
+The programs are lists of instructions, labels and map loads, put together by :func:`assemble`
+(a jump to itself is -1; a map's fd takes two instructions):
+
+>>> assemble([("x",), (_JA, 0, 0, "x", 0)]).hex(), assemble([("map", R1, 7)]).hex()
+('0500ffff00000000', '18110000070000000000000000000000')
+>>> len(enter_connect(3)) // 8
+15
 """
 
 from __future__ import annotations
@@ -441,7 +446,7 @@ def tracepoint_ids(names: Iterable[str] = _TRACEPOINTS) -> list[int]:
     for base in TRACEFS:
         if os.path.isdir(f"{base}/events"):
             try:
-                return [int(open(f"{base}/events/{n}/id").read()) for n in names]
+                return [int(_read(f"{base}/events/{n}/id")) for n in names]
             except (OSError, ValueError) as e:
                 raise OSError(errno.ENOENT, f"tracepoint missing: {e}") from None
     try:
@@ -454,8 +459,16 @@ def tracepoint_ids(names: Iterable[str] = _TRACEPOINTS) -> list[int]:
     return [int(x) for x in done.stdout.split()]
 
 
-def _map(kind: int, key: int, value: int, entries: int) -> int:
-    return _bpf(_MAP_CREATE, struct.pack("=IIIII", kind, key, value, entries, 0))
+def _read(path: str) -> str:
+    with open(path) as f:
+        return f.read()
+
+
+def _map(kind: int, key: int, value: int, entries: int, what: str) -> int:
+    try:
+        return _bpf(_MAP_CREATE, struct.pack("=IIIII", kind, key, value, entries, 0))
+    except OSError as e:
+        raise OSError(e.errno, f"the kernel refused the {what} map: {e.strerror}") from None
 
 
 def _load(prog: bytes, what: str) -> int:
@@ -489,13 +502,13 @@ class KernelOwners:
             except OSError as e:
                 raise OSError(e.errno or errno.ENOENT, f"no kernel BTF ({btf_path}): {e.strerror or e}") from None
             ids = tracepoint_ids()
-            self.ring_fd = self._keep(_map(_MAP_RINGBUF, 0, 0, RING_BYTES))
-            ports_fd = self._keep(_map(_MAP_HASH, 4, 4, 2 * max(1, len(set(ports)))))
+            self.ring_fd = self._keep(_map(_MAP_RINGBUF, 0, 0, RING_BYTES, "ring buffer"))
+            ports_fd = self._keep(_map(_MAP_HASH, 4, 4, 2 * max(1, len(set(ports))), "ports"))
             for p in set(ports):
                 for key in (p, (socket.htons(p)) | 0x10000):
                     _update(ports_fd, struct.pack("=I", key), struct.pack("=I", 1))
-            connecting = self._keep(_map(_MAP_LRU_HASH, 8, 8, MAX_CONNECTING))
-            self.lost_fd = self._keep(_map(_MAP_ARRAY, 4, 8, 1))
+            connecting = self._keep(_map(_MAP_LRU_HASH, 8, 8, MAX_CONNECTING, "connecting"))
+            self.lost_fd = self._keep(_map(_MAP_ARRAY, 4, 8, 1, "lost events"))
             o, ring, lost = self.offsets, self.ring_fd, self.lost_fd
             programs = [enter_connect(connecting), exit_program(CONNECT, o, ports_fd, ring, lost, connecting),
                         exit_program(ACCEPT, o, ports_fd, ring, lost), exit_program(ACCEPT, o, ports_fd, ring, lost),
