@@ -361,6 +361,24 @@ def test_a_dump_filtered_by_port_in_the_kernel_lists_exactly_the_sockets_on_thos
                 s.close()
 
 
+@pytest.mark.skipif(bool(_kernel_owners()), reason=_kernel_owners() or "-")
+def test_the_kernel_owners_check_themselves_on_a_test_connection_first(monkeypatch):
+    """KernelOwners connects to a listener of its own before it is used: offsets that do not fit the
+    kernel (here: the inode's number read 8 bytes off) name the ends wrong, and it refuses, saying
+    so (the recorder then polls); nothing stays open."""
+    import dataclasses
+
+    from osflow.record import owners
+
+    real = owners.Offsets.from_btf
+    monkeypatch.setattr(owners.Offsets, "from_btf",
+                        classmethod(lambda cls, btf: dataclasses.replace(real(btf), i_ino=real(btf).i_ino + 8)))
+    before = set(os.listdir("/proc/self/fd"))
+    with pytest.raises(OSError, match="did not name a test connection"):
+        owners.KernelOwners([9])
+    assert set(os.listdir("/proc/self/fd")) <= before
+
+
 def test_the_kernel_owners_refused_say_why_and_leave_nothing_open(monkeypatch, tmp_path):
     """Where the kernel's path cannot run, KernelOwners raises OSError saying why (the recorder then
     polls, and meta.json says why): no BTF, or OSFLOW_NO_BPF set; no fd stays open."""

@@ -20,7 +20,9 @@ an event the ring buffer had no room for is counted (:attr:`KernelOwners.lost`: 
 Nothing is attached for longer than the recording: the programs, maps and perf events live as
 long as their fds.
 
-Needs root, BTF, ``BPF_MAP_TYPE_RINGBUF`` (Linux 5.8) and the syscall tracepoints; the tracepoint
+Before it is used, a test connection on loopback must come back named right (both ends, their fds
+and inodes), else the kernel's path is refused.  Needs root, BTF, ``BPF_MAP_TYPE_RINGBUF`` (Linux
+5.8) and the syscall tracepoints; the tracepoint
 ids are read from tracefs (mounted in a private mount namespace of a short-lived child when the
 system has not mounted it).  Elsewhere :class:`KernelOwners` raises OSError saying why, and the
 recorder polls as before (``meta.json``'s ``socket_log.owners`` says which ran).
@@ -58,7 +60,7 @@ TRACEFS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 NO_BPF_ENV = "OSFLOW_NO_BPF"
 
 _PERF_EVENT_OPEN = {"x86_64": 298, "aarch64": 241}
-_MAP_CREATE, _MAP_LOOKUP_ELEM_CMD, _MAP_UPDATE_ELEM_CMD, _PROG_LOAD = 0, 1, 2, 5
+_MAP_CREATE, _MAP_LOOKUP_ELEM_CMD, _MAP_UPDATE_ELEM_CMD, _MAP_DELETE_ELEM_CMD, _PROG_LOAD = 0, 1, 2, 3, 5
 _MAP_HASH, _MAP_ARRAY, _MAP_LRU_HASH, _MAP_RINGBUF = 1, 2, 9, 27
 _PROG_TYPE_TRACEPOINT = 5
 _PERF_TYPE_TRACEPOINT = 2
@@ -495,7 +497,12 @@ class KernelOwners:
         self.fds: list[int] = []
         self.events = 0
         self._lost = 0
+        self._pending: list[Event] = []  # events read during the self-check, not the check's own
+        probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         try:
+            probe.bind(("127.0.0.1", 0))
+            probe.listen(1)
+            ports = {*ports, probe.getsockname()[1]}
             try:
                 with open(btf_path, "rb") as f:
                     self.offsets = Offsets.from_btf(Btf(f.read()))
@@ -522,9 +529,45 @@ class KernelOwners:
             self._consumer = mmap.mmap(self.ring_fd, page, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
             self._data = mmap.mmap(self.ring_fd, page + 2 * RING_BYTES, mmap.MAP_SHARED, mmap.PROT_READ,
                                    offset=page)
+            self._check(probe, ports_fd)
         except BaseException:
             self.close()
             raise
+        finally:
+            probe.close()
+
+    def _check(self, probe: socket.socket, ports_fd: int) -> None:
+        """Connect to ``probe`` (a listener of this process on loopback, its port added to the
+        captured ones): the kernel's events must name both ends, their fds and inodes, as this
+        process sees them, within a second, else OSError (offsets that do not fit this kernel, a
+        program that runs nowhere): the recorder then polls.  The probe's port is then removed;
+        the other events read meanwhile are kept for :meth:`read`."""
+        port = probe.getsockname()[1]
+        client = socket.create_connection(("127.0.0.1", port), timeout=5)
+        server, _ = probe.accept()
+        try:
+            want = {(CONNECT, client.fileno(), os.fstat(client.fileno()).st_ino, port),
+                    (ACCEPT, server.fileno(), os.fstat(server.fileno()).st_ino, port)}
+            seen: set[tuple] = set()
+            deadline = time.monotonic() + 1.0
+            while not want <= seen and time.monotonic() < deadline:
+                for ev in self.read():
+                    mine = ev.local[1] == port or ev.remote[1] == port
+                    if mine and ev.pid == os.getpid():
+                        seen.add((ev.kind, ev.fd, ev.inode, port))
+                    elif not mine:
+                        self._pending.append(ev)
+                time.sleep(0.005)
+        finally:
+            client.close()
+            server.close()
+        for key in (port, socket.htons(port) | 0x10000):
+            k = ctypes.create_string_buffer(struct.pack("=I", key), 4)
+            _bpf(_MAP_DELETE_ELEM_CMD, struct.pack("=IIQ", ports_fd, 0, ctypes.addressof(k)))
+        self.events = len(self._pending)
+        if not want <= seen:
+            raise OSError(errno.EPROTO, "the kernel's events did not name a test connection on loopback "
+                          f"(its ends: {sorted(want - seen)} missing)")
 
     def _keep(self, fd: int) -> int:
         self.fds.append(fd)
@@ -560,14 +603,16 @@ class KernelOwners:
             struct.pack_into("=Q", consumer, 0, pos)
 
     def read(self) -> list[Event]:
-        """The connections on the captured ports connected or accepted since the last call."""
+        """The sockets on the captured ports connected, accepted or listened on since the last call."""
         clock = (time.time(), time.monotonic_ns())
-        out = []
+        out, self._pending = self._pending, []  # counted already
+        fresh = 0
         for raw in self.raw():
             ev = decode(raw, self.offsets, clock)
             if ev is not None:
                 out.append(ev)
-        self.events += len(out)
+                fresh += 1
+        self.events += fresh
         return out
 
     def close(self) -> None:
