@@ -159,8 +159,11 @@ class SocketWatcher(threading.Thread):
     otherwise; without either, every ``interval``.
     """
 
-    #: how often the kernel's events are read (seconds): their ring buffer holds thousands
+    #: how often the kernel's events are read (seconds): their ring buffer holds thousands; after a
+    #: read of :attr:`BUSY` events or more, again after :attr:`DRAIN_BUSY`
     DRAIN = 0.1
+    DRAIN_BUSY = 0.01
+    BUSY = 200
     #: how often a poll looks for sockets the kernel's events did not name (seconds); at once when
     #: the ring buffer was full (events lost)
     SAFETY = 5.0
@@ -249,12 +252,14 @@ class SocketWatcher(threading.Thread):
                 self.kernel.close()
             self.ready.set()
 
-    def _drain(self) -> None:
+    def _drain(self) -> int:
+        """Log the kernel's events; how many there were."""
         assert self.kernel is not None  # only with the kernel's owners
         events = self.kernel.read()
         if events:
             with self._lock:
                 self.log.from_kernel(events)
+        return len(events)
 
     def _from_kernel(self) -> None:
         """The kernel's events every :attr:`DRAIN` seconds, a poll every :attr:`SAFETY` seconds
@@ -264,8 +269,9 @@ class SocketWatcher(threading.Thread):
         self.ready.set()
         next_poll = time.monotonic() + self.SAFETY
         lost = 0
-        while not self._halt.wait(self.DRAIN):
-            self._drain()
+        pace = self.DRAIN
+        while not self._halt.wait(pace):
+            pace = self.DRAIN_BUSY if self._drain() >= self.BUSY else self.DRAIN
             if kernel.lost != lost:
                 lost = kernel.lost
                 next_poll = 0.0
