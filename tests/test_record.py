@@ -4,6 +4,7 @@ recording of a local TCP exchange (skipped when dumpcap may not capture here).""
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import json
 import os
@@ -25,10 +26,8 @@ from osflow.errors import InputError, ToolMissing, UsageError
 from osflow.record import capture, kernel, socketlog
 
 ROOT = Path(__file__).resolve().parents[1]
-COVERAGE = re.compile(
-    r"^coverage: (\d+(?:\.\d+)?)% \((\d+)/(\d+) connection ends(?:, \d+ of them through their listening socket)?\)$",
-    re.M,
-)
+COVERAGE = re.compile(r"^coverage: (\d+(?:\.\d+)?)% \((\d+)/(\d+) connection ends"
+                      r"(?:, \d+ of them through their listening socket)?\)$", re.M)
 
 
 def parse(argv):
@@ -170,8 +169,8 @@ def test_syn_trigger_filter_lets_only_syns_through_and_drain_reads_the_connectin
             time.sleep(0.01)
         assert found, "no SYN seen"
         family, src, sport, dst, dport = found[0]
-        assert (family, socket.inet_ntoa(src), sport, dport) == (
-            socket.AF_INET, "127.0.0.1", client.getsockname()[1], port)
+        assert (family, socket.inet_ntoa(src), sport, dport) == (socket.AF_INET, "127.0.0.1", client.getsockname()[1],
+                                                                 port)
         row = diag.lookup(*found[0])
         assert row is not None and row.inode == os.fstat(client.fileno()).st_ino
         assert (trigger.senders is not None) == (kind == "eBPF"), trigger.no_senders
@@ -237,6 +236,203 @@ def test_the_kernel_names_the_sender_of_a_syn_on_loopback_after_its_socket_is_go
     finally:
         trigger.close()
         listener.close()
+
+
+@functools.lru_cache(maxsize=1)
+def _kernel_owners() -> str:
+    """Why the kernel cannot name connections' owners here ("" when it can: osflow.record.owners);
+    asked once (it loads the programs)."""
+    from osflow.record.owners import KernelOwners
+
+    try:
+        KernelOwners([9]).close()
+    except OSError as e:
+        return f"the kernel's owners are not available here: {e}"
+    return ""
+
+
+@pytest.mark.skipif(bool(_kernel_owners()), reason=_kernel_owners() or "-")
+@pytest.mark.parametrize("host, family", [("127.0.0.1", socket.AF_INET), ("::1", socket.AF_INET6)])
+def test_the_kernel_names_who_connected_and_who_accepted_with_pid_fd_and_inode(host, family):
+    """osflow.record.owners: a process connects and exits before anyone looks; this one accepts. The
+    kernel's events name both: the client's pid, fd and socket inode, the server's (its own fd and
+    inode, as fstat says), the 4-tuple each way; a connection on another port is not sent; a
+    listener opened on a captured port is named with its fd."""
+    from osflow.record.owners import ACCEPT, CONNECT, LISTEN, KernelOwners
+
+    try:
+        listener = socket.socket(family)
+        listener.bind((host, 0))
+    except OSError:
+        pytest.skip(f"no {host} here")
+    listener.listen()
+    port = listener.getsockname()[1]
+    other = socket.socket(family)
+    other.bind((host, 0))
+    other.listen()
+    probe = socket.socket(family)  # a free port, listened on once the programs run
+    probe.bind((host, 0))
+    later = probe.getsockname()[1]
+    probe.close()
+    owners = KernelOwners([port, later])
+    try:
+        child = subprocess.run([sys.executable, "-c", "import os, socket; "
+                                f"s = socket.create_connection(('{host}', {port})); "
+                                "print(os.getpid(), s.fileno(), os.fstat(s.fileno()).st_ino, s.getsockname()[1])"],
+                               check=True, capture_output=True, text=True)
+        pid, fd, inode, sport = map(int, child.stdout.split())
+        accepted, _ = listener.accept()
+        elsewhere = socket.create_connection(other.getsockname()[:2])
+        other.accept()[0].close()
+        elsewhere.close()
+        events = []
+        deadline = time.monotonic() + 5
+        while len(events) < 2 and time.monotonic() < deadline:
+            events += owners.read()
+            time.sleep(0.01)
+        time.sleep(0.05)
+        events += owners.read()
+        assert [e.kind for e in events] == [CONNECT, ACCEPT], events  # the other port's two are not sent
+        connect, accept = events
+        assert (connect.pid, connect.fd, connect.inode) == (pid, fd, inode) and not os.path.exists(f"/proc/{pid}")
+        assert connect.comm.startswith("python") and connect.established and connect.family == family
+        assert connect.local == (host, sport) and connect.remote == (host, port)
+        assert (accept.pid, accept.fd) == (os.getpid(), accepted.fileno())
+        assert accept.inode == os.fstat(accepted.fileno()).st_ino
+        assert accept.local == (host, port) and accept.remote == (host, sport)
+        address = socket.inet_pton(family, host)
+        assert accept.key == kernel.sock_key(address, port, address, sport)
+        assert time.time() - 10 < connect.when <= accept.when <= time.time()
+        accepted.close()
+        listening = socket.socket(family)  # a listener opened meanwhile: named too
+        listening.bind((host, later))
+        listening.listen()
+        time.sleep(0.05)
+        (listen,) = owners.read()
+        assert (listen.kind, listen.pid, listen.fd, listen.local[1]) == (LISTEN, os.getpid(), listening.fileno(), later)
+        listening.close()
+        assert owners.lost == 0
+    finally:
+        owners.close()
+        listener.close()
+        other.close()
+
+
+def test_a_dump_filtered_by_port_in_the_kernel_lists_exactly_the_sockets_on_those_ports():
+    """SockDiag(ports): the kernel runs the port filter (inet_diag bytecode; it audits it and would
+    refuse a bad one), so a poll on a machine with thousands of sockets reads only the captured
+    ones; the rows are those of an unfiltered dump on those ports, IPv4 and IPv6."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    client = socket.create_connection(("127.0.0.1", port))
+    server, _ = listener.accept()
+    other = socket.socket()
+    other.bind(("127.0.0.1", 0))
+    other.listen()
+    try:
+        v6 = socket.socket(socket.AF_INET6)
+        v6.bind(("::1", 0))
+        v6.listen()
+    except OSError:
+        v6 = None
+    ports = [port, 9, *([v6.getsockname()[1]] if v6 else [])]
+    filtered, every = kernel.SockDiag(ports), kernel.SockDiag()
+    try:
+        got = {(r.lport, r.rport, r.inode) for r in filtered.rows()}
+        want = {(r.lport, r.rport, r.inode) for r in every.rows() if r.lport in ports or r.rport in ports}
+        assert got == want and len(got) >= 3 + (v6 is not None)
+        assert other.getsockname()[1] not in {lport for lport, _, _ in got}
+        # a connection closed by its client leaves it in TIME-WAIT (no inode, no owner): the polls skip it
+        client.close()
+        server.close()
+        deadline = time.monotonic() + 5
+        while 6 not in {r.state for r in filtered.rows()} and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert 6 in {r.state for r in filtered.rows()}
+        held = {r.state for r in filtered.rows(kernel.HELD_STATES)}
+        assert 6 not in held and 10 in held  # LISTEN stays
+    finally:
+        filtered.close()
+        every.close()
+        for s in (client, server, listener, other, v6):
+            if s is not None:
+                s.close()
+
+
+@pytest.mark.skipif(bool(_kernel_owners()), reason=_kernel_owners() or "-")
+def test_the_kernel_owners_check_themselves_on_a_test_connection_first(monkeypatch):
+    """KernelOwners connects to a listener of its own before it is used: offsets that do not fit the
+    kernel (here: the inode's number read 8 bytes off) name the ends wrong, and it refuses, saying
+    so (the recorder then polls); nothing stays open."""
+    import dataclasses
+
+    from osflow.record import owners
+
+    real = owners.Offsets.from_btf
+    monkeypatch.setattr(owners.Offsets, "from_btf",
+                        classmethod(lambda cls, btf: dataclasses.replace(real(btf), i_ino=real(btf).i_ino + 8)))
+    before = set(os.listdir("/proc/self/fd"))
+    with pytest.raises(OSError, match="did not name a test connection"):
+        owners.KernelOwners([9])
+    assert set(os.listdir("/proc/self/fd")) <= before
+
+
+def test_the_kernel_owners_refused_say_why_and_leave_nothing_open(monkeypatch, tmp_path):
+    """Where the kernel's path cannot run, KernelOwners raises OSError saying why (the recorder then
+    polls, and meta.json says why): no BTF, or OSFLOW_NO_BPF set; no fd stays open."""
+    from osflow.record.owners import NO_BPF_ENV, KernelOwners
+
+    before = set(os.listdir("/proc/self/fd"))
+    with pytest.raises(OSError, match="no kernel BTF"):
+        KernelOwners([9], btf_path=str(tmp_path / "none"))
+    monkeypatch.setenv(NO_BPF_ENV, "1")
+    with pytest.raises(OSError, match=f"{NO_BPF_ENV} is set"):
+        KernelOwners([9])
+    assert set(os.listdir("/proc/self/fd")) <= before
+
+
+def test_the_socket_log_logs_the_kernels_events_without_looking_into_proc():
+    """SocketLog.from_kernel: each connection the kernel named is logged with its owner (fd included)
+    at the event's time, no walk of /proc; parse_ss reads it back; a poll later does not log it again."""
+    from osflow.record.owners import ACCEPT, CONNECT, Event
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    client = socket.create_connection(("127.0.0.1", port))
+    server, _ = listener.accept()
+    out = io.StringIO()
+    log = socketlog.SocketLog(out, [port])
+    try:
+        cport = client.getsockname()[1]
+        lo = socket.inet_aton("127.0.0.1")
+        when = time.time() - 1
+        ino = lambda s: os.fstat(s.fileno()).st_ino  # noqa: E731
+        events = [Event(CONNECT, 4242, 4243, client.fileno(), ino(client), when, True, "cli", socket.AF_INET,
+                        ("127.0.0.1", cport), ("127.0.0.1", port), kernel.sock_key(lo, cport, lo, port)),
+                  Event(ACCEPT, os.getpid(), os.getpid(), server.fileno(), ino(server), when + 0.001, True, "srv",
+                        socket.AF_INET, ("127.0.0.1", port), ("127.0.0.1", cport),
+                        kernel.sock_key(lo, port, lo, cport))]
+        log.from_kernel(events)
+        log.from_kernel(events)  # read twice: logged once
+        assert log.pid_walks == 0 and log.kernel_owners == 2
+        ss = tables.parse_ss(out.getvalue(), "ss.txt")
+        assert ss.warnings == ()
+        got = {(str(e.sockname), e.users[0].comm, e.users[0].pid, e.users[0].fd) for e in ss.entries}
+        assert got == {(f"127.0.0.1:{cport}", "cli", 4242, client.fileno()),
+                       (f"127.0.0.1:{port}", "srv", os.getpid(), server.fileno())}
+        assert abs(ss.entries[0].time - when) < 1e-6
+        lines = out.getvalue().count("\n")
+        log.poll()  # the listener is new to it (no snapshot here); the two connections are not
+        assert "ESTAB" not in out.getvalue().split("\n", lines)[-1]
+        assert 4242 in log.client_pids[port] and os.getpid() in log.port_pids[port]
+    finally:
+        log.close()
+        for s in (client, server, listener):
+            s.close()
 
 
 def test_a_socket_gone_before_its_lookup_is_logged_from_its_syn_without_an_fd():
@@ -446,8 +642,8 @@ class _Echo:
         self.sock.close()
 
 
-def _record(args, timeout=120, **kw):
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "postproc"))
+def _record(args, timeout=120, env=None, **kw):
+    env = dict(env or os.environ, PYTHONPATH=str(ROOT / "postproc"))
     code = ("import argparse,sys; from osflow import record, cli; p=argparse.ArgumentParser(prog='osflow record'); "
             "record.add_arguments(p); a=cli.record_options(p.parse_args(sys.argv[1:])); "
             "sys.exit(cli.run(lambda: record.run(a), False, 'osflow record'))")
@@ -460,17 +656,23 @@ def _skip_unless_capturing(err: str) -> None:
         pytest.skip("dumpcap cannot capture here: " + err.strip().splitlines()[-1])
 
 
-def test_record_a_short_exchange(tmp_path):
+@pytest.mark.parametrize("path", ["kernel", "polls"])
+def test_record_a_short_exchange(tmp_path, path):
+    """Both ways of naming owners: the kernel's events where it allows (skipped elsewhere), and the
+    polls (the kernel's path refused through OSFLOW_NO_BPF); meta.json says which ran and why."""
     _dumpcap()
+    if path == "kernel" and _kernel_owners():
+        pytest.skip(_kernel_owners())
     echo = _Echo()
     out = tmp_path / "rec"
     client = ("import socket,sys,time\n"
               "for i in range(3):\n"
-              f"    s = socket.create_connection(('127.0.0.1', {echo.port})); s.sendall(b'ping\\n'); s.recv(10); "
-              "time.sleep(0.02); s.close()\n"
+              f"    s = socket.create_connection(('127.0.0.1', {echo.port})); s.sendall(b'ping\\n'); s.recv(10)\n"
+              "    time.sleep(0.02); s.close()\n"
               "print('client done'); sys.exit(3)\n")
+    env = dict(os.environ, OSFLOW_NO_BPF="1") if path == "polls" else None
     try:
-        p = _record(["-o", str(out), "--ports", str(echo.port), "--", sys.executable, "-c", client])
+        p = _record(["-o", str(out), "--ports", str(echo.port), "--", sys.executable, "-c", client], env=env)
         stdout, stderr = p.communicate(timeout=120)
     finally:
         echo.close()
@@ -497,6 +699,13 @@ def test_record_a_short_exchange(tmp_path):
     assert (m.group(2), m.group(3)) == ("6", "6"), stderr
     assert meta["coverage"]["owned"] == 6 and meta["coverage"]["without_owner"] == []
     assert "osflow-post -r" in stderr  # without --render: the command to run
+    log = meta["socket_log"]
+    if path == "kernel":
+        assert log["owners"].startswith("kernel: eBPF") and log["kernel_owners"] == 6, log
+        assert log["syn_trigger"] is False
+    else:
+        assert log["owners"] == "polls: OSFLOW_NO_BPF is set" and log["kernel_owners"] == 0, log
+        assert log["kernel_events"] is None
 
 
 _ECHO_SERVER = ("import socket,sys\n"

@@ -162,8 +162,8 @@ class _Proc:
 
     def connect(self, inode: int, lport: int, rport: int, state: int = 1) -> None:
         local, remote = ("127.0.0.1", lport), ("127.0.0.1", rport)
-        self.rows.append(
-            TcpRow((lport, rport), inode, state, lport, rport, 0, 0, os.getuid(), lambda r: r, (local, remote)))
+        self.rows.append(TcpRow((lport, rport), inode, state, lport, rport, 0, 0, os.getuid(), lambda r: r,
+                                (local, remote)))
 
     def close(self, inode: int) -> None:
         self.rows = [r for r in self.rows if r.inode != inode]
@@ -269,8 +269,8 @@ def test_record_into_a_tiny_ring(tmp_path):
     out = tmp_path / "rec"
     client = ("import socket,time\n"
               "for i in range(40):\n"
-              f"    s = socket.create_connection(('127.0.0.1', {echo.port})); s.sendall(b'ping\\n'); s.recv(10); "
-              "time.sleep(0.01); s.close()\n")
+              f"    s = socket.create_connection(('127.0.0.1', {echo.port})); s.sendall(b'ping\\n'); s.recv(10)\n"
+              "    time.sleep(0.01); s.close()\n")
     try:
         p = _record(["-o", str(out), "--ports", str(echo.port), "-b", "filesize:1", "-b", "files:3", "--render",
                      "--", sys.executable, "-c", client])

@@ -3,8 +3,13 @@
 ``osflow record [-i lo] [-o DIR] [--ports …] -- COMMAND [ARGS…]`` (or ``--duration SECONDS``
 without a command) replaces the analyst's three terminals:
 
-1. a socket-owner log starts (``ss.txt``): a first full look at every process's sockets, then a
-   poller that lists the TCP sockets (netlink sock_diag as ``ss`` does; /proc/net/tcp{,6} as the
+1. a socket-owner log starts (``ss.txt``): a first full look at every process's sockets.  Where
+   the kernel allows (root, BTF, a BPF ring buffer), the owners then come from the kernel as
+   connections happen (:mod:`~osflow.record.owners`): eBPF programs on the ``connect``,
+   ``accept``/``accept4`` and ``listen`` system calls send each socket on a captured port with
+   its process, fd, inode and addresses, read every 100 ms and logged at once; a poll every 5 s
+   looks for anything they did not name.  Elsewhere (``meta.json``'s ``socket_log.owners`` says
+   why), a poller that lists the TCP sockets (netlink sock_diag as ``ss`` does; /proc/net/tcp{,6} as the
    fallback) and, for each new socket on a captured port, finds its owner through an
    inode -> (pid, fd) cache: only new inodes need a look into ``/proc/<pid>/fd``, and only of the
    likely owners first (the processes holding the listening socket of that port, COMMAND and its
@@ -37,9 +42,11 @@ Where each part is (each module imports only the ones above it):
 
 * :mod:`~osflow.record.kernel`: the TCP sockets from the kernel (netlink sock_diag, /proc/net/tcp);
 * :mod:`~osflow.record.ebpf`: who sent each SYN on loopback, from the kernel (an eBPF socket filter);
+* :mod:`~osflow.record.owners`: who connected, accepted or listened, from the kernel (eBPF on
+  syscall tracepoints, offsets from BTF, a BPF ring buffer);
 * :mod:`~osflow.record.procs`: processes from /proc, the ``ps`` snapshots;
 * :mod:`~osflow.record.socketlog`: the socket-owner log (``ss.txt``) and its line format;
-* :mod:`~osflow.record.watcher`: the thread that runs it, woken by each SYN;
+* :mod:`~osflow.record.watcher`: the thread that runs it: the kernel's events, else polls woken by each SYN;
 * :mod:`~osflow.record.ring`: the ring buffer's options, files, and socket log per capture file;
 * :mod:`~osflow.record.capture`: dumpcap, its filter, the canary, its errors;
 * :mod:`~osflow.record.coverage`: how many connection ends the log names an owner for;

@@ -35,7 +35,8 @@ _MAP_TYPE_LRU_HASH = 9
 _PROG_TYPE_SOCKET_FILTER = 1
 SO_ATTACH_BPF = 50
 _GET_CURRENT_PID_TGID, _GET_CURRENT_COMM, _MAP_UPDATE_ELEM = 14, 16, 2
-KEY = struct.Struct("=I4I4I")  #: sport << 16 | dport, source, destination (4 words each) as LD_ABS reads them (host order)
+#: sport << 16 | dport, source, destination (4 words each) as LD_ABS reads them (host order)
+KEY = struct.Struct("=I4I4I")
 VALUE = struct.Struct("=I16s")  #: pid (the thread group id), comm
 #: the most SYN senders remembered (least recently used ones go first)
 MAX_ENTRIES = 16384
@@ -129,7 +130,8 @@ def program(map_fd: int) -> bytes:
         (_ADD_IMM, R2, 0, 0, -40),
         (_MOV_REG, R3, R10),
         (_ADD_IMM, R3, 0, 0, -64),
-        (_MOV_IMM, R4, 0, 0, 1),  # BPF_NOEXIST: a SYN sent again by the kernel's timer (any task is current) keeps the first
+        # BPF_NOEXIST: a SYN sent again by the kernel's timer (any task is current) keeps the first
+        (_MOV_IMM, R4, 0, 0, 1),
         (_CALL, 0, 0, 0, _MAP_UPDATE_ELEM),
         (_JA, 0, 0, accept, 0),
         (drop,),

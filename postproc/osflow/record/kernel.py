@@ -152,38 +152,78 @@ def _decode_diag(raw: tuple[int, bytes]) -> tuple[tuple[str, int], tuple[str, in
     return (src, sport), (dst, dport)
 
 
+#: every TCP state (a dump's mask: bit N for state N)
+ALL_STATES = 0xFFFFFFFF
+#: the states of sockets a process may hold: not TIME-WAIT (6) nor a connection request not yet a
+#: socket (NEW_SYN_RECV, 12), which have no inode, and of which a busy port has thousands
+HELD_STATES = ALL_STATES & ~(1 << 6) & ~(1 << 12)
+
+_BC_JMP, _BC_S_EQ, _BC_D_EQ = 1, 11, 12
+_REQ_BYTECODE = 1
+
+
+def port_filter(ports: Iterable[int]) -> bytes:
+    """inet_diag bytecode, as ``ss 'sport = :P or dport = :P or …'`` compiles it: a socket whose local
+    or remote port is one of ``ports`` passes.  Each test (8 bytes: the op, then the port) goes on to
+    the next op when it holds, skips it when not; each but the last is followed by a jump to the end
+    (pass); past the last test is 4 bytes past the end (fail).  The kernel audits the chain of "yes"
+    steps: it must reach the end exactly, through every op.
+
+    >>> len(port_filter([5000, 8774])), port_filter([5000])[:8].hex()
+    (44, '0b080c0000008813')
+    """
+    tests = [(code, port) for port in sorted(set(ports)) for code in (_BC_S_EQ, _BC_D_EQ)]
+    total = 12 * len(tests) - 4
+    out = b""
+    for code, port in tests:
+        out += struct.pack("=BBHHH", code, 8, 12, 0, port)
+        if len(out) < total:
+            out += struct.pack("=BBH", _BC_JMP, 4, total - len(out))
+    return out
+
+
 class SockDiag:
     """TCP sockets from the kernel over NETLINK_SOCK_DIAG, as ``ss`` gets them (much faster than
-    /proc/net/tcp, whose read walks the whole connection hash table)."""
+    /proc/net/tcp, whose read walks the whole connection hash table); with ``ports``, a dump lists
+    only the sockets on them (the kernel filters: a machine's thousands of others cost nothing)."""
 
-    def __init__(self) -> None:
+    def __init__(self, ports: Iterable[int] | None = None) -> None:
         self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_SOCK_DIAG)
         self.sock.settimeout(5)
         self.seq = 0
+        self.filter = b""
+        if ports:
+            code = port_filter(ports)
+            self.filter = struct.pack("=HH", 4 + len(code), _REQ_BYTECODE) + code
 
     def close(self) -> None:
         self.sock.close()
 
-    def rows(self) -> Iterable[TcpRow]:
+    def rows(self, states: int = ALL_STATES) -> Iterable[TcpRow]:
+        """The sockets (on the ports, when given) in ``states`` (a mask: bit N for state N)."""
         for family in (socket.AF_INET, socket.AF_INET6):
-            yield from self._dump(family)
+            yield from self._dump(family, states=states)
 
     def lookup(self, family: int, src: bytes, sport: int, dst: bytes, dport: int) -> TcpRow | None:
         """The one socket with this 4-tuple (an exact lookup, no walk over the hash table)."""
-        sockid = sock_key(src, sport, dst, dport) + struct.pack("=III", 0, 0xFFFFFFFF, 0xFFFFFFFF)  # any interface, no cookie
+        # any interface, no cookie
+        sockid = sock_key(src, sport, dst, dport) + struct.pack("=III", 0, 0xFFFFFFFF, 0xFFFFFFFF)
         try:
             rows = self._dump(family, sockid, flags=0x1)
         except OSError:
             return None
         return rows[0] if rows else None
 
-    def _dump(self, family: int, sockid: bytes = bytes(48), flags: int = 0x301) -> list[TcpRow]:
+    def _dump(self, family: int, sockid: bytes = bytes(48), flags: int = 0x301, states: int = ALL_STATES
+              ) -> list[TcpRow]:
         self.seq += 1
-        # inet_diag_req_v2: family, protocol, ext, pad, states (all), inet_diag_sockid
-        req = struct.pack("=BBBBI", family, socket.IPPROTO_TCP, 0, 0, 0xFFFFFFFF) + sockid
+        # inet_diag_req_v2: family, protocol, ext, pad, states, inet_diag_sockid; a dump's port filter
+        req = struct.pack("=BBBBI", family, socket.IPPROTO_TCP, 0, 0, states) + sockid
+        if flags & 0x300:
+            req += self.filter
         self.sock.send(_NL_HEADER.pack(16 + len(req), SOCK_DIAG_BY_FAMILY, flags, self.seq, 0) + req)
         single = not flags & 0x300
-        rows = []
+        rows: list[TcpRow] = []
         while True:
             data = self.sock.recv(1 << 17)
             off = 0
@@ -213,11 +253,12 @@ class SockDiag:
                 return rows
 
 
-def tcp_rows_source(proc: str = PROC):
-    """A function returning the current TCP sockets: netlink when the kernel allows, else /proc/net/tcp."""
+def tcp_rows_source(proc: str = PROC, ports: Iterable[int] | None = None):
+    """A function returning the current TCP sockets (with ``ports``: at least those on them): netlink
+    when the kernel allows (filtered by the kernel), else /proc/net/tcp (every socket)."""
     if proc == PROC:
         try:
-            diag = SockDiag()
+            diag = SockDiag(ports)
             list(diag.rows())
             return diag.rows
         except OSError:

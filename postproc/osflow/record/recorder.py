@@ -24,6 +24,7 @@ from ..errors import ExitStatus, InputError, OsflowError, ToolMissing, UsageErro
 from ..wireshark import find_tool
 from .capture import Capture, check_interface
 from .coverage import Coverage, coverage
+from .owners import KernelOwners
 from .procs import ProcInfo, pids_in_ps, ps_sections, user_name
 from .ring import CAPTURE, Ring, RingSocketLog, capture_files, parse_ring, socket_log_files
 from .socketlog import SocketLog
@@ -249,6 +250,8 @@ class Recorder:
         self.ss_file: RingSocketLog | IO[str] | None = None
         self.log: SocketLog | None = None
         self.trigger: SynTrigger | None = None
+        self.kernel: KernelOwners | None = None  # the owners from the kernel's events, else polls
+        self.no_kernel: str | None = None  # why not
         self.watcher: SocketWatcher | None = None
         self.capture: Capture | None = None
         # _run_command
@@ -338,12 +341,19 @@ class Recorder:
             else:  # held open while the log runs, closed by _stop (or below)
                 self.ss_file = open(self.path("ss.txt"), "w", encoding="utf-8")  # noqa: SIM115
                 self.log = SocketLog(self.ss_file, self.ports)
-            if not args.always_poll:
+            if args.always_poll:
+                self.no_kernel = "--always-poll"
+            else:
+                try:  # the owners from the kernel as connections happen; polls only for what it missed
+                    self.kernel = KernelOwners(self.ports)
+                except (OSError, AttributeError) as e:  # not root, no BTF or ring buffer, not Linux: polls
+                    self.no_kernel = (e.strerror if isinstance(e, OSError) else None) or str(e)
+            if self.kernel is None and not args.always_poll:
                 try:
                     self.trigger = SynTrigger(args.interface, self.ports)
                 except (OSError, AttributeError):  # not root (CAP_NET_RAW), not Linux: poll all the time
                     self.trigger = None
-            self.watcher = SocketWatcher(self.log, args.interval / 1000.0, self.trigger)
+            self.watcher = SocketWatcher(self.log, args.interval / 1000.0, self.trigger, kernel=self.kernel)
             self.watcher.start()
             self.watcher.ready.wait(60)
             if self.watcher.error is not None:
@@ -356,8 +366,10 @@ class Recorder:
         except BaseException:  # the socket log, the watcher or the capture could not start
             if self.watcher is not None:
                 self.watcher.stop()
-            if self.trigger is not None and (self.watcher is None or self.watcher.ident is None):
-                self.trigger.close()  # a watcher that ran closed it itself
+            if self.watcher is None or self.watcher.ident is None:  # a watcher that ran closed them itself
+                for opened in (self.trigger, self.kernel):
+                    if opened is not None:
+                        opened.close()
             if self.capture is not None:
                 self.capture.stop()
             if self.log is not None:
@@ -481,6 +493,11 @@ class Recorder:
             if capture.loopback
             else None,
             "socket_log": {
+                # where the owners came from: the kernel's connect and accept events, or polls (and why)
+                "owners": "kernel: eBPF on the connect, accept and listen syscall tracepoints, a poll every "
+                f"{SocketWatcher.SAFETY:g} s for the rest" if self.kernel is not None else f"polls: {self.no_kernel}",
+                "kernel_events": self.kernel.events if self.kernel is not None else None,
+                "kernel_events_lost": self.kernel.lost if self.kernel is not None else None,
                 "interval_ms": args.interval,
                 "syn_trigger": trigger is not None,
                 "syns_seen": trigger.syns if trigger is not None else None,

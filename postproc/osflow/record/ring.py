@@ -65,11 +65,13 @@ def parse_ring(values: Sequence[str]) -> Ring:
     >>> parse_ring(["files:3"])
     Traceback (most recent call last):
     ...
-    osflow.errors.UsageError: -b files:3: a ring also needs when to switch files: -b filesize:KB, -b duration:SECONDS, -b interval:SECONDS or -b packets:N
+    osflow.errors.UsageError: -b files:3: a ring also needs when to switch files: -b filesize:KB, -b duration:SECONDS, \
+-b interval:SECONDS or -b packets:N
     >>> parse_ring(["size:10"])
     Traceback (most recent call last):
     ...
-    osflow.errors.UsageError: -b size:10: expected KEY:VALUE with KEY one of files, filesize, duration, interval, packets (as dumpcap's -b)
+    osflow.errors.UsageError: -b size:10: expected KEY:VALUE with KEY one of files, filesize, duration, interval, \
+packets (as dumpcap's -b)
     """
     found: dict[str, int] = {}
     for text in values:
@@ -134,7 +136,7 @@ class RingSocketLog:
     def __init__(self, directory: str) -> None:
         self.dir = directory
         self.number = 1  # dumpcap's first file is number 1
-        self.file = open(os.path.join(directory, ss_name(1)), "w", encoding="utf-8")
+        self.file = open(os.path.join(directory, ss_name(1)), "w", encoding="utf-8")  # noqa: SIM115 - open until finish()
         self.recent: deque[tuple[float, str]] = deque()
         self.switches = 0
         self.removed = 0
@@ -172,7 +174,7 @@ class RingSocketLog:
         self.file.close()
         self.number = number
         self.switches += 1
-        self.file = open(os.path.join(self.dir, ss_name(number)), "w", encoding="utf-8")
+        self.file = open(os.path.join(self.dir, ss_name(number)), "w", encoding="utf-8")  # noqa: SIM115 - as above
         self.recent.clear()
         for _, text in replay:
             self.file.write(text)
@@ -186,7 +188,7 @@ class RingSocketLog:
         capture files from k to the next socket-log file's number (the current one is kept)."""
         logs = socket_log_files(self.dir)
         removed = []
-        for (number, path), (following, _) in zip(logs, logs[1:]):
+        for (number, path), (following, _) in zip(logs, logs[1:], strict=False):
             if following <= oldest_capture and number != self.number:
                 try:
                     os.unlink(path)

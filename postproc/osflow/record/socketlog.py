@@ -8,6 +8,7 @@ line format (:func:`ss_line`) under ``### <epoch> …`` lines, as :func:`osflow.
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import socket
 import time
@@ -15,7 +16,18 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO
 
-from .kernel import PROC, TCP_STATES, SockDiag, TcpRow, format_address, read_file, sock_key, tcp_rows_source
+from .kernel import (
+    HELD_STATES,
+    PROC,
+    TCP_STATES,
+    SockDiag,
+    TcpRow,
+    format_address,
+    read_file,
+    sock_key,
+    tcp_rows_source,
+)
+from .owners import CONNECT, LISTEN, Event
 from .procs import ProcInfo, all_pids, comm_of, proc_info
 
 Owner = tuple  # (comm, pid, fd)
@@ -175,8 +187,12 @@ class SocketLog:
         self.out = out
         self.ports = frozenset(ports)
         self.proc = proc
-        self.rows = rows or tcp_rows_source(proc)
-        self.source = "netlink sock_diag" if isinstance(getattr(self.rows, "__self__", None), SockDiag) else "/proc/net/tcp"
+        self.rows = rows or tcp_rows_source(proc, self.ports)
+        diag = getattr(self.rows, "__self__", None)
+        netlink = isinstance(diag, SockDiag)
+        self.source = "netlink sock_diag" if netlink else "/proc/net/tcp"
+        #: the sockets a process may hold (no TIME-WAIT: a busy port has thousands, without owner)
+        self.held_rows = functools.partial(diag.rows, HELD_STATES) if isinstance(diag, SockDiag) else self.rows
         self.owners: dict[int, tuple[Owner, ...]] = {}  # inode -> owners
         self.seen: dict[int, object] = {}  # inode -> 4-tuple key as logged
         self.port_pids: dict[int, dict[int, None]] = {}  # local port -> pids that held a socket on it
@@ -200,6 +216,8 @@ class SocketLog:
         self.without_owner = 0
         self.syn_lookups = 0
         self.syn_senders = 0  # sockets gone before their SYN's lookup, logged with the sender the kernel saw
+        self.kernel_owners = 0  # sockets logged from the kernel's connect and accept events (from_kernel)
+        self._comms: dict[int, str] = {}  # pid -> its name, for the kernel's events from its other threads
         self.attempts: dict[int, int] = {}  # inode -> polls that did not find its owner
         # housekeeping (:meth:`housekeeping`): the dicts above forget what is gone; a ring's hook
         self.on_housekeeping: Callable[[SocketLog], None] | None = None
@@ -374,8 +392,8 @@ class SocketLog:
                     self._note(row.inode, owners)
                     self._remember(row, owners)
             lines.append(row_line(row, owners))
-        for inode, owners in holders.items():  # sockets not on the ports (yet): unbound, other ports
-            self.owners.setdefault(inode, tuple(owners))
+        for inode, held in holders.items():  # sockets not on the ports (yet): unbound, other ports
+            self.owners.setdefault(inode, tuple(held))
         self._block(f"{label}: every socket on the captured ports (/proc/*/fd walk)", lines, when)
 
     def poll(self) -> None:
@@ -385,7 +403,7 @@ class SocketLog:
         new: list[TcpRow] = []
         seen = self.seen
         ports = self.ports
-        for row in self.rows():
+        for row in self.held_rows():
             inode = row.inode
             if not inode:  # TIME-WAIT, not yet accepted: no owner to find
                 continue
@@ -428,6 +446,51 @@ class SocketLog:
         self._block("SYN, sender from the kernel (gone before its lookup)", [ss_line("SYN-SENT", 0, 0, local, remote,
                                                                                       [owner])], time.time())
 
+    def from_kernel(self, events: Iterable[Event]) -> None:
+        """Sockets the kernel saw their process connect, accept or listen on (:mod:`osflow.record.owners`):
+        logged with that owner at once, no look into /proc (one block per burst, at its first event's time)."""
+        lines: list[str] = []
+        first = last = 0.0
+        for ev in events:
+            if self.seen.get(ev.inode) == ev.key:
+                continue
+            if lines and ev.when - last > self.KERNEL_BLOCK_GAP:
+                self._block(f"kernel: connect, accept ({len(lines)})", lines, first)
+                lines = []
+            if not lines:
+                first = ev.when
+            last = ev.when
+            owner = (self._comm(ev), ev.pid, ev.fd)
+            self.seen[ev.inode] = ev.key
+            self.attempts.pop(ev.inode, None)
+            self.unresolved.pop(ev.inode, None)
+            self._note(ev.inode, (owner,))
+            _latest(self.socket_pids, ev.pid)
+            lport, rport = ev.local[1], ev.remote[1]
+            if ev.kind != CONNECT or lport in self.ports:
+                self.port_pids.setdefault(lport, {})[ev.pid] = None
+            elif rport in self.ports:
+                _latest(self.client_pids.setdefault(rport, {}), ev.pid)
+            state = "LISTEN" if ev.kind == LISTEN else "ESTAB" if ev.established else "SYN-SENT"
+            lines.append(ss_line(state, 0, 0, ev.local, ev.remote, [owner]))
+            self.kernel_owners += 1
+        if lines:
+            self._block(f"kernel: connect, accept ({len(lines)})", lines, first)
+
+    #: the kernel's events further apart than this (seconds) go to blocks of their own (their own time)
+    KERNEL_BLOCK_GAP = 0.005
+
+    def _comm(self, ev: Event) -> str:
+        """The process's name as ss shows it: the event's (its thread's) when the main thread
+        connected, else /proc's (once per process), else the thread's."""
+        if ev.tid == ev.pid:
+            return ev.comm
+        comm = self._comms.get(ev.pid)
+        if comm is None:
+            comm = comm_of(ev.pid, self.proc)
+            comm = self._comms[ev.pid] = ev.comm if comm == "?" else comm
+        return comm
+
     def _log_new(self, new: list[TcpRow], when: float, source: str) -> None:
         needed = {r.inode: (r.lport, r.rport, r.uid) for r in new if r.inode not in self.owners}
         if needed:
@@ -453,6 +516,10 @@ class SocketLog:
 
     # -- housekeeping: hours of recording in flat memory, the ring's socket log switched
 
+    def housekeeping_due(self) -> bool:
+        """Whether :meth:`housekeeping` is due (a poll does it itself; a watcher that seldom polls asks)."""
+        return time.perf_counter() >= self._next_housekeeping
+
     def housekeeping(self, now: float | None = None) -> None:
         """What a poll does every :attr:`HOUSEKEEPING_EVERY` seconds (``now``: ``time.perf_counter()``):
         :meth:`prune` when due, then :attr:`on_housekeeping` (a ring's check for a new capture file)."""
@@ -470,12 +537,12 @@ class SocketLog:
         :attr:`gone` (the latest :attr:`MAX_GONE`, for ``meta.json``).  Returns the entries dropped.
 
         A socket forgotten too early (not listed yet) is only looked up again when it is."""
-        alive = {row.inode for row in self.rows() if row.inode}
+        alive = {row.inode for row in self.held_rows() if row.inode}
         pids = set(all_pids(self.proc))
         dropped = 0
         for by_inode in (self.owners, self.seen, self.attempts, self.unresolved):
             dropped += _drop(by_inode, alive)
-        for by_pid in (self.socket_pids, self.pid_uid):
+        for by_pid in (self.socket_pids, self.pid_uid, self._comms):
             dropped += _drop(by_pid, pids)
         for by_port in (self.port_pids, self.client_pids):
             for port in list(by_port):
@@ -506,7 +573,7 @@ class SocketLog:
         first logged it is removed with its capture file."""
         when = time.time()
         ports, owners = self.ports, self.owners
-        lines = [row_line(row, owners[row.inode]) for row in self.rows()
+        lines = [row_line(row, owners[row.inode]) for row in self.held_rows()
                  if (row.lport in ports or row.rport in ports) and row.inode in owners]
         self._block(label, lines, when)
 
@@ -522,6 +589,7 @@ class SocketLog:
             "new_sockets_without_owner": self.without_owner,
             "syn_lookups": self.syn_lookups,
             "syn_senders_gone": self.syn_senders,
+            "kernel_owners": self.kernel_owners,
             "unreadable_pids": self.unreadable(),
             "pruned": self.pruned,
         }

@@ -1,5 +1,7 @@
 """When the socket log looks: :class:`SocketWatcher` runs a :class:`~osflow.record.socketlog.SocketLog`
-in a thread (a snapshot, polls, a snapshot at the end), in bursts after each SYN that a
+in a thread (a snapshot, polls, a snapshot at the end).  With the kernel's owners
+(:class:`~osflow.record.owners.KernelOwners`) it reads their events every ``drain`` seconds and
+polls only every ``safety`` seconds, for what no event named.  Else it polls in bursts after each SYN that a
 :class:`SynTrigger` sees (as root), else every ``--interval``.  With the trigger, a second thread
 takes the SYNs as they come: it looks each connecting socket up (netlink, an exact lookup) and its
 owner in COMMAND's tree at once, while a poll may still be running."""
@@ -17,6 +19,7 @@ from collections.abc import Iterable
 
 from .ebpf import SynSenders
 from .kernel import PORT_PAIR, SockDiag
+from .owners import KernelOwners
 from .procs import comm_of
 from .socketlog import Owner, SocketLog, fd_of, syn_owner
 
@@ -149,17 +152,31 @@ class SynTrigger:
 class SocketWatcher(threading.Thread):
     """Runs a :class:`SocketLog`: a snapshot, polls, a snapshot at the end.
 
-    With a :class:`SynTrigger`, polls come in bursts every ``interval`` seconds for ``burst``
-    seconds after each SYN, and every ``idle`` seconds otherwise; without, every ``interval``.
+    With :class:`~osflow.record.owners.KernelOwners` (``kernel``), the kernel's events are read every
+    ``drain`` seconds and a poll runs every ``safety`` seconds (for sockets no event named: a
+    listener opened meanwhile, an event lost); else, with a :class:`SynTrigger`, polls come in bursts
+    every ``interval`` seconds for ``burst`` seconds after each SYN, and every ``idle`` seconds
+    otherwise; without either, every ``interval``.
     """
 
+    #: how often the kernel's events are read (seconds): their ring buffer holds thousands; after a
+    #: read of :attr:`BUSY` events or more, again after :attr:`DRAIN_BUSY`
+    DRAIN = 0.1
+    DRAIN_BUSY = 0.01
+    BUSY = 200
+    #: how often a poll looks for sockets the kernel's events did not name (seconds); at once when
+    #: the ring buffer was full (events lost)
+    SAFETY = 5.0
+
     def __init__(
-        self, log: SocketLog, interval: float, trigger: SynTrigger | None = None, idle: float = 0.01, burst: float = 0.05
+        self, log: SocketLog, interval: float, trigger: SynTrigger | None = None, idle: float = 0.01,
+        burst: float = 0.05, kernel: KernelOwners | None = None,
     ) -> None:
         super().__init__(name="osflow-socket-log", daemon=True)
         self.log = log
         self.interval = interval
         self.trigger = trigger
+        self.kernel = kernel
         self.idle = max(idle, interval)
         self.burst = burst
         self.ready = threading.Event()
@@ -187,7 +204,9 @@ class SocketWatcher(threading.Thread):
             except (OSError, AttributeError):
                 pass
             self.log.snapshot("start")
-            if self.trigger is None:
+            if self.kernel is not None:
+                self._from_kernel()
+            elif self.trigger is None:
                 self.ready.set()
                 next_at = time.monotonic()
                 while not self._halt.is_set():
@@ -229,7 +248,40 @@ class SocketWatcher(threading.Thread):
         finally:
             if self.trigger is not None:
                 self.trigger.close()
+            if self.kernel is not None:
+                self.kernel.close()
             self.ready.set()
+
+    def _drain(self) -> int:
+        """Log the kernel's events; how many there were."""
+        assert self.kernel is not None  # only with the kernel's owners
+        events = self.kernel.read()
+        if events:
+            with self._lock:
+                self.log.from_kernel(events)
+        return len(events)
+
+    def _from_kernel(self) -> None:
+        """The kernel's events every :attr:`DRAIN` seconds, a poll every :attr:`SAFETY` seconds
+        (after the events, so it looks only for what they did not name), housekeeping when due."""
+        kernel = self.kernel
+        assert kernel is not None  # only with the kernel's owners
+        self.ready.set()
+        next_poll = time.monotonic() + self.SAFETY
+        lost = 0
+        pace = self.DRAIN
+        while not self._halt.wait(pace):
+            pace = self.DRAIN_BUSY if self._drain() >= self.BUSY else self.DRAIN
+            if kernel.lost != lost:
+                lost = kernel.lost
+                next_poll = 0.0
+            if time.monotonic() >= next_poll:
+                self._poll()
+                next_poll = time.monotonic() + self.SAFETY
+            elif self.log.housekeeping_due():
+                with self._lock:
+                    self.log.housekeeping()
+        self._drain()
 
     def _syns(self) -> None:
         """The SYN thread: each connection attempt on a captured port is looked up at once (netlink,
@@ -239,6 +291,8 @@ class SocketWatcher(threading.Thread):
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), -10)
         except (OSError, AttributeError):
             pass
+        trigger = self.trigger
+        assert trigger is not None  # this thread runs only with the trigger
         diag: SockDiag | None = None
         try:
             diag = SockDiag()
@@ -247,21 +301,26 @@ class SocketWatcher(threading.Thread):
         try:
             self._syns_ready.set()
             while not self._halt.is_set():
-                ready, _, _ = select.select([self.trigger], [], [], 0.05)
-                found = self.trigger.drain() if ready else None
+                ready, _, _ = select.select([trigger], [], [], 0.05)
+                found = trigger.drain() if ready else None
                 if found is None:
                     continue
                 self._burst_until = time.monotonic() + self.burst
-                for syn in dict.fromkeys(found) if diag is not None else ():  # loopback shows each packet twice
-                    sender = self.trigger.sender(syn)  # known for certain, even if the socket is gone already
-                    row = diag.lookup(*syn)
+                if diag is None:  # no exact lookups: the burst of polls only
+                    self._woken.set()
+                    continue
+                for syn in dict.fromkeys(found):  # loopback shows each packet twice
+                    sender = trigger.sender(syn)  # known for certain, even if the socket is gone already
+                    family, src, sport, dst, dport = syn
+                    row = diag.lookup(family, src, sport, dst, dport)
                     if row is None or not row.inode:
                         if sender is not None:
                             with self._lock:
-                                self.log.sent_syn(*syn, sender)
+                                self.log.sent_syn(family, src, sport, dst, dport, sender)
                         continue
                     comm, pid, _ = sender if sender is not None else (None, None, None)
                     fd = fd_of(pid, row.inode) if pid is not None else None
+                    owner: Owner | None
                     if fd is not None:  # the sender holds it: confirmed
                         owner = comm, pid, fd
                     else:
