@@ -68,7 +68,9 @@ class Prose:
             response = mysql_response(ex.response)
             return PairText(plain, response, plain, response or "")
         if isinstance(req, MysqlCommand):
-            if req.command == "query":
+            if req.command == "query" and req.text is None:
+                plain = "query (text not read)"  # tshark 4.0 loses it after typed query attributes (MySQL 8.1+)
+            elif req.command == "query":
                 plain = " ".join((req.text or "").split())
                 if not self.show:
                     plain = tok.hide_sql_secrets(plain)
