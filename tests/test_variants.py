@@ -169,3 +169,10 @@ def test_http_100_continue_is_not_a_response_without_request():
     assert _pairs("captures-other/http-100-continue", pdml=True)[0] == pairs
     assert "mid-conversation" not in err
     assert [(p["request"], p["response"]) for p in pairs] == [("POST /resource_classes", "201 Created")] * 2
+
+
+def test_mysql_query_whose_text_tshark_lost_says_so():
+    """A COM_QUERY with typed query attributes, whose text tshark 4.0 does not find: said so, not an
+    empty request."""
+    said = _said(_both("captures-zeek/mysql9-query-attributes"), 0)
+    assert said == [("login root@-", "OK"), ("ping", "OK"), ("query (text not read)", "1 row"), ("quit", "closed")]

@@ -575,7 +575,9 @@ class Mysql(ProtocolModule):
             if req.tls:
                 plain = "TLS session (login and queries encrypted)"
         elif isinstance(req, MysqlCommand):
-            if req.command == "query":
+            if req.command == "query" and req.text is None:
+                plain = "query (text not read)"  # tshark 4.0 loses it after typed query attributes (MySQL 8.1+)
+            elif req.command == "query":
                 plain = " ".join((req.text or "").split())
                 if not words.show:
                     plain = tok.hide_sql_secrets(plain)
