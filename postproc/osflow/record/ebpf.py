@@ -200,6 +200,21 @@ def _bpf(cmd: int, attr: bytes) -> int:
     return fd
 
 
+def load_program(prog: bytes, kind: int, what: str) -> int:
+    """Load the eBPF program ``prog`` (``kind``: its program type) and return its fd; the kernel's
+    verifier's last word, when it refuses, is the :class:`OSError`'s message, naming ``what``."""
+    insns = ctypes.create_string_buffer(prog, len(prog))
+    licence = ctypes.create_string_buffer(b"GPL")
+    log = ctypes.create_string_buffer(1 << 16)
+    attr = struct.pack("=IIQQIIQII", kind, len(prog) // 8, ctypes.addressof(insns),
+                       ctypes.addressof(licence), 1, len(log), ctypes.addressof(log), 0, 0)
+    try:
+        return _bpf(_PROG_LOAD, attr)
+    except OSError as e:
+        why = log.value.decode("ascii", "replace").strip().splitlines()
+        raise OSError(e.errno, f"the kernel refused the {what}: {why[-1] if why else e.strerror}") from None
+
+
 class SynSenders:
     """The filter and its map; :meth:`attach` puts the filter on a packet socket."""
 
@@ -207,7 +222,7 @@ class SynSenders:
         self.map_fd = _bpf(_MAP_CREATE, struct.pack("=IIIII", _MAP_TYPE_LRU_HASH, KEY.size, VALUE.size,
                                                      max_entries, 0))
         try:
-            self.prog_fd = self._load(program(self.map_fd))
+            self.prog_fd = load_program(program(self.map_fd), _PROG_TYPE_SOCKET_FILTER, "SYN filter")
         except OSError:
             os.close(self.map_fd)
             raise
@@ -216,19 +231,6 @@ class SynSenders:
         self._lookup = struct.pack("=IIQQQ", self.map_fd, 0, ctypes.addressof(self._key),
                                    ctypes.addressof(self._value), 0)
         self._delete = struct.pack("=IIQ", self.map_fd, 0, ctypes.addressof(self._key))  # nothing past the key
-
-    @staticmethod
-    def _load(prog: bytes) -> int:
-        insns = ctypes.create_string_buffer(prog, len(prog))
-        licence = ctypes.create_string_buffer(b"GPL")
-        log = ctypes.create_string_buffer(1 << 16)
-        attr = struct.pack("=IIQQIIQII", _PROG_TYPE_SOCKET_FILTER, len(prog) // 8, ctypes.addressof(insns),
-                           ctypes.addressof(licence), 1, len(log), ctypes.addressof(log), 0, 0)
-        try:
-            return _bpf(_PROG_LOAD, attr)
-        except OSError as e:
-            why = log.value.decode("ascii", "replace").strip().splitlines()
-            raise OSError(e.errno, f"the kernel refused the SYN filter: {why[-1] if why else e.strerror}") from None
 
     def attach(self, sock: socket.socket) -> None:
         sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_BPF, self.prog_fd)

@@ -51,7 +51,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from .ebpf import _bpf, insn
+from .ebpf import _bpf, insn, load_program
 from .kernel import sock_key
 
 BTF_PATH = "/sys/kernel/btf/vmlinux"
@@ -60,7 +60,7 @@ TRACEFS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 NO_BPF_ENV = "OSFLOW_NO_BPF"
 
 _PERF_EVENT_OPEN = {"x86_64": 298, "aarch64": 241}
-_MAP_CREATE, _MAP_LOOKUP_ELEM_CMD, _MAP_UPDATE_ELEM_CMD, _MAP_DELETE_ELEM_CMD, _PROG_LOAD = 0, 1, 2, 3, 5
+_MAP_CREATE, _MAP_LOOKUP_ELEM_CMD, _MAP_UPDATE_ELEM_CMD, _MAP_DELETE_ELEM_CMD = 0, 1, 2, 3
 _MAP_HASH, _MAP_ARRAY, _MAP_LRU_HASH, _MAP_RINGBUF = 1, 2, 9, 27
 _PROG_TYPE_TRACEPOINT = 5
 _PERF_TYPE_TRACEPOINT = 2
@@ -474,19 +474,6 @@ def _map(kind: int, key: int, value: int, entries: int, what: str) -> int:
         raise OSError(e.errno, f"the kernel refused the {what} map: {e.strerror}") from None
 
 
-def _load(prog: bytes, what: str) -> int:
-    insns = ctypes.create_string_buffer(prog, len(prog))
-    licence = ctypes.create_string_buffer(b"GPL")
-    log = ctypes.create_string_buffer(1 << 16)
-    attr = struct.pack("=IIQQIIQII", _PROG_TYPE_TRACEPOINT, len(prog) // 8, ctypes.addressof(insns),
-                       ctypes.addressof(licence), 1, len(log), ctypes.addressof(log), 0, 0)
-    try:
-        return _bpf(_PROG_LOAD, attr)
-    except OSError as e:
-        why = log.value.decode("ascii", "replace").strip().splitlines()
-        raise OSError(e.errno, f"the kernel refused the {what} program: {why[-1] if why else e.strerror}") from None
-
-
 class KernelOwners:
     """The programs, their maps and perf events; :meth:`read` gives the connections seen since.
 
@@ -522,7 +509,7 @@ class KernelOwners:
                         exit_program(ACCEPT, o, ports_fd, ring, lost), exit_program(ACCEPT, o, ports_fd, ring, lost),
                         enter_connect(connecting), exit_program(LISTEN, o, ports_fd, ring, lost, connecting)]
             for name, tp, prog in zip(_TRACEPOINTS, ids, programs, strict=True):
-                prog_fd = self._keep(_load(prog, name))
+                prog_fd = self._keep(load_program(prog, _PROG_TYPE_TRACEPOINT, f"{name} program"))
                 event = self._keep(_perf_event_open(tp))
                 _ioctl(event, _PERF_EVENT_IOC_SET_BPF, prog_fd)
                 _ioctl(event, _PERF_EVENT_IOC_ENABLE, 0)
