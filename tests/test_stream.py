@@ -30,7 +30,7 @@ from support import FIXTURES, tshark
 pytestmark = pytest.mark.tshark
 CAPTURES = sorted(str(p.parent.relative_to(FIXTURES)) for p in FIXTURES.rglob("capture.pcapng"))
 STREAMED = ("json", "otlp", "stats")
-COLLECTED = ("timeline", "md", "mermaid")
+COLLECTED = ("timeline", "md", "mermaid", "map")
 
 
 @functools.cache
