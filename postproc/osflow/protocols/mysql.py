@@ -46,7 +46,7 @@ _MYSQL_NOT_REPLIES = frozenset({"mysql.server_greeting", "mysql.login_request", 
 #: The fields ``osflow-post -r`` asks tshark for.
 FIELDS = (
     "mysql.packet_number", "mysql.packet_length", "mysql.version", "mysql.max_packet", "mysql.user", "mysql.schema",
-    "mysql.command",
+    "mysql.command", "mysql.table_name",
     "mysql.query", "mysql.num_fields", "mysql.field.catalog", "mysql.field.db", "mysql.field.org_table",
     "mysql.eof", "mysql.affected_rows", "mysql.error_code", "mysql.error.message", "mysql.auth_switch_request.name",
     "mysql.response_code", "mysql.message",
@@ -86,6 +86,9 @@ def mysql_response(resp: Message | None) -> str | None:
     if resp.kind == "rows":
         text = "1 row" if resp.rows == 1 else f"{resp.rows} rows"
         return text if resp.complete else text + " (incomplete)"
+    if resp.kind == "columns":
+        text = "1 column" if resp.columns == 1 else f"{resp.columns} columns"
+        return text if resp.complete else text + " (incomplete)"
     if resp.kind == "eof":
         return "EOF"
     if resp.kind == "text":
@@ -115,7 +118,7 @@ class _MysqlReplyState:
     dst: Address
     start: float
     frames: list[int] = field(default_factory=list)
-    phase: str = "start"  # start | columns | rows
+    phase: str = "start"  # start | columns | rows; fields: a field list's column definitions
     columns: int = 0
     column_defs: int = 0
     rows: int = 0
@@ -129,6 +132,9 @@ class MysqlDecoder(LayerDecoder):
 
     def __init__(self) -> None:
         self._mysql: dict[tuple[int, Address], _MysqlReplyState] = {}
+        #: The connections (stream, server) whose next reply answers a COM_FIELD_LIST: column
+        #: definitions and an EOF, with no column-count packet before them.
+        self._field_lists: set[tuple[int, Address]] = set()
 
     def layer(self, p: Packet, layer: Layer, frames: tuple[int, ...], start: float) -> Iterator[Message]:
         if layer.has("mysql.error_code") and layer.get("mysql.packet_number") == "0":
@@ -197,6 +203,9 @@ class MysqlDecoder(LayerDecoder):
             text = layer.get("mysql.query")
             if text is None and name == "init_db":
                 text = layer.get("mysql.schema")
+            elif name == "field_list":
+                text = layer.get("mysql.table_name")
+                self._field_lists.add((p.stream, p.dst))
             return MysqlCommand(**common, is_request=True, command=name, text=text)
         # server -> client: part of a reply
         key = (p.stream, p.src)
@@ -225,6 +234,9 @@ class MysqlDecoder(LayerDecoder):
         is_eof = "mysql.eof" in names or ("mysql.response_code" in names
                                           and to_int(layer.get("mysql.response_code")) == 0xFE)
         is_ok = "mysql.affected_rows" in names
+        if st.phase == "fields" and (is_eof or is_ok):
+            del self._mysql[key]  # the EOF (or, with CLIENT_DEPRECATE_EOF, the OK) after a field list
+            return self._columns_reply(p.stream, st, complete=True)
         if st.phase == "columns" and is_eof and not is_ok:
             st.phase = "rows"  # the intermediate EOF after the column definitions
             return None
@@ -254,6 +266,9 @@ class MysqlDecoder(LayerDecoder):
         st = self._mysql.get(key)
         if st is None:
             st = self._mysql[key] = _MysqlReplyState(src=p.src, dst=p.dst, start=start)
+            if key in self._field_lists:
+                self._field_lists.discard(key)
+                st.phase = "fields"
         if not st.frames or st.frames[-1] != p.number:  # frames come in order
             st.frames.append(p.number)
         st.end = p.time
@@ -283,10 +298,18 @@ class MysqlDecoder(LayerDecoder):
             tables=tuple(st.tables),
         )
 
+    def _columns_reply(self, stream: int, st: _MysqlReplyState, complete: bool) -> MysqlReply:
+        return MysqlReply(**self._reply_common(stream, st), is_request=False, complete=complete, kind="columns",
+                          columns=st.column_defs, schemas=tuple(st.schemas), tables=tuple(st.tables))
+
     def _flush_mysql(self, stream: int, src: Address) -> Iterator[Message]:
-        """A result set still open when its connection closes or the input ends: incomplete."""
+        """A result set or field list still open when its connection closes or the input ends: incomplete."""
+        self._field_lists.discard((stream, src))
         st = self._mysql.pop((stream, src), None)
         if st is None or st.phase == "start":
+            return
+        if st.phase == "fields":
+            yield self._columns_reply(stream, st, complete=False)
             return
         yield self._rows_reply(stream, st, complete=False)
 
@@ -415,6 +438,7 @@ def mysql_layers(row: Row) -> list[Layer]:
         queries = values("mysql.query")
         schemas = values("mysql.schema")
         numbers = values("mysql.packet_number")
+        table_names = values("mysql.table_name")  # one per COM_FIELD_LIST (command 4)
         for i, code in enumerate(commands):
             fields = [("mysql.request", ""), ("mysql.command", code)]
             if len(numbers) == len(commands):
@@ -423,6 +447,8 @@ def mysql_layers(row: Row) -> list[Layer]:
                 fields.append(("mysql.query", queries[i]))
             if i < len(schemas):
                 fields.append(("mysql.schema", schemas[i]))
+            if code == "4" and table_names:
+                fields.append(("mysql.table_name", table_names.pop(0)))
             layers.append(Layer("mysql", tuple(fields)))
         return layers
     switches = values("mysql.auth_switch_request.name")
@@ -581,6 +607,8 @@ class Mysql(ProtocolModule):
                 plain = " ".join((req.text or "").split())
                 if not words.show:
                     plain = tok.hide_sql_secrets(plain)
+            elif req.command == "field_list":
+                plain = "field list" + (f" {req.text}" if req.text else "")
             else:
                 plain = req.command + (f" {req.text}" if req.text else "")
         else:
@@ -640,6 +668,9 @@ class Mysql(ProtocolModule):
             tables = tables_in(sql)
             table = tables[0] if tables else None
             name = f"{operation} {table}" if table else operation
+        elif isinstance(req, MysqlCommand) and req.command == "field_list" and req.text:
+            operation, table = req.command, req.text  # COM_FIELD_LIST names its table
+            name = f"{operation} {table}"
         elif isinstance(req, MysqlCommand):
             operation = name = req.command
         else:
