@@ -171,11 +171,11 @@ def test_http_100_continue_is_not_a_response_without_request():
     assert [(p["request"], p["response"]) for p in pairs] == [("POST /resource_classes", "201 Created")] * 2
 
 
-def test_mysql_query_whose_text_tshark_lost_says_so():
-    """A COM_QUERY with typed query attributes, whose text tshark 4.0 does not find: said so, not an
-    empty request."""
+def test_mysql_query_with_attributes_shows_its_text():
+    """A COM_QUERY with typed query attributes (``CLIENT_QUERY_ATTRIBUTES``), whose text tshark 4.0 does
+    not find after them: read from the PDU's bytes, from ``-r`` as from PDML."""
     said = _said(_both("captures-zeek/mysql9-query-attributes"), 0)
-    assert said == [("login root@-", "OK"), ("ping", "OK"), ("query (text not read)", "1 row"), ("quit", "closed")]
+    assert said == [("login root@-", "OK"), ("ping", "OK"), ("SELECT version()", "1 row"), ("quit", "closed")]
 
 
 def test_mysql_field_list_is_a_pair_of_its_table_and_columns():

@@ -46,7 +46,7 @@ _MYSQL_NOT_REPLIES = frozenset({"mysql.server_greeting", "mysql.login_request", 
 #: The fields ``osflow-post -r`` asks tshark for.
 FIELDS = (
     "mysql.packet_number", "mysql.packet_length", "mysql.version", "mysql.max_packet", "mysql.user", "mysql.schema",
-    "mysql.command", "mysql.table_name",
+    "mysql.command", "mysql.table_name", "mysql.query_attrs_count",
     "mysql.query", "mysql.num_fields", "mysql.field.catalog", "mysql.field.db", "mysql.field.org_table",
     "mysql.eof", "mysql.affected_rows", "mysql.error_code", "mysql.error.message", "mysql.auth_switch_request.name",
     "mysql.response_code", "mysql.message",
@@ -449,6 +449,8 @@ def mysql_layers(row: Row) -> list[Layer]:
                 fields.append(("mysql.schema", schemas[i]))
             if code == "4" and table_names:
                 fields.append(("mysql.table_name", table_names.pop(0)))
+            if code == "3" and i >= len(queries) and row.get("mysql.query_attrs_count"):
+                fields.append(("mysql.query_attrs", ""))  # its text lost in them: read from the bytes
             layers.append(Layer("mysql", tuple(fields)))
         return layers
     switches = values("mysql.auth_switch_request.name")
@@ -501,6 +503,85 @@ def mysql_layers(row: Row) -> list[Layer]:
     return layers
 
 
+# --------------------------------------------------------------------------- query attributes
+
+#: Binary-protocol value sizes by MySQL column type: fixed sizes, then the types whose value is a
+#: one-byte length and that many bytes (dates and times); every other type is a length-encoded string.
+_FIXED_SIZES = {0x01: 1, 0x02: 2, 0x0D: 2, 0x03: 4, 0x09: 4, 0x04: 4, 0x08: 8, 0x05: 8, 0x06: 0}
+_SIZED_TYPES = frozenset({0x07, 0x0A, 0x0B, 0x0C})
+
+
+def _lenenc(b: bytes, pos: int) -> tuple[int, int]:
+    """A length-encoded integer at ``pos``: (its value, the position after it)."""
+    first = b[pos]
+    width = {0xFC: 2, 0xFD: 3, 0xFE: 8}.get(first, 0)
+    if width == 0:
+        if first > 0xFB:
+            raise ValueError(f"no length-encoded integer starts with {first:#x}")
+        return first, pos + 1
+    if pos + 1 + width > len(b):
+        raise IndexError("length-encoded integer cut short")
+    return int.from_bytes(b[pos + 1:pos + 1 + width], "little"), pos + 1 + width
+
+
+def query_with_attributes(body: bytes) -> str | None:
+    """The SQL text of a COM_QUERY body that carries query attributes (``CLIENT_QUERY_ATTRIBUTES``:
+    count, set count, null bitmap, types and names, binary values, then the text), or None.
+
+    >>> query_with_attributes(bytes.fromhex("03010100010300016e2a000000") + b"SELECT 1")
+    'SELECT 1'
+    >>> query_with_attributes(b"\\x03\\x00\\x01SELECT 2")
+    'SELECT 2'
+    """
+    try:
+        if body[:1] != b"\x03":
+            return None
+        count, pos = _lenenc(body, 1)
+        _, pos = _lenenc(body, pos)  # the parameter set count: always 1
+        if count:
+            nulls = body[pos:pos + (count + 7) // 8]
+            pos += (count + 7) // 8
+            if body[pos] != 1:  # no types sent: the values cannot be skipped
+                return None
+            pos += 1
+            types = []
+            for _ in range(count):
+                types.append(body[pos])  # then a flag byte (0x80: unsigned)
+                length, pos = _lenenc(body, pos + 2)
+                pos += length
+            for i, t in enumerate(types):
+                if nulls[i // 8] & (1 << (i % 8)):
+                    continue
+                if t in _FIXED_SIZES:
+                    pos += _FIXED_SIZES[t]
+                elif t in _SIZED_TYPES:
+                    pos += 1 + body[pos]
+                else:
+                    length, pos = _lenenc(body, pos)
+                    pos += length
+        if pos > len(body):
+            return None
+        return body[pos:].decode("utf-8", "replace")
+    except (IndexError, ValueError):
+        return None
+
+
+def _query_in_payload(payload: str | None, length: int | None) -> str | None:
+    """The text of the first COM_QUERY in a TCP payload (hex) that has query attributes, or None."""
+    try:
+        b = bytes.fromhex((payload or "").replace(":", ""))
+    except ValueError:
+        return None
+    pos = 0
+    while pos + 4 <= len(b):
+        size = int.from_bytes(b[pos:pos + 3], "little")
+        body = b[pos + 4:pos + 4 + size]
+        if b[pos + 3] == 0 and body[:1] == b"\x03" and length in (None, size):
+            return query_with_attributes(body)
+        pos += 4 + size
+    return None
+
+
 def _hex(text: str) -> int:
     """A hexadecimal number as tshark shows it (``0x00``, ``fe``), -1 when it is none."""
     try:
@@ -518,8 +599,27 @@ class Mysql(ProtocolModule):
     tshark_fields = FIELDS
     groups = True
 
+    payload_filter = "mysql.query_attrs"
+
     def pdml_layer(self, proto, frame):
-        return Layer("mysql", mysql_fields(proto))
+        layer = Layer("mysql", mysql_fields(proto))
+        if self.needs_payload([layer]):
+            return self.with_payload([layer], frame.payload())[0]
+        return layer
+
+    def needs_payload(self, layers):
+        # a COM_QUERY with typed query attributes: tshark 4.0 loses its place in them and shows no text
+        return any(layer.has("mysql.query_attrs") and not layer.has("mysql.query") for layer in layers)
+
+    def with_payload(self, layers, payload):
+        out = []
+        for layer in layers:
+            if layer.has("mysql.query_attrs") and not layer.has("mysql.query"):
+                text = _query_in_payload(payload, to_int(layer.get("mysql.packet_length")))
+                if text is not None:
+                    layer = Layer("mysql", (*layer.fields, ("mysql.query", text)))
+            out.append(layer)
+        return out
 
     def fields_layers(self, row):
         return mysql_layers(row) if row.get("mysql.packet_number") else []
