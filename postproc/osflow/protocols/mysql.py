@@ -512,16 +512,11 @@ _SIZED_TYPES = frozenset({0x07, 0x0A, 0x0B, 0x0C})
 
 
 def _lenenc(b: bytes, pos: int) -> tuple[int, int]:
-    """A length-encoded integer at ``pos``: (its value, the position after it)."""
-    first = b[pos]
-    width = {0xFC: 2, 0xFD: 3, 0xFE: 8}.get(first, 0)
-    if width == 0:
-        if first > 0xFB:
-            raise ValueError(f"no length-encoded integer starts with {first:#x}")
-        return first, pos + 1
-    if pos + 1 + width > len(b):
-        raise IndexError("length-encoded integer cut short")
-    return int.from_bytes(b[pos + 1:pos + 1 + width], "little"), pos + 1 + width
+    """A length-encoded integer at ``pos``: (its value, the position after it); IndexError when cut short."""
+    width = {0xFC: 2, 0xFD: 3, 0xFE: 8}.get(b[pos], 0 if b[pos] < 0xFB else -1)
+    if width < 0 or pos + 1 + width > len(b):
+        raise IndexError(f"no length-encoded integer at {pos}")
+    return (int.from_bytes(b[pos + 1:pos + 1 + width], "little") if width else b[pos]), pos + 1 + width
 
 
 def query_with_attributes(body: bytes) -> str | None:
@@ -545,8 +540,8 @@ def query_with_attributes(body: bytes) -> str | None:
                 return None
             pos += 1
             types = []
-            for _ in range(count):
-                types.append(body[pos])  # then a flag byte (0x80: unsigned)
+            for _ in range(count):  # a type, a flag byte (0x80: unsigned), a name
+                types.append(body[pos])
                 length, pos = _lenenc(body, pos + 2)
                 pos += length
             for i, t in enumerate(types):
@@ -559,20 +554,17 @@ def query_with_attributes(body: bytes) -> str | None:
                 else:
                     length, pos = _lenenc(body, pos)
                     pos += length
-        if pos > len(body):
-            return None
-        return body[pos:].decode("utf-8", "replace")
-    except (IndexError, ValueError):
+        return body[pos:].decode("utf-8", "replace") if pos <= len(body) else None
+    except IndexError:
         return None
 
 
 def _query_in_payload(payload: str | None, length: int | None) -> str | None:
     """The text of the first COM_QUERY in a TCP payload (hex) that has query attributes, or None."""
     try:
-        b = bytes.fromhex((payload or "").replace(":", ""))
+        b, pos = bytes.fromhex((payload or "").replace(":", "")), 0
     except ValueError:
         return None
-    pos = 0
     while pos + 4 <= len(b):
         size = int.from_bytes(b[pos:pos + 3], "little")
         body = b[pos + 4:pos + 4 + size]
