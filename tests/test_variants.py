@@ -56,7 +56,7 @@ def test_mysql8_full_authentication_is_part_of_the_login():
     for stream in (1, 2):  # full authentication, then fast authentication
         said = _said(pairs, stream)
         assert said == [("login root@test", "OK"), ("show databases", "5 rows"), ("show tables", "1 row"),
-                        ("field_list", "OK"), ("select @@version_comment limit 1", "1 row"), ("quit", "closed")]
+                        ("field list t", "1 column"), ("select @@version_comment limit 1", "1 row"), ("quit", "closed")]
 
 
 def test_mysql8_auth_switch_is_not_the_logins_result():
@@ -171,8 +171,28 @@ def test_http_100_continue_is_not_a_response_without_request():
     assert [(p["request"], p["response"]) for p in pairs] == [("POST /resource_classes", "201 Created")] * 2
 
 
-def test_mysql_query_whose_text_tshark_lost_says_so():
-    """A COM_QUERY with typed query attributes, whose text tshark 4.0 does not find: said so, not an
-    empty request."""
+def test_mysql_query_with_attributes_shows_its_text():
+    """A COM_QUERY with typed query attributes (``CLIENT_QUERY_ATTRIBUTES``), whose text tshark 4.0 does
+    not find after them: read from the PDU's bytes, from ``-r`` as from PDML."""
     said = _said(_both("captures-zeek/mysql9-query-attributes"), 0)
-    assert said == [("login root@-", "OK"), ("ping", "OK"), ("query (text not read)", "1 row"), ("quit", "closed")]
+    assert said == [("login root@-", "OK"), ("ping", "OK"), ("SELECT version()", "1 row"), ("quit", "closed")]
+
+
+def test_mysql_field_list_is_a_pair_of_its_table_and_columns():
+    """The mariadb client's completion (``--auto-rehash``) sends COM_FIELD_LIST per table: each is
+    one pair naming its table, answered by its column count (column definitions and EOF, no
+    column-count packet) or by its error; a complete capture does not warn it started mid-conversation."""
+    case = "captures-other/mysql-field-list"
+    pairs, err = _pairs(case)
+    assert "mid-conversation" not in err
+    assert _pairs(case, pdml=True) == (pairs, err)
+    said = _said(pairs, 0)
+    assert said[5:] == [
+        ("show tables", "3 rows"),
+        ("field list broken", "ERR 1356 View 'shop.broken' references invalid table(s) or column(s) or "
+                              "function(s) or definer/invoker of view lack rights to use them"),
+        ("field list item", "3 columns"),
+        ("field list stock", "2 columns"),
+        ("SELECT name FROM item", "1 row"),
+        ("quit", "closed"),
+    ]

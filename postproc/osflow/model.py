@@ -23,7 +23,7 @@ Protocol = Literal["http", "mysql", "memcache", "amqp", "rpc", "redis", "tcp"]
 #: How an RPC travels: a call waits for a reply, a cast does not, a fanout is a cast to every consumer.
 RpcKind = Literal["call", "cast", "fanout"]
 #: What a MySQL server answered to one command.
-ReplyKind = Literal["ok", "error", "rows", "eof", "auth_switch", "text"]
+ReplyKind = Literal["ok", "error", "rows", "columns", "eof", "auth_switch", "text"]
 #: Where a participant's name came from, strongest first.
 EvidenceSource = Literal["table", "ss-comm", "listener", "protocol", "port", "address"]
 
@@ -219,6 +219,7 @@ class MysqlReply(Message):
 
     kind: ReplyKind
     rows: int = 0
+    columns: int = 0  # a field list's column definitions (COM_FIELD_LIST's reply)
     affected_rows: int | None = None
     error_code: int | None = None
     error_message: str | None = None

@@ -151,6 +151,19 @@ class ProtocolModule:
         """Must this ``-T fields`` frame be read again as PDML (a table ``-T fields`` cannot write)?"""
         return False
 
+    #: A display filter of the frames :meth:`needs_payload` may ask the bytes of (``-r`` reads them in
+    #: one more, short tshark pass, made only when a frame needs them).
+    payload_filter: str | None = None
+
+    def needs_payload(self, layers: list[Layer]) -> bool:
+        """Do these layers lack what tshark could not read, that the frame's bytes hold?"""
+        return False
+
+    def with_payload(self, layers: list[Layer], payload: str | None) -> list[Layer]:
+        """``layers`` completed from the frame's TCP payload (hex; the reassembled PDU's when the frame
+        ends one)."""
+        return layers
+
     def decode_as(self, overrides: dict[int, str] | None, pdml: bool) -> list[str]:
         """tshark ``-d`` arguments this protocol's ports need (``pdml``: for the PDML command, else for
         ``-T fields``; ``overrides``: ``--service PORT=NAME``)."""

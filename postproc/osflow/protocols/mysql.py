@@ -46,7 +46,7 @@ _MYSQL_NOT_REPLIES = frozenset({"mysql.server_greeting", "mysql.login_request", 
 #: The fields ``osflow-post -r`` asks tshark for.
 FIELDS = (
     "mysql.packet_number", "mysql.packet_length", "mysql.version", "mysql.max_packet", "mysql.user", "mysql.schema",
-    "mysql.command",
+    "mysql.command", "mysql.table_name", "mysql.query_attrs_count",
     "mysql.query", "mysql.num_fields", "mysql.field.catalog", "mysql.field.db", "mysql.field.org_table",
     "mysql.eof", "mysql.affected_rows", "mysql.error_code", "mysql.error.message", "mysql.auth_switch_request.name",
     "mysql.response_code", "mysql.message",
@@ -86,6 +86,9 @@ def mysql_response(resp: Message | None) -> str | None:
     if resp.kind == "rows":
         text = "1 row" if resp.rows == 1 else f"{resp.rows} rows"
         return text if resp.complete else text + " (incomplete)"
+    if resp.kind == "columns":
+        text = "1 column" if resp.columns == 1 else f"{resp.columns} columns"
+        return text if resp.complete else text + " (incomplete)"
     if resp.kind == "eof":
         return "EOF"
     if resp.kind == "text":
@@ -115,7 +118,7 @@ class _MysqlReplyState:
     dst: Address
     start: float
     frames: list[int] = field(default_factory=list)
-    phase: str = "start"  # start | columns | rows
+    phase: str = "start"  # start | columns | rows; fields: a field list's column definitions
     columns: int = 0
     column_defs: int = 0
     rows: int = 0
@@ -129,6 +132,9 @@ class MysqlDecoder(LayerDecoder):
 
     def __init__(self) -> None:
         self._mysql: dict[tuple[int, Address], _MysqlReplyState] = {}
+        #: The connections (stream, server) whose next reply answers a COM_FIELD_LIST: column
+        #: definitions and an EOF, with no column-count packet before them.
+        self._field_lists: set[tuple[int, Address]] = set()
 
     def layer(self, p: Packet, layer: Layer, frames: tuple[int, ...], start: float) -> Iterator[Message]:
         if layer.has("mysql.error_code") and layer.get("mysql.packet_number") == "0":
@@ -197,6 +203,9 @@ class MysqlDecoder(LayerDecoder):
             text = layer.get("mysql.query")
             if text is None and name == "init_db":
                 text = layer.get("mysql.schema")
+            elif name == "field_list":
+                text = layer.get("mysql.table_name")
+                self._field_lists.add((p.stream, p.dst))
             return MysqlCommand(**common, is_request=True, command=name, text=text)
         # server -> client: part of a reply
         key = (p.stream, p.src)
@@ -225,6 +234,9 @@ class MysqlDecoder(LayerDecoder):
         is_eof = "mysql.eof" in names or ("mysql.response_code" in names
                                           and to_int(layer.get("mysql.response_code")) == 0xFE)
         is_ok = "mysql.affected_rows" in names
+        if st.phase == "fields" and (is_eof or is_ok):
+            del self._mysql[key]  # the EOF (or, with CLIENT_DEPRECATE_EOF, the OK) after a field list
+            return self._columns_reply(p.stream, st, complete=True)
         if st.phase == "columns" and is_eof and not is_ok:
             st.phase = "rows"  # the intermediate EOF after the column definitions
             return None
@@ -254,6 +266,9 @@ class MysqlDecoder(LayerDecoder):
         st = self._mysql.get(key)
         if st is None:
             st = self._mysql[key] = _MysqlReplyState(src=p.src, dst=p.dst, start=start)
+            if key in self._field_lists:
+                self._field_lists.discard(key)
+                st.phase = "fields"
         if not st.frames or st.frames[-1] != p.number:  # frames come in order
             st.frames.append(p.number)
         st.end = p.time
@@ -283,10 +298,18 @@ class MysqlDecoder(LayerDecoder):
             tables=tuple(st.tables),
         )
 
+    def _columns_reply(self, stream: int, st: _MysqlReplyState, complete: bool) -> MysqlReply:
+        return MysqlReply(**self._reply_common(stream, st), is_request=False, complete=complete, kind="columns",
+                          columns=st.column_defs, schemas=tuple(st.schemas), tables=tuple(st.tables))
+
     def _flush_mysql(self, stream: int, src: Address) -> Iterator[Message]:
-        """A result set still open when its connection closes or the input ends: incomplete."""
+        """A result set or field list still open when its connection closes or the input ends: incomplete."""
+        self._field_lists.discard((stream, src))
         st = self._mysql.pop((stream, src), None)
         if st is None or st.phase == "start":
+            return
+        if st.phase == "fields":
+            yield self._columns_reply(stream, st, complete=False)
             return
         yield self._rows_reply(stream, st, complete=False)
 
@@ -415,6 +438,7 @@ def mysql_layers(row: Row) -> list[Layer]:
         queries = values("mysql.query")
         schemas = values("mysql.schema")
         numbers = values("mysql.packet_number")
+        table_names = values("mysql.table_name")  # one per COM_FIELD_LIST (command 4)
         for i, code in enumerate(commands):
             fields = [("mysql.request", ""), ("mysql.command", code)]
             if len(numbers) == len(commands):
@@ -423,6 +447,10 @@ def mysql_layers(row: Row) -> list[Layer]:
                 fields.append(("mysql.query", queries[i]))
             if i < len(schemas):
                 fields.append(("mysql.schema", schemas[i]))
+            if code == "4" and table_names:
+                fields.append(("mysql.table_name", table_names.pop(0)))
+            if code == "3" and i >= len(queries) and row.get("mysql.query_attrs_count"):
+                fields.append(("mysql.query_attrs", ""))  # its text lost in them: read from the bytes
             layers.append(Layer("mysql", tuple(fields)))
         return layers
     switches = values("mysql.auth_switch_request.name")
@@ -475,6 +503,77 @@ def mysql_layers(row: Row) -> list[Layer]:
     return layers
 
 
+# --------------------------------------------------------------------------- query attributes
+
+#: Binary-protocol value sizes by MySQL column type: fixed sizes, then the types whose value is a
+#: one-byte length and that many bytes (dates and times); every other type is a length-encoded string.
+_FIXED_SIZES = {0x01: 1, 0x02: 2, 0x0D: 2, 0x03: 4, 0x09: 4, 0x04: 4, 0x08: 8, 0x05: 8, 0x06: 0}
+_SIZED_TYPES = frozenset({0x07, 0x0A, 0x0B, 0x0C})
+
+
+def _lenenc(b: bytes, pos: int) -> tuple[int, int]:
+    """A length-encoded integer at ``pos``: (its value, the position after it); IndexError when cut short."""
+    width = {0xFC: 2, 0xFD: 3, 0xFE: 8}.get(b[pos], 0 if b[pos] < 0xFB else -1)
+    if width < 0 or pos + 1 + width > len(b):
+        raise IndexError(f"no length-encoded integer at {pos}")
+    return (int.from_bytes(b[pos + 1:pos + 1 + width], "little") if width else b[pos]), pos + 1 + width
+
+
+def query_with_attributes(body: bytes) -> str | None:
+    """The SQL text of a COM_QUERY body that carries query attributes (``CLIENT_QUERY_ATTRIBUTES``:
+    count, set count, null bitmap, types and names, binary values, then the text), or None.
+
+    >>> query_with_attributes(bytes.fromhex("03010100010300016e2a000000") + b"SELECT 1")
+    'SELECT 1'
+    >>> query_with_attributes(b"\\x03\\x00\\x01SELECT 2")
+    'SELECT 2'
+    """
+    try:
+        if body[:1] != b"\x03":
+            return None
+        count, pos = _lenenc(body, 1)
+        _, pos = _lenenc(body, pos)  # the parameter set count: always 1
+        if count:
+            nulls = body[pos:pos + (count + 7) // 8]
+            pos += (count + 7) // 8
+            if body[pos] != 1:  # no types sent: the values cannot be skipped
+                return None
+            pos += 1
+            types = []
+            for _ in range(count):  # a type, a flag byte (0x80: unsigned), a name
+                types.append(body[pos])
+                length, pos = _lenenc(body, pos + 2)
+                pos += length
+            for i, t in enumerate(types):
+                if nulls[i // 8] & (1 << (i % 8)):
+                    continue
+                if t in _FIXED_SIZES:
+                    pos += _FIXED_SIZES[t]
+                elif t in _SIZED_TYPES:
+                    pos += 1 + body[pos]
+                else:
+                    length, pos = _lenenc(body, pos)
+                    pos += length
+        return body[pos:].decode("utf-8", "replace") if pos <= len(body) else None
+    except IndexError:
+        return None
+
+
+def _query_in_payload(payload: str | None, length: int | None) -> str | None:
+    """The text of the first COM_QUERY in a TCP payload (hex) that has query attributes, or None."""
+    try:
+        b, pos = bytes.fromhex((payload or "").replace(":", "")), 0
+    except ValueError:
+        return None
+    while pos + 4 <= len(b):
+        size = int.from_bytes(b[pos:pos + 3], "little")
+        body = b[pos + 4:pos + 4 + size]
+        if b[pos + 3] == 0 and body[:1] == b"\x03" and length in (None, size):
+            return query_with_attributes(body)
+        pos += 4 + size
+    return None
+
+
 def _hex(text: str) -> int:
     """A hexadecimal number as tshark shows it (``0x00``, ``fe``), -1 when it is none."""
     try:
@@ -492,8 +591,27 @@ class Mysql(ProtocolModule):
     tshark_fields = FIELDS
     groups = True
 
+    payload_filter = "mysql.query_attrs"
+
     def pdml_layer(self, proto, frame):
-        return Layer("mysql", mysql_fields(proto))
+        layer = Layer("mysql", mysql_fields(proto))
+        if self.needs_payload([layer]):
+            return self.with_payload([layer], frame.payload())[0]
+        return layer
+
+    def needs_payload(self, layers):
+        # a COM_QUERY with typed query attributes: tshark 4.0 loses its place in them and shows no text
+        return any(layer.has("mysql.query_attrs") and not layer.has("mysql.query") for layer in layers)
+
+    def with_payload(self, layers, payload):
+        out = []
+        for layer in layers:
+            if layer.has("mysql.query_attrs") and not layer.has("mysql.query"):
+                text = _query_in_payload(payload, to_int(layer.get("mysql.packet_length")))
+                if text is not None:
+                    layer = Layer("mysql", (*layer.fields, ("mysql.query", text)))
+            out.append(layer)
+        return out
 
     def fields_layers(self, row):
         return mysql_layers(row) if row.get("mysql.packet_number") else []
@@ -581,6 +699,8 @@ class Mysql(ProtocolModule):
                 plain = " ".join((req.text or "").split())
                 if not words.show:
                     plain = tok.hide_sql_secrets(plain)
+            elif req.command == "field_list":
+                plain = "field list" + (f" {req.text}" if req.text else "")
             else:
                 plain = req.command + (f" {req.text}" if req.text else "")
         else:
@@ -640,6 +760,9 @@ class Mysql(ProtocolModule):
             tables = tables_in(sql)
             table = tables[0] if tables else None
             name = f"{operation} {table}" if table else operation
+        elif isinstance(req, MysqlCommand) and req.command == "field_list" and req.text:
+            operation, table = req.command, req.text  # COM_FIELD_LIST names its table
+            name = f"{operation} {table}"
         elif isinstance(req, MysqlCommand):
             operation = name = req.command
         else:

@@ -55,6 +55,9 @@ class FieldsReader(Reader):
         self.overrides = overrides  # --service PORT=NAME: decoded as the service's protocol
         self._start_ok: list[int] = []  # frames holding an AMQP Connection.Start-Ok
         self.helper_problem: str | None = None  # why the second pass (Connection.Start-Ok frames) failed
+        #: frame -> TCP payload (hex) of the frames a protocol reads bytes of, by its payload filter: one
+        #: more short tshark pass per filter, made at the first frame that needs it
+        self._payloads: dict[str, dict[int, str]] = {}
 
     def __iter__(self) -> Iterator[Packet]:
         yield from self._lines()
@@ -100,6 +103,32 @@ class FieldsReader(Reader):
         if self.partial is None:
             self.partial = PartialInput(f"{self.name}: {self.helper_problem}")
 
+    def _payloads_of(self, wanted: str) -> dict[int, str]:
+        """frame -> TCP payload (hex, the reassembled PDU's when the frame ends one) of the frames matching
+        the display filter ``wanted``: a second, short tshark run, made only when the capture holds one.
+        Without the capture or when tshark fails, none: the layers stay as tshark's fields left them."""
+        if wanted in self._payloads:
+            return self._payloads[wanted]
+        found = self._payloads[wanted] = {}
+        if not self.capture:
+            return found
+        import subprocess
+
+        cmd = [self.tshark or find_tool("tshark", "TSHARK"), "-r", self.capture,
+               *portmap.tshark_decode_as(self.overrides), *protocols.decode_as(self.overrides), "-Y", wanted,
+               "-T", "fields", "-E", "header=n", "-E", "occurrence=l",
+               "-e", "frame.number", "-e", "tcp.reassembled.data", "-e", "tcp.payload"]
+        try:
+            done = subprocess.run(cmd, capture_output=True, stdin=subprocess.DEVNULL, timeout=900)
+        except (OSError, subprocess.SubprocessError):
+            return found
+        if done.returncode == 0:
+            for line in done.stdout.decode("ascii", "replace").splitlines():
+                number, reassembled, payload = (line.split("\t") + ["", ""])[:3]
+                if number.isdigit() and (reassembled or payload):
+                    found[int(number)] = reassembled or payload
+        return found
+
     def _lines(self) -> Iterator[Packet]:
         width = len(FIELDS)
         for lineno, raw in enumerate(self.stream, 1):
@@ -144,6 +173,9 @@ class FieldsReader(Reader):
         row = _Row(c, self.overrides)
         for module in protocols.PROTOCOLS:
             mine = module.fields_layers(row)
+            if mine and module.payload_filter and module.needs_payload(mine):
+                payloads = self._payloads_of(module.payload_filter)
+                mine = module.with_payload(mine, payloads.get(to_int(c[_IDX["frame.number"]], 0)))
             if mine:
                 layers += mine
                 if module.needs_pdml(mine):
