@@ -238,7 +238,7 @@ def record_options(args: argparse.Namespace):
     """``osflow record``'s options from its parsed command line (:func:`osflow.record.add_arguments`)."""
     from .record import RecordOptions
 
-    return RecordOptions(command=tuple(args.command or ()), interface=args.interface, output=args.output,
+    return RecordOptions(command=tuple(args.command or ()), interface=tuple(args.interface or ()), output=args.output,
                          ports=args.ports, duration=args.duration, ring_buffer=tuple(args.ring_buffer),
                          render=args.render, interval=args.interval, always_poll=args.always_poll,
                          linger=args.linger)

@@ -1,12 +1,15 @@
-"""The capture: dumpcap on the interface with a filter on the captured ports (:class:`Capture`),
+"""The capture: dumpcap on the interfaces (by default :func:`host_interfaces`: loopback and every
+interface with an address of the host's own) with a filter on the captured ports (:class:`Capture`),
 started and stopped by PID, live only once a UDP canary of record's own reaches the file (on
 loopback); dumpcap's failures as one clear line (:func:`dumpcap_problem`)."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -39,15 +42,69 @@ def interfaces() -> list[str]:
         return []
 
 
+def _flags(interface: str) -> int:
+    """The interface's IFF_* flags (0 when /sys does not tell)."""
+    raw = read_file(f"/sys/class/net/{interface}/flags")
+    try:
+        return int(raw or b"0", 16)
+    except ValueError:
+        return 0
+
+
 def is_loopback(interface: str) -> bool:
     """Whether the interface is a loopback one (``lo``, ``any`` or IFF_LOOPBACK): the canary works there."""
     if interface in ("lo", "any"):
         return True
-    raw = read_file(f"/sys/class/net/{interface}/flags")
+    return bool(_flags(interface) & 0x8)
+
+
+_SIOCGIFADDR = 0x8915
+
+
+def _has_ipv4(interface: str) -> bool:
+    """Whether the interface has an IPv4 address (SIOCGIFADDR: its first one)."""
     try:
-        return bool(int(raw or b"0", 16) & 0x8)
-    except ValueError:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            fcntl.ioctl(s.fileno(), _SIOCGIFADDR, struct.pack("256s", interface.encode()[:15]))
+        return True
+    except OSError:  # EADDRNOTAVAIL: none; ENODEV: gone
         return False
+
+
+def _with_ipv6(if_inet6: bytes | None) -> set[str]:
+    """The interfaces with an IPv6 address other than a link-local one, from /proc/net/if_inet6
+    (address, index, prefix length, scope, flags, name; scope 0x20 is link-local).
+
+    >>> sorted(_with_ipv6(b"fe80000000000000000000000000000a 03 40 20 80 veth0\n"
+    ...                   b"20010db8000000000000000000000001 02 40 00 80 eth0\n"))
+    ['eth0']
+    """
+    names = set()
+    for line in (if_inet6 or b"").decode("ascii", "replace").splitlines():
+        parts = line.split()
+        if len(parts) == 6 and int(parts[3], 16) & 0xF0 != 0x20:
+            names.add(parts[5])
+    return names
+
+
+def host_interfaces() -> list[str]:
+    """The interfaces that carry this host's own traffic: loopback, and every interface that is up
+    and has an address of its own (IPv4, or IPv6 other than link-local), in /sys's order.
+
+    Each packet to or from an address of this host goes through exactly one of them: a bridge's
+    ports, a bond's slaves, a veth whose address is on a bridge have none of their own, so a packet
+    is not seen once on the bridge and again on its port (as ``-i any`` sees it).  Traffic between
+    two of the host's own addresses goes through loopback.  ``["any"]`` when /sys does not tell."""
+    names = interfaces()
+    if not names:
+        return ["any"]
+    v6 = _with_ipv6(read_file("/proc/net/if_inet6"))
+    out = []
+    for name in names:
+        flags = _flags(name)
+        if flags & 0x8 or (flags & 0x1 and (name in v6 or _has_ipv4(name))):
+            out.append(name)
+    return out or ["any"]
 
 
 def check_interface(interface: str) -> None:
@@ -92,12 +149,15 @@ class Capture:
     """dumpcap writing a pcapng file (or, with ``ring``, dumpcap's ``-b`` arguments, a ring of
     them beside ``path``: :mod:`~osflow.record.ring`), started and stopped by PID."""
 
-    def __init__(self, dumpcap: str, interface: str, ports: Sequence[int], path: str, ring: Sequence[str] = ()) -> None:
+    def __init__(self, dumpcap: str, interfaces: Sequence[str], ports: Sequence[int], path: str,
+                 ring: Sequence[str] = ()) -> None:
         self.dumpcap = dumpcap
-        self.interface = interface
+        self.interfaces = list(interfaces)
+        self.interface = ", ".join(self.interfaces)  #: for messages
         self.path = path
         self.ring = list(ring)
-        self.loopback = is_loopback(interface)
+        #: the canary works when one of the interfaces is loopback
+        self.loopback = any(is_loopback(i) for i in self.interfaces)
         self.canary: socket.socket | None = None
         if self.loopback:
             self.canary = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -110,7 +170,10 @@ class Capture:
 
     @property
     def command(self) -> list[str]:
-        return [self.dumpcap, "-i", self.interface, "-f", self.filter, "-w", self.path, "-B", "16", *self.ring]
+        """dumpcap's command line: each interface with the filter after it (dumpcap applies ``-f`` to
+        the ``-i`` before it), into one pcapng file (one interface block per interface)."""
+        each = [a for i in self.interfaces for a in ("-i", i, "-f", self.filter)]
+        return [self.dumpcap, *each, "-w", self.path, "-B", "16", *self.ring]
 
     def _size(self) -> tuple[int, int]:
         """How far the capture got: (ring file number, its size); a later file is further."""

@@ -12,7 +12,6 @@ import platform
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,7 +21,7 @@ from typing import IO
 from .. import __version__, portmap
 from ..errors import ExitStatus, InputError, OsflowError, ToolMissing, UsageError
 from ..wireshark import find_tool
-from .capture import Capture, check_interface
+from .capture import Capture, check_interface, host_interfaces
 from .coverage import Coverage, coverage
 from .owners import KernelOwners
 from .procs import ProcInfo, pids_in_ps, ps_sections, user_name
@@ -76,7 +75,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "Capture the OpenStack traffic (dumpcap, on the port map's ports) while COMMAND runs, with the owner "
         "of every socket (ss.txt) and the processes (ps.txt); exits with COMMAND's status."
     )
-    parser.add_argument("-i", "--interface", default="lo", help="interface to capture on (default: lo)")
+    parser.add_argument(
+        "-i",
+        "--interface",
+        action="append",
+        metavar="NAME",
+        help="an interface to capture on (repeatable; 'any' for every one); default: loopback and every interface "
+        "that is up with an address of this host's own (the NICs, a bridge, not its ports): each packet of the "
+        "host's own traffic once",
+    )
     parser.add_argument(
         "-o", "--output", metavar="DIR", help="folder for the files (default: ./osflow-<YYYYmmdd-HHMMSS>/)"
     )
@@ -129,7 +136,7 @@ class RecordOptions:
     """``osflow record``'s options, as :func:`add_arguments` defines them (:func:`run` checks them)."""
 
     command: tuple[str, ...] = ()  #: COMMAND [ARGS...] (a leading ``--`` is dropped)
-    interface: str = "lo"
+    interface: tuple[str, ...] = ()  #: ``-i`` (repeatable); empty: :func:`~osflow.record.capture.host_interfaces`
     output: str | None = None  #: DIR (default: ./osflow-<YYYYmmdd-HHMMSS>/)
     ports: str | None = None  #: ``--ports LIST`` as given (default: the port map's)
     duration: float | None = None  #: record a running system this long, no COMMAND
@@ -158,8 +165,12 @@ def run(args: RecordOptions) -> int:
     if command:
         find_command(command[0])
     dumpcap = find_tool("dumpcap", "DUMPCAP")
-    check_interface(args.interface)
-    return Recorder(args, command, ports, dumpcap, ring).run()
+    chosen = list(dict.fromkeys(args.interface)) or host_interfaces()
+    for name in chosen:
+        check_interface(name)
+    if "any" in chosen and len(chosen) > 1:
+        raise UsageError("-i any already captures on every interface: give it alone")
+    return Recorder(args, command, ports, dumpcap, ring, tuple(chosen)).run()
 
 
 # --------------------------------------------------------------------------- the recording
@@ -237,8 +248,10 @@ class Recorder:
     the later ones need in the attributes."""
 
     def __init__(self, options: RecordOptions, command: list[str], ports: tuple[int, ...], dumpcap: str,
-                 ring: Ring | None = None) -> None:
+                 ring: Ring | None = None, interfaces: tuple[str, ...] = ()) -> None:
         self.options = options
+        #: the interfaces to capture on: ``-i``'s, else the host's (:func:`~osflow.record.capture.host_interfaces`)
+        self.interfaces = interfaces or tuple(options.interface) or tuple(host_interfaces())
         self.command = command
         self.ports = ports
         self.dumpcap = dumpcap
@@ -303,7 +316,7 @@ class Recorder:
     def _run(self) -> int:
         """The steps in order: start, run COMMAND or wait, stop, coverage and ``meta.json``, render."""
         self._start()
-        _say(f"capturing on {self.options.interface} into {self.dir}/ (ports {','.join(map(str, self.ports))})")
+        _say(f"capturing on {', '.join(self.interfaces)} into {self.dir}/ (ports {','.join(map(str, self.ports))})")
         self._run_command()
         self._stop()
         status: int
@@ -350,7 +363,8 @@ class Recorder:
                     self.no_kernel = (e.strerror if isinstance(e, OSError) else None) or str(e)
             if self.kernel is None and not args.always_poll:
                 try:
-                    self.trigger = SynTrigger(args.interface, self.ports)
+                    one = self.interfaces[0] if len(self.interfaces) == 1 else "any"
+                    self.trigger = SynTrigger(one, self.ports)
                 except (OSError, AttributeError):  # not root (CAP_NET_RAW), not Linux: poll all the time
                     self.trigger = None
             self.watcher = SocketWatcher(self.log, args.interval / 1000.0, self.trigger, kernel=self.kernel)
@@ -359,7 +373,7 @@ class Recorder:
             if self.watcher.error is not None:
                 raise InputError(f"the socket-owner log failed: {self.watcher.error}")
             ring = self.ring.dumpcap_args() if self.ring is not None else ()
-            self.capture = Capture(self.dumpcap, args.interface, self.ports, self.path(CAPTURE), ring)
+            self.capture = Capture(self.dumpcap, self.interfaces, self.ports, self.path(CAPTURE), ring)
             self.capture.start()
             with open(self.path("ps.txt"), "w", encoding="utf-8") as f:
                 f.write(ps_sections("BEFORE"))
@@ -483,7 +497,8 @@ class Recorder:
             "dumpcap_pid": capture.proc.pid if capture.proc is not None else None,
             "start": self.start,
             "end": self.end,
-            "interface": args.interface,
+            "interface": ",".join(self.interfaces),
+            "interfaces": list(self.interfaces),
             "ports": list(self.ports),
             "capture_filter": capture.filter,
             "dumpcap_command": capture.command,
@@ -520,7 +535,7 @@ class Recorder:
             "files": self.files(),
             "versions": _versions(self.dumpcap),
             "user": user_name(os.geteuid()),
-            "host": socket.gethostname(),
+            "host": os.uname().nodename,  # the UTS host name (a container's or `unshare --uts`'s own)
         }
         if cov is not None:
             meta["coverage"] = {
