@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from . import portmap, protocols
 from .model import Address, AmqpConnection, ConnectionNames, EvidenceSource, Exchange, Participant, RpcExchange
-from .openstack import component_database, service_of_command, service_of_topic
+from .openstack import component_database, service_of_command, service_of_container, service_of_topic
 from .redact import command_line
 
 
@@ -100,14 +100,22 @@ class Joiner:
             key, ambiguous = service_of_command(proc.args)
             args = command_line(proc.args, self.show_secrets)  # before the cut: a URL cut before its @ stays whole
             pwhere = f"ps {os.path.basename(proc.source)}:{proc.line}" if proc.source else "ps"
+            inside = f" in container {proc.container}" if proc.container else ""
             if key:
                 return (
-                    Named(key, f"{where} pid {user.pid} -> {pwhere} '{args[:60]}'", source, user.pid),
+                    Named(key, f"{where} pid {user.pid} -> {pwhere} '{args[:60]}'{inside}", source, user.pid),
+                    None,
+                )
+            # the command line names no service (python3, uwsgi, apache2): its container may
+            container = service_of_container(proc.container) if proc.container else None
+            if container:
+                return (
+                    Named(container, f"{where} pid {user.pid} -> {pwhere} '{args[:40]}'{inside}", source, user.pid),
                     None,
                 )
             if ambiguous:
-                return None, f"{where} pid {user.pid} is {args[:40]!r}, a web server (ambiguous)"
-            return None, f"pid {user.pid} ({user.comm})"
+                return None, f"{where} pid {user.pid} is {args[:40]!r}{inside}, a web server (ambiguous)"
+            return None, f"pid {user.pid} ({user.comm}{inside})"
         key, ambiguous = service_of_command(user.comm)
         if key:
             return Named(key, f"{where} process name '{user.comm}' pid {user.pid} (pid in no ps table)",

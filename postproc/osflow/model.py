@@ -445,6 +445,8 @@ class Process(_Fields):
     time: float | None = None
     line: int = 0
     source: str = ""
+    #: the container it runs in (its name, else its short id: ``nova_conductor``, ``3f2a1b9c0d4e``)
+    container: str | None = None
 
 
 # --------------------------------------------------------------------------- join

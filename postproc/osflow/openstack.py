@@ -127,6 +127,38 @@ def service_of_command(args: str) -> tuple[str | None, bool]:
     return None, False
 
 
+#: kolla-ansible's containers whose name is no program's: container name -> service key (the
+#: others, ``nova_conductor``, ``placement_api``, ``mariadb``, are read as command lines, ``_`` as ``-``)
+KOLLA_CONTAINERS: dict[str, str] = {
+    "keystone": "keystone",
+    "rabbitmq": "rabbitmq",
+    "haproxy": "haproxy",
+    "proxysql": "proxysql",
+    "horizon": "horizon",
+}
+_CONTAINER_ID = re.compile(r"[0-9a-f]{12}(?:[0-9a-f]{52})?$")
+
+
+def service_of_container(name: str) -> str | None:
+    """The service key a container's name gives a process whose command line names none (a
+    ``python3``, ``uwsgi`` or ``apache2`` in kolla's ``placement_api`` is placement): the service
+    its name says as a command line would (``_`` read as ``-``), else kolla's names, else the
+    container's own name; None for a bare container id (it says nothing of the service).
+
+    >>> [service_of_container(n) for n in ("placement_api", "nova_conductor", "keystone", "mariadb")]
+    ['placement', 'nova-conductor', 'keystone', 'mysql']
+    >>> service_of_container("kolla_toolbox"), service_of_container("3f2a1b9c0d4e")
+    ('kolla_toolbox', None)
+    """
+    if not name or _CONTAINER_ID.match(name):
+        return None
+    known = KOLLA_CONTAINERS.get(name)
+    if known is not None:
+        return known
+    key, _ = service_of_command(name.replace("_", "-"))
+    return key or name
+
+
 # --------------------------------------------------------------------------- User-Agents
 
 #: The product a User-Agent starts with (``placement/unknown keystonemiddleware…``, lower case,

@@ -1,14 +1,17 @@
-"""The processes: one process from /proc (:func:`proc_info`, for the socket log and ``meta.json``)
-and the ``ps`` snapshots of ``ps.txt`` (:func:`ps_sections`)."""
+"""The processes: one process from /proc (:func:`proc_info`, for the socket log and ``meta.json``),
+the container each runs in (:class:`Containers`), and the ``ps`` snapshots of ``ps.txt``
+(:func:`ps_sections`)."""
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import subprocess
 import time
 from dataclasses import dataclass
 
+from ..tables.ps import container_of_cgroup, short_id
 from .kernel import PROC, read_file
 
 
@@ -71,11 +74,91 @@ def all_pids(proc: str = PROC) -> list[int]:
         return []
 
 
+# --------------------------------------------------------------------------- containers
+
+#: where docker keeps each container's configuration (``containers/<id>/config.v2.json``)
+DOCKER_ROOT = "/var/lib/docker"
+#: where podman (containers/storage) lists its containers (``overlay-containers/containers.json``):
+#: root's, then a system's whose storage is on tmpfs
+PODMAN_STORAGE = ("/var/lib/containers/storage", "/run/containers/storage")
+
+
+class Containers:
+    """The container a process runs in, by name where its runtime's files say it (kolla's
+    ``nova_conductor``), else by short id: from ``/proc/PID/cgroup``
+    (:func:`osflow.tables.ps.container_of_cgroup`), docker's ``config.v2.json`` ``"Name"``, podman's
+    ``containers.json`` ``"names"``.  Each id is looked up once."""
+
+    def __init__(self, proc: str = PROC, docker: str = DOCKER_ROOT, podman: tuple[str, ...] = PODMAN_STORAGE) -> None:
+        self.proc = proc
+        self.docker = docker
+        self.podman = podman
+        self._names: dict[str, str] = {}  # full id -> name (or short id)
+        self._podman: dict[str, str] | None = None  # podman's ids -> names, read once
+
+    def of(self, pid: int) -> str | None:
+        """The container process ``pid`` runs in (its name, else its short id); None when none (or gone)."""
+        raw = read_file(f"{self.proc}/{pid}/cgroup")
+        found = container_of_cgroup(raw.decode("utf-8", "replace")) if raw else None
+        if found is None:
+            return None
+        runtime, cid = found
+        name = self._names.get(cid)
+        if name is None:
+            name = self._names[cid] = self._name(runtime, cid) or short_id(cid)
+        return name
+
+    def _name(self, runtime: str, cid: str) -> str | None:
+        if runtime in ("docker", "container"):
+            try:
+                with open(os.path.join(self.docker, "containers", cid, "config.v2.json"), encoding="utf-8") as f:
+                    name = json.load(f).get("Name")
+                if isinstance(name, str) and name.strip("/"):
+                    return name.strip("/")
+            except (OSError, ValueError, AttributeError):
+                pass
+        if runtime in ("podman", "container"):
+            if self._podman is None:
+                self._podman = {}
+                for root in self.podman:
+                    try:
+                        with open(os.path.join(root, "overlay-containers", "containers.json"), encoding="utf-8") as f:
+                            listed = json.load(f)
+                    except (OSError, ValueError):
+                        continue
+                    for c in listed if isinstance(listed, list) else ():
+                        names = c.get("names") if isinstance(c, dict) else None
+                        if isinstance(c.get("id"), str) and isinstance(names, list) and names:
+                            self._podman.setdefault(c["id"], str(names[0]))
+            return self._podman.get(cid)
+        return None  # containerd, CRI-O: their names are in no file of theirs to read: the short id
+
+
+def containers_section(label: str, proc: str = PROC, containers: Containers | None = None) -> str:
+    """The processes that run in a container, as ``ps -eo pid,ppid,user,container,args`` would print
+    them had ps a CONTAINER column, under ``##### <epoch> LABEL: …``; "" when none does."""
+    containers = containers or Containers(proc)
+    when = time.time()
+    lines = []
+    for pid in sorted(all_pids(proc)):
+        name = containers.of(pid)
+        if name is None:
+            continue
+        info = proc_info(pid, proc)
+        if info is not None:
+            lines.append(f"{pid:>7} {info.ppid:>7} {info.user:<10} {name:<20} {info.args}\n")
+    if not lines:
+        return ""
+    head = f"##### {when:.9f} {label}: osflow record: processes in containers (/proc/PID/cgroup)\n"
+    return head + f"{'PID':>7} {'PPID':>7} {'USER':<10} {'CONTAINER':<20} COMMAND\n" + "".join(lines)
+
+
 # --------------------------------------------------------------------------- ps
 
 
-def ps_sections(label: str) -> str:
-    """``ps -eo pid,ppid,user,args`` and ``ps aux`` under ``##### <epoch> LABEL: <cmd>`` lines."""
+def ps_sections(label: str, containers: Containers | None = None) -> str:
+    """``ps -eo pid,ppid,user,args`` and ``ps aux`` under ``##### <epoch> LABEL: <cmd>`` lines, then
+    the processes in containers (:func:`containers_section`), when any."""
     out = []
     for cmd in (["ps", "-ww", "-eo", "pid,ppid,user,args"], ["ps", "auxww"]):
         when = time.time()
@@ -85,6 +168,7 @@ def ps_sections(label: str) -> str:
             text = f"# {' '.join(cmd)} failed: {e}\n"
         shown = " ".join(c for c in cmd if c != "-ww").replace("auxww", "aux")
         out.append(f"##### {when:.9f} {label}: {shown}\n{text}")
+    out.append(containers_section(label, containers=containers))
     return "".join(out)
 
 

@@ -24,7 +24,7 @@ from ..wireshark import find_tool
 from .capture import Capture, check_interface, host_interfaces
 from .coverage import Coverage, coverage
 from .owners import KernelOwners
-from .procs import ProcInfo, pids_in_ps, ps_sections, user_name
+from .procs import Containers, ProcInfo, pids_in_ps, ps_sections, user_name
 from .ring import CAPTURE, Ring, RingSocketLog, capture_files, parse_ring, socket_log_files
 from .socketlog import SocketLog
 from .watcher import SocketWatcher, SynTrigger
@@ -256,6 +256,7 @@ class Recorder:
         self.ports = ports
         self.dumpcap = dumpcap
         self.ring = ring  # -b: capture_<n>_<date>.pcapng and ss_<n>.txt instead of capture.pcapng and ss.txt
+        self.containers = Containers()  # the container of each process, for ps.txt (names looked up once)
         self.merged: str | None = None  # _merge: a ring's files as one, for the coverage and --render
         self.dir = ""
         self.created = False
@@ -376,7 +377,7 @@ class Recorder:
             self.capture = Capture(self.dumpcap, self.interfaces, self.ports, self.path(CAPTURE), ring)
             self.capture.start()
             with open(self.path("ps.txt"), "w", encoding="utf-8") as f:
-                f.write(ps_sections("BEFORE"))
+                f.write(ps_sections("BEFORE", self.containers))
         except BaseException:  # the socket log, the watcher or the capture could not start
             if self.watcher is not None:
                 self.watcher.stop()
@@ -443,7 +444,7 @@ class Recorder:
             self.end = time.time()
             if args.linger and not self.interrupted:
                 time.sleep(args.linger)
-            after = ps_sections("AFTER")
+            after = ps_sections("AFTER", self.containers)
             with open(self.path("ps.txt"), encoding="utf-8") as f:
                 before_pids = pids_in_ps(f.read())
             with open(self.path("ps.txt"), "a", encoding="utf-8") as f:

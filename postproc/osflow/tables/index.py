@@ -4,6 +4,7 @@ looked up by a connection's 4-tuple and time, by listening port, by pid."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 
 from ..addresses import canonical_address
 from ..model import Address, Process, SocketEntry, SocketUser
@@ -101,7 +102,11 @@ class ProcessTable:
         for p in processes:
             known = self._by_pid.get(p.pid)
             if known is None or (len(p.args), p.ppid is not None) > (len(known.args), known.ppid is not None):
+                if known is not None and p.container is None and known.container is not None:
+                    p = replace(p, container=known.container)  # a snapshot without the column says nothing
                 self._by_pid[p.pid] = p
+            elif known.container is None and p.container is not None:
+                self._by_pid[p.pid] = replace(known, container=p.container)
 
     def __len__(self) -> int:
         return len(self._by_pid)

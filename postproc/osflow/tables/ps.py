@@ -3,6 +3,15 @@
 ``ps aux``, ``ps -ef`` and ``ps -eo pid,ppid,user,args`` (any ``ps -o`` list whose last
 column is the command, when the header line is there), with or without the header, in
 ``##### <epoch> BEFORE|AFTER: <cmd>`` sections or a single paste.
+
+A process's container: a ``CONTAINER`` column (``osflow record`` writes one, with the container's
+name from its runtime: ``nova_conductor``; ``-`` for none), or ps's own ``CGROUP`` column
+(``ps -eo pid,ppid,user,cgroup,args``), read by :func:`container_of_cgroup` (the short id):
+
+>>> r = parse_ps("  PID  PPID USER     CGROUP                                                          COMMAND\\n"
+...              " 4242     1 nova     0::/system.slice/docker-" + "3f2a1b9c0d4e" * 5 + "3f2a.scope  python3 x\\n")
+>>> r.processes[0].container, r.processes[0].args
+('3f2a1b9c0d4e', 'python3 x')
 """
 
 from __future__ import annotations
@@ -12,6 +21,53 @@ from dataclasses import dataclass
 
 from ..model import Process
 from .lines import MARKER, TableError, quoted, where
+
+#: a container's cgroup, as docker, podman, containerd (Kubernetes, nerdctl) and CRI-O name it,
+#: cgroup v1 or v2, systemd's driver (``docker-<id>.scope``) or cgroupfs's (``/docker/<id>``):
+#: (pattern, runtime), the first that matches wins
+_CONTAINER_CGROUPS = tuple(
+    (re.compile(rf"(?:/|^){where}(?P<id>[0-9a-f]{{64}}){end}(?:[/,\s]|$)"), runtime)
+    for where, end, runtime in (
+        (r"docker-", r"\.scope", "docker"),
+        (r"libpod-", r"\.scope", "podman"),
+        (r"cri-containerd-", r"\.scope", "containerd"),
+        (r"crio-", r"\.scope", "cri-o"),
+        (r"nerdctl-", r"\.scope", "containerd"),
+        (r"docker/", "", "docker"),
+        (r"libpod_parent/libpod-", "", "podman"),
+        (r"kubepods(?:/[\w.-]+)*?/", "", "containerd"),
+        (r"[\w.-]+/", "", "container"),  # another runtime's cgroupfs folder: the id alone
+    )
+)
+
+
+def container_of_cgroup(text: str) -> tuple[str, str] | None:
+    """(runtime, full id) of the container a process's cgroups (``/proc/PID/cgroup``, or ps's
+    ``CGROUP`` column: the lines joined by commas) put it in; None when none does.
+
+    >>> cid = "3f2a1b9c0d4e" * 5 + "3f2a"
+    >>> container_of_cgroup("0::/system.slice/docker-" + cid + ".scope")[0]              # v2, systemd
+    'docker'
+    >>> container_of_cgroup("12:pids:/docker/" + cid + ",0::/")[0]                       # v1, cgroupfs
+    'docker'
+    >>> container_of_cgroup("0::/machine.slice/libpod-" + cid + ".scope/container")[0]   # podman
+    'podman'
+    >>> container_of_cgroup("0::/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-podx.slice/"
+    ...                     "cri-containerd-" + cid + ".scope")[0]                        # Kubernetes
+    'containerd'
+    >>> container_of_cgroup("0::/user.slice/user-1000.slice/session-2.scope") is None
+    True
+    """
+    for pattern, runtime in _CONTAINER_CGROUPS:
+        m = pattern.search(text)
+        if m is not None:
+            return runtime, m.group("id")
+    return None
+
+
+def short_id(container_id: str) -> str:
+    """A container's id as ``docker ps`` shows it (its first 12 hex digits)."""
+    return container_id[:12]
 
 
 @dataclass(frozen=True)
@@ -67,8 +123,10 @@ class _Columns:
     pid: int
     ppid: int | None
     user: int | None
+    container: int | None = None  #: a CONTAINER column (its name or id; ``-`` for none)
+    cgroup: int | None = None  #: ps's CGROUP column (:func:`container_of_cgroup`)
 
-    def match(self, line: str) -> tuple[int, int | None, str | None, str] | None:
+    def match(self, line: str) -> _Fields | None:
         parts = line.split(None, self.count - 1)
         if len(parts) != self.count or not _is_number(parts[self.pid]):
             return None
@@ -78,7 +136,13 @@ class _Columns:
                 return None
             ppid = int(parts[self.ppid])
         user = parts[self.user] if self.user is not None else None
-        return int(parts[self.pid]), ppid, user, parts[-1]
+        container = None
+        if self.container is not None and parts[self.container] not in ("-", ""):
+            container = parts[self.container]
+        elif self.cgroup is not None:
+            found = container_of_cgroup(parts[self.cgroup])
+            container = short_id(found[1]) if found is not None else None
+        return int(parts[self.pid]), ppid, user, parts[-1], container
 
 
 def _ps_header(line: str) -> tuple[re.Pattern[str] | None, _Columns | None] | None:
@@ -92,23 +156,30 @@ def _ps_header(line: str) -> tuple[re.Pattern[str] | None, _Columns | None] | No
     if known is not None:
         return known, None
     user = next((names.index(n) for n in _PS_USER_COLUMNS if n in names), None)
-    ppid = names.index("PPID") if "PPID" in names else None
-    return None, _Columns(len(names), names.index("PID"), ppid, user)
+
+    def column(name: str) -> int | None:
+        return names.index(name) if name in names else None
+
+    return None, _Columns(len(names), names.index("PID"), column("PPID"), user, column("CONTAINER"), column("CGROUP"))
 
 
 #: a user column a shape earlier in the order may read as a number (ps aux of a uid without a name)
 _PS_NUMERIC = re.compile(_NUM + "$")
 
 
-def _ps_fields(m: re.Match[str]) -> tuple[int, int | None, str | None, str]:
+#: what a process line says: pid, parent pid, user, command line, container
+_Fields = tuple[int, int | None, str | None, str, str | None]
+
+
+def _ps_fields(m: re.Match[str]) -> _Fields:
     ppid = m.group("ppid") if "ppid" in m.re.groupindex else None
-    return int(m.group("pid")), (int(ppid) if ppid is not None else None), m.group("user"), m.group("args")
+    return int(m.group("pid")), (int(ppid) if ppid is not None else None), m.group("user"), m.group("args"), None
 
 
 def _ps_match(
     line: str, regex: re.Pattern[str] | None, columns: _Columns | None, last: re.Pattern[str] | None = None
-) -> tuple[tuple[int, int | None, str | None, str], re.Pattern[str] | None] | None:
-    """A process line -> ((pid, ppid, user, args), the shape that read it); None when no shape does.
+) -> tuple[_Fields, re.Pattern[str] | None] | None:
+    """A process line -> ((pid, ppid, user, args, container), the shape that read it); None when no shape does.
 
     The shapes are tried in the order of the section's header (``regex``; its ``columns`` first),
     but ``last``, the shape its previous line matched, first of all: a section keeps its shape.  A
@@ -119,7 +190,7 @@ def _ps_match(
     >>> aux = "1000 4242 0.0 0.1 1234 567 ? S 10:00 0:00 sleep 60"  # uid 1000 has no name
     >>> _ps_match(eo, None, None, _PS_EO) == (_ps_match(eo, None, None)[0], _PS_EO)
     True
-    >>> _ps_match(aux, None, None, _PS_EO) == ((4242, None, "1000", "sleep 60"), _PS_AUX)
+    >>> _ps_match(aux, None, None, _PS_EO) == ((4242, None, "1000", "sleep 60", None), _PS_AUX)
     True
     """
     if columns is not None:
@@ -185,9 +256,10 @@ def parse_ps(text: str, source: str = "") -> PsResult:
                 if first is None:
                     first = (lineno, line)
             continue
-        (pid, ppid, user, args), shape = found
+        (pid, ppid, user, args, container), shape = found
         last = shape or last
-        processes.append(Process(pid=pid, args=args, ppid=ppid, user=user, time=time, line=lineno, source=source))
+        processes.append(Process(pid=pid, args=args, ppid=ppid, user=user, time=time, line=lineno, source=source,
+                                 container=container))
         recognised = True
 
     if first is not None and not recognised:
