@@ -75,8 +75,8 @@ def _with_ipv6(if_inet6: bytes | None) -> set[str]:
     """The interfaces with an IPv6 address other than a link-local one, from /proc/net/if_inet6
     (address, index, prefix length, scope, flags, name; scope 0x20 is link-local).
 
-    >>> sorted(_with_ipv6(b"fe80000000000000000000000000000a 03 40 20 80 veth0\n"
-    ...                   b"20010db8000000000000000000000001 02 40 00 80 eth0\n"))
+    >>> sorted(_with_ipv6(b"fe80000000000000000000000000000a 03 40 20 80 veth0\\n"
+    ...                   b"20010db8000000000000000000000001 02 40 00 80 eth0\\n"))
     ['eth0']
     """
     names = set()
