@@ -254,8 +254,12 @@ class Capture:
         return False
 
     def stop(self, timeout: float = 10) -> int | None:
-        """Stop dumpcap (SIGTERM by PID, then SIGKILL); its exit status."""
+        """Stop dumpcap (SIGTERM by PID, then SIGKILL); its exit status (None when it never started).
+        The canary's socket is closed either way."""
         if self.proc is None:
+            if self.canary is not None:
+                self.canary.close()
+                self.canary = None
             return None
         if self.proc.poll() is None:
             try:

@@ -218,6 +218,10 @@ class SocketLog:
         self.syn_senders = 0  # sockets gone before their SYN's lookup, logged with the sender the kernel saw
         self.kernel_owners = 0  # sockets logged from the kernel's connect and accept events (from_kernel)
         self._comms: dict[int, str] = {}  # pid -> its name, for the kernel's events from its other threads
+        #: the log's own network namespace (``net:[…]``): the kernel's events of the others are left out
+        self.netns = _readlink(f"{proc}/self/ns/net") if proc == PROC else None
+        self._netns: dict[int, str] = {}  # thread id -> its network namespace, for the kernel's events
+        self.other_netns = 0  # the kernel's events left out: their socket is in another network namespace
         self.attempts: dict[int, int] = {}  # inode -> polls that did not find its owner
         # housekeeping (:meth:`housekeeping`): the dicts above forget what is gone; a ring's hook
         self.on_housekeeping: Callable[[SocketLog], None] | None = None
@@ -454,6 +458,9 @@ class SocketLog:
         for ev in events:
             if self.seen.get(ev.inode) == ev.key:
                 continue
+            if self._elsewhere(ev):
+                self.other_netns += 1
+                continue
             if lines and ev.when - last > self.KERNEL_BLOCK_GAP:
                 self._block(f"kernel: connect, accept ({len(lines)})", lines, first)
                 lines = []
@@ -479,6 +486,21 @@ class SocketLog:
 
     #: the kernel's events further apart than this (seconds) go to blocks of their own (their own time)
     KERNEL_BLOCK_GAP = 0.005
+
+    def _elsewhere(self, ev: Event) -> bool:
+        """Whether the kernel's event is of a socket in another network namespace than the log's
+        (the syscall tracepoints see the whole machine: a compute node in a namespace of the same
+        machine is another host, and its 127.0.0.1 is not ours).  Told by the thread's
+        ``/proc/PID/task/TID/ns/net``; a thread gone before the look cannot be told: kept."""
+        if self.netns is None:
+            return False
+        ns = self._netns.get(ev.tid)
+        if ns is None:
+            ns = _readlink(f"{self.proc}/{ev.pid}/task/{ev.tid}/ns/net") or _readlink(f"{self.proc}/{ev.pid}/ns/net")
+            if ns is None:
+                return False
+            self._netns[ev.tid] = ns
+        return ns != self.netns
 
     def _comm(self, ev: Event) -> str:
         """The process's name as ss shows it: the event's (its thread's) when the main thread
@@ -544,6 +566,7 @@ class SocketLog:
             dropped += _drop(by_inode, alive)
         for by_pid in (self.socket_pids, self.pid_uid, self._comms):
             dropped += _drop(by_pid, pids)
+        self._netns.clear()  # by thread id: looked up again when a thread connects
         for by_port in (self.port_pids, self.client_pids):
             for port in list(by_port):
                 dropped += _drop(by_port[port], pids)
@@ -590,9 +613,17 @@ class SocketLog:
             "syn_lookups": self.syn_lookups,
             "syn_senders_gone": self.syn_senders,
             "kernel_owners": self.kernel_owners,
+            "kernel_events_other_netns": self.other_netns,
             "unreadable_pids": self.unreadable(),
             "pruned": self.pruned,
         }
+
+
+def _readlink(path: str) -> str | None:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return None
 
 
 def _drop(table: dict, keep: set) -> int:
