@@ -1,6 +1,6 @@
 """``osflow record``: capture the OpenStack traffic of a command, with the owner of every socket.
 
-``osflow record [-i lo] [-o DIR] [--ports …] -- COMMAND [ARGS…]`` (or ``--duration SECONDS``
+``osflow record [-i NAME …] [-o DIR] [--ports …] -- COMMAND [ARGS…]`` (or ``--duration SECONDS``
 without a command) replaces the analyst's three terminals:
 
 1. a socket-owner log starts (``ss.txt``): a first full look at every process's sockets.  Where
@@ -25,11 +25,15 @@ without a command) replaces the analyst's three terminals:
    it, the poller runs every millisecond all the time.  This catches connections
    that live a few milliseconds, which ``ss -tnp`` polling (8–45 ms per snapshot on two cores, most
    of it the ``-p`` walk) misses;
-2. dumpcap captures on the interface with a capture filter on the port map's ports
-   (:data:`osflow.portmap.ALL_PORTS`); record waits until the capture is really live: on a
-   loopback interface a UDP canary datagram to a socket of record's own must reach the file;
-3. ``ps`` before and after (``ps.txt``); the command lines of processes that owned a socket but
-   lived only meanwhile (the ``openstack`` client) go to ``meta.json``;
+2. dumpcap captures, with a capture filter on the port map's ports (:data:`osflow.portmap.ALL_PORTS`,
+   any address), on ``-i``'s interfaces, by default on loopback and every interface that is up
+   with an address of the host's own (:func:`~osflow.record.capture.host_interfaces`: each packet
+   of the host's own traffic once, where ``-i any`` sees a bridged one twice); record waits until
+   the capture is really live: on a loopback interface a UDP canary datagram to a socket of
+   record's own must reach the file;
+3. ``ps`` before and after (``ps.txt``), with the processes that run in a container and its name
+   (:class:`~osflow.record.procs.Containers`); the command lines of processes that owned a socket but
+   lived only meanwhile (the ``openstack`` client) go to ``meta.json``, with the host's UTS name;
 4. COMMAND runs with the user's terminal; record exits with its status.
 
 Everything record starts is stopped by PID, also on Ctrl-C.  DIR holds ``capture.pcapng``,
