@@ -149,10 +149,10 @@ class Capture:
     """dumpcap writing a pcapng file (or, with ``ring``, dumpcap's ``-b`` arguments, a ring of
     them beside ``path``: :mod:`~osflow.record.ring`), started and stopped by PID."""
 
-    def __init__(self, dumpcap: str, interfaces: Sequence[str], ports: Sequence[int], path: str,
+    def __init__(self, dumpcap: str, interfaces: str | Sequence[str], ports: Sequence[int], path: str,
                  ring: Sequence[str] = ()) -> None:
         self.dumpcap = dumpcap
-        self.interfaces = list(interfaces)
+        self.interfaces = [interfaces] if isinstance(interfaces, str) else list(interfaces)
         self.interface = ", ".join(self.interfaces)  #: for messages
         self.path = path
         self.ring = list(ring)
