@@ -196,3 +196,23 @@ def _pids_of_command(out: Path) -> list[int]:
     """COMMAND's pid and the pids of the processes it started that owned a socket (meta.json)."""
     meta = json.loads((out / "meta.json").read_text())
     return [meta["command_pid"], *(p["pid"] for p in meta["socket_owners_not_in_ps"])]
+
+
+def test_interface_options():
+    """-i repeatable (a name given twice is captured once); none: the host's; any: alone."""
+    import argparse
+
+    from osflow import cli, record
+    from osflow.errors import UsageError
+
+    def parse(argv):
+        p = argparse.ArgumentParser(prog="osflow record")
+        record.add_arguments(p)
+        return cli.record_options(p.parse_args(argv))
+
+    assert parse(["-i", "lo", "--interface", "eth0", "--", "true"]).interface == ("lo", "eth0")
+    assert parse(["--", "true"]).interface == ()
+    with pytest.raises(UsageError, match="-i any already captures on every interface: give it alone"):
+        record.run(parse(["-i", "any", "-i", "lo", "--", "true"]))
+    names = capture.host_interfaces()
+    assert "lo" in names or names == ["any"]

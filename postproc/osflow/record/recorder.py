@@ -164,12 +164,13 @@ def run(args: RecordOptions) -> int:
     ring = parse_ring(args.ring_buffer) if args.ring_buffer else None
     if command:
         find_command(command[0])
-    dumpcap = find_tool("dumpcap", "DUMPCAP")
-    chosen = list(dict.fromkeys(args.interface)) or host_interfaces()
-    for name in chosen:
-        check_interface(name)
+    chosen = list(dict.fromkeys(args.interface))
     if "any" in chosen and len(chosen) > 1:
         raise UsageError("-i any already captures on every interface: give it alone")
+    dumpcap = find_tool("dumpcap", "DUMPCAP")
+    chosen = chosen or host_interfaces()
+    for name in chosen:
+        check_interface(name)
     return Recorder(args, command, ports, dumpcap, ring, tuple(chosen)).run()
 
 
