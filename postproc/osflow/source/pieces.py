@@ -1,0 +1,556 @@
+"""Source stage, ``osflow-post -r`` on a long capture: the capture cut into pieces for tshark.
+
+tshark keeps, for the whole capture, what it learnt of every frame and connection: its memory grows
+with the capture, whatever osflow keeps.  :class:`Cutter` reads a pcap or pcapng file (without tshark:
+its own reading of the link, IP and TCP headers, streamed, block by block) and writes it again as
+pieces of about ``frames`` frames, which tshark reads one after the other
+(:class:`osflow.tshark.Tshark`).  Each piece is a capture of its own: the file's header blocks, then,
+for each connection still open at the cut, the frames tshark needs to read its next frames as it
+would have in the whole capture, then the piece's own frames:
+
+* the connection's first frames (its handshake, a MySQL greeting and login, an AMQP Connection.Start
+  and Tune): up to its :data:`SETUP`-th payload frame, ending where an exchange ends;
+* its frames since the start of its current exchange (the last run of client payload after server
+  payload, the request a response still to come answers; for AMQP the last frame boundary in both
+  directions with no message content pending), so that a message spanning the cut is read whole.
+
+tshark's lines for the frames before the piece's own are dropped (the piece before gave them out):
+every frame's line comes from exactly one piece.  The frames are numbered again from 1 in each
+piece and the connections from 0: each :class:`Piece` maps its frames back to the capture's frame
+numbers and to the connection numbers tshark gives in one run (``tcp.stream``: in order of first
+appearance, a SYN with another initial sequence number on a closed 4-tuple starting a new one).
+
+Where the reading meets what it cannot follow (a link type, an encapsulation or an IP fragment
+whose TCP it cannot place, TLS keys in the file, a second section, a damaged or cut block), the rest
+of the file goes unchanged into the piece being written: tshark then reads it as it would have, in
+one piece.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from array import array
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+__all__ = ["SETUP", "Cutter", "Piece", "cuttable"]
+
+#: Payload frames of a connection's beginning kept for every piece it reaches (handshake, login).
+SETUP = 8
+#: Seconds of silence after which a connection is carried into the pieces no longer.
+IDLE = 600.0
+#: Connections whose numbers are remembered (a frame of one forgotten gets a new number).
+REMEMBERED = 20000
+
+_PCAPNG = b"\x0a\x0d\x0d\x0a"
+_PCAP_MAGIC = {
+    b"\xa1\xb2\xc3\xd4": (">", 1e-6), b"\xd4\xc3\xb2\xa1": ("<", 1e-6),
+    b"\xa1\xb2\x3c\x4d": (">", 1e-9), b"\x4d\x3c\xb2\xa1": ("<", 1e-9),
+}
+_SHB, _IDB, _PB, _SPB, _EPB, _DSB = 0x0A0D0D0A, 1, 2, 3, 6, 0x0A
+#: AMQP 0-9-1 methods a content header and body follow (Basic.Publish, Return, Deliver, Get-Ok)
+_CONTENT_METHODS = {(60, 40), (60, 50), (60, 60), (60, 71)}
+
+
+def cuttable(path: str) -> bool:
+    """Is ``path`` a regular, uncompressed pcap or pcapng file (what :class:`Cutter` reads)?"""
+    import stat
+
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return False
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError:
+        return False
+    return head == _PCAPNG or head in _PCAP_MAGIC
+
+
+@dataclass
+class Piece:
+    """A piece written: tshark's frame ``i`` (from 1) is the capture's frame ``frames[i - 1]`` and
+    belongs to connection ``streams[i - 1]`` (-1: not a TCP frame the cutter placed); tshark's lines
+    for frames before ``first`` (the capture's number of the piece's first own frame) are the piece
+    before's."""
+
+    path: str
+    first: int
+    header: list[bytes] = field(default_factory=list)
+    frames: array = field(default_factory=lambda: array("q"))
+    streams: array = field(default_factory=lambda: array("q"))
+    last: bool = False  #: the last piece
+    #: (frames, connections) before the rest of the file, put in this piece as it was: tshark's frames
+    #: after the mapped ones are the capture's from ``frames + 1`` on, its new connections numbered from
+    #: ``connections`` on
+    tail: tuple[int, int] | None = None
+
+    def frame(self, local: int) -> int:
+        """The capture's frame number of tshark's frame ``local`` in this piece."""
+        if 0 < local <= len(self.frames):
+            return self.frames[local - 1]
+        return self.tail[0] + local - len(self.frames) if self.tail is not None else local
+
+    def stream(self, local_frame: int, local_stream: int) -> int:
+        """The capture's connection number of tshark's ``local_stream`` seen in frame ``local_frame``."""
+        if 0 < local_frame <= len(self.streams) and self.streams[local_frame - 1] >= 0:
+            return self.streams[local_frame - 1]
+        # a frame the cutter did not place: tshark numbers the piece's connections in order of appearance
+        known = list(dict.fromkeys(s for s in self.streams if s >= 0))
+        if local_stream < len(known):
+            return known[local_stream]
+        return (self.tail[1] if self.tail is not None else len(known)) + local_stream - len(known)
+
+    def own(self, local: int) -> bool:
+        """Is tshark's frame ``local`` one of the piece's own (not carried from before the cut)?"""
+        return self.frame(local) >= self.first
+
+
+class _Direction:
+    """One direction of an AMQP connection, followed frame by frame: where its frames end and which
+    channels still wait for message content."""
+
+    __slots__ = ("buf", "content", "skip")
+
+    def __init__(self) -> None:
+        self.skip = 0  # bytes left of the current frame (after its first bytes, read into buf)
+        self.buf = b""  # the current frame's first bytes, while fewer than needed
+        self.content: dict[int, int] = {}  # channel -> body bytes still to come (-1: its header)
+
+    def at_rest(self) -> bool:
+        return not self.skip and not self.buf and not self.content
+
+    def feed(self, data: bytes) -> None:
+        i = 0
+        while i < len(data):
+            if self.skip:
+                n = min(self.skip, len(data) - i)
+                self.skip -= n
+                i += n
+                continue
+            need = 7 + 12  # a frame's header and the first 12 bytes of its payload
+            take = data[i:i + need - len(self.buf)]
+            self.buf += take
+            i += len(take)
+            if len(self.buf) < 7:
+                return
+            kind, channel, size = struct.unpack(">BHI", self.buf[:7])
+            if len(self.buf) < min(need, 7 + size):
+                return
+            body = self.buf[7:7 + size]
+            if kind == 1 and len(body) >= 4 and struct.unpack(">HH", body[:4]) in _CONTENT_METHODS:
+                self.content[channel] = -1
+            elif kind == 2 and len(body) >= 12:
+                left = struct.unpack(">Q", body[4:12])[0]
+                if left:
+                    self.content[channel] = left
+                else:
+                    self.content.pop(channel, None)
+            elif kind == 3 and channel in self.content:
+                left = self.content[channel] - size
+                if left > 0:
+                    self.content[channel] = left
+                else:
+                    del self.content[channel]
+            self.skip = 7 + size + 1 - len(self.buf)  # the rest of the payload and the frame-end octet
+            self.buf = b""
+            if self.skip < 0:  # (a frame shorter than what was read: not AMQP framing)
+                self.skip = 0
+
+
+class _Conn:
+    """What the cutter keeps of one TCP connection."""
+
+    __slots__ = ("amqp", "base", "client", "closed", "exchange", "fins", "frames", "id", "interim", "last",
+                 "last_dir", "nxt", "payloads", "setup", "setup_end")
+
+    def __init__(self, number: int, client: tuple | None) -> None:
+        self.id = number
+        self.last = 0.0  # the time of its last frame
+        self.client = client  # the endpoint that sent the SYN (None: not seen)
+        self.base: dict[tuple, int] = {}  # endpoint -> its first sequence number (tshark's base_seq)
+        self.nxt: dict[tuple, int] = {}  # endpoint -> the next sequence number expected from it
+        self.fins: set[tuple] = set()
+        self.closed = False
+        self.payloads = 0
+        self.setup: list[tuple[int, bytes]] = []  # its first frames: (frame number, block)
+        self.setup_end = 0  # how many of them end where an exchange ends
+        self.frames: list[tuple[int, bytes]] = []  # its frames since its current exchange began
+        self.exchange = True  # the frames since the current exchange began are all kept (False: gone)
+        self.last_dir: tuple | None = None  # the sender of its last payload
+        self.interim = False  # the server's last run began with an HTTP interim (1xx) answer
+        self.amqp: dict[tuple, _Direction] | None = None
+
+
+class _Unreadable(Exception):
+    """A block or frame the cutter cannot follow: the rest of the file goes into one piece."""
+
+
+class Cutter:
+    """Write ``capture`` as pieces of about ``frames`` frames into ``folder`` (see the module)."""
+
+    def __init__(self, capture: str, folder: str, frames: int) -> None:
+        self.capture = capture
+        self.folder = folder
+        self.size = max(1, frames)
+        self.pieces = 0  #: pieces written so far
+        self._conns: dict[tuple, _Conn] = {}
+        self._open: dict[int, _Conn] = {}  # id -> connection not closed yet
+        self._next_id = 0
+        self._order = "<"
+        self._resolution: list[float] = []  # per interface: seconds per timestamp unit
+        self._header: list[bytes] = []  # blocks every piece begins with
+        self._linktypes: list[int] = []
+
+    # ------------------------------------------------------------------ pieces
+
+    def __iter__(self) -> Iterator[Piece]:
+        with open(self.capture, "rb") as f:
+            self._ng = f.read(4) == _PCAPNG
+            f.seek(0)
+            blocks = self._pcapng(f) if self._ng else self._pcap(f)
+            count = 0  # frames read
+            piece = self._start(1)
+            try:
+                for kind, block, frame, time in blocks:
+                    if kind != "frame":
+                        self._own.write(block)
+                        continue
+                    count += 1
+                    if self._mine >= self.size and self._wrote_line:
+                        yield self._finish(piece)
+                        piece = self._start(count)
+                    if count % 4096 == 0:
+                        self._housekeeping(time)
+                    conn = self._place(count, block, frame, time)
+                    self._own.write(block)
+                    self._frames.append(count)
+                    self._streams.append(conn.id if conn is not None else -1)
+                    self._mine += 1
+            except _Unreadable:
+                # the rest as it is: tshark reads it in this piece, numbering on from its own frames
+                piece.tail = (count, self._next_id)
+                f.seek(self._rest)
+                while chunk := f.read(1 << 20):
+                    self._own.write(chunk)
+            piece.last = True
+            yield self._finish(piece)
+
+    def _start(self, first: int) -> Piece:
+        """Begin a piece whose own frames begin with the capture's frame ``first``."""
+        self.pieces += 1
+        path = os.path.join(self.folder, f"piece{self.pieces}.{'pcapng' if self._ng else 'pcap'}")
+        self._own = open(path + ".own", "wb")  # noqa: SIM115 - closed by _finish
+        self._frames, self._streams, self._mine = array("q"), array("q"), 0
+        # what each connection open at the cut needs carried into the piece (if it shows up in it)
+        self._carried = {conn.id: (conn.setup[:conn.setup_end] if conn.payloads > SETUP else list(conn.setup))
+                         + conn.frames for conn in self._open.values()}
+        return Piece(path, first, header=list(self._header))
+
+    def _finish(self, piece: Piece) -> Piece:
+        """Write the piece: the header blocks, the frames carried for its connections, its own frames."""
+        self._own.close()
+        seen = set(self._streams)
+        carried: dict[int, tuple[bytes, int]] = {}
+        for cid, frames in self._carried.items():
+            if cid in seen:
+                for number, block in frames:
+                    carried[number] = (block, cid)
+        self._carried = {}
+        with open(piece.path, "wb") as out:
+            for block in piece.header:
+                out.write(block)
+            for number in sorted(carried):
+                block, cid = carried[number]
+                out.write(block)
+                piece.frames.append(number)
+                piece.streams.append(cid)
+            with open(piece.path + ".own", "rb") as own:
+                while chunk := own.read(1 << 20):
+                    out.write(chunk)
+        os.unlink(piece.path + ".own")
+        piece.frames.extend(self._frames)
+        piece.streams.extend(self._streams)
+        piece.header = []
+        return piece
+
+    def _housekeeping(self, now: float) -> None:
+        """Forget what no piece will need: connections silent for :data:`IDLE` seconds are carried no
+        longer; the numbers of at most :data:`REMEMBERED` connections are kept."""
+        for conn in [c for c in self._open.values() if now - c.last > IDLE]:
+            del self._open[conn.id]
+            conn.setup, conn.frames, conn.amqp = [], [], None
+        if len(self._conns) > REMEMBERED:
+            by_age = sorted(self._conns.items(), key=lambda kv: kv[1].last)
+            for key, conn in by_age[:len(self._conns) - REMEMBERED * 9 // 10]:
+                if conn.id not in self._open:
+                    del self._conns[key]
+
+    # ------------------------------------------------------------------ connections
+
+    def _place(self, number: int, block: bytes, frame: tuple | None, time: float) -> _Conn | None:
+        """Follow the connection of frame ``number``; the connection (None: not TCP)."""
+        if frame is None:
+            return None
+        src, dst, seq, flags, length, payload = frame
+        key = (src, dst) if src <= dst else (dst, src)
+        conn = self._conns.get(key)
+        syn, ack, fin, rst = flags & 0x02, flags & 0x10, flags & 0x01, flags & 0x04
+        if conn is not None and syn and not ack and src in conn.base and conn.base[src] != seq:
+            conn = None  # the 4-tuple used again: a new connection, as tshark counts them
+        if conn is None:
+            conn = self._conns[key] = _Conn(self._next_id, src if syn and not ack else None)
+            self._next_id += 1
+        if not conn.closed:
+            self._open[conn.id] = conn  # (again, when it was silent too long: from its next exchange on)
+        conn.last = time
+        conn.base.setdefault(src, seq)
+        if length or syn or fin:
+            expected = conn.nxt.get(src)
+            if expected is not None and seq != expected:
+                conn.exchange = False  # a gap or a retransmission: keep everything until the next exchange
+            end = (seq + length + (1 if syn else 0) + (1 if fin else 0)) & 0xFFFFFFFF
+            if expected is None or ((end - expected) & 0xFFFFFFFF) < 0x80000000:
+                conn.nxt[src] = end
+        if length:
+            self._wrote_line = True
+            if len(payload) < length:  # the frame was cut by the snap length: its bytes cannot be followed
+                conn.exchange = False
+            self._payload(conn, number, block, src, payload)
+        else:
+            if fin or rst:
+                self._wrote_line = True
+            self._keep(conn, number, block)
+        if rst:
+            conn.closed = True
+        if fin:
+            conn.fins.add(src)
+            if len(conn.fins) == 2:
+                conn.closed = True
+        if conn.closed:
+            self._open.pop(conn.id, None)
+            conn.setup, conn.frames = [], []
+        return conn
+
+    def _keep(self, conn: _Conn, number: int, block: bytes) -> None:
+        if conn.payloads <= SETUP:
+            conn.setup.append((number, block))
+        conn.frames.append((number, block))
+
+    def _payload(self, conn: _Conn, number: int, block: bytes, src: tuple, payload: bytes) -> None:
+        if conn.payloads == 0 and payload.startswith(b"AMQP"):
+            conn.amqp = {}
+            conn.client = src
+        begins = False  # does an exchange begin with this frame?
+        if conn.amqp is not None:
+            begins = all(d.at_rest() for d in conn.amqp.values())
+            data = payload[8:] if payload.startswith(b"AMQP") else payload
+            conn.amqp.setdefault(src, _Direction()).feed(data)
+        else:
+            client = conn.client if conn.client is not None else None
+            if conn.last_dir is not None and conn.last_dir != src:
+                if client is None or src == client:
+                    begins = not conn.interim
+                else:  # the server answers: an HTTP interim answer does not end the exchange
+                    conn.interim = payload[:10].startswith((b"HTTP/1.1 1", b"HTTP/1.0 1"))
+            conn.last_dir = src
+        conn.payloads += 1
+        if begins and conn.payloads <= SETUP + 1:
+            conn.setup_end = len(conn.setup)  # the setup may end before this frame
+        if conn.payloads <= SETUP:
+            conn.setup.append((number, block))
+        if begins and conn.exchange:
+            conn.frames = []
+        elif begins:
+            conn.exchange = True  # kept since the gap; from the next exchange on, forgotten again
+        conn.frames.append((number, block))
+
+    # ------------------------------------------------------------------ reading the file
+
+    _ng = True
+    _rest = 0
+    _wrote_line = False
+
+    def _pcap(self, f: BinaryIO) -> Iterator[tuple[str, bytes, tuple | None, float]]:
+        head = f.read(24)
+        if len(head) < 24 or head[:4] not in _PCAP_MAGIC:
+            self._rest = 0
+            raise _Unreadable
+        order, unit = _PCAP_MAGIC[head[:4]]
+        self._header.append(head)
+        self._linktypes = [struct.unpack(order + "I", head[20:24])[0] & 0x0FFFFFFF]
+        yield "header", head, None, 0.0
+        while True:
+            self._rest = f.tell()
+            rec = f.read(16)
+            if not rec:
+                return
+            if len(rec) < 16:
+                raise _Unreadable
+            incl = struct.unpack(order + "I", rec[8:12])[0]
+            if incl > 1 << 28:
+                raise _Unreadable
+            data = f.read(incl)
+            if len(data) < incl:
+                raise _Unreadable
+            sec, frac = struct.unpack(order + "II", rec[:8])
+            yield "frame", rec + data, self._frame(self._linktypes[0], data), sec + frac * unit
+
+    def _pcapng(self, f: BinaryIO) -> Iterator[tuple[str, bytes, tuple | None, float]]:
+        first = True
+        time = 0.0
+        while True:
+            self._rest = f.tell()
+            head = f.read(8)
+            if not head:
+                return
+            if len(head) < 8:
+                raise _Unreadable
+            if head[:4] == _PCAPNG:
+                if not first:
+                    raise _Unreadable  # a second section: its own interfaces
+                bom = f.read(4)
+                self._order = "<" if bom == b"\x4d\x3c\x2b\x1a" else ">"
+                length = struct.unpack(self._order + "I", head[4:8])[0]
+                rest = bom + f.read(max(0, length - 12))
+                kind = _SHB
+            else:
+                kind, length = struct.unpack(self._order + "II", head)
+                rest = f.read(max(0, length - 8))
+            if length < 12 or length % 4 or length > 1 << 28 or len(head) + len(rest) != length:
+                raise _Unreadable
+            block = head + rest
+            first = False
+            if kind == _SHB:
+                self._header.append(block)
+                yield "header", block, None, time
+            elif kind == _IDB:
+                self._interface(block)
+                self._header.append(block)
+                yield "header", block, None, time
+            elif kind == _DSB:
+                raise _Unreadable  # TLS keys: tshark decrypts from a session's start
+            elif kind in (_EPB, _PB):
+                if kind == _EPB:
+                    iface, high, low, incl = struct.unpack(self._order + "IIII", block[8:24])
+                else:
+                    iface, _, high, low, incl = struct.unpack(self._order + "HHIII", block[8:24])
+                if iface >= len(self._linktypes):
+                    raise _Unreadable
+                data = block[28:28 + incl]
+                time = ((high << 32) | low) * self._resolution[iface]
+                yield "frame", block, self._frame(self._linktypes[iface], data), time
+            elif kind == _SPB:
+                if not self._linktypes:
+                    raise _Unreadable
+                yield "frame", block, self._frame(self._linktypes[0], block[12:length - 4]), time
+            else:
+                yield "other", block, None, time
+
+    def _interface(self, block: bytes) -> None:
+        linktype = struct.unpack(self._order + "H", block[8:10])[0]
+        self._linktypes.append(linktype)
+        resolution = 1e-6
+        i = 16
+        while i + 4 <= len(block) - 4:  # the options: if_tsresol (9) says the timestamps' unit
+            code, size = struct.unpack(self._order + "HH", block[i:i + 4])
+            if code == 0:
+                break
+            if code == 9 and size >= 1:
+                v = block[i + 4]
+                resolution = 2.0 ** -(v & 0x7F) if v & 0x80 else 10.0 ** -v
+            i += 4 + (size + 3) // 4 * 4
+        self._resolution.append(resolution)
+
+    # ------------------------------------------------------------------ link, IP, TCP
+
+    def _frame(self, linktype: int, data: bytes) -> tuple | None:
+        """(source, destination, seq, flags, TCP payload length, payload bytes) of a TCP frame, None
+        for a frame that holds no TCP; raises :class:`_Unreadable` for one tshark may find TCP in
+        where this reading cannot."""
+        try:
+            if linktype == 1:  # Ethernet
+                ethertype, i = struct.unpack(">H", data[12:14])[0], 14
+                while ethertype in (0x8100, 0x88A8, 0x9100):
+                    ethertype, i = struct.unpack(">H", data[i + 2:i + 4])[0], i + 4
+            elif linktype == 113:  # Linux cooked
+                ethertype, i = struct.unpack(">H", data[14:16])[0], 16
+            elif linktype == 276:  # Linux cooked v2
+                ethertype, i = struct.unpack(">H", data[0:2])[0], 20
+            elif linktype in (0, 108):  # BSD loopback: the address family in host order
+                family = struct.unpack("<I", data[:4])[0]
+                if family > 0xFFFF:
+                    family = struct.unpack(">I", data[:4])[0]
+                ethertype, i = (0x0800 if family == 2 else 0x86DD if family in (10, 24, 28, 30) else 0), 4
+            elif linktype in (101, 12, 14):  # raw IP
+                ethertype, i = (0x0800 if data[0] >> 4 == 4 else 0x86DD if data[0] >> 4 == 6 else 0), 0
+            elif linktype == 228:
+                ethertype, i = 0x0800, 0
+            elif linktype == 229:
+                ethertype, i = 0x86DD, 0
+            else:
+                raise _Unreadable
+        except (struct.error, IndexError):
+            return None
+        if ethertype == 0x0800:
+            return self._ipv4(data, i)
+        if ethertype == 0x86DD:
+            return self._ipv6(data, i)
+        if ethertype in (0x0806, 0x88CC, 0x8035) or ethertype < 0x0600:
+            return None  # ARP, LLDP, RARP, 802.3 lengths: no TCP
+        raise _Unreadable  # MPLS, PPPoE, …: tshark may find TCP inside
+
+    def _ipv4(self, data: bytes, i: int) -> tuple | None:
+        if len(data) < i + 20:
+            return None
+        ihl = (data[i] & 0x0F) * 4
+        total = struct.unpack(">H", data[i + 2:i + 4])[0]
+        frag = struct.unpack(">H", data[i + 6:i + 8])[0]
+        proto = data[i + 9]
+        if frag & 0x3FFF:
+            raise _Unreadable  # a fragment: tshark reassembles it
+        src, dst = data[i + 12:i + 16], data[i + 16:i + 20]
+        return self._transport(proto, data, i + ihl, (total or len(data) - i) - ihl, src, dst)
+
+    def _ipv6(self, data: bytes, i: int) -> tuple | None:
+        if len(data) < i + 40:
+            return None
+        length = struct.unpack(">H", data[i + 4:i + 6])[0]
+        nh = data[i + 6]
+        src, dst = data[i + 8:i + 24], data[i + 24:i + 40]
+        j = i + 40
+        while nh in (0, 43, 60):
+            if len(data) < j + 2:
+                return None
+            ext = (data[j + 1] + 1) * 8
+            nh, j, length = data[j], j + ext, length - ext
+        if nh == 44:
+            raise _Unreadable
+        return self._transport(nh, data, j, length, src, dst)
+
+    def _transport(self, proto: int, data: bytes, i: int, length: int, src: bytes, dst: bytes) -> tuple | None:
+        if proto == 6:
+            if len(data) < i + 20:
+                raise _Unreadable  # a TCP header cut short: tshark still numbers its connection
+            sport, dport, seq = struct.unpack(">HHI", data[i:i + 8])
+            off = (data[i + 12] >> 4) * 4
+            flags = data[i + 13] | ((data[i + 12] & 0x01) << 8)
+            payload_len = max(0, length - off)
+            payload = data[i + off:i + off + payload_len]
+            return (src, sport), (dst, dport), seq, flags, payload_len, payload
+        if proto in (1, 58):  # ICMP: an error quotes the IP header of what caused it, maybe TCP
+            if len(data) <= i or data[i] not in ((3, 4, 5, 11, 12) if proto == 1 else (1, 2, 3, 4)):
+                return None
+            quoted = data[i + 8:i + 48]
+            inner = quoted[9] if proto == 1 and len(quoted) > 9 else quoted[6] if len(quoted) > 6 else None
+            if inner == 6:
+                raise _Unreadable
+            return None
+        if proto in (4, 41, 47, 50, 51, 132):  # tunnels, IPsec, SCTP
+            raise _Unreadable
+        if proto == 17 and len(data) >= i + 4:
+            sport, dport = struct.unpack(">HH", data[i:i + 4])
+            if {sport, dport} & {4789, 6081, 8472, 2152, 4790}:  # VXLAN, Geneve, GTP: TCP inside
+                raise _Unreadable
+        return None
