@@ -182,7 +182,9 @@ class PiecesReader(FieldsReader):
                     self.runner.end(kill=True, piece=piece.path)
                     raise
                 self.runner.end(piece=piece.path)
-                if not any(p is piece for p, _ in self._start_ok_pieces):
+                if any(p is piece for p, _ in self._start_ok_pieces):
+                    piece.save()  # read again at the end: its numbers on disk meanwhile
+                else:
                     os.unlink(piece.path)
                 if self.runner.problem is not None or self.partial is not None:
                     break
@@ -207,7 +209,7 @@ class PiecesReader(FieldsReader):
                 c[i] = AGGREGATOR.join(str(piece.frame(to_int(x, 0))) if x else x for x in c[i].split(AGGREGATOR))
         before = len(self._start_ok)
         packet = super()._packet(c)
-        if len(self._start_ok) > before:
+        if len(self._start_ok) > before and before < 500:  # (the first 500 are read again)
             if not self._start_ok_pieces or self._start_ok_pieces[-1][0] is not piece:
                 self._start_ok_pieces.append((piece, []))
             self._start_ok_pieces[-1][1].append(local)
@@ -229,9 +231,11 @@ class PiecesReader(FieldsReader):
                 if left <= 0:
                     break
                 self.capture, self._start_ok, left = piece.path, frames[:left], left - len(frames)
+                piece.load()
                 for p in FieldsReader._connection_names(self):
                     yield replace(p, number=piece.frame(p.number), stream=piece.stream(p.number, p.stream),
                                   segments=tuple(piece.frame(s) for s in p.segments))
+                piece.save()
         finally:
             self._start_ok, self.capture = everything, self._whole
 

@@ -102,6 +102,20 @@ class Piece:
             return known[local_stream]
         return (self.tail[1] if self.tail is not None else len(known)) + local_stream - len(known)
 
+    def save(self) -> None:
+        """Keep the frame and connection numbers on disk, beside the piece (:meth:`load` reads them)."""
+        with open(self.path + ".map", "wb") as f:
+            f.write(struct.pack("<q", len(self.frames)))
+            self.frames.tofile(f)
+            self.streams.tofile(f)
+        self.frames, self.streams = array("q"), array("q")
+
+    def load(self) -> None:
+        with open(self.path + ".map", "rb") as f:
+            n = struct.unpack("<q", f.read(8))[0]
+            self.frames.fromfile(f, n)
+            self.streams.fromfile(f, n)
+
     def own(self, local: int) -> bool:
         """Is tshark's frame ``local`` one of the piece's own (not carried from before the cut)?"""
         return self.frame(local) >= self.first
@@ -165,22 +179,23 @@ class _Conn:
     __slots__ = ("amqp", "base", "client", "closed", "exchange", "fins", "frames", "id", "interim", "last",
                  "last_dir", "nxt", "payloads", "setup", "setup_end")
 
-    def __init__(self, number: int, client: tuple | None) -> None:
+    def __init__(self, number: int, client: int | None) -> None:
+        # a direction (0, 1) is the sender: the first or the second endpoint of the connection's key
         self.id = number
         self.last = 0.0  # the time of its last frame
-        self.client = client  # the endpoint that sent the SYN (None: not seen)
-        self.base: dict[tuple, int] = {}  # endpoint -> its first sequence number (tshark's base_seq)
-        self.nxt: dict[tuple, int] = {}  # endpoint -> the next sequence number expected from it
-        self.fins: set[tuple] = set()
+        self.client = client  # the direction of the SYN (None: not seen)
+        self.base: list[int | None] = [None, None]  # each direction's first sequence number (tshark's base_seq)
+        self.nxt: list[int | None] = [None, None]  # the next sequence number expected in each direction
+        self.fins = 0  # bit d: a FIN went in direction d
         self.closed = False
         self.payloads = 0
-        self.setup: list[tuple[int, bytes]] = []  # its first frames: (frame number, block)
-        self.setup_end = 0  # how many of them end where an exchange ends
-        self.frames: list[tuple[int, bytes]] = []  # its frames since its current exchange began
+        self.setup = array("q")  # its first frames: frame number, offset and length of each, one after the other
+        self.setup_end = 0  # how many of them (times 3) end where an exchange ends
+        self.frames = array("q")  # its frames since its current exchange began, as ``setup``
         self.exchange = True  # the frames since the current exchange began are all kept (False: gone)
-        self.last_dir: tuple | None = None  # the sender of its last payload
+        self.last_dir: int | None = None  # the direction of its last payload
         self.interim = False  # the server's last run began with an HTTP interim (1xx) answer
-        self.amqp: dict[tuple, _Direction] | None = None
+        self.amqp: tuple[_Direction, _Direction] | None = None
 
 
 class _Unreadable(Exception):
@@ -195,7 +210,7 @@ class Cutter:
         self.folder = folder
         self.size = max(1, frames)
         self.pieces = 0  #: pieces written so far
-        self._conns: dict[tuple, _Conn] = {}
+        self._conns: dict[bytes, _Conn] = {}
         self._open: dict[int, _Conn] = {}  # id -> connection not closed yet
         self._next_id = 0
         self._order = "<"
@@ -206,7 +221,7 @@ class Cutter:
     # ------------------------------------------------------------------ pieces
 
     def __iter__(self) -> Iterator[Piece]:
-        with open(self.capture, "rb") as f:
+        with open(self.capture, "rb") as f, open(self.capture, "rb") as self._src:
             self._ng = f.read(4) == _PCAPNG
             f.seek(0)
             blocks = self._pcapng(f) if self._ng else self._pcap(f)
@@ -223,7 +238,7 @@ class Cutter:
                         piece = self._start(count)
                     if count % 4096 == 0:
                         self._housekeeping(time)
-                    conn = self._place(count, block, frame, time)
+                    conn = self._place(count, (count, self._rest, len(block)), frame, time)
                     self._own.write(block)
                     self._frames.append(count)
                     self._streams.append(conn.id if conn is not None else -1)
@@ -244,7 +259,7 @@ class Cutter:
         self._own = open(path + ".own", "wb")  # noqa: SIM115 - closed by _finish
         self._frames, self._streams, self._mine = array("q"), array("q"), 0
         # what each connection open at the cut needs carried into the piece (if it shows up in it)
-        self._carried = {conn.id: (conn.setup[:conn.setup_end] if conn.payloads > SETUP else list(conn.setup))
+        self._carried = {conn.id: (conn.setup[:conn.setup_end] if conn.payloads > SETUP else conn.setup[:])
                          + conn.frames for conn in self._open.values()}
         return Piece(path, first, header=list(self._header))
 
@@ -252,18 +267,19 @@ class Cutter:
         """Write the piece: the header blocks, the frames carried for its connections, its own frames."""
         self._own.close()
         seen = set(self._streams)
-        carried: dict[int, tuple[bytes, int]] = {}
+        carried: dict[int, tuple[int, int, int]] = {}
         for cid, frames in self._carried.items():
             if cid in seen:
-                for number, block in frames:
-                    carried[number] = (block, cid)
+                for k in range(0, len(frames), 3):
+                    carried[frames[k]] = (frames[k + 1], frames[k + 2], cid)
         self._carried = {}
         with open(piece.path, "wb") as out:
             for block in piece.header:
                 out.write(block)
             for number in sorted(carried):
-                block, cid = carried[number]
-                out.write(block)
+                offset, length, cid = carried[number]
+                self._src.seek(offset)
+                out.write(self._src.read(length))
                 piece.frames.append(number)
                 piece.streams.append(cid)
             with open(piece.path + ".own", "rb") as own:
@@ -280,7 +296,7 @@ class Cutter:
         longer; the numbers of at most :data:`REMEMBERED` connections are kept."""
         for conn in [c for c in self._open.values() if now - c.last > IDLE]:
             del self._open[conn.id]
-            conn.setup, conn.frames, conn.amqp = [], [], None
+            conn.setup, conn.frames, conn.amqp = array("q"), array("q"), None
         if len(self._conns) > REMEMBERED:
             by_age = sorted(self._conns.items(), key=lambda kv: kv[1].last)
             for key, conn in by_age[:len(self._conns) - REMEMBERED * 9 // 10]:
@@ -289,82 +305,84 @@ class Cutter:
 
     # ------------------------------------------------------------------ connections
 
-    def _place(self, number: int, block: bytes, frame: tuple | None, time: float) -> _Conn | None:
+    def _place(self, number: int, block: tuple[int, int, int], frame: tuple | None, time: float) -> _Conn | None:
         """Follow the connection of frame ``number``; the connection (None: not TCP)."""
         if frame is None:
             return None
         src, dst, seq, flags, length, payload = frame
-        key = (src, dst) if src <= dst else (dst, src)
+        d = 0 if src <= dst else 1
+        key = src + dst if d == 0 else dst + src
         conn = self._conns.get(key)
         syn, ack, fin, rst = flags & 0x02, flags & 0x10, flags & 0x01, flags & 0x04
-        if conn is not None and syn and not ack and src in conn.base and conn.base[src] != seq:
+        if conn is not None and syn and not ack and conn.base[d] is not None and conn.base[d] != seq:
             conn = None  # the 4-tuple used again: a new connection, as tshark counts them
         if conn is None:
-            conn = self._conns[key] = _Conn(self._next_id, src if syn and not ack else None)
+            conn = self._conns[key] = _Conn(self._next_id, d if syn and not ack else None)
             self._next_id += 1
         if not conn.closed:
             self._open[conn.id] = conn  # (again, when it was silent too long: from its next exchange on)
         conn.last = time
-        conn.base.setdefault(src, seq)
+        if conn.base[d] is None:
+            conn.base[d] = seq
         if length or syn or fin:
-            expected = conn.nxt.get(src)
+            expected = conn.nxt[d]
             if expected is not None and seq != expected:
                 conn.exchange = False  # a gap or a retransmission: keep everything until the next exchange
             end = (seq + length + (1 if syn else 0) + (1 if fin else 0)) & 0xFFFFFFFF
             if expected is None or ((end - expected) & 0xFFFFFFFF) < 0x80000000:
-                conn.nxt[src] = end
+                conn.nxt[d] = end
         if length:
             self._wrote_line = True
             if len(payload) < length:  # the frame was cut by the snap length: its bytes cannot be followed
                 conn.exchange = False
-            self._payload(conn, number, block, src, payload)
+            if conn.client is None:  # no SYN seen: the client is the end on the higher port
+                conn.client = d if src[-2:] > dst[-2:] else 1 - d
+            self._payload(conn, block, d, payload)
         else:
             if fin or rst:
                 self._wrote_line = True
-            self._keep(conn, number, block)
+            self._keep(conn, block)
         if rst:
             conn.closed = True
         if fin:
-            conn.fins.add(src)
-            if len(conn.fins) == 2:
+            conn.fins |= 1 << d
+            if conn.fins == 3:
                 conn.closed = True
         if conn.closed:
             self._open.pop(conn.id, None)
-            conn.setup, conn.frames = [], []
+            conn.setup, conn.frames = array("q"), array("q")
         return conn
 
-    def _keep(self, conn: _Conn, number: int, block: bytes) -> None:
+    def _keep(self, conn: _Conn, block: tuple[int, int, int]) -> None:
         if conn.payloads <= SETUP:
-            conn.setup.append((number, block))
-        conn.frames.append((number, block))
+            conn.setup.extend(block)
+        conn.frames.extend(block)
 
-    def _payload(self, conn: _Conn, number: int, block: bytes, src: tuple, payload: bytes) -> None:
+    def _payload(self, conn: _Conn, block: tuple[int, int, int], d: int, payload: bytes) -> None:
         if conn.payloads == 0 and payload.startswith(b"AMQP"):
-            conn.amqp = {}
-            conn.client = src
+            conn.amqp = (_Direction(), _Direction())
+            conn.client = d
         begins = False  # does an exchange begin with this frame?
         if conn.amqp is not None:
-            begins = all(d.at_rest() for d in conn.amqp.values())
-            data = payload[8:] if payload.startswith(b"AMQP") else payload
-            conn.amqp.setdefault(src, _Direction()).feed(data)
+            begins = conn.amqp[0].at_rest() and conn.amqp[1].at_rest()
+            conn.amqp[d].feed(payload[8:] if payload.startswith(b"AMQP") else payload)
         else:
-            client = conn.client if conn.client is not None else None
-            if conn.last_dir is not None and conn.last_dir != src:
-                if client is None or src == client:
+            if conn.last_dir is not None and conn.last_dir != d:
+                if d == conn.client:
                     begins = not conn.interim
                 else:  # the server answers: an HTTP interim answer does not end the exchange
                     conn.interim = payload[:10].startswith((b"HTTP/1.1 1", b"HTTP/1.0 1"))
-            conn.last_dir = src
+            conn.last_dir = d
         conn.payloads += 1
         if begins and conn.payloads <= SETUP + 1:
             conn.setup_end = len(conn.setup)  # the setup may end before this frame
         if conn.payloads <= SETUP:
-            conn.setup.append((number, block))
+            conn.setup.extend(block)
         if begins and conn.exchange:
-            conn.frames = []
+            conn.frames = array("q")
         elif begins:
             conn.exchange = True  # kept since the gap; from the next exchange on, forgotten again
-        conn.frames.append((number, block))
+        conn.frames.extend(block)
 
     # ------------------------------------------------------------------ reading the file
 
@@ -533,12 +551,13 @@ class Cutter:
         if proto == 6:
             if len(data) < i + 20:
                 raise _Unreadable  # a TCP header cut short: tshark still numbers its connection
-            sport, dport, seq = struct.unpack(">HHI", data[i:i + 8])
+            seq = struct.unpack(">I", data[i + 4:i + 8])[0]
             off = (data[i + 12] >> 4) * 4
             flags = data[i + 13] | ((data[i + 12] & 0x01) << 8)
             payload_len = max(0, length - off)
             payload = data[i + off:i + off + payload_len]
-            return (src, sport), (dst, dport), seq, flags, payload_len, payload
+            # each end as its address and port, as bytes (the port last)
+            return src + data[i:i + 2], dst + data[i + 2:i + 4], seq, flags, payload_len, payload
         if proto in (1, 58):  # ICMP: an error quotes the IP header of what caused it, maybe TCP
             if len(data) <= i or data[i] not in ((3, 4, 5, 11, 12) if proto == 1 else (1, 2, 3, 4)):
                 return None
