@@ -17,7 +17,7 @@ from __future__ import annotations
 import io
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import replace
 from typing import IO, TYPE_CHECKING
 
@@ -145,6 +145,44 @@ class Tshark:
                 self.problem = InputError(f"{self.capture}: tshark could not read it: {msg}")
 
 
+def _ahead(pieces: Iterable[Piece]) -> Generator[Piece, None, None]:
+    """The pieces, the next one written by a thread while tshark reads the one given out."""
+    import queue
+    import threading
+
+    handed: queue.Queue = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def offer(item: Piece | BaseException | None) -> bool:
+        while not stop.is_set():
+            try:
+                handed.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def write() -> None:
+        try:
+            for piece in pieces:
+                if not offer(piece):
+                    return
+            offer(None)
+        except BaseException as e:  # given to the reader, raised there
+            offer(e)
+
+    writer = threading.Thread(target=write, name="osflow-pieces", daemon=True)
+    writer.start()
+    try:
+        while (item := handed.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        writer.join()
+
+
 class PiecesReader(FieldsReader):
     """:class:`FieldsReader` over the pieces of a capture (see the module): tshark run on each piece
     in turn, its lines for frames carried from before the piece's cut dropped, frame and connection
@@ -171,8 +209,9 @@ class PiecesReader(FieldsReader):
         from .source.pieces import Cutter
 
         folder = tempfile.mkdtemp(prefix="osflow-pieces-")  # owner-only: the pieces hold the capture's bytes
+        pieces = _ahead(Cutter(self._whole, folder, self.runner.piece_frames))
         try:
-            for piece in Cutter(self._whole, folder, self.runner.piece_frames):
+            for piece in pieces:
                 self.piece, self.pieces = piece, self.pieces + 1
                 self.capture, self._payloads = piece.path, {}
                 self.stream = self.runner.start(tshark_fields_command(piece.path, self.tshark, self.overrides))
@@ -190,6 +229,7 @@ class PiecesReader(FieldsReader):
                     break
             yield from self._connection_names()
         finally:
+            pieces.close()  # (the writer stopped before the pieces go)
             self.capture = self._whole
             shutil.rmtree(folder, ignore_errors=True)
 

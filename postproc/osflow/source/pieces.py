@@ -50,6 +50,8 @@ _PCAP_MAGIC = {
     b"\xa1\xb2\x3c\x4d": (">", 1e-9), b"\x4d\x3c\xb2\xa1": ("<", 1e-9),
 }
 _SHB, _IDB, _PB, _SPB, _EPB, _DSB = 0x0A0D0D0A, 1, 2, 3, 6, 0x0A
+_IPV4 = struct.Struct(">BxHxxHxB")  # version and header length, total length, fragment, protocol
+_TCP = struct.Struct(">4xI4xBB")  # sequence number, data offset, flags
 #: AMQP 0-9-1 methods a content header and body follow (Basic.Publish, Return, Deliver, Get-Ok)
 _CONTENT_METHODS = {(60, 40), (60, 50), (60, 60), (60, 71)}
 
@@ -221,51 +223,44 @@ class Cutter:
     # ------------------------------------------------------------------ pieces
 
     def __iter__(self) -> Iterator[Piece]:
-        with open(self.capture, "rb") as f, open(self.capture, "rb") as self._src:
+        with open(self.capture, "rb", buffering=1 << 20) as f, open(self.capture, "rb") as self._src:
             self._ng = f.read(4) == _PCAPNG
             f.seek(0)
             blocks = self._pcapng(f) if self._ng else self._pcap(f)
             count = 0  # frames read
-            piece = self._start(1)
+            piece = self._start(1, 0)
             try:
-                for kind, block, frame, time in blocks:
-                    if kind != "frame":
-                        self._own.write(block)
-                        continue
+                for offset, length, frame, time in blocks:
                     count += 1
                     if self._mine >= self.size and self._wrote_line:
-                        yield self._finish(piece)
-                        piece = self._start(count)
+                        yield self._finish(piece, offset)
+                        piece = self._start(count, offset)
                     if count % 4096 == 0:
                         self._housekeeping(time)
-                    conn = self._place(count, (count, self._rest, len(block)), frame, time)
-                    self._own.write(block)
+                    conn = self._place(count, (count, offset, length), frame, time)
                     self._frames.append(count)
                     self._streams.append(conn.id if conn is not None else -1)
                     self._mine += 1
             except _Unreadable:
                 # the rest as it is: tshark reads it in this piece, numbering on from its own frames
                 piece.tail = (count, self._next_id)
-                f.seek(self._rest)
-                while chunk := f.read(1 << 20):
-                    self._own.write(chunk)
             piece.last = True
-            yield self._finish(piece)
+            yield self._finish(piece, None)
 
-    def _start(self, first: int) -> Piece:
-        """Begin a piece whose own frames begin with the capture's frame ``first``."""
+    def _start(self, first: int, offset: int) -> Piece:
+        """Begin a piece whose own frames begin with the capture's frame ``first``, at ``offset`` in the file."""
         self.pieces += 1
         path = os.path.join(self.folder, f"piece{self.pieces}.{'pcapng' if self._ng else 'pcap'}")
-        self._own = open(path + ".own", "wb")  # noqa: SIM115 - closed by _finish
+        self._own_from = offset
         self._frames, self._streams, self._mine = array("q"), array("q"), 0
         # what each connection open at the cut needs carried into the piece (if it shows up in it)
         self._carried = {conn.id: (conn.setup[:conn.setup_end] if conn.payloads > SETUP else conn.setup[:])
                          + conn.frames for conn in self._open.values()}
         return Piece(path, first, header=list(self._header))
 
-    def _finish(self, piece: Piece) -> Piece:
-        """Write the piece: the header blocks, the frames carried for its connections, its own frames."""
-        self._own.close()
+    def _finish(self, piece: Piece, end: int | None) -> Piece:
+        """Write the piece: the header blocks, the frames carried for its connections, its own frames
+        (the file's bytes up to ``end``; None: to its end)."""
         seen = set(self._streams)
         carried: dict[int, tuple[int, int, int]] = {}
         for cid, frames in self._carried.items():
@@ -282,10 +277,14 @@ class Cutter:
                 out.write(self._src.read(length))
                 piece.frames.append(number)
                 piece.streams.append(cid)
-            with open(piece.path + ".own", "rb") as own:
-                while chunk := own.read(1 << 20):
-                    out.write(chunk)
-        os.unlink(piece.path + ".own")
+            self._src.seek(self._own_from)
+            left = -1 if end is None else end - self._own_from
+            while left:
+                chunk = self._src.read(1 << 20 if left < 0 else min(left, 1 << 20))
+                if not chunk:
+                    break
+                out.write(chunk)
+                left -= len(chunk) if left > 0 else 0
         piece.frames.extend(self._frames)
         piece.streams.extend(self._streams)
         piece.header = []
@@ -358,20 +357,20 @@ class Cutter:
             conn.setup.extend(block)
         conn.frames.extend(block)
 
-    def _payload(self, conn: _Conn, block: tuple[int, int, int], d: int, payload: bytes) -> None:
-        if conn.payloads == 0 and payload.startswith(b"AMQP"):
+    def _payload(self, conn: _Conn, block: tuple[int, int, int], d: int, payload: bytes | memoryview) -> None:
+        if conn.payloads == 0 and bytes(payload[:4]) == b"AMQP":
             conn.amqp = (_Direction(), _Direction())
             conn.client = d
         begins = False  # does an exchange begin with this frame?
         if conn.amqp is not None:
             begins = conn.amqp[0].at_rest() and conn.amqp[1].at_rest()
-            conn.amqp[d].feed(payload[8:] if payload.startswith(b"AMQP") else payload)
+            conn.amqp[d].feed(bytes(payload[8:] if bytes(payload[:4]) == b"AMQP" else payload))
         else:
             if conn.last_dir is not None and conn.last_dir != d:
                 if d == conn.client:
                     begins = not conn.interim
                 else:  # the server answers: an HTTP interim answer does not end the exchange
-                    conn.interim = payload[:10].startswith((b"HTTP/1.1 1", b"HTTP/1.0 1"))
+                    conn.interim = bytes(payload[:10]).startswith((b"HTTP/1.1 1", b"HTTP/1.0 1"))
             conn.last_dir = d
         conn.payloads += 1
         if begins and conn.payloads <= SETUP + 1:
@@ -390,36 +389,38 @@ class Cutter:
     _rest = 0
     _wrote_line = False
 
-    def _pcap(self, f: BinaryIO) -> Iterator[tuple[str, bytes, tuple | None, float]]:
+    def _pcap(self, f: BinaryIO) -> Iterator[tuple[int, int, tuple | None, float]]:
+        """(offset, length, TCP frame, time) of each record of a pcap file."""
         head = f.read(24)
         if len(head) < 24 or head[:4] not in _PCAP_MAGIC:
-            self._rest = 0
             raise _Unreadable
         order, unit = _PCAP_MAGIC[head[:4]]
         self._header.append(head)
-        self._linktypes = [struct.unpack(order + "I", head[20:24])[0] & 0x0FFFFFFF]
-        yield "header", head, None, 0.0
+        linktype = struct.unpack(order + "I", head[20:24])[0] & 0x0FFFFFFF
+        record = struct.Struct(order + "IIII")
+        offset = 24
         while True:
-            self._rest = f.tell()
             rec = f.read(16)
             if not rec:
                 return
             if len(rec) < 16:
                 raise _Unreadable
-            incl = struct.unpack(order + "I", rec[8:12])[0]
+            sec, frac, incl, _ = record.unpack(rec)
             if incl > 1 << 28:
                 raise _Unreadable
             data = f.read(incl)
             if len(data) < incl:
                 raise _Unreadable
-            sec, frac = struct.unpack(order + "II", rec[:8])
-            yield "frame", rec + data, self._frame(self._linktypes[0], data), sec + frac * unit
+            yield offset, 16 + incl, self._frame(linktype, data), sec + frac * unit
+            offset += 16 + incl
 
-    def _pcapng(self, f: BinaryIO) -> Iterator[tuple[str, bytes, tuple | None, float]]:
+    def _pcapng(self, f: BinaryIO) -> Iterator[tuple[int, int, tuple | None, float]]:
+        """(offset, length, TCP frame, time) of each packet block of a pcapng file."""
         first = True
         time = 0.0
+        offset = 0
+        head_s = epb = pb = None
         while True:
-            self._rest = f.tell()
             head = f.read(8)
             if not head:
                 return
@@ -430,41 +431,38 @@ class Cutter:
                     raise _Unreadable  # a second section: its own interfaces
                 bom = f.read(4)
                 self._order = "<" if bom == b"\x4d\x3c\x2b\x1a" else ">"
+                head_s = struct.Struct(self._order + "II")
+                epb, pb = struct.Struct(self._order + "IIII"), struct.Struct(self._order + "HHIII")
                 length = struct.unpack(self._order + "I", head[4:8])[0]
-                rest = bom + f.read(max(0, length - 12))
+                body = bom + f.read(max(0, length - 12))
                 kind = _SHB
             else:
-                kind, length = struct.unpack(self._order + "II", head)
-                rest = f.read(max(0, length - 8))
-            if length < 12 or length % 4 or length > 1 << 28 or len(head) + len(rest) != length:
+                assert head_s is not None and epb is not None and pb is not None
+                kind, length = head_s.unpack(head)
+                body = f.read(max(0, length - 8))
+            if length < 12 or length % 4 or length > 1 << 28 or 8 + len(body) != length:
                 raise _Unreadable
-            block = head + rest
             first = False
-            if kind == _SHB:
-                self._header.append(block)
-                yield "header", block, None, time
-            elif kind == _IDB:
-                self._interface(block)
-                self._header.append(block)
-                yield "header", block, None, time
-            elif kind == _DSB:
-                raise _Unreadable  # TLS keys: tshark decrypts from a session's start
-            elif kind in (_EPB, _PB):
+            at, offset = offset, offset + length
+            if kind in (_EPB, _PB):  # body: the block after its type and length
                 if kind == _EPB:
-                    iface, high, low, incl = struct.unpack(self._order + "IIII", block[8:24])
+                    iface, high, low, incl = epb.unpack_from(body, 0)
                 else:
-                    iface, _, high, low, incl = struct.unpack(self._order + "HHIII", block[8:24])
+                    iface, _, high, low, incl = pb.unpack_from(body, 0)
                 if iface >= len(self._linktypes):
                     raise _Unreadable
-                data = block[28:28 + incl]
                 time = ((high << 32) | low) * self._resolution[iface]
-                yield "frame", block, self._frame(self._linktypes[iface], data), time
+                yield at, length, self._frame(self._linktypes[iface], memoryview(body)[20:20 + incl]), time
+            elif kind in (_SHB, _IDB):
+                if kind == _IDB:
+                    self._interface(head + body)
+                self._header.append(head + body)
+            elif kind == _DSB:
+                raise _Unreadable  # TLS keys: tshark decrypts from a session's start
             elif kind == _SPB:
                 if not self._linktypes:
                     raise _Unreadable
-                yield "frame", block, self._frame(self._linktypes[0], block[12:length - 4]), time
-            else:
-                yield "other", block, None, time
+                yield at, length, self._frame(self._linktypes[0], memoryview(body)[4:length - 12]), time
 
     def _interface(self, block: bytes) -> None:
         linktype = struct.unpack(self._order + "H", block[8:10])[0]
@@ -483,7 +481,7 @@ class Cutter:
 
     # ------------------------------------------------------------------ link, IP, TCP
 
-    def _frame(self, linktype: int, data: bytes) -> tuple | None:
+    def _frame(self, linktype: int, data: bytes | memoryview) -> tuple | None:
         """(source, destination, seq, flags, TCP payload length, payload bytes) of a TCP frame, None
         for a frame that holds no TCP; raises :class:`_Unreadable` for one tshark may find TCP in
         where this reading cannot."""
@@ -519,24 +517,22 @@ class Cutter:
             return None  # ARP, LLDP, RARP, 802.3 lengths: no TCP
         raise _Unreadable  # MPLS, PPPoE, …: tshark may find TCP inside
 
-    def _ipv4(self, data: bytes, i: int) -> tuple | None:
+    def _ipv4(self, data: bytes | memoryview, i: int) -> tuple | None:
         if len(data) < i + 20:
             return None
-        ihl = (data[i] & 0x0F) * 4
-        total = struct.unpack(">H", data[i + 2:i + 4])[0]
-        frag = struct.unpack(">H", data[i + 6:i + 8])[0]
-        proto = data[i + 9]
+        first, total, frag, proto = _IPV4.unpack_from(data, i)
+        ihl = (first & 0x0F) * 4
         if frag & 0x3FFF:
             raise _Unreadable  # a fragment: tshark reassembles it
-        src, dst = data[i + 12:i + 16], data[i + 16:i + 20]
+        src, dst = bytes(data[i + 12:i + 16]), bytes(data[i + 16:i + 20])
         return self._transport(proto, data, i + ihl, (total or len(data) - i) - ihl, src, dst)
 
-    def _ipv6(self, data: bytes, i: int) -> tuple | None:
+    def _ipv6(self, data: bytes | memoryview, i: int) -> tuple | None:
         if len(data) < i + 40:
             return None
         length = struct.unpack(">H", data[i + 4:i + 6])[0]
         nh = data[i + 6]
-        src, dst = data[i + 8:i + 24], data[i + 24:i + 40]
+        src, dst = bytes(data[i + 8:i + 24]), bytes(data[i + 24:i + 40])
         j = i + 40
         while nh in (0, 43, 60):
             if len(data) < j + 2:
@@ -547,17 +543,17 @@ class Cutter:
             raise _Unreadable
         return self._transport(nh, data, j, length, src, dst)
 
-    def _transport(self, proto: int, data: bytes, i: int, length: int, src: bytes, dst: bytes) -> tuple | None:
+    def _transport(self, proto: int, data: bytes | memoryview, i: int, length: int, src: bytes, dst: bytes
+                   ) -> tuple | None:
         if proto == 6:
             if len(data) < i + 20:
                 raise _Unreadable  # a TCP header cut short: tshark still numbers its connection
-            seq = struct.unpack(">I", data[i + 4:i + 8])[0]
-            off = (data[i + 12] >> 4) * 4
-            flags = data[i + 13] | ((data[i + 12] & 0x01) << 8)
+            seq, off, flags = _TCP.unpack_from(data, i)
+            off, flags = (off >> 4) * 4, flags | ((off & 0x01) << 8)
             payload_len = max(0, length - off)
             payload = data[i + off:i + off + payload_len]
             # each end as its address and port, as bytes (the port last)
-            return src + data[i:i + 2], dst + data[i + 2:i + 4], seq, flags, payload_len, payload
+            return src + bytes(data[i:i + 2]), dst + bytes(data[i + 2:i + 4]), seq, flags, payload_len, payload
         if proto in (1, 58):  # ICMP: an error quotes the IP header of what caused it, maybe TCP
             if len(data) <= i or data[i] not in ((3, 4, 5, 11, 12) if proto == 1 else (1, 2, 3, 4)):
                 return None
