@@ -113,10 +113,37 @@ class Piece:
         self.frames, self.streams = array("q"), array("q")
 
     def load(self) -> None:
+        self.frames, self.streams = array("q"), array("q")
         with open(self.path + ".map", "rb") as f:
             n = struct.unpack("<q", f.read(8))[0]
             self.frames.fromfile(f, n)
             self.streams.fromfile(f, n)
+
+    def drop(self) -> None:
+        """Forget the numbers (on disk, :meth:`load` reads them again)."""
+        self.frames, self.streams = array("q"), array("q")
+
+    def remove(self) -> None:
+        for path in (self.path, self.path + ".map"):
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+
+    def describe(self) -> str:
+        """One line saying where the piece is (its numbers saved): what :meth:`described` reads."""
+        import json
+
+        return json.dumps({"path": self.path, "first": self.first, "last": self.last, "tail": self.tail})
+
+    @classmethod
+    def described(cls, line: str) -> Piece:
+        import json
+
+        d = json.loads(line)
+        piece = cls(d["path"], d["first"], last=d["last"], tail=tuple(d["tail"]) if d["tail"] else None)
+        piece.load()
+        return piece
 
     def own(self, local: int) -> bool:
         """Is tshark's frame ``local`` one of the piece's own (not carried from before the cut)?"""
@@ -569,3 +596,28 @@ class Cutter:
             if {sport, dport} & {4789, 6081, 8472, 2152, 4790}:  # VXLAN, Geneve, GTP: TCP inside
                 raise _Unreadable
         return None
+
+
+def main(argv: list[str]) -> int:
+    """``python pieces.py CAPTURE FOLDER FRAMES``: write the pieces, one line on standard output for each
+    (:meth:`Piece.describe`), its numbers beside it; after each piece from the second on, wait for a
+    line on standard input saying the piece before the last one given was read (at most two pieces
+    ahead of the reader, on disk).  Run in a process of its own, beside tshark and osflow-post: only
+    the standard library, not the package."""
+    import sys
+
+    capture, folder, frames = argv[0], argv[1], int(argv[2])
+    for given, piece in enumerate(Cutter(capture, folder, frames), 1):
+        piece.save()
+        sys.stdout.write(piece.describe() + "\n")
+        sys.stdout.flush()
+        # written: the piece before, and this one; the next once the piece before was read
+        if given >= 2 and not piece.last and not sys.stdin.readline():
+            return 0  # the reader is gone
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main(sys.argv[1:]))
