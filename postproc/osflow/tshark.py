@@ -17,7 +17,7 @@ from __future__ import annotations
 import io
 import os
 import sys
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import replace
 from typing import IO, TYPE_CHECKING
 
@@ -30,7 +30,7 @@ from .source.pdml import PdmlReader, tshark_pdml_command
 __all__ = ["AGGREGATOR", "FIELDS", "FRAME_FILTER", "PIECE_FRAMES", "FieldsReader", "PiecesReader", "Tshark",
            "piece_frames", "tshark_fields_command", "tshark_pdml_command"]
 
-from .source.pieces import Piece
+from .source.pieces import Cutter, Piece
 
 if TYPE_CHECKING:  # imported where it runs: --help stays quick
     import subprocess
@@ -145,43 +145,42 @@ class Tshark:
                 self.problem = InputError(f"{self.capture}: tshark could not read it: {msg}")
 
 
-def _cut(capture: str, folder: str, frames: int) -> Generator[Piece, None, None]:
-    """The pieces of ``capture``, written by :mod:`osflow.source.pieces` in a process of its own (the
-    next piece is written while tshark reads the one given out, on another core)."""
-    import subprocess
+def _ahead(pieces: Iterable[Piece]) -> Generator[Piece, None, None]:
+    """The pieces, the next one written by a thread while tshark reads the one given out."""
+    import queue
+    import threading
 
-    from .source import pieces
+    handed: queue.Queue = queue.Queue(maxsize=1)
+    stop = threading.Event()
 
-    cutter = subprocess.Popen([sys.executable, "-I", pieces.__file__, capture, folder, str(frames)],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert cutter.stdin is not None and cutter.stdout is not None and cutter.stderr is not None
-    last = False
-    try:
-        for line in cutter.stdout:
-            piece = Piece.described(line.decode())
-            last = piece.last
-            yield piece
-            if not last:  # this piece was read: the one after the next may be written
-                try:
-                    cutter.stdin.write(b"\n")
-                    cutter.stdin.flush()
-                except BrokenPipeError:  # it has written the last piece and ended (or died: said below)
-                    pass
-    finally:
-        if cutter.poll() is None and not last:
-            cutter.kill()
+    def offer(item: Piece | BaseException | None) -> bool:
+        while not stop.is_set():
+            try:
+                handed.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def write() -> None:
         try:
-            cutter.stdin.close()
-        except BrokenPipeError:  # (an answer it did not wait for)
-            pass
-        cutter.stdout.close()
-        err = cutter.stderr.read().decode("utf-8", "replace").strip()
-        cutter.stderr.close()
-        status = cutter.wait()
-    if not last and status != 0:
-        why = err.splitlines()[-1] if err else f"status {status}"
-        raise OsflowError(f"{capture}: cutting it into pieces for tshark failed ({why}); "
-                          f"OSFLOW_PIECE_FRAMES=0 reads it in one piece")
+            for piece in pieces:
+                if not offer(piece):
+                    return
+            offer(None)
+        except BaseException as e:  # given to the reader, raised there
+            offer(e)
+
+    writer = threading.Thread(target=write, name="osflow-pieces", daemon=True)
+    writer.start()
+    try:
+        while (item := handed.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        writer.join()
 
 
 class PiecesReader(FieldsReader):
@@ -208,7 +207,7 @@ class PiecesReader(FieldsReader):
         import tempfile
 
         folder = tempfile.mkdtemp(prefix="osflow-pieces-")  # owner-only: the pieces hold the capture's bytes
-        pieces = _cut(self._whole, folder, self.runner.piece_frames)
+        pieces = _ahead(Cutter(self._whole, folder, self.runner.piece_frames))
         try:
             for piece in pieces:
                 self.piece, self.pieces = piece, self.pieces + 1
@@ -221,7 +220,7 @@ class PiecesReader(FieldsReader):
                     raise
                 self.runner.end(piece=piece.path)
                 if any(p is piece for p, _ in self._start_ok_pieces):
-                    piece.drop()  # read again at the end: its numbers on disk meanwhile
+                    piece.save()  # read again at the end: its numbers on disk meanwhile
                 else:
                     piece.remove()
                 if self.runner.problem is not None or self.partial is not None:

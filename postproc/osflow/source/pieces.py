@@ -130,21 +130,6 @@ class Piece:
             except FileNotFoundError:
                 pass
 
-    def describe(self) -> str:
-        """One line saying where the piece is (its numbers saved): what :meth:`described` reads."""
-        import json
-
-        return json.dumps({"path": self.path, "first": self.first, "last": self.last, "tail": self.tail})
-
-    @classmethod
-    def described(cls, line: str) -> Piece:
-        import json
-
-        d = json.loads(line)
-        piece = cls(d["path"], d["first"], last=d["last"], tail=tuple(d["tail"]) if d["tail"] else None)
-        piece.load()
-        return piece
-
     def own(self, local: int) -> bool:
         """Is tshark's frame ``local`` one of the piece's own (not carried from before the cut)?"""
         return self.frame(local) >= self.first
@@ -205,10 +190,11 @@ class _Direction:
 class _Conn:
     """What the cutter keeps of one TCP connection."""
 
-    __slots__ = ("amqp", "base", "client", "closed", "exchange", "fins", "frames", "id", "interim", "last",
+    __slots__ = ("amqp", "base", "client", "closed", "exchange", "fins", "frames", "id", "interim", "key", "last",
                  "last_dir", "nxt", "payloads", "setup", "setup_end")
 
-    def __init__(self, number: int, client: int | None) -> None:
+    def __init__(self, number: int, client: int | None, key: bytes = b"") -> None:
+        self.key = key
         # a direction (0, 1) is the sender: the first or the second endpoint of the connection's key
         self.id = number
         self.last = 0.0  # the time of its last frame
@@ -227,6 +213,21 @@ class _Conn:
         self.amqp: tuple[_Direction, _Direction] | None = None
 
 
+    def slim(self) -> tuple:
+        """What is kept of a connection closed or silent too long: its number, its initial sequence
+        numbers (a new SYN on its 4-tuple tells a new connection), whether it was closed, its last
+        frame's time, its client (:meth:`revived` makes it a connection again)."""
+        return (self.id, self.base[0], self.base[1], self.closed, self.last, self.client)
+
+    @classmethod
+    def revived(cls, slim: tuple, key: bytes) -> _Conn:
+        """A connection seen again after :meth:`slim`: its beginning is no longer carried."""
+        conn = cls(slim[0], slim[5], key)
+        conn.base[0], conn.base[1], conn.closed, conn.last = slim[1], slim[2], slim[3], slim[4]
+        conn.payloads = SETUP + 1
+        return conn
+
+
 class _Unreadable(Exception):
     """A block or frame the cutter cannot follow: the rest of the file goes into one piece."""
 
@@ -239,7 +240,7 @@ class Cutter:
         self.folder = folder
         self.size = max(1, frames)
         self.pieces = 0  #: pieces written so far
-        self._conns: dict[bytes, _Conn] = {}
+        self._conns: dict[bytes, _Conn | tuple] = {}  # (a tuple: :meth:`_Conn.slim`)
         self._open: dict[int, _Conn] = {}  # id -> connection not closed yet
         self._next_id = 0
         self._order = "<"
@@ -322,11 +323,11 @@ class Cutter:
         longer; the numbers of at most :data:`REMEMBERED` connections are kept."""
         for conn in [c for c in self._open.values() if now - c.last > IDLE]:
             del self._open[conn.id]
-            conn.setup, conn.frames, conn.amqp = array("q"), array("q"), None
+            self._conns[conn.key] = conn.slim()
         if len(self._conns) > REMEMBERED:
-            by_age = sorted(self._conns.items(), key=lambda kv: kv[1].last)
-            for key, conn in by_age[:len(self._conns) - REMEMBERED * 9 // 10]:
-                if conn.id not in self._open:
+            by_age = sorted(self._conns.items(), key=lambda kv: kv[1][4] if isinstance(kv[1], tuple) else kv[1].last)
+            for key, kept in by_age[:len(self._conns) - REMEMBERED * 9 // 10]:
+                if isinstance(kept, tuple):
                     del self._conns[key]
 
     # ------------------------------------------------------------------ connections
@@ -338,12 +339,17 @@ class Cutter:
         src, dst, seq, flags, length, payload = frame
         d = 0 if src <= dst else 1
         key = src + dst if d == 0 else dst + src
-        conn = self._conns.get(key)
+        found = self._conns.get(key)
+        conn: _Conn | None
+        if isinstance(found, tuple):
+            conn = self._conns[key] = _Conn.revived(found, key)
+        else:
+            conn = found
         syn, ack, fin, rst = flags & 0x02, flags & 0x10, flags & 0x01, flags & 0x04
         if conn is not None and syn and not ack and conn.base[d] is not None and conn.base[d] != seq:
             conn = None  # the 4-tuple used again: a new connection, as tshark counts them
         if conn is None:
-            conn = self._conns[key] = _Conn(self._next_id, d if syn and not ack else None)
+            conn = self._conns[key] = _Conn(self._next_id, d if syn and not ack else None, key)
             self._next_id += 1
         if not conn.closed:
             self._open[conn.id] = conn  # (again, when it was silent too long: from its next exchange on)
@@ -376,7 +382,7 @@ class Cutter:
                 conn.closed = True
         if conn.closed:
             self._open.pop(conn.id, None)
-            conn.setup, conn.frames = array("q"), array("q")
+            self._conns[key] = conn.slim()
         return conn
 
     def _keep(self, conn: _Conn, block: tuple[int, int, int]) -> None:
@@ -597,27 +603,3 @@ class Cutter:
                 raise _Unreadable
         return None
 
-
-def main(argv: list[str]) -> int:
-    """``python pieces.py CAPTURE FOLDER FRAMES``: write the pieces, one line on standard output for each
-    (:meth:`Piece.describe`), its numbers beside it; after each piece from the second on, wait for a
-    line on standard input saying the piece before the last one given was read (at most two pieces
-    ahead of the reader, on disk).  Run in a process of its own, beside tshark and osflow-post: only
-    the standard library, not the package."""
-    import sys
-
-    capture, folder, frames = argv[0], argv[1], int(argv[2])
-    for given, piece in enumerate(Cutter(capture, folder, frames), 1):
-        piece.save()
-        sys.stdout.write(piece.describe() + "\n")
-        sys.stdout.flush()
-        # written: the piece before, and this one; the next once the piece before was read
-        if given >= 2 and not piece.last and not sys.stdin.readline():
-            return 0  # the reader is gone
-    return 0
-
-
-if __name__ == "__main__":
-    import sys
-
-    sys.exit(main(sys.argv[1:]))
