@@ -37,7 +37,7 @@ if TYPE_CHECKING:  # imported where it runs: --help stays quick
 
 #: Frames of a capture one tshark run reads (``osflow-post -r``): tshark's memory is what this many
 #: frames cost it, however long the capture.
-PIECE_FRAMES = 20_000
+PIECE_FRAMES = 10_000
 
 
 def piece_frames() -> int:

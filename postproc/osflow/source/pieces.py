@@ -87,6 +87,7 @@ class Piece:
     #: after the mapped ones are the capture's from ``frames + 1`` on, its new connections numbered from
     #: ``connections`` on
     tail: tuple[int, int] | None = None
+    _known: list[int] | None = field(default=None, repr=False)  # the placed connections, in order
 
     def frame(self, local: int) -> int:
         """The capture's frame number of tshark's frame ``local`` in this piece."""
@@ -99,7 +100,9 @@ class Piece:
         if 0 < local_frame <= len(self.streams) and self.streams[local_frame - 1] >= 0:
             return self.streams[local_frame - 1]
         # a frame the cutter did not place: tshark numbers the piece's connections in order of appearance
-        known = list(dict.fromkeys(s for s in self.streams if s >= 0))
+        if self._known is None:
+            self._known = list(dict.fromkeys(s for s in self.streams if s >= 0))
+        known = self._known
         if local_stream < len(known):
             return known[local_stream]
         return (self.tail[1] if self.tail is not None else len(known)) + local_stream - len(known)
@@ -110,10 +113,10 @@ class Piece:
             f.write(struct.pack("<q", len(self.frames)))
             self.frames.tofile(f)
             self.streams.tofile(f)
-        self.frames, self.streams = array("q"), array("q")
+        self.frames, self.streams, self._known = array("q"), array("q"), None
 
     def load(self) -> None:
-        self.frames, self.streams = array("q"), array("q")
+        self.frames, self.streams, self._known = array("q"), array("q"), None
         with open(self.path + ".map", "rb") as f:
             n = struct.unpack("<q", f.read(8))[0]
             self.frames.fromfile(f, n)
@@ -121,7 +124,7 @@ class Piece:
 
     def drop(self) -> None:
         """Forget the numbers (on disk, :meth:`load` reads them again)."""
-        self.frames, self.streams = array("q"), array("q")
+        self.frames, self.streams, self._known = array("q"), array("q"), None
 
     def remove(self) -> None:
         for path in (self.path, self.path + ".map"):
