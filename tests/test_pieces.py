@@ -24,9 +24,9 @@ def _frames(capture: Path) -> int:
     return int(out.strip().splitlines()[-1].split()[-1])
 
 
-def _size(capture: Path) -> int:
-    """A piece size that cuts the capture into about eight pieces."""
-    return max(8, _frames(capture) // 8)
+def _size(capture: Path, pieces: int = 4) -> int:
+    """A piece size that cuts the capture into about ``pieces`` pieces."""
+    return max(8, _frames(capture) // pieces)
 
 
 def _tables(capture: Path) -> list[str]:
@@ -51,7 +51,7 @@ def test_every_fixture_capture_is_cut(tmp_path):
     assert len(CAPTURES) >= 30
     carried = 0
     for capture in CAPTURES:
-        size = _size(capture)
+        size = _size(capture, 8)
         folder = tmp_path / capture.parent.name
         folder.mkdir()
         pieces = list(Cutter(str(capture), str(folder), size))
@@ -64,10 +64,24 @@ def test_every_fixture_capture_is_cut(tmp_path):
 
 @pytest.mark.tshark
 @pytest.mark.parametrize("capture", CAPTURES, ids=lambda p: str(p.parent.relative_to(FIXTURES)))
-@pytest.mark.parametrize("fmt", ["json", "timeline"])
-def test_pieces_give_the_same_output_as_one_tshark_run(monkeypatch, capture, fmt):
-    whole, pieces = _both(monkeypatch, ["-r", str(capture), *_tables(capture), "--format", fmt], _size(capture))
+def test_pieces_give_the_same_output_as_one_tshark_run(monkeypatch, capture):
+    """Every pair, its names and frames (JSON Lines), stderr and the exit status: about four pieces."""
+    whole, pieces = _both(monkeypatch, ["-r", str(capture), *_tables(capture), "--format", "json"], _size(capture))
     assert whole[0] in (ExitStatus.OK, ExitStatus.PARTIAL), whole[2]
+    assert pieces == whole
+
+
+#: the busiest captures: the timeline (steps grouped, parents) from about eight pieces
+BUSY = ("captures-busy/resource-class-list-4-at-once", "captures-compute/lab-server-delete",
+        "captures-compute/image-create", "captures/resource-class-list-cold")
+
+
+@pytest.mark.tshark
+@pytest.mark.parametrize("case", BUSY)
+def test_pieces_give_the_same_timeline(monkeypatch, case):
+    capture = FIXTURES / case / "capture.pcapng"
+    whole, pieces = _both(monkeypatch, ["-r", str(capture), *_tables(capture)], _size(capture, 8))
+    assert whole[0] == ExitStatus.OK, whole[2]
     assert pieces == whole
 
 
