@@ -3,24 +3,51 @@
 :class:`Tshark` runs tshark, for ``-T fields`` (the default: only the fields osflow decodes,
 read by :class:`~osflow.source.fields.FieldsReader`) or for PDML (read by
 :class:`~osflow.source.pdml.PdmlReader`).
+
+tshark keeps what it learnt of every frame until the end of its run: on a long capture its memory
+grows with the capture.  So ``-T fields`` reads a pcap or pcapng file in pieces of
+:data:`PIECE_FRAMES` frames (``OSFLOW_PIECE_FRAMES`` in the environment; 0: in one run), one tshark
+run after the other, each piece written by :class:`~osflow.source.pieces.Cutter` with what tshark
+needs of the connections still open; :class:`PiecesReader` numbers its frames and connections as
+one run over the whole capture would have: the same lines, in the same order.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import sys
+from collections.abc import Generator, Iterable, Iterator
+from dataclasses import replace
 from typing import IO, TYPE_CHECKING
 
 from .errors import InputError, OsflowError, PartialInput, ToolMissing
-from .source.common import Reader, signal_name
+from .model import Packet
+from .source.common import Reader, signal_name, to_int
 from .source.fields import AGGREGATOR, FIELDS, FRAME_FILTER, FieldsReader, tshark_fields_command
 from .source.pdml import PdmlReader, tshark_pdml_command
 
-__all__ = ["AGGREGATOR", "FIELDS", "FRAME_FILTER", "FieldsReader", "Tshark", "tshark_fields_command",
-           "tshark_pdml_command"]
+__all__ = ["AGGREGATOR", "FIELDS", "FRAME_FILTER", "PIECE_FRAMES", "FieldsReader", "PiecesReader", "Tshark",
+           "piece_frames", "tshark_fields_command", "tshark_pdml_command"]
+
+from .source.pieces import Cutter, Piece
 
 if TYPE_CHECKING:  # imported where it runs: --help stays quick
     import subprocess
+
+#: Frames of a capture one tshark run reads (``osflow-post -r``): tshark's memory is what this many
+#: frames cost it, however long the capture.
+PIECE_FRAMES = 10_000
+
+
+def piece_frames() -> int:
+    """Frames per piece: ``OSFLOW_PIECE_FRAMES`` from the environment, else :data:`PIECE_FRAMES`; 0 or
+    less: the whole capture in one tshark run."""
+    value = os.environ.get("OSFLOW_PIECE_FRAMES", "").strip()
+    try:
+        return int(value) if value else PIECE_FRAMES
+    except ValueError:
+        return PIECE_FRAMES
 
 
 # --------------------------------------------------------------------------- running tshark
@@ -45,9 +72,16 @@ class Tshark:
                         else tshark_pdml_command(capture, overrides=overrides))
         self.proc: subprocess.Popen | None = None
         self.problem: OsflowError | None = None  #: what tshark's exit says (None: it went well)
+        self.stderr = ""
+        from .source.pieces import cuttable
+
+        #: frames per piece (0: one run over the whole capture)
+        self.piece_frames = piece_frames() if mode == "fields" and cuttable(capture) else 0
 
     def reader(self, stream: IO[bytes]):
-        if self.mode == "fields":
+        if self.piece_frames > 0:
+            self._reader = PiecesReader(self)
+        elif self.mode == "fields":
             self._reader = FieldsReader(stream, self.capture, self.capture, self.command[0], self.overrides)
         else:
             self._reader = PdmlReader(stream, self.capture)
@@ -59,15 +93,21 @@ class Tshark:
         return _no_frame(self.capture, self.command[0])
 
     def __enter__(self) -> IO[bytes]:
+        if self.piece_frames > 0:  # the reader runs tshark on each piece
+            return io.BytesIO()
+        return self.start(self.command)
+
+    def start(self, command: list[str]) -> IO[bytes]:
+        """Run tshark (``command``); its standard output."""
         import subprocess
 
         try:
             self.proc = subprocess.Popen(
-                self.command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL
+                command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL
             )
         except OSError as e:
             raise ToolMissing(
-                f"cannot run {self.command[0]}: {e.strerror} "
+                f"cannot run {command[0]}: {e.strerror} "
                 "(install tshark: sudo apt-get install tshark, or set TSHARK=/path/to/tshark)"
             ) from None
         assert self.proc.stdout is not None
@@ -75,13 +115,22 @@ class Tshark:
         return self.proc.stdout
 
     def __exit__(self, *exc) -> None:
-        assert self.proc is not None and self.proc.stdout is not None and self.proc.stderr is not None
-        if exc[0] is not None and self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.stdout.close()
-        err = self.proc.stderr.read().decode("utf-8", "replace")
-        self.proc.stderr.close()
-        status = self.proc.wait()
+        if self.proc is not None:
+            self.end(kill=exc[0] is not None)
+
+    def end(self, kill: bool = False, piece: str | None = None) -> None:
+        """Wait for the tshark run (killed first if ``kill`` and still running) and note what its exit
+        says in :attr:`problem` (``piece``: the file it read, called the capture in what it says)."""
+        proc, self.proc = self.proc, None
+        assert proc is not None and proc.stdout is not None and proc.stderr is not None
+        if kill and proc.poll() is None:
+            proc.kill()
+        proc.stdout.close()
+        err = proc.stderr.read().decode("utf-8", "replace")
+        proc.stderr.close()
+        status = proc.wait()
+        if piece is not None:
+            err = err.replace(piece, self.capture)
         self.stderr = err
         if status < 0:  # ended by a signal: what was read is kept, and said to be partial
             frame = getattr(self._reader, "last_frame", 0)
@@ -94,6 +143,139 @@ class Tshark:
                 self.problem = PartialInput(f"{self.capture}: {msg}")
             else:
                 self.problem = InputError(f"{self.capture}: tshark could not read it: {msg}")
+
+
+def _ahead(pieces: Iterable[Piece]) -> Generator[Piece, None, None]:
+    """The pieces, the next one written by a thread while tshark reads the one given out."""
+    import queue
+    import threading
+
+    handed: queue.Queue = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def offer(item: Piece | BaseException | None) -> bool:
+        while not stop.is_set():
+            try:
+                handed.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def write() -> None:
+        try:
+            for piece in pieces:
+                if not offer(piece):
+                    return
+            offer(None)
+        except BaseException as e:  # given to the reader, raised there
+            offer(e)
+
+    writer = threading.Thread(target=write, name="osflow-pieces", daemon=True)
+    writer.start()
+    try:
+        while (item := handed.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        writer.join()
+
+
+class PiecesReader(FieldsReader):
+    """:class:`FieldsReader` over the pieces of a capture (see the module): tshark run on each piece
+    in turn, its lines for frames carried from before the piece's cut dropped, frame and connection
+    numbers mapped back to the whole capture's (``frame.number``, ``tcp.stream``, ``tcp.segment``,
+    ``http.request_in``); the Connection.Start-Ok frames read again as PDML, piece by piece, at the end,
+    as :class:`FieldsReader` does."""
+
+    _NUMBER, _STREAM, _SEGMENT, _REQUEST_IN = (FIELDS.index(f) for f in (
+        "frame.number", "tcp.stream", "tcp.segment", "http.request_in"))
+
+    def __init__(self, runner: Tshark) -> None:
+        super().__init__(io.BytesIO(), runner.capture, runner.capture, runner.command[0], runner.overrides)
+        self.runner = runner
+        self.piece: Piece | None = None
+        self.pieces = 0  #: pieces read
+        self._whole = runner.capture
+        #: the pieces holding Connection.Start-Ok frames, with those frames' numbers in them
+        self._start_ok_pieces: list[tuple[Piece, list[int]]] = []
+
+    def __iter__(self) -> Iterator[Packet]:
+        import shutil
+        import tempfile
+
+        folder = tempfile.mkdtemp(prefix="osflow-pieces-")  # owner-only: the pieces hold the capture's bytes
+        pieces = _ahead(Cutter(self._whole, folder, self.runner.piece_frames))
+        try:
+            for piece in pieces:
+                self.piece, self.pieces = piece, self.pieces + 1
+                self.capture, self._payloads = piece.path, {}
+                self.stream = self.runner.start(tshark_fields_command(piece.path, self.tshark, self.overrides))
+                try:
+                    yield from self._lines()
+                except BaseException:  # (GeneratorExit too: the reading stopped early)
+                    self.runner.end(kill=True, piece=piece.path)
+                    raise
+                self.runner.end(piece=piece.path)
+                if any(p is piece for p, _ in self._start_ok_pieces):
+                    piece.save()  # read again at the end: its numbers on disk meanwhile
+                else:
+                    piece.remove()
+                if self.runner.problem is not None or self.partial is not None:
+                    break
+            yield from self._connection_names()
+        finally:
+            pieces.close()  # (the writer stopped before the pieces go)
+            self.capture = self._whole
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def _packet(self, c: list[str]) -> Packet | None:
+        piece = self.piece
+        if piece is None:
+            return super()._packet(c)
+        local = to_int(c[self._NUMBER], 0)
+        if not piece.own(local):
+            return None  # carried from before the cut: the piece before gave it out
+        c[self._NUMBER] = str(piece.frame(local))
+        stream = c[self._STREAM]
+        if stream and AGGREGATOR not in stream:
+            c[self._STREAM] = str(piece.stream(local, to_int(stream, 0)))
+        for i in (self._SEGMENT, self._REQUEST_IN):
+            if c[i]:
+                c[i] = AGGREGATOR.join(str(piece.frame(to_int(x, 0))) if x else x for x in c[i].split(AGGREGATOR))
+        before = len(self._start_ok)
+        packet = super()._packet(c)
+        if len(self._start_ok) > before and before < 500:  # (the first 500 are read again)
+            if not self._start_ok_pieces or self._start_ok_pieces[-1][0] is not piece:
+                self._start_ok_pieces.append((piece, []))
+            self._start_ok_pieces[-1][1].append(local)
+        return packet
+
+    def _payloads_of(self, wanted: str) -> dict[int, str]:
+        if self.piece is None or wanted in self._payloads:
+            return super()._payloads_of(wanted)
+        local = super()._payloads_of(wanted)
+        found = self._payloads[wanted] = {self.piece.frame(n): v for n, v in local.items()}
+        return found
+
+    def _connection_names(self) -> Iterator[Packet]:
+        """The Connection.Start-Ok frames as PDML (:meth:`FieldsReader._connection_names`), read again
+        from the pieces they are in: the first 500 of the capture, in frame order."""
+        everything, left = self._start_ok, 500
+        try:
+            for piece, frames in self._start_ok_pieces:
+                if left <= 0:
+                    break
+                self.capture, self._start_ok, left = piece.path, frames[:left], left - len(frames)
+                piece.load()
+                for p in FieldsReader._connection_names(self):
+                    yield replace(p, number=piece.frame(p.number), stream=piece.stream(p.number, p.stream),
+                                  segments=tuple(piece.frame(s) for s in p.segments))
+                piece.drop()
+        finally:
+            self._start_ok, self.capture = everything, self._whole
 
 
 #: Linux's F_SETPIPE_SZ (fcntl.F_SETPIPE_SZ from Python 3.10, on Linux only)
