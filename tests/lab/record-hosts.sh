@@ -2,7 +2,7 @@
 # Record a command on both hosts of the lab's kolla shape (OSFLOW_LAB_SHAPE=kolla up.sh) at once, each
 # with `osflow record -i any` on its own host: compute1's inside compute1's network and UTS namespaces
 # (so its socket log is compute1's and its meta.json names host compute1), started first with
-# --duration, then the controller's around COMMAND; compute1's is stopped (SIGTERM, by PID) once the
+# --duration, then the controller's around COMMAND (in a UTS namespace named controller); compute1's is stopped (SIGTERM, by PID) once the
 # controller's has ended.  Writes OUT/controller/ and OUT/compute1/ (osflow record folders) and each
 # recorder's output as OUT/<host>.out.
 #
@@ -51,7 +51,10 @@ if [ -n "$both" ]; then
   [ -s "$out/compute1/capture.pcapng" ] || { kill -TERM "$pid"; die "compute1's osflow record did not start capturing"; }
   sleep 1
 fi
-"$OSFLOW" record -i any --linger "$linger" -o "$out/controller" -- "$@" >"$out/controller.out" 2>&1
+# the controller's recorder in a UTS namespace named controller (the lab's name for this machine,
+# whatever its own host name), so that its meta.json says host controller
+unshare --uts sh -c 'hostname controller && exec "$@"' sh \
+  "$OSFLOW" record -i any --linger "$linger" -o "$out/controller" -- "$@" >"$out/controller.out" 2>&1
 status=$?
 if [ -n "$pid" ]; then
   kill -TERM "$pid" 2>/dev/null
