@@ -93,16 +93,18 @@ descendants() {
 # workers that outlive it (only those that were its children when we began).  Returns 1 when
 # something would not die.
 stop_service() {
-  local name=$1 pid kids k s _ status=0
+  local name=$1 pid kids k s start _ status=0
   pid=$(alive "$name") || { awk -v n="$name" '$1 == n { f = 1 } END { exit !f }' "$PIDS" 2>/dev/null \
     && echo "lab: $name no longer runs" >&2; forget_pid "$name"; return 0; }
   kids=$(descendants "$pid")
+  start=$(proc_start "$pid")
   kill -TERM "$pid" 2>/dev/null
   for _ in $(seq 300); do [ -d "/proc/$pid" ] || break; sleep 0.1; done
   if [ -d "/proc/$pid" ]; then
     echo "lab: $name (pid $pid) did not stop within 30s: killing it" >&2
-    kill -KILL "$pid"; sleep 0.5
-    [ ! -d "/proc/$pid" ] || status=1
+    kill -KILL "$pid"
+    for _ in $(seq 50); do [ "$(proc_start "$pid")" = "$start" ] || break; sleep 0.1; done
+    [ "$(proc_start "$pid")" != "$start" ] || status=1
   fi
   while read -r k s; do
     [ -n "$k" ] && [ "$(proc_start "$k")" = "$s" ] || continue

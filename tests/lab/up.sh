@@ -294,8 +294,14 @@ else
 fi
 
 # ---------------------------------------------------------------- back from the kolla shape
-if [ "$SHAPE" = plain ]; then  # what the kolla shape started and made, if it is there
-  for name in nova-compute1 haproxy; do stop_service "$name" || die "$name would not stop"; done
+# What the kolla shape started and made, if it is there.  The services it configured for the VIP
+# are stopped first (the ones after Apache start again below with the plain configuration), then
+# HAProxy, then the VIP goes: a service still configured for it must never find the VIP gone (its
+# connections would follow the default route off the machine).
+if [ "$SHAPE" = plain ] && { [ -e "/run/netns/$NETNS" ] || alive haproxy >/dev/null; }; then
+  for name in nova-compute1 nova-compute nova-scheduler nova-conductor nova-api neutron-server glance-api haproxy; do
+    stop_service "$name" || die "$name would not stop"
+  done
   net_down || die "could not remove network namespace $NETNS"
 fi
 
