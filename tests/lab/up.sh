@@ -430,7 +430,13 @@ AS_LONG nova nova-manage cell_v2 discover_hosts >>"$log" 2>&1 || die "nova-manag
 provider() { os resource provider list --name "$COMPUTE_HOST" -f value -c uuid | grep . >/dev/null; }
 wait_for 120 "the resource provider of host $COMPUTE_HOST in placement" provider
 # servers land on the shape's compute host: the other one's service (if it was ever registered) is
-# disabled, this one's enabled
+# disabled, this one's enabled; back in the plain shape compute1's service (with its compute node
+# and resource provider) is deleted, so the lab is the plain one again
+if [ "$SHAPE" = plain ]; then
+  for id in $(os compute service list --service nova-compute --host compute1 -f value -c ID); do
+    os compute service delete "$id" || die "could not delete compute1's compute service"
+  done
+fi
 compute_services=$(os compute service list --service nova-compute -f value -c Host -c Status)
 grep -qx "$COMPUTE_HOST enabled" <<< "$compute_services" || os compute service set --enable "$COMPUTE_HOST" nova-compute >/dev/null
 ! grep -qx "$OTHER_HOST enabled" <<< "$compute_services" || os compute service set --disable "$OTHER_HOST" nova-compute >/dev/null
