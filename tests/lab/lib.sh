@@ -5,8 +5,17 @@
 STATE=${OSFLOW_LAB_STATE:-/var/lib/osflow-lab}
 PIDS=$STATE/pids
 
+# The kolla shape (OSFLOW_LAB_SHAPE=kolla): the compute node in network namespace $NETNS, a veth pair
+# ($VETH here, eth0 there), the VIP on $VETH, HAProxy's configuration in the state folder
+NETNS=compute1
+VETH=osf-ctl
+CONTROLLER_IP=198.18.0.1
+COMPUTE1_IP=198.18.0.2
+VIP=198.18.0.100
+HAPROXY_CFG=$STATE/haproxy.cfg
+
 # the order down.sh stops them in: clients of the broker and databases first, MariaDB last
-LAB_SERVICES="nova-compute nova-scheduler nova-conductor nova-api neutron-server glance-api apache2 rabbitmq epmd memcached mariadb"
+LAB_SERVICES="nova-compute1 nova-compute nova-scheduler nova-conductor nova-api neutron-server glance-api haproxy apache2 rabbitmq epmd memcached mariadb"
 
 # proc_start PID: the process's start time (clock ticks since boot), or nothing
 proc_start() {
@@ -34,9 +43,18 @@ runs_as() {
     nova-api) [[ $cmd == "/usr/bin/uwsgi_python3"*" --http-socket 127.0.0.1:8774 "* ]] ;;
     nova-conductor) [[ $cmd == "/usr/bin/python3 /usr/bin/nova-conductor "* ]] ;;
     nova-scheduler) [[ $cmd == "/usr/bin/python3 /usr/bin/nova-scheduler "* ]] ;;
-    nova-compute) [[ $cmd == "/usr/bin/python3 /usr/local/lib/osflow-lab/nova-compute "* ]] ;;
+    nova-compute) [[ $cmd == "/usr/bin/python3 /usr/local/lib/osflow-lab/nova-compute "* ]] && ! in_netns "$2" ;;
+    nova-compute1) [[ $cmd == "/usr/bin/python3 /usr/local/lib/osflow-lab/nova-compute "* ]] && in_netns "$2" ;;
+    haproxy) [[ $exe == */haproxy ]] ;;
     *) return 1 ;;
   esac
+}
+
+# in_netns PID: PID runs in the network namespace $NETNS
+in_netns() {
+  local ns
+  ns=$(stat -L -c %i "/run/netns/$NETNS" 2>/dev/null) || return 1
+  [ "$(stat -L -c %i "/proc/$1/ns/net" 2>/dev/null)" = "$ns" ]
 }
 
 # alive NAME: the recorded PID of NAME, when that very process still runs
@@ -75,16 +93,18 @@ descendants() {
 # workers that outlive it (only those that were its children when we began).  Returns 1 when
 # something would not die.
 stop_service() {
-  local name=$1 pid kids k s _ status=0
+  local name=$1 pid kids k s start _ status=0
   pid=$(alive "$name") || { awk -v n="$name" '$1 == n { f = 1 } END { exit !f }' "$PIDS" 2>/dev/null \
     && echo "lab: $name no longer runs" >&2; forget_pid "$name"; return 0; }
   kids=$(descendants "$pid")
+  start=$(proc_start "$pid")
   kill -TERM "$pid" 2>/dev/null
   for _ in $(seq 300); do [ -d "/proc/$pid" ] || break; sleep 0.1; done
   if [ -d "/proc/$pid" ]; then
     echo "lab: $name (pid $pid) did not stop within 30s: killing it" >&2
-    kill -KILL "$pid"; sleep 0.5
-    [ ! -d "/proc/$pid" ] || status=1
+    kill -KILL "$pid"
+    for _ in $(seq 50); do [ "$(proc_start "$pid")" = "$start" ] || break; sleep 0.1; done
+    [ "$(proc_start "$pid")" != "$start" ] || status=1
   fi
   while read -r k s; do
     [ -n "$k" ] && [ "$(proc_start "$k")" = "$s" ] || continue
@@ -135,6 +155,13 @@ service_argv() {
     nova-compute)
       # shellcheck disable=SC2207
       ARGV=($(as_user nova) /usr/local/lib/osflow-lab/nova-compute --config-file=/etc/nova/nova.conf) ;;
+    nova-compute1)
+      # the compute node: network namespace compute1 (its /etc/netns/compute1/nova/nova.conf is its
+      # /etc/nova/nova.conf there) and a UTS namespace whose host name is compute1; every exec keeps the PID
+      # shellcheck disable=SC2207
+      ARGV=(ip netns exec "$NETNS" unshare --uts sh -c 'hostname compute1 && exec "$@"' sh
+            $(as_user nova) /usr/local/lib/osflow-lab/nova-compute --config-file=/etc/nova/nova.conf) ;;
+    haproxy) ARGV=(/usr/sbin/haproxy -W -db -f "$HAPROXY_CFG") ;;
     *) return 1 ;;
   esac
 }
@@ -153,8 +180,12 @@ amqp_answers() {
     [ "$(head -c 1 <&3 | od -An -tx1 | tr -d " ")" = 01 ]' 2>/dev/null
 }
 
-# amqp_connected PID: PID has a connection to RabbitMQ (an oslo.messaging service is consuming)
-amqp_connected() { ss -Htnp state established "dport = :5672" 2>/dev/null | grep "pid=$1," >/dev/null; }
+# amqp_connected PID [NETNS]: PID has a connection to RabbitMQ (an oslo.messaging service is consuming)
+amqp_connected() {
+  local ns=()
+  [ -z "${2:-}" ] || ns=(ip netns exec "$2")
+  "${ns[@]}" ss -Htnp state established "dport = :5672" 2>/dev/null | grep "pid=$1," >/dev/null
+}
 
 # ready NAME: NAME serves (HTTP answers, the broker speaks AMQP, an RPC service is connected)
 ready() {
@@ -166,6 +197,35 @@ ready() {
     neutron-server) timeout 10 curl -fsS -o /dev/null http://127.0.0.1:9696/ ;;
     nova-api) timeout 10 curl -fsS -o /dev/null http://127.0.0.1:8774/ ;;
     nova-conductor|nova-scheduler|nova-compute) pid=$(alive "$1") && amqp_connected "$pid" ;;
+    nova-compute1) pid=$(alive "$1") && amqp_connected "$pid" "$NETNS" ;;
+    haproxy) timeout 5 bash -c "exec 3<>/dev/tcp/$VIP/3306" 2>/dev/null ;;
     *) return 1 ;;
   esac
+}
+
+# ---------------------------------------------------------------- the kolla shape's network
+# net_up: network namespace compute1 with lo and eth0 (198.18.0.2/24), its peer osf-ctl here
+# (198.18.0.1/24 and the VIP 198.18.0.100/32); no default route anywhere: nothing leaves the machine
+net_up() {
+  [ -e "/run/netns/$NETNS" ] || ip netns add "$NETNS"
+  if ! ip link show "$VETH" >/dev/null 2>&1; then
+    ip link add "$VETH" type veth peer name eth0 netns "$NETNS"
+  fi
+  ip addr replace "$CONTROLLER_IP/24" dev "$VETH"
+  ip addr replace "$VIP/32" dev "$VETH"
+  ip link set "$VETH" up
+  ip netns exec "$NETNS" ip link set lo up
+  ip netns exec "$NETNS" ip addr replace "$COMPUTE1_IP/24" dev eth0
+  ip netns exec "$NETNS" ip link set eth0 up
+}
+
+# net_down: the namespace (and with it the veth pair) and compute1's files in /etc/netns
+net_down() {
+  if [ -e "/run/netns/$NETNS" ]; then
+    ip netns delete "$NETNS" || return 1
+    echo "lab: removed network namespace $NETNS and veth $VETH" >&2
+  fi
+  ! ip link show "$VETH" >/dev/null 2>&1 || ip link delete "$VETH"
+  rm -rf "/etc/netns/$NETNS"
+  rmdir /etc/netns 2>/dev/null || true
 }

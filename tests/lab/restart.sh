@@ -6,7 +6,8 @@
 # --stop only stops it, --start only starts it (when it is not running): run-e2e.sh keeps nova-compute,
 # whose periodic calls to placement and keystone would join the keystone/placement recordings, stopped
 # while tests/e2e/test_lab.py runs.
-# Services: rabbitmq glance-api neutron-server nova-api nova-conductor nova-scheduler nova-compute.
+# Services: rabbitmq glance-api neutron-server nova-api nova-conductor nova-scheduler nova-compute,
+# and in the kolla shape nova-compute1 (in compute1's namespaces) and haproxy.
 set -euo pipefail
 LAB=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=lib.sh
@@ -18,7 +19,7 @@ case "${1:-}" in --stop) action=stop; shift ;; --start) action=start; shift ;; e
 [ $# = 1 ] || die "usage: restart.sh [--stop|--start] SERVICE"
 name=$1
 case "$name" in
-  rabbitmq|glance-api|neutron-server|nova-api|nova-conductor|nova-scheduler|nova-compute) ;;
+  rabbitmq|glance-api|neutron-server|nova-api|nova-conductor|nova-scheduler|nova-compute|nova-compute1|haproxy) ;;
   *) die "not a service restart.sh restarts: $name" ;;
 esac
 old=$(alive "$name" || true)

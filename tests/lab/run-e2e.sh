@@ -5,7 +5,9 @@
 # (OSFLOW_LAB_ONLY=identity; compute services a former run left are stopped): nova-compute's periodic
 # calls to placement and keystone would join its recordings (placement's own login), and the busier
 # machine makes osflow record's socket log miss short-lived ends (its 100% coverage check).  Then
-# up.sh brings up the rest and the other files (the compute control plane) run.
+# up.sh brings up the rest and the other files (the compute control plane) run.  Last,
+# OSFLOW_LAB_SHAPE=kolla up.sh switches the lab to the kolla shape (HAProxy on a VIP, compute1 in a
+# network namespace) and tests/e2e/test_multihost_lab.py records on both hosts.
 # Exits non-zero when the lab does not come up or any test fails.  Needs root: it installs
 # packages and changes system configuration (see tests/lab/README.md).  Extra arguments go to pytest.
 set -uo pipefail
@@ -37,5 +39,7 @@ e2e() {  # pytest ARGS...: a failure sets status (5, no test selected by the ext
 }
 e2e tests/e2e/test_lab.py "$@"
 bash "$LAB/up.sh" || { echo "run-e2e: error: the compute lab did not come up" >&2; exit 1; }
-e2e tests/e2e --ignore=tests/e2e/test_lab.py "$@"
+e2e tests/e2e --ignore=tests/e2e/test_lab.py --ignore=tests/e2e/test_multihost_lab.py "$@"
+OSFLOW_LAB_SHAPE=kolla bash "$LAB/up.sh" || { echo "run-e2e: error: the kolla shape did not come up" >&2; exit 1; }
+OSFLOW_LAB_SHAPE=kolla e2e tests/e2e/test_multihost_lab.py "$@"
 exit $status

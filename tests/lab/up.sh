@@ -15,6 +15,13 @@
 #   OSFLOW_LAB_KOMBU_COMPRESSION=gzip nova-conductor compresses what it publishes (default: nothing)
 #   OSFLOW_LAB_ONLY=identity          stop after keystone and placement (the services after them that
 #                                     run are left running: run-e2e.sh stops them with restart.sh --stop)
+#   OSFLOW_LAB_SHAPE=kolla            the multi-host shape: network namespace compute1 (198.18.0.2) on a
+#                                     veth (osf-ctl, 198.18.0.1 and the VIP 198.18.0.100 here), HAProxy on
+#                                     the VIP in front of every API and of MariaDB, the catalog, every
+#                                     database connection and auth_url at the VIP, RabbitMQ also on
+#                                     198.18.0.1 (user compute1), nova-compute only in compute1 (its own
+#                                     UTS name, host = compute1).  Plain up.sh switches back and removes
+#                                     the namespace, the veth and HAProxy.
 set -euo pipefail
 
 LAB=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -23,6 +30,7 @@ source "$LAB/lib.sh"
 PASSWORD=openstack
 FRAME_MAX=${OSFLOW_LAB_FRAME_MAX:-}
 KOMBU_COMPRESSION=${OSFLOW_LAB_KOMBU_COMPRESSION:-}
+SHAPE=${OSFLOW_LAB_SHAPE:-plain}
 # nova-compute itself is not installed: Debian's package pulls libvirt (see nova-compute here)
 PACKAGES="mariadb-server memcached apache2 libapache2-mod-wsgi-py3 python3-keystone python3-placement
 python3-openstackclient python3-osc-placement python3-pymysql python3-memcache
@@ -33,6 +41,11 @@ say() { echo "lab: [${SECONDS}s] $*" >&2; }
 die() { echo "lab: error: $*" >&2; exit 1; }
 
 [ "$(id -u)" = 0 ] || die "run me as root (I install packages and start services)"
+case "$SHAPE" in
+  plain) API_HOST=controller ;;
+  kolla) API_HOST=$VIP; PACKAGES="$PACKAGES haproxy" ;;
+  *) die "OSFLOW_LAB_SHAPE must be plain or kolla, not '$SHAPE'" ;;
+esac
 mkdir -p "$STATE"
 chmod 700 "$STATE"
 touch "$PIDS"
@@ -70,10 +83,14 @@ done
 
 CHANGED=" "   # the configuration files this run changed
 render() {  # template -> file, with the password (and the variants) filled in; notes a change
-  local new
+  local new kolla=()
+  # the kolla shape: every API URL and database connection at the VIP (memcached stays on 127.0.0.1)
+  [ "$SHAPE" != kolla ] || kolla=(-e "s#//controller:#//$VIP:#g" -e "s#@controller/#@$VIP/#g"
+    -e "s/@LISTENER2@/listeners.tcp.2 = $CONTROLLER_IP:5672/")
   new=$(sed -e "s/@PASSWORD@/$PASSWORD/g" \
     -e "s/@FRAME_MAX@/${FRAME_MAX:+frame_max = $FRAME_MAX}/" \
-    -e "s/@KOMBU_COMPRESSION@/${KOMBU_COMPRESSION:+kombu_compression = $KOMBU_COMPRESSION}/" "$LAB/$1")
+    -e "s/@KOMBU_COMPRESSION@/${KOMBU_COMPRESSION:+kombu_compression = $KOMBU_COMPRESSION}/" \
+    "${kolla[@]}" -e "s/@LISTENER2@//" -e "s/@VIP@/$VIP/g" "$LAB/$1")
   if [ ! -e "$2" ] || [ "$new" != "$(cat "$2")" ]; then
     printf '%s\n' "$new" > "$2"
     CHANGED="$CHANGED$2 "
@@ -124,7 +141,8 @@ if ! cmp -s "$LAB/nova-compute" /usr/local/lib/osflow-lab/nova-compute; then
 fi
 
 # ---------------------------------------------------------------- process helpers
-port_busy() { ss -Htln "sport = :$1" | grep . >/dev/null; }
+# port_busy PORT: a process listens on PORT (HAProxy's listener on the VIP is not in the way)
+port_busy() { ss -Htln "sport = :$1" | awk -v vip="$VIP:$1" '$4 != vip' | grep . >/dev/null; }
 wait_for() {  # SECONDS DESCRIPTION COMMAND...: until COMMAND succeeds
   local limit=$1 what=$2; shift 2
   local end=$((SECONDS + limit))
@@ -134,6 +152,24 @@ wait_for() {  # SECONDS DESCRIPTION COMMAND...: until COMMAND succeeds
   done
 }
 
+# ensure NAME PORT CONFIG...: start NAME unless it runs; restart it when this run changed one of its
+# configuration files (a variant, or a new lab version); then wait until it serves
+ensure() {
+  local name=$1 port=$2 pid; shift 2
+  if pid=$(alive "$name"); then
+    if changed "$@"; then
+      say "$name (pid $pid): its configuration changed: restarting it"
+      stop_service "$name" || die "$name (pid $pid) would not stop"
+    else
+      say "$name runs (pid $pid)"
+    fi
+  fi
+  if ! alive "$name" >/dev/null; then
+    [ "$port" = - ] || ! port_busy "$port" || die "port $port is taken by a process this lab did not start: stop it first"
+    launch "$name"
+  fi
+  wait_for 180 "$name (log: $STATE/$name.log)" ready "$name"
+}
 # ---------------------------------------------------------------- MariaDB
 if pid=$(alive mariadb); then
   say "MariaDB runs (pid $pid)"
@@ -179,6 +215,8 @@ GRANT ALL PRIVILEGES ON nova.* TO 'nova'@'localhost';
 GRANT ALL PRIVILEGES ON nova.* TO 'nova'@'%';
 GRANT ALL PRIVILEGES ON nova_cell0.* TO 'nova'@'localhost';
 GRANT ALL PRIVILEGES ON nova_cell0.* TO 'nova'@'%';
+CREATE USER IF NOT EXISTS 'haproxy'@'localhost';
+CREATE USER IF NOT EXISTS 'haproxy'@'%';
 FLUSH PRIVILEGES;
 EOF
 
@@ -192,6 +230,22 @@ else
   say "started memcached (pid $!)"
 fi
 wait_for 30 "memcached" timeout 2 bash -c 'exec 3<>/dev/tcp/127.0.0.1/11211'
+
+# ---------------------------------------------------------------- the kolla shape: compute1's network, HAProxy
+if [ "$SHAPE" = kolla ]; then
+  net_up
+  install -d "/etc/netns/$NETNS/nova"
+  render compute1-hosts "/etc/netns/$NETNS/hosts"
+  chmod 644 "/etc/netns/$NETNS/hosts"
+  render nova-compute1.conf "/etc/netns/$NETNS/nova/nova.conf"
+  chown root:nova "/etc/netns/$NETNS/nova/nova.conf"
+  chmod 640 "/etc/netns/$NETNS/nova/nova.conf"
+  render haproxy.cfg "$HAPROXY_CFG"
+  timeout 30 haproxy -c -q -f "$HAPROXY_CFG" >>"$STATE/haproxy.log" 2>&1 || die "haproxy -c failed (see $STATE/haproxy.log)"
+  ensure haproxy - "$HAPROXY_CFG"
+  wait_for 60 "MariaDB through HAProxy on $VIP:3306" \
+    timeout 5 mariadb --host="$VIP" --user=keystone --password="$PASSWORD" --execute="SELECT 1"
+fi
 
 # ---------------------------------------------------------------- keystone and placement databases
 # keystone-manage / placement-manage print a harmless eventlet traceback at exit: logged, not shown
@@ -207,9 +261,9 @@ install -d -o keystone -g keystone -m 700 /etc/keystone/fernet-keys /etc/keyston
   || timeout 120 keystone-manage credential_setup --keystone-user keystone --keystone-group keystone >>"$log" 2>&1 \
   || die "keystone-manage credential_setup failed (see $log)"
 timeout 300 keystone-manage bootstrap --bootstrap-password "$PASSWORD" \
-  --bootstrap-admin-url http://controller:5000/v3/ \
-  --bootstrap-internal-url http://controller:5000/v3/ \
-  --bootstrap-public-url http://controller:5000/v3/ \
+  --bootstrap-admin-url "http://$API_HOST:5000/v3/" \
+  --bootstrap-internal-url "http://$API_HOST:5000/v3/" \
+  --bootstrap-public-url "http://$API_HOST:5000/v3/" \
   --bootstrap-region-id RegionOne >>"$log" 2>&1 || die "keystone-manage bootstrap failed (see $log)"
 chown -R keystone:keystone /var/log/keystone
 as placement placement-manage db sync >>"$log" 2>&1 || die "placement-manage db sync failed (see $log)"
@@ -239,6 +293,18 @@ else
   say "started Apache (pid $(cat /var/run/apache2/apache2.pid))"
 fi
 
+# ---------------------------------------------------------------- back from the kolla shape
+# What the kolla shape started and made, if it is there.  The services it configured for the VIP
+# are stopped first (the ones after Apache start again below with the plain configuration), then
+# HAProxy, then the VIP goes: a service still configured for it must never find the VIP gone (its
+# connections would follow the default route off the machine).
+if [ "$SHAPE" = plain ] && { [ -e "/run/netns/$NETNS" ] || alive haproxy >/dev/null; }; then
+  for name in nova-compute1 nova-compute nova-scheduler nova-conductor nova-api neutron-server glance-api haproxy; do
+    stop_service "$name" || die "$name would not stop"
+  done
+  net_down || die "could not remove network namespace $NETNS"
+fi
+
 # ---------------------------------------------------------------- OpenStack resources
 OPENRC=$STATE/openrc
 cat > "$OPENRC" <<EOF
@@ -248,7 +314,7 @@ export OS_PASSWORD=$PASSWORD
 export OS_PROJECT_NAME=admin
 export OS_USER_DOMAIN_NAME=Default
 export OS_PROJECT_DOMAIN_NAME=Default
-export OS_AUTH_URL=http://controller:5000/v3
+export OS_AUTH_URL=http://$API_HOST:5000/v3
 export OS_IDENTITY_API_VERSION=3
 export OS_REGION_NAME=RegionOne
 EOF
@@ -264,7 +330,7 @@ grep -qx service <<< "$projects" || os project create --domain default --descrip
 users=$(os user list --domain default -f value -c Name)
 admins=$(os role assignment list --project service --role admin --names -f value -c User)
 services=$(os service list -f value -c Type)
-endpoints=$(os endpoint list -f value -c "Service Type" -c Interface)
+endpoints=$(os endpoint list -f value -c ID -c "Service Type" -c Interface -c URL)
 # service_user NAME TYPE DESCRIPTION URL: a user in project service (role admin), a service, 3 endpoints
 service_user() {
   local name=$1 type=$2 desc=$3 url=$4 iface
@@ -272,13 +338,19 @@ service_user() {
   grep -qx "$name@Default" <<< "$admins" || os role add --project service --user "$name" admin
   grep -qx "$type" <<< "$services" || os service create --name "$name" --description "$desc" "$type" >/dev/null
   for iface in public internal admin; do
-    grep -qx "$type $iface" <<< "$endpoints" || os endpoint create --region RegionOne "$type" $iface "$url" >/dev/null
+    id="" now=""
+    read -r id now < <(awk -v t="$type" -v i="$iface" '$2 == t && $3 == i { print $1, $4 }' <<< "$endpoints") || true
+    if [ -z "$id" ]; then
+      os endpoint create --region RegionOne "$type" $iface "$url" >/dev/null
+    elif [ "$now" != "$url" ]; then  # the other shape's URL
+      os endpoint set --url "$url" "$id"
+    fi
   done
 }
-service_user placement placement "Placement API" http://controller:8778
-service_user glance image "OpenStack Image" http://controller:9292
-service_user neutron network "OpenStack Networking" http://controller:9696
-service_user nova compute "OpenStack Compute" http://controller:8774/v2.1
+service_user placement placement "Placement API" "http://$API_HOST:8778"
+service_user glance image "OpenStack Image" "http://$API_HOST:9292"
+service_user neutron network "OpenStack Networking" "http://$API_HOST:9696"
+service_user nova compute "OpenStack Compute" "http://$API_HOST:8774/v2.1"
 wait_for 120 "placement on http://controller:8778" \
   timeout 10 curl -fsS -o /dev/null http://controller:8778/
 os --os-placement-api-version 1.2 resource class list -f value -c name >/dev/null \
@@ -290,24 +362,6 @@ if [ "${OSFLOW_LAB_ONLY:-}" = identity ]; then  # run-e2e.sh: the keystone/place
 fi
 
 # ---------------------------------------------------------------- compute: the services
-# ensure NAME PORT CONFIG...: start NAME unless it runs; restart it when this run changed one of its
-# configuration files (a variant, or a new lab version); then wait until it serves
-ensure() {
-  local name=$1 port=$2 pid; shift 2
-  if pid=$(alive "$name"); then
-    if changed "$@"; then
-      say "$name (pid $pid): its configuration changed: restarting it"
-      stop_service "$name" || die "$name (pid $pid) would not stop"
-    else
-      say "$name runs (pid $pid)"
-    fi
-  fi
-  if ! alive "$name" >/dev/null; then
-    [ "$port" = - ] || ! port_busy "$port" || die "port $port is taken by a process this lab did not start: stop it first"
-    launch "$name"
-  fi
-  wait_for 180 "$name (log: $STATE/$name.log)" ready "$name"
-}
 AS_LONG() { local u=$1; shift; timeout 900 setpriv --reuid="$u" --regid="$u" --init-groups env HOME="/var/lib/$u" "$@"; }
 
 # RabbitMQ: epmd (Erlang's port mapper) on 127.0.0.1:4369 first, so the broker does not start its own
@@ -321,6 +375,14 @@ else
   wait_for 30 "epmd" ready epmd
 fi
 ensure rabbitmq 5672 /etc/rabbitmq/rabbitmq.conf /etc/rabbitmq/rabbitmq-env.conf
+if [ "$SHAPE" = kolla ]; then  # compute1's user (guest may log in from loopback only)
+  rabbitmqctl() { timeout 120 setpriv --reuid=rabbitmq --regid=rabbitmq --init-groups env HOME=/var/lib/rabbitmq /usr/sbin/rabbitmqctl "$@"; }
+  rabbit_users=$(rabbitmqctl -q list_users 2>>"$log") || die "rabbitmqctl list_users failed (see $log)"
+  if ! grep -q '^compute1[[:space:]]' <<< "$rabbit_users"; then
+    rabbitmqctl add_user compute1 "$PASSWORD" >>"$log" 2>&1 || die "rabbitmqctl add_user failed (see $log)"
+    rabbitmqctl set_permissions -p / compute1 '.*' '.*' '.*' >>"$log" 2>&1 || die "rabbitmqctl set_permissions failed (see $log)"
+  fi
+fi
 
 AS_LONG glance glance-manage db_sync >>"$log" 2>&1 || die "glance-manage db_sync failed (see $log)"
 ensure glance-api 9292 /etc/glance/glance-api.conf
@@ -339,20 +401,45 @@ cells=$(AS_LONG nova nova-manage cell_v2 list_cells 2>>"$log") || die "nova-mana
 if ! grep -q ' cell1 ' <<< "$cells"; then
   AS_LONG nova nova-manage cell_v2 create_cell --name=cell1 >>"$log" 2>&1 || die "nova-manage cell_v2 create_cell failed (see $log)"
 fi
+# the cell mappings hold database URLs too: the shape's (else the conductor reaches around HAProxy)
+timeout 30 mariadb --protocol=socket nova_api <<EOF || die "could not update nova's cell mappings"
+UPDATE cell_mappings SET database_connection = 'mysql+pymysql://nova:$PASSWORD@$API_HOST/nova_cell0'
+  WHERE uuid = '00000000-0000-0000-0000-000000000000';
+UPDATE cell_mappings SET database_connection = 'mysql+pymysql://nova:$PASSWORD@$API_HOST/nova'
+  WHERE name = 'cell1';
+EOF
 AS_LONG nova nova-manage db sync >>"$log" 2>&1 || die "nova-manage db sync failed (see $log)"
 chown -R nova:nova /var/log/nova
 NOVA_CONF=(/etc/nova/nova.conf /usr/local/lib/osflow-lab/nova-compute)
 ensure nova-conductor - /etc/nova/nova.conf /etc/nova/nova-conductor.conf
 ensure nova-scheduler - /etc/nova/nova.conf
 ensure nova-api 8774 /etc/nova/nova.conf /etc/nova/nova-api-uwsgi.ini
-ensure nova-compute - "${NOVA_CONF[@]}"
+if [ "$SHAPE" = kolla ]; then  # nova-compute runs on compute1 only
+  COMPUTE_HOST=compute1 OTHER_HOST=controller
+  stop_service nova-compute || die "nova-compute would not stop"
+  ensure nova-compute1 - "${NOVA_CONF[@]}" "/etc/netns/$NETNS/nova/nova.conf"
+else
+  COMPUTE_HOST=controller OTHER_HOST=compute1
+  ensure nova-compute - "${NOVA_CONF[@]}"
+fi
 
 # ---------------------------------------------------------------- compute: the host, flavors, an image
-host_up() { [ "$(os compute service list --service nova-compute --host controller -f value -c State)" = up ]; }
-wait_for 180 "nova-compute on host controller (state up in 'openstack compute service list')" host_up
+host_up() { [ "$(os compute service list --service nova-compute --host "$COMPUTE_HOST" -f value -c State)" = up ]; }
+wait_for 180 "nova-compute on host $COMPUTE_HOST (state up in 'openstack compute service list')" host_up
 AS_LONG nova nova-manage cell_v2 discover_hosts >>"$log" 2>&1 || die "nova-manage cell_v2 discover_hosts failed (see $log)"
-provider() { os resource provider list --name controller -f value -c uuid | grep . >/dev/null; }
-wait_for 120 "the resource provider of host controller in placement" provider
+provider() { os resource provider list --name "$COMPUTE_HOST" -f value -c uuid | grep . >/dev/null; }
+wait_for 120 "the resource provider of host $COMPUTE_HOST in placement" provider
+# servers land on the shape's compute host: the other one's service (if it was ever registered) is
+# disabled, this one's enabled; back in the plain shape compute1's service (with its compute node
+# and resource provider) is deleted, so the lab is the plain one again
+if [ "$SHAPE" = plain ]; then
+  for id in $(os compute service list --service nova-compute --host compute1 -f value -c ID); do
+    os compute service delete "$id" || die "could not delete compute1's compute service"
+  done
+fi
+compute_services=$(os compute service list --service nova-compute -f value -c Host -c Status)
+grep -qx "$COMPUTE_HOST enabled" <<< "$compute_services" || os compute service set --enable "$COMPUTE_HOST" nova-compute >/dev/null
+! grep -qx "$OTHER_HOST enabled" <<< "$compute_services" || os compute service set --disable "$OTHER_HOST" nova-compute >/dev/null
 # m1.nano for servers that build; m1.toobig (2 TiB of RAM: more than the fake host's 800,000 MB
 # even with the 1.5 allocation ratio) for NoValidHost; quotas lifted so only the host says no
 flavors=$(os flavor list --all -f value -c Name)
@@ -367,5 +454,5 @@ if [ -z "$image" ]; then
   image=$(os image list --name tiny -f value -c Status)
 fi
 [ "$image" = active ] || die "image tiny is not active (status: $image)"
-say "up: keystone http://controller:5000/v3, placement http://controller:8778, glance :9292, neutron :9696, nova :8774, RabbitMQ 127.0.0.1:5672; credentials: source $OPENRC"
+say "up ($SHAPE): keystone http://$API_HOST:5000/v3, placement http://$API_HOST:8778, glance :9292, neutron :9696, nova :8774, RabbitMQ 127.0.0.1:5672; compute host $COMPUTE_HOST; credentials: source $OPENRC"
 say "PIDs started by the lab: $(tr '\n' ' ' < "$PIDS")"
