@@ -43,11 +43,13 @@ class Client:
     why: str = "every OpenStackClient end (no meta.json, no --client)"
     #: a recording without a command (``osflow record --duration``): nothing is foreground
     nothing: bool = False
+    #: with several hosts' recordings: the host the pids are on (a pid of another host is another process)
+    host: str | None = None
 
     def is_client(self, pair: Pair) -> bool:
         c = pair.client
         if self.pids:
-            return c.pid is not None and c.pid in self.pids
+            return c.pid is not None and c.pid in self.pids and (self.host is None or c.host == self.host)
         if self.names:
             return c.label.lower() in self.names or (c.service or "") in self.names
         return False

@@ -45,6 +45,31 @@ class Tables:
     sockets: SocketTable | None = None
     processes: ProcessTable | None = None
     warnings: list[str] = field(default_factory=list)
+    #: with several hosts' recordings: each host's own tables (an end is looked up in its host's only)
+    hosts: dict[str, tuple[SocketTable | None, ProcessTable | None]] | None = None
+
+    @classmethod
+    def load_hosts(cls, hosts: Sequence[tuple[str, Sequence[str], Sequence[str]]]) -> Tables:
+        """One set of tables per host: ``(host, ss files, ps files)``; ``sockets`` holds every
+        host's entries (for what is said about the tables as a whole)."""
+        t = cls(hosts={})
+        assert t.hosts is not None
+        entries: list = []
+        for host, ss_files, ps_files in hosts:
+            one = cls.load(ss_files, ps_files)
+            t.hosts[host] = (one.sockets, one.processes)
+            t.warnings += one.warnings
+            if one.sockets is not None:
+                entries += one.sockets.entries()
+        if any(s is not None for s, _ in t.hosts.values()):
+            from .tables import SocketTable
+
+            t.sockets = SocketTable(entries)
+        return t
+
+    def local_addresses(self) -> dict[str, set[str]]:
+        """host -> the addresses its socket tables show sockets on (each host's, with several)."""
+        return {host: s.local_hosts() for host, (s, _) in (self.hosts or {}).items() if s is not None}
 
     @classmethod
     def load(cls, ss_files: Sequence[str] = (), ps_files: Sequence[str] = ()) -> Tables:
@@ -145,7 +170,7 @@ def analyse(
         progress.done()
     exchanges = pairing.finish()
     warnings = _warnings(tables, pairing, reader, name)
-    joiner = Joiner(tables.sockets, tables.processes, options.port_names, options.show_secrets)
+    joiner = Joiner(tables.sockets, tables.processes, options.port_names, options.show_secrets, tables.hosts)
     amqp = pairing.rpc.connections()
     names = joiner.join(exchanges, amqp)
     warnings += _tables_warning(tables, joiner, bool(names), any(_by_listener(n) for n in names.values()))
@@ -216,7 +241,8 @@ class Stream:
         self.progress = progress
         self.horizon = options.horizon
         self.pairing = Pairing()
-        self.joiner = Joiner(self.tables.sockets, self.tables.processes, options.port_names, options.show_secrets)
+        self.joiner = Joiner(self.tables.sockets, self.tables.processes, options.port_names, options.show_secrets,
+                             self.tables.hosts)
         self.builder = FlowBuilder(options, longest_cast=3 * options.horizon)
         self.names: dict[int, ConnectionNames] = {}
         self._seen: dict[int, float] = {}  # stream -> when its last exchange released ended

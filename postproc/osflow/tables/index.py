@@ -33,6 +33,13 @@ class SocketTable:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def entries(self) -> tuple[SocketEntry, ...]:
+        return self._entries
+
+    def local_hosts(self) -> set[str]:
+        """The addresses sockets of these tables are bound to (wildcards left out)."""
+        return {canonical_address(e.sockname).host for e in self._entries} - _WILDCARDS - _WILDCARDS_V4
+
     def owner(self, local: Address, remote: Address, time: float | None = None) -> SocketEntry | None:
         """The entry of the socket ``local`` -> ``remote`` (or None).
 
