@@ -30,7 +30,7 @@ import json
 import math
 import os
 import re
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
@@ -278,6 +278,29 @@ class _Host:
             yield self.capture, p
 
 
+def _table_owners(counts: dict[str, Counter[str]]) -> dict[str, str]:
+    """address -> host, from how often each host's socket tables have a socket on it: the host of
+    at least three quarters of the entries (a socket log may also list a few of another host's
+    sockets: one kernel under several network namespaces).
+
+    >>> from collections import Counter
+    >>> _table_owners({"controller": Counter({"198.18.0.100": 263, "198.18.0.2": 1, "127.0.0.1": 9}),
+    ...                "compute1": Counter({"198.18.0.100": 31, "198.18.0.2": 13})})
+    {'198.18.0.100': 'controller', '198.18.0.2': 'compute1'}
+    """
+    totals: Counter[str] = Counter()
+    for c in counts.values():
+        totals.update(c)
+    out = {}
+    for a, n in totals.items():
+        if is_loopback(a):
+            continue
+        host, most = max(((h, c[a]) for h, c in counts.items()), key=lambda hc: hc[1])
+        if most >= 0.75 * n:
+            out[a] = host
+    return out
+
+
 #: ``open_capture(path, host)``: one capture's packets (a tshark run); it sets ``host.first_time`` from
 #: the capture's first frame and calls ``host.cut(problem)`` when the capture ended early.
 OpenCapture = Callable[[str, _Host], Iterator[Packet]]
@@ -291,7 +314,8 @@ class Merged:
     """
 
     def __init__(self, recordings: Sequence[Recording], open_capture: OpenCapture,
-                 given: dict[str, float] | None = None, tables_addresses: dict[str, set[str]] | None = None) -> None:
+                 given: dict[str, float] | None = None,
+                 tables_addresses: dict[str, Counter[str]] | None = None) -> None:
         self.recordings = tuple(recordings)
         self.name = ", ".join(r.folder for r in recordings)
         self.several = len(recordings) > 1
@@ -306,10 +330,7 @@ class Merged:
         for r in recordings:
             for a in r.addresses:
                 self.owners.setdefault(a, r.host)
-        for host, addrs in (tables_addresses or {}).items():
-            for a in addrs:
-                if not is_loopback(a):
-                    self.owners.setdefault(a, host)
+        self.owners.update(_table_owners(tables_addresses or {}))
         self._hosts = [_Host(i, r, self, open_capture) for i, r in enumerate(recordings)]
         self._renumber = sum(len(r.captures) for r in recordings) > 1
 

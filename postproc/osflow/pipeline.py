@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING
@@ -67,8 +68,8 @@ class Tables:
             t.sockets = SocketTable(entries)
         return t
 
-    def local_addresses(self) -> dict[str, set[str]]:
-        """host -> the addresses its socket tables show sockets on (each host's, with several)."""
+    def local_addresses(self) -> dict[str, Counter[str]]:
+        """host -> how many entries of its socket tables have a socket on each address (with several hosts)."""
         return {host: s.local_hosts() for host, (s, _) in (self.hosts or {}).items() if s is not None}
 
     @classmethod
