@@ -302,19 +302,12 @@ def _tables(options: PostOptions) -> Tables:
 
 
 def recordings(options: PostOptions):
-    """The ``-r`` folders, read once (:func:`osflow.hosts.recording`)."""
+    """The ``-r`` folders' files and hosts (:func:`osflow.hosts.recording`)."""
     from . import hosts
 
-    key = options.folders
-    if key not in _RECORDINGS:
-        recs = [hosts.recording(f) for f in options.folders]
-        hosts.unique_hosts(recs)
-        _RECORDINGS.clear()
-        _RECORDINGS[key] = recs
-    return _RECORDINGS[key]
-
-
-_RECORDINGS: dict[tuple[str, ...], list] = {}
+    recs = [hosts.recording(f) for f in options.folders]
+    hosts.unique_hosts(recs)
+    return recs
 
 
 def _merged(options: PostOptions, tables: Tables):

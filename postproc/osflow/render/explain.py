@@ -49,6 +49,9 @@ def render(flow: Flow, options: RenderOptions = DEFAULT) -> Iterator[str]:
     if flow.client:
         yield ""
         yield f"The command (foreground: what it caused): {flow.client}"
+    if flow.clocks:  # several hosts' recordings: how their clocks were aligned with the first's
+        yield ""
+        yield from flow.clocks
     chosen = [p for p in flow.pairs if p.placed and not p.placed.startswith("time")]
     chosen.sort(key=lambda p: ("token" not in p.placed, p.id))  # a token's word first: the strongest
     by_time = sum(1 for p in flow.pairs if p.placed.startswith("time:"))

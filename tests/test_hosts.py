@@ -1,0 +1,155 @@
+"""Several hosts, one story: ``osflow-post -r DIR -r DIR`` on real recordings of two hosts.
+
+``tests/fixtures/multihost/two-netns/``: two network namespaces recorded at once by ``osflow
+record`` (its README says how), each with an HTTP server on its own 127.0.0.1:5000 reached from
+the same 4-tuple, the controller's server on 198.18.1.1:8778 reached from compute1 over a veth
+whose controller end is in a bridge (a capture on ``any`` sees those segments twice);
+``two-netns-shifted/``: the same with compute1's capture shifted by +0.35 s (``editcap -t``).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from support import FIXTURES, check_golden, run_post
+
+pytestmark = pytest.mark.tshark
+
+TWO = FIXTURES / "multihost" / "two-netns"
+SHIFTED = FIXTURES / "multihost" / "two-netns-shifted"
+
+
+def _folders(base=TWO) -> list[str]:
+    return ["-r", str(base / "controller"), "-r", str(base / "compute1")]
+
+
+def _json(argv: list[str]) -> tuple[list[dict], str]:
+    status, out, err = run_post([*argv, "--format", "json", "--all"])
+    assert status == 0, err
+    return [json.loads(line) for line in out.splitlines()], err
+
+
+def _story(pairs: list[dict]) -> list[tuple]:
+    return [(p["client"], p["server"], p["client_host"], p["server_host"], p["request"], p["response"], p["parent"],
+             p["stream"]) for p in pairs]
+
+
+def test_two_hosts_merged_timeline_and_json_golden():
+    status, out, err = run_post([*_folders(), "--all"])
+    assert status == 0, err
+    check_golden("post/multihost-two-netns.txt", out)
+    pairs, err = _json(_folders())
+    check_golden("post/multihost-two-netns.jsonl", "".join(json.dumps(p) + "\n" for p in pairs))
+    assert "clock offset compute1: +0.000 s ± 0.0000 s" in err
+
+
+def test_every_participant_is_service_at_host():
+    pairs, _ = _json(_folders())
+    assert pairs
+    for p in pairs:
+        assert p["client"].split(" (")[0].endswith("@" + p["client_host"])
+        assert p["server"].endswith("@" + p["server_host"])
+    servers = {(p["server"], p["client_host"]) for p in pairs}
+    assert ("placement@controller", "compute1") in servers  # across the veth
+    assert ("keystone@compute1", "compute1") in servers and ("keystone@controller", "controller") in servers
+
+
+def test_loopback_of_two_hosts_is_never_mixed():
+    """127.0.0.1:40000 -> 127.0.0.1:5000 on both hosts, the same 4-tuple: two connections, each on its host."""
+    pairs, _ = _json(_folders())
+    same = [p for p in pairs if p["client_address"] == "127.0.0.1:40000" and p["server_address"] == "127.0.0.1:5000"]
+    assert sorted(p["client_host"] for p in same) == ["compute1", "controller"]
+    assert all(p["server_host"] == p["client_host"] for p in same)
+    assert len({p["stream"] for p in same}) == 2
+
+
+def test_a_segment_captured_twice_is_one_message():
+    """compute1's three requests to the controller: in both captures (twice in the controller's, on the
+    bridge and its port), each once in the merged flow and once from the controller's folder alone."""
+    pairs, _ = _json(_folders())
+    across = [p for p in pairs if p["client_host"] == "compute1" and p["server_host"] == "controller"]
+    assert [p["request"] for p in across] == ["GET /v3", "GET /", "GET /v3"]
+    assert all(p["response"] == "200 OK" for p in across)
+    alone, _ = _json(["-r", str(TWO / "controller")])
+    assert [p["request"] for p in alone if p["client_address"].startswith("198.18.1.2:")] == ["GET /v3", "GET /",
+                                                                                             "GET /v3"]
+    assert all("client_host" not in p for p in alone)  # one folder: one host, labels as before
+
+
+def test_one_folder_reads_as_capture_with_its_tables():
+    status, by_folder, err = run_post(["-r", str(TWO / "compute1"), "--all", "--format", "json"])
+    assert status == 0, err
+    d = TWO / "compute1"
+    status, by_files, err = run_post(["-r", str(d / "capture.pcapng"), "--ss", str(d / "ss.txt"), "--ps",
+                                      str(d / "ps.txt"), "--all", "--format", "json"])
+    assert status == 0, err
+    assert by_folder == by_files
+
+
+def test_a_shifted_clock_is_found_and_the_story_is_the_same():
+    pairs, err = _json(_folders(SHIFTED))
+    assert "clock offset compute1: +0.350 s ± 0.0000 s" in err
+    straight, _ = _json(_folders())
+    assert _story(pairs) == _story(straight)
+    for a, b in zip(pairs, straight, strict=True):
+        assert abs(a["start"] - b["start"]) < 2e-6 and abs(a["end"] - b["end"]) < 2e-6
+
+
+def test_the_first_folder_sets_the_clock():
+    pairs, err = _json(["-r", str(SHIFTED / "compute1"), "-r", str(SHIFTED / "controller")])
+    assert "clock offset controller: -0.350 s" in err
+    assert {p["request"] for p in pairs} == {"GET /v3", "GET /"}
+
+
+def test_clock_offset_given_overrides_and_is_said(tmp_path):
+    status, out, err = run_post([*_folders(SHIFTED), "--all", "--clock-offset", "compute1=0.35", "--explain"])
+    assert status == 0, err
+    assert "clock offset compute1: +0.350 s (given by --clock-offset)" in err
+    assert "clock offset compute1: +0.350 s (given by --clock-offset)" in out  # --explain says it too
+    # a wrong offset given: still one message per segment (the window allows for it), times as given
+    pairs, err = _json([*_folders(SHIFTED), "--clock-offset", "compute1=0.1"])
+    assert len([p for p in pairs if p["client_host"] == "compute1" and p["server_host"] == "controller"]) == 3
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--clock-offset", "nowhere=1"], "expected the host of a -r folder after the first (compute1), found 'nowhere'"),
+    (["--clock-offset", "compute1=soon"], "expected HOST=SECONDS"),
+    (["--ss", "x"], "give no --ss, --ps or --meta"),
+])
+def test_bad_usage_is_one_line(argv, says):
+    status, out, err = run_post([*_folders(), *argv])
+    assert status == 2 and says in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_folder_without_capture_or_two_of_one_host(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    status, _, err = run_post(["-r", str(empty)])
+    assert status == 3 and "found no capture in it" in err, err
+    twin = tmp_path / "twin"
+    shutil.copytree(TWO / "controller", twin)
+    status, _, err = run_post(["-r", str(TWO / "controller"), "-r", str(twin)])
+    assert status == 3 and "a second folder of host 'controller'" in err, err
+
+
+def test_from_capture_and_meta_alone(tmp_path):
+    """Without ss/ps every end is still on its host, from the captures and meta.json's host names."""
+    for host in ("controller", "compute1"):
+        (tmp_path / host).mkdir()
+        for name in ("capture.pcapng", "meta.json"):
+            shutil.copy(TWO / host / name, tmp_path / host / name)
+    bare, _ = _json(["-r", str(tmp_path / "controller"), "-r", str(tmp_path / "compute1")])
+    full, _ = _json(_folders())
+    ends = [(p["client_host"], p["server"], p["request"]) for p in full]
+    assert [(p["client_host"], p["server"], p["request"]) for p in bare] == ends
+
+
+def test_streamed_and_collected_formats_tell_the_same():
+    pairs, _ = _json(_folders())
+    status, out, err = run_post([*_folders(), "--all", "--no-group"])
+    assert status == 0, err
+    rows = [ln for ln in out.splitlines()[2:] if ln.strip() and ln.lstrip()[0].isdigit()]
+    assert len(rows) == len(pairs)
