@@ -396,7 +396,12 @@ def _client(options: PostOptions, tables: Tables):
     if options.client is not None:
         recorded = foreground.read_meta(meta) if meta is not None else None
         return foreground.parse_client(options.client, foreground.parents_of(tables.processes, recorded))
-    return foreground.client_from_meta(meta, tables.processes, options.show_secrets) if meta is not None else None
+    if meta is None:
+        return None
+    found = foreground.client_from_meta(meta, tables.processes, options.show_secrets)
+    if options.folders and tables.sockets is None:  # a folder without ss.txt: the command by its name
+        found = foreground.by_command_name(found, meta)
+    return found
 
 
 def _hosts_client(options: PostOptions, tables: Tables):
@@ -420,7 +425,11 @@ def _hosts_client(options: PostOptions, tables: Tables):
             return None
         return foreground.client_from_meta(with_meta[0].meta, None, options.show_secrets)
     r = ran[0]
-    found = foreground.client_from_meta(r.meta, hosts.get(r.host, (None, None))[1], options.show_secrets)
+    assert r.meta is not None
+    sockets, processes = hosts.get(r.host, (None, None))
+    found = foreground.client_from_meta(r.meta, processes, options.show_secrets)
+    if sockets is None:
+        found = foreground.by_command_name(found, r.meta)
     return _replace(found, host=r.host, why=f"{r.host}: {found.why}")
 
 

@@ -139,6 +139,21 @@ def client_from_meta(path: str, processes=None, show_secrets: bool = False) -> C
                   why=f"{name}: the command's pid {pid} ({command}) and its descendants")
 
 
+def by_command_name(client: Client, path: str) -> Client:
+    """``client`` (a recording's command, by pid) when no socket table was read: no end has a pid
+    then, so the command is known by the service its command line names (``openstack …`` is
+    OpenStackClient); unchanged when that names none."""
+    if not client.pids:
+        return client
+    from .openstack import service_of_command
+
+    command = " ".join(map(str, read_meta(path).get("command") or ()))
+    key = service_of_command(command)[0]
+    if key is None:
+        return client
+    return Client(names=(key,), why=f"{client.why}; without socket tables: every {key} end")
+
+
 def background(pairs: Sequence[Pair], client: Client) -> tuple[bool, ...]:
     """For each pair, whether it is background (see the module's docstring)."""
     closure = Closure(client)

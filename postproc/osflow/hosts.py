@@ -167,8 +167,11 @@ class Offset:
         'clock offset compute1: +0.350 s ± 0.0004 s (12 segments captured on both hosts)'
         >>> Offset("compute1", -0.1, how="given").line()
         'clock offset compute1: -0.100 s (given by --clock-offset)'
+        >>> Offset("compute1", -0.00001, 0.00002, segments=3).line()
+        'clock offset compute1: +0.000 s ± 0.0000 s (3 segments captured on both hosts)'
         """
-        head = f"clock offset {self.host}: {self.seconds:+.3f} s"
+        seconds = self.seconds if round(self.seconds, 3) != 0 else 0.0  # never "-0.000"
+        head = f"clock offset {self.host}: {seconds:+.3f} s"
         if self.how == "given":
             return f"{head} (given by --clock-offset)"
         if self.how == "none":
