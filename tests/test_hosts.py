@@ -153,3 +153,32 @@ def test_streamed_and_collected_formats_tell_the_same():
     assert status == 0, err
     rows = [ln for ln in out.splitlines()[2:] if ln.strip() and ln.lstrip()[0].isdigit()]
     assert len(rows) == len(pairs)
+
+
+@pytest.mark.mermaid
+def test_chromium_draws_service_at_host_participants(tmp_path):
+    """``@`` in every participant's name: the report's sequence diagram and map are still drawn."""
+    import os
+
+    from lxml import html as lxml_html
+
+    import chromium
+    import mermaid_cli
+
+    reason = chromium.available()
+    if reason:
+        if os.environ.get("OSFLOW_REQUIRE_MERMAID"):
+            pytest.fail(f"OSFLOW_REQUIRE_MERMAID is set but {reason}")
+        pytest.skip(reason)
+    out = tmp_path / "report.html"
+    base = FIXTURES / "multihost" / "server-stop"
+    status, _, err = run_post(["-r", str(base / "controller"), "-r", str(base / "compute1"), "-o", str(out)])
+    assert status == 0, err
+    doc = lxml_html.fromstring(chromium.dump_dom(out))
+    body = doc.xpath("//body")[0]
+    assert body.get("data-mermaid") == "drawn", body.get("data-script-error")
+    svgs = doc.xpath('//section[@id="diagram"]//details[@open]//pre[@class="mermaid"]/svg')
+    assert len(svgs) == 1 and svgs[0].get("aria-roledescription") == "sequence"
+    assert mermaid_cli.svg_error(lxml_html.tostring(svgs[0], encoding="unicode")) is None
+    drawn = "".join("".join(t.itertext()) for t in svgs[0].iter("text"))
+    assert "nova-compute@compute1" in drawn and "nova-api@controller" in drawn
