@@ -182,3 +182,14 @@ def test_chromium_draws_service_at_host_participants(tmp_path):
     assert mermaid_cli.svg_error(lxml_html.tostring(svgs[0], encoding="unicode")) is None
     drawn = "".join("".join(t.itertext()) for t in svgs[0].iter("text"))
     assert "nova-compute@compute1" in drawn and "nova-api@controller" in drawn
+
+
+def test_otlp_resources_name_their_host():
+    status, out, err = run_post([*_folders(), "--all", "--format", "otlp"])
+    assert status == 0, err
+    hosts = {}
+    for line in out.splitlines():
+        for rs in json.loads(line)["resourceSpans"]:
+            attrs = {a["key"]: a["value"].get("stringValue") for a in rs["resource"]["attributes"]}
+            hosts[attrs["service.name"]] = attrs["host.name"]
+    assert hosts["placement@controller"] == "controller" and hosts["keystone@compute1"] == "compute1"
