@@ -249,7 +249,7 @@ class _Host:
 
     def __init__(self, index: int, rec: Recording, merged: Merged, open_capture: OpenCapture) -> None:
         self.index, self.rec, self.merged = index, rec, merged
-        self.buffer: deque[Packet] = deque()
+        self.buffer: deque[tuple[int, Packet]] = deque()  # (capture index, packet) read ahead
         self.first_time: float | None = None  #: its first capture's first frame (set by ``open_capture``)
         self.capture = 0  # which of its captures is being read
         self._packets = self._read(open_capture)
@@ -268,7 +268,7 @@ class _Host:
         """Read ahead: :data:`PRIME_SECONDS` of capture, at most :data:`PRIME_PACKETS`."""
         start = None
         for p in self._packets:
-            self.buffer.append(p)
+            self.buffer.append((self.capture, p))
             start = p.time if start is None else start
             if p.time - start >= PRIME_SECONDS or len(self.buffer) >= PRIME_PACKETS:
                 return
@@ -276,9 +276,13 @@ class _Host:
     def packets(self) -> Iterator[tuple[int, Packet]]:
         """(capture index, packet): the read-ahead first, then the rest."""
         while self.buffer:
-            yield 0, self.buffer.popleft()  # (what was read ahead is never past the first capture's ring file
-        for p in self._packets:             # boundary by much; its capture index only names its frames)
+            yield self.buffer.popleft()
+        for p in self._packets:
             yield self.capture, p
+
+    def ahead(self) -> list[Packet]:
+        """The packets read ahead."""
+        return [p for _, p in self.buffer]
 
 
 def _table_owners(counts: dict[str, Counter[str]]) -> dict[str, str]:
@@ -345,7 +349,7 @@ class Merged:
         first = self._hosts[0]
         offsets = []
         for h in self._hosts[1:]:
-            found = align(first.buffer, h.buffer, h.rec.host, self.owners, first.rec.host)
+            found = align(first.ahead(), h.ahead(), h.rec.host, self.owners, first.rec.host)
             if h.rec.host in self.given:
                 found = Offset(h.rec.host, self.given[h.rec.host], None, "given", found.segments)
             offsets.append(found)
@@ -353,7 +357,7 @@ class Merged:
         if self.several:  # an address only one host saw (its own, or a host not recorded) is that host's
             seen: dict[str, set[str]] = {}
             for h in self._hosts:
-                for p in h.buffer:
+                for _, p in h.buffer:
                     for a in (p.src.host, p.dst.host):
                         seen.setdefault(a, set()).add(h.rec.host)
             for a, hs in seen.items():
