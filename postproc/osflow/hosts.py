@@ -7,7 +7,7 @@ its own tshark (a host's ring files one after another), and the hosts' streams a
 corrected time (:func:`heapq.merge`), so memory holds a packet per host, not the captures:
 
 * **clocks** — the offset of every host's clock after the first is worked out from the segments
-  both captured, in the first :data:`PRIME_SECONDS` of capture (:func:`align`): for θ = clock(B)
+  both captured, read ahead to :data:`PRIME_SECONDS` after the latest start (:func:`align`): for θ = clock(B)
   − clock(A), a segment A → B bounds θ from above (θ ≤ tB − tA), a segment B → A from below; the
   offset is the middle of the interval, ± half its width.  ``--clock-offset HOST=SECONDS`` gives
   it instead; with no shared segment it is taken for 0 (a warning);
@@ -39,10 +39,11 @@ from .model import Address, Packet
 
 __all__ = ["DUPLICATE_WINDOW", "PRIME_SECONDS", "Merged", "Offset", "Recording", "align", "is_loopback", "recording"]
 
-#: Capture time read ahead from every host before the merge starts, to align the clocks.
+#: Capture time read ahead from every host before the merge starts, to align the clocks: up to this
+#: long after the host whose capture started last started.
 PRIME_SECONDS = 20.0
 #: ... or at most this many packets of a host.
-PRIME_PACKETS = 20000
+PRIME_PACKETS = 50000
 #: Two copies of a segment this far apart (seconds, corrected) are two segments.
 DUPLICATE_WINDOW = 5.0
 
@@ -264,13 +265,14 @@ class _Host:
         if self.merged.partial is None:
             self.merged.partial = problem
 
-    def prime(self) -> None:
-        """Read ahead: :data:`PRIME_SECONDS` of capture, at most :data:`PRIME_PACKETS`."""
-        start = None
+    def prime(self, until: float | None = None) -> None:
+        """Read ahead up to ``until`` (this host's clock), at most :data:`PRIME_PACKETS`; without
+        ``until``, the first packet only."""
+        if self.buffer and (until is None or self.buffer[-1][1].time >= until):
+            return
         for p in self._packets:
             self.buffer.append((self.capture, p))
-            start = p.time if start is None else start
-            if p.time - start >= PRIME_SECONDS or len(self.buffer) >= PRIME_PACKETS:
+            if until is None or p.time >= until or len(self.buffer) >= PRIME_PACKETS:
                 return
 
     def packets(self) -> Iterator[tuple[int, Packet]]:
@@ -344,8 +346,13 @@ class Merged:
     # ------------------------------------------------------------------ clocks and owners
 
     def _prepare(self) -> None:
-        for h in self._hosts:
+        for h in self._hosts:  # the first packet of each: the hosts were recorded from different moments
             h.prime()
+        if self.several:  # then each up to PRIME_SECONDS after the latest start: the stretch all recorded
+            starts = [h.buffer[0][1].time for h in self._hosts if h.buffer]
+            until = max(starts) + PRIME_SECONDS if starts else None
+            for h in self._hosts:
+                h.prime(until)
         first = self._hosts[0]
         offsets = []
         for h in self._hosts[1:]:
