@@ -136,3 +136,21 @@ def test_from_capture_and_meta_alone(scenario, tmp_path):
     # (the foreground mark is not compared: without socket tables the command's own requests are known by
     # their User-Agent only, and python-novaclient's, which `server stop` sends, could be another service's)
     assert story(bare) == story(full)
+
+
+def test_streamed_json_is_the_whole_flows():
+    """JSON Lines is written while the merged captures are read (pipeline.Stream); with --explain the
+    stages run on the whole flow (analyse): the same lines."""
+    streamed = _post(str(MULTI / "server-create"), "json")[0]
+    status, whole, err = run_post([*_folders(MULTI / "server-create"), "--format", "json", "--explain"])
+    assert status == 0, err
+    assert whole == streamed
+
+
+def test_no_shared_segment_is_a_warning():
+    """Two hosts recorded at different times: no segment in both, the offset assumed 0 and said so."""
+    status, out, err = run_post(["-r", str(MULTI / "two-netns" / "controller"), "-r",
+                                 str(MULTI / "server-stop" / "compute1"), "--all"])
+    assert status == 0, err
+    assert ("warning: clock offset compute1: +0.000 s (no segment captured on both hosts: assumed): the hosts' "
+            "clocks may disagree (--clock-offset compute1=SECONDS sets it)") in err
