@@ -224,3 +224,27 @@ def test_a_ring_of_capture_files_reads_as_the_one_capture(tmp_path):
     assert sum(p["response"] == "200 OK" for p in pieces) >= len(whole) - (len(parts) - 1)
     frames = [p["frames"][0] for p in pieces]
     assert frames == sorted(frames)  # one numbering across the files
+
+
+def test_a_frame_read_again_is_not_a_duplicate(tmp_path):
+    """The AMQP Connection.Start-Ok frames are read twice (``-T fields``, then as PDML for their client
+    properties): the second reading of a frame is no copy of a segment, its connection_name names."""
+    import subprocess
+
+    whole = FIXTURES / "captures-compute" / "lab-service-start" / "capture.pcapng"
+    (tmp_path / "rec").mkdir()
+    src = tmp_path / "rec" / "capture.pcapng"
+    # the 3 s around nova-conductor's two Start-Ok frames (at 1796165212.38 and .44): the second reading
+    # comes while the first is still fresh (a copy of a segment is one within seconds)
+    subprocess.run([str(shutil.which("editcap") or "editcap"), "-A", "1796165211", "-B", "1796165214", str(whole),
+                    str(src)], check=True, capture_output=True)
+    status, by_folder, err = run_post(["-r", str(tmp_path / "rec"), "--explain"])
+    assert status == 0, err
+    status, by_file, err = run_post(["-r", str(src), "--explain"])
+    assert status == 0, err
+    assert by_folder.count("AMQP connection_name 'nova-conductor:") == 2
+
+    def connections(text):  # (the command differs: meta.json beside the capture is not in the folder)
+        return text[text.index("Connections:"):text.index("The command")]
+
+    assert connections(by_folder) == connections(by_file)

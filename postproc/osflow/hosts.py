@@ -410,7 +410,8 @@ class Merged:
     def _unique(self, merged: Iterator[tuple[float, int, int, Packet]]) -> Iterator[Packet]:
         """Each segment once; with several captures, connections one id across them and frames one
         number in merged order (the segments of a reassembled PDU renamed to match)."""
-        seen: dict[tuple, tuple[float, int]] = {}  # segment -> (when, its frame number)
+        #: segment -> (when, its frame number, (host, capture, its number there))
+        seen: dict[tuple, tuple[float, int, tuple[int, int, int]]] = {}
         expiry: deque[tuple[float, tuple]] = deque()
         numbers: dict[tuple[int, int, int], int] = {}  # (host, capture, frame) -> frame in the merged stream
         order: deque[tuple[int, int, int]] = deque()
@@ -420,6 +421,7 @@ class Merged:
         renumber = self._renumber
         number = next_id = 0
         for t, hi, ci, p in merged:
+            origin = p.number  # its number in its own capture
             while expiry and expiry[0][0] < t - DUPLICATE_WINDOW:
                 old = expiry.popleft()[1]
                 if old in seen and seen[old][0] < t - DUPLICATE_WINDOW:
@@ -442,24 +444,28 @@ class Merged:
                 if len(last) > 4096 and self.count % 4096 == 0:
                     self._forget(t, last, by_ends, ids)
             key = _key(p)
+            again = False  # the same frame of the same capture read again (a helper pass's PDML)
             if key is not None:
                 key = (gid, *key)
                 kept = seen.get(key)
-                if kept is not None:
+                if kept is not None and kept[2] == (hi, ci, p.number):
+                    again = True
+                elif kept is not None:
                     self.dropped += 1
                     if renumber:
                         numbers[(hi, ci, p.number)] = kept[1]
                     continue
             if renumber:
-                number += 1
-                numbers[(hi, ci, p.number)] = number
-                order.append((hi, ci, p.number))
-                if len(order) > 200_000:
-                    numbers.pop(order.popleft(), None)
+                if not again:
+                    number += 1
+                    numbers[(hi, ci, p.number)] = number
+                    order.append((hi, ci, p.number))
+                    if len(order) > 200_000:
+                        numbers.pop(order.popleft(), None)
                 segments = tuple(numbers.get((hi, ci, s), s) for s in p.segments)
-                p = replace(p, number=number, segments=segments, stream=gid)
-            if key is not None:
-                seen[key] = (t, p.number)
+                p = replace(p, number=numbers.get((hi, ci, p.number), number), segments=segments, stream=gid)
+            if key is not None and not again:
+                seen[key] = (t, p.number, (hi, ci, origin))
                 expiry.append((t, key))
             self.count += 1
             self.last_frame = p.number
