@@ -154,3 +154,11 @@ def test_no_shared_segment_is_a_warning():
     assert status == 0, err
     assert ("warning: clock offset compute1: +0.000 s (no segment captured on both hosts: assumed): the hosts' "
             "clocks may disagree (--clock-offset compute1=SECONDS sets it)") in err
+
+
+def test_the_service_map_groups_by_recorded_host():
+    out = _post(str(MULTI / "server-create"), "map")[0]
+    groups = re.findall(r'subgraph h\d+\["([^"]+)"\]', out)
+    assert groups == ["controller", "compute1"], out
+    compute1 = out[out.index('subgraph h2["compute1"]'):]
+    assert '"nova-compute@compute1"' in compute1[:compute1.index("end")]
