@@ -68,10 +68,6 @@ _RING = re.compile(r"^capture_(\d+)_\d+\.pcapng$")
 _SS_RING = re.compile(r"^ss_(\d+)\.txt$")
 
 
-def is_folder(path: str) -> bool:
-    return os.path.isdir(path)
-
-
 def recording(folder: str) -> Recording:
     """The files of an ``osflow record`` folder (an :class:`InputError` when it holds no capture)."""
     try:
