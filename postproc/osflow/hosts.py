@@ -392,13 +392,20 @@ class Merged:
         """(corrected time, host, capture, packet): the host's clock brought to the first host's."""
         node = h.rec.host if self.several else ""
         owners = self.owners
+        placed: dict[Address, Address] = {}  # an address -> the same on its host (made once, as the readers do)
+
+        def on_host(a: Address) -> Address:
+            found = placed.get(a)
+            if found is None:
+                if len(placed) >= 4096:
+                    placed.clear()
+                found = placed[a] = Address(a.host, a.port, node if is_loopback(a.host) else owners.get(a.host, ""))
+            return found
+
         for capture, p in h.packets():
             t = p.time - offset
             if node:
-                src, dst = p.src, p.dst
-                src = Address(src.host, src.port, node if is_loopback(src.host) else owners.get(src.host, ""))
-                dst = Address(dst.host, dst.port, node if is_loopback(dst.host) else owners.get(dst.host, ""))
-                p = replace(p, time=t, src=src, dst=dst)
+                p = replace(p, time=t, src=on_host(p.src), dst=on_host(p.dst))
             elif offset:
                 p = replace(p, time=t)
             yield t, h.index, capture, p
