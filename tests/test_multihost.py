@@ -103,10 +103,11 @@ def test_a_compute_node_350_ms_ahead_tells_the_same_story():
     shifted, err = _post(str(MULTI / "server-create-shifted"), "json")
     m = re.search(r"clock offset compute1: ([+-]\d\.\d{3}) s ± (\d\.\d{4}) s", err)
     assert m and abs(float(m.group(1)) - 0.35) < 0.0015 and float(m.group(2)) < 0.005, err
-    story = [(p["client"], p["server"], p["request"], p["response"], p["parent"], p["background"])
-             for p in map(json.loads, shifted.splitlines())]
-    straight = [(p["client"], p["server"], p["request"], p["response"], p["parent"], p["background"])
-                for p in _pairs(MULTI / "server-create")]
+    # the same story, each end named from the same socket snapshot (compute1's tables are read at its time)
+    story = [(p["client"], p["server"], p["request"], p["response"], p["parent"], p["background"],
+              p["client_evidence"], p["server_evidence"]) for p in map(json.loads, shifted.splitlines())]
+    straight = [(p["client"], p["server"], p["request"], p["response"], p["parent"], p["background"],
+                 p["client_evidence"], p["server_evidence"]) for p in _pairs(MULTI / "server-create")]
     assert story == straight
 
 

@@ -325,7 +325,8 @@ def _merged(options: PostOptions, tables: Tables):
                 if host == recs[0].host else ""
             raise UsageError(f"--clock-offset {host}=…: expected the host of a -r folder after the first "
                              f"({', '.join(sorted(known)) or 'none'}), found {host!r}{first}")
-    return hosts.Merged(recs, partial(_host_capture, dict(options.overrides)), given, tables.local_addresses())
+    return hosts.Merged(recs, partial(_host_capture, dict(options.overrides)), given, tables.local_addresses(),
+                        tables.clock)
 
 
 def _host_capture(overrides: dict[int, str], path: str, host):

@@ -320,7 +320,8 @@ class Merged:
 
     def __init__(self, recordings: Sequence[Recording], open_capture: OpenCapture,
                  given: dict[str, float] | None = None,
-                 tables_addresses: dict[str, Counter[str]] | None = None) -> None:
+                 tables_addresses: dict[str, Counter[str]] | None = None,
+                 clock: dict[str, float] | None = None) -> None:
         self.recordings = tuple(recordings)
         self.name = ", ".join(r.folder for r in recordings)
         self.several = len(recordings) > 1
@@ -330,6 +331,8 @@ class Merged:
         self.first_time: float | None = None
         self.offsets: tuple[Offset, ...] = ()
         self.given = dict(given or {})
+        #: filled with each host's offset once found (the join reads a host's tables at its own time)
+        self.clock = clock if clock is not None else {}
         self.dropped = 0  #: copies of a segment left out
         self.owners: dict[str, str] = {}  #: non-loopback address -> host
         for r in recordings:
@@ -367,6 +370,7 @@ class Merged:
                 if len(hs) == 1 and not is_loopback(a):
                     self.owners.setdefault(a, next(iter(hs)))
         shift = self.shift()
+        self.clock.update(shift)
         times = [h.first_time - shift.get(h.rec.host, 0.0) for h in self._hosts if h.first_time is not None]
         self.first_time = min(times) if times else None
 

@@ -58,12 +58,14 @@ class Joiner:
     """Name both ends of every connection of a list of exchanges."""
 
     def __init__(self, sockets=None, processes=None, overrides: dict[int, str] | None = None,
-                 show_secrets: bool = False, hosts: dict | None = None) -> None:
+                 show_secrets: bool = False, hosts: dict | None = None, clock: dict[str, float] | None = None) -> None:
         self.sockets = sockets
         self.processes = processes
         #: several hosts' recordings: host -> (its socket table, its process table); an end (its
-        #: :attr:`~osflow.model.Address.node`) is looked up in its own host's tables only
+        #: :attr:`~osflow.model.Address.node`) is looked up in its own host's tables only, at its host's
+        #: time (``clock``: host -> its clock's offset from the first host's)
         self.hosts = hosts
+        self.clock = clock if clock is not None else {}
         self.overrides = overrides or {}
         self.in_tables = 0  # connection ends whose 4-tuple the socket tables hold (owner known or not)
         self.show_secrets = show_secrets  #: command lines in evidence as they are (``--show-secrets``), else redacted
@@ -82,6 +84,7 @@ class Joiner:
         sockets, processes = self.sockets, self.processes
         if self.hosts is not None:
             sockets, processes = self.hosts.get(local.node, (None, None))
+            time += self.clock.get(local.node, 0.0)
             local, remote = Address(local.host, local.port), Address(remote.host, remote.port)
         if sockets is None:
             return None, None

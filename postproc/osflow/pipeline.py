@@ -48,6 +48,9 @@ class Tables:
     warnings: list[str] = field(default_factory=list)
     #: with several hosts' recordings: each host's own tables (an end is looked up in its host's only)
     hosts: dict[str, tuple[SocketTable | None, ProcessTable | None]] | None = None
+    #: host -> how far its clock is ahead of the first host's, filled in by the merge (:mod:`osflow.hosts`)
+    #: before the first packet: each host's socket snapshots are in its own clock's time
+    clock: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def load_hosts(cls, hosts: Sequence[tuple[str, Sequence[str], Sequence[str]]]) -> Tables:
@@ -171,7 +174,8 @@ def analyse(
         progress.done()
     exchanges = pairing.finish()
     warnings = _warnings(tables, pairing, reader, name)
-    joiner = Joiner(tables.sockets, tables.processes, options.port_names, options.show_secrets, tables.hosts)
+    joiner = Joiner(tables.sockets, tables.processes, options.port_names, options.show_secrets, tables.hosts,
+                    tables.clock)
     amqp = pairing.rpc.connections()
     names = joiner.join(exchanges, amqp)
     warnings += _tables_warning(tables, joiner, bool(names), any(_by_listener(n) for n in names.values()))
@@ -243,7 +247,7 @@ class Stream:
         self.horizon = options.horizon
         self.pairing = Pairing()
         self.joiner = Joiner(self.tables.sockets, self.tables.processes, options.port_names, options.show_secrets,
-                             self.tables.hosts)
+                             self.tables.hosts, self.tables.clock)
         self.builder = FlowBuilder(options, longest_cast=3 * options.horizon)
         self.names: dict[int, ConnectionNames] = {}
         self._seen: dict[int, float] = {}  # stream -> when its last exchange released ended
