@@ -76,6 +76,9 @@ def import_graph(runtime_only: bool = False) -> dict[str, set[str]]:
 #: The stages in order and their modules (docs/architecture.md, "How osflow is built").
 STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("source", ("source", "tshark")),
+    # merge: several hosts' recordings (or one folder's capture files) made one stream of packets,
+    # clocks aligned, each segment once, every end on its host; between source and decode
+    ("merge", ("hosts",)),
     ("decode", ("decode",)),
     ("pair", ("pair",)),
     ("join", ("tables", "addresses", "join")),

@@ -58,6 +58,8 @@ class PostOptions:
     meta: str | None = None  #: the recording's meta.json (``--meta``; default: the one beside ``capture``)
     mermaid_js: str | None = None  #: the HTML report's mermaid build (``--mermaid-js``; :mod:`osflow.mermaidjs`)
     otlp_endpoint: str | None = None  #: also POST the flow as OTLP/JSON to this URL's ``/v1/traces``
+    folders: tuple[str, ...] = ()  #: ``osflow record`` folders (``-r DIR``, one per host; :mod:`osflow.hosts`)
+    clock_offsets: tuple[tuple[str, float], ...] = ()  #: ``--clock-offset HOST=SECONDS``
 
 
 @dataclass(frozen=True)
@@ -108,7 +110,7 @@ def post(options: PostOptions, stdout: TextIO | None = None, stderr: TextIO | No
     result = read(options, stderr, streamed=needs == "collected")
     flow = result.flow
     written: tuple[str, ...] = ()
-    notes: tuple[str, ...] = ()
+    notes: tuple[str, ...] = flow.clocks
     split: tuple[str, ...] = ()
     if options.output is None and out.documents is not None:  # one document: the first, and a word if more
         ds = getattr(module, out.documents)(flow, options=looks)
@@ -120,7 +122,7 @@ def post(options: PostOptions, stdout: TextIO | None = None, stderr: TextIO | No
     elif out.documents is not None:
         written = write_documents(options.output, getattr(module, out.documents)(flow, options=looks))
         if len(written) > 1:
-            notes = (f"the diagram was split into {len(written)} files: {', '.join(written)}",)
+            notes += (f"the diagram was split into {len(written)} files: {', '.join(written)}",)
     else:
         write_file(options.output, render(flow))
         written = (options.output,)
@@ -148,9 +150,18 @@ def _teed(render, exporter):
 def _post_streamed(options: PostOptions, lines_of, stdout: TextIO, stderr: TextIO, exporter,
                    extra: tuple[str, ...]) -> PostOutcome:
     """Read and write at once: each line as soon as the stream gives out what it needs."""
-    tables = Tables.load(options.ss, options.ps)
+    tables = _tables(options)
     analysis, progress = analysis_options(options, tables), _progress(options, stderr)
     out = _Sink(options.output, stdout)
+    if options.folders:
+        merged = _merged(options, tables)
+        streamed = Stream(_NO_STREAM, merged.name, tables, analysis, reader=merged, progress=progress)
+        out.write(lines_of(streamed), lambda: streamed.reader.count > 0)
+        cut = streamed.partial
+        warnings = tuple(merged.warnings()) + streamed.warnings
+        out.close()
+        return PostOutcome(streamed.packets, streamed.pairs, out.written, _clocks(merged), warnings + extra, cut,
+                           exporter.error if exporter is not None else None)
     if options.capture is not None:
         from .tshark import Tshark
 
@@ -255,7 +266,7 @@ def _with_mermaid_js(render, mermaid_js: str | None):
 def read(options: PostOptions, stderr: TextIO, streamed: bool = False) -> Result:
     """Run the stages on the input ``options`` name: all at the end (:func:`~osflow.pipeline.analyse`),
     or, if ``streamed``, while it is read (:func:`~osflow.pipeline.collect`)."""
-    tables = Tables.load(options.ss, options.ps)
+    tables = _tables(options)
     analysis, progress = analysis_options(options, tables), _progress(options, stderr)
 
     def run(stream: IO[bytes], name: str, reader=None) -> Result:
@@ -263,12 +274,89 @@ def read(options: PostOptions, stderr: TextIO, streamed: bool = False) -> Result
             return collect(Stream(stream, name, tables, analysis, reader=reader, progress=progress))
         return analyse(stream, name, tables, analysis, reader=reader, progress=progress)
 
+    if options.folders:
+        merged = _merged(options, tables)
+        result = run(_NO_STREAM, merged.name, reader=merged)
+        flow = replace(result.flow, warnings=tuple(merged.warnings()) + result.flow.warnings, clocks=_clocks(merged))
+        return replace(result, flow=flow)
     if options.capture is not None:
         return _read_capture(options.capture, run, dict(options.overrides))
     if options.pdml == "-":
         return run(sys.stdin.buffer, "<stdin>")
     with _open(options.pdml) as f:
         return run(f, options.pdml)
+
+
+#: The byte stream given to the stages when a reader of its own brings the packets.
+_NO_STREAM: IO[bytes] = cast(IO[bytes], None)
+
+
+def _tables(options: PostOptions) -> Tables:
+    """The socket and process tables: ``--ss``/``--ps``, or each ``-r`` folder's (one set per host)."""
+    if not options.folders:
+        return Tables.load(options.ss, options.ps)
+    recs = recordings(options)
+    if len(recs) == 1:
+        return Tables.load(recs[0].ss + options.ss, recs[0].ps + options.ps)
+    return Tables.load_hosts([(r.host, r.ss, r.ps) for r in recs])
+
+
+def recordings(options: PostOptions):
+    """The ``-r`` folders' files and hosts (:func:`osflow.hosts.recording`)."""
+    from . import hosts
+
+    recs = [hosts.recording(f) for f in options.folders]
+    hosts.unique_hosts(recs)
+    return recs
+
+
+def _merged(options: PostOptions, tables: Tables):
+    """The reader of the ``-r`` folders: one tshark per capture, the hosts merged (:class:`osflow.hosts.Merged`)."""
+    from . import hosts
+
+    recs = recordings(options)
+    known = {r.host for r in recs[1:]}
+    given = dict(options.clock_offsets)
+    for host in given:
+        if host not in known:
+            from .errors import UsageError
+
+            first = f" ({recs[0].host} is the first folder's: the clock the others are set to)" \
+                if host == recs[0].host else ""
+            raise UsageError(f"--clock-offset {host}=…: expected the host of a -r folder after the first "
+                             f"({', '.join(sorted(known)) or 'none'}), found {host!r}{first}")
+    return hosts.Merged(recs, partial(_host_capture, dict(options.overrides)), given, tables.local_addresses(),
+                        tables.clock)
+
+
+def _host_capture(overrides: dict[int, str], path: str, host):
+    """One capture of a host's folder: its packets through tshark; ``host`` told its first frame's
+    time and whether it ended early (:data:`osflow.hosts.OpenCapture`)."""
+    from .tshark import Tshark
+
+    runner = Tshark(path, overrides=overrides)
+    count, partial_input = 0, None
+    try:
+        with runner as pipe:
+            reader = runner.reader(pipe)
+            for p in reader:
+                if host.first_time is None:
+                    host.first_time = reader.first_time
+                count += 1
+                yield p
+            partial_input = reader.partial
+    except InputError:
+        if runner.problem is not None:  # tshark's own words say more than "empty input"
+            raise runner.problem from None
+        raise
+    cut = _tshark_problem(runner, count, partial_input)
+    if cut is not None:
+        host.cut(cut)
+
+
+def _clocks(merged) -> tuple[str, ...]:
+    """One line per host after the first: its clock's offset (a clock not found is a warning instead)."""
+    return tuple(o.line() for o in merged.offsets if o.how != "none")
 
 
 def _progress(options: PostOptions, stderr: TextIO):
@@ -295,16 +383,55 @@ def analysis_options(options: PostOptions, tables: Tables) -> AnalysisOptions:
 
 def _client(options: PostOptions, tables: Tables):
     """Who the command is: ``--client``, else the recording's meta.json (``--meta``, or the one beside
-    the capture), else None (every OpenStackClient end)."""
+    the capture, or the ``-r`` folder's), else None (every OpenStackClient end).  With several hosts'
+    folders, the command of the first folder that ran one, on its host."""
     from . import foreground
 
+    if options.folders and len(options.folders) > 1:
+        return _hosts_client(options, tables)
     meta = options.meta
+    if meta is None and options.folders:
+        meta = recordings(options)[0].meta
     if meta is None and options.capture is not None:
         meta = foreground.meta_beside(options.capture)
     if options.client is not None:
         recorded = foreground.read_meta(meta) if meta is not None else None
         return foreground.parse_client(options.client, foreground.parents_of(tables.processes, recorded))
-    return foreground.client_from_meta(meta, tables.processes, options.show_secrets) if meta is not None else None
+    if meta is None:
+        return None
+    found = foreground.client_from_meta(meta, tables.processes, options.show_secrets)
+    if options.folders and tables.sockets is None:  # a folder without ss.txt: the command by its name
+        found = foreground.by_command_name(found, meta)
+    return found
+
+
+def _hosts_client(options: PostOptions, tables: Tables):
+    """``_client`` for several hosts: a pid is one host's (the first folder's with ``--client PID``)."""
+    from dataclasses import replace as _replace
+
+    from . import foreground
+
+    recs = recordings(options)
+    hosts = tables.hosts or {}
+    if options.client is not None:
+        first = recs[0]
+        recorded = foreground.read_meta(first.meta) if first.meta is not None else None
+        found = foreground.parse_client(options.client, foreground.parents_of(hosts.get(first.host, (None, None))[1],
+                                                                              recorded))
+        return _replace(found, host=first.host) if found.pids else found
+    ran = [r for r in recs if r.meta is not None and isinstance(foreground.read_meta(r.meta).get("command_pid"), int)]
+    if not ran:
+        with_meta = [r for r in recs if r.meta is not None]
+        if not with_meta:
+            return None
+        return foreground.client_from_meta(with_meta[0].meta, None, options.show_secrets)
+    r = ran[0]
+    assert r.meta is not None
+    sockets, processes = hosts.get(r.host, (None, None))
+    found = foreground.client_from_meta(r.meta, processes, options.show_secrets)
+    if sockets is None:
+        found = foreground.by_command_name(found, r.meta)
+    return _replace(found, host=r.host, why=f"{r.host}: {found.why}")
 
 
 def _read_capture(capture: str, run, overrides: dict[int, str] | None = None) -> Result:

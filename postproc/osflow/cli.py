@@ -51,7 +51,13 @@ def _service_override(text: str) -> tuple[int, str]:
 
 def add_post_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("pdml", nargs="*", metavar="PDML", help="PDML files (default: standard input; '-' is stdin)")
-    p.add_argument("-r", "--read", metavar="CAPTURE", help="read a pcap/pcapng capture (runs tshark)")
+    p.add_argument("-r", "--read", metavar="CAPTURE|DIR", action="append", default=[],
+                   help="read a pcap/pcapng capture (runs tshark), or a folder osflow record wrote (its capture or "
+                        "ring files, ss.txt, ps.txt, meta.json); repeat -r DIR for one folder per host: their "
+                        "flows are merged, each participant labelled service@host")
+    p.add_argument("--clock-offset", action="append", default=[], metavar="HOST=SECONDS",
+                   help="HOST's clock is SECONDS ahead of the first -r folder's host (default: found from the "
+                        "segments both hosts captured; repeatable)")
     p.add_argument("--ss", action="append", default=[], metavar="FILE",
                    help="socket table: ss -tp/-tnp/-tnpH/-tlnp, netstat -tnp/-tlnp or lsof -nP -iTCP output, "
                         "'### <epoch>' snapshots allowed (repeatable)")
@@ -119,8 +125,22 @@ def _post(args, prog: str) -> int:
         raise UsageError("give either -r CAPTURE or PDML files, not both")
     if len(args.pdml) > 1:
         raise UsageError("give one PDML file (or standard input)")
+    capture, folders = _inputs(args.read)
+    if args.clock_offset and len(folders) < 2:
+        raise UsageError("--clock-offset needs two -r folders or more (one per host)")
+    if folders and (args.ss or args.ps or args.meta) and len(folders) > 1:
+        raise UsageError("with several -r folders, each folder's ss.txt, ps.txt and meta.json are read: "
+                         "give no --ss, --ps or --meta")
+    from .hosts import parse_offsets
+
+    try:
+        offsets = tuple(parse_offsets(args.clock_offset).items())
+    except ValueError as e:
+        raise UsageError(f"--clock-offset: {e}") from None
     options = app.PostOptions(
-        capture=args.read,
+        capture=capture,
+        folders=folders,
+        clock_offsets=offsets,
         pdml=args.pdml[0] if args.pdml else "-",
         ss=tuple(args.ss),
         ps=tuple(args.ps),
@@ -149,6 +169,16 @@ def _post(args, prog: str) -> int:
     if outcome.partial is not None:
         raise outcome.partial
     return ExitStatus.OK
+
+
+def _inputs(read: list[str]) -> tuple[str | None, tuple[str, ...]]:
+    """``-r``'s values: one capture, or folders ``osflow record`` wrote (one per host)."""
+    folders = tuple(r for r in read if os.path.isdir(r))
+    if folders and len(folders) != len(read):
+        raise UsageError("give -r CAPTURE once, or -r DIR once per host, not both")
+    if not folders and len(read) > 1:
+        raise UsageError("give one capture with -r (merge the files with mergecap), or one -r DIR per host")
+    return (read[0] if read and not folders else None), folders
 
 
 def run(fn: Callable[[], int], traceback: bool, prog: str) -> int:

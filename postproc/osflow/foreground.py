@@ -43,11 +43,13 @@ class Client:
     why: str = "every OpenStackClient end (no meta.json, no --client)"
     #: a recording without a command (``osflow record --duration``): nothing is foreground
     nothing: bool = False
+    #: with several hosts' recordings: the host the pids are on (a pid of another host is another process)
+    host: str | None = None
 
     def is_client(self, pair: Pair) -> bool:
         c = pair.client
         if self.pids:
-            return c.pid is not None and c.pid in self.pids
+            return c.pid is not None and c.pid in self.pids and (self.host is None or c.host == self.host)
         if self.names:
             return c.label.lower() in self.names or (c.service or "") in self.names
         return False
@@ -135,6 +137,21 @@ def client_from_meta(path: str, processes=None, show_secrets: bool = False) -> C
     command = command_line(" ".join(map(str, meta.get("command") or ())), show_secrets)[:60]
     return Client(pids=descendants(pid, parents_of(processes, meta)),
                   why=f"{name}: the command's pid {pid} ({command}) and its descendants")
+
+
+def by_command_name(client: Client, path: str) -> Client:
+    """``client`` (a recording's command, by pid) when no socket table was read: no end has a pid
+    then, so the command is known by the service its command line names (``openstack …`` is
+    OpenStackClient); unchanged when that names none."""
+    if not client.pids:
+        return client
+    from .openstack import service_of_command
+
+    command = " ".join(map(str, read_meta(path).get("command") or ()))
+    key = service_of_command(command)[0]
+    if key is None:
+        return client
+    return Client(names=(key,), why=f"{client.why}; without socket tables: every {key} end")
 
 
 def background(pairs: Sequence[Pair], client: Client) -> tuple[bool, ...]:

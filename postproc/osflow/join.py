@@ -58,9 +58,14 @@ class Joiner:
     """Name both ends of every connection of a list of exchanges."""
 
     def __init__(self, sockets=None, processes=None, overrides: dict[int, str] | None = None,
-                 show_secrets: bool = False) -> None:
+                 show_secrets: bool = False, hosts: dict | None = None, clock: dict[str, float] | None = None) -> None:
         self.sockets = sockets
         self.processes = processes
+        #: several hosts' recordings: host -> (its socket table, its process table); an end (its
+        #: :attr:`~osflow.model.Address.node`) is looked up in its own host's tables only, at its host's
+        #: time (``clock``: host -> its clock's offset from the first host's)
+        self.hosts = hosts
+        self.clock = clock if clock is not None else {}
         self.overrides = overrides or {}
         self.in_tables = 0  # connection ends whose 4-tuple the socket tables hold (owner known or not)
         self.show_secrets = show_secrets  #: command lines in evidence as they are (``--show-secrets``), else redacted
@@ -76,14 +81,19 @@ class Joiner:
         snapshot, the owner of the listening socket it came from answers, if that is one
         process or one process group (:meth:`~osflow.tables.SocketTable.listening_owner`).
         """
-        if self.sockets is None:
+        sockets, processes = self.sockets, self.processes
+        if self.hosts is not None:
+            sockets, processes = self.hosts.get(local.node, (None, None))
+            time += self.clock.get(local.node, 0.0)
+            local, remote = Address(local.host, local.port), Address(remote.host, remote.port)
+        if sockets is None:
             return None, None
-        entry = self.sockets.owner(local, remote, time)
+        entry = sockets.owner(local, remote, time)
         if entry is not None:
             self.in_tables += 1
         source: EvidenceSource = "table"
         if entry is None or not entry.users:
-            listener = self.sockets.listening_owner(local, self.processes) if server else None
+            listener = sockets.listening_owner(local, processes) if server else None
             if listener is None:
                 return None, None
             entry, user, n = listener
@@ -95,7 +105,7 @@ class Joiner:
             where += (f" (the listening socket on port {local.port}, held by "
                       + (f"pid {user.pid} alone" if n == 1 else f"pid {user.pid} and {n - 1} worker(s) it forked")
                       + "; this connection's own socket is in no snapshot)")
-        proc = self.processes.get(user.pid) if self.processes is not None else None
+        proc = processes.get(user.pid) if processes is not None else None
         if proc is not None:
             key, ambiguous = service_of_command(proc.args)
             args = command_line(proc.args, self.show_secrets)  # before the cut: a URL cut before its @ stays whole
@@ -186,11 +196,11 @@ class Joiner:
             if srv is None or c.protocol != "http":
                 continue
             for ex in c.exchanges:
-                serving.add(ex.start, ex.end, srv.key, ex)
+                serving.add(ex.start, ex.end, srv.key, ex, c.server.node)
         for start, end, s, ex in _rpc_spans(rpcs):
             callee = clients.get(s)
             if callee is not None:
-                serving.add(start, end, callee.key, ex)
+                serving.add(start, end, callee.key, ex, conns[s].client.node if s in conns else "")
         serving.freeze()
 
         if wanted is not None:  # and the broker connections whose replies may name them
@@ -214,13 +224,14 @@ class Joiner:
 
     def _participant(self, named: Named | None, addr: Address, note: str | None) -> Participant:
         if named is None:
-            label = str(addr)
+            label = _at(str(addr), addr.node)
             pid = None
             if note and note.startswith("pid "):
-                label = f"{addr} ({note})"
+                label = f"{label} ({note})"
             evidence = "no evidence: " + (note or "not in any socket table, no protocol evidence")
-            return Participant(label, None, evidence, pid, "address")
-        return Participant(portmap.label_for(named.key), named.key, named.evidence, named.pid, named.source)
+            return Participant(label, None, evidence, pid, "address", addr.node)
+        return Participant(_at(portmap.label_for(named.key), addr.node), named.key, named.evidence, named.pid,
+                           named.source, addr.node)
 
     def _server_participant(self, c: _Conn, srv: Named | None, cli: Named | None, note: str | None) -> Participant:
         if srv is None or srv.key != "mysql":
@@ -229,9 +240,12 @@ class Joiner:
         if db is None and cli is not None:
             db = portmap.database_of(cli.key) or component_database(cli.key) or cli.key
             why = f"database of its client {cli.key}"
+        node = c.server.node
         if db is None:
-            return Participant("MySQL", "mysql", srv.evidence + "; database unknown", srv.pid, srv.source)
-        return Participant(portmap.db_label(db), "mysql", f"{srv.evidence}; {why}", srv.pid, srv.source)
+            return Participant(_at("MySQL", node), "mysql", srv.evidence + "; database unknown", srv.pid, srv.source,
+                               node)
+        return Participant(_at(portmap.db_label(db), node), "mysql", f"{srv.evidence}; {why}", srv.pid, srv.source,
+                           node)
 
     def _from_protocol(self, c: _Conn, srv: Named | None, serving: _Serving) -> Named | None:
         votes: Counter = Counter()
@@ -243,12 +257,12 @@ class Joiner:
                 why.setdefault(vote.key, vote.why)
             ids = request_ids_of(ex)
             outer = serving.innermost(ex.start, ex.end if not isinstance(ex, RpcExchange) else ex.request.end,
-                                      exclude=srv.key if srv else None, request_ids=ids)
+                                      exclude=srv.key if srv else None, request_ids=ids, host=c.client.node)
             if outer is not None and schema is not None and _uses_other_schema(outer[0], schema):
                 outer = None  # a service does not query another service's schema
             if outer is None and isinstance(ex, RpcExchange):
                 # published after the request that made it was answered: the service that answered it
-                origin = serving.origin(ids, exclude=srv.key if srv else None)
+                origin = serving.origin(ids, exclude=srv.key if srv else None, host=c.client.node)
                 if origin is not None:
                     votes[origin[0]] += 1
                     why.setdefault(origin[0], f"its request id was {origin[0]}'s answer to "
@@ -262,6 +276,15 @@ class Joiner:
             return None
         key, _ = sorted(votes.items(), key=lambda kv: (-kv[1], kv[0]))[0]
         return Named(key, why[key], "protocol")
+
+
+def _at(label: str, host: str) -> str:
+    """``service@host`` when ends are placed on hosts (several hosts' recordings), else ``service``.
+
+    >>> _at("nova-compute", "compute1"), _at("keystone", "")
+    ('nova-compute@compute1', 'keystone')
+    """
+    return f"{label}@{host}" if host else label
 
 
 def _from_broker_traffic(link: AmqpConnection) -> Named | None:
@@ -376,40 +399,43 @@ class _Serving:
     """Request spans per service, to find the request a service was serving at a moment."""
 
     def __init__(self) -> None:
-        self._spans: list[tuple[float, float, str, Exchange, tuple[str, ...]]] = []  # ..., its request ids
-        self._answered: dict[str, list[tuple[str, Exchange]]] = {}  # request id -> (service, exchange) that answered it
+        #: (start, end, service, exchange, its request ids, the host that served it)
+        self._spans: list[tuple[float, float, str, Exchange, tuple[str, ...], str]] = []
+        #: request id -> (service, exchange, host) that answered it
+        self._answered: dict[str, list[tuple[str, Exchange, str]]] = {}
         self._starts: list[float] = []
 
-    def add(self, start: float, end: float, key: str, ex: Exchange) -> None:
+    def add(self, start: float, end: float, key: str, ex: Exchange, host: str = "") -> None:
         ids = request_ids_of(ex)
-        self._spans.append((start, end, key, ex, ids))
+        self._spans.append((start, end, key, ex, ids, host))
         if not isinstance(ex, RpcExchange) and ex.protocol == "http" and ex.response is not None:
             for rid in ids:
-                self._answered.setdefault(rid, []).append((key, ex))
+                self._answered.setdefault(rid, []).append((key, ex, host))
 
     def freeze(self) -> None:
         self._spans.sort(key=lambda s: (s[0], s[1]))
         self._starts = [s[0] for s in self._spans]
 
-    def origin(self, request_ids: tuple[str, ...], exclude: str | None) -> tuple[str, Exchange] | None:
-        """The HTTP service that answered a request with one of these request ids."""
+    def origin(self, request_ids: tuple[str, ...], exclude: str | None, host: str = "") -> tuple[str, Exchange] | None:
+        """The HTTP service that answered a request with one of these request ids (on ``host``)."""
         for rid in request_ids:
-            for key, ex in self._answered.get(rid, ()):
-                if key != exclude:
+            for key, ex, where in self._answered.get(rid, ()):
+                if key != exclude and where == host:
                     return key, ex
         return None
 
     def innermost(
-        self, start: float, end: float, exclude: str | None, request_ids: tuple[str, ...] = ()
+        self, start: float, end: float, exclude: str | None, request_ids: tuple[str, ...] = (), host: str = ""
     ) -> tuple[str, Exchange] | None:
         """The latest-starting span that contains [start, end]; with ``request_ids``, one that
-        carries one of them first (several services serve at once: the request id says which)."""
+        carries one of them first (several services serve at once: the request id says which).
+        Only spans served on ``host`` count: a process serves what its own host's services serve."""
         i = bisect.bisect_right(self._starts, start)
         wanted = set(request_ids)
         for restrict in ((True, False) if wanted else (False,)):
             # scan back a bounded distance
             for j in range(i - 1, max(-1, i - 2000), -1):
-                s, e, key, ex, ids = self._spans[j]
-                if e >= end and key != exclude and (not restrict or wanted.intersection(ids)):
+                s, e, key, ex, ids, where = self._spans[j]
+                if e >= end and key != exclude and where == host and (not restrict or wanted.intersection(ids)):
                     return key, ex
         return None

@@ -65,10 +65,13 @@ class _Fields:
 
 @dataclass(frozen=True, order=True)
 class Address:
-    """A TCP endpoint: host (normalised text form, no brackets) and port."""
+    """A TCP endpoint: host (normalised text form, no brackets) and port; ``node``: the recorded
+    host it is on when several hosts' recordings are merged (:mod:`osflow.hosts`; 127.0.0.1 on one
+    host is not 127.0.0.1 on another), empty otherwise."""
 
     host: str
     port: int
+    node: str = field(default="", repr=False)
 
     def __str__(self) -> str:
         if ":" in self.host:
@@ -122,6 +125,7 @@ class Packet(_Fields):
     payload: int = 0  # tcp.len
     layers: tuple[Layer, ...] = ()
     segments: tuple[int, ...] = ()  # frames of a PDU reassembled in this frame (tcp.segment)
+    seq: int | None = None  # tcp.seq_raw: tells the same segment captured twice (osflow.hosts)
 
 
 # --------------------------------------------------------------------------- decode
@@ -461,6 +465,7 @@ class Participant(_Fields):
     evidence: str  # human-readable: "ss pid 26408 -> ps '(wsgi:placement-a -k start'"
     pid: int | None = None
     source: EvidenceSource = "port"
+    host: str = ""  # the recorded host of this end, when several hosts' recordings are merged
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -559,6 +564,8 @@ class Flow(_Fields):
     left_out: str | None = None
     #: who the command is, as :mod:`osflow.foreground` found it (``--explain``)
     client: str = ""
+    #: with several hosts' recordings: each clock's offset from the first host's (:mod:`osflow.hosts`)
+    clocks: tuple[str, ...] = ()
     #: a part of a flow streamed while the capture is read (:class:`osflow.pipeline.Stream`): the ids of
     #: the pairs, of this part or an earlier one, that get no more children; None for a whole flow
     closed: tuple[int, ...] | None = None

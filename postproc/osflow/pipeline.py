@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING
@@ -45,6 +46,34 @@ class Tables:
     sockets: SocketTable | None = None
     processes: ProcessTable | None = None
     warnings: list[str] = field(default_factory=list)
+    #: with several hosts' recordings: each host's own tables (an end is looked up in its host's only)
+    hosts: dict[str, tuple[SocketTable | None, ProcessTable | None]] | None = None
+    #: host -> how far its clock is ahead of the first host's, filled in by the merge (:mod:`osflow.hosts`)
+    #: before the first packet: each host's socket snapshots are in its own clock's time
+    clock: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def load_hosts(cls, hosts: Sequence[tuple[str, Sequence[str], Sequence[str]]]) -> Tables:
+        """One set of tables per host: ``(host, ss files, ps files)``; ``sockets`` holds every
+        host's entries (for what is said about the tables as a whole)."""
+        t = cls(hosts={})
+        assert t.hosts is not None
+        entries: list = []
+        for host, ss_files, ps_files in hosts:
+            one = cls.load(ss_files, ps_files)
+            t.hosts[host] = (one.sockets, one.processes)
+            t.warnings += one.warnings
+            if one.sockets is not None:
+                entries += one.sockets.entries()
+        if any(s is not None for s, _ in t.hosts.values()):
+            from .tables import SocketTable
+
+            t.sockets = SocketTable(entries)
+        return t
+
+    def local_addresses(self) -> dict[str, Counter[str]]:
+        """host -> how many entries of its socket tables have a socket on each address (with several hosts)."""
+        return {host: s.local_hosts() for host, (s, _) in (self.hosts or {}).items() if s is not None}
 
     @classmethod
     def load(cls, ss_files: Sequence[str] = (), ps_files: Sequence[str] = ()) -> Tables:
@@ -145,7 +174,8 @@ def analyse(
         progress.done()
     exchanges = pairing.finish()
     warnings = _warnings(tables, pairing, reader, name)
-    joiner = Joiner(tables.sockets, tables.processes, options.port_names, options.show_secrets)
+    joiner = Joiner(tables.sockets, tables.processes, options.port_names, options.show_secrets, tables.hosts,
+                    tables.clock)
     amqp = pairing.rpc.connections()
     names = joiner.join(exchanges, amqp)
     warnings += _tables_warning(tables, joiner, bool(names), any(_by_listener(n) for n in names.values()))
@@ -216,7 +246,8 @@ class Stream:
         self.progress = progress
         self.horizon = options.horizon
         self.pairing = Pairing()
-        self.joiner = Joiner(self.tables.sockets, self.tables.processes, options.port_names, options.show_secrets)
+        self.joiner = Joiner(self.tables.sockets, self.tables.processes, options.port_names, options.show_secrets,
+                             self.tables.hosts, self.tables.clock)
         self.builder = FlowBuilder(options, longest_cast=3 * options.horizon)
         self.names: dict[int, ConnectionNames] = {}
         self._seen: dict[int, float] = {}  # stream -> when its last exchange released ended

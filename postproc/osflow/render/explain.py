@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from tabulate import tabulate
 
 from .. import quoting
-from ..model import ConnectionNames, Flow
+from ..model import Address, ConnectionNames, Flow
 from .common import DEFAULT, RenderOptions
 
 HEADERS = ("stream", "4-tuple", "client", "client evidence", "server", "server evidence", "note")
@@ -29,13 +29,18 @@ def note(c: ConnectionNames, without: dict[int, tuple[str, str]]) -> str:
     return "only a socket table names the " + " and ".join(lost) + f" (without: {bare[0]} → {bare[1]})"
 
 
+def _end(a: Address) -> str:
+    """``127.0.0.1:5000``, or with several hosts merged ``127.0.0.1:5000@compute1``."""
+    return f"{a}@{a.node}" if a.node else str(a)
+
+
 def render(flow: Flow, options: RenderOptions = DEFAULT) -> Iterator[str]:
     """Yield the ``Connections:`` table."""
     without = {s: (client, server) for s, client, server in flow.without_tables}
     rows = [
         (
             c.stream,
-            f"{c.client_address} → {c.server_address}",
+            f"{_end(c.client_address)} → {_end(c.server_address)}",
             quoting.table_cell(c.client.label),
             quoting.table_cell(c.client.evidence, 70),
             quoting.table_cell(c.server.label),
@@ -49,6 +54,9 @@ def render(flow: Flow, options: RenderOptions = DEFAULT) -> Iterator[str]:
     if flow.client:
         yield ""
         yield f"The command (foreground: what it caused): {flow.client}"
+    if flow.clocks:  # several hosts' recordings: how their clocks were aligned with the first's
+        yield ""
+        yield from flow.clocks
     chosen = [p for p in flow.pairs if p.placed and not p.placed.startswith("time")]
     chosen.sort(key=lambda p: ("token" not in p.placed, p.id))  # a token's word first: the strongest
     by_time = sum(1 for p in flow.pairs if p.placed.startswith("time:"))

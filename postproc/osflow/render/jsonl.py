@@ -1,5 +1,7 @@
 """JSON Lines: one object per pair (never grouped), in request order.
 
+With several hosts' recordings merged, ``client_host`` and ``server_host`` say the host of each end.
+
 An RPC pair (``"protocol": "rpc"``) also says its ``kind`` (call, cast, fanout), ``method``,
 the broker it went through (``via``, ``via_address``), the ``exchange`` and ``routing_key`` it
 was published to, how many consumers it was ``delivered`` to, the callee's connection
@@ -17,7 +19,15 @@ from .common import DEFAULT, RenderOptions, seconds
 
 def _obj(pair: Pair, origin: float) -> list[tuple[str, str]]:
     ex = pair.exchange
-    return _pair(pair, origin) + (_rpc(pair) if isinstance(ex, RpcExchange) else [])
+    return _pair(pair, origin) + _hosts(pair) + (_rpc(pair) if isinstance(ex, RpcExchange) else [])
+
+
+def _hosts(pair: Pair) -> list[tuple[str, str]]:
+    """With several hosts' recordings merged: the host of each end (null for a host not recorded)."""
+    c, s = pair.client.host, pair.server.host
+    if not c and not s:
+        return []
+    return [("client_host", json_value(c or None, True)), ("server_host", json_value(s or None, True))]
 
 
 def _rpc(pair: Pair) -> list[tuple[str, str]]:

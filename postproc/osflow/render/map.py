@@ -4,7 +4,8 @@ A bare Mermaid ``flowchart`` (no code fence: a wiki or mermaid-cli renders it as
 
 * every participant of the flow's steps is a node (the command's story, or everything with
   ``--all``), in order of first appearance; when the participants sit on several hosts, each host
-  is a ``subgraph`` (RPC ends sit on the host of their broker connection);
+  is a ``subgraph`` (RPC ends sit on the host of their broker connection; with several hosts'
+  recordings merged, a host is a recorded host, ``controller``, ``compute1``, not an address);
 * every (caller, callee, kind) is one edge, labelled with its count, p50/p95 latency (ms, nearest
   rank) and its errors (HTTP 5xx, failed RPC calls, MySQL errors) and HTTP 4xx;
 * an edge's kind sets its line: HTTP solid, RPC dotted (``-.->``), SQL long dashes, memcached
@@ -126,7 +127,9 @@ def graph(flow: Flow) -> Graph:
             key = (first.client.label, first.server.label, kind(first))
         for p in r.step.pairs:
             a, b = p.client.label, p.server.label
-            for label, host in ((a, p.exchange.client.host), (b, p.exchange.server.host)):
+            # the recorded host when several hosts' recordings were merged, else the address
+            for label, host in ((a, p.client.host or p.exchange.client.host),
+                                (b, p.server.host or p.exchange.server.host)):
                 nodes.setdefault(label, None)
                 hosts.setdefault(label, host)
             e = edges.get((a, b, kind(p)))

@@ -11,7 +11,8 @@ backends and dashboards still key on them):
 
 * each participant is a **resource**: ``service.name`` (osflow's name for it), ``service.namespace``
   ``openstack``, ``process.pid`` when a socket table named the process, ``host.ip`` (its addresses
-  in the capture), and ``osflow.evidence`` (why osflow gave that name);
+  in the capture), ``host.name`` (with several hosts' recordings merged: its host), and
+  ``osflow.evidence`` (why osflow gave that name);
 * each **pair** is one span, or two:
 
   - HTTP: a ``CLIENT`` span under the caller and a ``SERVER`` span under the callee, child of the
@@ -277,6 +278,8 @@ class _Trace:
                 ("osflow.evidence", who.evidence),
                 ("osflow.evidence.source", who.source),
             ]
+            if who.host:  # several hosts' recordings merged: the recorded host it runs on
+                attrs.append(("host.name", who.host))
             entry = (attrs, [])
             self.resources[key] = entry
         if address is not None:

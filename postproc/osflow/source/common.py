@@ -49,10 +49,11 @@ class Reader:
 
 
 def tcp_packet(number: int, time: float, src: Address, dst: Address, stream: int, flags: int, payload: int,
-               layers: tuple[Layer, ...], segments: tuple[int, ...]) -> Packet:
+               layers: tuple[Layer, ...], segments: tuple[int, ...], seq: int | None = None) -> Packet:
     """A Packet, its TCP flag bits (tcp.flags) decoded."""
     return Packet(number=number, time=time, src=src, dst=dst, stream=stream, syn=bool(flags & 0x02),
-                  fin=bool(flags & 0x01), rst=bool(flags & 0x04), payload=payload, layers=layers, segments=segments)
+                  fin=bool(flags & 0x01), rst=bool(flags & 0x04), payload=payload, layers=layers, segments=segments,
+                  seq=seq)
 
 
 def stream_id(streams: dict, src: Address, dst: Address) -> int:

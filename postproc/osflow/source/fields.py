@@ -29,7 +29,7 @@ __all__ = ["AGGREGATOR", "FIELDS", "FRAME_FILTER", "FieldsReader", "tshark_field
 #: the same Packets the PDML reader makes.
 FIELDS = (
     "frame.number", "frame.time_epoch", "frame.time_relative", "ip.src", "ip.dst", "ipv6.src", "ipv6.dst",
-    "tcp.srcport", "tcp.dstport", "tcp.stream", "tcp.flags", "tcp.len", "tcp.segment",
+    "tcp.srcport", "tcp.dstport", "tcp.stream", "tcp.flags", "tcp.len", "tcp.segment", "tcp.seq_raw",
     *protocols.tshark_fields(),  # each protocol's, in registry order
 )
 _IDX = {name: i for i, name in enumerate(FIELDS)}
@@ -181,8 +181,15 @@ class FieldsReader(Reader):
                 if module.needs_pdml(mine):
                     self._start_ok.append(to_int(c[_IDX["frame.number"]], 0))
         return tcp_packet(to_int(c[_IDX["frame.number"]], 0), to_float(c[_IDX["frame.time_epoch"]], 0.0), src, dst,
-                           stream, flags, to_int(c[_IDX["tcp.len"]].split(AGGREGATOR)[-1], 0), tuple(layers), segments)
+                           stream, flags, to_int(c[_IDX["tcp.len"]].split(AGGREGATOR)[-1], 0), tuple(layers), segments,
+                           _seq(c[_IDX["tcp.seq_raw"]]))
 
+
+
+def _seq(text: str) -> int | None:
+    """The last TCP header's raw sequence number (None when tshark wrote none)."""
+    last = text.split(AGGREGATOR)[-1]
+    return int(last) if last.isdigit() else None
 
 
 def _origin(epoch: str, relative: str) -> float | None:

@@ -190,7 +190,7 @@ _GENINFO = (("num", "show"), ("timestamp", "value"))
 _IP = (("ip.src", "show"), ("ip.dst", "show"))
 _IPV6 = (("ipv6.src", "show"), ("ipv6.dst", "show"))
 _TCP = (("tcp.srcport", "show"), ("tcp.dstport", "show"), ("tcp.stream", "show"), ("tcp.flags", "value"),
-        ("tcp.len", "show"))
+        ("tcp.len", "show"), ("tcp.seq_raw", "show"))
 
 
 class _Frame:
@@ -229,6 +229,7 @@ def _packet(elem: etree._Element, streams: dict, find: _Finder, addresses: Addre
     stream = -1
     flags = 0
     tcp_len = 0
+    seq_raw: str | None = None
     frame = tcp = None  # the view of the frame: made for the first layer that asks
     once: set[str] | None = None  # layers that are the frame's bytes, made already
     layers: list[Layer] = []
@@ -244,7 +245,7 @@ def _packet(elem: etree._Element, streams: dict, find: _Finder, addresses: Addre
             src_host, dst_host = find.values(proto, _IPV6)
         elif pname == "tcp":
             tcp = proto
-            sport, dport, tcp_stream, tcp_flags, length = find.values(proto, _TCP)
+            sport, dport, tcp_stream, tcp_flags, length, seq_raw = find.values(proto, _TCP)
             stream = to_int(tcp_stream, -1)
             if not tcp_flags:  # no raw bytes: the shown 0x... form
                 tcp_flags = find.values(proto, (("tcp.flags", "show"),))[0]
@@ -283,7 +284,8 @@ def _packet(elem: etree._Element, streams: dict, find: _Finder, addresses: Addre
         return None  # a port that is not a number: not a packet osflow can place
     if stream < 0:
         stream = stream_id(streams, src, dst)
-    return tcp_packet(number, time, src, dst, stream, flags, tcp_len, tuple(layers), tuple(segments))
+    return tcp_packet(number, time, src, dst, stream, flags, tcp_len, tuple(layers), tuple(segments),
+                      int(seq_raw) if seq_raw and seq_raw.isdigit() else None)
 
 
 #: The module that reads each application ``<proto>``.

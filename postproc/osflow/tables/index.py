@@ -3,6 +3,7 @@ looked up by a connection's 4-tuple and time, by listening port, by pid."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import replace
 
@@ -33,6 +34,16 @@ class SocketTable:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def entries(self) -> tuple[SocketEntry, ...]:
+        return self._entries
+
+    def local_hosts(self) -> Counter[str]:
+        """How many entries of these tables have a socket bound to each address (wildcards left out)."""
+        found = Counter(canonical_address(e.sockname).host for e in self._entries)
+        for w in _WILDCARDS | _WILDCARDS_V4:
+            found.pop(w, None)
+        return found
 
     def owner(self, local: Address, remote: Address, time: float | None = None) -> SocketEntry | None:
         """The entry of the socket ``local`` -> ``remote`` (or None).
