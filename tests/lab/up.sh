@@ -321,7 +321,8 @@ EOF
 chmod 600 "$OPENRC"
 # shellcheck disable=SC1090
 source "$OPENRC"
-os() { timeout 60 "$OPENSTACK" "$@"; }
+# 180 s: on a machine whose 2 cores are loaded, a call right after a service restart took over 60 s
+os() { timeout 180 "$OPENSTACK" "$@"; }
 wait_for 120 "keystone on http://controller:5000/v3" \
   timeout 10 curl -fsS -o /dev/null http://controller:5000/v3
 # each openstack command takes ~3 s (a token from keystone first): list once, create only what is missing
