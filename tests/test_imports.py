@@ -78,6 +78,7 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("source", ("source", "tshark")),
     ("decode", ("decode",)),
     ("pair", ("pair",)),
+    ("proxies", ("proxies",)),
     ("join", ("tables", "addresses", "join")),
     ("flow", ("flow", "prose", "foreground")),
     ("render", ("render",)),

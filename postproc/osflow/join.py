@@ -28,7 +28,11 @@ from dataclasses import dataclass
 from . import portmap, protocols
 from .model import Address, AmqpConnection, ConnectionNames, EvidenceSource, Exchange, Participant, RpcExchange
 from .openstack import component_database, service_of_command, service_of_topic
+from .proxies import ProxyEnd, legs
 from .redact import command_line
+
+#: Programs that are reverse proxies: a connection end one of them holds is that proxy, whatever its port says.
+PROXY_PROGRAMS = ("haproxy", "nginx", "envoy", "traefik")
 
 
 @dataclass
@@ -58,10 +62,12 @@ class Joiner:
     """Name both ends of every connection of a list of exchanges."""
 
     def __init__(self, sockets=None, processes=None, overrides: dict[int, str] | None = None,
-                 show_secrets: bool = False) -> None:
+                 show_secrets: bool = False, proxies: dict[tuple[int, str], ProxyEnd] | None = None) -> None:
+        """``proxies``: the connection ends :class:`osflow.proxies.Stitcher` found to be a proxy."""
         self.sockets = sockets
         self.processes = processes
         self.overrides = overrides or {}
+        self.proxies = proxies if proxies is not None else {}
         self.in_tables = 0  # connection ends whose 4-tuple the socket tables hold (owner known or not)
         self.show_secrets = show_secrets  #: command lines in evidence as they are (``--show-secrets``), else redacted
 
@@ -96,6 +102,10 @@ class Joiner:
                       + (f"pid {user.pid} alone" if n == 1 else f"pid {user.pid} and {n - 1} worker(s) it forked")
                       + "; this connection's own socket is in no snapshot)")
         proc = self.processes.get(user.pid) if self.processes is not None else None
+        proxy = _proxy_program(proc.args if proc is not None else user.comm)
+        if proxy is not None:
+            return Named(proxy, f"{where} process name '{user.comm}' pid {user.pid}, a reverse proxy",
+                         "ss-comm" if source == "table" else source, user.pid), None
         if proc is not None:
             key, ambiguous = service_of_command(proc.args)
             args = command_line(proc.args, self.show_secrets)  # before the cut: a URL cut before its @ stays whole
@@ -130,7 +140,7 @@ class Joiner:
         """
         conns: dict[int, _Conn] = {}
         rpcs: list[RpcExchange] = []
-        for ex in exchanges:
+        for ex in legs(exchanges):
             if isinstance(ex, RpcExchange):
                 rpcs.append(ex)
                 continue
@@ -152,6 +162,7 @@ class Joiner:
         server_notes: dict[int, str | None] = {}
         for s, c in conns.items():
             named, note = self._from_tables(c.server, c.client, c.start, server=True)
+            named = self._proxy(named, s, "server")
             if named is None:
                 svc = portmap.service_for_port(c.server.port, self.overrides)
                 if svc is not None:
@@ -165,6 +176,7 @@ class Joiner:
         client_notes: dict[int, str | None] = {}
         for s, c in conns.items():
             named, note = self._from_tables(c.client, c.server, c.start)
+            named = self._proxy(named, s, "client")
             if named is None and c.protocol == "amqp" and s in amqp:
                 named = _from_broker_traffic(amqp[s])
             clients[s] = named
@@ -175,8 +187,8 @@ class Joiner:
         serving = _Serving()
         for s, c in conns.items():
             srv = servers[s]
-            if srv is None or c.protocol != "http":
-                continue
+            if srv is None or c.protocol != "http" or srv.key in PROXY_PROGRAMS or (s, "server") in self.proxies:
+                continue  # a proxy serves nothing itself: the service behind it does
             for ex in c.exchanges:
                 serving.add(ex.start, ex.end, srv.key, ex)
         for start, end, s, ex in _rpc_spans(rpcs):
@@ -204,6 +216,14 @@ class Joiner:
             out[s] = ConnectionNames(s, c.client, c.server, client_p, server_p)
         return out
 
+    def _proxy(self, named: Named | None, stream: int, side: str) -> Named | None:
+        """A connection end a proxy holds: named by the tables when they know its process, else
+        by the evidence that found it (:mod:`osflow.proxies`)."""
+        end = self.proxies.get((stream, side))
+        if end is None or named is not None:
+            return named
+        return Named(end.name, end.evidence, "protocol")
+
     def _participant(self, named: Named | None, addr: Address, note: str | None) -> Participant:
         if named is None:
             label = str(addr)
@@ -218,7 +238,8 @@ class Joiner:
         if srv is None or srv.key != "mysql":
             return self._participant(srv, c.server, note)
         db, why = _database(c)
-        if db is None and cli is not None:
+        proxy = cli is not None and (cli.key in PROXY_PROGRAMS or (c.stream, "client") in self.proxies)
+        if db is None and cli is not None and not proxy:  # a proxy's health check names no database
             db = portmap.database_of(cli.key) or component_database(cli.key) or cli.key
             why = f"database of its client {cli.key}"
         if db is None:
@@ -254,6 +275,15 @@ class Joiner:
             return None
         key, _ = sorted(votes.items(), key=lambda kv: (-kv[1], kv[0]))[0]
         return Named(key, why[key], "protocol")
+
+
+def _proxy_program(args: str) -> str | None:
+    """The reverse proxy a command line runs (``/usr/sbin/haproxy -W -db -f ...``), or None."""
+    words = args.split()
+    if not words:
+        return None
+    program = os.path.basename(words[0].strip("()"))
+    return program if program in PROXY_PROGRAMS else None
 
 
 def _from_broker_traffic(link: AmqpConnection) -> Named | None:
