@@ -206,27 +206,23 @@ class Stitcher:
         absorbed = self._absorbed
         chunk = [ex for ex in chunk if absorbed.pop(id(ex), None) is None]
         later = [ex for ex in later if id(ex) not in absorbed]
-        hops = self._match(chunk + later)
+        hops = self._match(sorted(chunk + later, key=lambda ex: ex.start))
         checks = self._note_checks(chunk + later, hops)
+        front_of = {id(b): f for f, b in hops.values()}
         if self.show:
-            front_of = {id(b): f for f, b in hops.values()}
             return [self._leg(ex, front_of.get(id(ex)), id(ex) in checks) for ex in chunk], later
-        backs = {id(b) for _, b in hops.values()}
+        in_chunk = {id(ex) for ex in chunk}
         out: list[Exchange] = []
         for ex in chunk:
-            if id(ex) in backs:
-                continue
+            if id(ex) in front_of and _head(ex, front_of) is not ex and id(_head(ex, front_of)) in in_chunk:
+                continue  # stitched into the exchange of the chain's first leg
             chain = [ex]
             while id(chain[-1]) in hops:
                 chain.append(hops[id(chain[-1])][1])
+            for leg in chain[1:]:
+                if id(leg) not in in_chunk:
+                    absorbed[id(leg)] = leg
             out.append(self._stitched(chain) if len(chain) > 1 else self._leg(ex, None, id(ex) in checks))
-        in_chunk = {id(ex) for ex in chunk}
-        for ex in chunk:
-            hop = hops.get(id(ex))
-            while hop is not None:
-                if id(hop[1]) not in in_chunk:
-                    absorbed[id(hop[1])] = hop[1]
-                hop = hops.get(id(hop[1]))
         return out, [ex for ex in later if id(ex) not in absorbed]
 
     def _leg(self, ex: Exchange, front: Exchange | None, check: bool) -> Exchange:
@@ -257,8 +253,9 @@ class Stitcher:
             tcp = key[0] != "http"
             for f in fronts:
                 linked = links.get(f.stream) == ex.stream
-                if tcp and not linked and (f.stream in links or ex.stream in linked_back or _closed(f)):
-                    continue  # a connection relays one other; a close links none
+                if tcp and not linked and (_closed(f) or any(
+                        s in links or s in linked_back for s in (f.stream, ex.stream))):
+                    continue  # a connection is relayed to one other, and to none of its own; a close links none
                 if _is_hop(f, ex, relaxed=linked):
                     hops[id(f)] = (f, ex)
                     fronts.remove(f)
@@ -307,6 +304,13 @@ class Stitcher:
             legs=tuple(chain), server_stream=last.stream,
             proxy=tuple(n for n, _ in names), evidence=tuple(w for _, w in names),
         )
+
+
+def _head(ex: Exchange, front_of: dict[int, Exchange]) -> Exchange:
+    """The first leg of the chain ``ex`` is a leg of."""
+    while id(ex) in front_of:
+        ex = front_of[id(ex)]
+    return ex
 
 
 def legs(exchanges: Iterable[Exchange]) -> Iterator[Exchange]:
