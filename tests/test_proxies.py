@@ -171,3 +171,93 @@ def test_the_renderers_draw_a_stitched_pair_straight_through():
     assert any(p.server.label == "haproxy" for p in _flow(show=True).pairs)
     text = "\n".join(timeline.render(flow))
     assert "GET /items/1" in text
+
+
+# --------------------------------------------------------------------------- the lab: the seed through the VIP
+
+VIP_SEED = "multihost/vip-seed/controller"  # copied byte for byte from the lab's recording
+
+
+def _vip_seed(with_tables: bool = True, show: bool = False):
+    d = case_dir(VIP_SEED)
+    tables = Tables.load([str(d / "ss.txt")], [str(d / "ps.txt")]) if with_tables else Tables()
+    client = foreground.client_from_meta(str(d / "meta.json"), tables.processes)
+    options = AnalysisOptions(client=client, show_proxies=show)
+    return analyse(io.BytesIO(pdml_bytes(VIP_SEED)), VIP_SEED, tables, options).flow
+
+
+def _story(flow) -> list[tuple]:
+    """The foreground's steps without times or frames: depth, who, to whom, what."""
+    return [(s.depth, s.first.client.label, s.first.server.label, s.first.protocol,
+             s.first.message if not s.is_group else (s.summary or "").split(" on ")[0].split(" (")[0])
+            for s in flow.steps]
+
+
+@pytest.mark.parametrize("with_tables", [True, False], ids=["tables", "capture-and-meta"])
+def test_the_seed_through_the_vip_tells_the_loopback_story(with_tables):
+    """The seed's command through HAProxy: the client's three calls, keystone's queries under its
+    token, placement's cache look-up, token validation (keystone's queries under it) and its query
+    nested as on loopback (tests/golden/post/resource-class-list-*.txt; placement here already held
+    its own token: no login to keystone), each request once, the proxy nowhere."""
+    flow = _vip_seed(with_tables)
+    assert _story(flow) == [
+        (0, "OpenStackClient", "keystone", "http", "GET /v3"),
+        (0, "OpenStackClient", "keystone", "http", "POST /v3/auth/tokens (password admin@Default → project admin)"),
+        (1, "keystone", "keystone DB", "mysql", "47 queries"),
+        (0, "OpenStackClient", "placement", "http", "GET /resource_classes [T1] (microversion 1.2)"),
+        (1, "placement", "memcached", "memcache", "get tokens/… [T1]"),
+        (1, "placement", "keystone", "http", "GET /v3/auth/tokens (validate T1) [T2]"),
+        (2, "keystone", "keystone DB", "mysql", "95 queries"),
+        (1, "placement", "memcached", "memcache", "set tokens/… [T1]"),
+        (1, "placement", "placement DB", "mysql", "1 query"),
+    ]
+    assert all(p.proxies and p.proxies[0].label == "haproxy" for s in flow.steps for p in s.pairs
+               if p.protocol in ("http", "mysql"))
+    # no doubled pair: every request of the foreground once, nobody talks to haproxy
+    assert not [p for p in flow.pairs if p.server.label == "haproxy"]
+    requests = [(p.exchange.stream, p.exchange.request.frames) for p in flow.pairs]
+    assert len(requests) == len(set(requests))
+    legs = {leg.stream for p in flow.pairs for leg in getattr(p.exchange, "legs", ())[1:]}
+    assert not legs & {p.exchange.stream for p in flow.pairs}  # no back leg is a pair of its own
+    # HAProxy's mysql-check probes: background, client haproxy, server MySQL
+    checks = [p for p in flow.pairs if p.client.label == "haproxy"]
+    assert checks and all(p.background and p.server.label == "MySQL" for p in checks)
+
+
+def test_the_seed_through_the_vip_is_named_from_the_capture_and_meta_alone():
+    flow = _vip_seed(with_tables=False)
+    named = [p for p in flow.pairs if p.client.source != "address" and p.server.source != "address"]
+    assert len(named) >= 0.95 * len(flow.pairs), [
+        (p.client.label, p.server.label) for p in flow.pairs if p not in named]
+    haproxy = [n for n in flow.connections if n.server.label == "haproxy"]
+    assert haproxy and all("198.18.0.100:" in str(n.server_address) for n in haproxy)
+    assert any("X-Forwarded-For: 198.18.0.100" in n.server.evidence for n in haproxy)
+
+
+def test_show_proxies_draws_the_seed_s_legs():
+    flow = _vip_seed(show=True)
+    top = [s.first for s in flow.steps if s.depth == 0]
+    assert [(p.client.label, p.server.label, p.message) for p in top] == [
+        ("OpenStackClient", "haproxy", "GET /v3"),
+        ("OpenStackClient", "haproxy", "POST /v3/auth/tokens (password admin@Default → project admin)"),
+        ("OpenStackClient", "haproxy", "GET /resource_classes [T1] (microversion 1.2)"),
+    ]
+    by_id = {p.id: p for p in flow.pairs}
+    for p in flow.pairs:
+        if p.client.label == "haproxy" and not p.background:
+            front = by_id[p.parent]
+            assert front.server.label == "haproxy" and front.request == p.request
+    assert len(flow.pairs) == 2 * len(_vip_seed().pairs) - len(
+        [p for p in _vip_seed().pairs if not isinstance(p.exchange, ProxiedExchange)])
+
+
+@pytest.mark.parametrize("show", [False, True], ids=["default", "show-proxies"])
+@pytest.mark.parametrize("fmt", ["timeline", "json", "mermaid"])
+def test_golden_vip_seed(fmt, show):
+    d = case_dir(VIP_SEED)
+    argv = ["-r", str(d / "capture.pcapng"), "--ss", str(d / "ss.txt"), "--ps", str(d / "ps.txt"),
+            "--format", fmt] + (["--show-proxies"] if show else [])
+    status, out, err = run_post(argv)
+    assert status == 0, err
+    ext = {"timeline": "txt", "json": "jsonl", "mermaid": "mmd"}[fmt]
+    check_golden(f"proxy/vip-seed{'-show-proxies' if show else ''}.{ext}", out)
