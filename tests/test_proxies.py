@@ -140,6 +140,10 @@ def test_a_streamed_flow_stitches_as_the_whole_flow_does(show):
     short = Stream(io.BytesIO(pdml_bytes(CASE)), CASE, _tables(True), _options(True, show, horizon=0.05))
     assert sorted(json.loads(x)["request"] for x in jsonl.render(collect(short).flow)) == sorted(
         json.loads(x)["request"] for x in whole)
+    # what it knew of the proxy's connections is forgotten once they are idle (flat memory)
+    whole_ends = Stitcher(show)
+    whole_ends.stitch(_exchanges(CASE))
+    assert 0 < len(short.stitcher.ends) < len(whole_ends.ends) / 2
 
 
 @pytest.mark.parametrize("case", ["resource-class-list-cold", "token-issue", "captures-compute/server-create",

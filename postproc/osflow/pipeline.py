@@ -284,9 +284,11 @@ class Stream:
         self.held = max(self.held, len(pairing.exchanges) + builder.kept)
         pairs = builder.settle(clock - 2 * h)
         closed = builder.forget(idle)
-        for s in [s for s, t in self._seen.items() if t < idle]:
+        gone = [s for s, t in self._seen.items() if t < idle]
+        for s in gone:
             del self._seen[s]
             self.names.pop(s, None)
+        self.stitcher.forget(gone)
         self.pairs += len(pairs)
         if pairs or closed or clock == math.inf:
             origin = self.reader.first_time

@@ -73,12 +73,20 @@ def _header(m: Message | None, name: str) -> str | None:
     return None
 
 
+#: A message class's own fields (what its fingerprint holds), worked out once per class.
+_OWN: dict[type, tuple[str, ...]] = {}
+
+
 def _fingerprint(m: Message | None) -> tuple | None:
     """What a message says, without where and when it was seen: two legs a TCP proxy relays say
     the same (the same bytes decode to the same fields)."""
     if m is None:
         return None
-    return (type(m).__name__,) + tuple(getattr(m, f.name) for f in fields(m) if f.name not in _BASE)
+    cls = type(m)
+    own = _OWN.get(cls)
+    if own is None:
+        own = _OWN[cls] = tuple(f.name for f in fields(m) if f.name not in _BASE)
+    return (cls.__name__,) + tuple(getattr(m, name) for name in own)
 
 
 def _key(ex: Exchange) -> tuple | None:
@@ -224,6 +232,17 @@ class Stitcher:
                     absorbed[id(leg)] = leg
             out.append(self._stitched(chain) if len(chain) > 1 else self._leg(ex, None, id(ex) in checks))
         return out, [ex for ex in later if id(ex) not in absorbed]
+
+    def forget(self, streams: Iterable[int]) -> None:
+        """Forget what is known of connections gone idle (a streamed flow's memory stays flat)."""
+        for s in streams:
+            self.ends.pop((s, "client"), None)
+            self.ends.pop((s, "server"), None)
+            self._checks.discard(s)
+            for a, b in ((self._links, self._linked_back), (self._linked_back, self._links)):
+                other = a.pop(s, None)
+                if other is not None and b.get(other) == s:
+                    del b[other]
 
     def _leg(self, ex: Exchange, front: Exchange | None, check: bool) -> Exchange:
         """``ex`` as the flow takes it: a proxy's leg of ``front`` (as given out), a proxy's health
