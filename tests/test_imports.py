@@ -81,6 +81,7 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("merge", ("hosts",)),
     ("decode", ("decode",)),
     ("pair", ("pair",)),
+    ("proxies", ("proxies",)),
     ("join", ("tables", "addresses", "join")),
     ("flow", ("flow", "prose", "foreground")),
     ("render", ("render",)),

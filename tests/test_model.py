@@ -19,7 +19,8 @@ from support import case_dir, pdml_bytes
 pytestmark = pytest.mark.tshark
 
 CASES = ("resource-class-list-cold", "token-issue", "captures-compute/server-create",
-         "captures-compute/lab-service-start")  # the last holds Connection.Start-Ok (AmqpOpen)
+         "captures-compute/lab-service-start",  # holds Connection.Start-Ok (AmqpOpen)
+         "proxy/haproxy-loopback")  # requests through HAProxy (ProxiedExchange)
 SHARED = sorted(
     (c for c in vars(model).values() if isinstance(c, type) and issubclass(c, model._Fields)
      and c not in (model._Fields, model.Message)),  # Message: only a base, never made

@@ -52,6 +52,7 @@ class PostOptions:
     explain: bool = False
     show_secrets: bool = False
     show_broker: bool = False  #: draw RPC through RabbitMQ (``--show-broker``)
+    show_proxies: bool = False  #: a request through a proxy as its legs (``--show-proxies``)
     progress: bool = False  #: frames, pairs and rate on ``stderr`` while reading
     client: str | None = None  #: ``--client PID|NAME`` (default: meta.json beside the capture, else OpenStackClient)
     show_all: bool = False  #: background pairs too (``--all``)
@@ -378,7 +379,7 @@ def analysis_options(options: PostOptions, tables: Tables) -> AnalysisOptions:
     """What changes the analysis, from ``osflow-post``'s options and the tables read (who the client is)."""
     return AnalysisOptions(overrides=options.overrides, client=_client(options, tables),
                            show_secrets=options.show_secrets, group=options.group, show_all=options.show_all,
-                           explain=options.explain)
+                           explain=options.explain, show_proxies=options.show_proxies)
 
 
 def _client(options: PostOptions, tables: Tables):

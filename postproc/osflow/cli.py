@@ -93,6 +93,9 @@ def add_post_arguments(p: argparse.ArgumentParser) -> None:
                    help="show tokens and cache keys in full (they are hidden by default)")
     p.add_argument("--show-broker", action="store_true",
                    help="draw RPC through the broker (caller -> RabbitMQ -> callee) instead of caller -> callee")
+    p.add_argument("--show-proxies", action="store_true",
+                   help="draw a request through a proxy (HAProxy, nginx) as its legs, client -> proxy -> service, "
+                        "instead of client -> service")
     p.add_argument("--traceback", action="store_true", help="show a Python traceback on errors")
 
 
@@ -151,6 +154,7 @@ def _post(args, prog: str) -> int:
         explain=args.explain,
         show_secrets=args.show_secrets,
         show_broker=args.show_broker,
+        show_proxies=args.show_proxies,
         client=args.client,
         meta=args.meta,
         show_all=args.show_all,

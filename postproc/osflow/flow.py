@@ -24,7 +24,18 @@ from . import foreground, protocols
 from . import tokens as tok
 from .foreground import Client
 from .join import request_ids_of
-from .model import ConnectionNames, Exchange, Flow, Pair, Participant, RpcExchange, Step, Token
+from .model import (
+    ConnectionNames,
+    Exchange,
+    Flow,
+    Pair,
+    Participant,
+    ProxiedExchange,
+    ProxyLeg,
+    RpcExchange,
+    Step,
+    Token,
+)
 from .options import AnalysisOptions
 from .prose import Prose
 from .protocols.mysql import is_pool_noise
@@ -128,6 +139,7 @@ class FlowBuilder:
         self._last: dict[tuple[str, str], float] = {}  # (client label, request id) -> latest end of what it sent
         self._casts: dict[tuple[str, str], list[int]] = defaultdict(list)  # (callee label, request id) -> casts
         self._last_child: dict[int, int] = {}  # index -> index of its last child placed
+        self._by_exchange: dict[int, int] = {}  # id of a pair's exchange -> its index, while kept (a proxy's legs)
 
     @property
     def kept(self) -> int:
@@ -184,7 +196,11 @@ class FlowBuilder:
             open_ = self.by_server.get(client.label)
             if open_:
                 open_[:] = [j for j in open_ if j in served and served[j][1] >= ex.start]
-            parent, placed = _parent(pairs, served, open_ or (), ex, text.tokens, client.pid, activity)
+            if isinstance(ex, ProxyLeg):  # a proxy's leg of one request (its own health check: of none)
+                j = self._by_exchange.get(id(ex.front)) if ex.front is not None else None
+                parent, placed = (j + 1, "the proxy's leg of it") if j is not None else (None, "")
+            else:
+                parent, placed = _parent(pairs, served, open_ or (), ex, text.tokens, client.pid, activity)
             if parent is not None:
                 activity.note(parent - 1, ex, client.pid)
                 self._last_child[parent - 1] = i
@@ -196,6 +212,7 @@ class FlowBuilder:
                 client=client,
                 server=server,
                 via=names[ex.stream].server if isinstance(ex, RpcExchange) else None,
+                proxies=_proxies(ex, names),
                 request=text.request,
                 response=text.response,
                 message=text.message,
@@ -207,6 +224,7 @@ class FlowBuilder:
                 placed=placed,
             )
             pairs[i] = pair
+            self._by_exchange[id(ex)] = i
             self.closure.add(i, pair)
             self.by_server[server.label].append(i)
             self.placed += 1
@@ -268,6 +286,7 @@ class FlowBuilder:
         gone = [i for i in self.pairs if i < self.given and self.served[i][1] < self.frontier
                 and self._last_child.get(i, -1) < self.given]
         for i in gone:
+            self._by_exchange.pop(id(self.pairs[i].exchange), None)
             del self.pairs[i]
             del self.served[i]
             self._last_child.pop(i, None)
@@ -289,7 +308,16 @@ def participants(ex: Exchange, names: dict[int, ConnectionNames]) -> tuple[Parti
     cn = names[ex.stream]
     if isinstance(ex, RpcExchange) and ex.server_stream is not None and ex.server_stream in names:
         return cn.client, names[ex.server_stream].client
+    if isinstance(ex, ProxiedExchange) and ex.server_stream in names:
+        return cn.client, names[ex.server_stream].server
     return cn.client, cn.server
+
+
+def _proxies(ex: Exchange, names: dict[int, ConnectionNames]) -> tuple[Participant, ...]:
+    """The proxies a request went through, in order: the server end of each leg but the last."""
+    if not isinstance(ex, ProxiedExchange):
+        return ()
+    return tuple(names[leg.stream].server for leg in ex.legs[:-1] if leg.stream in names)
 
 
 def _register_tokens(reg: tok.TokenRegistry, ex: Exchange, which: int) -> None:

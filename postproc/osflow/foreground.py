@@ -45,10 +45,15 @@ class Client:
     nothing: bool = False
     #: with several hosts' recordings: the host the pids are on (a pid of another host is another process)
     host: str | None = None
+    #: with ``pids`` but no process table: the service key the command's line names, for the ends
+    #: no table gave a pid (the capture and meta.json alone)
+    fallback: tuple[str, ...] = ()
 
     def is_client(self, pair: Pair) -> bool:
         c = pair.client
         if self.pids:
+            if c.pid is None and self.fallback:
+                return (c.service or "") in self.fallback
             return c.pid is not None and c.pid in self.pids and (self.host is None or c.host == self.host)
         if self.names:
             return c.label.lower() in self.names or (c.service or "") in self.names
@@ -134,9 +139,12 @@ def client_from_meta(path: str, processes=None, show_secrets: bool = False) -> C
     name = os.path.basename(path)
     if not isinstance(pid, int):
         return Client(nothing=True, why=f"{name}: a recording without a command (everything is background)")
-    command = command_line(" ".join(map(str, meta.get("command") or ())), show_secrets)[:60]
-    return Client(pids=descendants(pid, parents_of(processes, meta)),
-                  why=f"{name}: the command's pid {pid} ({command}) and its descendants")
+    words = " ".join(map(str, meta.get("command") or ()))
+    command = command_line(words, show_secrets)[:60]
+    key = service_of_command(words)[0] if processes is None else None
+    return Client(pids=descendants(pid, parents_of(processes, meta)), fallback=(key,) if key else (),
+                  why=f"{name}: the command's pid {pid} ({command}) and its descendants"
+                      + (f", or without a process table every {key} end" if key else ""))
 
 
 def by_command_name(client: Client, path: str) -> Client:

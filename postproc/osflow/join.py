@@ -28,7 +28,11 @@ from dataclasses import dataclass
 from . import portmap, protocols
 from .model import Address, AmqpConnection, ConnectionNames, EvidenceSource, Exchange, Participant, RpcExchange
 from .openstack import component_database, service_of_command, service_of_container, service_of_topic
+from .proxies import ProxyEnd, legs
 from .redact import command_line
+
+#: Programs that are reverse proxies: a connection end one of them holds is that proxy, whatever its port says.
+PROXY_PROGRAMS = ("haproxy", "nginx", "envoy", "traefik")
 
 
 @dataclass
@@ -58,7 +62,9 @@ class Joiner:
     """Name both ends of every connection of a list of exchanges."""
 
     def __init__(self, sockets=None, processes=None, overrides: dict[int, str] | None = None,
-                 show_secrets: bool = False, hosts: dict | None = None, clock: dict[str, float] | None = None) -> None:
+                 show_secrets: bool = False, hosts: dict | None = None, clock: dict[str, float] | None = None,
+                 proxies: dict[tuple[int, str], ProxyEnd] | None = None) -> None:
+        """``proxies``: the connection ends :class:`osflow.proxies.Stitcher` found to be a proxy."""
         self.sockets = sockets
         self.processes = processes
         #: several hosts' recordings: host -> (its socket table, its process table); an end (its
@@ -67,6 +73,7 @@ class Joiner:
         self.hosts = hosts
         self.clock = clock if clock is not None else {}
         self.overrides = overrides or {}
+        self.proxies = proxies if proxies is not None else {}
         self.in_tables = 0  # connection ends whose 4-tuple the socket tables hold (owner known or not)
         self.show_secrets = show_secrets  #: command lines in evidence as they are (``--show-secrets``), else redacted
 
@@ -106,6 +113,10 @@ class Joiner:
                       + (f"pid {user.pid} alone" if n == 1 else f"pid {user.pid} and {n - 1} worker(s) it forked")
                       + "; this connection's own socket is in no snapshot)")
         proc = processes.get(user.pid) if processes is not None else None
+        proxy = _proxy_program(proc.args if proc is not None else user.comm)
+        if proxy is not None:
+            return Named(proxy, f"{where} process name '{user.comm}' pid {user.pid}, a reverse proxy",
+                         "ss-comm" if source == "table" else source, user.pid), None
         if proc is not None:
             key, ambiguous = service_of_command(proc.args)
             args = command_line(proc.args, self.show_secrets)  # before the cut: a URL cut before its @ stays whole
@@ -148,7 +159,7 @@ class Joiner:
         """
         conns: dict[int, _Conn] = {}
         rpcs: list[RpcExchange] = []
-        for ex in exchanges:
+        for ex in legs(exchanges):
             if isinstance(ex, RpcExchange):
                 rpcs.append(ex)
                 continue
@@ -170,6 +181,7 @@ class Joiner:
         server_notes: dict[int, str | None] = {}
         for s, c in conns.items():
             named, note = self._from_tables(c.server, c.client, c.start, server=True)
+            named = self._proxy(named, s, "server")
             if named is None:
                 svc = portmap.service_for_port(c.server.port, self.overrides)
                 if svc is not None:
@@ -183,6 +195,7 @@ class Joiner:
         client_notes: dict[int, str | None] = {}
         for s, c in conns.items():
             named, note = self._from_tables(c.client, c.server, c.start)
+            named = self._proxy(named, s, "client")
             if named is None and c.protocol == "amqp" and s in amqp:
                 named = _from_broker_traffic(amqp[s])
             clients[s] = named
@@ -193,8 +206,8 @@ class Joiner:
         serving = _Serving()
         for s, c in conns.items():
             srv = servers[s]
-            if srv is None or c.protocol != "http":
-                continue
+            if srv is None or c.protocol != "http" or srv.key in PROXY_PROGRAMS or (s, "server") in self.proxies:
+                continue  # a proxy serves nothing itself: the service behind it does
             for ex in c.exchanges:
                 serving.add(ex.start, ex.end, srv.key, ex, c.server.node)
         for start, end, s, ex in _rpc_spans(rpcs):
@@ -222,6 +235,14 @@ class Joiner:
             out[s] = ConnectionNames(s, c.client, c.server, client_p, server_p)
         return out
 
+    def _proxy(self, named: Named | None, stream: int, side: str) -> Named | None:
+        """A connection end a proxy holds: named by the tables when they know its process, else
+        by the evidence that found it (:mod:`osflow.proxies`)."""
+        end = self.proxies.get((stream, side))
+        if end is None or named is not None:
+            return named
+        return Named(end.name, end.evidence, "protocol")
+
     def _participant(self, named: Named | None, addr: Address, note: str | None) -> Participant:
         if named is None:
             label = _at(str(addr), addr.node)
@@ -237,7 +258,8 @@ class Joiner:
         if srv is None or srv.key != "mysql":
             return self._participant(srv, c.server, note)
         db, why = _database(c)
-        if db is None and cli is not None:
+        proxy = cli is not None and (cli.key in PROXY_PROGRAMS or (c.stream, "client") in self.proxies)
+        if db is None and cli is not None and not proxy:  # a proxy's health check names no database
             db = portmap.database_of(cli.key) or component_database(cli.key) or cli.key
             why = f"database of its client {cli.key}"
         node = c.server.node
@@ -285,6 +307,15 @@ def _at(label: str, host: str) -> str:
     ('nova-compute@compute1', 'keystone')
     """
     return f"{label}@{host}" if host else label
+
+
+def _proxy_program(args: str) -> str | None:
+    """The reverse proxy a command line runs (``/usr/sbin/haproxy -W -db -f ...``), or None."""
+    words = args.split()
+    if not words:
+        return None
+    program = os.path.basename(words[0].strip("()"))
+    return program if program in PROXY_PROGRAMS else None
 
 
 def _from_broker_traffic(link: AmqpConnection) -> Named | None:

@@ -400,6 +400,40 @@ class RpcExchange(Exchange):
 
 
 @dataclass(frozen=True, eq=False, repr=False)
+class ProxiedExchange(Exchange):
+    """One request through one or more proxies (HAProxy, nginx, Apache's ``ProxyPass``): the client's
+    leg to the first proxy and each leg a proxy re-sent it on, stitched (:mod:`osflow.proxies`).
+
+    ``stream``/``client``/``request``/``response``: the client's leg; ``server``: the service's end of
+    the last leg, ``server_stream`` its connection; ``legs``: every leg in order, the client's first;
+    ``proxy``: each proxy's name as the evidence says (the join may name it from the tables), with
+    ``evidence`` saying why; ``listeners``: the address each proxy was reached at.
+    """
+
+    legs: tuple[Exchange, ...] = ()
+    server_stream: int = 0
+    proxy: tuple[str, ...] = ()
+    evidence: tuple[str, ...] = ()
+
+    @property
+    def listeners(self) -> tuple[Address, ...]:
+        return tuple(leg.server for leg in self.legs[:-1])
+
+    @property
+    def frames(self) -> tuple[int, ...]:
+        return tuple(sorted({f for leg in self.legs for f in leg.frames}))
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class ProxyLeg(Exchange):
+    """A request a proxy sent (:mod:`osflow.proxies`): with ``--show-proxies``, its leg of ``front``'s
+    request (a child of it, not of whatever else the proxy was serving); ``front`` None: the proxy's
+    own request, a health check (a child of nothing)."""
+
+    front: Exchange | None = None
+
+
+@dataclass(frozen=True, eq=False, repr=False)
 class AmqpConnection(_Fields):
     """A connection to the broker, with what its traffic says about its owner (for the join)."""
 
@@ -500,6 +534,7 @@ class Pair(_Fields):
     tokens: tuple[str, ...] = ()  # token ids (T1, ...) this pair mentions
     noise: bool = False  # pool ping / rollback / SET ...
     via: Participant | None = None  # an RPC's broker
+    proxies: tuple[Participant, ...] = ()  # the proxies a request went through, in order (ProxiedExchange)
     background: bool = False  # not caused by the command (:mod:`osflow.foreground`)
     #: what made ``parent`` this pair's parent: "time" (the one request in progress), or the evidence
     #: that chose among several ("token T2 (of 3 requests in progress)"); "" for a top-level pair

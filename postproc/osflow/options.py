@@ -35,6 +35,7 @@ class AnalysisOptions:
     show_all: bool = False  #: background pairs in the steps too (``--all``)
     explain: bool = False  #: also name the connections without the socket tables (``--explain``)
     horizon: float = HORIZON  #: a streamed flow's horizon, in seconds of capture time
+    show_proxies: bool = False  #: a request through a proxy as its legs, the proxy a participant (``--show-proxies``)
 
     @property
     def port_names(self) -> dict[int, str]:

@@ -27,6 +27,7 @@ from .join import Joiner, request_ids_of
 from .model import ConnectionNames, Exchange, Flow, Packet
 from .options import HORIZON, AnalysisOptions
 from .pair import Pairing
+from .proxies import Stitcher, streams_of
 from .redact import command_line
 from .source import PdmlReader
 
@@ -172,16 +173,17 @@ def analyse(
     pairing.feed(Decoder().decode(packets))
     if progress is not None:
         progress.done()
-    exchanges = pairing.finish()
+    stitcher = Stitcher(options.show_proxies)
+    exchanges = stitcher.stitch(pairing.finish())
     warnings = _warnings(tables, pairing, reader, name)
     joiner = Joiner(tables.sockets, tables.processes, options.port_names, options.show_secrets, tables.hosts,
-                    tables.clock)
+                    tables.clock, stitcher.ends)
     amqp = pairing.rpc.connections()
     names = joiner.join(exchanges, amqp)
     warnings += _tables_warning(tables, joiner, bool(names), any(_by_listener(n) for n in names.values()))
     without = None
     if options.explain and tables.sockets is not None:
-        without = Joiner(None, None, options.port_names).join(exchanges, amqp)
+        without = Joiner(None, None, options.port_names, proxies=stitcher.ends).join(exchanges, amqp)
     flow = build_flow(exchanges, names, options, origin=reader.first_time, warnings=tuple(warnings),
                       without_tables=without)
     return Result(flow, reader.partial, reader.count)
@@ -246,8 +248,9 @@ class Stream:
         self.progress = progress
         self.horizon = options.horizon
         self.pairing = Pairing()
+        self.stitcher = Stitcher(options.show_proxies)
         self.joiner = Joiner(self.tables.sockets, self.tables.processes, options.port_names, options.show_secrets,
-                             self.tables.hosts, self.tables.clock)
+                             self.tables.hosts, self.tables.clock, self.stitcher.ends)
         self.builder = FlowBuilder(options, longest_cast=3 * options.horizon)
         self.names: dict[int, ConnectionNames] = {}
         self._seen: dict[int, float] = {}  # stream -> when its last exchange released ended
@@ -289,8 +292,7 @@ class Stream:
         h, pairing, builder = self.horizon, self.pairing, self.builder
         cutoff = clock - h
         idle = clock - 30 * h if clock != math.inf else -math.inf  # connections and ids silent since are forgotten
-        chunk = pairing.release(cutoff, clock - 3 * h, idle)
-        later = list(pairing.exchanges)
+        chunk, later = self.stitcher.stitch_part(pairing.release(cutoff, clock - 3 * h, idle), list(pairing.exchanges))
         waiting = [Exchange(m.protocol, m.stream, m.src, m.dst, m, None) for m in pairing.pending()]
         builder.register(chunk + later + waiting, before=cutoff)
         if chunk:
@@ -299,24 +301,24 @@ class Stream:
             # to name: the chunk's connections not named yet, and those of what came after it that carry a
             # request id (a cast's handling may end with one of them: FlowBuilder.place)
             wanted = {s for ex in chunk + [ex for ex in later if request_ids_of(ex)]
-                      for s in (ex.stream, getattr(ex, "server_stream", None))
-                      if s is not None and (s not in self.names or _unnamed(self.names[s]))}
+                      for s in streams_of(ex) if s not in self.names or _unnamed(self.names[s])}
             fresh = self.joiner.join(window + chunk + later, pairing.rpc.connections(), wanted)
             for ex in chunk:
-                for s in (ex.stream, getattr(ex, "server_stream", None)):
-                    if s is not None and s in fresh and (s not in self.names or _unnamed(self.names[s])):
+                for s in streams_of(ex):
+                    if s in fresh and (s not in self.names or _unnamed(self.names[s])):
                         n = self.names[s] = fresh[s]
                         self._named = True
                         self._listener = self._listener or _by_listener(n)
-                    if s is not None:
-                        self._seen[s] = max(self._seen.get(s, -math.inf), ex.end)
+                    self._seen[s] = max(self._seen.get(s, -math.inf), ex.end)
             builder.place(chunk, self.names, later, {**fresh, **self.names})
         self.held = max(self.held, len(pairing.exchanges) + builder.kept)
         pairs = builder.settle(clock - 2 * h)
         closed = builder.forget(idle)
-        for s in [s for s, t in self._seen.items() if t < idle]:
+        gone = [s for s, t in self._seen.items() if t < idle]
+        for s in gone:
             del self._seen[s]
             self.names.pop(s, None)
+        self.stitcher.forget(gone)
         self.pairs += len(pairs)
         if pairs or closed or clock == math.inf:
             origin = self.reader.first_time

@@ -428,6 +428,8 @@ def _data(flow: Flow, rs: list[Row], options: RenderOptions = DEFAULT) -> list[d
             d["kind"] = first.kind
             if first.via is not None:
                 d["via"] = first.via.label
+        elif first.proxies and not r.step.is_group:  # a request through proxies: which, in order
+            d["via"] = ", ".join(p.label for p in first.proxies)
         tokens = sorted({t for p in r.step.pairs for t in p.tokens}, key=lambda t: (len(t), t))
         if tokens:
             d["tokens"] = tokens

@@ -2,7 +2,10 @@
 
 With several hosts' recordings merged, ``client_host`` and ``server_host`` say the host of each end.
 
-An RPC pair (``"protocol": "rpc"``) also says its ``kind`` (call, cast, fanout), ``method``,
+A request through proxies (HAProxy on a VIP, nginx) also says the proxies it went through, in
+order (``via``: their names, comma-separated; ``via_address``: the addresses the client and each
+proxy sent it to), and the service's connection (``server_stream``); ``server_address`` is the
+service's own.  An RPC pair (``"protocol": "rpc"``) also says its ``kind`` (call, cast, fanout), ``method``,
 the broker it went through (``via``, ``via_address``), the ``exchange`` and ``routing_key`` it
 was published to, how many consumers it was ``delivered`` to, the callee's connection
 (``server_stream``), and the oslo ``request_id`` and ``msg_id`` (ids, not secrets).
@@ -12,13 +15,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from ..model import AmqpMessage, Flow, Pair, RpcExchange
+from ..model import AmqpMessage, Flow, Pair, ProxiedExchange, RpcExchange
 from ..quoting import json_value
 from .common import DEFAULT, RenderOptions, seconds
 
 
 def _obj(pair: Pair, origin: float) -> list[tuple[str, str]]:
     ex = pair.exchange
+    if isinstance(ex, ProxiedExchange):
+        return _pair(pair, origin) + _hosts(pair) + _proxied(pair, ex)
     return _pair(pair, origin) + _hosts(pair) + (_rpc(pair) if isinstance(ex, RpcExchange) else [])
 
 
@@ -28,6 +33,18 @@ def _hosts(pair: Pair) -> list[tuple[str, str]]:
     if not c and not s:
         return []
     return [("client_host", json_value(c or None, True)), ("server_host", json_value(s or None, True))]
+
+
+def _proxied(pair: Pair, ex: ProxiedExchange) -> list[tuple[str, str]]:
+    """What a request through proxies adds: the proxies in order, where each was reached, the
+    service's connection."""
+    d = json_value
+    names = [p.label for p in pair.proxies] or list(ex.proxy)
+    return [
+        ("via", d(", ".join(names))),
+        ("via_address", d(", ".join(str(a) for a in ex.listeners), True)),
+        ("server_stream", d(ex.server_stream)),
+    ]
 
 
 def _rpc(pair: Pair) -> list[tuple[str, str]]:

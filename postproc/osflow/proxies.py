@@ -1,0 +1,341 @@
+"""Proxy stage, between pair and join: a request through a proxy is one exchange, not two.
+
+HAProxy on a virtual IP (every deployment tool puts it in front of the APIs and the database),
+nginx or Apache's ``ProxyPass`` in front of a service: the capture holds the client's leg to the
+proxy and the proxy's leg to the service, two exchanges carrying the same request.  This stage
+finds them and stitches each chain of legs into one :class:`~osflow.model.ProxiedExchange`
+(client -> service, through the proxies in order); ``--show-proxies`` keeps the legs apart.
+
+How legs are matched (:class:`Stitcher`), on what the capture shows alone:
+
+* a leg *back* carries the request of a leg *front* when both say the same (HTTP: the request
+  line, and the answer's status; X-Forwarded-For, when the back leg has one, names the front
+  leg's client; any other protocol, a proxy in TCP mode: the same message both ways, field for
+  field, as the same bytes decode), to another server, and within its time (it starts after the
+  front leg's request started and is answered before the front leg is);
+* in TCP mode one back connection carries one front connection: once two connections are
+  matched, their later exchanges are matched only with each other;
+* of several fronts that fit, the earliest still unmatched (a proxy forwards in order).
+
+A proxy in HTTP mode may reuse one back connection for the requests of several clients
+(HAProxy's ``http-reuse``) and keep both sides alive: matching is per request, not per
+connection.  The proxy's own requests (health checks: an HTTP request without User-Agent,
+HAProxy's ``option mysql-check`` login) to a server its legs reach, from the address its legs
+come from, are noted as the proxy's, so that the join names their client as the proxy.
+
+The proxy's name (:attr:`Stitcher.ends`, read by :mod:`osflow.join`): the socket tables' process
+when they know it, else the evidence -- ``nginx`` when the front answer's ``Server`` says so and
+the back answer's does not, ``apache`` when the back request has mod_proxy's
+``X-Forwarded-Server``, else ``haproxy``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, fields
+
+from .model import Address, Exchange, HttpRequest, HttpResponse, Message, ProxiedExchange, ProxyLeg, RpcExchange
+
+__all__ = ["ProxyEnd", "Stitcher", "streams_of"]
+
+#: How much one leg may seem to start before, or end after, the leg it is a hop of (seconds): the
+#: capture's own jitter, and what is left of two hosts' clock offset once aligned.
+SLACK = 0.002
+
+#: How long the leg given out for a front is remembered after the front ended (seconds): its back
+#: legs, in a later part of a streamed flow, point at it.
+_REMEMBER = 60.0
+
+#: The fields every message has: what a TCP-mode fingerprint leaves out.
+_BASE = {f.name for f in fields(Message)}
+
+
+@dataclass(frozen=True)
+class ProxyEnd:
+    """One connection end that is a proxy: its name as the evidence says and why."""
+
+    name: str
+    evidence: str
+
+
+def streams_of(ex: Exchange) -> tuple[int, ...]:
+    """The connections an exchange crossed: its own, an RPC's callee's, every leg of a proxied one."""
+    if isinstance(ex, ProxiedExchange):
+        return tuple(leg.stream for leg in ex.legs)
+    server = getattr(ex, "server_stream", None)
+    return (ex.stream,) if server is None else (ex.stream, server)
+
+
+def _header(m: Message | None, name: str) -> str | None:
+    for k, v in getattr(m, "headers", ()):
+        if k.lower() == name:
+            return v
+    return None
+
+
+#: A message class's own fields (what its fingerprint holds), worked out once per class.
+_OWN: dict[type, tuple[str, ...]] = {}
+
+
+def _fingerprint(m: Message | None) -> tuple | None:
+    """What a message says, without where and when it was seen: two legs a TCP proxy relays say
+    the same (the same bytes decode to the same fields)."""
+    if m is None:
+        return None
+    cls = type(m)
+    own = _OWN.get(cls)
+    if own is None:
+        own = _OWN[cls] = tuple(f.name for f in fields(m) if f.name not in _BASE)
+    return (cls.__name__,) + tuple(getattr(m, name) for name in own)
+
+
+def _key(ex: Exchange) -> tuple | None:
+    """What two legs of one request share; None for what no proxy relays here (RPC, AMQP)."""
+    if isinstance(ex, RpcExchange) or ex.protocol in ("amqp", "rpc", "tcp"):
+        return None
+    req = ex.request
+    if isinstance(req, HttpRequest):
+        return ("http", req.method, req.uri)
+    return (ex.protocol, _fingerprint(req))
+
+
+def _closed(ex: Exchange) -> bool:
+    """A request the close of the connection answered (a MySQL quit): either side may close first."""
+    return ex.response is not None and ex.response.protocol == "tcp"
+
+
+def _held(front: Exchange) -> float:
+    """How long after its end a leg may still be the front of another (the slack; a second for a
+    quit its own side's close answered, as the proxy relays the quit and then the close)."""
+    return 1.0 if _closed(front) else SLACK
+
+
+def _answers_agree(front: Exchange, back: Exchange) -> bool:
+    f, b = front.response, back.response
+    if b is None:
+        return True
+    if f is None:
+        return False  # the proxy got an answer and the client none: not this front's
+    if isinstance(f, HttpResponse) and isinstance(b, HttpResponse):
+        return f.status == b.status
+    return _fingerprint(f) == _fingerprint(b)
+
+
+def _is_hop(front: Exchange, back: Exchange, relaxed: bool = False) -> bool:
+    """Is ``back`` the proxy's leg of ``front``'s request?  (Keys already equal.)  ``relaxed``: the
+    connections are known to be relayed one to the other: a close may come on either first."""
+    if back.stream == front.stream or back.server == front.server or back.client == front.client:
+        return False
+    if back.start < front.start - SLACK:
+        return False
+    if front.response is not None and not (relaxed and _closed(front)) and back.end > front.end + SLACK:
+        return False
+    if not _answers_agree(front, back):
+        return False
+    # X-Forwarded-For: a proxy adds the client it got the request from, never removes one
+    xff, before = _forwarded(back.request), _forwarded(front.request)
+    if len(xff) < len(before):
+        return False
+    return not xff or len(xff) == len(before) or xff[-1] == front.client.host
+
+
+def _forwarded(m: Message) -> list[str]:
+    xff = _header(m, "x-forwarded-for")
+    return [a.strip() for a in xff.split(",")] if xff else []
+
+
+def _name(front: Exchange, back: Exchange) -> tuple[str, str]:
+    """The proxy's name from the two legs, and the words saying why."""
+    req = front.request
+    if isinstance(req, HttpRequest):
+        what = f"{req.method} {req.uri}"
+        xff = _header(back.request, "x-forwarded-for")
+        said = f"; X-Forwarded-For: {xff}" if xff else ""
+        front_server = (_header(front.response, "server") or "").lower()
+        back_server = (_header(back.response, "server") or "").lower()
+        if _header(back.request, "x-forwarded-server") is not None:
+            name, how = "apache", " (mod_proxy's X-Forwarded-Server)"
+        elif front_server.startswith("nginx") and not back_server.startswith("nginx"):
+            name, how = "nginx", " (its answer's Server: nginx)"
+        else:
+            name, how = "haproxy", ""
+        return name, f"{front.server} re-sent {front.client}'s {what} to {back.server}{said}{how}"
+    return "haproxy", (f"{front.server} relayed {front.client}'s {front.protocol} connection to {back.server}, "
+                       "the same bytes both ways (a TCP proxy)")
+
+
+def _health_check(ex: Exchange) -> str | None:
+    """Why ``ex`` looks like a proxy's health check of a server, or None."""
+    req = ex.request
+    if isinstance(req, HttpRequest):
+        if _header(req, "user-agent") is None:
+            return f"{req.method} {req.uri} without User-Agent (a proxy's health check, HAProxy's option httpchk)"
+        return None
+    user = getattr(req, "user", None)
+    if ex.protocol == "mysql" and user is not None and "haproxy" in user:
+        return f"MySQL login as {user} (HAProxy's option mysql-check)"
+    if ex.protocol == "mysql" and getattr(req, "command", None) == "quit" and ex.response is not None \
+            and ex.response.protocol == "mysql":
+        # a quit answered by an OK, not by the close: the login and the quit sent at once, before
+        # the server's greeting (HAProxy's option mysql-check post-41)
+        return "a MySQL login and quit sent at once, before the greeting (HAProxy's option mysql-check)"
+    return None
+
+
+class Stitcher:
+    """Find the legs of requests through proxies and stitch them, exchanges given a batch at a time.
+
+    ``show``: keep the legs apart (``--show-proxies``): the proxies are still found and named
+    (:attr:`ends`), each leg stays a pair of its own.  :attr:`ends`: ``(stream, "client" |
+    "server")`` -> :class:`ProxyEnd`, the connection ends that are a proxy, for the join.
+    """
+
+    def __init__(self, show: bool = False) -> None:
+        self.show = show
+        self.ends: dict[tuple[int, str], ProxyEnd] = {}
+        self._absorbed: dict[int, Exchange] = {}  # id -> a back leg stitched into an exchange given out
+        self._links: dict[int, int] = {}  # a TCP-mode front connection -> its back connection
+        self._linked_back: dict[int, int] = {}
+        self._backends: set[Address] = set()  # servers a proxy's legs reach
+        self._proxy_hosts: dict[str, str] = {}  # address a proxy's legs come from -> its name
+        self._checks: set[int] = set()  # connections carrying a proxy's health checks
+        self._made: dict[int, tuple[Exchange, ProxyLeg]] = {}  # id -> (an exchange, the leg given out for it)
+
+    def stitch(self, exchanges: list[Exchange]) -> list[Exchange]:
+        """Every exchange of a whole capture (in request order), legs stitched."""
+        return self.stitch_part(exchanges, [])[0]
+
+    def stitch_part(self, chunk: list[Exchange], later: list[Exchange]) -> tuple[list[Exchange], list[Exchange]]:
+        """``chunk`` (given out now, in request order) with each chain of legs that starts in it one
+        exchange; ``later``: the exchanges already paired that come after it, where a back leg may
+        be.  Back legs stitched are left out, now and when they come in a later chunk.  A proxy's
+        health check is a :class:`~osflow.model.ProxyLeg` of nothing; with ``show``, a back leg one
+        of its front."""
+        absorbed = self._absorbed
+        chunk = [ex for ex in chunk if absorbed.pop(id(ex), None) is None]
+        later = [ex for ex in later if id(ex) not in absorbed]
+        hops = self._match(sorted(chunk + later, key=lambda ex: ex.start))
+        checks = self._note_checks(chunk + later, hops)
+        front_of = {id(b): f for f, b in hops.values()}
+        if self.show:
+            return [self._leg(ex, front_of.get(id(ex)), id(ex) in checks) for ex in chunk], later
+        in_chunk = {id(ex) for ex in chunk}
+        out: list[Exchange] = []
+        for ex in chunk:
+            if id(ex) in front_of and _head(ex, front_of) is not ex and id(_head(ex, front_of)) in in_chunk:
+                continue  # stitched into the exchange of the chain's first leg
+            chain = [ex]
+            while id(chain[-1]) in hops:
+                chain.append(hops[id(chain[-1])][1])
+            for leg in chain[1:]:
+                if id(leg) not in in_chunk:
+                    absorbed[id(leg)] = leg
+            out.append(self._stitched(chain) if len(chain) > 1 else self._leg(ex, None, id(ex) in checks))
+        return out, [ex for ex in later if id(ex) not in absorbed]
+
+    def forget(self, streams: Iterable[int]) -> None:
+        """Forget what is known of connections gone idle (a streamed flow's memory stays flat)."""
+        for s in streams:
+            self.ends.pop((s, "client"), None)
+            self.ends.pop((s, "server"), None)
+            self._checks.discard(s)
+            for a, b in ((self._links, self._linked_back), (self._linked_back, self._links)):
+                other = a.pop(s, None)
+                if other is not None and b.get(other) == s:
+                    del b[other]
+
+    def _leg(self, ex: Exchange, front: Exchange | None, check: bool) -> Exchange:
+        """``ex`` as the flow takes it: a proxy's leg of ``front`` (as given out), a proxy's health
+        check (a leg of nothing), or itself."""
+        if front is None and not check:
+            return ex
+        made = self._made
+        if front is not None:
+            front = made.get(id(front), (front, front))[1]
+        leg = ProxyLeg(ex.protocol, ex.stream, ex.client, ex.server, ex.request, ex.response, front=front)
+        made[id(ex)] = (ex, leg)
+        for key in [k for k, (old, _) in made.items() if old.end < ex.start - _REMEMBER]:
+            del made[key]
+        return leg
+
+    def _match(self, exchanges: list[Exchange]) -> dict[int, tuple[Exchange, Exchange]]:
+        """id(front) -> (front, back), for every leg that carries another's request."""
+        hops: dict[int, tuple[Exchange, Exchange]] = {}
+        open_: dict[tuple, list[Exchange]] = {}
+        links, linked_back = self._links, self._linked_back
+        for ex in exchanges:
+            key = _key(ex)
+            if key is None:
+                continue
+            fronts = open_.setdefault(key, [])
+            fronts[:] = [f for f in fronts if f.response is None or f.end + _held(f) >= ex.start]
+            tcp = key[0] != "http"
+            for f in fronts:
+                linked = links.get(f.stream) == ex.stream
+                if tcp and not linked and (_closed(f) or any(
+                        s in links or s in linked_back for s in (f.stream, ex.stream))):
+                    continue  # a connection is relayed to one other, and to none of its own; a close links none
+                if _is_hop(f, ex, relaxed=linked):
+                    hops[id(f)] = (f, ex)
+                    fronts.remove(f)
+                    if tcp:
+                        links[f.stream] = ex.stream
+                        linked_back[ex.stream] = f.stream
+                    self._note(f, ex)
+                    break
+            fronts.append(ex)
+        return hops
+
+    def _note(self, front: Exchange, back: Exchange) -> None:
+        name, why = _name(front, back)
+        self.ends.setdefault((front.stream, "server"), ProxyEnd(name, why))
+        self.ends.setdefault((back.stream, "client"), ProxyEnd(name, why))
+        self._backends.add(back.server)
+        self._proxy_hosts.setdefault(back.client.host, name)
+
+    def _note_checks(self, exchanges: Iterable[Exchange], hops: dict[int, tuple[Exchange, Exchange]]) -> set[int]:
+        """The proxy's own requests to its servers (their client is the proxy): their ids."""
+        legs = {id(b) for _, b in hops.values()} | set(hops)
+        found: set[int] = set()
+        for ex in exchanges:
+            if id(ex) in legs:
+                continue
+            if ex.stream in self._checks:
+                found.add(id(ex))
+                continue
+            if ex.server not in self._backends or ex.client.host not in self._proxy_hosts:
+                continue
+            why = _health_check(ex)
+            if why is None:
+                continue
+            self._checks.add(ex.stream)
+            found.add(id(ex))
+            name = self._proxy_hosts[ex.client.host]
+            self.ends[(ex.stream, "client")] = ProxyEnd(name, f"{why}, to {ex.server}, a server {name} forwards to")
+        return found
+
+    @staticmethod
+    def _stitched(chain: list[Exchange]) -> ProxiedExchange:
+        front, last = chain[0], chain[-1]
+        names = [_name(a, b) for a, b in zip(chain, chain[1:], strict=False)]
+        return ProxiedExchange(
+            front.protocol, front.stream, front.client, last.server, front.request, front.response,
+            legs=tuple(chain), server_stream=last.stream,
+            proxy=tuple(n for n, _ in names), evidence=tuple(w for _, w in names),
+        )
+
+
+def _head(ex: Exchange, front_of: dict[int, Exchange]) -> Exchange:
+    """The first leg of the chain ``ex`` is a leg of."""
+    while id(ex) in front_of:
+        ex = front_of[id(ex)]
+    return ex
+
+
+def legs(exchanges: Iterable[Exchange]) -> Iterator[Exchange]:
+    """Every leg of ``exchanges``: a proxied one's legs, any other as it is."""
+    for ex in exchanges:
+        if isinstance(ex, ProxiedExchange):
+            yield from ex.legs
+        else:
+            yield ex
