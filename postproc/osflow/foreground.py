@@ -21,13 +21,12 @@ diagrams and timelines show the foreground and one line on what they left out
 
 from __future__ import annotations
 
-import json
 import os
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from .errors import InputError
+from .hosts import read_meta
 from .join import request_ids_of
 from .model import Pair
 from .openstack import service_of_command
@@ -105,18 +104,6 @@ def meta_beside(capture: str) -> str | None:
     """The ``meta.json`` ``osflow record`` wrote next to ``capture``, if there is one."""
     path = os.path.join(os.path.dirname(os.path.abspath(capture)), "meta.json")
     return path if os.path.isfile(path) else None
-
-
-def read_meta(path: str) -> dict:
-    """``meta.json`` as ``osflow record`` wrote it (an :class:`InputError` when it is not one)."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            meta = json.load(f)
-    except (OSError, ValueError) as e:
-        raise InputError(f"{path}: expected osflow record's meta.json, cannot read it: {e}") from None
-    if not isinstance(meta, dict):
-        raise InputError(f"{path}: expected osflow record's meta.json (a JSON object), found {type(meta).__name__}")
-    return meta
 
 
 def parents_of(processes=None, meta: dict | None = None) -> dict[int, int | None]:

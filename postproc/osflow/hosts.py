@@ -37,7 +37,8 @@ from dataclasses import dataclass, replace
 from .errors import InputError, PartialInput
 from .model import Address, Packet
 
-__all__ = ["DUPLICATE_WINDOW", "PRIME_SECONDS", "Merged", "Offset", "Recording", "align", "is_loopback", "recording"]
+__all__ = ["DUPLICATE_WINDOW", "PRIME_SECONDS", "Merged", "Offset", "Recording", "align", "is_loopback", "read_meta",
+           "recording"]
 
 #: Capture time read ahead from every host before the merge starts, to align the clocks: up to this
 #: long after the host whose capture started last started.
@@ -88,7 +89,7 @@ def recording(folder: str) -> Recording:
     meta = _present(folder, "meta.json")
     host, addresses = "", tuple[str, ...]()
     if meta:
-        recorded = _read_meta(meta[0])
+        recorded = read_meta(meta[0])
         host = recorded["host"] if isinstance(recorded.get("host"), str) else ""
         found = recorded.get("addresses")
         if isinstance(found, list):
@@ -98,7 +99,7 @@ def recording(folder: str) -> Recording:
     return Recording(host, folder, captures, ss, _present(folder, "ps.txt"), meta[0] if meta else None, addresses)
 
 
-def _read_meta(path: str) -> dict:
+def read_meta(path: str) -> dict:
     """``meta.json`` as ``osflow record`` wrote it (an :class:`InputError` when it is not one)."""
     try:
         with open(path, encoding="utf-8") as f:
