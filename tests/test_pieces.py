@@ -52,7 +52,7 @@ def test_every_fixture_capture_is_cut(tmp_path):
     carried = 0
     for capture in CAPTURES:
         size = _size(capture, 8)
-        folder = tmp_path / capture.parent.name
+        folder = tmp_path / "-".join(capture.parent.relative_to(FIXTURES).parts)  # multihost/*/controller
         folder.mkdir()
         pieces = list(Cutter(str(capture), str(folder), size))
         own = [n for p in pieces for n in p.frames if n >= p.first]
