@@ -156,6 +156,9 @@ def test_record_connections_to_and_from_another_host(peer_netns, tmp_path, path)
     assert meta["host"] == HOSTNAME
     assert {"lo", host_if} <= set(meta["interfaces"]) and peer_if not in meta["interfaces"], meta["interfaces"]
     assert meta["interface"] == ",".join(meta["interfaces"])
+    # the host's own addresses, for osflow-post to place ends on hosts without socket tables
+    assert HOST_ADDR in meta["addresses"] and PEER_ADDR not in meta["addresses"], meta["addresses"]
+    assert not any(a.startswith("127.") or a == "::1" for a in meta["addresses"]), meta["addresses"]
     assert f"capturing on {', '.join(meta['interfaces'])} into" in r.stderr
     # the capture holds each connection once: to the local service, to the remote one, over ::1
     syn = "tcp.flags.syn == 1 && tcp.flags.ack == 0"

@@ -20,9 +20,10 @@ from typing import IO
 
 from .. import __version__, portmap
 from ..errors import ExitStatus, InputError, OsflowError, ToolMissing, UsageError
+from ..hosts import is_loopback
 from ..wireshark import find_tool
 from .capture import Capture, check_interface, host_interfaces
-from .coverage import Coverage, coverage
+from .coverage import Coverage, coverage, local_hosts
 from .owners import KernelOwners
 from .procs import Containers, ProcInfo, pids_in_ps, ps_sections, user_name
 from .ring import CAPTURE, Ring, RingSocketLog, capture_files, parse_ring, socket_log_files
@@ -538,6 +539,9 @@ class Recorder:
             "versions": _versions(self.dumpcap),
             "user": user_name(os.geteuid()),
             "host": os.uname().nodename,  # the UTS host name (a container's or `unshare --uts`'s own)
+            # the host's own addresses (a VIP included): osflow-post -r places each end on its host
+            # with them when several hosts' recordings are merged and no socket table is read
+            "addresses": sorted(a for a in local_hosts() if not is_loopback(a) and not a.startswith("fe80:")),
         }
         if cov is not None:
             meta["coverage"] = {
