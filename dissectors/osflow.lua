@@ -194,6 +194,7 @@ local USER_AGENT_PRODUCTS = {
     { "nova-compute", "nova-compute" },
     { "nova-conductor", "nova-conductor" },
     { "nova-scheduler", "nova-scheduler" },
+    { "python-novaclient", "openstackclient" },
 }
 local USER_AGENT_CLIENT_WORDS = {
     "python-openstackclient",
@@ -384,7 +385,8 @@ end
 local function user_agent_service(ua)
     if type(ua) ~= "string" then return nil end
     local l = ua:lower()
-    local product = l:match("^%s*([%w_%.%-]+)[/ ]")  -- a product, with its /version or without
+    -- a product, with its /version or without, or alone ("python-novaclient")
+    local product = l:match("^%s*([%w_%.%-]+)[/ ]") or l:match("^%s*([%w_%.%-]+)$")
     local key = product and PRODUCT_SERVICES[product]
     if key then return key end
     for _, word in ipairs(USER_AGENT_CLIENT_WORDS) do

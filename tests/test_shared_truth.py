@@ -140,7 +140,9 @@ def synthetic_user_agents() -> list[str]:
         "swift-proxy/2.30 keystoneauth1/5.0.0",   # a port-map key that is not a product
         "openstackclient/6.0",
         "openstacksdk 1.0",               # not "openstacksdk/"
-        "nova",                           # no "/": no product
+        "nova",                           # a product alone
+        "nova-api 27.0.0",                # a product, a space, no "/"
+        "python-novaclient",              # the OpenStack client's library for nova, alone
         "placement-api/1.0",
     ]
     return uas

@@ -178,11 +178,14 @@ USER_AGENT_PRODUCTS: dict[str, str] = {
     "nova-compute": "nova-compute",  # "nova-compute keystoneauth1/5.0.0 ...": a product without a version
     "nova-conductor": "nova-conductor",
     "nova-scheduler": "nova-scheduler",
+    # the client library the OpenStack client calls nova through (``openstack server stop``); a
+    # service that uses it names itself first (nova-compute's ``nova-compute keystoneauth1/…``)
+    "python-novaclient": "openstackclient",
 }
 #: Words anywhere in a User-Agent (lower case) that make it the OpenStack client.
 USER_AGENT_CLIENT_WORDS = ("python-openstackclient", "openstacksdk/", "osc-lib")
 
-_PRODUCT = re.compile(r"\s*([\w.-]+)[/ ]")  # a product, with its /version or without
+_PRODUCT = re.compile(r"\s*([\w.-]+)(?:[/ ]|$)")  # a product, with its /version or without, or alone
 
 
 def service_of_user_agent(ua: str | None) -> str | None:
@@ -196,6 +199,8 @@ def service_of_user_agent(ua: str | None) -> str | None:
     'nova-api'
     >>> service_of_user_agent("nova-compute keystoneauth1/5.0.0 python-requests/2.28.1")  # no version
     'nova-compute'
+    >>> service_of_user_agent("python-novaclient")  # `openstack server stop`'s, a product alone
+    'openstackclient'
     >>> service_of_user_agent("python-keystoneclient") is None
     True
     """
