@@ -131,11 +131,11 @@ def test_from_capture_and_meta_alone(scenario, tmp_path):
     assert share >= 0.95, f"{share:.1%} of the pairs named"
 
     def story(pairs):  # the RPC and compute1's calls, with their place in the tree
-        return [(p["client"], p["server"], p["request"], p["parent"]) for p in pairs
+        return [(p["client"], p["server"], p["request"], p["parent"], p["background"]) for p in pairs
                 if p["protocol"] == "rpc" or "compute1" in p["client"]]
 
-    # (the foreground mark is not compared: without socket tables the command's own requests are known by
-    # their User-Agent only, and python-novaclient's, which `server stop` sends, could be another service's)
+    # the foreground too: without socket tables the command's requests are known by their User-Agent
+    # (python-novaclient's for `server stop`, as the OpenStack client's library)
     assert story(bare) == story(full)
 
 

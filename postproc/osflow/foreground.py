@@ -117,6 +117,50 @@ def parents_of(processes=None, meta: dict | None = None) -> dict[int, int | None
     return parents
 
 
+#: Programs that run another command (``timeout 300 openstack server stop vm1``): wrapper -> how
+#: many words after its options are its own (``timeout``'s duration), and its options that take a value.
+WRAPPERS: dict[str, tuple[int, frozenset[str]]] = {
+    "timeout": (1, frozenset({"-s", "--signal", "-k", "--kill-after"})),
+    "env": (0, frozenset({"-u", "--unset", "-C", "--chdir", "-S", "--split-string"})),
+    "nice": (0, frozenset({"-n", "--adjustment"})),
+    "ionice": (0, frozenset({"-c", "--class", "-n", "--classdata", "-p", "--pid"})),
+    "nohup": (0, frozenset()),
+    "setsid": (0, frozenset()),
+    "stdbuf": (0, frozenset({"-i", "-o", "-e"})),
+    "sudo": (0, frozenset({"-u", "--user", "-g", "--group", "-C", "-D", "--chdir", "-h", "-p", "-U"})),
+    "taskset": (1, frozenset()),
+    "time": (0, frozenset({"-f", "--format", "-o", "--output"})),
+    "unbuffer": (0, frozenset()),
+}
+
+
+def command_proper(words: Sequence[str]) -> list[str]:
+    """The command a command line runs through its wrappers (:data:`WRAPPERS`, ``ip netns exec NS``).
+
+    >>> command_proper("timeout -s KILL 300 env OS_CLOUD=x nice -n 5 /usr/bin/openstack server list".split())
+    ['/usr/bin/openstack', 'server', 'list']
+    >>> command_proper("ip netns exec compute1 openstack token issue".split())
+    ['openstack', 'token', 'issue']
+    >>> command_proper(["openstack"]), command_proper(["timeout"])
+    (['openstack'], [])
+    """
+    out = list(words)
+    while out:
+        name = os.path.basename(out[0])
+        if name == "ip" and out[1:3] == ["netns", "exec"]:
+            out = out[4:]
+            continue
+        wrapper = WRAPPERS.get(name)
+        if wrapper is None:
+            break
+        own, valued = wrapper
+        i = 1
+        while i < len(out) and (out[i].startswith("-") or (name == "env" and "=" in out[i])):
+            i += 2 if out[i] in valued else 1
+        out = out[i + own:]
+    return out
+
+
 def client_from_meta(path: str, processes=None, show_secrets: bool = False) -> Client:
     """The command of a recording: ``meta.json``'s ``command_pid`` and its descendants
     (:func:`parents_of`); a recording of a running system (no command) has no foreground.
@@ -128,7 +172,7 @@ def client_from_meta(path: str, processes=None, show_secrets: bool = False) -> C
         return Client(nothing=True, why=f"{name}: a recording without a command (everything is background)")
     words = " ".join(map(str, meta.get("command") or ()))
     command = command_line(words, show_secrets)[:60]
-    key = service_of_command(words)[0] if processes is None else None
+    key = service_of_command(" ".join(command_proper(words.split())))[0] if processes is None else None
     return Client(pids=descendants(pid, parents_of(processes, meta)), fallback=(key,) if key else (),
                   why=f"{name}: the command's pid {pid} ({command}) and its descendants"
                       + (f", or without a process table every {key} end" if key else ""))
@@ -142,7 +186,7 @@ def by_command_name(client: Client, path: str) -> Client:
         return client
     from .openstack import service_of_command
 
-    command = " ".join(map(str, read_meta(path).get("command") or ()))
+    command = " ".join(command_proper([str(w) for w in read_meta(path).get("command") or ()]))
     key = service_of_command(command)[0]
     if key is None:
         return client

@@ -167,6 +167,12 @@ def test_each_host_names_itself_and_covers_its_sockets(recordings):
     for (name, host), story in recordings["stories"].items():
         assert story.meta.get("host") == host, (name, host, story.meta.get("host"))
         assert story.meta.get("interface") == "any", (name, host)
+        # its own addresses (the VIP is the controller's), not the other host's
+        own, other = {CONTROLLER_IP, VIP}, {COMPUTE1_IP}
+        if host != "controller":
+            own, other = other, own
+        addresses = set(story.meta.get("addresses") or ())
+        assert own <= addresses and not other & addresses, (name, host, addresses)
         cov = story.rec.coverage
         assert cov is not None, f"{name}/{host}: no coverage line"
         # the busy lab's socket log may miss a few short-lived ends (as in test_compute_lab.py)
@@ -379,6 +385,8 @@ def test_merged_from_captures_and_meta_alone(recordings):
                   "server-delete": "terminate_instance"}[name]
         cast = [p for p in pairs if (p["request"] or "").startswith(f"cast {method}")]
         assert cast and cast[0]["server"] == "nova-compute@compute1", (name, cast)
+        # the same story: the command's requests (OpenStackClient's, through novaclient too) and the cast they made
+        assert not cast[0]["background"], (name, cast[0])
 
 
 def test_seed_through_haproxy_is_one_pair_per_request(recordings):
