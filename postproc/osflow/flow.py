@@ -435,22 +435,29 @@ def _parent(
     activity = activity or _Activity()
     found.sort(key=lambda f: -activity.since(f[0], served[f[0]][0]))
     lookup = _token_lookup(ex)
-    named: dict[int, set[str]] = {}  # candidate -> the UUIDs it shares with ex that not every candidate shares
+    # candidate -> the UUIDs it shares with ex that not every candidate shares: those its own request
+    # names (the request is about that resource), and those its children named so far
+    own: dict[int, set[str]] = {}
+    kids: dict[int, set[str]] = {}
     if ids:
         mine_ids = set(ids)
         for idx, cand, _ in found:
-            named[idx] = mine_ids.intersection(_identifiers(cand.exchange)) | mine_ids.intersection(
-                activity.ids.get(idx, ()))
-        common = set.intersection(*named.values())
-        named = {idx: shared - common for idx, shared in named.items()}
+            own[idx] = mine_ids.intersection(_identifiers(cand.exchange))
+            kids[idx] = mine_ids.intersection(activity.ids.get(idx, ())) - own[idx]
+        for named in (own, kids):
+            common = set.intersection(*named.values())
+            named.update((idx, shared - common) for idx, shared in named.items())
     for idx, cand, handled in found:  # a tie keeps the first
         score, why = 0, []
         if idx == checkout:
             score += 3
             why.append("its connection's checkout")
-        if named.get(idx):
+        if own.get(idx):
             score += 3
-            why.append(f"resource {min(named[idx])}")
+            why.append(f"resource {min(own[idx])}")
+        elif kids.get(idx):
+            score += 2
+            why.append(f"resource {min(kids[idx])}, as its other children")
         if lookup and idx not in activity.looked_up:
             score += 1
             why.append("its first token lookup")
