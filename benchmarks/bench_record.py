@@ -19,9 +19,9 @@ Idle: ``osflow record --duration`` on the machine as it is, no workload, ``--idl
 recorder's CPU over those seconds once it is capturing (the marginal cost of recording that much
 longer), against the machine's own busy CPU over as long without a recorder, alternating.
 
-Peak RSS over a long recording with a ring buffer (``--rss L1,L2``): the workload at 1,000
-connections per second under ``osflow record --duration L -b filesize:2000 -b files:3`` for two
-lengths; a flat memory gives the same peak at both.
+Peak RSS over a long recording with a ring buffer (``--rss L1,L2``): the workload at 1,000 (default)
+connections per second (``--rss-rate``) under ``osflow record --duration L -b filesize:2000 -b files:3``
+for two lengths; a flat memory gives the same peak at both.
 
 The latencies osflow draws (``--only lab``, with the project's lab up: ``tests/lab/up.sh``): the seed's
 command (``openstack --os-placement-api-version 1.2 resource class list --sort-column name``) with the
@@ -270,6 +270,7 @@ def main() -> int:
     ap.add_argument("--idle", type=float, default=60, help="seconds of the idle measurement")
     ap.add_argument("--idle-rounds", type=int, default=3)
     ap.add_argument("--rss", default="60,180", help="two recording lengths (s) with a ring buffer for the peak RSS")
+    ap.add_argument("--rss-rate", type=float, default=1000, help="connections per second during the RSS runs")
     ap.add_argument("--paths", default="kernel", help="kernel (owners from the kernel where it allows), polls, or both")
     ap.add_argument("--only", default="workload,idle,rss", help="also: lab (the seed's command in the lab)")
     ap.add_argument("--lab-rounds", type=int, default=7)
@@ -331,10 +332,10 @@ def main() -> int:
             if "rss" in only:
                 for length in (float(x) for x in args.rss.split(",")):
                     r = Recording(port, path, ring=("-b", "filesize:2000", "-b", "files:3"))
-                    got = run_client(port, 1000, int(1000 * length))
+                    got = run_client(port, args.rss_rate, int(args.rss_rate * length))
                     cpu = r.cpu()
                     meta = r.stop()
-                    print(f"[{path}] ring buffer, 1000/s for {length:g} s ({got['n']} connections, "
+                    print(f"[{path}] ring buffer, {args.rss_rate:g}/s for {length:g} s ({got['n']} connections, "
                           f"{got['wall']:.0f} s): peak RSS {meta['peak_rss_mb']:.1f} MB, recorder CPU {cpu:.1f} s, "
                           f"coverage {(meta.get('coverage') or {}).get('percent')}, "
                           f"{len(meta['ring_buffer']['capture_files'])} capture files kept", flush=True)
