@@ -156,10 +156,12 @@ class Recording:
         return cpu_seconds(self.proc.pid) - self.cpu0
 
     def stop(self) -> dict:
-        """Ctrl-C, wait; ``meta.json``, with the peak RSS (MB) under ``peak_rss_mb``."""
+        """SIGTERM (osflow record takes it as Ctrl-C; a SIGINT would be ignored when this benchmark
+        was started in the background, as shells start a background job), wait; ``meta.json``, with
+        the peak RSS (MB) under ``peak_rss_mb``."""
         peak = hwm_mb(self.proc.pid)
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
+            self.proc.send_signal(signal.SIGTERM)
         try:
             _, err = self.proc.communicate(timeout=600)
         except subprocess.TimeoutExpired:
