@@ -61,6 +61,7 @@ class PostOptions:
     otlp_endpoint: str | None = None  #: also POST the flow as OTLP/JSON to this URL's ``/v1/traces``
     folders: tuple[str, ...] = ()  #: ``osflow record`` folders (``-r DIR``, one per host; :mod:`osflow.hosts`)
     clock_offsets: tuple[tuple[str, float], ...] = ()  #: ``--clock-offset HOST=SECONDS``
+    endpoints: tuple[tuple[str, str], ...] = ()  #: ``--endpoint URL=SERVICE``
 
 
 @dataclass(frozen=True)
@@ -379,7 +380,8 @@ def analysis_options(options: PostOptions, tables: Tables) -> AnalysisOptions:
     """What changes the analysis, from ``osflow-post``'s options and the tables read (who the client is)."""
     return AnalysisOptions(overrides=options.overrides, client=_client(options, tables),
                            show_secrets=options.show_secrets, group=options.group, show_all=options.show_all,
-                           explain=options.explain, show_proxies=options.show_proxies)
+                           explain=options.explain, show_proxies=options.show_proxies,
+                           endpoints=options.endpoints)
 
 
 def _client(options: PostOptions, tables: Tables):

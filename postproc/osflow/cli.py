@@ -49,6 +49,19 @@ def _service_override(text: str) -> tuple[int, str]:
     return int(port), name
 
 
+def _endpoint(text: str) -> tuple[str, str]:
+    from .openstack import parse_endpoint
+
+    url, sep, name = text.rpartition("=")
+    try:
+        if not sep or not name.strip():
+            raise ValueError(f"expected URL=SERVICE (e.g. http://10.0.0.5/identity=keystone), found {text!r}")
+        parse_endpoint(url, name.strip(), "--endpoint")
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return url, name.strip()
+
+
 def add_post_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("pdml", nargs="*", metavar="PDML", help="PDML files (default: standard input; '-' is stdin)")
     p.add_argument("-r", "--read", metavar="CAPTURE|DIR", action="append", default=[],
@@ -66,6 +79,10 @@ def add_post_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--service", action="append", default=[], type=_service_override, metavar="PORT=NAME",
                    help="name the service on PORT (overrides the port map; repeatable); a service of the map or "
                         "a protocol (http, mysql, memcache, amqp) also has -r decode PORT as its protocol")
+    p.add_argument("--endpoint", action="append", default=[], type=_endpoint, metavar="URL=SERVICE",
+                   help="a request under URL (e.g. http://10.0.0.5/identity) is SERVICE's, behind the web server "
+                        "it was sent to (repeatable; adds to or overrides the keystone catalog in the capture "
+                        "and devstack's path prefixes)")
     p.add_argument("-f", "--format", choices=FORMATS,
                    help="output format (default: from -o's extension, else timeline)")
     p.add_argument("-o", "--output", metavar="FILE",
@@ -148,6 +165,7 @@ def _post(args, prog: str) -> int:
         ss=tuple(args.ss),
         ps=tuple(args.ps),
         overrides=tuple(args.service),
+        endpoints=tuple(args.endpoint),
         format=args.format,
         output=args.output,
         group=args.group,

@@ -168,6 +168,9 @@ class TokenInfo(_Fields):
     project: str | None = None
     domain: str | None = None
     expires: str | None = None
+    #: the token's service catalog, as far as osflow uses it: (endpoint URL, service key) of each
+    #: endpoint whose service type it knows (:func:`osflow.openstack.catalog_endpoints`)
+    catalog: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True, eq=False, repr=False)
