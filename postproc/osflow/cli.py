@@ -83,6 +83,9 @@ def add_post_arguments(p: argparse.ArgumentParser) -> None:
                    help="a request under URL (e.g. http://10.0.0.5/identity) is SERVICE's, behind the web server "
                         "it was sent to (repeatable; adds to or overrides the keystone catalog in the capture "
                         "and devstack's path prefixes)")
+    p.add_argument("--tls-keylog", metavar="FILE",
+                   help="decrypt TLS with this key log (SSLKEYLOGFILE's format; default: the tls-keys.log of a "
+                        "-r folder osflow record wrote); its contents are never shown")
     p.add_argument("-f", "--format", choices=FORMATS,
                    help="output format (default: from -o's extension, else timeline)")
     p.add_argument("-o", "--output", metavar="FILE",
@@ -146,6 +149,9 @@ def _post(args, prog: str) -> int:
     if len(args.pdml) > 1:
         raise UsageError("give one PDML file (or standard input)")
     capture, folders = _inputs(args.read)
+    if args.tls_keylog and not args.read:
+        raise UsageError("--tls-keylog is for -r CAPTURE or -r DIR (tshark decrypts with it); "
+                         "give tshark -o tls.keylog_file:FILE for PDML")
     if args.clock_offset and len(folders) < 2:
         raise UsageError("--clock-offset needs two -r folders or more (one per host)")
     if folders and (args.ss or args.ps or args.meta) and len(folders) > 1:
@@ -166,6 +172,7 @@ def _post(args, prog: str) -> int:
         ps=tuple(args.ps),
         overrides=tuple(args.service),
         endpoints=tuple(args.endpoint),
+        tls_keylog=_keylog(args.tls_keylog),
         format=args.format,
         output=args.output,
         group=args.group,
@@ -191,6 +198,18 @@ def _post(args, prog: str) -> int:
     if outcome.partial is not None:
         raise outcome.partial
     return ExitStatus.OK
+
+
+def _keylog(path: str | None) -> str | None:
+    """``--tls-keylog FILE``, once it is known to be a file osflow may read."""
+    if path is None:
+        return None
+    if not os.path.isfile(path) or not os.access(path, os.R_OK):
+        from .errors import InputError
+
+        why = "no such file" if not os.path.exists(path) else "not a readable file"
+        raise InputError(f"--tls-keylog: expected a TLS key log file, found {path!r} ({why})")
+    return path
 
 
 def _inputs(read: list[str]) -> tuple[str | None, tuple[str, ...]]:
