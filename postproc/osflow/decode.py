@@ -84,3 +84,7 @@ class Decoder:
         """Emit replies still being assembled when the input ends (marked incomplete)."""
         for d in self._all:
             yield from d.flush()
+
+    def notes(self) -> list[str]:
+        """What the protocols' decoders have to say about the input (a TLS connection left opaque)."""
+        return [n for d in self._all for n in d.notes()]

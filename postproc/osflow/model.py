@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Literal
 
 #: The protocol of a message or pair (``tcp``: a FIN/RST that answers a MySQL quit; ``amqp``: one
 #: message on one connection to the broker; ``rpc``: an oslo.messaging call or cast across it).
-Protocol = Literal["http", "mysql", "memcache", "amqp", "rpc", "redis", "tcp"]
+Protocol = Literal["http", "mysql", "memcache", "amqp", "rpc", "redis", "tls", "tcp"]
 #: How an RPC travels: a call waits for a reply, a cast does not, a fanout is a cast to every consumer.
 RpcKind = Literal["call", "cast", "fanout"]
 #: What a MySQL server answered to one command.

@@ -343,14 +343,14 @@ class Stitcher:
         if stream is None:
             stream = self._virtual[(ex.server, e.key)] = -1 - len(self._virtual)
         where = f"{e.path or '/'}" + (f" at {e.host}:{e.port}" if e.host is not None else "")
-        why = (f"{ex.server} serves {req.method} {req.uri.split('?')[0]} under {where} ({e.source}: {e.key}); "
-               f"the hop from {name} to it is not on the wire")
-        self.routes.setdefault(stream, ProxyEnd(e.key, why))
-        self.ends.setdefault((ex.stream, "server"), ProxyEnd(name, why))
-        self.ends.setdefault((stream, "client"), ProxyEnd(name, why))
+        serves = f"{ex.server} ({name}) serves {where} as {e.key} ({e.source}); the hop to it is not on the wire"
+        self.routes.setdefault(stream, ProxyEnd(e.key, serves))
+        self.ends.setdefault((ex.stream, "server"), ProxyEnd(name, serves))
+        self.ends.setdefault((stream, "client"), ProxyEnd(name, serves))
         hop = Exchange(ex.protocol, stream, ex.server, ex.server, ex.request, ex.response)
         if not self.show:
-            self._hops[id(hop)] = (name, why)
+            self._hops[id(hop)] = (name, f"{ex.server} sent {req.method} {req.uri.split('?')[0]} on to {e.key}: "
+                                         f"under {where} ({e.source}), over a hop not on the wire")
         return hop
 
     def forget(self, streams: Iterable[int]) -> None:

@@ -115,6 +115,10 @@ class LayerDecoder:
         """The input ended: what is still being assembled, marked incomplete."""
         return iter(())
 
+    def notes(self) -> list[str]:
+        """What it has to say about the input (one line each, for stderr), so far."""
+        return []
+
 
 class ProtocolModule:
     """One protocol: every stage's knowledge of it.  Subclass, override the hooks it needs, and
