@@ -163,3 +163,38 @@ def test_endpoint_option_parsing():
 def test_endpoint_matching(url, path, port, host, ok):
     e = openstack.parse_endpoint(url, "x", "test")
     assert e.matches(host, "10.0.0.5" if host != "other" else "10.0.0.7", port, path) is ok
+
+
+def test_the_uwsgi_s_own_requests_nest_under_the_request_it_serves(tmp_path):
+    """keystone's uwsgi worker (named from the tables) calls placement while it serves a request
+    Apache sent it by path: that call is a child of the request, drawn client -> keystone."""
+    from osflow.flow import build_flow
+    from osflow.options import AnalysisOptions
+
+    uwsgi = Address("10.0.0.5", 50000)
+    (tmp_path / "ps.txt").write_text(
+        "  PID  PPID USER     COMMAND\n"
+        " 1201     1 stack    /usr/local/bin/uwsgi --procname-prefix keystone --ini /etc/keystone/keystone-uwsgi.ini\n"
+        " 1203  1201 stack    /usr/local/bin/uwsgi --procname-prefix keystone --ini /etc/keystone/keystone-uwsgi.ini\n",
+        encoding="utf-8")
+    (tmp_path / "ss.txt").write_text(
+        'ESTAB 0 0 10.0.0.5:50000 10.0.0.5:8778 users:(("uwsgi",pid=1203,fd=9))\n', encoding="utf-8")
+    tables = Tables.load([str(tmp_path / "ss.txt")], [str(tmp_path / "ps.txt")])
+    outer = _exchange("/identity/v3/auth/tokens", method="POST", start=1.0)
+    outer = Exchange("http", 1, CLIENT, APACHE, outer.request,
+                     HttpResponse(protocol="http", stream=1, src=APACHE, dst=CLIENT, start=1.5, end=1.5,
+                                  frames=(13,), is_request=False, status=201, reason="Created"))
+    inner = _exchange("/placement/traits", stream=2, start=1.1, server=Address("10.0.0.5", 8778))
+    inner = Exchange("http", 2, uwsgi, inner.server,
+                     HttpRequest(protocol="http", stream=2, src=uwsgi, dst=inner.server, start=1.1, end=1.1,
+                                 frames=(20,), is_request=True, method="GET", uri="/traits",
+                                 headers=(("Host", "10.0.0.5:8778"),)), inner.response)
+    st = Stitcher()
+    exchanges = st.stitch([outer, inner])
+    names = Joiner(tables.sockets, tables.processes, proxies=st.ends, routes=st.routes).join(exchanges)
+    flow = build_flow(exchanges, names, AnalysisOptions(show_all=True))
+    by_request = {p.request: p for p in flow.pairs}
+    top, child = by_request["POST /identity/v3/auth/tokens"], by_request["GET /traits"]
+    assert (top.server.label, [p.label for p in top.proxies]) == ("keystone", ["apache2"])
+    assert top.server.pid == 1201
+    assert (child.client.label, child.server.label, child.parent) == ("keystone", "placement", top.id)
