@@ -155,3 +155,16 @@ def test_the_plugin_names_requests_and_responses_by_their_path(tmp_path):
         ("/identity/v3", "", "keystone", "request"), ("", "200", "keystone", "response"),
         ("/identity/v3/auth/tokens", "", "keystone", "request"), ("", "201", "keystone", "response"),
         ("/placement/resource_classes", "", "placement", "request"), ("", "200", "placement", "response")]
+
+
+@needs_tshark
+def test_the_plugin_names_decrypted_requests_with_the_key_log(tmp_path):
+    """As README says: Wireshark given the recording's key log (tls.keylog_file) shows the HTTP inside
+    and the plugin names it by path; without it, no HTTP and nothing named."""
+    names = ["frame.number", "http.request.uri", "osflow.service"]
+    keylog = ["-o", f"tls.keylog_file:{HTTPS / 'tls-keys.log'}"]
+    rows = fields(HTTPS / "capture.pcapng", names, tmp_path, display_filter="http.request", extra=keylog)
+    assert [(uri, service) for _, uri, service in rows] == [
+        ("/identity/v3", "keystone"), ("/identity/v3/auth/tokens", "keystone"),
+        ("/placement/resource_classes", "placement")]
+    assert fields(HTTPS / "capture.pcapng", names, tmp_path, display_filter="http || osflow") == []
