@@ -168,3 +168,11 @@ def test_the_plugin_names_decrypted_requests_with_the_key_log(tmp_path):
         ("/identity/v3", "keystone"), ("/identity/v3/auth/tokens", "keystone"),
         ("/placement/resource_classes", "placement")]
     assert fields(HTTPS / "capture.pcapng", names, tmp_path, display_filter="http || osflow") == []
+
+
+def test_a_tls_session_a_protocol_began_is_that_protocol_s():
+    """MySQL's SSL request starts TLS on its own connection: MySQL's module draws that session (once),
+    and nothing is said about a key (tests/fixtures/captures-zeek/mysql-tls)."""
+    pairs, err = _json(["-r", str(FIXTURES / "captures-zeek" / "mysql-tls" / "capture.pcapng"), "--all"])
+    assert [(p["protocol"], p["request"]) for p in pairs] == [("mysql", "TLS session (login and queries encrypted)")]
+    assert "TLS" not in err

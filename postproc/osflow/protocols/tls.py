@@ -12,9 +12,9 @@ and why it stays opaque.
 
 Read from tshark's ``tls`` layer: ``tls.handshake.type`` (1: ClientHello), the SNI, the records'
 content types (``tls.record.content_type``; TLS 1.3's encrypted records show only their
-``tls.record.opaque_type``).  A frame that also holds another layer (HTTP, MySQL: decrypted, or
-a protocol that starts TLS itself, as MySQL's SSL request) makes its connection none of this
-module's business.
+``tls.record.opaque_type``).  A connection on which a frame holds another protocol's layer (HTTP,
+decrypted; MySQL, whose SSL request begins the TLS session and whose module draws it) is none of
+this module's business.
 """
 
 from __future__ import annotations
@@ -58,16 +58,23 @@ class TlsDecoder(LayerDecoder):
 
     def __init__(self) -> None:
         self._conns: dict[int, _Conn] = {}
-        self._done: set[int] = set()
+        self._done: dict[int, None] = {}  # connections closed (the latest): their last frames are not a new one
+        #: connections that carried another protocol's layer lately (the latest, in order): a TLS
+        #: session a protocol began (MySQL's SSL request) is that protocol's
+        self._others: dict[int, None] = {}
         self._notes: list[str] = []  # one line per opaque connection, for stderr
+
+    def packet(self, p: Packet) -> None:
+        if any(layer.name != "tls" for layer in p.layers):
+            _remember(self._others, p.stream)
 
     def layer(self, p: Packet, layer: Layer, frames: tuple[int, ...], start: float) -> Iterator[Message]:
         if p.stream in self._done:
             return
         c = self._conns.get(p.stream)
         if c is None:
-            c = self._conns[p.stream] = _Conn(sent={})
-        if any(other.name != "tls" for other in p.layers):
+            c = self._conns[p.stream] = _Conn(sent={}, inner=p.stream in self._others)
+        if p.stream in self._others:
             c.inner = True
         assert c.sent is not None
         hello = "1" in layer.all("tls.handshake.type") or "1" in (layer.get("tls.handshake.type") or "").split(",")
@@ -87,7 +94,7 @@ class TlsDecoder(LayerDecoder):
     def closed(self, stream: int, src: Address) -> Iterator[Message]:
         c = self._conns.pop(stream, None)
         if c is not None:
-            self._done.add(stream)
+            _remember(self._done, stream)
             yield from self._session(stream, c)
 
     def flush(self) -> Iterator[Message]:
@@ -113,6 +120,16 @@ class TlsDecoder(LayerDecoder):
             yield TlsSession(protocol="tls", stream=stream, src=server, dst=client, start=c.last[0], end=c.last[0],
                              frames=(c.last[1],), is_request=False, server_name=c.server_name,
                              frames_sent=c.sent.get(server, 0))
+
+
+def _remember(seen: dict[int, None], stream: int) -> None:
+    """Note ``stream`` as the latest of ``seen``; the oldest half forgotten past 8192 (flat memory: a
+    connection's mark is needed from its first TLS record on, when its own state keeps it)."""
+    seen.pop(stream, None)
+    seen[stream] = None
+    if len(seen) > 8192:
+        for old in list(seen)[:4096]:
+            del seen[old]
 
 
 def _keep(name: str) -> bool:
