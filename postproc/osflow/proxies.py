@@ -49,7 +49,8 @@ from .openstack import ENDPOINT_PREFIXES, Endpoint, parse_endpoint
 
 __all__ = ["ProxyEnd", "Stitcher", "streams_of"]
 
-#: Where devstack's prefixes come from, for the evidence.
+#: Where an endpoint comes from, as the evidence says it: devstack's prefixes, a token's catalog, the
+#: command line.
 DEVSTACK = "devstack's path prefix"
 CATALOG = "the keystone catalog"
 GIVEN = "--endpoint"
