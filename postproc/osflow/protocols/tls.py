@@ -43,6 +43,8 @@ class TlsSession(Message):
 
 @dataclass
 class _Conn:
+    """One TLS connection while it is read."""
+
     client: Address | None = None  # who sent the ClientHello (else the first record)
     server: Address | None = None
     first: tuple[float, int] | None = None  # (time, frame) of the client's first record
