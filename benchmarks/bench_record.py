@@ -19,15 +19,20 @@ Idle: ``osflow record --duration`` on the machine as it is, no workload, ``--idl
 recorder's CPU over those seconds once it is capturing (the marginal cost of recording that much
 longer), against the machine's own busy CPU over as long without a recorder, alternating.
 
-Peak RSS over a long recording with a ring buffer (``--rss L1,L2``): the workload at 1,000
-connections per second under ``osflow record --duration L -b filesize:2000 -b files:3`` for two
-lengths; a flat memory gives the same peak at both.
+Peak RSS over a long recording with a ring buffer (``--rss L1,L2``): the workload at 1,000 (default)
+connections per second (``--rss-rate``) under ``osflow record --duration L -b filesize:2000 -b files:3``
+for two lengths; a flat memory gives the same peak at both.
+
+The latencies osflow draws (``--only lab``, with the project's lab up: ``tests/lab/up.sh``): the seed's
+command (``openstack --os-placement-api-version 1.2 resource class list --sort-column name``) with the
+client's ``--timing``, alone and under ``osflow record`` (its default ports), alternating,
+``--lab-rounds`` rounds: the placement request's latency as the client measured it, recorded / alone.
 
 The machine's load (``/proc/loadavg``, and the share of CPU busy during each run) is printed with
 the results: other processes on a shared machine weigh on every figure.
 
     sudo python3 benchmarks/bench_record.py [--rounds 5] [--rates 100,1000] [--seconds 10] [--flat 5000]
-        [--idle 60] [--rss 60,180] [--paths kernel,polls] [--only workload,idle,rss]
+        [--idle 60] [--rss 60,180] [--paths kernel,polls] [--only workload,idle,rss,lab] [--lab-rounds 7]
 """
 
 from __future__ import annotations
@@ -196,6 +201,66 @@ def workload(port: int, rate: float, n: int, path: str | None) -> dict:
     return got
 
 
+SEED = ["--os-placement-api-version", "1.2", "resource", "class", "list", "--sort-column", "name"]
+
+
+def openrc_env(path: str) -> dict[str, str]:
+    """The environment with the ``export NAME=VALUE`` lines of an openrc file."""
+    env = dict(ENV)
+    for line in Path(path).read_text().splitlines():
+        if line.startswith("export ") and "=" in line:
+            name, value = line[len("export "):].split("=", 1)
+            env[name.strip()] = value.strip().strip("'\"")
+    return env
+
+
+def seed_latency(env: dict[str, str], recorded: bool) -> dict[str, float]:
+    """One run of the seed's command with ``--timing``: each request's seconds (method and path, no
+    host or query) and the total, as the client measured them."""
+    command = ["/usr/bin/openstack", "--timing", *SEED]
+    folder = tempfile.mkdtemp(prefix="bench-record-lab-")
+    if recorded:
+        command = [*RECORD, "--linger", "0", "-o", os.path.join(folder, "rec"), "--", *command]
+    try:
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    finally:
+        subprocess.run(["rm", "-rf", folder], check=False)
+    if done.returncode != 0:
+        sys.exit(f"the seed's command failed ({'recorded' if recorded else 'alone'}): {done.stderr.strip()[-300:]}")
+    out: dict[str, float] = {}
+    for line in done.stdout.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) != 2:
+            continue
+        try:
+            seconds = float(cells[1])
+        except ValueError:
+            continue
+        words = cells[0].split()
+        key = cells[0] if len(words) != 2 else f"{words[0]} {'/' + words[1].split('/', 3)[-1].split('?')[0]}"
+        out[key] = out.get(key, 0.0) + seconds
+    return out
+
+
+def lab_latency(rounds: int, openrc: str) -> None:
+    env = openrc_env(openrc)
+    alone: list[dict[str, float]] = []
+    rec: list[dict[str, float]] = []
+    for k in range(rounds):
+        for recorded in ([False, True] if k % 2 == 0 else [True, False]):
+            (rec if recorded else alone).append(seed_latency(env, recorded))
+    for key in ("GET /resource_classes", "POST /v3/auth/tokens", "Total"):
+        a = [r[key] for r in alone if key in r]
+        b = [r[key] for r in rec if key in r]
+        if not a or not b:
+            print(f"[lab] {key}: not in the client's --timing table", flush=True)
+            continue
+        spread = statistics.pstdev(a) / statistics.median(a) if len(a) > 1 else 0.0
+        print(f"[lab] seed's {key}: recorded/alone {statistics.median(b) / statistics.median(a):.3f}x (median "
+              f"{statistics.median(a) * 1000:.1f} ms alone, {statistics.median(b) * 1000:.1f} ms recorded; "
+              f"alone's own spread ±{spread:.0%}; {rounds} rounds)", flush=True)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=5)
@@ -205,8 +270,11 @@ def main() -> int:
     ap.add_argument("--idle", type=float, default=60, help="seconds of the idle measurement")
     ap.add_argument("--idle-rounds", type=int, default=3)
     ap.add_argument("--rss", default="60,180", help="two recording lengths (s) with a ring buffer for the peak RSS")
+    ap.add_argument("--rss-rate", type=float, default=1000, help="connections per second during the RSS runs")
     ap.add_argument("--paths", default="kernel", help="kernel (owners from the kernel where it allows), polls, or both")
-    ap.add_argument("--only", default="workload,idle,rss")
+    ap.add_argument("--only", default="workload,idle,rss", help="also: lab (the seed's command in the lab)")
+    ap.add_argument("--lab-rounds", type=int, default=7)
+    ap.add_argument("--openrc", default="/var/lib/osflow-lab/openrc", help="the lab's credentials (--only lab)")
     args = ap.parse_args()
     only = set(args.only.split(","))
     paths = args.paths.split(",")
@@ -264,13 +332,15 @@ def main() -> int:
             if "rss" in only:
                 for length in (float(x) for x in args.rss.split(",")):
                     r = Recording(port, path, ring=("-b", "filesize:2000", "-b", "files:3"))
-                    got = run_client(port, 1000, int(1000 * length))
+                    got = run_client(port, args.rss_rate, int(args.rss_rate * length))
                     cpu = r.cpu()
                     meta = r.stop()
-                    print(f"[{path}] ring buffer, 1000/s for {length:g} s ({got['n']} connections, "
+                    print(f"[{path}] ring buffer, {args.rss_rate:g}/s for {length:g} s ({got['n']} connections, "
                           f"{got['wall']:.0f} s): peak RSS {meta['peak_rss_mb']:.1f} MB, recorder CPU {cpu:.1f} s, "
                           f"coverage {(meta.get('coverage') or {}).get('percent')}, "
                           f"{len(meta['ring_buffer']['capture_files'])} capture files kept", flush=True)
+        if "lab" in only:
+            lab_latency(args.lab_rounds, args.openrc)
     finally:
         server.kill()
         server.wait()

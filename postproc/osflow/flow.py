@@ -36,6 +36,7 @@ from .model import (
     Step,
     Token,
 )
+from .openstack import MAX_IDS
 from .options import AnalysisOptions
 from .prose import Prose
 from .protocols.mysql import is_pool_noise
@@ -136,8 +137,10 @@ class FlowBuilder:
         self.placed = 0  # pairs placed
         self.given = 0  # pairs given out by settle
         self.frontier = -math.inf  # the latest start placed: later exchanges start no earlier
-        self._last: dict[tuple[str, str], float] = {}  # (client label, request id) -> latest end of what it sent
-        self._casts: dict[tuple[str, str], list[int]] = defaultdict(list)  # (callee label, request id) -> casts
+        # (client label, request id or resource UUID) -> latest end of what it sent naming it
+        self._last: dict[tuple[str, str], float] = {}
+        self._casts: dict[tuple[str, str], list[int]] = defaultdict(list)  # (callee label, id) -> casts
+        self._checkout: dict[int, int] = {}  # MySQL connection -> index of the parent its checkout's statements had
         self._last_child: dict[int, int] = {}  # index -> index of its last child placed
         self._by_exchange: dict[int, int] = {}  # id of a pair's exchange -> its index, while kept (a proxy's legs)
 
@@ -182,12 +185,13 @@ class FlowBuilder:
         touched = self._note_last(zip(exchanges, ends, strict=True))
         if later_names is not None:
             touched |= self._note_last((ex, participants(ex, later_names)) for ex in later
-                                       if request_ids_of(ex) and ex.stream in later_names)
+                                       if (request_ids_of(ex) or _identifiers(ex)) and ex.stream in later_names)
         for key in touched:  # casts placed before: their callee's work goes on
             for idx in self._casts.get(key, ()):
                 if idx in self.served:
                     s, e = self.served[idx]
-                    self.served[idx] = (s, max(e, min(self._last[key], s + self.longest_cast)))
+                    reach = self.longest_cast if key[1].startswith("req-") else min(self.longest_cast, ID_REACH)
+                    self.served[idx] = (s, max(e, min(self._last[key], s + reach)))
         pairs, served, prose, activity = self.pairs, self.served, self.prose, self.activity
         for ex, (client, server) in zip(exchanges, ends, strict=True):
             i = self.placed
@@ -196,14 +200,23 @@ class FlowBuilder:
             open_ = self.by_server.get(client.label)
             if open_:
                 open_[:] = [j for j in open_ if j in served and served[j][1] >= ex.start]
+            ids = _identifiers(ex)
+            pool = protocols.of(ex).pool_use(ex)
+            if pool == "checkout":
+                self._checkout.pop(ex.stream, None)
             if isinstance(ex, ProxyLeg):  # a proxy's leg of one request (its own health check: of none)
                 j = self._by_exchange.get(id(ex.front)) if ex.front is not None else None
                 parent, placed = (j + 1, "the proxy's leg of it") if j is not None else (None, "")
             else:
-                parent, placed = _parent(pairs, served, open_ or (), ex, text.tokens, client.pid, activity)
+                parent, placed = _parent(pairs, served, open_ or (), ex, text.tokens, client.pid, activity, ids,
+                                         self._checkout.get(ex.stream))
             if parent is not None:
-                activity.note(parent - 1, ex, client.pid)
+                activity.note(parent - 1, ex, client.pid, ids)
                 self._last_child[parent - 1] = i
+            if pool == "checkin" or parent is None:
+                self._checkout.pop(ex.stream, None)
+            elif pool == "statement":
+                self._checkout[ex.stream] = parent - 1
             depth = 0 if parent is None else pairs[parent - 1].depth + 1
             pair = Pair(
                 id=i + 1,
@@ -233,7 +246,7 @@ class FlowBuilder:
     def _note_last(self, named) -> set[tuple[str, str]]:
         touched = set()
         for ex, (client, _) in named:
-            for rid in request_ids_of(ex):
+            for rid in request_ids_of(ex) + _identifiers(ex):
                 key = (client.label, rid)
                 if ex.end > self._last.get(key, -math.inf):
                     self._last[key] = ex.end
@@ -247,10 +260,12 @@ class FlowBuilder:
             return ex.start, ex.end
         start, end = ex.served
         rid = ex.oslo.request_id
-        if ex.kind != "call" and ex.delivery is not None and rid:
-            key = (server.label, rid)
-            end = max(end, min(self._last.get(key, end), start + self.longest_cast))
-            self._casts[key].append(i)
+        if ex.kind != "call" and ex.delivery is not None:
+            # its handling lasts while the callee works on its request id, or on what its arguments name
+            for key, reach in ([((server.label, rid), self.longest_cast)] if rid else []) + [
+                    ((server.label, u), min(self.longest_cast, ID_REACH)) for u in ex.oslo.ids]:
+                end = max(end, min(self._last.get(key, end), start + reach))
+                self._casts[key].append(i)
         return start, end
 
     def _kept(self, lists: dict) -> None:
@@ -298,6 +313,8 @@ class FlowBuilder:
             del self._last[key]
             self._casts.pop(key, None)
         self._kept(self._casts)
+        for stream in [s for s, j in self._checkout.items() if j not in self.served]:
+            del self._checkout[stream]
         self.closure.forget_ids(idle)
         return [i + 1 for i in gone]
 
@@ -329,6 +346,10 @@ def _register_tokens(reg: tok.TokenRegistry, ex: Exchange, which: int) -> None:
 #: containing candidates weighed for one child (the innermost ones); time breaks the ties
 _CANDIDATES = 16
 
+#: How long after its delivery a cast's handling may be found to go on by the resources its
+#: arguments name (the callee working on the instance it was told to build), in seconds.
+ID_REACH = 30.0
+
 
 class _Activity:
     """What the flow has placed under each pair so far: when its last child started, and whether it
@@ -338,9 +359,14 @@ class _Activity:
         self.last: dict[int, float] = {}
         self.looked_up: set[int] = set()
         self.pids: dict[int, set[int]] = {}  # the processes its children came from
+        self.ids: dict[int, set[str]] = {}  # the resource UUIDs its children named
 
-    def note(self, parent: int, ex: Exchange, pid: int | None = None) -> None:
+    def note(self, parent: int, ex: Exchange, pid: int | None = None, ids: tuple[str, ...] = ()) -> None:
         self.last[parent] = max(self.last.get(parent, 0.0), ex.start)
+        if ids:
+            known = self.ids.setdefault(parent, set())
+            if len(known) < 4 * MAX_IDS:
+                known.update(ids)
         if _token_lookup(ex):
             self.looked_up.add(parent)
         if pid is not None:
@@ -350,6 +376,7 @@ class _Activity:
         self.last.pop(idx, None)
         self.looked_up.discard(idx)
         self.pids.pop(idx, None)
+        self.ids.pop(idx, None)
 
     def since(self, idx: int, start: float) -> float:
         """When the pair ``idx`` (started at ``start``) last did something: its start or its last child's."""
@@ -360,16 +387,24 @@ def _token_lookup(ex: Exchange) -> bool:
     return protocols.of(ex).token_lookup(ex)
 
 
+def _identifiers(ex: Exchange) -> tuple[str, ...]:
+    return protocols.of(ex).identifiers(ex)
+
+
 def _parent(
     pairs: dict[int, Pair], served: dict[int, tuple[float, float]], candidates, ex: Exchange,
     tokens: tuple[str, ...] = (), pid: int | None = None, activity: _Activity | None = None,
+    ids: tuple[str, ...] = (), checkout: int | None = None,
 ) -> tuple[int | None, str]:
     """(parent id, what placed it) of ``ex``: of the pairs served to its client whose serving span
     contains it (a cast from the moment it was published, a call until its reply came back), the
     one the evidence agrees with -- a token both carry (the user's token a cache key or a
     validation names), a request id, the process that served it and made this (or its other
-    children), a token lookup only the first in its request --, and of those that agree most, the one active
-    last.  Several clients at once make several spans contain a child; the token says whose it is."""
+    children), a token lookup only the first in its request, a resource UUID both name (the request's
+    own or its children's, not one every candidate names), the request the statements before it on
+    its database connection went to since the pool gave the connection out (``checkout``: a green
+    thread holds its connection until it gives it back) --, and of those that agree most, the one
+    active last.  Several clients at once make several spans contain a child; the evidence says whose."""
     start, end = ex.start, ex.end
     if isinstance(ex, RpcExchange) and ex.kind != "call":
         end = ex.request.end
@@ -400,8 +435,29 @@ def _parent(
     activity = activity or _Activity()
     found.sort(key=lambda f: -activity.since(f[0], served[f[0]][0]))
     lookup = _token_lookup(ex)
+    # candidate -> the UUIDs it shares with ex that not every candidate shares: those its own request
+    # names (the request is about that resource), and those its children named so far
+    own: dict[int, set[str]] = {}
+    kids: dict[int, set[str]] = {}
+    if ids:
+        mine_ids = set(ids)
+        for idx, cand, _ in found:
+            own[idx] = mine_ids.intersection(_identifiers(cand.exchange))
+            kids[idx] = mine_ids.intersection(activity.ids.get(idx, ())) - own[idx]
+        for named in (own, kids):
+            common = set.intersection(*named.values())
+            named.update((idx, shared - common) for idx, shared in named.items())
     for idx, cand, handled in found:  # a tie keeps the first
         score, why = 0, []
+        if idx == checkout:
+            score += 3
+            why.append("its connection's checkout")
+        if own.get(idx):
+            score += 3
+            why.append(f"resource {min(own[idx])}")
+        elif kids.get(idx):
+            score += 2
+            why.append(f"resource {min(kids[idx])}, as its other children")
         if lookup and idx not in activity.looked_up:
             score += 1
             why.append("its first token lookup")

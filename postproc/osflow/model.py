@@ -282,6 +282,8 @@ class OsloMessage(_Fields):
     result: str | None = None  # a reply's result, described briefly ("[[Selection]]")
     failure: str | None = None  # a reply's exception class ("NoValidHost")
     failure_message: str | None = None
+    #: the resource UUIDs a request's arguments name (an instance's, its image's, a port's)
+    ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True, eq=False, repr=False)

@@ -475,3 +475,31 @@ def catalog_endpoints(catalog: object) -> tuple[tuple[str, str], ...]:
             if isinstance(url, str) and url:
                 out.setdefault(url, key)
     return tuple(out.items())
+
+
+# --------------------------------------------------------------------------- resource identifiers
+
+_UUID = re.compile(r"(?<![0-9A-Za-z-])[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+                   r"(?![0-9A-Za-z-])")
+#: At most this many identifiers are kept of one message (a request spec names dozens).
+MAX_IDS = 32
+
+
+def resource_ids(text: str | None) -> tuple[str, ...]:
+    """The resource UUIDs a text names (an instance's, a port's, an image's), lower case, each once,
+    in order: what ties a request, the RPC it casts and the SQL its handling runs.  A request id
+    (``req-<uuid>``) is no resource; keystone's ids (32 hex digits, no dashes) name users and
+    projects, which every request of theirs names.
+
+    >>> resource_ids("GET /v2.1/servers/10E35D5A-e6fc-42d2-a208-979396f2d2e9/action")
+    ('10e35d5a-e6fc-42d2-a208-979396f2d2e9',)
+    >>> resource_ids("WHERE instances.uuid = '6c1b0f7e-0d3a-4b8e-9a57-2f0e1c9d8b7a' AND project_id = "
+    ...              "'0f3c4e2a9b8d4c6e8f1a2b3c4d5e6f70' -- req-11111111-2222-3333-4444-555555555555")
+    ('6c1b0f7e-0d3a-4b8e-9a57-2f0e1c9d8b7a',)
+    >>> resource_ids(None)
+    ()
+    """
+    if not text:
+        return ()
+    found = dict.fromkeys(m.group(0).lower() for m in _UUID.finditer(text))
+    return tuple(found)[:MAX_IDS]

@@ -27,6 +27,7 @@ import zlib
 from typing import Any
 
 from .model import OsloMessage
+from .openstack import MAX_IDS, resource_ids
 
 #: Largest body osflow decompresses (a compressed body is a few KB; this bounds a "zip bomb").
 MAX_INFLATED = 16 << 20
@@ -141,7 +142,28 @@ def message(doc: dict) -> OsloMessage:
         version=_text(doc.get("version")),
         object_method=object_method(_text(doc.get("method")), args),
         reply_q=_text(doc.get("_reply_q")),
+        ids=arg_ids(args),
     )
+
+
+def arg_ids(args: Any) -> tuple[str, ...]:
+    """The resource UUIDs an RPC's arguments name (:func:`osflow.openstack.resource_ids`), in order.
+
+    >>> arg_ids({"instance": {"nova_object.data": {"uuid": "6C1B0F7E-0d3a-4b8e-9a57-2f0e1c9d8b7a"}},
+    ...          "host": "compute1", "ports": ["00000000-0000-0000-0000-00000000000a"]})
+    ('6c1b0f7e-0d3a-4b8e-9a57-2f0e1c9d8b7a', '00000000-0000-0000-0000-00000000000a')
+    """
+    found: dict[str, None] = {}
+    todo: list[tuple[Any, int]] = [(args, 0)]
+    while todo and len(found) < MAX_IDS:
+        value, depth = todo.pop()
+        if isinstance(value, str):
+            found.update(dict.fromkeys(resource_ids(value)))
+        elif depth < 16 and isinstance(value, dict):
+            todo.extend((v, depth + 1) for v in reversed(list(value.values())))
+        elif depth < 16 and isinstance(value, list):
+            todo.extend((v, depth + 1) for v in reversed(value))
+    return tuple(found)[:MAX_IDS]
 
 
 def object_method(method: str | None, args: dict) -> str | None:

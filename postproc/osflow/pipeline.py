@@ -20,6 +20,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING
 
+from . import protocols
 from .decode import Decoder
 from .errors import InputError, PartialInput, counted
 from .flow import FlowBuilder, build_flow, whole_flow
@@ -302,8 +303,8 @@ class Stream:
             first = chunk[0].start
             window = builder.served_since(first)
             # to name: the chunk's connections not named yet, and those of what came after it that carry a
-            # request id (a cast's handling may end with one of them: FlowBuilder.place)
-            wanted = {s for ex in chunk + [ex for ex in later if request_ids_of(ex)]
+            # request id or name a resource (a cast's handling may end with one of them: FlowBuilder.place)
+            wanted = {s for ex in chunk + [ex for ex in later if request_ids_of(ex) or protocols.of(ex).identifiers(ex)]
                       for s in streams_of(ex) if s not in self.names or _unnamed(self.names[s])}
             fresh = self.joiner.join(window + chunk + later, pairing.rpc.connections(), wanted)
             for ex in chunk:

@@ -12,10 +12,12 @@ VETH=osf-ctl
 CONTROLLER_IP=198.18.0.1
 COMPUTE1_IP=198.18.0.2
 VIP=198.18.0.100
+# the HMAC key of OSProfiler's traces (OSFLOW_LAB_PROFILER): `openstack --os-profile $PROFILER_KEY …`
+PROFILER_KEY=osflow-lab
 HAPROXY_CFG=$STATE/haproxy.cfg
 
 # the order down.sh stops them in: clients of the broker and databases first, MariaDB last
-LAB_SERVICES="nova-compute1 nova-compute nova-scheduler nova-conductor nova-api neutron-server glance-api haproxy apache2 rabbitmq epmd memcached mariadb"
+LAB_SERVICES="nova-compute1 nova-compute nova-scheduler nova-conductor nova-api neutron-server glance-api haproxy apache2 rabbitmq epmd memcached mariadb redis"
 
 # proc_start PID: the process's start time (clock ticks since boot), or nothing
 proc_start() {
@@ -46,6 +48,8 @@ runs_as() {
     nova-compute) [[ $cmd == "/usr/bin/python3 /usr/local/lib/osflow-lab/nova-compute "* ]] && ! in_netns "$2" ;;
     nova-compute1) [[ $cmd == "/usr/bin/python3 /usr/local/lib/osflow-lab/nova-compute "* ]] && in_netns "$2" ;;
     haproxy) [[ $exe == */haproxy ]] ;;
+    # Debian's redis-server is a link to redis-check-rdb; the process names itself redis-server
+    redis) [[ $exe == */redis-check-rdb || $exe == */redis-server ]] && [[ $cmd == *redis-server* ]] ;;
     *) return 1 ;;
   esac
 }
@@ -162,6 +166,11 @@ service_argv() {
       ARGV=(ip netns exec "$NETNS" unshare --uts sh -c 'hostname compute1 && exec "$@"' sh
             $(as_user nova) /usr/local/lib/osflow-lab/nova-compute --config-file=/etc/nova/nova.conf) ;;
     haproxy) ARGV=(/usr/sbin/haproxy -W -db -f "$HAPROXY_CFG") ;;
+    redis)
+      # OSProfiler's store: in memory only; on the controller's address too when compute1 exists
+      ARGV=(setpriv --reuid=redis --regid=redis --init-groups /usr/bin/redis-server --port 6379 --save ""
+            --appendonly no --daemonize no --bind 127.0.0.1)
+      [ ! -e "/run/netns/$NETNS" ] || ARGV+=("$CONTROLLER_IP") ;;
     *) return 1 ;;
   esac
 }
@@ -199,6 +208,7 @@ ready() {
     nova-conductor|nova-scheduler|nova-compute) pid=$(alive "$1") && amqp_connected "$pid" ;;
     nova-compute1) pid=$(alive "$1") && amqp_connected "$pid" "$NETNS" ;;
     haproxy) timeout 5 bash -c "exec 3<>/dev/tcp/$VIP/3306" 2>/dev/null ;;
+    redis) [ "$(timeout 5 redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null)" = PONG ] ;;
     *) return 1 ;;
   esac
 }

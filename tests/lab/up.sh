@@ -22,6 +22,9 @@
 #                                     198.18.0.1 (user compute1), nova-compute only in compute1 (its own
 #                                     UTS name, host = compute1).  Plain up.sh switches back and removes
 #                                     the namespace, the veth and HAProxy.
+#   OSFLOW_LAB_PROFILER=1             OSProfiler on in every service (redis-server on 6379 as its store,
+#                                     trace_sqlalchemy, HMAC key "osflow-lab"): `openstack --os-profile
+#                                     osflow-lab …` traces a command (tests/lab/record-profiled.sh)
 set -euo pipefail
 
 LAB=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -31,6 +34,7 @@ PASSWORD=openstack
 FRAME_MAX=${OSFLOW_LAB_FRAME_MAX:-}
 KOMBU_COMPRESSION=${OSFLOW_LAB_KOMBU_COMPRESSION:-}
 SHAPE=${OSFLOW_LAB_SHAPE:-plain}
+PROFILER=${OSFLOW_LAB_PROFILER:-}
 # nova-compute itself is not installed: Debian's package pulls libvirt (see nova-compute here)
 PACKAGES="mariadb-server memcached apache2 libapache2-mod-wsgi-py3 python3-keystone python3-placement
 python3-openstackclient python3-osc-placement python3-pymysql python3-memcache
@@ -46,6 +50,7 @@ case "$SHAPE" in
   kolla) API_HOST=$VIP; PACKAGES="$PACKAGES haproxy" ;;
   *) die "OSFLOW_LAB_SHAPE must be plain or kolla, not '$SHAPE'" ;;
 esac
+[ -z "$PROFILER" ] || PACKAGES="$PACKAGES redis-server python3-redis python3-osprofiler"
 mkdir -p "$STATE"
 chmod 700 "$STATE"
 touch "$PIDS"
@@ -82,6 +87,14 @@ for u in keystone placement; do
 done
 
 CHANGED=" "   # the configuration files this run changed
+# OSProfiler's section, in every service's configuration with OSFLOW_LAB_PROFILER (compute1 reaches
+# the store on the controller's address)
+PROFILER_SECTION=""
+[ -z "$PROFILER" ] || PROFILER_SECTION="[profiler]
+enabled = true
+hmac_keys = $PROFILER_KEY
+connection_string = redis://controller:6379
+trace_sqlalchemy = true"
 render() {  # template -> file, with the password (and the variants) filled in; notes a change
   local new kolla=()
   # the kolla shape: every API URL and database connection at the VIP (memcached stays on 127.0.0.1)
@@ -91,6 +104,8 @@ render() {  # template -> file, with the password (and the variants) filled in; 
     -e "s/@FRAME_MAX@/${FRAME_MAX:+frame_max = $FRAME_MAX}/" \
     -e "s/@KOMBU_COMPRESSION@/${KOMBU_COMPRESSION:+kombu_compression = $KOMBU_COMPRESSION}/" \
     "${kolla[@]}" -e "s/@LISTENER2@//" -e "s/@VIP@/$VIP/g" "$LAB/$1")
+  new=${new//@PROFILER@/$PROFILER_SECTION}
+  [ "$SHAPE" != kolla ] || new=${new//redis:\/\/controller:6379/redis:\/\/$CONTROLLER_IP:6379}
   if [ ! -e "$2" ] || [ "$new" != "$(cat "$2")" ]; then
     printf '%s\n' "$new" > "$2"
     CHANGED="$CHANGED$2 "
@@ -245,6 +260,11 @@ if [ "$SHAPE" = kolla ]; then
   ensure haproxy - "$HAPROXY_CFG"
   wait_for 60 "MariaDB through HAProxy on $VIP:3306" \
     timeout 5 mariadb --host="$VIP" --user=keystone --password="$PASSWORD" --execute="SELECT 1"
+fi
+
+# ---------------------------------------------------------------- Redis: OSProfiler's store
+if [ -n "$PROFILER" ]; then
+  ensure redis 6379
 fi
 
 # ---------------------------------------------------------------- keystone and placement databases

@@ -485,6 +485,9 @@ class Amqp(ProtocolModule):
     def serving(self, ex):
         return f"the RPC {ex.kind} {ex.oslo.method}" if isinstance(ex, RpcExchange) else None
 
+    def identifiers(self, ex):
+        return ex.oslo.ids if isinstance(ex, RpcExchange) else ()
+
     def tokens(self, m, reg):
         if isinstance(m, AmqpMessage) and m.oslo is not None and m.oslo.token:
             reg.see_token(m.oslo.token)

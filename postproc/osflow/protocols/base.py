@@ -218,6 +218,17 @@ class ProtocolModule:
     def tokens(self, m: Message, reg: tok.TokenRegistry) -> None:
         """Note the tokens a message carries (in frame order: the flow numbers them T1, T2, …)."""
 
+    def identifiers(self, ex: Exchange) -> tuple[str, ...]:
+        """The resource UUIDs an exchange's request names (the evidence that ties a request, the RPC
+        it casts and the statements its handling runs: :func:`osflow.openstack.resource_ids`)."""
+        return ()
+
+    def pool_use(self, ex: Exchange) -> str | None:
+        """Where a pooled connection's exchange stands: ``checkout`` (the pool's ping as it gives the
+        connection out), ``statement`` (the work of whoever holds it), ``checkin`` (the rollback as
+        it takes it back), or None (not a pooled connection's)."""
+        return None
+
     def token_lookup(self, ex: Exchange) -> bool:
         """Is this a look-up of a user's token in a cache (keystonemiddleware's first step)?"""
         return False

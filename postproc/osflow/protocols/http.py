@@ -13,7 +13,7 @@ import json
 from collections.abc import Iterable, Iterator
 
 from ..model import Exchange, HttpRequest, HttpResponse, KeystoneAuth, Layer, Message, Packet, TokenInfo
-from ..openstack import TOKEN_HEADERS, catalog_endpoints, service_of_user_agent
+from ..openstack import TOKEN_HEADERS, catalog_endpoints, resource_ids, service_of_user_agent
 from ..redact import url_template
 from .base import Common, Failure, LayerDecoder, PairText, ProtocolModule, Vote, Words, fields_of, to_int, unescape
 
@@ -251,6 +251,9 @@ class Http(ProtocolModule):
             key = service_of_user_agent(req.user_agent)
             if key:
                 yield Vote(key, 50, f"User-Agent '{(req.user_agent or '')[:60]}'")
+
+    def identifiers(self, ex):
+        return resource_ids(ex.request.uri) if isinstance(ex.request, HttpRequest) else ()
 
     def serving(self, ex):
         req = ex.request

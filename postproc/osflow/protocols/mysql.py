@@ -32,7 +32,7 @@ from ..model import (
     Packet,
     Pair,
 )
-from ..openstack import MYSQL_COMMANDS, SERVICE_TABLES, shared_schema, tables_in
+from ..openstack import MYSQL_COMMANDS, SERVICE_TABLES, resource_ids, shared_schema, tables_in
 from ..redact import sql_without_literals
 from .base import Attr, Common, Failure, LayerDecoder, PairText, ProtocolModule, Row, Vote, Words, server_attrs, to_int
 from .base import unescape as _unescape
@@ -655,6 +655,21 @@ class Mysql(ProtocolModule):
 
     def noise(self, ex):
         return is_pool_noise(ex)
+
+    def pool_use(self, ex):
+        req = ex.request
+        if not isinstance(req, MysqlCommand):
+            return None
+        if req.command == "ping":
+            return "checkout"
+        if req.command != "query":
+            return None
+        text = " ".join((req.text or "").split()).rstrip(";").upper()
+        return {"SELECT 1": "checkout", "ROLLBACK": "checkin"}.get(text, "statement")
+
+    def identifiers(self, ex):
+        req = ex.request
+        return resource_ids(req.text) if isinstance(req, MysqlCommand) and req.command == "query" else ()
 
     def groupable(self, ex):
         return not isinstance(ex.request, MysqlLogin)
