@@ -227,6 +227,21 @@ local RPC_TOPICS = {
 }
 -- END RPC_TOPICS
 
+-- URL path prefix -> the service one web server serves under it, as
+-- osflow.openstack.ENDPOINT_PREFIXES: devstack's one Apache on port 80 proxies
+-- /identity, /compute, ... each to a uwsgi process of its own.  Matched as
+-- openstack.service_of_path does: the longest prefix, at a segment's end.
+-- BEGIN ENDPOINT_PREFIXES
+local ENDPOINT_PREFIXES = {
+    { "/identity", "keystone" },
+    { "/compute", "nova-api" },
+    { "/placement", "placement" },
+    { "/image", "glance" },
+    { "/volume", "cinder-api" },
+    { "/networking", "neutron-server" },
+}
+-- END ENDPOINT_PREFIXES
+
 local TOKEN_HEADER_NAMES = {}   -- lower-case name -> name as listed
 for _, h in ipairs(TOKEN_HEADERS) do TOKEN_HEADER_NAMES[h:lower()] = h end
 local PRODUCT_SERVICES = {}     -- product -> service key
@@ -338,6 +353,8 @@ local f_memcache     = field("memcache")
 local f_mysql        = field("mysql")
 local f_amqp         = field("amqp")
 local f_resp         = field("resp")       -- Redis
+local f_http_uri     = field("http.request.uri")
+local f_http_req_in  = field("http.request_in")
 
 local fingerprint_cache = {}
 local fingerprint_cache_size = 0
@@ -393,6 +410,20 @@ local function user_agent_service(ua)
         if l:find(word, 1, true) then return "openstackclient" end
     end
     return nil
+end
+
+-- The service a URL path's prefix names (the rules of the ENDPOINT_PREFIXES block).
+local function service_of_path(path)
+    if type(path) ~= "string" then return nil end
+    local best, best_len = nil, -1
+    for _, e in ipairs(ENDPOINT_PREFIXES) do
+        local p = e[1]
+        local c = path:sub(#p + 1, #p + 1)
+        if path:sub(1, #p) == p and (c == "" or c == "/" or c == "?") and #p > best_len then
+            best, best_len = e[2], #p
+        end
+    end
+    return best
 end
 
 -- The service consuming an oslo.messaging topic (the rules of the RPC_TOPICS block).
@@ -481,10 +512,14 @@ local state = {
     -- streams    tcp.stream -> { client=, db=, last_op=, last_frame=, amqp=, redis= }
     -- awaiting   token fingerprint -> service whose middleware will validate it
     -- rpc_calls  RPC _msg_id -> { frame=, what=, target=, caller= } of the call
+    -- prefixed   frame number -> { service, server is dst } or false: a port of no
+    --            service, named by its HTTP request's path (prefixed_service)
+    -- prefixed_streams  tcp.stream -> { service, server port } of its last such request
 }
 
 local function reset_state()
     state.frames, state.streams, state.awaiting, state.rpc_calls = {}, {}, {}, {}
+    state.prefixed, state.prefixed_streams = {}, {}
 end
 reset_state()
 
@@ -672,10 +707,46 @@ local function has_message(svc)
     return f and f() ~= nil
 end
 
+-- A frame to or from a port of no service: the service the path of its HTTP
+-- request names (ENDPOINT_PREFIXES), as (service, nil) for a request and
+-- (nil, service) for its response; the connection's other frames, the service
+-- of its last such request.  Nothing for a path no prefix names.
+local function prefixed_service(pinfo)
+    local number = pinfo.number
+    local known = state.prefixed[number]
+    if known == nil then
+        known = false
+        local uri = f_http_uri and f_http_uri()
+        local req_in = f_http_req_in and f_http_req_in()
+        local fi = f_tcp_stream()
+        local stream = fi and fi.value
+        if uri then
+            local key = service_of_path(tostring(uri.value))
+            if key and by_key[key] then
+                known = { by_key[key], true }
+                if stream then state.prefixed_streams[stream] = { by_key[key], pinfo.dst_port } end
+            end
+        elseif req_in and state.prefixed[req_in.value] then
+            known = { state.prefixed[req_in.value][1], false }
+        elseif stream and state.prefixed_streams[stream] then
+            local last = state.prefixed_streams[stream]
+            known = { last[1], pinfo.dst_port == last[2] }
+        end
+        state.prefixed[number] = known
+    end
+    if not known then return nil, nil end
+    if known[2] then return known[1], nil end
+    return nil, known[1]
+end
+
 local function dissect(_tvb, pinfo, tree)
     local dst_port, src_port = pinfo.dst_port, pinfo.src_port
     local dst, src = by_port[dst_port], by_port[src_port]
-    if not dst and not src then return end
+    if not dst and not src then
+        -- a web server on a port of no service (devstack's Apache on :80): the path names it
+        dst, src = prefixed_service(pinfo)
+        if not dst and not src then return end
+    end
     local svc, server_is_dst
     if dst then svc, server_is_dst = dst, true else svc, server_is_dst = src, false end
     if dst and src and dst ~= src and src_port < dst_port then

@@ -791,3 +791,37 @@ def test_coverage_owns_short_server_ends_through_their_listening_socket(name):
                           f"{len(missed)} of them through their listening socket)")
     m = COVERAGE.match(cov.line())
     assert m and m.groups() == ("100", str(cov.total), str(cov.total))
+
+
+def test_default_ports_are_the_port_map_s_and_a_web_server_s():
+    from osflow import portmap
+    from osflow.record.recorder import DEFAULT_PORTS, _ports
+
+    assert _ports(None) == DEFAULT_PORTS
+    assert set(DEFAULT_PORTS) == set(portmap.ALL_PORTS) | {80, 443}
+    assert _ports("5000,80") == (80, 5000)
+
+
+def test_record_gives_the_command_a_key_log_of_its_own(tmp_path):
+    """COMMAND's SSLKEYLOGFILE is DIR/tls-keys.log, there (owner-only) before it starts, listed in
+    meta.json; its path and contents are never in record's output unless it holds keys."""
+    _dumpcap()
+    echo = _Echo()
+    out = tmp_path / "rec"
+    client = ("import os, socket, stat\n"
+              "path = os.environ['SSLKEYLOGFILE']\n"
+              "print(path, oct(stat.S_IMODE(os.stat(path).st_mode)))\n"
+              f"s = socket.create_connection(('127.0.0.1', {echo.port}))\n"
+              "s.sendall(b'ping\\n'); s.recv(10); s.close()\n")
+    try:
+        p = _record(["-o", str(out), "-i", "lo", "--ports", str(echo.port), "--", sys.executable, "-c", client])
+        stdout, stderr = p.communicate(timeout=120)
+    finally:
+        echo.close()
+    _skip_unless_capturing(stderr)
+    assert p.returncode == 0, stderr
+    assert stdout.split() == [str((out / "tls-keys.log").absolute()), "0o600"]
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["files"] == ["capture.pcapng", "ss.txt", "ps.txt", "tls-keys.log", "meta.json"]
+    assert stat.S_IMODE((out / "tls-keys.log").stat().st_mode) == 0o600
+    assert "tls-keys.log" not in stderr  # an empty key log is not handed to osflow-post

@@ -290,7 +290,7 @@ def test_record_into_a_tiny_ring(tmp_path):
     assert min(ring.ring_file_number(n, ring.SS_FILE) for n in logs) <= numbers[0]
     assert meta["ring_buffer"]["capture_files"] == kept and meta["ring_buffer"]["socket_logs"] == logs
     assert meta["ring_buffer"]["files"] == 3 and meta["ring_buffer"]["filesize"] == 1
-    assert sorted(meta["files"]) == sorted(kept + logs + ["ps.txt", "meta.json"])
+    assert sorted(meta["files"]) == sorted(kept + logs + ["ps.txt", "tls-keys.log", "meta.json"])
     assert sorted(os.listdir(out)) == sorted(meta["files"] + ["flow.md"])  # the merged copy is gone
     assert "-b" in meta["dumpcap_command"] and "files:3" in meta["dumpcap_command"]
     for name in kept:  # each one on its own, as osflow-post -r reads it

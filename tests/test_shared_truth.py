@@ -9,6 +9,8 @@ carries, each between ``-- BEGIN <NAME>`` and ``-- END <NAME>``, a copy of const
   USER_AGENTS     USER_AGENT_PRODUCTS, USER_AGENT_CLIENT_WORDS (same names, same order)
   RPC_TOPICS      oslo.messaging topic -> consuming service = openstack.RPC_TOPICS (same order),
                   matched as openstack.service_of_topic does
+  ENDPOINT_PREFIXES  URL path prefix -> service = openstack.ENDPOINT_PREFIXES (same order),
+                  matched as openstack.service_of_path does
 
 Two kinds of test: each block read strictly and compared with the Python constant; and what
 the plugin shows (tshark -X lua_script:...) against what Python says, on the real captures
@@ -22,7 +24,7 @@ import re
 
 import pytest
 
-from osflow import openstack
+from osflow import openstack, portmap
 from osflow_wireshark import (
     ALL_CAPTURES,
     CAPTURES,
@@ -64,6 +66,11 @@ def lua_rpc_topics() -> list[tuple[str, str]]:
     return [(m["product"], m["key"]) for m in lua_entries("RPC_TOPICS", "RPC_TOPICS", PRODUCT_ENTRY)]
 
 
+def lua_endpoint_prefixes() -> list[tuple[str, str]]:
+    return [(m["product"], m["key"])
+            for m in lua_entries("ENDPOINT_PREFIXES", "ENDPOINT_PREFIXES", PRODUCT_ENTRY)]
+
+
 # --------------------------------------------------------------------------- the blocks, as text
 
 
@@ -87,6 +94,13 @@ def test_rpc_topics_block_equals_python():
     assert lua_rpc_topics() == list(openstack.RPC_TOPICS.items())
 
 
+def test_endpoint_prefixes_block_equals_python():
+    assert lua_endpoint_prefixes() == list(openstack.ENDPOINT_PREFIXES.items())
+    for prefix, key in openstack.ENDPOINT_PREFIXES.items():  # what both matchers read alike
+        assert re.fullmatch(r"/[a-z0-9_.-]+", prefix), prefix
+        assert key in {s.key for s in portmap.SERVICES}, key
+
+
 def test_user_agent_data_means_the_same_to_both_matchers():
     """Lua's patterns are ASCII-only: the data must be what Python's and Lua's patterns read alike.
 
@@ -100,7 +114,7 @@ def test_user_agent_data_means_the_same_to_both_matchers():
 
 
 @pytest.mark.parametrize("name", ["SERVICES", "TOKEN_HEADERS", "MYSQL_COMMANDS", "USER_AGENT_PRODUCTS",
-                                  "USER_AGENT_CLIENT_WORDS", "RPC_TOPICS"])
+                                  "USER_AGENT_CLIENT_WORDS", "RPC_TOPICS", "ENDPOINT_PREFIXES"])
 def test_each_shared_table_is_assigned_once(name):
     """The block is the table the plugin uses: nothing else defines, changes or extends it."""
     text = PLUGIN.read_text(encoding="utf-8")
@@ -270,3 +284,34 @@ def test_rpc_topic_rule_on_every_entry(tmp_path):
             wrong.append((exchange, key, topic, target, client, expected))
     assert wrong == []
     assert {t for _, t, _ in rows} >= set(openstack.RPC_TOPICS.values()) | {""}
+
+
+WEB_PORT = 80  # devstack's Apache: a port of no service in the port map
+
+
+def synthetic_paths() -> list[str]:
+    """Request paths that exercise every prefix and the matching rule."""
+    paths = []
+    for prefix in openstack.ENDPOINT_PREFIXES:
+        paths += [prefix, prefix + "/", prefix + "/v3/auth/tokens", prefix + "?x=1"]
+        paths += [prefix + "x", prefix + "-v2/y", "/x" + prefix]  # not the prefix
+    return paths + ["/", "/v3", "/identityx/v3"]
+
+
+@needs_tshark
+def test_endpoint_prefix_rule_on_every_entry(tmp_path):
+    """One request per path to port 80, each on its own connection: osflow.service is what
+    openstack.service_of_path says, and a path no prefix names gets no osflow layer at all."""
+    assert WEB_PORT not in {p for s in portmap.SERVICES for p in s.ports}
+    paths = synthetic_paths()
+    segments = [(WEB_PORT, f"GET {p} HTTP/1.1\r\nHost: controller\r\nAccept: */*\r\n\r\n".encode())
+                for p in paths]
+    capture = write_tcp_capture(tmp_path / "prefixes.pcap", segments)
+    rows = fields(capture, ["frame.number", "http.request.uri", "osflow.service", "osflow.direction"], tmp_path,
+                  display_filter="http.request")
+    assert [uri for _, uri, _, _ in rows] == paths
+    wrong = [(uri, service, openstack.service_of_path(uri)) for _, uri, service, _ in rows
+             if service != (openstack.service_of_path(uri) or "")]
+    assert wrong == []
+    assert {d for _, _, s, d in rows if s} == {"request"}
+    assert {s for _, _, s, _ in rows} == set(openstack.ENDPOINT_PREFIXES.values()) | {""}

@@ -61,6 +61,9 @@ class PostOptions:
     otlp_endpoint: str | None = None  #: also POST the flow as OTLP/JSON to this URL's ``/v1/traces``
     folders: tuple[str, ...] = ()  #: ``osflow record`` folders (``-r DIR``, one per host; :mod:`osflow.hosts`)
     clock_offsets: tuple[tuple[str, float], ...] = ()  #: ``--clock-offset HOST=SECONDS``
+    endpoints: tuple[tuple[str, str], ...] = ()  #: ``--endpoint URL=SERVICE``
+    #: ``--tls-keylog FILE``: the TLS key log tshark decrypts with (default: a ``-r`` folder's own)
+    tls_keylog: str | None = None
 
 
 @dataclass(frozen=True)
@@ -166,7 +169,7 @@ def _post_streamed(options: PostOptions, lines_of, stdout: TextIO, stderr: TextI
     if options.capture is not None:
         from .tshark import Tshark
 
-        runner = Tshark(options.capture, overrides=dict(options.overrides))
+        runner = Tshark(options.capture, overrides=dict(options.overrides), keylog=options.tls_keylog)
         try:
             with runner as pipe:
                 streamed = Stream(pipe, options.capture, tables, analysis, reader=runner.reader(pipe),
@@ -281,7 +284,7 @@ def read(options: PostOptions, stderr: TextIO, streamed: bool = False) -> Result
         flow = replace(result.flow, warnings=tuple(merged.warnings()) + result.flow.warnings, clocks=_clocks(merged))
         return replace(result, flow=flow)
     if options.capture is not None:
-        return _read_capture(options.capture, run, dict(options.overrides))
+        return _read_capture(options.capture, run, dict(options.overrides), options.tls_keylog)
     if options.pdml == "-":
         return run(sys.stdin.buffer, "<stdin>")
     with _open(options.pdml) as f:
@@ -326,16 +329,19 @@ def _merged(options: PostOptions, tables: Tables):
                 if host == recs[0].host else ""
             raise UsageError(f"--clock-offset {host}=…: expected the host of a -r folder after the first "
                              f"({', '.join(sorted(known)) or 'none'}), found {host!r}{first}")
-    return hosts.Merged(recs, partial(_host_capture, dict(options.overrides)), given, tables.local_addresses(),
-                        tables.clock)
+    # each folder's capture decrypted with its own key log, or every one with --tls-keylog's
+    keylogs = {c: options.tls_keylog or r.keylog for r in recs for c in r.captures}
+    return hosts.Merged(recs, partial(_host_capture, dict(options.overrides), keylogs), given,
+                        tables.local_addresses(), tables.clock)
 
 
-def _host_capture(overrides: dict[int, str], path: str, host):
-    """One capture of a host's folder: its packets through tshark; ``host`` told its first frame's
-    time and whether it ended early (:data:`osflow.hosts.OpenCapture`)."""
+def _host_capture(overrides: dict[int, str], keylogs: dict[str, str | None], path: str, host):
+    """One capture of a host's folder: its packets through tshark (TLS decrypted with its folder's key
+    log, ``keylogs``); ``host`` told its first frame's time and whether it ended early
+    (:data:`osflow.hosts.OpenCapture`)."""
     from .tshark import Tshark
 
-    runner = Tshark(path, overrides=overrides)
+    runner = Tshark(path, overrides=overrides, keylog=keylogs.get(path))
     count, partial_input = 0, None
     try:
         with runner as pipe:
@@ -379,7 +385,8 @@ def analysis_options(options: PostOptions, tables: Tables) -> AnalysisOptions:
     """What changes the analysis, from ``osflow-post``'s options and the tables read (who the client is)."""
     return AnalysisOptions(overrides=options.overrides, client=_client(options, tables),
                            show_secrets=options.show_secrets, group=options.group, show_all=options.show_all,
-                           explain=options.explain, show_proxies=options.show_proxies)
+                           explain=options.explain, show_proxies=options.show_proxies,
+                           endpoints=options.endpoints)
 
 
 def _client(options: PostOptions, tables: Tables):
@@ -435,10 +442,10 @@ def _hosts_client(options: PostOptions, tables: Tables):
     return _replace(found, host=r.host, why=f"{r.host}: {found.why}")
 
 
-def _read_capture(capture: str, run, overrides: dict[int, str] | None = None) -> Result:
+def _read_capture(capture: str, run, overrides: dict[int, str] | None = None, keylog: str | None = None) -> Result:
     from .tshark import Tshark
 
-    runner = Tshark(capture, overrides=overrides)
+    runner = Tshark(capture, overrides=overrides, keylog=keylog)
     try:
         with runner as stream:
             result = run(stream, capture, reader=runner.reader(stream))

@@ -49,6 +49,19 @@ def _service_override(text: str) -> tuple[int, str]:
     return int(port), name
 
 
+def _endpoint(text: str) -> tuple[str, str]:
+    from .openstack import parse_endpoint
+
+    url, sep, name = text.rpartition("=")
+    try:
+        if not sep or not name.strip():
+            raise ValueError(f"expected URL=SERVICE (e.g. http://10.0.0.5/identity=keystone), found {text!r}")
+        parse_endpoint(url, name.strip(), "--endpoint")
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return url, name.strip()
+
+
 def add_post_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("pdml", nargs="*", metavar="PDML", help="PDML files (default: standard input; '-' is stdin)")
     p.add_argument("-r", "--read", metavar="CAPTURE|DIR", action="append", default=[],
@@ -66,6 +79,13 @@ def add_post_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--service", action="append", default=[], type=_service_override, metavar="PORT=NAME",
                    help="name the service on PORT (overrides the port map; repeatable); a service of the map or "
                         "a protocol (http, mysql, memcache, amqp) also has -r decode PORT as its protocol")
+    p.add_argument("--endpoint", action="append", default=[], type=_endpoint, metavar="URL=SERVICE",
+                   help="a request under URL (e.g. http://10.0.0.5/identity) is SERVICE's, behind the web server "
+                        "it was sent to (repeatable; adds to or overrides the keystone catalog in the capture "
+                        "and devstack's path prefixes)")
+    p.add_argument("--tls-keylog", metavar="FILE",
+                   help="decrypt TLS with this key log (SSLKEYLOGFILE's format; default: the tls-keys.log of a "
+                        "-r folder osflow record wrote); its contents are never shown")
     p.add_argument("-f", "--format", choices=FORMATS,
                    help="output format (default: from -o's extension, else timeline)")
     p.add_argument("-o", "--output", metavar="FILE",
@@ -129,6 +149,9 @@ def _post(args, prog: str) -> int:
     if len(args.pdml) > 1:
         raise UsageError("give one PDML file (or standard input)")
     capture, folders = _inputs(args.read)
+    if args.tls_keylog and not args.read:
+        raise UsageError("--tls-keylog is for -r CAPTURE or -r DIR (tshark decrypts with it); "
+                         "give tshark -o tls.keylog_file:FILE for PDML")
     if args.clock_offset and len(folders) < 2:
         raise UsageError("--clock-offset needs two -r folders or more (one per host)")
     if folders and (args.ss or args.ps or args.meta) and len(folders) > 1:
@@ -148,6 +171,8 @@ def _post(args, prog: str) -> int:
         ss=tuple(args.ss),
         ps=tuple(args.ps),
         overrides=tuple(args.service),
+        endpoints=tuple(args.endpoint),
+        tls_keylog=_keylog(args.tls_keylog),
         format=args.format,
         output=args.output,
         group=args.group,
@@ -173,6 +198,18 @@ def _post(args, prog: str) -> int:
     if outcome.partial is not None:
         raise outcome.partial
     return ExitStatus.OK
+
+
+def _keylog(path: str | None) -> str | None:
+    """``--tls-keylog FILE``, once it is known to be a file osflow may read."""
+    if path is None:
+        return None
+    if not os.path.isfile(path) or not os.access(path, os.R_OK):
+        from .errors import InputError
+
+        why = "no such file" if not os.path.exists(path) else "not a readable file"
+        raise InputError(f"--tls-keylog: expected a TLS key log file, found {path!r} ({why})")
+    return path
 
 
 def _inputs(read: list[str]) -> tuple[str | None, tuple[str, ...]]:

@@ -30,9 +30,12 @@ class Decoder:
         self._closed: dict[tuple[int, object], None] = {}  # the ends that sent their FIN or RST (the latest)
         self._decoders: dict[str, LayerDecoder] = {}  # layer name -> its protocol's decoder
         self._all: list[LayerDecoder] = []
+        self._watchers: list[LayerDecoder] = []  # those that look at every packet (LayerDecoder.packet)
         for module in protocols.PROTOCOLS:
             d = module.decoder()
             self._all.append(d)
+            if type(d).packet is not LayerDecoder.packet:
+                self._watchers.append(d)
             self._decoders[module.name] = d
             for name in module.pdml_protos:
                 self._decoders[name] = d
@@ -48,6 +51,9 @@ class Decoder:
             if len(self._times) > 8192:
                 for k in list(self._times)[:4096]:
                     del self._times[k]
+        if p.layers:
+            for w in self._watchers:
+                w.packet(p)
         first = True
         for layer in p.layers:
             frames: tuple[int, ...] = (p.number,)
@@ -84,3 +90,7 @@ class Decoder:
         """Emit replies still being assembled when the input ends (marked incomplete)."""
         for d in self._all:
             yield from d.flush()
+
+    def notes(self) -> list[str]:
+        """What the protocols' decoders have to say about the input (a TLS connection left opaque)."""
+        return [n for d in self._all for n in d.notes()]

@@ -63,7 +63,11 @@ class Recording:
     ps: tuple[str, ...]
     meta: str | None
     addresses: tuple[str, ...] = ()  #: the host's own addresses, when ``meta.json`` lists them
+    keylog: str | None = None  #: the TLS key log the recorded command wrote (:data:`KEYLOG`), when there is one
 
+
+#: The TLS key log ``osflow record`` has the command write (its ``SSLKEYLOGFILE``), beside the capture.
+KEYLOG = "tls-keys.log"
 
 _RING = re.compile(r"^capture_(\d+)_\d+\.pcapng$")
 _SS_RING = re.compile(r"^ss_(\d+)\.txt$")
@@ -96,7 +100,9 @@ def recording(folder: str) -> Recording:
             addresses = tuple(_bare(a) for a in found if isinstance(a, str))
     if not host:
         host = os.path.basename(os.path.normpath(folder))
-    return Recording(host, folder, captures, ss, _present(folder, "ps.txt"), meta[0] if meta else None, addresses)
+    keylog = _present(folder, KEYLOG)
+    return Recording(host, folder, captures, ss, _present(folder, "ps.txt"), meta[0] if meta else None, addresses,
+                     keylog[0] if keylog else None)
 
 
 def read_meta(path: str) -> dict:

@@ -26,7 +26,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from . import portmap, protocols
-from .model import Address, AmqpConnection, ConnectionNames, EvidenceSource, Exchange, Participant, RpcExchange
+from .model import (
+    Address,
+    AmqpConnection,
+    ConnectionNames,
+    EvidenceSource,
+    Exchange,
+    Participant,
+    Process,
+    RpcExchange,
+)
 from .openstack import component_database, service_of_command, service_of_container, service_of_topic
 from .proxies import ProxyEnd, legs
 from .redact import command_line
@@ -63,8 +72,11 @@ class Joiner:
 
     def __init__(self, sockets=None, processes=None, overrides: dict[int, str] | None = None,
                  show_secrets: bool = False, hosts: dict | None = None, clock: dict[str, float] | None = None,
-                 proxies: dict[tuple[int, str], ProxyEnd] | None = None) -> None:
-        """``proxies``: the connection ends :class:`osflow.proxies.Stitcher` found to be a proxy."""
+                 proxies: dict[tuple[int, str], ProxyEnd] | None = None,
+                 routes: dict[int, ProxyEnd] | None = None) -> None:
+        """``proxies``: the connection ends :class:`osflow.proxies.Stitcher` found to be a proxy;
+        ``routes``: the connections no capture shows, from a web server to the service a request's
+        path names (:attr:`osflow.proxies.Stitcher.routes`)."""
         self.sockets = sockets
         self.processes = processes
         #: several hosts' recordings: host -> (its socket table, its process table); an end (its
@@ -74,6 +86,8 @@ class Joiner:
         self.clock = clock if clock is not None else {}
         self.overrides = overrides or {}
         self.proxies = proxies if proxies is not None else {}
+        self.routes = routes if routes is not None else {}
+        self._serves: dict[tuple[str, str], tuple[Process, str] | None] = {}  # (host, service) -> its process
         self.in_tables = 0  # connection ends whose 4-tuple the socket tables hold (owner known or not)
         self.show_secrets = show_secrets  #: command lines in evidence as they are (``--show-secrets``), else redacted
 
@@ -180,6 +194,9 @@ class Joiner:
         servers: dict[int, Named | None] = {}
         server_notes: dict[int, str | None] = {}
         for s, c in conns.items():
+            if s in self.routes:  # behind a web server, off the wire: the service its path names
+                servers[s], server_notes[s] = self._routed(self.routes[s], c.server.node), None
+                continue
             named, note = self._from_tables(c.server, c.client, c.start, server=True)
             named = self._proxy(named, s, "server")
             if named is None:
@@ -194,7 +211,7 @@ class Joiner:
         clients: dict[int, Named | None] = {}
         client_notes: dict[int, str | None] = {}
         for s, c in conns.items():
-            named, note = self._from_tables(c.client, c.server, c.start)
+            named, note = (None, None) if s in self.routes else self._from_tables(c.client, c.server, c.start)
             named = self._proxy(named, s, "client")
             if named is None and c.protocol == "amqp" and s in amqp:
                 named = _from_broker_traffic(amqp[s])
@@ -234,6 +251,25 @@ class Joiner:
             server_p = self._server_participant(c, srv, cli, server_notes[s])
             out[s] = ConnectionNames(s, c.client, c.server, client_p, server_p)
         return out
+
+    def _routed(self, route: ProxyEnd, host: str) -> Named:
+        """The service a web server's path sends a request to (:mod:`osflow.proxies`), with the process
+        that serves it when the process table has one whose command line names it (devstack's
+        ``uwsgi --procname-prefix keystone --ini /etc/keystone/keystone-uwsgi-public.ini``; of
+        several, its first pid: a master and the workers it forked)."""
+        if (host, route.name) in self._serves:
+            found = self._serves[(host, route.name)]
+        else:
+            processes = self.processes if self.hosts is None else self.hosts.get(host, (None, None))[1]
+            found = None
+            for proc in processes.all() if processes is not None else ():
+                if service_of_command(proc.args)[0] == route.name and (found is None or proc.pid < found[0].pid):
+                    where = f"ps {os.path.basename(proc.source)}:{proc.line}" if proc.source else "ps"
+                    found = (proc, f"{where} pid {proc.pid} '{command_line(proc.args, self.show_secrets)[:60]}'")
+            self._serves[(host, route.name)] = found
+        if found is None:
+            return Named(route.name, route.evidence, "protocol")
+        return Named(route.name, f"{route.evidence}; served by {found[1]}", "protocol", found[0].pid)
 
     def _proxy(self, named: Named | None, stream: int, side: str) -> Named | None:
         """A connection end a proxy holds: named by the tables when they know its process, else

@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Literal
 
 #: The protocol of a message or pair (``tcp``: a FIN/RST that answers a MySQL quit; ``amqp``: one
 #: message on one connection to the broker; ``rpc``: an oslo.messaging call or cast across it).
-Protocol = Literal["http", "mysql", "memcache", "amqp", "rpc", "redis", "tcp"]
+Protocol = Literal["http", "mysql", "memcache", "amqp", "rpc", "redis", "tls", "tcp"]
 #: How an RPC travels: a call waits for a reply, a cast does not, a fanout is a cast to every consumer.
 RpcKind = Literal["call", "cast", "fanout"]
 #: What a MySQL server answered to one command.
@@ -168,6 +168,9 @@ class TokenInfo(_Fields):
     project: str | None = None
     domain: str | None = None
     expires: str | None = None
+    #: the token's service catalog, as far as osflow uses it: (endpoint URL, service key) of each
+    #: endpoint whose service type it knows (:func:`osflow.openstack.catalog_endpoints`)
+    catalog: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True, eq=False, repr=False)

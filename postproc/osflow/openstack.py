@@ -8,7 +8,9 @@ the User-Agent rules: ``tests/test_shared_truth.py`` checks that both sides agre
 * User-Agents -> service (:func:`service_of_user_agent`);
 * the tables each service's queries touch (:data:`SERVICE_TABLES`, :func:`tables_in`);
 * the headers that carry tokens (:data:`TOKEN_HEADERS`);
-* MySQL's command codes (:data:`MYSQL_COMMANDS`).
+* MySQL's command codes (:data:`MYSQL_COMMANDS`);
+* the services behind one web server's path prefixes: devstack's (:data:`ENDPOINT_PREFIXES`), the
+  keystone catalog's service types (:data:`SERVICE_TYPES`), endpoints (:class:`Endpoint`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ from __future__ import annotations
 import functools
 import os
 import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 # --------------------------------------------------------------------------- tokens
 
@@ -63,8 +68,9 @@ PROCESS_PATTERNS: tuple[tuple[str, str | None], ...] = tuple(
     for p, key in (
         (r"wsgi:keystone|keystone-wsgi|keystone-all|keystone-api\b|uwsgi.*keystone|gunicorn.*keystone", "keystone"),
         (r"wsgi:placement|placement-api\b|placement-wsgi|uwsgi.*placement|gunicorn.*placement", "placement"),
+        # devstack's metadata API is ``uwsgi --procname-prefix nova-api-meta``: before nova-api
+        (r"wsgi:nova-metadata|nova-metadata|nova-api-meta\b", "nova-metadata"),
         (r"wsgi:nova-api|nova-api-wsgi|nova-api\b|uwsgi.*nova-api", "nova-api"),
-        (r"wsgi:nova-metadata|nova-metadata", "nova-metadata"),
         (r"nova-(?:compute|conductor|scheduler|novncproxy|spicehtml5proxy|serialproxy)\b", None),
         (r"wsgi:neutron|neutron-api\b|neutron-server\b|uwsgi.*neutron", "neutron-server"),
         (r"neutron-[a-z0-9-]+-agent\b", None),
@@ -336,6 +342,139 @@ def component_database(key: str) -> str | None:
 def shared_schema(schema: str) -> bool:
     """Is this schema one several services use (``nova``, ``nova_cell0``, ...)?"""
     return schema in SHARED_SCHEMAS
+
+
+# --------------------------------------------------------------------------- endpoints
+
+#: devstack's path prefixes: one Apache on port 80 serves each API under its own path, each proxied
+#: to a uwsgi process of its own (devstack's ``lib/apache``: ``write_uwsgi_config`` writes
+#: ``ProxyPass "/identity" "unix:/var/run/uwsgi/keystone-api.socket|uwsgi://…"``, glance's ``/image``
+#: goes through ``write_local_uwsgi_http_config``).  Used when the capture holds no keystone catalog
+#: that says otherwise.  The Lua plugin holds the same map (tests/test_shared_truth.py).
+ENDPOINT_PREFIXES: dict[str, str] = {
+    "/identity": "keystone",
+    "/compute": "nova-api",
+    "/placement": "placement",
+    "/image": "glance",
+    "/volume": "cinder-api",
+    "/networking": "neutron-server",
+}
+
+#: The keystone catalog's service types -> service key (a catalog entry names its service by type).
+SERVICE_TYPES: dict[str, str] = {
+    "identity": "keystone",
+    "compute": "nova-api",
+    "placement": "placement",
+    "image": "glance",
+    "volume": "cinder-api",
+    "volumev2": "cinder-api",
+    "volumev3": "cinder-api",
+    "block-storage": "cinder-api",
+    "network": "neutron-server",
+    "orchestration": "heat-api",
+    "cloudformation": "heat-api-cfn",
+    "object-store": "swift-proxy",
+    "key-manager": "barbican",
+    "load-balancer": "octavia",
+    "dns": "designate",
+    "share": "manila",
+    "sharev2": "manila",
+    "shared-file-system": "manila",
+    "baremetal": "ironic",
+    "metric": "gnocchi",
+    "alarming": "aodh",
+}
+
+
+def prefix_of_path(path: str, prefixes: Iterable[str]) -> str | None:
+    """The longest of ``prefixes`` that ``path`` starts with, at a segment's end (``/compute`` is a
+    prefix of ``/compute/v2.1/servers`` and of ``/compute?x``, not of ``/computers``); a prefix ``/``
+    or empty matches every path.
+
+    >>> prefix_of_path("/compute/v2.1/servers", ENDPOINT_PREFIXES)
+    '/compute'
+    >>> prefix_of_path("/computers", ENDPOINT_PREFIXES) is None
+    True
+    >>> prefix_of_path("/", ("",))
+    ''
+    """
+    best: str | None = None
+    for p in prefixes:
+        bare = p.rstrip("/")
+        if (not bare or path == bare or path.startswith((bare + "/", bare + "?"))) and (
+                best is None or len(bare) > len(best)):
+            best = bare
+    return best
+
+
+def service_of_path(path: str) -> str | None:
+    """The service devstack serves under ``path``'s prefix (:data:`ENDPOINT_PREFIXES`), or None.
+
+    >>> [service_of_path(p) for p in ("/identity/v3/auth/tokens", "/placement", "/image/v2/images", "/v3")]
+    ['keystone', 'placement', 'glance', None]
+    """
+    prefix = prefix_of_path(path, ENDPOINT_PREFIXES)
+    return ENDPOINT_PREFIXES[prefix] if prefix else None
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A URL a service is reached at: its host (None: any), port (None: any) and path prefix."""
+
+    host: str | None
+    port: int | None
+    path: str  #: without a trailing ``/``; empty: every path
+    key: str  #: the service key
+    source: str  #: where it comes from, for the evidence ("devstack's prefix", "the keystone catalog", "--endpoint")
+
+    def matches(self, host: str | None, server: str, port: int, path: str) -> bool:
+        """Does a request for ``path`` with the Host header's host ``host``, sent to ``server``:``port``,
+        go to this endpoint?"""
+        if self.port is not None and self.port != port:
+            return False
+        if self.host is not None and self.host not in (host, server):
+            return False
+        return prefix_of_path(path, (self.path,)) is not None
+
+
+def parse_endpoint(url: str, key: str, source: str) -> Endpoint:
+    """An endpoint from a URL (``http://10.0.0.5/identity``, ``https://ctl:8443/compute/v2.1/``;
+    the port is the scheme's when the URL has none); ValueError when it is no http(s) URL.
+
+    >>> parse_endpoint("http://10.0.0.5/identity/", "keystone", "--endpoint")
+    Endpoint(host='10.0.0.5', port=80, path='/identity', key='keystone', source='--endpoint')
+    >>> parse_endpoint("https://[fd00::5]:8443/compute/v2.1", "nova-api", "the keystone catalog").port
+    8443
+    """
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"expected an http:// or https:// URL, found {url!r}")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise ValueError(f"expected a port number in {url!r}") from None
+    return Endpoint(parts.hostname.lower(), port, parts.path.rstrip("/"), key, source)
+
+
+def catalog_endpoints(catalog: object) -> tuple[tuple[str, str], ...]:
+    """(URL, service key) of each endpoint of a keystone token's ``catalog`` whose service type
+    osflow knows (:data:`SERVICE_TYPES`), each URL once.
+
+    >>> catalog_endpoints([{"type": "identity", "endpoints": [{"url": "http://10.0.0.5/identity"}]},
+    ...                    {"type": "no-such", "endpoints": [{"url": "http://x/"}]}])
+    (('http://10.0.0.5/identity', 'keystone'),)
+    """
+    out: dict[str, str] = {}
+    for entry in catalog if isinstance(catalog, list) else ():
+        kind = entry.get("type") if isinstance(entry, dict) else None
+        key = SERVICE_TYPES.get(kind) if isinstance(kind, str) else None
+        if key is None or not isinstance(entry, dict):
+            continue
+        for ep in entry.get("endpoints") or ():
+            url = ep.get("url") if isinstance(ep, dict) else None
+            if isinstance(url, str) and url:
+                out.setdefault(url, key)
+    return tuple(out.items())
 
 
 # --------------------------------------------------------------------------- resource identifiers

@@ -36,6 +36,9 @@ class AnalysisOptions:
     explain: bool = False  #: also name the connections without the socket tables (``--explain``)
     horizon: float = HORIZON  #: a streamed flow's horizon, in seconds of capture time
     show_proxies: bool = False  #: a request through a proxy as its legs, the proxy a participant (``--show-proxies``)
+    #: ``--endpoint URL=SERVICE``: (URL, service key), a request under URL drawn to the service behind
+    #: the web server it was sent to (devstack's path prefixes and the keystone catalog serve without it)
+    endpoints: tuple[tuple[str, str], ...] = ()
 
     @property
     def port_names(self) -> dict[int, str]:

@@ -171,20 +171,22 @@ def analyse(
         reader = PdmlReader(stream, name)
     pairing = Pairing()
     packets = progress.wrap(reader, pairing) if progress is not None else reader
-    pairing.feed(Decoder().decode(packets))
+    decoder = Decoder()
+    pairing.feed(decoder.decode(packets))
     if progress is not None:
         progress.done()
-    stitcher = Stitcher(options.show_proxies)
+    stitcher = Stitcher(options.show_proxies, options.endpoints, options.port_names)
     exchanges = stitcher.stitch(pairing.finish())
-    warnings = _warnings(tables, pairing, reader, name)
+    warnings = _warnings(tables, pairing, reader, name) + decoder.notes()
     joiner = Joiner(tables.sockets, tables.processes, options.port_names, options.show_secrets, tables.hosts,
-                    tables.clock, stitcher.ends)
+                    tables.clock, stitcher.ends, stitcher.routes)
     amqp = pairing.rpc.connections()
     names = joiner.join(exchanges, amqp)
     warnings += _tables_warning(tables, joiner, bool(names), any(_by_listener(n) for n in names.values()))
     without = None
     if options.explain and tables.sockets is not None:
-        without = Joiner(None, None, options.port_names, proxies=stitcher.ends).join(exchanges, amqp)
+        without = Joiner(None, None, options.port_names, proxies=stitcher.ends,
+                         routes=stitcher.routes).join(exchanges, amqp)
     flow = build_flow(exchanges, names, options, origin=reader.first_time, warnings=tuple(warnings),
                       without_tables=without)
     return Result(flow, reader.partial, reader.count)
@@ -249,9 +251,10 @@ class Stream:
         self.progress = progress
         self.horizon = options.horizon
         self.pairing = Pairing()
-        self.stitcher = Stitcher(options.show_proxies)
+        self.decoder = Decoder()
+        self.stitcher = Stitcher(options.show_proxies, options.endpoints, options.port_names)
         self.joiner = Joiner(self.tables.sockets, self.tables.processes, options.port_names, options.show_secrets,
-                             self.tables.hosts, self.tables.clock, self.stitcher.ends)
+                             self.tables.hosts, self.tables.clock, self.stitcher.ends, self.stitcher.routes)
         self.builder = FlowBuilder(options, longest_cast=3 * options.horizon)
         self.names: dict[int, ConnectionNames] = {}
         self._seen: dict[int, float] = {}  # stream -> when its last exchange released ended
@@ -264,7 +267,7 @@ class Stream:
         self.held = 0  # the most exchanges and pairs held at once (pairing, flow), for tests and benchmarks
 
     def __iter__(self) -> Iterator[Flow]:
-        reader, pairing, decoder = self.reader, self.pairing, Decoder()
+        reader, pairing, decoder = self.reader, self.pairing, self.decoder
         packets = self.progress.wrap(reader, pairing) if self.progress is not None else reader
         step = self.horizon
         due = None
@@ -285,7 +288,7 @@ class Stream:
             self.progress.done()
         yield from self._drain(math.inf)
         pairing.rpc.finish()
-        self.warnings = tuple(_warnings(self.tables, pairing, reader, self.name)
+        self.warnings = tuple(_warnings(self.tables, pairing, reader, self.name) + decoder.notes()
                               + _tables_warning(self.tables, self.joiner, self._named, self._listener))
         self.partial, self.packets = reader.partial, reader.count
 

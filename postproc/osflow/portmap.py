@@ -65,6 +65,9 @@ _BY_PORT = {p: s for s in SERVICES for p in s.ports}
 HTTP_PORTS: tuple[int, ...] = tuple(sorted(p for s in SERVICES if s.protocol == "http" for p in s.ports))
 #: Every port in the map, for capture filters.
 ALL_PORTS: tuple[int, ...] = tuple(sorted(_BY_PORT))
+#: A web server in front of several services (devstack's Apache, a TLS front): what ``osflow record``
+#: captures besides the map's ports.
+WEB_PORTS: tuple[int, ...] = (80, 443)
 
 
 def service(key: str) -> Service | None:

@@ -27,6 +27,15 @@ The proxy's name (:attr:`Stitcher.ends`, read by :mod:`osflow.join`): the socket
 when they know it, else the evidence -- ``nginx`` when the front answer's ``Server`` says so and
 the back answer's does not, ``apache`` when the back request has mod_proxy's
 ``X-Forwarded-Server``, else ``haproxy``.
+
+One web server in front of several services by path (devstack's Apache on port 80: ``/identity``
+to keystone's uwsgi, ``/compute`` to nova-api's, each over a unix socket): the hop behind it is never
+on the wire.  A request whose endpoint (``--endpoint URL=SERVICE``, the keystone catalog a token
+response in the capture carries, devstack's prefixes: :data:`osflow.openstack.ENDPOINT_PREFIXES`)
+names a service, sent to a port of no service of the port map (or to any port, for ``--endpoint``),
+gets a leg the capture does not show, from the web server to that service: an exchange on a
+connection of its own, numbered below zero (one per web server and service, :attr:`Stitcher.routes`
+says whose), so that the request is drawn to the service ``via`` the web server as through HAProxy.
 """
 
 from __future__ import annotations
@@ -34,9 +43,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, fields
 
+from . import portmap
 from .model import Address, Exchange, HttpRequest, HttpResponse, Message, ProxiedExchange, ProxyLeg, RpcExchange
+from .openstack import ENDPOINT_PREFIXES, Endpoint, parse_endpoint
 
 __all__ = ["ProxyEnd", "Stitcher", "streams_of"]
+
+#: Where an endpoint comes from, as the evidence says it: devstack's prefixes, a token's catalog, the
+#: command line.
+DEVSTACK = "devstack's path prefix"
+CATALOG = "the keystone catalog"
+GIVEN = "--endpoint"
 
 #: How much one leg may seem to start before, or end after, the leg it is a hop of (seconds): the
 #: capture's own jitter, and what is left of two hosts' clock offset once aligned.
@@ -164,6 +181,27 @@ def _name(front: Exchange, back: Exchange) -> tuple[str, str]:
                        "the same bytes both ways (a TCP proxy)")
 
 
+def _web_server(ex: Exchange) -> str:
+    """The name of the web server an answer's ``Server`` header says (``Apache/2.4.57 (Debian)`` is
+    ``apache2``, ``nginx/1.22.1`` ``nginx``, another its product in lower case); ``apache2``, devstack's,
+    when it says none.
+
+    >>> from osflow.model import Address
+    >>> a = Address("10.0.0.5", 80)
+    >>> def answer(server):
+    ...     r = HttpResponse(protocol="http", stream=0, src=a, dst=a, start=0, end=0, frames=(1,), is_request=False,
+    ...                      status=200, reason="OK", headers=(("Server", server),) if server else ())
+    ...     return _web_server(Exchange("http", 0, a, a, r, r))
+    >>> [answer(s) for s in ("Apache/2.4.57 (Debian)", "nginx/1.22.1", "BaseHTTP/0.6 Python/3.11.2", None)]
+    ['apache2', 'nginx', 'basehttp', 'apache2']
+    """
+    said = (_header(ex.response, "server") or "").strip().lower()
+    product = said.split("/")[0].split()[0] if said else ""
+    if not product or product.startswith("apache") or product == "httpd":
+        return "apache2"
+    return product
+
+
 def _health_check(ex: Exchange) -> str | None:
     """Why ``ex`` looks like a proxy's health check of a server, or None."""
     req = ex.request
@@ -190,8 +228,20 @@ class Stitcher:
     "server")`` -> :class:`ProxyEnd`, the connection ends that are a proxy, for the join.
     """
 
-    def __init__(self, show: bool = False) -> None:
+    def __init__(self, show: bool = False, endpoints: Iterable[tuple[str, str]] = (),
+                 overrides: dict[int, str] | None = None) -> None:
+        """``endpoints``: ``--endpoint URL=SERVICE``'s (URL, service key); ``overrides``: ``--service``'s
+        ports (a port of a service is the service itself, not a web server in front of several)."""
         self.show = show
+        #: the legs no capture shows (a web server to the service a path names): their connection
+        #: (below zero) -> the service, with the evidence
+        self.routes: dict[int, ProxyEnd] = {}
+        self._given = tuple(parse_endpoint(url, key, GIVEN) for url, key in endpoints)
+        self._catalog: dict[str, tuple[float, Endpoint]] = {}  # URL -> (when its token response ended, it)
+        self._devstack = tuple(Endpoint(None, None, p, k, DEVSTACK) for p, k in ENDPOINT_PREFIXES.items())
+        self._overrides = overrides or {}
+        self._virtual: dict[tuple[Address, str], int] = {}  # (web server, service) -> its connection
+        self._hops: dict[int, tuple[str, str]] = {}  # id(a leg no capture shows) -> (web server's name, why)
         self.ends: dict[tuple[int, str], ProxyEnd] = {}
         self._absorbed: dict[int, Exchange] = {}  # id -> a back leg stitched into an exchange given out
         self._links: dict[int, int] = {}  # a TCP-mode front connection -> its back connection
@@ -214,11 +264,20 @@ class Stitcher:
         absorbed = self._absorbed
         chunk = [ex for ex in chunk if absorbed.pop(id(ex), None) is None]
         later = [ex for ex in later if id(ex) not in absorbed]
+        self._learn_catalog(chunk + later)
         hops = self._match(sorted(chunk + later, key=lambda ex: ex.start))
         checks = self._note_checks(chunk + later, hops)
         front_of = {id(b): f for f, b in hops.values()}
         if self.show:
-            return [self._leg(ex, front_of.get(id(ex)), id(ex) in checks) for ex in chunk], later
+            shown: list[Exchange] = []
+            for ex in chunk:
+                given = self._leg(ex, front_of.get(id(ex)), id(ex) in checks)
+                shown.append(given)
+                hop = self._route(given) if not (isinstance(given, ProxyLeg) and given.front is None) else None
+                if hop is not None:
+                    shown.append(ProxyLeg(hop.protocol, hop.stream, hop.client, hop.server, hop.request,
+                                          hop.response, front=given))
+            return shown, later
         in_chunk = {id(ex) for ex in chunk}
         out: list[Exchange] = []
         for ex in chunk:
@@ -230,8 +289,70 @@ class Stitcher:
             for leg in chain[1:]:
                 if id(leg) not in in_chunk:
                     absorbed[id(leg)] = leg
+            if id(ex) not in checks:
+                hop = self._route(chain[-1])
+                if hop is not None:
+                    chain.append(hop)
             out.append(self._stitched(chain) if len(chain) > 1 else self._leg(ex, None, id(ex) in checks))
         return out, [ex for ex in later if id(ex) not in absorbed]
+
+    def _learn_catalog(self, exchanges: Iterable[Exchange]) -> None:
+        """The endpoints of the keystone catalogs the token responses carry, each from the end of the
+        first response that carried it (a request sent before it, as the whole capture is read or a
+        horizon at a time, is named without it)."""
+        for ex in exchanges:
+            token = getattr(ex.response, "token", None)
+            for url, key in getattr(token, "catalog", ()):
+                known = self._catalog.get(url)
+                if known is None or known[0] > ex.end:
+                    try:
+                        self._catalog[url] = (ex.end, parse_endpoint(url, key, CATALOG))
+                    except ValueError:
+                        continue
+
+    def endpoint(self, ex: Exchange) -> Endpoint | None:
+        """The endpoint an HTTP request was sent to, when one names a service behind a web server:
+        ``--endpoint``'s on any port; the catalog's, else devstack's prefixes, on a port of no service."""
+        req = ex.request
+        if not isinstance(req, HttpRequest) or isinstance(ex, RpcExchange):
+            return None
+        path = req.uri.split("?")[0]
+        if "://" in path:  # a request in absolute form: its path only
+            path = "/" + path.split("://", 1)[1].partition("/")[2]
+        host = (_header(req, "host") or "").strip().lower()
+        host = host[1:].partition("]")[0] if host.startswith("[") else host.rpartition(":")[0] or host
+        server, port = ex.server.host, ex.server.port
+        tiers: list[Iterable[Endpoint]] = [self._given]
+        if portmap.service_for_port(port, self._overrides) is None:
+            tiers += [[e for since, e in self._catalog.values() if since <= ex.start], self._devstack]
+        for tier in tiers:
+            found = [e for e in tier if e.matches(host, server, port, path)]
+            if found:
+                return max(found, key=lambda e: len(e.path))
+        return None
+
+    def _route(self, ex: Exchange) -> Exchange | None:
+        """The leg no capture shows, from the web server ``ex`` was sent to to the service its
+        endpoint names (:meth:`endpoint`), or None."""
+        e = self.endpoint(ex)
+        if e is None:
+            return None
+        req = ex.request
+        assert isinstance(req, HttpRequest)  # endpoint() said so
+        name = _web_server(ex)
+        stream = self._virtual.get((ex.server, e.key))
+        if stream is None:
+            stream = self._virtual[(ex.server, e.key)] = -1 - len(self._virtual)
+        where = f"{e.path or '/'}" + (f" at {e.host}:{e.port}" if e.host is not None else "")
+        serves = f"{ex.server} ({name}) serves {where} as {e.key} ({e.source}); the hop to it is not on the wire"
+        self.routes.setdefault(stream, ProxyEnd(e.key, serves))
+        self.ends.setdefault((ex.stream, "server"), ProxyEnd(name, serves))
+        self.ends.setdefault((stream, "client"), ProxyEnd(name, serves))
+        hop = Exchange(ex.protocol, stream, ex.server, ex.server, ex.request, ex.response)
+        if not self.show:
+            self._hops[id(hop)] = (name, f"{ex.server} sent {req.method} {req.uri.split('?')[0]} on to {e.key}: "
+                                         f"under {where} ({e.source}), over a hop not on the wire")
+        return hop
 
     def forget(self, streams: Iterable[int]) -> None:
         """Forget what is known of connections gone idle (a streamed flow's memory stays flat)."""
@@ -314,10 +435,10 @@ class Stitcher:
             self.ends[(ex.stream, "client")] = ProxyEnd(name, f"{why}, to {ex.server}, a server {name} forwards to")
         return found
 
-    @staticmethod
-    def _stitched(chain: list[Exchange]) -> ProxiedExchange:
+    def _stitched(self, chain: list[Exchange]) -> ProxiedExchange:
         front, last = chain[0], chain[-1]
-        names = [_name(a, b) for a, b in zip(chain, chain[1:], strict=False)]
+        names = [self._hops.pop(id(b)) if id(b) in self._hops else _name(a, b)
+                 for a, b in zip(chain, chain[1:], strict=False)]
         return ProxiedExchange(
             front.protocol, front.stream, front.client, last.server, front.request, front.response,
             legs=tuple(chain), server_stream=last.stream,

@@ -24,7 +24,7 @@ from typing import IO, TYPE_CHECKING
 from .errors import InputError, OsflowError, PartialInput, ToolMissing
 from .model import Packet
 from .source.common import Reader, signal_name, to_int
-from .source.fields import AGGREGATOR, FIELDS, FRAME_FILTER, FieldsReader, tshark_fields_command
+from .source.fields import AGGREGATOR, FIELDS, FRAME_FILTER, FieldsReader, tls_args, tshark_fields_command
 from .source.pdml import PdmlReader, tshark_pdml_command
 
 __all__ = ["AGGREGATOR", "FIELDS", "FRAME_FILTER", "PIECE_FRAMES", "FieldsReader", "PiecesReader", "Tshark",
@@ -60,7 +60,8 @@ class Tshark:
     full PDML, as an analyst's pipe would.
     """
 
-    def __init__(self, capture: str, mode: str = "fields", overrides: dict[int, str] | None = None) -> None:
+    def __init__(self, capture: str, mode: str = "fields", overrides: dict[int, str] | None = None,
+                 keylog: str | None = None) -> None:
         if not os.path.exists(capture):
             raise InputError(f"{capture}: no such file")
         not_a_capture(capture)
@@ -68,21 +69,24 @@ class Tshark:
         self._reader: Reader | None = None  # the reader of its output, once asked for
         self.mode = mode
         self.overrides = overrides
-        self.command = (tshark_fields_command(capture, overrides=overrides) if mode == "fields"
-                        else tshark_pdml_command(capture, overrides=overrides))
+        self.keylog = keylog  #: the TLS key log tshark decrypts with (``--tls-keylog``, a recording's)
+        self.command = (tshark_fields_command(capture, overrides=overrides, keylog=keylog) if mode == "fields"
+                        else tshark_pdml_command(capture, extra=tls_args(keylog), overrides=overrides))
         self.proc: subprocess.Popen | None = None
         self.problem: OsflowError | None = None  #: what tshark's exit says (None: it went well)
         self.stderr = ""
         from .source.pieces import cuttable
 
         #: frames per piece (0: one run over the whole capture)
-        self.piece_frames = piece_frames() if mode == "fields" and cuttable(capture) else 0
+        # (with a key log, one run: a piece's TLS sessions would need their handshakes carried too)
+        self.piece_frames = piece_frames() if mode == "fields" and not keylog and cuttable(capture) else 0
 
     def reader(self, stream: IO[bytes]):
         if self.piece_frames > 0:
             self._reader = PiecesReader(self)
         elif self.mode == "fields":
-            self._reader = FieldsReader(stream, self.capture, self.capture, self.command[0], self.overrides)
+            self._reader = FieldsReader(stream, self.capture, self.capture, self.command[0], self.overrides,
+                                        self.keylog)
         else:
             self._reader = PdmlReader(stream, self.capture)
         return self._reader

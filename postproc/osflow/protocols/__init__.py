@@ -1,13 +1,13 @@
 """The protocols osflow reads, one module each, and the registry the stages iterate.
 
-Each module (:mod:`.http`, :mod:`.mysql`, :mod:`.memcache`, :mod:`.amqp`, :mod:`.redis`) holds
+Each module (:mod:`.http`, :mod:`.mysql`, :mod:`.memcache`, :mod:`.amqp`, :mod:`.redis`, :mod:`.tls`) holds
 everything osflow knows about its protocol -- the PDML and ``-T fields`` layers it reads, its
 decoder, its pairing rule, its join evidence, its noise and grouping rules, its words, its OTLP
 attributes and stats endpoint -- as the hooks of a :class:`~.base.ProtocolModule`.  The stages
 ask this registry, never a protocol's message classes:
 
 >>> [m.name for m in PROTOCOLS]
-['http', 'mysql', 'memcache', 'amqp', 'redis']
+['http', 'mysql', 'memcache', 'amqp', 'redis', 'tls']
 >>> by_name("rpc").name, by_layer("resp").name
 ('amqp', 'redis')
 """
@@ -21,9 +21,10 @@ from .http import HTTP
 from .memcache import MEMCACHE
 from .mysql import MYSQL
 from .redis import REDIS
+from .tls import TLS
 
 #: Every protocol, in the order the stages consult them.
-PROTOCOLS: tuple[ProtocolModule, ...] = (HTTP, MYSQL, MEMCACHE, AMQP, REDIS)
+PROTOCOLS: tuple[ProtocolModule, ...] = (HTTP, MYSQL, MEMCACHE, AMQP, REDIS, TLS)
 
 _BY_NAME = {n: m for m in PROTOCOLS for n in (m.name, *m.also)}
 _BY_LAYER = {p: m for m in PROTOCOLS for p in m.pdml_protos}

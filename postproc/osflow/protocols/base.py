@@ -103,6 +103,11 @@ class Row(Protocol):
 class LayerDecoder:
     """The decode stage's state for one protocol: turns its layers into messages."""
 
+    def packet(self, p: Packet) -> None:
+        """Every packet with layers, whatever their protocols, before its layers go to their decoders:
+        for a decoder that must know what else a connection carried (TLS: whether a protocol began
+        it).  Called only on decoders that override it."""
+
     def layer(self, p: Packet, layer: Layer, frames: tuple[int, ...], start: float) -> Iterator[Message]:
         """The messages this layer completes (often none: a part of a reply)."""
         return iter(())
@@ -114,6 +119,10 @@ class LayerDecoder:
     def flush(self) -> Iterator[Message]:
         """The input ended: what is still being assembled, marked incomplete."""
         return iter(())
+
+    def notes(self) -> list[str]:
+        """What it has to say about the input (one line each, for stderr), so far."""
+        return []
 
 
 class ProtocolModule:

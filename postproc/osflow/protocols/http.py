@@ -13,7 +13,7 @@ import json
 from collections.abc import Iterable, Iterator
 
 from ..model import Exchange, HttpRequest, HttpResponse, KeystoneAuth, Layer, Message, Packet, TokenInfo
-from ..openstack import TOKEN_HEADERS, resource_ids, service_of_user_agent
+from ..openstack import TOKEN_HEADERS, catalog_endpoints, resource_ids, service_of_user_agent
 from ..redact import url_template
 from .base import Common, Failure, LayerDecoder, PairText, ProtocolModule, Vote, Words, fields_of, to_int, unescape
 
@@ -115,6 +115,7 @@ def token_info(body: str | None) -> TokenInfo | None:
         project=_name(token.get("project")),
         domain=_name(token.get("domain")),
         expires=token.get("expires_at") if isinstance(token.get("expires_at"), str) else None,
+        catalog=catalog_endpoints(token.get("catalog")),
     )
 
 

@@ -25,8 +25,11 @@ without a command) replaces the analyst's three terminals:
    it, the poller runs every millisecond all the time.  This catches connections
    that live a few milliseconds, which ``ss -tnp`` polling (8–45 ms per snapshot on two cores, most
    of it the ``-p`` walk) misses;
-2. dumpcap captures, with a capture filter on the port map's ports (:data:`osflow.portmap.ALL_PORTS`,
-   any address), on ``-i``'s interfaces, by default on loopback and every interface that is up
+2. dumpcap captures, with a capture filter on the port map's ports (:data:`osflow.portmap.ALL_PORTS`)
+   and a web server's (:data:`osflow.portmap.WEB_PORTS`: devstack's Apache on 80, a TLS front on 443),
+   any address; COMMAND runs with ``SSLKEYLOGFILE`` set to ``tls-keys.log`` in DIR (owner-only),
+   where the OpenStack client writes its TLS keys (Python's ``ssl``, urllib3) for ``osflow-post -r DIR``
+   to decrypt with, on ``-i``'s interfaces, by default on loopback and every interface that is up
    with an address of the host's own (:func:`~osflow.record.capture.host_interfaces`: each packet
    of the host's own traffic once, where ``-i any`` sees a bridged one twice); record waits until
    the capture is really live: on a loopback interface a UDP canary datagram to a socket of

@@ -20,7 +20,7 @@ from typing import IO
 
 from .. import __version__, portmap
 from ..errors import ExitStatus, InputError, OsflowError, ToolMissing, UsageError
-from ..hosts import is_loopback
+from ..hosts import KEYLOG, is_loopback
 from ..wireshark import find_tool
 from .capture import Capture, check_interface, host_interfaces
 from .coverage import Coverage, coverage, local_hosts
@@ -33,9 +33,13 @@ from .watcher import SocketWatcher, SynTrigger
 # --------------------------------------------------------------------------- the options
 
 
+#: What ``osflow record`` captures by default: the port map's ports, and a web server's (80, 443).
+DEFAULT_PORTS: tuple[int, ...] = tuple(sorted(set(portmap.ALL_PORTS) | set(portmap.WEB_PORTS)))
+
+
 def _ports(text: str | None) -> tuple[int, ...]:
     if not text:
-        return portmap.ALL_PORTS
+        return DEFAULT_PORTS
     ports = []
     for part in text.replace(" ", ",").split(","):
         if not part:
@@ -73,7 +77,8 @@ def _positive(text: str) -> float:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``osflow record``."""
     parser.description = (
-        "Capture the OpenStack traffic (dumpcap, on the port map's ports) while COMMAND runs, with the owner "
+        "Capture the OpenStack traffic (dumpcap, on the port map's ports, 80 and 443) while COMMAND runs, with "
+        "its TLS keys (SSLKEYLOGFILE, tls-keys.log), the owner "
         "of every socket (ss.txt) and the processes (ps.txt); exits with COMMAND's status."
     )
     parser.add_argument(
@@ -91,9 +96,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--ports",
         metavar="LIST",
-        help="TCP ports to capture, comma-separated (default: every port of osflow's port map: "
-        + ",".join(map(str, portmap.ALL_PORTS))
-        + ")",
+        help="TCP ports to capture, comma-separated (default: every port of osflow's port map, and a web "
+        "server's 80 and 443: " + ",".join(map(str, DEFAULT_PORTS)) + ")",
     )
     parser.add_argument(
         "--duration", type=_positive, metavar="SECONDS", help="capture a running system for SECONDS, no COMMAND"
@@ -299,7 +303,8 @@ class Recorder:
 
     def files(self) -> list[str]:
         """The names of the files the recording leaves in DIR (readable by the owner only)."""
-        return [os.path.basename(p) for p in self.captures() + self.socket_logs()] + ["ps.txt", "meta.json"]
+        keylog = [KEYLOG] if self.command else []  # the TLS key log COMMAND writes (its SSLKEYLOGFILE)
+        return [os.path.basename(p) for p in self.captures() + self.socket_logs()] + ["ps.txt", *keylog, "meta.json"]
 
     def run(self) -> int:
         """Record (files readable by the owner only; SIGTERM and SIGHUP stop it as Ctrl-C does);
@@ -415,8 +420,13 @@ class Recorder:
         self.start = time.time()
         try:
             if self.command:
+                # its TLS keys (Python's ssl, urllib3, curl honour SSLKEYLOGFILE): owner-only, as the
+                # rest (the umask), there before it starts, never printed
+                keylog = self.path(KEYLOG)
+                os.close(os.open(keylog, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+                env = {**os.environ, "SSLKEYLOGFILE": os.path.abspath(keylog)}
                 try:
-                    self.proc = subprocess.Popen(self.command)
+                    self.proc = subprocess.Popen(self.command, env=env)
                 except OSError as e:  # found a moment ago, gone or not executable now
                     _say(f"error: cannot run {self.command[0]}: {e.strerror}")
                     self.returncode = 127
@@ -591,6 +601,7 @@ class Recorder:
         is a warning: the recording stays), from a ring's files merged (:meth:`_merge`); without: say how to render."""
         ps, flow = self.path("ps.txt"), self.path("flow.md")
         ss = self.socket_logs()
+        keylog = self.path(KEYLOG) if os.path.isfile(self.path(KEYLOG)) and os.path.getsize(self.path(KEYLOG)) else None
         everything = not self.options.command  # a running system recorded: no command whose story to pick out
         if not self.options.render:
             captures, how = self.captures(), ""
@@ -598,6 +609,7 @@ class Recorder:
                 how = " ".join(map(shlex.quote, ["mergecap", "-a", "-w", self.path("all.pcapng"), *captures])) + " && "
                 captures = [self.path("all.pcapng")]
             post_args = ["-r", *captures[:1], *(a for f in ss for a in ("--ss", f)), "--ps", ps, "-o", flow]
+            post_args += ["--tls-keylog", keylog] if keylog else []
             post_args += ["--all"] if everything else []
             _say(f"files in {self.dir}/; render them with: {how}osflow-post {' '.join(map(shlex.quote, post_args))}")
             return
@@ -612,7 +624,8 @@ class Recorder:
                     if self.merged not in self.captures() else f"{os.path.basename(self.merged)}")
             _say(f"rendering {what}, with {len(ss)} socket-log files")
         try:
-            outcome = post(PostOptions(capture=self.merged, ss=tuple(ss), ps=(ps,), output=flow, show_all=everything))
+            outcome = post(PostOptions(capture=self.merged, ss=tuple(ss), ps=(ps,), output=flow, show_all=everything,
+                                       tls_keylog=keylog))
         except OsflowError as e:
             _say(f"warning: osflow-post failed: {e}; the recording is in {self.dir}/")
             return

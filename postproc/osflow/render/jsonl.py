@@ -4,11 +4,13 @@ With several hosts' recordings merged, ``client_host`` and ``server_host`` say t
 
 A request through proxies (HAProxy on a VIP, nginx) also says the proxies it went through, in
 order (``via``: their names, comma-separated; ``via_address``: the addresses the client and each
-proxy sent it to), and the service's connection (``server_stream``); ``server_address`` is the
-service's own.  An RPC pair (``"protocol": "rpc"``) also says its ``kind`` (call, cast, fanout), ``method``,
-the broker it went through (``via``, ``via_address``), the ``exchange`` and ``routing_key`` it
-was published to, how many consumers it was ``delivered`` to, the callee's connection
-(``server_stream``), and the oslo ``request_id`` and ``msg_id`` (ids, not secrets).
+proxy sent it to), and the service's connection (``server_stream``; below zero for a hop no capture
+shows, a web server's to the service a request's path names); ``server_address`` is the
+service's own (the web server's, for such a hop).  An RPC pair (``"protocol": "rpc"``) also says
+its ``kind`` (call, cast, fanout), ``method``, the broker it went through (``via``,
+``via_address``), the ``exchange`` and ``routing_key`` it was published to, how many consumers it
+was ``delivered`` to, the callee's connection (``server_stream``), and the oslo ``request_id`` and
+``msg_id`` (ids, not secrets).
 """
 
 from __future__ import annotations

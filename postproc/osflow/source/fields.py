@@ -20,7 +20,7 @@ from ..wireshark import find_tool
 from .common import Reader, status_text, stream_id, tcp_packet, to_float, to_int
 from .pdml import PdmlReader, tshark_pdml_command
 
-__all__ = ["AGGREGATOR", "FIELDS", "FRAME_FILTER", "FieldsReader", "tshark_fields_command"]
+__all__ = ["AGGREGATOR", "FIELDS", "FRAME_FILTER", "FieldsReader", "tls_args", "tshark_fields_command"]
 
 
 #: What ``osflow-post -r`` asks tshark for.  ``-T fields`` makes tshark build only
@@ -48,8 +48,10 @@ class FieldsReader(Reader):
     """
 
     def __init__(self, stream: IO[bytes], name: str = "<tshark>", capture: str | None = None,
-                 tshark: str | None = None, overrides: dict[int, str] | None = None) -> None:
+                 tshark: str | None = None, overrides: dict[int, str] | None = None,
+                 keylog: str | None = None) -> None:
         super().__init__(stream, name)
+        self.keylog = keylog  # the TLS key log tshark decrypts with (``--tls-keylog``, a recording's)
         self.capture = capture  # the capture the fields came from: read its Start-Ok frames again
         self.tshark = tshark
         self.overrides = overrides  # --service PORT=NAME: decoded as the service's protocol
@@ -73,7 +75,8 @@ class FieldsReader(Reader):
         # "frame.number == a || ..." reads the same in every tshark (set syntax changed in 4.0)
         wanted = " || ".join(f"frame.number == {n}" for n in self._start_ok[:500])
         assert self.capture is not None  # (called only with a capture)
-        cmd = tshark_pdml_command(self.capture, self.tshark, extra=("-Y", wanted), overrides=self.overrides)
+        cmd = tshark_pdml_command(self.capture, self.tshark, extra=(*tls_args(self.keylog), "-Y", wanted),
+                                  overrides=self.overrides)
         try:
             done = subprocess.run(cmd, capture_output=True, stdin=subprocess.DEVNULL, timeout=900)
         except (OSError, subprocess.SubprocessError) as e:
@@ -115,7 +118,8 @@ class FieldsReader(Reader):
         import subprocess
 
         cmd = [self.tshark or find_tool("tshark", "TSHARK"), "-r", self.capture,
-               *portmap.tshark_decode_as(self.overrides), *protocols.decode_as(self.overrides), "-Y", wanted,
+               *portmap.tshark_decode_as(self.overrides), *protocols.decode_as(self.overrides),
+               *tls_args(self.keylog), "-Y", wanted,
                "-T", "fields", "-E", "header=n", "-E", "occurrence=l",
                "-e", "frame.number", "-e", "tcp.reassembled.data", "-e", "tcp.payload"]
         try:
@@ -202,12 +206,23 @@ def _origin(epoch: str, relative: str) -> float | None:
         return None
 
 
+def tls_args(keylog: str | None) -> tuple[str, ...]:
+    """tshark's arguments that decrypt TLS with the key log ``keylog`` (NSS key log format, what
+    ``SSLKEYLOGFILE`` makes Python's ssl, curl and browsers write); none without one.
+
+    >>> tls_args("/tmp/rec/tls-keys.log"), tls_args(None)
+    (('-o', 'tls.keylog_file:/tmp/rec/tls-keys.log'), ())
+    """
+    return ("-o", f"tls.keylog_file:{keylog}") if keylog else ()
+
+
 def tshark_fields_command(capture: str, tshark: str | None = None,
-                          overrides: dict[int, str] | None = None) -> list[str]:
+                          overrides: dict[int, str] | None = None, keylog: str | None = None) -> list[str]:
     """The tshark command behind ``osflow-post -r``: only the fields and frames osflow decodes (the
-    ports ``--service PORT=NAME`` names decoded as their service's protocol)."""
+    ports ``--service PORT=NAME`` names decoded as their service's protocol; TLS decrypted with the
+    key log ``keylog``)."""
     args = [tshark or find_tool("tshark", "TSHARK"), "-r", capture, *portmap.tshark_decode_as(overrides),
-            *protocols.decode_as(overrides), "-Y", FRAME_FILTER,
+            *protocols.decode_as(overrides), *tls_args(keylog), "-Y", FRAME_FILTER,
             "-T", "fields", "-E", "occurrence=a", "-E", f"aggregator={AGGREGATOR}", "-E", "header=n"]
     for f in FIELDS:
         args += ["-e", f]

@@ -122,6 +122,10 @@ class ProcessTable:
     def __len__(self) -> int:
         return len(self._by_pid)
 
+    def all(self) -> tuple[Process, ...]:
+        """Every process, once (its snapshot :meth:`get` answers with)."""
+        return tuple(self._by_pid.values())
+
     def parents(self) -> dict[int, int | None]:
         """pid -> parent pid (None where the table does not say, as in ``ps aux``)."""
         return {pid: p.ppid for pid, p in self._by_pid.items()}
