@@ -623,7 +623,20 @@ def run(dirs: Sequence[str], no_tables: bool, verbose: bool, tolerance: float = 
     spans = [_on_first_clock(s, offsets, hosts) for s in spans]
     pairs = [pair_of(line, zero) for line in lines]
     matched = match(spans, pairs, tolerance)
-    return list(report(score(spans, pairs, matched, zero), verbose))
+    out = list(report(score(spans, pairs, matched, zero), verbose))
+    if verbose:
+        out.append(clock_check(spans, matched))
+    return out
+
+
+def clock_check(spans: Sequence[Span], matched: dict[str, Pair]) -> str:
+    """How the matched spans' start times sit against their pairs' (a check of the time base)."""
+    deltas = sorted(s.start - matched[s.id].start for s in spans if s.id in matched and s.role != "callee")
+    if not deltas:
+        return "clock: no span matched"
+    mid = deltas[len(deltas) // 2]
+    return (f"clock: a matched span starts {mid * 1000:+.1f} ms from its pair's first frame (median of "
+            f"{len(deltas)}; from {deltas[0] * 1000:+.1f} to {deltas[-1] * 1000:+.1f} ms)")
 
 
 def _on_first_clock(span: Span, offsets: dict[str, float], hosts: set[str]) -> Span:
