@@ -40,8 +40,10 @@ TRACE_FILE = "osprofiler.json"
 TOLERANCE = 2.0
 #: disagreements of each sort printed per trace without -v
 CAP = 10
-#: MySQL statements OSProfiler does not see: pool pings and the driver's own COMMIT/ROLLBACK
-UNSEEN_SQL = re.compile(r"^\s*(SELECT\s+1|COMMIT|ROLLBACK)\s*;?\s*$", re.I)
+#: MySQL statements OSProfiler does not see: pool pings, the driver's own COMMIT/ROLLBACK, and what
+#: oslo.db sends on a new connection's DBAPI cursor (its sql_mode), all below SQLAlchemy's events
+UNSEEN_SQL = re.compile(r"^\s*(SELECT\s+1|COMMIT|ROLLBACK|SET\s+SESSION\s+sql_mode\s*=.*|"
+                        r"SHOW\s+VARIABLES\s+LIKE\s+'sql_mode')\s*;?\s*$", re.I | re.S)
 #: the first word of an SQL statement (osflow's other MySQL requests are commands: login, quit, ping)
 SQL_VERBS = frozenset(("SELECT", "INSERT", "UPDATE", "DELETE", "REPLACE", "WITH", "SHOW", "SET", "CREATE", "ALTER",
                        "DROP", "TRUNCATE", "BEGIN", "START", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE", "LOCK",
@@ -90,7 +92,8 @@ class Pair:
     server: str
     request: str
     background: bool
-    key: tuple[str, ...] | None  #: None: a pair OSProfiler cannot see
+    key: tuple[str, ...] | None  #: what a span must say to be this pair (None: no span can)
+    seen: bool = False  #: of a kind OSProfiler sees (the foreground is counted over these)
     literals: frozenset[str] = frozenset()
     fanout: bool = False
 
@@ -410,19 +413,21 @@ def pair_of(line: dict, zero: float) -> Pair:
     protocol = str(line.get("protocol", ""))
     request = str(line.get("request", ""))
     key: tuple[str, ...] | None = None
+    seen = False
     literals = frozenset[str]()
     if protocol == "http":
         method, _, target = request.partition(" ")
-        key = http_key(project_of(str(line.get("server", ""))), method, target.split(" ", 1)[0])
+        key, seen = http_key(project_of(str(line.get("server", ""))), method, target.split(" ", 1)[0]), True
     elif protocol == "mysql":
         verb = request.split(None, 1)[0].upper() if request.split() else ""
-        if verb in SQL_VERBS and not UNSEEN_SQL.match(request):
+        if verb in SQL_VERBS:
             key, literals = ("sql", normalise_sql(request)), sql_literals(request)
+            seen = not UNSEEN_SQL.match(request)
     elif protocol == "rpc" and line.get("method"):
-        key = ("rpc", str(line["method"]))
+        key, seen = ("rpc", str(line["method"])), True
     return Pair(int(line["id"]), line.get("parent"), zero + float(line["start"]), zero + float(line["end"]),
                 protocol, str(line.get("client", "")), str(line.get("server", "")), request,
-                bool(line.get("background")), key, literals, line.get("kind") == "fanout")
+                bool(line.get("background")), key, seen, literals, line.get("kind") == "fanout")
 
 
 # --------------------------------------------------------------------------- matching
@@ -559,7 +564,7 @@ def score(spans: Sequence[Span], pairs: Sequence[Pair], matched: dict[str, Pair]
                     f"{got.line(zero) if got else 'none (top level)'}; OSProfiler's "
                     f"{want.line(zero) + f' (span {via.id[:8]} {via.name})' if want and via else 'none (top level)'}")
         for q in pairs:
-            if q.key is None or (owners.get(q.id) and trace not in owners[q.id]):
+            if not (q.seen or q.id in owners) or (owners.get(q.id) and trace not in owners[q.id]):
                 continue
             truth = trace in owners.get(q.id, ())
             fg = not q.background
