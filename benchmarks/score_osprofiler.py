@@ -291,23 +291,33 @@ def _process(span: Span) -> str:
 
 
 def _rpc_sides(spans: list[Span]) -> list[Span]:
-    """An "rpc" span is the callee's side when its parent is an "rpc" span of another process, the
-    caller's when it is an ``rpcapi`` method or has a callee below it; else a manager method called by
-    its own process (a function call, walked through)."""
+    """Which side of an RPC each "rpc" span is.
+
+    The callee's: its parent is a span of another process (the trace came with the message: the
+    caller's ``rpcapi`` span, or whatever span was current when no ``rpcapi`` method is traced, as
+    for nova-api's cast to the conductor and nova-compute's object calls).  The caller's: a callee
+    below it, or an ``rpcapi`` method not called by another one (``ComputeAPI.get_client``, called
+    by ``build_and_run_instance``, sends nothing).  Any other is a manager method its own process
+    called: a function, walked through.  A callee whose method is hidden by a decorator
+    (``expected_exceptions.<locals>.outer.<locals>.inner``) takes its caller's method."""
     by_id = {s.id: s for s in spans}
-    callee: set[str] = set()
-    for s in spans:
-        up = by_id.get(s.parent or "")
-        if s.kind == "rpc" and up is not None and up.kind == "rpc" and _process(up) != _process(s):
-            callee.add(s.id)
-    callers = {by_id[s.parent].id for s in spans if s.id in callee and s.parent}
+    callee = {s.id for s in spans if s.name == "rpc" and s.parent in by_id and
+              _process(by_id[s.parent]) != _process(s)}
+    has_callee = {by_id[s].parent for s in callee}
+
+    def rpcapi(s: Span | None) -> bool:
+        return s is not None and s.name == "rpc" and ".rpcapi." in s.text
+
     out = []
     for s in spans:
+        up = by_id.get(s.parent or "")
         if s.kind != "rpc":
             out.append(s)
         elif s.id in callee:
-            out.append(dataclasses.replace(s, role="callee"))
-        elif s.id in callers or ".rpcapi." in s.text:
+            key = up.key if up is not None and up.kind == "rpc" and "<locals>" in s.text else s.key
+            out.append(dataclasses.replace(s, role="callee", key=key))
+        elif s.id in has_callee or (rpcapi(s) and not (rpcapi(up) and up is not None and
+                                                        _process(up) == _process(s))):
             out.append(dataclasses.replace(s, role="caller"))
         else:
             out.append(dataclasses.replace(s, kind=None, key=()))
@@ -468,11 +478,11 @@ def match(spans: Sequence[Span], pairs: Sequence[Pair], tolerance: float = TOLER
         if p.key is not None:
             by_key[p.key].append(p)
     matched = _greedy((s for s in spans if s.kind and s.role != "callee"), by_key, set(), tolerance)
-    callees = [s for s in spans if s.role == "callee"]
+    callers = {s.id for s in spans if s.role == "caller"}
     shared: set[int] = set()
     rest = []
-    for s in callees:
-        caller = matched.get(s.parent or "")
+    for s in (s for s in spans if s.role == "callee"):
+        caller = matched.get(s.parent or "") if s.parent in callers else None
         if caller is not None and (caller.fanout or caller.id not in shared):
             matched[s.id] = caller
             shared.add(caller.id)
@@ -544,6 +554,7 @@ def score(spans: Sequence[Span], pairs: Sequence[Pair], matched: dict[str, Pair]
         if q.key is not None:
             by_key[q.key].append(q)
     taken_by = {q.id: sid for sid, q in matched.items()}
+    blind = untraced(pairs, matched)
     out = []
     for trace in dict.fromkeys(s.trace for s in spans):
         sc = Score(trace)
@@ -564,7 +575,8 @@ def score(spans: Sequence[Span], pairs: Sequence[Pair], matched: dict[str, Pair]
                     f"{got.line(zero) if got else 'none (top level)'}; OSProfiler's "
                     f"{want.line(zero) + f' (span {via.id[:8]} {via.name})' if want and via else 'none (top level)'}")
         for q in pairs:
-            if not (q.seen or q.id in owners) or (owners.get(q.id) and trace not in owners[q.id]):
+            if not (q.seen or q.id in owners) or (q.client, q.server) in blind or \
+                    (owners.get(q.id) and trace not in owners[q.id]):
                 continue
             truth = trace in owners.get(q.id, ())
             fg = not q.background
@@ -579,6 +591,26 @@ def score(spans: Sequence[Span], pairs: Sequence[Pair], matched: dict[str, Pair]
                     f"  foreground false negative: {q.line(zero)} (background; span {taken_by[q.id][:8]})")
         out.append(sc)
     return out
+
+
+def untraced(pairs: Sequence[Pair], matched: dict[str, Pair]) -> dict[tuple[str, str], list[Pair]]:
+    """The calls of a client to a server none of which is a span's match, OSProfiler's kinds only:
+    what OSProfiler does not instrument (nova's cell databases, reached through a database
+    connection of their own that nova does not trace; neutron's notifications to its agents),
+    left out of the foreground's figures."""
+    traced = {(p.client, p.server) for p in matched.values()}
+    out: dict[tuple[str, str], list[Pair]] = defaultdict(list)
+    for p in pairs:
+        if p.seen and (p.client, p.server) not in traced:
+            out[(p.client, p.server)].append(p)
+    return dict(out)
+
+
+def untraced_line(pairs: Sequence[Pair], matched: dict[str, Pair]) -> str | None:
+    """One line on what :func:`untraced` left out, when any of it is foreground."""
+    edges = [(k, v, sum(not p.background for p in v)) for k, v in untraced(pairs, matched).items()]
+    shown = [f"{c} → {s} ({len(v)} pairs, {fg} foreground)" for (c, s), v, fg in sorted(edges) if fg]
+    return f"not traced by OSProfiler (left out of the foreground figures): {'; '.join(shown)}" if shown else None
 
 
 def _unmatched(span: Span, by_key: dict[tuple[str, ...], list[Pair]], taken_by: dict[int, str],
@@ -629,6 +661,9 @@ def run(dirs: Sequence[str], no_tables: bool, verbose: bool, tolerance: float = 
     pairs = [pair_of(line, zero) for line in lines]
     matched = match(spans, pairs, tolerance)
     out = list(report(score(spans, pairs, matched, zero), verbose))
+    note = untraced_line(pairs, matched)
+    if note:
+        out.append(note)
     if verbose:
         out.append(clock_check(spans, matched))
     return out
