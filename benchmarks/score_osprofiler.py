@@ -40,10 +40,12 @@ TRACE_FILE = "osprofiler.json"
 TOLERANCE = 2.0
 #: disagreements of each sort printed per trace without -v
 CAP = 10
-#: MySQL statements OSProfiler does not see: pool pings, the driver's own COMMIT/ROLLBACK, and what
-#: oslo.db sends on a new connection's DBAPI cursor (its sql_mode), all below SQLAlchemy's events
-UNSEEN_SQL = re.compile(r"^\s*(SELECT\s+1|COMMIT|ROLLBACK|SET\s+SESSION\s+sql_mode\s*=.*|"
-                        r"SHOW\s+VARIABLES\s+LIKE\s+'sql_mode')\s*;?\s*$", re.I | re.S)
+#: MySQL statements OSProfiler does not see, all sent below SQLAlchemy's events: pool pings, the
+#: driver's own COMMIT/ROLLBACK, and what a new connection is set up with (PyMySQL's SET AUTOCOMMIT,
+#: SQLAlchemy's first look at the server, oslo.db's sql_mode)
+UNSEEN_SQL = re.compile(r"^\s*(SELECT\s+1|COMMIT|ROLLBACK|SET\s+(AUTOCOMMIT|NAMES|SESSION)\b.*|"
+                        r"SELECT\s+(VERSION|DATABASE)\(\)|SELECT\s+@@[\w.]+|SHOW\s+VARIABLES\b.*)\s*;?\s*$",
+                        re.I | re.S)
 #: the first word of an SQL statement (osflow's other MySQL requests are commands: login, quit, ping)
 SQL_VERBS = frozenset(("SELECT", "INSERT", "UPDATE", "DELETE", "REPLACE", "WITH", "SHOW", "SET", "CREATE", "ALTER",
                        "DROP", "TRUNCATE", "BEGIN", "START", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE", "LOCK",
@@ -92,6 +94,7 @@ class Pair:
     server: str
     request: str
     background: bool
+    connection: str  #: the client's address
     key: tuple[str, ...] | None  #: what a span must say to be this pair (None: no span can)
     seen: bool = False  #: of a kind OSProfiler sees (the foreground is counted over these)
     literals: frozenset[str] = frozenset()
@@ -437,7 +440,8 @@ def pair_of(line: dict, zero: float) -> Pair:
         key, seen = ("rpc", str(line["method"])), True
     return Pair(int(line["id"]), line.get("parent"), zero + float(line["start"]), zero + float(line["end"]),
                 protocol, str(line.get("client", "")), str(line.get("server", "")), request,
-                bool(line.get("background")), key, seen, literals, line.get("kind") == "fanout")
+                bool(line.get("background")), str(line.get("client_address", "")), key, seen, literals,
+                line.get("kind") == "fanout")
 
 
 # --------------------------------------------------------------------------- matching
@@ -575,7 +579,7 @@ def score(spans: Sequence[Span], pairs: Sequence[Pair], matched: dict[str, Pair]
                     f"{got.line(zero) if got else 'none (top level)'}; OSProfiler's "
                     f"{want.line(zero) + f' (span {via.id[:8]} {via.name})' if want and via else 'none (top level)'}")
         for q in pairs:
-            if not (q.seen or q.id in owners) or (q.client, q.server) in blind or \
+            if not (q.seen or q.id in owners) or reach(q) in blind or \
                     (owners.get(q.id) and trace not in owners[q.id]):
                 continue
             truth = trace in owners.get(q.id, ())
@@ -593,23 +597,32 @@ def score(spans: Sequence[Span], pairs: Sequence[Pair], matched: dict[str, Pair]
     return out
 
 
-def untraced(pairs: Sequence[Pair], matched: dict[str, Pair]) -> dict[tuple[str, str], list[Pair]]:
-    """The calls of a client to a server none of which is a span's match, OSProfiler's kinds only:
-    what OSProfiler does not instrument (nova's cell databases, reached through a database
-    connection of their own that nova does not trace; neutron's notifications to its agents),
-    left out of the foreground's figures."""
-    traced = {(p.client, p.server) for p in matched.values()}
-    out: dict[tuple[str, str], list[Pair]] = defaultdict(list)
+def reach(pair: Pair) -> tuple[str, ...]:
+    """What OSProfiler instruments or not as a whole: a database connection (an engine's pool is
+    traced or not), else a client's calls to a server."""
+    return (pair.client, pair.server, pair.connection) if pair.protocol == "mysql" else (pair.client, pair.server)
+
+
+def untraced(pairs: Sequence[Pair], matched: dict[str, Pair]) -> dict[tuple[str, ...], list[Pair]]:
+    """The pairs of OSProfiler's kinds on a database connection, or between a client and a server,
+    none of whose pairs is a span's match: what OSProfiler does not instrument (placement's and
+    neutron's databases, nova's cell databases reached through connections of their own, neutron's
+    notifications to its agents), left out of the foreground's figures."""
+    traced = {reach(p) for p in matched.values()}
+    out: dict[tuple[str, ...], list[Pair]] = defaultdict(list)
     for p in pairs:
-        if p.seen and (p.client, p.server) not in traced:
-            out[(p.client, p.server)].append(p)
+        if p.seen and reach(p) not in traced:
+            out[reach(p)].append(p)
     return dict(out)
 
 
 def untraced_line(pairs: Sequence[Pair], matched: dict[str, Pair]) -> str | None:
     """One line on what :func:`untraced` left out, when any of it is foreground."""
-    edges = [(k, v, sum(not p.background for p in v)) for k, v in untraced(pairs, matched).items()]
-    shown = [f"{c} → {s} ({len(v)} pairs, {fg} foreground)" for (c, s), v, fg in sorted(edges) if fg]
+    edges: dict[tuple[str, str], list[Pair]] = defaultdict(list)
+    for k, v in untraced(pairs, matched).items():
+        edges[(k[0], k[1])].extend(v)
+    shown = [f"{c} → {s} ({len(v)} pairs, {fg} foreground)" for (c, s), v in sorted(edges.items())
+             if (fg := sum(not p.background for p in v))]
     return f"not traced by OSProfiler (left out of the foreground figures): {'; '.join(shown)}" if shown else None
 
 
