@@ -278,7 +278,7 @@ def spans_of(trace: dict, path: str) -> list[Span]:
             text = f"{r.get('method')} {r.get('path')}" + (f"?{r['query']}" if r.get("query") else "")
         elif name == "db" and isinstance(detail.get("db"), dict):
             statement = str(detail["db"].get("statement", ""))
-            kind, key, text = "sql", ("sql", normalise_sql(statement)), statement
+            kind, key, text = "sql", ("sql", project, normalise_sql(statement)), statement
             literals = param_literals(detail["db"].get("params"))
         elif name == "rpc" and isinstance(detail.get("function"), dict):
             function = str(detail["function"].get("name", ""))
@@ -434,7 +434,8 @@ def pair_of(line: dict, zero: float) -> Pair:
     elif protocol == "mysql":
         verb = request.split(None, 1)[0].upper() if request.split() else ""
         if verb in SQL_VERBS:
-            key, literals = ("sql", normalise_sql(request)), sql_literals(request)
+            key = ("sql", project_of(str(line.get("client", ""))), normalise_sql(request))
+            literals = sql_literals(request)
             seen = not UNSEEN_SQL.match(request)
     elif protocol == "rpc" and line.get("method"):
         key, seen = ("rpc", str(line["method"])), True
@@ -577,7 +578,8 @@ def score(spans: Sequence[Span], pairs: Sequence[Pair], matched: dict[str, Pair]
                 sc.problems["parent"].append(
                     f"  parent of {p.line(zero)} ({s.name} span {s.id[:8]}): osflow's "
                     f"{got.line(zero) if got else 'none (top level)'}; OSProfiler's "
-                    f"{want.line(zero) + f' (span {via.id[:8]} {via.name})' if want and via else 'none (top level)'}")
+                    f"{want.line(zero) + f' (span {via.id[:8]} {via.name})' if want and via else 'none (top level)'}"
+                    f"{_ambiguity(s, p, by_key, taken_by, by_id)}")
         for q in pairs:
             if not (q.seen or q.id in owners) or reach(q) in blind or \
                     (owners.get(q.id) and trace not in owners[q.id]):
@@ -624,6 +626,19 @@ def untraced_line(pairs: Sequence[Pair], matched: dict[str, Pair]) -> str | None
     shown = [f"{c} → {s} ({len(v)} pairs, {fg} foreground)" for (c, s), v in sorted(edges.items())
              if (fg := sum(not p.background for p in v))]
     return f"not traced by OSProfiler (left out of the foreground figures): {'; '.join(shown)}" if shown else None
+
+
+#: pairs with a span's key this close to its match (seconds) are told apart by time alone
+AMBIGUOUS = 0.005
+
+
+def _ambiguity(span: Span, own: Pair, by_key: dict[tuple[str, ...], list[Pair]], taken_by: dict[int, str],
+               by_id: dict[str, Span]) -> str:
+    """A note when the match may be another trace's: pairs of the same key and literals, matched to
+    another trace's spans, that started within :data:`AMBIGUOUS` of this one."""
+    rivals = [p for p in by_key.get(span.key, ()) if p.id != own.id and abs(p.start - own.start) <= AMBIGUOUS
+              and p.literals == own.literals and p.id in taken_by and by_id[taken_by[p.id]].trace != span.trace]
+    return f" [ambiguous: {len(rivals)} same pair(s) of other traces within 5 ms]" if rivals else ""
 
 
 def _unmatched(span: Span, by_key: dict[tuple[str, ...], list[Pair]], taken_by: dict[int, str],
