@@ -610,7 +610,7 @@ def untraced(pairs: Sequence[Pair], matched: dict[str, Pair]) -> dict[tuple[str,
     none of whose pairs is a span's match: what OSProfiler does not instrument (placement's and
     neutron's databases, nova's cell databases reached through connections of their own, neutron's
     notifications to its agents), left out of the foreground's figures."""
-    traced = {reach(p) for p in matched.values()}
+    traced = {reach(p) for p in matched.values() if p.seen}  # a ping's match says little: any pool's would do
     out: dict[tuple[str, ...], list[Pair]] = defaultdict(list)
     for p in pairs:
         if p.seen and reach(p) not in traced:
