@@ -646,6 +646,14 @@ def _unmatched(span: Span, by_key: dict[tuple[str, ...], list[Pair]], taken_by: 
     head = (f"  unmatched {span.name}{' ' + span.role if span.role else ''} span {span.id[:8]} ({span.where}, "
             f"at {span.start - zero:.6f} s): {_short(span.text)}")
     same = sorted(by_key.get(span.key, ()), key=lambda p: abs(p.start - span.start))
+    # the same request or statement, told of another service or client (a misnamed end)
+    elsewhere = sorted((p for k, ps in by_key.items() if k[0] == span.key[0] and k[2:] == span.key[2:]
+                        and k != span.key for p in ps if abs(p.start - span.start) <= TOLERANCE),
+                       key=lambda p: abs(p.start - span.start))
+    if elsewhere and (not same or abs(elsewhere[0].start - span.start) < abs(same[0].start - span.start)):
+        p = elsewhere[0]
+        return (head + f" — osflow has it as #{p.id} {p.client} → {p.server} at {p.start - zero:.6f} s "
+                f"({p.start - span.start:+.3f} s): not {span.where.split('/', 1)[0]}'s")
     if not same:
         return head + " — osflow has no pair with this " + {"http": "request at this service",
                                                               "sql": "statement", "rpc": "method"}.get(
