@@ -449,10 +449,13 @@ def pair_of(line: dict, zero: float) -> Pair:
 
 
 def _cost(span: Span, pair: Pair) -> float:
-    """How far apart in time: the start alone for a callee (its pair began at the publish), else the
+    """How far apart in time: the start alone for a callee (its pair began at the publish); for a
+    request, the ends (a busy server may queue a request long before its span starts); else the
     worse of start and end."""
     if span.role == "callee":
         return abs(span.start - pair.start)
+    if span.kind == "http":  # the server's span lies within the client's pair, after any queueing
+        return abs(span.end - pair.end) + max(0.0, pair.start - span.start)
     return max(abs(span.start - pair.start), abs(span.end - pair.end))
 
 
