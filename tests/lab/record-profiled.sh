@@ -7,7 +7,9 @@
 #
 # -n N runs N copies of the command at once (N users), the last argument of copy i suffixed -i (a
 # server's name); each copy is its own trace.  The command runs with `--os-profile` (the lab's HMAC
-# key) inserted after `openstack`; its trace ids come from its standard error ("Trace ID: …").
+# key) inserted after `openstack`; its trace ids come from its standard error ("Trace ID: …").  One
+# copy is recorded as itself (meta.json names it); N copies through a script that starts them, which
+# meta.json names instead (without socket tables osflow-post then does not know the command's ends).
 # Needs root (osflow record), the lab up with OSFLOW_LAB_PROFILER=1 and its openrc sourced.
 set -euo pipefail
 
@@ -49,7 +51,17 @@ chmod 755 "$work/run.sh"
 python_bin=${OSFLOW_PYTHON:-$REPO/.venv/bin/python}
 [ -x "$python_bin" ] || python_bin=python3
 status=0
-"$python_bin" -m osflow record --linger 3 -o "$out" -- bash "$work/run.sh" "$work" "$n" "$PROFILER_KEY" "$@" || status=$?
+if [ "$n" = 1 ]; then
+  # the command itself, so that meta.json names it (osflow-post finds the command's ends by it
+  # when there are no socket tables); its standard error copied for the trace id
+  cmd=$1; shift
+  "$python_bin" -m osflow record --linger 3 -o "$out" -- "$cmd" --os-profile "$PROFILER_KEY" "$@" \
+    2> >(tee "$work/err.1" >&2) || status=$?
+  sleep 0.5  # tee's last lines
+else
+  "$python_bin" -m osflow record --linger 3 -o "$out" -- bash "$work/run.sh" "$work" "$n" "$PROFILER_KEY" "$@" \
+    || status=$?
+fi
 
 ids=$(cat "$work"/err.* 2>/dev/null | sed -n 's/.*Trace ID: \([0-9a-f-]*\).*/\1/p')
 [ -n "$ids" ] || { echo "record-profiled: no trace id in the command's output (is OSProfiler on?)" >&2; exit 1; }
@@ -60,7 +72,8 @@ sleep 2  # the last spans of a cast's work reach the store after the command end
   for id in $ids; do
     [ $first = 1 ] || echo ","
     first=0
-    osprofiler trace show --json --connection-string "$STORE" "$id"
+    osprofiler trace show --json --connection-string "$STORE" "$id" \
+      || { echo "record-profiled: no trace $id in $STORE (is the lab up with OSFLOW_LAB_PROFILER=1?)" >&2; exit 1; }
   done
   echo "]"
 } > "$work/traces.json"
