@@ -190,8 +190,7 @@ class FlowBuilder:
             for idx in self._casts.get(key, ()):
                 if idx in self.served:
                     s, e = self.served[idx]
-                    reach = self.longest_cast if key[1].startswith("req-") else min(self.longest_cast, ID_REACH)
-                    self.served[idx] = (s, max(e, min(self._last[key], s + reach)))
+                    self.served[idx] = (s, max(e, min(self._last[key], s + self._reach(key[1]))))
         pairs, served, prose, activity = self.pairs, self.served, self.prose, self.activity
         for ex, (client, server) in zip(exchanges, ends, strict=True):
             i = self.placed
@@ -262,11 +261,16 @@ class FlowBuilder:
         rid = ex.oslo.request_id
         if ex.kind != "call" and ex.delivery is not None:
             # its handling lasts while the callee works on its request id, or on what its arguments name
-            for key, reach in ([((server.label, rid), self.longest_cast)] if rid else []) + [
-                    ((server.label, u), min(self.longest_cast, ID_REACH)) for u in ex.oslo.ids]:
-                end = max(end, min(self._last.get(key, end), start + reach))
+            for ident in ([rid] if rid else []) + list(ex.oslo.ids):
+                key = (server.label, ident)
+                end = max(end, min(self._last.get(key, end), start + self._reach(ident)))
                 self._casts[key].append(i)
         return start, end
+
+    def _reach(self, ident: str) -> float:
+        """How long after its delivery a cast's handling may go on by ``ident``: by its request id
+        (``req-…``) as long as a cast may last, by a resource it names :data:`ID_REACH` at most."""
+        return self.longest_cast if ident.startswith("req-") else min(self.longest_cast, ID_REACH)
 
     def _kept(self, lists: dict) -> None:
         """Keep in each list of ``lists`` the pairs still kept; drop the lists left empty."""
