@@ -9,7 +9,9 @@ workload once it is capturing, Ctrl-C once the workload is done), alternating wh
 ``--rounds`` rounds.  Measured in each run:
 
 * the workload's slowdown: at a fixed rate the mean time of one connection (the schedule fixes the
-  wall time), flat out the wall time of them all; recorded / alone, the median over the rounds;
+  wall time), flat out the wall time of them all; recorded / alone, the median over the rounds; at a
+  fixed rate also the rounds pooled (the mean of their means, the median of their median
+  connections), which one round's hiccup moves less;
 * the CPU seconds the recorder used while the workload ran (``osflow record`` and its dumpcap, from
   /proc/<pid>/stat, sampled when the workload starts and ends: the start-up and the coverage
   computed at the end are not the workload's cost), and that per connection;
@@ -87,7 +89,8 @@ for i in range(n):
     s.close()
     spent.append(time.perf_counter() - t)
 wall = time.perf_counter() - start
-print(json.dumps({"wall": wall, "mean": sum(spent) / len(spent), "n": n}))
+spent.sort()
+print(json.dumps({"wall": wall, "mean": sum(spent) / len(spent), "p50": spent[len(spent) // 2], "n": n}))
 """
 
 
@@ -309,6 +312,12 @@ def main() -> int:
                       f"owners from {sorted({r['owners'] for r in rec})}; machine busy "
                       f"{statistics.median(a['busy'] for a in alone):.0%} alone, "
                       f"{statistics.median(r['busy'] for r in rec):.0%} recorded", flush=True)
+                if rate:  # the rounds pooled: less at the mercy of one round's hiccup than their median
+                    ma, mr = (statistics.fmean(x["mean"] for x in runs) for runs in (alone, rec))
+                    pa, pr = (statistics.median(x["p50"] for x in runs) for runs in (alone, rec))
+                    print(f"[{path}] {what}, all {args.rounds} rounds pooled: mean connection "
+                          f"{ma * 1000:.3f} -> {mr * 1000:.3f} ms ({mr / ma:.3f}x), median connection "
+                          f"{pa * 1000:.3f} -> {pr * 1000:.3f} ms ({pr / pa:.3f}x)", flush=True)
             if "idle" in only:
                 cpus, machine, rss, cov = [], [], [], []
                 for k in range(args.idle_rounds):
