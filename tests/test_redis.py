@@ -116,3 +116,38 @@ def test_resp_values():
     assert parse(b">3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$1\r\nm\r\n")[0][0] == "push"
     assert parse(b"_\r\n")[0][0] == "nil" and parse(b"$-1\r\n")[0][0] == "nil"
     assert _inline(b"PING\r\n", 0)[0] == ("array", [("bulk", "PING", 4)], 1)
+
+
+PROFILED = FIXTURES / "osprofiler" / "seed"  # the lab's seed command with OSProfiler on, Redis its store
+
+
+@needs_tshark
+def test_osprofilers_trace_points_are_kept_out_of_the_story():
+    status, out, _ = run_post(["-r", str(PROFILED), "--all", "--format", "json"])
+    assert status == 0
+    pairs = [json.loads(line) for line in out.splitlines()]
+    writes = [p for p in pairs if p["protocol"] == "redis" and p["request"].startswith("LPUSH osprofiler_opt:")]
+    assert len(writes) > 100  # every trace point of every service: a write each
+    # none of them under the request whose trace point it is, none in the command's story
+    assert all(p["parent"] is None and p["background"] for p in writes)
+    # nothing hangs under them; the story itself is still there
+    ids = {p["id"] for p in writes}
+    assert not any(p["parent"] in ids for p in pairs)
+    assert any(p["protocol"] == "http" and not p["background"] and "/resource_classes" in p["request"] for p in pairs)
+    _, explained, _ = run_post(["-r", str(PROFILED), "--explain"])
+    assert (f"{len(writes)} pair(s) are the services' instrumentation (OSProfiler's trace point), not their work"
+            in explained)
+    # without --all they are not drawn
+    _, story, _ = run_post(["-r", str(PROFILED), "--format", "timeline"])
+    assert "GET /resource_classes" in story and "osprofiler_opt:" not in story
+
+
+def test_trace_point_writes_are_told_from_other_redis_writes():
+    from osflow.protocols.redis import is_trace_point
+
+    assert is_trace_point("LPUSH", ("osprofiler_opt:f831948c-3aaf-4bbd-8324-b8b6e4807dba", "{}"))
+    assert is_trace_point("SET", ("osprofiler_error:f831948c-3aaf-4bbd-8324-b8b6e4807dba", ""))
+    assert is_trace_point("SET", ("osprofiler:f831948c_0d6e_1765000000.0", "{}"))  # the legacy keys
+    assert not is_trace_point("GET", ("osprofiler:f831948c_0d6e_1765000000.0",))  # reading a trace back
+    assert not is_trace_point("SET", ("_tooz_lock:resize", "1", "NX"))
+    assert not is_trace_point("LPUSH", ())

@@ -203,7 +203,10 @@ class FlowBuilder:
             pool = protocols.of(ex).pool_use(ex)
             if pool == "checkout":
                 self._checkout.pop(ex.stream, None)
-            if isinstance(ex, ProxyLeg):  # a proxy's leg of one request (its own health check: of none)
+            instrument = protocols.of(ex).instrumentation(ex)
+            if instrument:  # the services' instrumentation, not their work: out of the story
+                parent, placed = None, f"instrumentation: {instrument}"
+            elif isinstance(ex, ProxyLeg):  # a proxy's leg of one request (its own health check: of none)
                 j = self._by_exchange.get(id(ex.front)) if ex.front is not None else None
                 parent, placed = (j + 1, "the proxy's leg of it") if j is not None else (None, "")
             else:

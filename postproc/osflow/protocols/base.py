@@ -237,6 +237,12 @@ class ProtocolModule:
         """Is this chatter the summary counts apart (a pool's pings and rollbacks)?"""
         return False
 
+    def instrumentation(self, ex: Exchange) -> str | None:
+        """What instruments the services rather than works for a request (OSProfiler's writes of its
+        trace points), said in a few words; None for a request's own work.  The flow keeps it out
+        of the story: no parent, so background (drawn with ``--all``)."""
+        return None
+
     def groupable(self, ex: Exchange) -> bool:
         """May this pair join a group (:attr:`groups`)?"""
         return self.groups

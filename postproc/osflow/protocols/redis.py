@@ -360,6 +360,23 @@ def reply_words(m: Message | None, command: str = "") -> str | None:
 
 
 #: Reads whose nil answer is a miss and whose string answer a hit.
+#: OSProfiler's Redis driver: its namespaces (fixed in the driver) and the commands that write a trace point
+#: (``LPUSH osprofiler_opt:<base id> <JSON>``; ``SET`` of the legacy keys and of a trace's error mark)
+_PROFILER_KEYS = ("osprofiler_opt:", "osprofiler:", "osprofiler_error:")
+_PROFILER_WRITES = frozenset({"LPUSH", "RPUSH", "SET"})
+
+
+def is_trace_point(command: str, args: tuple[str, ...]) -> bool:
+    """Is this command OSProfiler's Redis driver writing a trace point (or a trace's error mark)?
+
+    >>> is_trace_point("LPUSH", ("osprofiler_opt:f831948c-3aaf-4bbd-8324-b8b6e4807dba", "{...}"))
+    True
+    >>> is_trace_point("SET", ("tooz/lock", "1", "NX"))
+    False
+    """
+    return command in _PROFILER_WRITES and bool(args) and args[0].startswith(_PROFILER_KEYS)
+
+
 _READS = frozenset({"GET", "GETDEL", "GETEX", "HGET", "LINDEX", "GETRANGE", "LPOP", "RPOP", "SPOP"})
 
 
@@ -415,6 +432,12 @@ class Redis(ProtocolModule):
 
     def operation(self, ex):
         return ex.request.command if isinstance(ex.request, RedisCommand) else None
+
+    def instrumentation(self, ex):
+        req = ex.request
+        if isinstance(req, RedisCommand) and is_trace_point(req.command, req.args):
+            return "OSProfiler's trace point"
+        return None
 
     def failure(self, ex, response) -> Failure:
         r = ex.response

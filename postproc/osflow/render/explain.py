@@ -6,6 +6,7 @@ would be called without one: :attr:`osflow.model.Flow.without_tables`).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 
 from tabulate import tabulate
@@ -57,9 +58,14 @@ def render(flow: Flow, options: RenderOptions = DEFAULT) -> Iterator[str]:
     if flow.clocks:  # several hosts' recordings: how their clocks were aligned with the first's
         yield ""
         yield from flow.clocks
-    chosen = [p for p in flow.pairs if p.placed and not p.placed.startswith("time")]
+    chosen = [p for p in flow.pairs if p.placed and not p.placed.startswith(("time", "instrumentation:"))]
     chosen.sort(key=lambda p: ("token" not in p.placed, p.id))  # a token's word first: the strongest
     by_time = sum(1 for p in flow.pairs if p.placed.startswith("time:"))
+    instrumentation = Counter(p.placed.partition(": ")[2] for p in flow.pairs
+                              if p.placed.startswith("instrumentation:"))
+    for what, n in sorted(instrumentation.items()):
+        yield ""
+        yield f"{n} pair(s) are the services' instrumentation ({what}), not their work: kept out of the story"
     if by_time:
         yield ""
         yield (f"{by_time} pair(s) found several requests of their caller in progress and no evidence: placed "
