@@ -31,7 +31,7 @@ import subprocess
 import sys
 import tempfile
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from urllib.parse import unquote, urlsplit
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -79,6 +79,10 @@ class Span:
     text: str  #: one line: the request, statement or function
     literals: frozenset[str] = frozenset()  #: a statement's parameters
     role: str = ""  #: an RPC span's side: "caller" or "callee"
+    #: the process that wrote the point's start to OSProfiler's Redis store (its pid, from the socket
+    #: table) and when, on the capture's clock (first host's): what the capture says of the span
+    writer: int | None = None
+    written: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,6 +103,7 @@ class Pair:
     seen: bool = False  #: of a kind OSProfiler sees (the foreground is counted over these)
     literals: frozenset[str] = frozenset()
     fanout: bool = False
+    process: int | None = None  #: the client's pid, from the socket table (None: not known, or not one)
 
     def line(self, zero: float) -> str:
         return (f"#{self.id} {self.protocol} {self.client} → {self.server} at {self.start - zero:.6f} s: "
@@ -382,6 +387,61 @@ def first_frame(capture: str) -> float:
                          f"{(run.stderr.strip().splitlines() or ['nothing'])[-1]}") from None
 
 
+_OWNER = re.compile(r"^\S+\s+\d+\s+\d+\s+(\S+)\s+\S+\s+users:\((.*)\)\s*$")
+_PID = re.compile(r"pid=(\d+)")
+#: a connection pool's ping (oslo.db's on every checkout)
+_PING = re.compile(r"^\s*SELECT\s+1\s*;?\s*$", re.I)
+
+
+def socket_owners(dirs: Sequence[str]) -> dict[str, int]:
+    """Local address (``ip:port``) -> the pid of the process its socket belonged to, from the folders'
+    socket tables (``ss.txt``); an address seen with several processes (a port used again, a
+    socket shared after a fork, the same loopback address on two hosts) is left out."""
+    owners: dict[str, set[int]] = defaultdict(set)
+    for d in dirs:
+        for name in sorted(os.listdir(d)):
+            if not (name == "ss.txt" or re.match(r"^ss_\d+.*\.txt$", name)):
+                continue
+            with open(os.path.join(d, name), encoding="utf-8", errors="replace") as f:
+                for line in f:
+                    m = _OWNER.match(line)
+                    if m:
+                        owners[m.group(1).replace("[", "").replace("]", "")].update(
+                            int(x) for x in _PID.findall(m.group(2)))
+    return {address: next(iter(pids)) for address, pids in owners.items() if len(pids) == 1}
+
+
+#: a trace point's start as OSProfiler's Redis driver writes it (``LPUSH osprofiler_opt:<base id> <JSON>``)
+_POINT_START = re.compile(rb'"name": "[^"]*-start", "base_id": "[^"]*", "trace_id": "([0-9a-f-]{36})"')
+
+
+def trace_point_writers(dirs: Sequence[str], offsets: dict[str, float],
+                        owners: dict[str, int]) -> dict[str, tuple[int | None, float]]:
+    """Span id -> (pid, epoch time on the first host's clock) of the Redis write of its start: each
+    service's process writes its trace points over its own connection to the store just before
+    the work they time (a statement: right before it is sent)."""
+    out: dict[str, tuple[int | None, float]] = {}
+    for d in dirs:
+        offset = offsets.get(_host(d), 0.0)
+        for capture in _captures(d):
+            run = subprocess.run(
+                ["tshark", "-r", os.path.join(d, capture), "-Y", 'tcp.payload contains "osprofiler_opt:"',
+                 "-T", "fields", "-E", "separator=/t", "-e", "frame.time_epoch", "-e", "ip.src", "-e", "ipv6.src",
+                 "-e", "tcp.srcport", "-e", "tcp.payload"], capture_output=True, text=True, check=False)
+            for row in run.stdout.splitlines():
+                cells = row.split("\t")
+                if len(cells) < 5:
+                    continue
+                try:
+                    when, payload = float(cells[0]), bytes.fromhex(cells[4].replace(":", ""))
+                except ValueError:
+                    continue
+                pid = owners.get(f"{cells[1] or cells[2]}:{cells[3]}")
+                for m in _POINT_START.finditer(payload):
+                    out.setdefault(m.group(1).decode(), (pid, when - offset))
+    return out
+
+
 def run_osflow(dirs: Sequence[str]) -> tuple[list[dict], dict[str, float]]:
     """``osflow-post -r DIR … -f json --all``: its JSON lines and the clock offsets it found."""
     cmd = [sys.executable, "-m", "osflow", "post", *[a for d in dirs for a in ("-r", d)], "-f", "json", "--all"]
@@ -450,8 +510,11 @@ def pair_of(line: dict, zero: float) -> Pair:
 
 def _cost(span: Span, pair: Pair) -> float:
     """How far apart in time: the start alone for a callee (its pair began at the publish); for a
-    request, the ends (a busy server may queue a request long before its span starts); else the
-    worse of start and end."""
+    request, the ends (a busy server may queue a request long before its span starts); a statement
+    whose start's write to the store the capture holds, from that write (the statement follows it
+    at once, on the same clock); else the worse of start and end."""
+    if span.kind == "sql" and span.written is not None:
+        return abs(pair.start - span.written)
     if span.role == "callee":
         return abs(span.start - pair.start)
     if span.kind == "http":  # the server's span lies within the client's pair, after any queueing
@@ -460,15 +523,17 @@ def _cost(span: Span, pair: Pair) -> float:
 
 
 def _greedy(spans: Iterable[Span], pairs_by_key: dict[tuple[str, ...], list[Pair]], taken: set[int],
-            tolerance: float) -> dict[str, Pair]:
-    """One to one, the best candidates first: the statement's parameters all in the pair's literals,
-    then the nearest in time."""
+            tolerance: float, unlike: Callable[[Span, Pair], int] | None = None) -> dict[str, Pair]:
+    """One to one, the best candidates first: the statement's parameters all in the pair's literals
+    (and what ``unlike`` says against the pair, fewest first), then the nearest in time."""
     edges = []
     for s in spans:
         for p in pairs_by_key.get(s.key, ()):
+            if s.kind == "sql" and s.writer is not None and p.process is not None and s.writer != p.process:
+                continue  # another process's statement: the store says which process ran it
             cost = _cost(s, p)
             if cost <= tolerance:
-                edges.append((len(s.literals - p.literals), cost, s.id, p.id, s, p))
+                edges.append((len(s.literals - p.literals) + (unlike(s, p) if unlike else 0), cost, s.id, p.id, s, p))
     edges.sort(key=lambda e: e[:4])
     out: dict[str, Pair] = {}
     for _, _, sid, pid, _, p in edges:
@@ -485,7 +550,30 @@ def match(spans: Sequence[Span], pairs: Sequence[Pair], tolerance: float = TOLER
     for p in pairs:
         if p.key is not None:
             by_key[p.key].append(p)
-    matched = _greedy((s for s in spans if s.kind and s.role != "callee"), by_key, set(), tolerance)
+    pings = [s for s in spans if s.kind == "sql" and _PING.match(s.text)]
+    ping_ids = {s.id for s in pings}
+    matched = _greedy((s for s in spans if s.kind and s.role != "callee" and s.id not in ping_ids), by_key, set(),
+                      tolerance)
+    # a pool's ping, identical in every request, goes with what its connection does next: the statement
+    # after it on the same connection is the same thread's, under the same trace point
+    after: dict[int, Pair] = {}
+    on_connection: dict[str, list[Pair]] = defaultdict(list)
+    for q in pairs:
+        if q.protocol == "mysql" and q.connection:
+            on_connection[q.connection].append(q)
+    for run in on_connection.values():
+        run.sort(key=lambda q: q.start)
+        for a, b in zip(run, run[1:], strict=False):
+            after[a.id] = b
+    span_of = {q.id: sid for sid, q in matched.items()}
+    parent_of = {s.id: s.parent for s in spans}
+
+    def unlike(s: Span, p: Pair) -> int:
+        nxt = after.get(p.id)
+        sid = span_of.get(nxt.id) if nxt is not None else None
+        return 0 if sid is None or parent_of.get(sid) == s.parent else 1
+
+    matched.update(_greedy(pings, by_key, {q.id for q in matched.values()}, tolerance, unlike))
     callers = {s.id for s in spans if s.role == "caller"}
     shared: set[int] = set()
     rest = []
@@ -696,8 +784,12 @@ def run(dirs: Sequence[str], no_tables: bool, verbose: bool, tolerance: float = 
     if not any(s.kind for s in spans):
         raise ScoreError(f"{trace_file}: expected OSProfiler spans (wsgi, db, rpc), found none")
     hosts = {_host(d) for d in dirs}
+    owners = socket_owners(dirs)  # the recording's own tables, with --no-tables too: the truth is the recording's
+    writers = trace_point_writers(dirs, offsets, owners)
     spans = [_on_first_clock(s, offsets, hosts) for s in spans]
-    pairs = [pair_of(line, zero) for line in lines]
+    spans = [dataclasses.replace(s, writer=writers[s.id][0], written=writers[s.id][1]) if s.id in writers else s
+             for s in spans]
+    pairs = [dataclasses.replace(q, process=owners.get(q.connection)) for q in (pair_of(line, zero) for line in lines)]
     matched = match(spans, pairs, tolerance)
     out = list(report(score(spans, pairs, matched, zero), verbose))
     note = untraced_line(pairs, matched)
