@@ -140,7 +140,8 @@ class FlowBuilder:
         # (client label, request id or resource UUID) -> latest end of what it sent naming it
         self._last: dict[tuple[str, str], float] = {}
         self._casts: dict[tuple[str, str], list[int]] = defaultdict(list)  # (callee label, id) -> casts
-        self._checkout: dict[int, int] = {}  # MySQL connection -> index of the parent its checkout's statements had
+        # MySQL connection -> (index of the parent its checkout's statements had, given back to the pool since)
+        self._checkout: dict[int, tuple[int, bool]] = {}
         self._last_child: dict[int, int] = {}  # index -> index of its last child placed
         self._by_exchange: dict[int, int] = {}  # id of a pair's exchange -> its index, while kept (a proxy's legs)
 
@@ -210,15 +211,17 @@ class FlowBuilder:
                 j = self._by_exchange.get(id(ex.front)) if ex.front is not None else None
                 parent, placed = (j + 1, "the proxy's leg of it") if j is not None else (None, "")
             else:
-                parent, placed = _parent(pairs, served, open_ or (), ex, text.tokens, client.pid, activity, ids,
-                                         self._checkout.get(ex.stream))
+                held, returned = self._checkout.get(ex.stream, (None, False))
+                if returned and pool != "checkin":  # back in the pool: only its reset's rollback is the holder's
+                    held = None
+                parent, placed = _parent(pairs, served, open_ or (), ex, text.tokens, client.pid, activity, ids, held)
             if parent is not None:
                 activity.note(parent - 1, ex, client.pid, ids)
                 self._last_child[parent - 1] = i
-            if pool == "checkin" or parent is None:
+            if parent is None:
                 self._checkout.pop(ex.stream, None)
-            elif pool == "statement":
-                self._checkout[ex.stream] = parent - 1
+            elif pool is not None:  # whoever took it from the pool holds it until it gives it back
+                self._checkout[ex.stream] = (parent - 1, pool == "checkin")
             depth = 0 if parent is None else pairs[parent - 1].depth + 1
             pair = Pair(
                 id=i + 1,
@@ -320,7 +323,7 @@ class FlowBuilder:
             del self._last[key]
             self._casts.pop(key, None)
         self._kept(self._casts)
-        for stream in [s for s, j in self._checkout.items() if j not in self.served]:
+        for stream in [s for s, (j, _) in self._checkout.items() if j not in self.served]:
             del self._checkout[stream]
         self.closure.forget_ids(idle)
         return [i + 1 for i in gone]
@@ -356,6 +359,8 @@ _CANDIDATES = 16
 #: How long after its delivery a cast's handling may be found to go on by the resources its
 #: arguments name (the callee working on the instance it was told to build), in seconds.
 ID_REACH = 30.0
+#: how many of a pair's latest children's ends :class:`_Activity` keeps
+_ENDS = 8
 
 
 class _Activity:
@@ -364,12 +369,19 @@ class _Activity:
 
     def __init__(self) -> None:
         self.last: dict[int, float] = {}
+        #: when its latest children ended (answers coming back, a few): a green thread runs again then
+        self.ends: dict[int, list[float]] = {}
         self.looked_up: set[int] = set()
         self.pids: dict[int, set[int]] = {}  # the processes its children came from
         self.ids: dict[int, set[str]] = {}  # the resource UUIDs its children named
 
     def note(self, parent: int, ex: Exchange, pid: int | None = None, ids: tuple[str, ...] = ()) -> None:
         self.last[parent] = max(self.last.get(parent, 0.0), ex.start)
+        ends = self.ends.setdefault(parent, [])
+        ends.append(ex.end)
+        if len(ends) > _ENDS:
+            ends.sort()
+            del ends[:-_ENDS]
         if ids:
             known = self.ids.setdefault(parent, set())
             if len(known) < 4 * MAX_IDS:
@@ -381,13 +393,16 @@ class _Activity:
 
     def forget(self, idx: int) -> None:
         self.last.pop(idx, None)
+        self.ends.pop(idx, None)
         self.looked_up.discard(idx)
         self.pids.pop(idx, None)
         self.ids.pop(idx, None)
 
-    def since(self, idx: int, start: float) -> float:
-        """When the pair ``idx`` (started at ``start``) last did something: its start or its last child's."""
-        return max(start, self.last.get(idx, 0.0))
+    def since(self, idx: int, start: float, now: float = math.inf) -> float:
+        """When the pair ``idx`` (started at ``start``) last did something before ``now``: its start, its
+        last child's, or the end of a child (its answer came back, and whoever waited for it ran on)."""
+        done = [e for e in self.ends.get(idx, ()) if e <= now]
+        return max(start, self.last.get(idx, 0.0), max(done, default=-math.inf))
 
 
 def _token_lookup(ex: Exchange) -> bool:
@@ -410,8 +425,10 @@ def _parent(
     children), a token lookup only the first in its request, a resource UUID both name (the request's
     own or its children's, not one every candidate names), the request the statements before it on
     its database connection went to since the pool gave the connection out (``checkout``: a green
-    thread holds its connection until it gives it back) --, and of those that agree most, the one
-    active last.  Several clients at once make several spans contain a child; the evidence says whose."""
+    thread holds its connection from the pool's ping until it gives it back), for a worker behind a
+    front (Apache's mod_wsgi daemons, uwsgi's workers) with nothing of its own in progress the oldest
+    request no process has taken yet --, and of those that agree most, the one active last (started,
+    made a child, or had a child's answer come back).  Several clients at once make several spans contain a child; the evidence says whose."""
     start, end = ex.start, ex.end
     if isinstance(ex, RpcExchange) and ex.kind != "call":
         end = ex.request.end
@@ -440,7 +457,7 @@ def _parent(
     # the inner of two nested ones, the one a concurrent server just took, the one a server that takes
     # them one after another (accepted while it still served the one before) is still working on
     activity = activity or _Activity()
-    found.sort(key=lambda f: -activity.since(f[0], served[f[0]][0]))
+    found.sort(key=lambda f: -activity.since(f[0], served[f[0]][0], start))
     lookup = _token_lookup(ex)
     # candidate -> the UUIDs it shares with ex that not every candidate shares: those its own request
     # names (the request is about that resource), and those its children named so far
@@ -454,13 +471,24 @@ def _parent(
         for named in (own, kids):
             common = set.intersection(*named.values())
             named.update((idx, shared - common) for idx, shared in named.items())
+    # a worker behind a front (no request in progress reached this process itself: Apache handed it to a
+    # mod_wsgi daemon, uwsgi's master to a worker) serves one request at a time and takes the waiting ones
+    # in the order they came: with nothing of its own in progress, the oldest request no process works on yet
+    waiting = None
+    if pid is not None and all(c.server.pid != pid for _, c, _ in found) \
+            and not any(pid in activity.pids.get(idx, ()) for idx, _, _ in found):
+        idle = [idx for idx, _, _ in found if not activity.pids.get(idx)]
+        waiting = min(idle, key=lambda idx: (served[idx][0], idx)) if idle else None
     for idx, cand, handled in found:  # a tie keeps the first
         score, why = 0, []
+        if idx == waiting:
+            score += 1
+            why.append("the oldest request waiting for a worker")
         if idx == checkout:
             score += 3
             why.append("its connection's checkout")
-        if own.get(idx):
-            score += 3
+        if own.get(idx):  # outweighs a checkout placed by time alone: the holder is who names the resource
+            score += 4
             why.append(f"resource {min(own[idx])}")
         elif kids.get(idx):
             score += 2

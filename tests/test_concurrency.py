@@ -1,0 +1,84 @@
+"""Several requests in flight in one service: whose database work is whose.
+
+Real recordings of the project's lab: keystone's five mod_wsgi daemons behind Apache serving the
+token requests of eight clients at once (`tests/fixtures/osprofiler/keystone-8-users`, what
+OSProfiler's trace of the same recording says is in its README), and neutron-server's and the
+conductor's pooled connections, each held by one request from its checkout ping to the rollback
+that gives it back.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from support import FIXTURES, run_post
+
+pytestmark = pytest.mark.tshark
+
+KEYSTONE_8 = FIXTURES / "osprofiler" / "keystone-8-users"
+SERVER_DELETE = FIXTURES / "captures-compute" / "lab-server-delete"
+
+
+def _pairs(folder) -> list[dict]:
+    status, out, err = run_post(["-r", str(folder), "--format", "json", "--all"])
+    assert status == 0, err
+    return [json.loads(line) for line in out.splitlines()]
+
+
+def _pid(pair: dict) -> int:
+    m = re.search(r"\bpid (\d+)", pair["client_evidence"])
+    assert m, pair["client_evidence"]
+    return int(m.group(1))
+
+
+def test_workers_behind_apache_take_the_requests_in_the_order_they_came():
+    pairs = _pairs(KEYSTONE_8)
+    by_id = {p["id"]: p for p in pairs}
+    sql = [p for p in pairs if p["protocol"] == "mysql" and p["client"] == "keystone"]
+    assert len(sql) > 2000 and all(p["parent"] is not None for p in sql)
+    served: dict[int, set[int]] = {}  # request -> the daemons whose statements it has
+    for p in sql:
+        served.setdefault(p["parent"], set()).add(_pid(p))
+    # every token request has its statements (OSProfiler: sixteen), each from one daemon
+    assert len(served) == 16
+    assert all(len(pids) == 1 for pids in served.values()), served
+    assert {by_id[r]["request"].split("?")[0] for r in served} == {"POST /v3/auth/tokens", "GET /v3/auth/tokens"}
+    # a daemon works on one request at a time: its statements never go back to a request it left
+    for pid in {_pid(p) for p in sql}:
+        runs: list[int] = []
+        for p in sql:
+            if _pid(p) == pid and (not runs or runs[-1] != p["parent"]):
+                runs.append(p["parent"])
+        assert len(runs) == len(set(runs)), (pid, runs)
+    # and the daemons took them in the order they came (nine in flight at most)
+    first: dict[int, float] = {}
+    for p in sql:
+        first.setdefault(p["parent"], p["start"])
+    arrival = sorted(first, key=lambda r: by_id[r]["start"])
+    assert [first[r] for r in arrival] == sorted(first.values())
+
+
+def test_a_pooled_connection_is_its_holders_from_checkout_to_checkin():
+    """The pool's ping opens a request's hold of a connection; the rollbacks that give it back (the
+    driver's, then the pool's reset) close it: all of it under the one request."""
+    pairs = _pairs(SERVER_DELETE)
+    mysql = [p for p in pairs if p["protocol"] == "mysql" and p["parent"] is not None]
+    on: dict[int, list[dict]] = {}
+    for p in mysql:
+        on.setdefault(p["stream"], []).append(p)
+    holds = 0
+    for run in on.values():
+        hold: list[dict] = []
+        for p in run + [None]:  # type: ignore[list-item]
+            if p is None or p["request"] == "SELECT 1":
+                if hold and hold[0]["request"] == "SELECT 1":  # (a new connection's set-up before: not a hold)
+                    assert len({q["parent"] for q in hold}) == 1, [(q["id"], q["request"][:30], q["parent"])
+                                                                    for q in hold]
+                    holds += len(hold) > 2
+                hold = []
+            if p is not None:
+                hold.append(p)
+    assert holds > 20
