@@ -516,6 +516,8 @@ ensure glance-api 9292 /etc/glance/glance-api.conf
 AS_LONG neutron neutron-db-manage --config-file /etc/neutron/neutron.conf upgrade head >>"$log" 2>&1 \
   || die "neutron-db-manage upgrade head failed (see $log)"
 ensure neutron-server 9696 /etc/neutron/neutron.conf
+# the kolla shape: HAProxy sends nothing to neutron-server until two health checks (2 s apart) saw it up
+wait_for 60 "neutron-server on http://$API_HOST:9696" timeout 10 curl -fsS -o /dev/null "http://$API_HOST:9696/"
 # neutron-server Zed: the first port list after a start fails until any other call has configured the
 # ORM ("Port has no attribute port_forwardings"): a network list does it
 os network list -f value -c ID >/dev/null || die "'openstack network list' failed (see /var/log/neutron/)"
