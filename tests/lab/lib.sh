@@ -267,3 +267,11 @@ net_down() {
   rm -rf "/etc/netns/$NETNS"
   rmdir /etc/netns 2>/dev/null || true
 }
+
+# uwsgi_down: the devstack shape's socket folders (uwsgi leaves its socket behind when it stops), once
+# neither of its uwsgi processes runs
+uwsgi_down() {
+  ! alive keystone-uwsgi >/dev/null && ! alive placement-uwsgi >/dev/null || return 0
+  rm -rf "$UWSGI_RUN/keystone" "$UWSGI_RUN/placement"
+  rmdir "$UWSGI_RUN" 2>/dev/null || true
+}

@@ -333,6 +333,7 @@ else
   for name in placement-uwsgi keystone-uwsgi; do  # back from the devstack shape
     stop_service "$name" || die "$name would not stop"
   done
+  uwsgi_down
 fi
 [ -e /etc/apache2/ports.conf.osflow-lab-orig ] || cp -p /etc/apache2/ports.conf /etc/apache2/ports.conf.osflow-lab-orig
 ports_changed=""
