@@ -101,6 +101,10 @@ _COMPONENT = (
 )
 #: Processes that own sockets for others (web servers): they name no service.
 _AMBIGUOUS = r"(^|/)(apache2|httpd|nginx|haproxy)( |$)|^\(?apache2"
+#: uwsgi renames its processes ``<prefix>uWSGI master``, ``<prefix>uWSGI worker 1``, … when given
+#: ``--procname-prefix`` (devstack starts each API as ``uwsgi --procname-prefix keystone --ini …``;
+#: ``ss -p`` still says ``uwsgi``): the prefix names the service, as ``uwsgi … keystone`` would.
+_UWSGI_PROCNAME = re.compile(r"^\s*(\S+?)uWSGI (?:master|worker|http|mule|spooler|cheaper)\b")
 
 
 def service_of_command(args: str) -> tuple[str | None, bool]:
@@ -118,7 +122,13 @@ def service_of_command(args: str) -> tuple[str | None, bool]:
     ('openstackclient', False)
     >>> service_of_command("/usr/bin/python3 /usr/bin/nova-conductor --config-file x")
     ('nova-conductor', False)
+    >>> [service_of_command(a)[0] for a in ("keystoneuWSGI master", "placementuWSGI worker 1",
+    ...                                     "nova-api-metauWSGI worker 2", "glance-apiuWSGI http 1")]
+    ['keystone', 'placement', 'nova-metadata', 'glance']
     """
+    procname = _UWSGI_PROCNAME.match(args)
+    if procname:
+        return service_of_command(f"uwsgi --procname-prefix {procname.group(1)}")
     words = args.split()
     if any(os.path.basename(w) in ("openstack", "openstack-client") for w in words[:2]):
         return "openstackclient", False  # its options name services (--os-placement-api-version)

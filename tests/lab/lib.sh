@@ -15,9 +15,20 @@ VIP=198.18.0.100
 # the HMAC key of OSProfiler's traces (OSFLOW_LAB_PROFILER): `openstack --os-profile $PROFILER_KEY …`
 PROFILER_KEY=osflow-lab
 HAPROXY_CFG=$STATE/haproxy.cfg
+# The devstack shape (OSFLOW_LAB_SHAPE=devstack): keystone and placement each under a uwsgi of its own,
+# behind Apache on 127.0.0.1:80 by path prefix (mod_proxy_uwsgi), over a unix socket in a folder of
+# the service's user: $UWSGI_RUN/<user>/<name>.socket
+UWSGI_RUN=/run/uwsgi
+# The TLS shape (OSFLOW_LAB_SHAPE=tls): HAProxy terminating TLS on the public address $PUBLIC_IP (on
+# loopback), keystone on :$TLS_KEYSTONE_PORT and placement on :$TLS_PLACEMENT_PORT (TripleO's public
+# ports), with a certificate of the lab's own CA ($TLS_DIR: ca.crt, controller.pem)
+PUBLIC_IP=127.0.0.2
+TLS_KEYSTONE_PORT=13000
+TLS_PLACEMENT_PORT=13778
+TLS_DIR=$STATE/tls
 
 # the order down.sh stops them in: clients of the broker and databases first, MariaDB last
-LAB_SERVICES="nova-compute1 nova-compute nova-scheduler nova-conductor nova-api neutron-server glance-api haproxy apache2 rabbitmq epmd memcached mariadb redis"
+LAB_SERVICES="nova-compute1 nova-compute nova-scheduler nova-conductor nova-api neutron-server glance-api placement-uwsgi keystone-uwsgi haproxy apache2 rabbitmq epmd memcached mariadb redis"
 
 # proc_start PID: the process's start time (clock ticks since boot), or nothing
 proc_start() {
@@ -48,6 +59,10 @@ runs_as() {
     nova-compute) [[ $cmd == "/usr/bin/python3 /usr/local/lib/osflow-lab/nova-compute "* ]] && ! in_netns "$2" ;;
     nova-compute1) [[ $cmd == "/usr/bin/python3 /usr/local/lib/osflow-lab/nova-compute "* ]] && in_netns "$2" ;;
     haproxy) [[ $exe == */haproxy ]] ;;
+    # devstack's `uwsgi --procname-prefix NAME --ini …` (the master; its workers are its children): uwsgi
+    # renames its processes `NAMEuWSGI master`, `NAMEuWSGI worker 1`, … (their comm stays uwsgi)
+    keystone-uwsgi) [[ $exe == */uwsgi-core ]] && [[ $cmd == "keystoneuWSGI master "* || $cmd == *"/uwsgi --procname-prefix keystone "* ]] ;;
+    placement-uwsgi) [[ $exe == */uwsgi-core ]] && [[ $cmd == "placementuWSGI master "* || $cmd == *"/uwsgi --procname-prefix placement "* ]] ;;
     # Debian's redis-server is a link to redis-check-rdb; the process names itself redis-server
     redis) [[ $exe == */redis-check-rdb || $exe == */redis-server ]] && [[ $cmd == *redis-server* ]] ;;
     *) return 1 ;;
@@ -166,6 +181,13 @@ service_argv() {
       ARGV=(ip netns exec "$NETNS" unshare --uts sh -c 'hostname compute1 && exec "$@"' sh
             $(as_user nova) /usr/local/lib/osflow-lab/nova-compute --config-file=/etc/nova/nova.conf) ;;
     haproxy) ARGV=(/usr/sbin/haproxy -W -db -f "$HAPROXY_CFG") ;;
+    # the devstack shape: as devstack's systemd units start them, as the service's user
+    keystone-uwsgi)
+      # shellcheck disable=SC2207
+      ARGV=($(as_user keystone) /usr/bin/uwsgi --procname-prefix keystone --ini /etc/keystone/keystone-uwsgi-public.ini) ;;
+    placement-uwsgi)
+      # shellcheck disable=SC2207
+      ARGV=($(as_user placement) /usr/bin/uwsgi --procname-prefix placement --ini /etc/placement/placement-uwsgi.ini) ;;
     redis)
       # OSProfiler's store: in memory only; on the controller's address too when compute1 exists
       ARGV=(setpriv --reuid=redis --regid=redis --init-groups /usr/bin/redis-server --port 6379 --save ""
@@ -198,7 +220,7 @@ amqp_connected() {
 
 # ready NAME: NAME serves (HTTP answers, the broker speaks AMQP, an RPC service is connected)
 ready() {
-  local pid
+  local pid at
   case "$1" in
     epmd) ss -Htln "sport = :4369" | grep . >/dev/null ;;
     rabbitmq) amqp_answers ;;
@@ -207,7 +229,13 @@ ready() {
     nova-api) timeout 10 curl -fsS -o /dev/null http://127.0.0.1:8774/ ;;
     nova-conductor|nova-scheduler|nova-compute) pid=$(alive "$1") && amqp_connected "$pid" ;;
     nova-compute1) pid=$(alive "$1") && amqp_connected "$pid" "$NETNS" ;;
-    haproxy) timeout 5 bash -c "exec 3<>/dev/tcp/$VIP/3306" 2>/dev/null ;;
+    haproxy)  # its first listener answers (the kolla shape's VIP:5000, the TLS shape's public address)
+      at=$(awk '$1 == "bind" { print $2; exit }' "$HAPROXY_CFG")
+      timeout 5 bash -c "exec 3<>/dev/tcp/${at%:*}/${at##*:}" 2>/dev/null ;;
+    keystone-uwsgi) [ -S "$UWSGI_RUN/keystone/keystone-wsgi-public.socket" ] \
+      && timeout 10 curl -fsS -o /dev/null http://127.0.0.1/identity/v3 ;;
+    placement-uwsgi) [ -S "$UWSGI_RUN/placement/placement-api.socket" ] \
+      && timeout 10 curl -fsS -o /dev/null http://127.0.0.1/placement/ ;;
     redis) [ "$(timeout 5 redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null)" = PONG ] ;;
     *) return 1 ;;
   esac
@@ -238,4 +266,12 @@ net_down() {
   ! ip link show "$VETH" >/dev/null 2>&1 || ip link delete "$VETH"
   rm -rf "/etc/netns/$NETNS"
   rmdir /etc/netns 2>/dev/null || true
+}
+
+# uwsgi_down: the devstack shape's socket folders (uwsgi leaves its socket behind when it stops), once
+# neither of its uwsgi processes runs
+uwsgi_down() {
+  ! alive keystone-uwsgi >/dev/null && ! alive placement-uwsgi >/dev/null || return 0
+  rm -rf "$UWSGI_RUN/keystone" "$UWSGI_RUN/placement"
+  rmdir "$UWSGI_RUN" 2>/dev/null || true
 }

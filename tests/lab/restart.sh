@@ -7,7 +7,8 @@
 # whose periodic calls to placement and keystone would join the keystone/placement recordings, stopped
 # while tests/e2e/test_lab.py runs.
 # Services: rabbitmq glance-api neutron-server nova-api nova-conductor nova-scheduler nova-compute,
-# and in the kolla shape nova-compute1 (in compute1's namespaces) and haproxy.
+# in the kolla shape nova-compute1 (in compute1's namespaces) and haproxy, in the devstack shape
+# keystone-uwsgi and placement-uwsgi (a uwsgi master and its workers).
 set -euo pipefail
 LAB=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=lib.sh
@@ -19,7 +20,7 @@ case "${1:-}" in --stop) action=stop; shift ;; --start) action=start; shift ;; e
 [ $# = 1 ] || die "usage: restart.sh [--stop|--start] SERVICE"
 name=$1
 case "$name" in
-  rabbitmq|glance-api|neutron-server|nova-api|nova-conductor|nova-scheduler|nova-compute|nova-compute1|haproxy) ;;
+  rabbitmq|glance-api|neutron-server|nova-api|nova-conductor|nova-scheduler|nova-compute|nova-compute1|haproxy|keystone-uwsgi|placement-uwsgi) ;;
   *) die "not a service restart.sh restarts: $name" ;;
 esac
 old=$(alive "$name" || true)

@@ -7,7 +7,10 @@
 # machine makes osflow record's socket log miss short-lived ends (its 100% coverage check).  Then
 # up.sh brings up the rest and the other files (the compute control plane) run.  Last,
 # OSFLOW_LAB_SHAPE=kolla up.sh switches the lab to the kolla shape (HAProxy on a VIP, compute1 in a
-# network namespace) and tests/e2e/test_multihost_lab.py records on both hosts.
+# network namespace) and tests/e2e/test_multihost_lab.py records on both hosts.  Then
+# OSFLOW_LAB_SHAPE=devstack up.sh (keystone and placement under uwsgi behind Apache on port 80) for
+# tests/e2e/test_devstack_lab.py, and OSFLOW_LAB_SHAPE=tls up.sh (HAProxy terminating TLS in front of
+# them) for tests/e2e/test_tls_lab.py: keystone and placement only, a few minutes each.
 # Exits non-zero when the lab does not come up or any test fails.  Needs root: it installs
 # packages and changes system configuration (see tests/lab/README.md).  Extra arguments go to pytest.
 set -uo pipefail
@@ -39,7 +42,12 @@ e2e() {  # pytest ARGS...: a failure sets status (5, no test selected by the ext
 }
 e2e tests/e2e/test_lab.py "$@"
 bash "$LAB/up.sh" || { echo "run-e2e: error: the compute lab did not come up" >&2; exit 1; }
-e2e tests/e2e --ignore=tests/e2e/test_lab.py --ignore=tests/e2e/test_multihost_lab.py "$@"
+e2e tests/e2e --ignore=tests/e2e/test_lab.py --ignore=tests/e2e/test_multihost_lab.py \
+  --ignore=tests/e2e/test_devstack_lab.py --ignore=tests/e2e/test_tls_lab.py "$@"
 OSFLOW_LAB_SHAPE=kolla bash "$LAB/up.sh" || { echo "run-e2e: error: the kolla shape did not come up" >&2; exit 1; }
 OSFLOW_LAB_SHAPE=kolla e2e tests/e2e/test_multihost_lab.py "$@"
+OSFLOW_LAB_SHAPE=devstack bash "$LAB/up.sh" || { echo "run-e2e: error: the devstack shape did not come up" >&2; exit 1; }
+OSFLOW_LAB_SHAPE=devstack e2e tests/e2e/test_devstack_lab.py "$@"
+OSFLOW_LAB_SHAPE=tls bash "$LAB/up.sh" || { echo "run-e2e: error: the TLS shape did not come up" >&2; exit 1; }
+OSFLOW_LAB_SHAPE=tls e2e tests/e2e/test_tls_lab.py "$@"
 exit $status

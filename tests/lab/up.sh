@@ -22,6 +22,15 @@
 #                                     198.18.0.1 (user compute1), nova-compute only in compute1 (its own
 #                                     UTS name, host = compute1).  Plain up.sh switches back and removes
 #                                     the namespace, the veth and HAProxy.
+#   OSFLOW_LAB_SHAPE=devstack         keystone and placement only, each under a uwsgi of its own (devstack's
+#                                     `uwsgi --procname-prefix NAME --ini …`, unix socket in $UWSGI_RUN/<user>/)
+#                                     behind Apache on 127.0.0.1:80 by path prefix (mod_proxy_uwsgi): catalog
+#                                     http://controller/identity/v3 and http://controller/placement, placement's
+#                                     token checks through /identity.  The compute services are stopped.
+#   OSFLOW_LAB_SHAPE=tls              keystone and placement only, as plain, with HAProxy terminating TLS on
+#                                     127.0.0.2:13000 (keystone) and :13778 (placement) with a certificate of the
+#                                     lab's own CA ($STATE/tls/ca.crt): public endpoints https, internal and admin
+#                                     plain; openrc with OS_CACERT and OS_INTERFACE=public.  Compute stopped.
 #   OSFLOW_LAB_PROFILER=1             OSProfiler on in every service (redis-server on 6379 as its store,
 #                                     trace_sqlalchemy, HMAC key "osflow-lab"): `openstack --os-profile
 #                                     osflow-lab …` traces a command (tests/lab/record-profiled.sh)
@@ -45,10 +54,23 @@ say() { echo "lab: [${SECONDS}s] $*" >&2; }
 die() { echo "lab: error: $*" >&2; exit 1; }
 
 [ "$(id -u)" = 0 ] || die "run me as root (I install packages and start services)"
+# each shape's API host, keystone's and placement's public and internal URLs, the CA a client trusts
+CACERT=""
 case "$SHAPE" in
-  plain) API_HOST=controller ;;
-  kolla) API_HOST=$VIP; PACKAGES="$PACKAGES haproxy" ;;
-  *) die "OSFLOW_LAB_SHAPE must be plain or kolla, not '$SHAPE'" ;;
+  plain|kolla)
+    API_HOST=controller
+    [ "$SHAPE" = plain ] || { API_HOST=$VIP; PACKAGES="$PACKAGES haproxy"; }
+    KEYSTONE_PUBLIC=http://$API_HOST:5000/v3 KEYSTONE_INTERNAL=http://$API_HOST:5000/v3
+    PLACEMENT_PUBLIC=http://$API_HOST:8778 PLACEMENT_INTERNAL=http://$API_HOST:8778 ;;
+  devstack)
+    API_HOST=controller PACKAGES="$PACKAGES uwsgi-core uwsgi-plugin-python3"
+    KEYSTONE_PUBLIC=http://controller/identity/v3 KEYSTONE_INTERNAL=http://controller/identity/v3
+    PLACEMENT_PUBLIC=http://controller/placement PLACEMENT_INTERNAL=http://controller/placement ;;
+  tls)
+    API_HOST=controller PACKAGES="$PACKAGES haproxy openssl" CACERT=$TLS_DIR/ca.crt
+    KEYSTONE_PUBLIC=https://$PUBLIC_IP:$TLS_KEYSTONE_PORT/v3 KEYSTONE_INTERNAL=http://controller:5000/v3
+    PLACEMENT_PUBLIC=https://$PUBLIC_IP:$TLS_PLACEMENT_PORT PLACEMENT_INTERNAL=http://controller:8778 ;;
+  *) die "OSFLOW_LAB_SHAPE must be plain, kolla, devstack or tls, not '$SHAPE'" ;;
 esac
 [ -z "$PROFILER" ] || PACKAGES="$PACKAGES redis-server python3-redis python3-osprofiler"
 mkdir -p "$STATE"
@@ -95,16 +117,26 @@ enabled = true
 hmac_keys = $PROFILER_KEY
 connection_string = redis://controller:6379
 trace_sqlalchemy = true"
+# keystone behind the TLS shape's HAProxy: its links say https (X-Forwarded-Proto)
+OSLO_MIDDLEWARE=""
+[ "$SHAPE" != tls ] || OSLO_MIDDLEWARE="[oslo_middleware]
+enable_proxy_headers_parsing = true"
 render() {  # template -> file, with the password (and the variants) filled in; notes a change
   local new kolla=()
   # the kolla shape: every API URL and database connection at the VIP (memcached stays on 127.0.0.1)
   [ "$SHAPE" != kolla ] || kolla=(-e "s#//controller:#//$VIP:#g" -e "s#@controller/#@$VIP/#g"
     -e "s/@LISTENER2@/listeners.tcp.2 = $CONTROLLER_IP:5672/")
+  # the devstack shape: keystone at /identity on Apache's port 80
+  [ "$SHAPE" != devstack ] || kolla=(-e "s#//controller:5000/v3#//controller/identity/v3#g"
+    -e "s#//controller:5000/#//controller/identity/#g")
   new=$(sed -e "s/@PASSWORD@/$PASSWORD/g" \
     -e "s/@FRAME_MAX@/${FRAME_MAX:+frame_max = $FRAME_MAX}/" \
     -e "s/@KOMBU_COMPRESSION@/${KOMBU_COMPRESSION:+kombu_compression = $KOMBU_COMPRESSION}/" \
-    "${kolla[@]}" -e "s/@LISTENER2@//" -e "s/@VIP@/$VIP/g" "$LAB/$1")
+    "${kolla[@]}" -e "s/@LISTENER2@//" -e "s/@VIP@/$VIP/g" \
+    -e "s/@PUBLIC_IP@/$PUBLIC_IP/g" -e "s#@TLS_DIR@#$TLS_DIR#g" -e "s/@TLS_KEYSTONE_PORT@/$TLS_KEYSTONE_PORT/g" \
+    -e "s/@TLS_PLACEMENT_PORT@/$TLS_PLACEMENT_PORT/g" "$LAB/$1")
   new=${new//@PROFILER@/$PROFILER_SECTION}
+  new=${new//@OSLO_MIDDLEWARE@/$OSLO_MIDDLEWARE}
   [ "$SHAPE" != kolla ] || new=${new//redis:\/\/controller:6379/redis:\/\/$CONTROLLER_IP:6379}
   if [ ! -e "$2" ] || [ "$new" != "$(cat "$2")" ]; then
     printf '%s\n' "$new" > "$2"
@@ -157,7 +189,7 @@ fi
 
 # ---------------------------------------------------------------- process helpers
 # port_busy PORT: a process listens on PORT (HAProxy's listener on the VIP is not in the way)
-port_busy() { ss -Htln "sport = :$1" | awk -v vip="$VIP:$1" '$4 != vip' | grep . >/dev/null; }
+port_busy() { ss -Htln "sport = :$1" | awk -v vip="$VIP:$1" -v pub="$PUBLIC_IP:$1" '$4 != vip && $4 != pub' | grep . >/dev/null; }
 wait_for() {  # SECONDS DESCRIPTION COMMAND...: until COMMAND succeeds
   local limit=$1 what=$2; shift 2
   local end=$((SECONDS + limit))
@@ -281,28 +313,52 @@ install -d -o keystone -g keystone -m 700 /etc/keystone/fernet-keys /etc/keyston
   || timeout 120 keystone-manage credential_setup --keystone-user keystone --keystone-group keystone >>"$log" 2>&1 \
   || die "keystone-manage credential_setup failed (see $log)"
 timeout 300 keystone-manage bootstrap --bootstrap-password "$PASSWORD" \
-  --bootstrap-admin-url "http://$API_HOST:5000/v3/" \
-  --bootstrap-internal-url "http://$API_HOST:5000/v3/" \
-  --bootstrap-public-url "http://$API_HOST:5000/v3/" \
+  --bootstrap-admin-url "$KEYSTONE_INTERNAL/" \
+  --bootstrap-internal-url "$KEYSTONE_INTERNAL/" \
+  --bootstrap-public-url "$KEYSTONE_PUBLIC/" \
   --bootstrap-region-id RegionOne >>"$log" 2>&1 || die "keystone-manage bootstrap failed (see $log)"
 chown -R keystone:keystone /var/log/keystone
 as placement placement-manage db sync >>"$log" 2>&1 || die "placement-manage db sync failed (see $log)"
 chown -R placement:placement /var/log/placement
 
 # ---------------------------------------------------------------- Apache
+# plain, kolla, tls: keystone and placement under mod_wsgi on 5000 and 8778; devstack: port 80 only, each
+# prefix proxied to the service's own uwsgi (started below)
+if [ "$SHAPE" = devstack ]; then
+  ports_conf=apache-ports-devstack.conf sites_on="osflow-lab-devstack" listen="80"
+  sites_off="osflow-lab-keystone osflow-lab-placement"
+else
+  ports_conf=apache-ports.conf sites_on="osflow-lab-keystone osflow-lab-placement" listen="5000 8778"
+  sites_off="osflow-lab-devstack"
+  for name in placement-uwsgi keystone-uwsgi; do  # back from the devstack shape
+    stop_service "$name" || die "$name would not stop"
+  done
+  uwsgi_down
+fi
 [ -e /etc/apache2/ports.conf.osflow-lab-orig ] || cp -p /etc/apache2/ports.conf /etc/apache2/ports.conf.osflow-lab-orig
-cp "$LAB/apache-ports.conf" /etc/apache2/ports.conf
+ports_changed=""
+cmp -s "$LAB/$ports_conf" /etc/apache2/ports.conf || ports_changed=1
+cp "$LAB/$ports_conf" /etc/apache2/ports.conf
 cp "$LAB/apache-keystone.conf" /etc/apache2/sites-available/osflow-lab-keystone.conf
 cp "$LAB/apache-placement.conf" /etc/apache2/sites-available/osflow-lab-placement.conf
+cp "$LAB/apache-devstack.conf" /etc/apache2/sites-available/osflow-lab-devstack.conf
 a2enmod -q wsgi >/dev/null
-a2dissite -q 000-default >/dev/null 2>&1 || true
-a2ensite -q osflow-lab-keystone osflow-lab-placement >/dev/null
+[ "$SHAPE" != devstack ] || a2enmod -q proxy proxy_uwsgi >/dev/null
+# shellcheck disable=SC2086
+a2dissite -q 000-default $sites_off >/dev/null 2>&1 || true
+# shellcheck disable=SC2086
+a2ensite -q $sites_on >/dev/null
 timeout 30 apache2ctl configtest >>"$log" 2>&1 || die "apache2ctl configtest failed (see $log)"
 if pid=$(alive apache2); then
-  say "Apache runs (pid $pid): reloading its configuration"
-  timeout 60 apache2ctl graceful
+  if [ -n "$ports_changed" ]; then  # other ports: a restart (SIGHUP; the parent, our PID, stays)
+    say "Apache runs (pid $pid): restarting it on its new ports ($listen)"
+    timeout 60 apache2ctl restart
+  else
+    say "Apache runs (pid $pid): reloading its configuration"
+    timeout 60 apache2ctl graceful
+  fi
 else
-  for port in 5000 8778; do
+  for port in $listen; do
     port_busy $port && die "port $port is taken by a process this lab did not start: stop it first"
   done
   # apache2ctl daemonises; its pid file names the parent
@@ -313,16 +369,60 @@ else
   say "started Apache (pid $(cat /var/run/apache2/apache2.pid))"
 fi
 
+# ---------------------------------------------------------------- the devstack shape: uwsgi
+# Each service's socket in a folder its user owns (uwsgi runs as that user from the start, as devstack's
+# units run it); the socket itself is 666 (chmod-socket) for Apache's www-data.
+if [ "$SHAPE" = devstack ]; then
+  install -d -m 755 "$UWSGI_RUN"
+  render keystone-uwsgi-public.ini /etc/keystone/keystone-uwsgi-public.ini
+  render placement-uwsgi.ini /etc/placement/placement-uwsgi.ini
+  chmod 644 /etc/keystone/keystone-uwsgi-public.ini /etc/placement/placement-uwsgi.ini
+  for u in keystone placement; do install -d -o "$u" -g "$u" -m 755 "$UWSGI_RUN/$u"; done
+  ensure keystone-uwsgi - /etc/keystone/keystone-uwsgi-public.ini /etc/keystone/keystone.conf
+  ensure placement-uwsgi - /etc/placement/placement-uwsgi.ini /etc/placement/placement.conf
+fi
+
 # ---------------------------------------------------------------- back from the kolla shape
 # What the kolla shape started and made, if it is there.  The services it configured for the VIP
 # are stopped first (the ones after Apache start again below with the plain configuration), then
 # HAProxy, then the VIP goes: a service still configured for it must never find the VIP gone (its
 # connections would follow the default route off the machine).
-if [ "$SHAPE" = plain ] && { [ -e "/run/netns/$NETNS" ] || alive haproxy >/dev/null; }; then
+if [ "$SHAPE" != kolla ] && { [ -e "/run/netns/$NETNS" ] || { [ "$SHAPE" != tls ] && alive haproxy >/dev/null; }; }; then
   for name in nova-compute1 nova-compute nova-scheduler nova-conductor nova-api neutron-server glance-api haproxy; do
     stop_service "$name" || die "$name would not stop"
   done
   net_down || die "could not remove network namespace $NETNS"
+fi
+# the devstack and TLS shapes are keystone and placement only: the compute services (configured for the
+# other shapes' URLs) are stopped; plain up.sh starts them again
+if [ "$SHAPE" = devstack ] || [ "$SHAPE" = tls ]; then
+  for name in nova-compute1 nova-compute nova-scheduler nova-conductor nova-api neutron-server glance-api; do
+    stop_service "$name" || die "$name would not stop"
+  done
+fi
+
+# ---------------------------------------------------------------- the TLS shape: HAProxy with the lab's CA
+if [ "$SHAPE" = tls ]; then
+  install -d -m 700 "$TLS_DIR"
+  if [ ! -s "$TLS_DIR/ca.crt" ]; then
+    timeout 60 openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=osflow lab CA" \
+      -keyout "$TLS_DIR/ca.key" -out "$TLS_DIR/ca.crt" >>"$log" 2>&1 || die "openssl could not make the CA (see $log)"
+    rm -f "$TLS_DIR/controller.pem"
+  fi
+  if [ ! -s "$TLS_DIR/controller.pem" ]; then  # the public address's certificate, signed by the CA
+    printf 'subjectAltName = IP:%s\nbasicConstraints = CA:FALSE\nkeyUsage = digitalSignature, keyEncipherment\nextendedKeyUsage = serverAuth\n' \
+      "$PUBLIC_IP" > "$TLS_DIR/controller.ext"
+    timeout 60 openssl req -newkey rsa:2048 -nodes -subj "/CN=$PUBLIC_IP" -keyout "$TLS_DIR/controller.key" \
+      -out "$TLS_DIR/controller.csr" >>"$log" 2>&1 \
+      && timeout 60 openssl x509 -req -in "$TLS_DIR/controller.csr" -CA "$TLS_DIR/ca.crt" -CAkey "$TLS_DIR/ca.key" \
+        -CAcreateserial -days 3650 -extfile "$TLS_DIR/controller.ext" -out "$TLS_DIR/controller.crt" >>"$log" 2>&1 \
+      || die "openssl could not make the certificate (see $log)"
+    cat "$TLS_DIR/controller.crt" "$TLS_DIR/controller.key" > "$TLS_DIR/controller.pem"
+    chmod 600 "$TLS_DIR/controller.pem" "$TLS_DIR/controller.key" "$TLS_DIR/ca.key"
+  fi
+  render haproxy-tls.cfg "$HAPROXY_CFG"
+  timeout 30 haproxy -c -q -f "$HAPROXY_CFG" >>"$STATE/haproxy.log" 2>&1 || die "haproxy -c failed (see $STATE/haproxy.log)"
+  ensure haproxy - "$HAPROXY_CFG"
 fi
 
 # ---------------------------------------------------------------- OpenStack resources
@@ -334,17 +434,19 @@ export OS_PASSWORD=$PASSWORD
 export OS_PROJECT_NAME=admin
 export OS_USER_DOMAIN_NAME=Default
 export OS_PROJECT_DOMAIN_NAME=Default
-export OS_AUTH_URL=http://$API_HOST:5000/v3
+export OS_AUTH_URL=$KEYSTONE_PUBLIC
 export OS_IDENTITY_API_VERSION=3
 export OS_REGION_NAME=RegionOne
 EOF
+[ -z "$CACERT" ] || printf 'export OS_CACERT=%s\nexport OS_INTERFACE=public\n' "$CACERT" >> "$OPENRC"
 chmod 600 "$OPENRC"
 # shellcheck disable=SC1090
 source "$OPENRC"
 # 180 s: on a machine whose 2 cores are loaded, a call right after a service restart took over 60 s
 os() { timeout 180 "$OPENSTACK" "$@"; }
-wait_for 120 "keystone on http://controller:5000/v3" \
-  timeout 10 curl -fsS -o /dev/null http://controller:5000/v3
+curl_ca=()
+[ -z "$CACERT" ] || curl_ca=(--cacert "$CACERT")
+wait_for 120 "keystone on $KEYSTONE_PUBLIC" timeout 10 curl -fsS "${curl_ca[@]}" -o /dev/null "$KEYSTONE_PUBLIC"
 # each openstack command takes ~3 s (a token from keystone first): list once, create only what is missing
 projects=$(os project list -f value -c Name)
 grep -qx service <<< "$projects" || os project create --domain default --description "Service Project" service >/dev/null
@@ -352,13 +454,16 @@ users=$(os user list --domain default -f value -c Name)
 admins=$(os role assignment list --project service --role admin --names -f value -c User)
 services=$(os service list -f value -c Type)
 endpoints=$(os endpoint list -f value -c ID -c "Service Type" -c Interface -c URL)
-# service_user NAME TYPE DESCRIPTION URL: a user in project service (role admin), a service, 3 endpoints
+# service_user NAME TYPE DESCRIPTION URL [PUBLIC_URL]: a user in project service (role admin), a service,
+# 3 endpoints (the public one at PUBLIC_URL when given)
 service_user() {
   local name=$1 type=$2 desc=$3 url=$4 iface
   grep -qx "$name" <<< "$users" || os user create --domain default --password "$PASSWORD" "$name" >/dev/null
   grep -qx "$name@Default" <<< "$admins" || os role add --project service --user "$name" admin
   grep -qx "$type" <<< "$services" || os service create --name "$name" --description "$desc" "$type" >/dev/null
   for iface in public internal admin; do
+    url=$4
+    [ $iface != public ] || url=${5:-$4}
     id="" now=""
     read -r id now < <(awk -v t="$type" -v i="$iface" '$2 == t && $3 == i { print $1, $4 }' <<< "$endpoints") || true
     if [ -z "$id" ]; then
@@ -368,17 +473,18 @@ service_user() {
     fi
   done
 }
-service_user placement placement "Placement API" "http://$API_HOST:8778"
+service_user placement placement "Placement API" "$PLACEMENT_INTERNAL" "$PLACEMENT_PUBLIC"
 service_user glance image "OpenStack Image" "http://$API_HOST:9292"
 service_user neutron network "OpenStack Networking" "http://$API_HOST:9696"
 service_user nova compute "OpenStack Compute" "http://$API_HOST:8774/v2.1"
-wait_for 120 "placement on http://controller:8778" \
-  timeout 10 curl -fsS -o /dev/null http://controller:8778/
+wait_for 120 "placement on $PLACEMENT_PUBLIC" timeout 10 curl -fsS "${curl_ca[@]}" -o /dev/null "$PLACEMENT_PUBLIC/"
 os --os-placement-api-version 1.2 resource class list -f value -c name >/dev/null \
   || die "'openstack resource class list' failed"
 
-if [ "${OSFLOW_LAB_ONLY:-}" = identity ]; then  # run-e2e.sh: the keystone/placement lab of test_lab.py
-  say "up (OSFLOW_LAB_ONLY=identity): keystone http://controller:5000/v3, placement http://controller:8778; credentials: source $OPENRC"
+if [ "${OSFLOW_LAB_ONLY:-}" = identity ] || [ "$SHAPE" = devstack ] || [ "$SHAPE" = tls ]; then
+  # run-e2e.sh: the keystone/placement lab of test_lab.py; the devstack and TLS shapes
+  say "up ($SHAPE, keystone and placement only): keystone $KEYSTONE_PUBLIC, placement $PLACEMENT_PUBLIC; credentials: source $OPENRC"
+  say "PIDs started by the lab: $(tr '\n' ' ' < "$PIDS")"
   exit 0
 fi
 
@@ -411,6 +517,8 @@ ensure glance-api 9292 /etc/glance/glance-api.conf
 AS_LONG neutron neutron-db-manage --config-file /etc/neutron/neutron.conf upgrade head >>"$log" 2>&1 \
   || die "neutron-db-manage upgrade head failed (see $log)"
 ensure neutron-server 9696 /etc/neutron/neutron.conf
+# the kolla shape: HAProxy sends nothing to neutron-server until two health checks (2 s apart) saw it up
+wait_for 60 "neutron-server on http://$API_HOST:9696" timeout 10 curl -fsS -o /dev/null "http://$API_HOST:9696/"
 # neutron-server Zed: the first port list after a start fails until any other call has configured the
 # ORM ("Port has no attribute port_forwardings"): a network list does it
 os network list -f value -c ID >/dev/null || die "'openstack network list' failed (see /var/log/neutron/)"
