@@ -428,7 +428,8 @@ def _parent(
     thread holds its connection from the pool's ping until it gives it back), for a worker behind a
     front (Apache's mod_wsgi daemons, uwsgi's workers) with nothing of its own in progress the oldest
     request no process has taken yet --, and of those that agree most, the one active last (started,
-    made a child, or had a child's answer come back).  Several clients at once make several spans contain a child; the evidence says whose."""
+    made a child, or had a child's answer come back).  Several clients at once make several spans
+    contain a child; the evidence says whose."""
     start, end = ex.start, ex.end
     if isinstance(ex, RpcExchange) and ex.kind != "call":
         end = ex.request.end
