@@ -82,3 +82,15 @@ def test_a_pooled_connection_is_its_holders_from_checkout_to_checkin():
             if p is not None:
                 hold.append(p)
     assert holds > 20
+
+
+def test_explain_says_which_evidence_placed_the_workers_statements():
+    status, out, err = run_post(["-r", str(KEYSTONE_8), "--explain"])
+    assert status == 0, err
+    chosen = [line for line in out.splitlines() if " keystone → keystone DB " in line and ": under " in line]
+    waiting = [line for line in chosen if "by the oldest request waiting for a worker" in line]
+    held = [line for line in chosen if "by its connection's checkout" in line]
+    # a daemon's first statement of a request (its pool's ping) by the order of the requests waiting; the
+    # statements after it on that connection by the hold
+    assert waiting and all(" SELECT 1: " in line for line in waiting)
+    assert len(held) > 10 * len(waiting)
