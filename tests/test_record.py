@@ -751,7 +751,11 @@ def test_record_short_connections_while_two_busy_loops_hold_the_cpus(tmp_path):
 def test_ctrl_c_stops_everything(tmp_path):
     _dumpcap()
     out = tmp_path / "rec"
-    p = _record(["-o", str(out), "--ports", "9", "--", "sleep", "60"])
+    # as a terminal's foreground job, whose Ctrl-C this stands for: a run started in the background
+    # (`nohup … &`, a runner's job without job control) hands its children SIGINT ignored, which the
+    # recorder, as programs do, leaves ignored
+    p = _record(["-o", str(out), "--ports", "9", "--", "sleep", "60"],
+                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 60
         while not (out / "ps.txt").exists() and time.monotonic() < deadline and p.poll() is None:
