@@ -387,27 +387,26 @@ def first_frame(capture: str) -> float:
                          f"{(run.stderr.strip().splitlines() or ['nothing'])[-1]}") from None
 
 
-_OWNER = re.compile(r"^\S+\s+\d+\s+\d+\s+(\S+)\s+\S+\s+users:\((.*)\)\s*$")
-_PID = re.compile(r"pid=(\d+)")
 #: a connection pool's ping (oslo.db's on every checkout)
 _PING = re.compile(r"^\s*SELECT\s+1\s*;?\s*$", re.I)
 
 
 def socket_owners(dirs: Sequence[str]) -> dict[str, int]:
-    """Local address (``ip:port``) -> the pid of the process its socket belonged to, from the folders'
-    socket tables (``ss.txt``); an address seen with several processes (a port used again, a
-    socket shared after a fork, the same loopback address on two hosts) is left out."""
+    """Local address (``ip:port``, as osflow writes it) -> the pid of the process its socket belonged
+    to, from the folders' socket tables (``ss.txt``, read by osflow's own parser); an address seen
+    with several processes (a port used again, a socket shared after a fork, the same loopback
+    address on two hosts) is left out."""
+    sys.path.insert(0, os.path.join(REPO, "postproc"))
+    from osflow.tables.ss import parse_ss
+
     owners: dict[str, set[int]] = defaultdict(set)
     for d in dirs:
         for name in sorted(os.listdir(d)):
             if not (name == "ss.txt" or re.match(r"^ss_\d+.*\.txt$", name)):
                 continue
             with open(os.path.join(d, name), encoding="utf-8", errors="replace") as f:
-                for line in f:
-                    m = _OWNER.match(line)
-                    if m:
-                        owners[m.group(1).replace("[", "").replace("]", "")].update(
-                            int(x) for x in _PID.findall(m.group(2)))
+                for entry in parse_ss(f.read(), name).entries:
+                    owners[str(entry.sockname)].update(u.pid for u in entry.users)
     return {address: next(iter(pids)) for address, pids in owners.items() if len(pids) == 1}
 
 
@@ -436,7 +435,7 @@ def trace_point_writers(dirs: Sequence[str], offsets: dict[str, float],
                     when, payload = float(cells[0]), bytes.fromhex(cells[4].replace(":", ""))
                 except ValueError:
                     continue
-                pid = owners.get(f"{cells[1] or cells[2]}:{cells[3]}")
+                pid = owners.get(f"{cells[1]}:{cells[3]}" if cells[1] else f"[{cells[2]}]:{cells[3]}")
                 for m in _POINT_START.finditer(payload):
                     out.setdefault(m.group(1).decode(), (pid, when - offset))
     return out
