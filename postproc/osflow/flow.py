@@ -201,10 +201,11 @@ class FlowBuilder:
             if open_:
                 open_[:] = [j for j in open_ if j in served and served[j][1] >= ex.start]
             ids = _identifiers(ex)
-            pool = protocols.of(ex).pool_use(ex)
+            proto = protocols.of(ex)
+            pool = proto.pool_use(ex)
             if pool == "checkout":
                 self._checkout.pop(ex.stream, None)
-            instrument = protocols.of(ex).instrumentation(ex)
+            instrument = proto.instrumentation(ex)
             if instrument:  # the services' instrumentation, not their work: out of the story
                 parent, placed = None, f"instrumentation: {instrument}"
             elif isinstance(ex, ProxyLeg):  # a proxy's leg of one request (its own health check: of none)
@@ -237,7 +238,7 @@ class FlowBuilder:
                 result=text.result,
                 notes=text.notes,
                 tokens=text.tokens,
-                noise=protocols.of(ex).noise(ex),
+                noise=proto.noise(ex),
                 depth=depth,
                 placed=placed,
             )
