@@ -686,6 +686,13 @@ def test_record_a_short_exchange(tmp_path, path):
     assert meta["exit_code"] == 3 and meta["command"][0] == sys.executable
     assert meta["start"] <= meta["end"] and set(meta["versions"]) >= {"osflow", "dumpcap"}
     assert f"tcp port {echo.port}" in meta["capture_filter"]
+    # loopback hands a capture each packet as sent and as received: the kernel skips the sent copy
+    # for record's dumpcap (libpcap would drop it), and the capture holds each packet once
+    if os.geteuid() == 0:
+        assert meta["loopback_sent_copies"] == "skipped", meta["loopback_sent_copies"]
+    syns = subprocess.run(["tshark", "-r", str(out / "capture.pcapng"), "-Y", "tcp.flags == 0x002", "-T", "fields",
+                           "-e", "tcp.srcport"], capture_output=True, text=True, check=True).stdout.split()
+    assert len(syns) == 3 and len(set(syns)) == 3, syns
     # the files are what osflow-post reads
     ss = tables.parse_ss((out / "ss.txt").read_text(), "ss.txt")
     assert ss.warnings == () and ss.entries
@@ -706,6 +713,30 @@ def test_record_a_short_exchange(tmp_path, path):
     else:
         assert log["owners"] == "polls: OSFLOW_NO_BPF is set" and log["kernel_owners"] == 0, log
         assert log["kernel_events"] is None
+
+
+def test_the_kernel_skips_the_copies_loopback_sends_for_a_packet_socket_on_it():
+    """What record does to dumpcap's loopback socket, on a packet socket of this process: found by
+    its inode in /proc/net/packet, the option set through a copy of its fd; a socket on another
+    interface is left alone."""
+    if os.geteuid() != 0:
+        pytest.skip("packet sockets and pidfd_getfd() need root")
+    on_lo = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+    on_lo.bind(("lo", 3))
+    elsewhere = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+    try:
+        fds = capture.loopback_sockets(os.getpid())
+        assert on_lo.fileno() in fds and elsewhere.fileno() not in fds  # unbound: interface 0
+        assert on_lo.getsockopt(capture.SOL_PACKET, capture.PACKET_IGNORE_OUTGOING) == 0
+        done, why = capture.ignore_outgoing_on_loopback(os.getpid())
+        assert done == len(fds) and why is None
+        assert on_lo.getsockopt(capture.SOL_PACKET, capture.PACKET_IGNORE_OUTGOING) == 1
+        assert elsewhere.getsockopt(capture.SOL_PACKET, capture.PACKET_IGNORE_OUTGOING) == 0
+    finally:
+        on_lo.close()
+        elsewhere.close()
+    none = f"no packet socket of process {os.getpid()} on loopback"
+    assert capture.ignore_outgoing_on_loopback(os.getpid()) == (0, none)
 
 
 _ECHO_SERVER = ("import socket,sys\n"

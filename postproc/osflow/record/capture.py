@@ -135,6 +135,89 @@ def dumpcap_problem(interface: str, stderr: str, status: int | None) -> InputErr
     return InputError(f"dumpcap could not capture on {interface}: {why}")
 
 
+#: ``PACKET_IGNORE_OUTGOING`` (Linux 4.20): a packet socket with it is not handed the packets its
+#: interface sends, only those it receives
+SOL_PACKET, PACKET_IGNORE_OUTGOING = 263, 23
+_PIDFD_GETFD = {"x86_64": 438, "aarch64": 438, "ppc64le": 438, "s390x": 438, "riscv64": 438}
+
+
+def loopback_sockets(pid: int, proc: str = "/proc") -> list[int]:
+    """The fds of ``pid``'s packet sockets bound to a loopback interface (``/proc/net/packet``'s
+    ``Iface`` column, matched to ``/proc/PID/fd`` by inode); none when /proc does not tell."""
+    indexes = set()
+    for name in interfaces():
+        if not is_loopback(name):
+            continue
+        try:
+            indexes.add(socket.if_nametoindex(name))
+        except OSError:
+            pass
+    inodes = set()
+    for line in (read_file(f"{proc}/net/packet") or b"").splitlines()[1:]:
+        parts = line.split()  # sk RefCnt Type Proto Iface R Rmem User Inode
+        if len(parts) >= 9 and parts[4].isdigit() and int(parts[4]) in indexes:
+            inodes.add(int(parts[8]))
+    fds = []
+    try:
+        names = os.listdir(f"{proc}/{pid}/fd")
+    except OSError:
+        return []
+    for fd in names:
+        try:
+            link = os.readlink(f"{proc}/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:[") and int(link[8:-1]) in inodes:
+            fds.append(int(fd))
+    return sorted(fds)
+
+
+def ignore_outgoing_on_loopback(pid: int) -> tuple[int, str | None]:
+    """Set ``PACKET_IGNORE_OUTGOING`` on dumpcap's (``pid``) packet sockets on loopback.
+
+    Loopback hands every packet to a packet socket twice: as it is sent and as it is received.
+    libpcap keeps only the received copy, but the kernel has already cloned, filtered and copied
+    the sent one into dumpcap's ring, in the sending process's time: half of what capturing a
+    loopback packet costs the services.  With the option the kernel skips the sent copy; the capture
+    is the same.  The socket is dumpcap's, so record takes a copy of its fd (``pidfd_getfd``, Linux
+    5.6, the same privilege as ptrace: root) to set it.  Returns (sockets set, why none were)."""
+    import ctypes
+    import platform
+
+    number = _PIDFD_GETFD.get(platform.machine())
+    if number is None or not hasattr(os, "pidfd_open"):
+        return 0, f"no pidfd_getfd() on {platform.machine()}"
+    fds = loopback_sockets(pid)
+    if not fds:
+        return 0, f"no packet socket of process {pid} on loopback"
+    libc = ctypes.CDLL(None, use_errno=True)
+    try:
+        pidfd = os.pidfd_open(pid)
+    except OSError as e:
+        return 0, f"pidfd_open(): {e.strerror}"
+    done, why = 0, None
+    try:
+        for fd in fds:
+            mine = libc.syscall(number, pidfd, fd, 0)
+            if mine < 0:
+                why = f"pidfd_getfd(): {os.strerror(ctypes.get_errno())}"
+                continue
+            try:
+                sock = socket.socket(fileno=mine)
+                try:
+                    sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
+                    done += 1
+                finally:
+                    sock.detach()
+            except OSError as e:
+                why = f"setsockopt(PACKET_IGNORE_OUTGOING): {e.strerror}"
+            finally:
+                os.close(mine)
+    finally:
+        os.close(pidfd)
+    return done, None if done else why
+
+
 def _die_with_parent() -> None:
     """In dumpcap's child before exec: get SIGTERM when record dies (even by SIGKILL)."""
     try:
@@ -167,6 +250,10 @@ class Capture:
         self.stderr: list[str] = []
         self.canaries = 0
         self._reader: threading.Thread | None = None
+        #: dumpcap's loopback sockets told to skip the copies loopback sends (the received ones are
+        #: the capture), or why not (:func:`ignore_outgoing_on_loopback`), for meta.json
+        self.outgoing_skipped: int | None = None
+        self.outgoing_kept_why: str | None = None
 
     @property
     def command(self) -> list[str]:
@@ -222,6 +309,8 @@ class Capture:
                 if size[1] > 0:  # dumpcap opened the interface and wrote the pcapng header
                     time.sleep(0.05)
                     header = self._size()
+                    if self.loopback:
+                        self.outgoing_skipped, self.outgoing_kept_why = ignore_outgoing_on_loopback(self.proc.pid)
                     if not self.loopback:
                         time.sleep(0.3)  # no canary off loopback: give the kernel filter a moment
                         return

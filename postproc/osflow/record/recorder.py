@@ -516,6 +516,9 @@ class Recorder:
             "capture_filter": capture.filter,
             "dumpcap_command": capture.command,
             "dumpcap_exit_code": self.dumpcap_status,
+            # loopback's sent copies of each packet, which libpcap drops, skipped in the kernel (or why not)
+            "loopback_sent_copies": None if not capture.loopback else (
+                "skipped" if capture.outgoing_skipped else f"kept: {capture.outgoing_kept_why}"),
             "dropped_packets": self.dropped,
             "canary": "UDP datagrams to 127.0.0.1 (record's own socket) mark the start and end of the capture"
             if capture.loopback
