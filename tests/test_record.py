@@ -669,6 +669,11 @@ def test_record_a_short_exchange(tmp_path, path):
               "for i in range(3):\n"
               f"    s = socket.create_connection(('127.0.0.1', {echo.port})); s.sendall(b'ping\\n'); s.recv(10)\n"
               "    time.sleep(0.02); s.close()\n"
+              "import os\n"  # the nice values of record's threads (the command's parent), while it records
+              f"with open({str(tmp_path / 'nice')!r}, 'w') as f:\n"
+              "    for t in os.listdir(f'/proc/{os.getppid()}/task'):\n"
+              "        stat = open(f'/proc/{os.getppid()}/task/{t}/stat').read()\n"
+              "        f.write(stat.rsplit(')', 1)[1].split()[16] + ' ')\n"
               "print('client done'); sys.exit(3)\n")
     env = dict(os.environ, OSFLOW_NO_BPF="1") if path == "polls" else None
     try:
@@ -707,6 +712,10 @@ def test_record_a_short_exchange(tmp_path, path):
     assert meta["coverage"]["owned"] == 6 and meta["coverage"]["without_owner"] == []
     assert "osflow-post -r" in stderr  # without --render: the command to run
     log = meta["socket_log"]
+    # the watcher thread: ahead of the services when it polls, behind them with the kernel's events
+    nice = (tmp_path / "nice").read_text().split()
+    if os.geteuid() == 0:
+        assert ("10" if path == "kernel" else "-10") in nice, nice
     if path == "kernel":
         assert log["owners"].startswith("kernel: eBPF") and log["kernel_owners"] == 6, log
         assert log["syn_trigger"] is False
