@@ -11,6 +11,7 @@ import json
 
 import pytest
 
+from osflow import foreground
 from support import FIXTURES, pdml_bytes, run_post
 
 COMPUTE = FIXTURES / "captures-compute"
@@ -161,3 +162,22 @@ def test_novalidhost_cell0_writes_sit_under_the_cast():
     assert not [p for p in pairs if p["background"] and p["server"] == "nova_cell0 DB"
                 and p["request"].split()[0] in ("INSERT", "DELETE")]
 
+
+
+def test_without_socket_tables_a_command_that_names_no_service_is_every_openstackclient_end(tmp_path):
+    """A recording of a script (``bash run.sh …`` that starts ``openstack`` several times): without
+    ss.txt no end has a pid, and the script's line names no service, so the command's ends are the
+    OpenStackClient ends, as without a recording's command; a command that names one keeps it."""
+    meta = tmp_path / "meta.json"
+    meta.write_text(json.dumps({"command": ["bash", "/tmp/x/run.sh", "/usr/bin/openstack", "server", "list"],
+                                "command_pid": 4242}))
+    by_pid = foreground.client_from_meta(str(meta))
+    assert by_pid.pids == {4242} and not by_pid.names
+    found = foreground.by_command_name(by_pid, str(meta))
+    assert found.names == ("openstackclient",) and not found.pids
+    assert found.why.endswith("a command that names no service: every OpenStackClient end")
+    meta.write_text(json.dumps({"command": ["timeout", "300", "/usr/bin/openstack", "server", "list"],
+                                "command_pid": 4242}))
+    named = foreground.by_command_name(foreground.client_from_meta(str(meta)), str(meta))
+    assert named.names == ("openstackclient",)
+    assert named.why.endswith("without socket tables: every openstackclient end")

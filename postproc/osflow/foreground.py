@@ -181,7 +181,9 @@ def client_from_meta(path: str, processes=None, show_secrets: bool = False) -> C
 def by_command_name(client: Client, path: str) -> Client:
     """``client`` (a recording's command, by pid) when no socket table was read: no end has a pid
     then, so the command is known by the service its command line names (``openstack …`` is
-    OpenStackClient); unchanged when that names none."""
+    OpenStackClient).  A command that names none (a script that runs ``openstack`` several times,
+    ``bash -c …``) is taken for what osflow takes without a recording's command: every
+    OpenStackClient end, known by its User-Agent."""
     if not client.pids:
         return client
     from .openstack import service_of_command
@@ -189,7 +191,8 @@ def by_command_name(client: Client, path: str) -> Client:
     command = " ".join(command_proper([str(w) for w in read_meta(path).get("command") or ()]))
     key = service_of_command(command)[0]
     if key is None:
-        return client
+        return Client(names=DEFAULT.names, why=f"{client.why}; without socket tables, and a command that names "
+                                               "no service: every OpenStackClient end")
     return Client(names=(key,), why=f"{client.why}; without socket tables: every {key} end")
 
 
