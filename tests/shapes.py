@@ -53,6 +53,17 @@ def story(pairs: Iterable[dict[str, Any]]) -> set[tuple[Step, ...]]:
     return out
 
 
+def below(pairs: Iterable[dict[str, Any]], root: dict[str, Any]) -> list[dict[str, Any]]:
+    """The pairs under ``root`` in osflow's tree (its children, theirs, …), in the pairs' order (a
+    parent comes before its children in ``--format json``)."""
+    ids, out = {root["id"]}, []
+    for p in pairs:
+        if p["parent"] in ids:
+            ids.add(p["id"])
+            out.append(p)
+    return out
+
+
 def difference(got: set[tuple[Step, ...]], want: set[tuple[Step, ...]]) -> str:
     """What one story has that the other has not, one chain a line (for an assertion's message)."""
     lines = [f"- {' / '.join(map(str, c))}" for c in sorted(want - got)]

@@ -12,6 +12,7 @@ import json
 import pytest
 
 from osflow import foreground
+from shapes import below
 from support import FIXTURES, pdml_bytes, run_post
 
 COMPUTE = FIXTURES / "captures-compute"
@@ -137,22 +138,13 @@ def test_explain_says_who_the_command_is():
             f"(/usr/bin/openstack server stop vm2) and its descendants") in out
 
 
-def _below(pairs: list[dict], root: dict) -> list[dict]:
-    ids, out = {root["id"]}, []
-    for p in pairs:
-        if p["parent"] in ids:
-            ids.add(p["id"])
-            out.append(p)
-    return out
-
-
 def test_novalidhost_cell0_writes_sit_under_the_cast():
     """After select_destinations fails, the conductor writes the instance, its actions, events and fault
     into nova_cell0 and deletes the build request: no request id, but the instance's UUID (in the cast's
     arguments and in the statements) and the connection's checkout place them under the cast."""
     pairs = _json(COMPUTE / "lab-server-create-novalidhost")
     cast = next(p for p in pairs if p["request"].startswith("cast schedule_and_build_instances"))
-    under = _below(pairs, cast)
+    under = below(pairs, cast)
     writes = [p for p in under if p["client"] == "nova-conductor" and p["server"] == "nova_cell0 DB"
               and p["request"].split()[0] in ("INSERT", "UPDATE")]
     tables = {p["request"].split()[2] for p in writes if p["request"].startswith("INSERT INTO")}

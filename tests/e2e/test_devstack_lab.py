@@ -14,12 +14,11 @@ Runs only with ``OSFLOW_LAB=1`` and ``OSFLOW_LAB_SHAPE=devstack``: ``tests/lab/r
 
 from __future__ import annotations
 
-import os
 import subprocess
 
 import pytest
-from lab_support import COVERAGE, LAB, RESOURCE_CLASS_LIST, STATE, _env, _osflow_record
-from shape_support import UNNAMED, json_pairs, plain_story
+from lab_support import COVERAGE
+from shape_support import UNNAMED, json_pairs, plain_story, record_seed_cold, shape_env
 
 from shapes import difference, story
 
@@ -31,15 +30,7 @@ PLACEMENT = "http://controller/placement"
 
 @pytest.fixture(scope="module")
 def devstack_lab():
-    if os.environ.get("OSFLOW_LAB") != "1":
-        pytest.skip("end-to-end lab tests: run tests/lab/run-e2e.sh "
-                    "(needs root; sets up the OpenStack lab, OSFLOW_LAB=1)")
-    if os.environ.get("OSFLOW_LAB_SHAPE") != "devstack":
-        pytest.skip("the devstack shape's tests: run-e2e.sh runs them after OSFLOW_LAB_SHAPE=devstack up.sh")
-    if not (STATE / "openrc").exists():
-        pytest.fail(f"OSFLOW_LAB=1 but the lab is not up ({STATE / 'openrc'} missing): run tests/lab/up.sh")
-    env = _env()
-    assert env.get("OS_AUTH_URL") == KEYSTONE, "the lab's openrc is not the devstack shape's"
+    env = shape_env("devstack", KEYSTONE)
     for url in (KEYSTONE, PLACEMENT + "/"):
         r = subprocess.run(["timeout", "20", "curl", "-fsS", "-o", "/dev/null", url], capture_output=True, text=True)
         assert r.returncode == 0, f"Apache does not answer on {url}: {r.stderr}"
@@ -49,12 +40,7 @@ def devstack_lab():
 @pytest.fixture(scope="module")
 def seed(devstack_lab, tmp_path_factory):
     folder = tmp_path_factory.mktemp("devstack") / "seed"
-    cold = subprocess.run(["bash", str(LAB / "cold.sh")], capture_output=True, text=True, timeout=300)
-    assert cold.returncode == 0, cold.stderr
-    proc = subprocess.run([*_osflow_record(), "--render", "-o", str(folder), "--", "timeout", "300",
-                           *RESOURCE_CLASS_LIST], env=devstack_lab, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, f"record exited {proc.returncode}\n{proc.stderr}"
-    return folder, proc
+    return folder, record_seed_cold(devstack_lab, folder)
 
 
 def test_recorded_on_port_80_with_its_owners(seed):

@@ -33,6 +33,8 @@ from pathlib import Path
 import pytest
 from lab_support import LAB, OPENSTACK, RESOURCE_CLASS_LIST, STATE, Recording, _env
 
+from shapes import below
+
 pytestmark = pytest.mark.lab
 
 VIP = "198.18.0.100"
@@ -314,15 +316,6 @@ def _merged(*folders: Path, extra=()) -> tuple[list[dict], str]:
     return [json.loads(line) for line in r.stdout.splitlines() if line.strip()], r.stderr
 
 
-def _below(pairs, root):
-    ids, out = {root["id"]}, []
-    for p in pairs:
-        if p["parent"] in ids:
-            ids.add(p["id"])
-            out.append(p)
-    return out
-
-
 OFFSET = re.compile(r"clock offset compute1: ([+-]\d+\.\d+) s ± (\d+\.\d+) s \(\d+ segments", re.M)
 
 
@@ -339,7 +332,7 @@ def _check_merged_create(pairs, stderr, expect_offset: float) -> None:
              if p["protocol"] == "rpc" and (p["request"] or "").startswith("cast build_and_run_instance")]
     assert len(build) == 1, build
     assert build[0]["client"] == "nova-conductor@controller" and build[0]["server"] == "nova-compute@compute1", build
-    under = _below(pairs, build[0])
+    under = below(pairs, build[0])
     assert any(p["client"] == "nova-compute@compute1" and p["server"] == "placement@controller" for p in under), \
         "nova-compute@compute1's placement calls nest under the build"
     calls = [p for p in under if p["protocol"] == "rpc" and p.get("kind") == "call"
@@ -399,7 +392,7 @@ def test_seed_through_haproxy_is_one_pair_per_request(recordings):
     # keystone's work nests under the client's login as if there were no proxy
     login = next(p for p in s.pairs if (p["request"] or "").startswith("POST /v3/auth/tokens")
                  and not p["background"])
-    assert any(p["client"] == "keystone" and p["protocol"] == "mysql" for p in _below(s.pairs, login))
+    assert any(p["client"] == "keystone" and p["protocol"] == "mysql" for p in below(s.pairs, login))
     # HAProxy's health checks are background pairs with client haproxy
     checks = [p for p in s.pairs if p["client"] == "haproxy"]
     assert checks and all(p["background"] for p in checks), checks[:3]

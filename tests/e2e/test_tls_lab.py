@@ -15,14 +15,13 @@ Runs only with ``OSFLOW_LAB=1`` and ``OSFLOW_LAB_SHAPE=tls``: ``tests/lab/run-e2
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
 
 import pytest
-from lab_support import COVERAGE, LAB, RESOURCE_CLASS_LIST, STATE, _env, _osflow_record
-from shape_support import UNNAMED, json_pairs, plain_story
+from lab_support import COVERAGE
+from shape_support import UNNAMED, json_pairs, plain_story, record_seed_cold, shape_env
 
 from shapes import difference, story
 
@@ -37,15 +36,8 @@ OPAQUE = re.compile(r"^osflow[- ]post: warning: connection 127\.0\.0\.1:\d+ → 
 
 @pytest.fixture(scope="module")
 def tls_lab():
-    if os.environ.get("OSFLOW_LAB") != "1":
-        pytest.skip("end-to-end lab tests: run tests/lab/run-e2e.sh "
-                    "(needs root; sets up the OpenStack lab, OSFLOW_LAB=1)")
-    if os.environ.get("OSFLOW_LAB_SHAPE") != "tls":
-        pytest.skip("the TLS shape's tests: run-e2e.sh runs them after OSFLOW_LAB_SHAPE=tls up.sh")
-    if not (STATE / "openrc").exists():
-        pytest.fail(f"OSFLOW_LAB=1 but the lab is not up ({STATE / 'openrc'} missing): run tests/lab/up.sh")
-    env = _env()
-    assert env.get("OS_AUTH_URL") == KEYSTONE and env.get("OS_CACERT"), "the lab's openrc is not the TLS shape's"
+    env = shape_env("tls", KEYSTONE)
+    assert env.get("OS_CACERT"), "the lab's openrc gives the client no CA (OS_CACERT)"
     r = subprocess.run(["timeout", "20", "curl", "-fsS", "--cacert", env["OS_CACERT"], "-o", "/dev/null", KEYSTONE],
                        capture_output=True, text=True)
     assert r.returncode == 0, f"HAProxy does not answer on {KEYSTONE}: {r.stderr}"
@@ -55,12 +47,7 @@ def tls_lab():
 @pytest.fixture(scope="module")
 def seed(tls_lab, tmp_path_factory):
     folder = tmp_path_factory.mktemp("tls") / "seed"
-    cold = subprocess.run(["bash", str(LAB / "cold.sh")], capture_output=True, text=True, timeout=300)
-    assert cold.returncode == 0, cold.stderr
-    proc = subprocess.run([*_osflow_record(), "--ports", PORTS, "--render", "-o", str(folder), "--", "timeout",
-                           "300", *RESOURCE_CLASS_LIST], env=tls_lab, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, f"record exited {proc.returncode}\n{proc.stderr}"
-    return folder, proc
+    return folder, record_seed_cold(tls_lab, folder, "--ports", PORTS)
 
 
 def _client_hellos(capture) -> int:
