@@ -124,12 +124,12 @@ def test_show_proxies_keeps_the_front_and_adds_the_hop_as_its_leg():
 
 def test_the_join_names_the_hop_s_service_and_the_uwsgi_process_serving_it(tmp_path):
     ps = tmp_path / "ps.txt"
+    # uwsgi started as devstack starts it (`uwsgi --procname-prefix keystone --ini …`) renames its
+    # processes: ps shows them so (tests/fixtures/devstack/resource-class-list-cold/ps.txt)
     ps.write_text("  PID  PPID USER     COMMAND\n"
                   "  700     1 root     /usr/sbin/apache2 -k start\n"
-                  " 1201     1 stack    /usr/local/bin/uwsgi --procname-prefix keystone --ini "
-                  "/etc/keystone/keystone-uwsgi-public.ini\n"
-                  " 1203  1201 stack    /usr/local/bin/uwsgi --procname-prefix keystone --ini "
-                  "/etc/keystone/keystone-uwsgi-public.ini\n", encoding="utf-8")
+                  " 1201     1 stack    keystoneuWSGI master\n"
+                  " 1203  1201 stack    keystoneuWSGI worker 1\n", encoding="utf-8")
     tables = Tables.load([], [str(ps)])
     st = Stitcher()
     out = st.stitch([_exchange("/identity/v3"), _exchange("/placement", stream=2, start=2)])
@@ -174,8 +174,8 @@ def test_the_uwsgi_s_own_requests_nest_under_the_request_it_serves(tmp_path):
     uwsgi = Address("10.0.0.5", 50000)
     (tmp_path / "ps.txt").write_text(
         "  PID  PPID USER     COMMAND\n"
-        " 1201     1 stack    /usr/local/bin/uwsgi --procname-prefix keystone --ini /etc/keystone/keystone-uwsgi.ini\n"
-        " 1203  1201 stack    /usr/local/bin/uwsgi --procname-prefix keystone --ini /etc/keystone/keystone-uwsgi.ini\n",
+        " 1201     1 stack    keystoneuWSGI master\n"
+        " 1203  1201 stack    keystoneuWSGI worker 1\n",
         encoding="utf-8")
     (tmp_path / "ss.txt").write_text(
         'ESTAB 0 0 10.0.0.5:50000 10.0.0.5:8778 users:(("uwsgi",pid=1203,fd=9))\n', encoding="utf-8")
