@@ -202,6 +202,7 @@ class FlowBuilder:
                 open_[:] = [j for j in open_ if j in served and served[j][1] >= ex.start]
             ids = _identifiers(ex)
             proto = protocols.of(ex)
+            who = client.pid if client.pid is not None else worker_of_connection(ex.stream)
             pool = proto.pool_use(ex)
             if pool == "checkout":
                 self._checkout.pop(ex.stream, None)
@@ -215,9 +216,9 @@ class FlowBuilder:
                 held, returned = self._checkout.get(ex.stream, (None, False))
                 if returned and pool != "checkin":  # back in the pool: only its reset's rollback is the holder's
                     held = None
-                parent, placed = _parent(pairs, served, open_ or (), ex, text.tokens, client.pid, activity, ids, held)
+                parent, placed = _parent(pairs, served, open_ or (), ex, text.tokens, who, activity, ids, held)
             if parent is not None:
-                activity.note(parent - 1, ex, client.pid, ids)
+                activity.note(parent - 1, ex, who, ids)
                 self._last_child[parent - 1] = i
             if parent is None:
                 self._checkout.pop(ex.stream, None)
@@ -364,6 +365,24 @@ ID_REACH = 30.0
 _ENDS = 8
 
 
+def worker_of_connection(stream: int) -> int:
+    """Who made an exchange whose process no table names: its connection (as a negative number, never
+    a pid).  A connection is one process's (a pool's database connection, a client's HTTP connection,
+    a service's AMQP connection), so what the flow learns of a process -- which requests its children
+    went to, that a worker behind a front took the oldest request waiting -- it learns of the
+    connection instead, for as long as the process uses it.
+
+    >>> worker_of_connection(0), worker_of_connection(41), describe_worker(-42), describe_worker(4242)
+    (-1, -42, 'connection 41', 'process 4242')
+    """
+    return -1 - stream
+
+
+def describe_worker(who: int) -> str:
+    """A pid or a connection (:func:`worker_of_connection`) in words."""
+    return f"process {who}" if who >= 0 else f"connection {-1 - who}"
+
+
 class _Activity:
     """What the flow has placed under each pair so far: when its last child started, and whether it
     looked its caller's token up in the cache (keystonemiddleware does that once, first thing)."""
@@ -507,11 +526,11 @@ def _parent(
             why.append("request id")
         if pid is not None and cand.server.pid == pid:
             score += 1
-            why.append(f"process {pid}")
+            why.append(describe_worker(pid))
         elif pid is not None and activity.pids.get(idx):  # one process serves a request: its children's
             if pid in activity.pids[idx]:
                 score += 1
-                why.append(f"process {pid}, as its other children")
+                why.append(f"{describe_worker(pid)}, as its other children")
             else:
                 score -= 1
         if score > best_score:
