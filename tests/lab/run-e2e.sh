@@ -5,7 +5,9 @@
 # (OSFLOW_LAB_ONLY=identity; compute services a former run left are stopped): nova-compute's periodic
 # calls to placement and keystone would join its recordings (placement's own login), and the busier
 # machine makes osflow record's socket log miss short-lived ends (its 100% coverage check).  Then
-# up.sh brings up the rest and the other files (the compute control plane) run.  Last,
+# up.sh brings up the rest and the other files (the compute control plane) run.  Then
+# OSFLOW_LAB_PROFILER=1 up.sh turns OSProfiler on in every service and tests/e2e/test_osprofiler_lab.py
+# records the commands of docs/accuracy.md with their traces and prints the scorer's figures.  Then
 # OSFLOW_LAB_SHAPE=kolla up.sh switches the lab to the kolla shape (HAProxy on a VIP, compute1 in a
 # network namespace) and tests/e2e/test_multihost_lab.py records on both hosts.  Then
 # OSFLOW_LAB_SHAPE=devstack up.sh (keystone and placement under uwsgi behind Apache on port 80) for
@@ -43,7 +45,10 @@ e2e() {  # pytest ARGS...: a failure sets status (5, no test selected by the ext
 e2e tests/e2e/test_lab.py "$@"
 bash "$LAB/up.sh" || { echo "run-e2e: error: the compute lab did not come up" >&2; exit 1; }
 e2e tests/e2e --ignore=tests/e2e/test_lab.py --ignore=tests/e2e/test_multihost_lab.py \
-  --ignore=tests/e2e/test_devstack_lab.py --ignore=tests/e2e/test_tls_lab.py "$@"
+  --ignore=tests/e2e/test_devstack_lab.py --ignore=tests/e2e/test_tls_lab.py \
+  --ignore=tests/e2e/test_osprofiler_lab.py "$@"
+OSFLOW_LAB_PROFILER=1 bash "$LAB/up.sh" || { echo "run-e2e: error: the lab with OSProfiler did not come up" >&2; exit 1; }
+OSFLOW_LAB_PROFILER=1 e2e -s tests/e2e/test_osprofiler_lab.py "$@"
 OSFLOW_LAB_SHAPE=kolla bash "$LAB/up.sh" || { echo "run-e2e: error: the kolla shape did not come up" >&2; exit 1; }
 OSFLOW_LAB_SHAPE=kolla e2e tests/e2e/test_multihost_lab.py "$@"
 OSFLOW_LAB_SHAPE=devstack bash "$LAB/up.sh" || { echo "run-e2e: error: the devstack shape did not come up" >&2; exit 1; }
