@@ -56,8 +56,10 @@ COMMANDS = {
     "server-create-novalidhost": (["--os-compute-api-version", "2.37", "server", "create", "--flavor", "m1.toobig",
                                    "--image", "tiny", "--nic", "none", "--wait", f"prof-big-{RUN}"],
                                   1, (99.0, 90.0, 97.0, 93.0)),
-    "server-create-4-users": ([*SERVER, f"prof-four-{RUN}"], 4, (85.0, 55.0, 95.0, 88.0)),
-    # 8 users with the tables: 88.2% (docs/accuracy.md), 90.0% and 77.9% on the e2e's first two runs
+    # several users at once vary by ten points and more from run to run (docs/accuracy.md): parents with the
+    # tables, 4 users 93.0% (docs/accuracy.md), then 92.4, 94.1, 82.5% on the e2e's first three runs; 8 users
+    # 88.2%, then 90.0, 77.9, 88.2%. These floors catch a collapse, not a loss of a few points.
+    "server-create-4-users": ([*SERVER, f"prof-four-{RUN}"], 4, (70.0, 55.0, 95.0, 88.0)),
     "server-create-8-users": ([*SERVER, f"prof-eight-{RUN}"], 8, (70.0, 35.0, 93.0, 75.0)),
 }
 
