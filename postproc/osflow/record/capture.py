@@ -18,6 +18,7 @@ from collections.abc import Iterable, Sequence
 from ..errors import InputError, ToolMissing
 from .kernel import read_file
 from .ring import capture_files
+from .socketlog import socket_fds
 
 
 def capture_filter(ports: Iterable[int], canary_port: int | None = None) -> str:
@@ -157,19 +158,10 @@ def loopback_sockets(pid: int, proc: str = "/proc") -> list[int]:
         parts = line.split()  # sk RefCnt Type Proto Iface R Rmem User Inode
         if len(parts) >= 9 and parts[4].isdigit() and int(parts[4]) in indexes:
             inodes.add(int(parts[8]))
-    fds = []
     try:
-        names = os.listdir(f"{proc}/{pid}/fd")
-    except OSError:
+        return sorted(fd for inode, fd in socket_fds(pid, proc) if inode in inodes)
+    except OSError:  # the process is gone
         return []
-    for fd in names:
-        try:
-            link = os.readlink(f"{proc}/{pid}/fd/{fd}")
-        except OSError:
-            continue
-        if link.startswith("socket:[") and int(link[8:-1]) in inodes:
-            fds.append(int(fd))
-    return sorted(fds)
 
 
 def ignore_outgoing_on_loopback(pid: int) -> tuple[int, str | None]:
@@ -309,11 +301,10 @@ class Capture:
                 if size[1] > 0:  # dumpcap opened the interface and wrote the pcapng header
                     time.sleep(0.05)
                     header = self._size()
-                    if self.loopback:
-                        self.outgoing_skipped, self.outgoing_kept_why = ignore_outgoing_on_loopback(self.proc.pid)
                     if not self.loopback:
                         time.sleep(0.3)  # no canary off loopback: give the kernel filter a moment
                         return
+                    self.outgoing_skipped, self.outgoing_kept_why = ignore_outgoing_on_loopback(self.proc.pid)
                     self._sing()
                     sung = time.monotonic()
             elif size > header:  # the canary (or real traffic) reached the file
