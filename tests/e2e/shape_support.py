@@ -23,18 +23,23 @@ PLAIN = ROOT / "tests" / "fixtures" / "captures" / "resource-class-list-cold"
 UNNAMED = re.compile(r"^(?:\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-fA-F:.]+\]):\d+")  # an end osflow could not name
 
 
-def shape_env(shape: str, auth_url: str) -> dict[str, str]:
-    """The lab's environment (its openrc) when the end-to-end run has the lab up in ``shape``
-    (``OSFLOW_LAB=1``, ``OSFLOW_LAB_SHAPE=shape``: ``tests/lab/run-e2e.sh`` sets both); the test is
-    skipped otherwise, and fails when the lab is not up or its openrc is another shape's."""
+def lab_env(variable: str, value: str, tests: str) -> dict[str, str]:
+    """The lab's environment (its openrc) when the end-to-end run has the lab up as ``variable=value``
+    says (``OSFLOW_LAB_SHAPE=tls``, ``OSFLOW_LAB_PROFILER=1``) and ``OSFLOW_LAB=1``
+    (``tests/lab/run-e2e.sh`` sets both); ``tests`` are skipped otherwise, and fail when the lab is not up."""
     if os.environ.get("OSFLOW_LAB") != "1":
         pytest.skip("end-to-end lab tests: run tests/lab/run-e2e.sh "
                     "(needs root; sets up the OpenStack lab, OSFLOW_LAB=1)")
-    if os.environ.get("OSFLOW_LAB_SHAPE") != shape:
-        pytest.skip(f"the {shape} shape's tests: run-e2e.sh runs them after OSFLOW_LAB_SHAPE={shape} up.sh")
+    if os.environ.get(variable) != value:
+        pytest.skip(f"{tests}: run-e2e.sh runs them after {variable}={value} up.sh")
     if not (STATE / "openrc").exists():
         pytest.fail(f"OSFLOW_LAB=1 but the lab is not up ({STATE / 'openrc'} missing): run tests/lab/up.sh")
-    env = _env()
+    return _env()
+
+
+def shape_env(shape: str, auth_url: str) -> dict[str, str]:
+    """:func:`lab_env` of the lab up in ``shape``; fails when its openrc is another shape's."""
+    env = lab_env("OSFLOW_LAB_SHAPE", shape, f"the {shape} shape's tests")
     assert env.get("OS_AUTH_URL") == auth_url, f"the lab's openrc is not the {shape} shape's"
     return env
 

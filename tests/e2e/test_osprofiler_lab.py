@@ -25,7 +25,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from lab_support import LAB, OPENSTACK, ROOT, STATE, _env
+from lab_support import LAB, OPENSTACK, ROOT, _env
+from shape_support import lab_env
 
 pytestmark = pytest.mark.lab
 
@@ -66,14 +67,7 @@ COMMANDS = {
 
 @pytest.fixture(scope="module")
 def profiled_lab(tmp_path_factory):
-    if os.environ.get("OSFLOW_LAB") != "1":
-        pytest.skip("end-to-end lab tests: run tests/lab/run-e2e.sh "
-                    "(needs root; sets up the OpenStack lab, OSFLOW_LAB=1)")
-    if os.environ.get("OSFLOW_LAB_PROFILER") != "1":
-        pytest.skip("OSProfiler's tests: run-e2e.sh runs them after OSFLOW_LAB_PROFILER=1 up.sh")
-    if not (STATE / "openrc").exists():
-        pytest.fail(f"OSFLOW_LAB=1 but the lab is not up ({STATE / 'openrc'} missing): run tests/lab/up.sh")
-    env = _env()
+    env = lab_env("OSFLOW_LAB_PROFILER", "1", "OSProfiler's tests")
     env["OSFLOW_PYTHON"] = sys.executable
     image = tmp_path_factory.mktemp("image") / "prof-image.raw"
     image.write_bytes(os.urandom(64 * 1024))
