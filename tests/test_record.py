@@ -13,6 +13,7 @@ import shutil
 import signal
 import socket
 import stat
+import struct
 import subprocess
 import sys
 import threading
@@ -391,6 +392,46 @@ def test_the_kernel_owners_refused_say_why_and_leave_nothing_open(monkeypatch, t
     with pytest.raises(OSError, match=f"{NO_BPF_ENV} is set"):
         KernelOwners([9])
     assert set(os.listdir("/proc/self/fd")) <= before
+
+
+def test_the_decoder_reads_each_member_where_the_kernels_offsets_put_it():
+    """owners.Decoder unpacks an event with one struct made from the offsets: with members laid out
+    apart from the kernel's order (here: family first, addresses last), IPv4 and IPv6 events give their
+    addresses, ports (the remote one in network order), thread name and time; another family gives
+    None; members that overlap refuse the offsets."""
+    import dataclasses
+
+    from osflow.record import owners
+
+    o = owners.Offsets(files=0, fdt=0, fd=0, private_data=0, f_inode=0, i_ino=0, sock_type=0, sk=0,
+                       family=0, num=2, dport=4, rcv_saddr=8, daddr=12, v6_rcv_saddr=16, v6_daddr=32)
+    decode = owners.Decoder(o)
+
+    def raw(family: int, src: bytes, dst: bytes, sport: int, dport: int) -> bytes:
+        sk = bytearray(o.sk_bytes)
+        struct.pack_into("=H", sk, o.family, family)
+        struct.pack_into("=H", sk, o.num, sport)
+        struct.pack_into(">H", sk, o.dport, dport)
+        if family == socket.AF_INET:
+            sk[o.rcv_saddr:o.rcv_saddr + 4], sk[o.daddr:o.daddr + 4] = src, dst
+        else:
+            sk[o.v6_rcv_saddr:o.v6_rcv_saddr + 16], sk[o.v6_daddr:o.v6_daddr + 16] = src, dst
+        head = owners._HEAD.pack(owners.CONNECT, 812, 813, 5, 4242, 2_000_000_000, 0, b"openstack\0junk\0")
+        return head + bytes(sk)
+
+    clock = (1000.0, 3_000_000_000)
+    v4 = decode(raw(socket.AF_INET, socket.inet_aton("127.0.0.1"), socket.inet_aton("198.18.0.2"), 43210, 8778),
+                clock)
+    assert v4 is not None
+    assert (v4.pid, v4.tid, v4.fd, v4.inode, v4.comm, v4.established) == (812, 813, 5, 4242, "openstack", True)
+    assert (v4.local, v4.remote, v4.when) == (("127.0.0.1", 43210), ("198.18.0.2", 8778), 999.0)
+    assert v4.key == kernel.sock_key(socket.inet_aton("127.0.0.1"), 43210, socket.inet_aton("198.18.0.2"), 8778)
+    six = socket.inet_pton(socket.AF_INET6, "fd00::1"), socket.inet_pton(socket.AF_INET6, "::1")
+    v6 = decode(raw(socket.AF_INET6, *six, 5000, 40000), clock)
+    assert v6 is not None and (v6.local, v6.remote) == (("fd00::1", 5000), ("::1", 40000))
+    assert decode(raw(socket.AF_UNIX, b"\0" * 16, b"\0" * 16, 1, 2), clock) is None
+    with pytest.raises(OSError, match="overlap"):
+        owners.Decoder(dataclasses.replace(o, num=3))
 
 
 def test_the_socket_log_logs_the_kernels_events_without_looking_into_proc():

@@ -41,6 +41,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import mmap
+import operator
 import os
 import socket
 import struct
@@ -380,25 +381,65 @@ class Event(NamedTuple):
     key: bytes  # as :func:`osflow.record.kernel.sock_key` builds it (the netlink rows' key)
 
 
+class Decoder:
+    """Events from the ring buffer (:meth:`__call__`), for one kernel's offsets: one unpack of
+    ``struct sock_common``'s members an event (a :class:`struct.Struct` with their offsets), and the
+    texts events repeat (an address, a thread's name) made once.  Thousands of events a second go
+    through it, in the recorder's own time.
+
+    OSError when the members overlap (then the kernel's path is refused, as for any offsets that do
+    not fit)."""
+
+    #: the most addresses and thread names remembered (then forgotten all at once)
+    MAX_KEPT = 4096
+
+    def __init__(self, o: Offsets) -> None:
+        # (offset, size, format) of daddr, rcv_saddr, dport, num, family, v6_daddr, v6_rcv_saddr
+        members = [(o.daddr, 4, "4s"), (o.rcv_saddr, 4, "4s"), (o.dport, 2, "H"), (o.num, 2, "H"),
+                   (o.family, 2, "H"), (o.v6_daddr, 16, "16s"), (o.v6_rcv_saddr, 16, "16s")]
+        order = sorted(range(len(members)), key=lambda i: members[i][0])
+        fmt, at = "=", 0
+        for i in order:
+            off, size, code = members[i]
+            if off < at:
+                raise OSError(errno.EINVAL, "BTF: struct sock_common's members overlap")
+            fmt += f"{off - at}x{code}"
+            at = off + size
+        self._sk = struct.Struct(fmt)
+        self._pick = operator.itemgetter(*(order.index(i) for i in range(len(members))))
+        self._hosts: dict[bytes, str] = {}
+        self._comms: dict[bytes, str] = {}
+
+    def __call__(self, raw: bytes, clock: tuple[float, int]) -> Event | None:
+        """The event of ``raw`` (``clock``: ``time.time()`` and ``time.monotonic_ns()`` at one moment);
+        None when not an IPv4/IPv6 socket."""
+        kind, tgid, tid, fd, inode, ns, ret, comm = _HEAD.unpack_from(raw)
+        daddr, saddr, dport, sport, family, v6_daddr, v6_saddr = self._pick(self._sk.unpack_from(raw, _HEAD.size))
+        if family == socket.AF_INET:
+            src, dst = saddr, daddr
+        elif family == socket.AF_INET6:
+            src, dst = v6_saddr, v6_daddr
+        else:
+            return None
+        dport = socket.ntohs(dport)
+        hosts = self._hosts
+        if len(hosts) > self.MAX_KEPT or len(self._comms) > self.MAX_KEPT:
+            hosts.clear()
+            self._comms.clear()
+        local = hosts.get(src) or hosts.setdefault(src, socket.inet_ntop(family, src))
+        remote = hosts.get(dst) or hosts.setdefault(dst, socket.inet_ntop(family, dst))
+        name = self._comms.get(comm)
+        if name is None:
+            name = self._comms[comm] = comm.split(b"\0", 1)[0].decode("utf-8", "replace")
+        wall, mono = clock
+        return Event(kind, tgid, tid, fd, inode, wall - (mono - ns) / 1e9, kind != CONNECT or ret == 0, name,
+                     family, (local, sport), (remote, dport), sock_key(src, sport, dst, dport))
+
+
 def decode(raw: bytes, o: Offsets, clock: tuple[float, int]) -> Event | None:
     """An event from the ring buffer (``clock``: ``time.time()`` and ``time.monotonic_ns()`` at one
-    moment); None when not an IPv4/IPv6 socket."""
-    kind, tgid, tid, fd, inode, ns, ret, comm = _HEAD.unpack_from(raw)
-    sk = raw[_HEAD.size :]
-    family = struct.unpack_from("=H", sk, o.family)[0]
-    if family == socket.AF_INET:
-        src, dst = sk[o.rcv_saddr : o.rcv_saddr + 4], sk[o.daddr : o.daddr + 4]
-    elif family == socket.AF_INET6:
-        src, dst = sk[o.v6_rcv_saddr : o.v6_rcv_saddr + 16], sk[o.v6_daddr : o.v6_daddr + 16]
-    else:
-        return None
-    sport = struct.unpack_from("=H", sk, o.num)[0]
-    dport = struct.unpack_from(">H", sk, o.dport)[0]
-    wall, mono = clock
-    return Event(kind, tgid, tid, fd, inode, wall - (mono - ns) / 1e9, kind != CONNECT or ret == 0,
-                 comm.split(b"\0", 1)[0].decode("utf-8", "replace"), family,
-                 (socket.inet_ntop(family, src), sport), (socket.inet_ntop(family, dst), dport),
-                 sock_key(src, sport, dst, dport))
+    moment); None when not an IPv4/IPv6 socket.  (One event; :class:`Decoder` for many.)"""
+    return Decoder(o)(raw, clock)
 
 
 def _perf_event_open(tracepoint_id: int) -> int:
@@ -496,6 +537,7 @@ class KernelOwners:
                     self.offsets = Offsets.from_btf(Btf(f.read()))
             except OSError as e:
                 raise OSError(e.errno or errno.ENOENT, f"no kernel BTF ({btf_path}): {e.strerror or e}") from None
+            self.decode = Decoder(self.offsets)
             ids = tracepoint_ids()
             self.ring_fd = self._keep(_map(_MAP_RINGBUF, 0, 0, RING_BYTES, "ring buffer"))
             ports_fd = self._keep(_map(_MAP_HASH, 4, 4, 2 * max(1, len(set(ports))), "ports"))
@@ -593,10 +635,11 @@ class KernelOwners:
     def read(self) -> list[Event]:
         """The sockets on the captured ports connected, accepted or listened on since the last call."""
         clock = (time.time(), time.monotonic_ns())
+        decode = self.decode
         out, self._pending = self._pending, []  # counted already
         fresh = 0
         for raw in self.raw():
-            ev = decode(raw, self.offsets, clock)
+            ev = decode(raw, clock)
             if ev is not None:
                 out.append(ev)
                 fresh += 1
