@@ -11,7 +11,8 @@ workload once it is capturing, Ctrl-C once the workload is done), alternating wh
 * the workload's slowdown: at a fixed rate the mean time of one connection (the schedule fixes the
   wall time), flat out the wall time of them all; recorded / alone, the median over the rounds; at a
   fixed rate also the rounds pooled (the mean of their means, the median of their median
-  connections), which one round's hiccup moves less;
+  connections), which one round's hiccup moves less, each with its 95% interval (the rounds drawn
+  again with replacement): a ratio is shown below a target only when its whole interval is;
 * the CPU seconds the recorder used while the workload ran (``osflow record`` and its dumpcap, from
   /proc/<pid>/stat, sampled when the workload starts and ends: the start-up and the coverage
   computed at the end are not the workload's cost), and that per connection;
@@ -42,6 +43,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import signal
 import statistics
 import subprocess
@@ -177,6 +179,21 @@ class Recording:
         meta["peak_rss_mb"] = peak
         subprocess.run(["rm", "-rf", self.dir], check=False)
         return meta
+
+
+def interval(alone: list[dict], rec: list[dict], stat, draws: int = 2000) -> tuple[float, float]:
+    """The 95% interval of ``stat(rec) / stat(alone)`` over the rounds: the rounds (each an alone run
+    and a recorded run, side by side) drawn again with replacement, ``draws`` times (a fixed seed:
+    the same runs give the same interval).  How far the ratio could move had other rounds been run:
+    a target is shown met only when the whole interval is below it."""
+    rng = random.Random(0)
+    pairs = list(zip(alone, rec, strict=True))
+    ratios = []
+    for _ in range(draws):
+        drawn = [pairs[rng.randrange(len(pairs))] for _ in pairs]
+        ratios.append(stat([r for _, r in drawn]) / stat([a for a, _ in drawn]))
+    ratios.sort()
+    return ratios[int(0.025 * draws)], ratios[int(0.975 * draws) - 1]
 
 
 def run_client(port: int, rate: float, n: int) -> dict:
@@ -315,9 +332,12 @@ def main() -> int:
                 if rate:  # the rounds pooled: less at the mercy of one round's hiccup than their median
                     ma, mr = (statistics.fmean(x["mean"] for x in runs) for runs in (alone, rec))
                     pa, pr = (statistics.median(x["p50"] for x in runs) for runs in (alone, rec))
+                    lo_m, hi_m = interval(alone, rec, lambda runs: statistics.fmean(x["mean"] for x in runs))
+                    lo_p, hi_p = interval(alone, rec, lambda runs: statistics.median(x["p50"] for x in runs))
                     print(f"[{path}] {what}, all {args.rounds} rounds pooled: mean connection "
-                          f"{ma * 1000:.3f} -> {mr * 1000:.3f} ms ({mr / ma:.3f}x), median connection "
-                          f"{pa * 1000:.3f} -> {pr * 1000:.3f} ms ({pr / pa:.3f}x)", flush=True)
+                          f"{ma * 1000:.3f} -> {mr * 1000:.3f} ms ({mr / ma:.3f}x, 95% interval {lo_m:.3f}-"
+                          f"{hi_m:.3f}x), median connection {pa * 1000:.3f} -> {pr * 1000:.3f} ms ({pr / pa:.3f}x, "
+                          f"95% interval {lo_p:.3f}-{hi_p:.3f}x)", flush=True)
             if "idle" in only:
                 cpus, machine, rss, cov = [], [], [], []
                 for k in range(args.idle_rounds):
