@@ -20,9 +20,11 @@ pytestmark = pytest.mark.tshark
 
 KEYSTONE_8 = FIXTURES / "osprofiler" / "keystone-8-users"
 SERVER_DELETE = FIXTURES / "captures-compute" / "lab-server-delete"
+CONDUCTOR_8 = FIXTURES / "osprofiler" / "conductor-8-users"
 
 
 def _pairs(folder) -> list[dict]:
+    """Every pair of a recording: a folder with its socket tables, a capture file without."""
     status, out, err = run_post(["-r", str(folder), "--format", "json", "--all"])
     assert status == 0, err
     return [json.loads(line) for line in out.splitlines()]
@@ -59,6 +61,19 @@ def test_workers_behind_apache_take_the_requests_in_the_order_they_came():
         first.setdefault(p["parent"], p["start"])
     arrival = sorted(first, key=lambda r: by_id[r]["start"])
     assert [first[r] for r in arrival] == sorted(first.values())
+
+
+def test_a_database_connection_without_tables_is_who_served_at_every_statement_of_it():
+    """Eight clients creating a server at once: nova-api serves their requests while the conductor
+    serves nova-compute's calls and the casts, and both use the nova and nova_api schemas.  The
+    conductor's three pooled connections (ss.txt: pid 8053) logged in before the recording; without the
+    tables their client is who was serving at the moment of their statements.  Some of those moments
+    nova-api was serving too (the innermost request at them, more often than not); only the conductor
+    was serving at the moment of every statement, and the connections are its."""
+    with_tables = {p["stream"]: p["client"] for p in _pairs(CONDUCTOR_8) if p["protocol"] == "mysql"}
+    without = {p["stream"]: p["client"] for p in _pairs(CONDUCTOR_8 / "capture.pcapng") if p["protocol"] == "mysql"}
+    assert len(with_tables) == 3 and set(with_tables.values()) == {"nova-conductor"}
+    assert without == with_tables
 
 
 def test_a_pooled_connection_is_its_holders_from_checkout_to_checkin():

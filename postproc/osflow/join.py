@@ -20,6 +20,7 @@ the service behind them: such ends are named by port.
 from __future__ import annotations
 
 import bisect
+import math
 import os
 from collections import Counter
 from collections.abc import Iterable
@@ -232,13 +233,16 @@ class Joiner:
             if callee is not None:
                 serving.add(start, end, callee.key, ex, conns[s].client.node if s in conns else "")
         serving.freeze()
+        # the RPCs a streamed flow has seen end with the latest paired: a statement after it may be inside
+        # one not paired yet, so it says nothing of who was serving at its moment
+        known_until = max((ex.start for ex in rpcs), default=math.inf)
 
         if wanted is not None:  # and the broker connections whose replies may name them
             queues = {q for s in wanted if s in amqp for q in amqp[s].calls_for + amqp[s].reply_queues}
             wanted = wanted | {s for s, link in amqp.items() if queues.intersection(link.calls_for + link.reply_queues)}
         for s, c in conns.items():
             if clients[s] is None and (wanted is None or s in wanted):
-                clients[s] = self._from_protocol(c, servers[s], serving)
+                clients[s] = self._from_protocol(c, servers[s], serving, known_until)
         _follow_replies(amqp, clients)
 
         out: dict[int, ConnectionNames] = {}
@@ -305,31 +309,45 @@ class Joiner:
         return Participant(_at(portmap.db_label(db), node), "mysql", f"{srv.evidence}; {why}", srv.pid, srv.source,
                            node)
 
-    def _from_protocol(self, c: _Conn, srv: Named | None, serving: _Serving) -> Named | None:
+    def _from_protocol(self, c: _Conn, srv: Named | None, serving: _Serving, known_until: float = math.inf
+                       ) -> Named | None:
         votes: Counter = Counter()
         why: dict[str, str] = {}
         schema = _database(c)[0] if c.protocol == "mysql" else None
+        exclude = srv.key if srv else None
+        # a database connection is one process's, which runs its statements while it serves a request or an
+        # RPC: each service serving at a statement's moment could be its client, the one serving at the
+        # moment of every statement the likeliest (several serve at once; the innermost alone is a guess);
+        # ``known_until``: the spans are known up to then (a streamed flow's)
+        covered: Counter = Counter()
         for ex in c.exchanges:
             for vote in protocols.of(ex).votes(ex):
                 votes[vote.key] += vote.weight
                 why.setdefault(vote.key, vote.why)
             ids = request_ids_of(ex)
             outer = serving.innermost(ex.start, ex.end if not isinstance(ex, RpcExchange) else ex.request.end,
-                                      exclude=srv.key if srv else None, request_ids=ids, host=c.client.node)
+                                      exclude=exclude, request_ids=ids, host=c.client.node)
             if outer is not None and schema is not None and _uses_other_schema(outer[0], schema):
                 outer = None  # a service does not query another service's schema
             if outer is None and isinstance(ex, RpcExchange):
                 # published after the request that made it was answered: the service that answered it
-                origin = serving.origin(ids, exclude=srv.key if srv else None, host=c.client.node)
+                origin = serving.origin(ids, exclude=exclude, host=c.client.node)
                 if origin is not None:
                     votes[origin[0]] += 1
                     why.setdefault(origin[0], f"its request id was {origin[0]}'s answer to "
                                               f"{protocols.of(origin[1]).serving(origin[1])}")
             if outer is not None:
                 key, outer_ex = outer
-                votes[key] += 2
+                votes[key] += 1 if c.protocol == "mysql" else 2
                 what = protocols.of(outer_ex).serving(outer_ex) or "a request"
                 why.setdefault(key, f"{key} was serving {what} at that moment")
+            if c.protocol == "mysql" and ex.start <= known_until:
+                for key in serving.containing(ex.start, ex.end, exclude=exclude, host=c.client.node):
+                    if schema is None or not _uses_other_schema(key, schema):
+                        covered[key] += 1
+                        why.setdefault(key, f"{key} was serving a request at the moment of its statements")
+        for key, n in covered.items():
+            votes[key] += 4 * n
         if not votes:
             return None
         key, _ = sorted(votes.items(), key=lambda kv: (-kv[1], kv[0]))[0]
@@ -490,6 +508,16 @@ class _Serving:
                 if key != exclude and where == host:
                     return key, ex
         return None
+
+    def containing(self, start: float, end: float, exclude: str | None, host: str = "") -> set[str]:
+        """The services serving a span that contains [start, end] (on ``host``)."""
+        i = bisect.bisect_right(self._starts, start)
+        found = set()
+        for j in range(i - 1, max(-1, i - 2000), -1):  # scan back a bounded distance, as innermost does
+            s, e, key, _, _, where = self._spans[j]
+            if e >= end and key != exclude and where == host:
+                found.add(key)
+        return found
 
     def innermost(
         self, start: float, end: float, exclude: str | None, request_ids: tuple[str, ...] = (), host: str = ""

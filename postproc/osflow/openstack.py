@@ -340,8 +340,9 @@ COMPONENT_DATABASES: dict[str, str] = {
     "cinder-backup": "cinder",
     "heat-engine": "heat",
 }
-#: Schemas several services use: naming a client from one of them alone is a guess.
-SHARED_SCHEMAS = frozenset({"nova", "nova_cell0", "nova_cell1", "cinder", "heat"})
+#: Schemas several services use: naming a client from one of them alone is a guess (``nova_api``:
+#: nova-conductor's build requests and request specs, nova-scheduler's host mappings and aggregates).
+SHARED_SCHEMAS = frozenset({"nova", "nova_api", "nova_cell0", "nova_cell1", "cinder", "heat"})
 
 
 def component_database(key: str) -> str | None:

@@ -561,7 +561,9 @@ class Mysql(ProtocolModule):
         if isinstance(req, MysqlLogin) and req.user:
             key = service_for_db_login(req.user, req.schema)
             if key:
-                yield Vote(key, 100, f"MySQL login {req.user}@{req.schema or '-'}")
+                # every nova service logs in to nova_api as nova: then the login is a guess, as the schema is
+                shared = req.schema is not None and shared_schema(req.schema)
+                yield Vote(key, 3 if shared else 100, f"MySQL login {req.user}@{req.schema or '-'}")
         if isinstance(ex.response, MysqlReply):
             for db in ex.response.schemas:
                 svc = portmap.service_for_database(db)
