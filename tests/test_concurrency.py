@@ -109,3 +109,53 @@ def test_explain_says_which_evidence_placed_the_workers_statements():
     # statements after it on that connection by the hold
     assert waiting and all(" SELECT 1: " in line for line in waiting)
     assert len(held) > 10 * len(waiting)
+
+
+def test_a_processs_pooled_connections_are_linked_by_their_alternation():
+    """Without tables, flow._Pools links the connections one process's pool hands out one after
+    another (keystone's daemons alternate between two, a few milliseconds from one's rollback to the
+    other's ping): three such hand-overs, and the two connections are one worker.  Connections that
+    were ever out of the pool at once are not linked however often one follows the other, nor are two
+    services' connections."""
+    from types import SimpleNamespace
+
+    from osflow.flow import _Pools
+
+    def use(pools, stream, start, end, what, client="keystone"):
+        pools.note(SimpleNamespace(stream=stream, start=start, end=end), what, client)
+
+    def alternate(pools, a, b, t0, rounds, client="keystone", gap=0.004):
+        t = t0
+        for _ in range(rounds):
+            for s in (a, b):
+                use(pools, s, t, t + 0.001, "checkout", client)
+                use(pools, s, t + 0.001, t + 0.002, "statement", client)
+                use(pools, s, t + 0.002, t + 0.003, "checkin", client)
+                t += 0.003 + gap
+        return t
+
+    pools = _Pools()
+    alternate(pools, 21, 22, 100.0, 1)
+    assert pools.worker(21) != pools.worker(22)  # once is chance
+    alternate(pools, 21, 22, 101.0, 2)
+    assert pools.worker(21) == pools.worker(22) == -22  # connection 21 stands for both
+    alternate(pools, 30, 31, 102.0, 5, gap=0.05)  # too far apart to be one process going on
+    assert pools.worker(30) != pools.worker(31)
+
+    busy = _Pools()
+    use(busy, 40, 200.0, 200.001, "checkout")
+    use(busy, 41, 200.0005, 200.0015, "checkout")  # both out at once: two processes
+    use(busy, 40, 200.002, 200.003, "checkin")
+    use(busy, 41, 200.002, 200.003, "checkin")
+    alternate(busy, 40, 41, 201.0, 5)
+    assert busy.worker(40) != busy.worker(41)
+
+    services = _Pools()
+    t = 300.0
+    for _ in range(5):
+        use(services, 50, t, t + 0.001, "checkout", "keystone")
+        use(services, 50, t + 0.002, t + 0.003, "checkin", "keystone")
+        use(services, 51, t + 0.005, t + 0.006, "checkout", "placement")
+        use(services, 51, t + 0.007, t + 0.008, "checkin", "placement")
+        t += 0.01
+    assert services.worker(50) != services.worker(51)
