@@ -9,8 +9,9 @@ shows, a web server's to the service a request's path names); ``server_address``
 service's own (the web server's, for such a hop).  An RPC pair (``"protocol": "rpc"``) also says
 its ``kind`` (call, cast, fanout), ``method``, the broker it went through (``via``,
 ``via_address``), the ``exchange`` and ``routing_key`` it was published to, how many consumers it
-was ``delivered`` to, the callee's connection (``server_stream``), and the oslo ``request_id`` and
-``msg_id`` (ids, not secrets).
+was ``delivered`` to, the callee's connection (``server_stream``), the oslo ``request_id`` and
+``msg_id`` (ids, not secrets), and the ``resources`` its arguments name (the instances', ports',
+images' UUIDs: what ties it to the work it causes).
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ def _rpc(pair: Pair) -> list[tuple[str, str]]:
         ("server_stream", d(ex.server_stream)),
         ("request_id", d(o.request_id, True)),
         ("msg_id", d(o.msg_id, True)),
+        ("resources", d(list(o.ids), True)),
     ]
 
 
