@@ -152,6 +152,17 @@ def _unquote_sql(literal: str) -> str:
     return re.sub(r"\\(.)", r"\1", body.replace("''", "'"))
 
 
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
+
+
+def rpc_literals(function: dict) -> frozenset[str]:
+    """The resource UUIDs an RPC span's arguments name (OSProfiler keeps their ``repr``), lower case: what
+    osflow's JSON gives an RPC pair as ``resources``.  Two calls of one method at once (two instances'
+    ``Instance.save``) are told apart by them."""
+    text = f"{function.get('args', '')} {function.get('kwargs', '')}"
+    return frozenset(m.group(0).lower() for m in _UUID.finditer(text))
+
+
 def param_literals(params: object) -> frozenset[str]:
     """A statement's parameters (a dict, a list, a list of those) as the strings osflow would show."""
     found: set[str] = set()
@@ -288,6 +299,7 @@ def spans_of(trace: dict, path: str) -> list[Span]:
         elif name == "rpc" and isinstance(detail.get("function"), dict):
             function = str(detail["function"].get("name", ""))
             kind, key, text = "rpc", ("rpc", function.rsplit(".", 1)[-1]), function
+            literals = rpc_literals(detail["function"])
         elif isinstance(detail.get("function"), dict):
             text = f"{name} {detail['function'].get('name', '')}"
         raw.append(Span(node["trace_id"], base, parent, name, kind, key, start, end, where, text, literals))
@@ -498,6 +510,7 @@ def pair_of(line: dict, zero: float) -> Pair:
             seen = not UNSEEN_SQL.match(request)
     elif protocol == "rpc" and line.get("method"):
         key, seen = ("rpc", str(line["method"])), True
+        literals = frozenset(str(r) for r in line.get("resources") or ())
     return Pair(int(line["id"]), line.get("parent"), zero + float(line["start"]), zero + float(line["end"]),
                 protocol, str(line.get("client", "")), str(line.get("server", "")), request,
                 bool(line.get("background")), str(line.get("client_address", "")), key, seen, literals,

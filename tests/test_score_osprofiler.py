@@ -144,6 +144,26 @@ def test_every_span_kind_is_scored_and_rpc_sides_are_told_apart():
     assert all(s.kind is None for s in spans if s.name == "rpc" and not s.role)
 
 
+def test_two_calls_of_one_method_at_once_are_told_apart_by_the_resources_they_name():
+    """An RPC span's arguments (OSProfiler keeps their repr) name resources, as osflow's JSON gives an
+    RPC pair's ``resources``: two calls of one method within the tolerance go each to the pair that
+    names its resources, not to the nearer one in time (eight instances' ``Instance.save`` at once)."""
+    spans = score.spans_of(score.load_traces(str(PROFILED / "server-stop" / "osprofiler.json"))[0], "x")
+    stop = next(s for s in spans if s.role == "callee" and s.key == ("rpc", "stop_instance"))
+    assert stop.literals and all(len(u) == 36 for u in stop.literals)
+    mine, other = sorted(stop.literals)[0], "00000000-0000-4000-8000-000000000001"
+
+    def line(n: int, start: float, resources: list[str]) -> dict:
+        return {"id": n, "parent": None, "start": start, "end": start + 0.01, "protocol": "rpc", "kind": "cast",
+                "method": "stop_instance", "request": "cast stop_instance", "client": "nova-api",
+                "server": "nova-compute", "resources": resources}
+
+    near = score.pair_of(line(1, 0.0, [other]), stop.start)
+    right = score.pair_of(line(2, 0.004, [mine]), stop.start)
+    assert score.match([stop], [near, right])[stop.id].id == 2
+    assert score.match([stop], [near, score.pair_of(line(2, 0.004, []), stop.start)])[stop.id].id == 1
+
+
 def test_a_list_of_traces_is_scored_trace_by_trace(tmp_path):
     """osprofiler.json as record-profiled.sh writes it for several commands at once: a JSON list.
     The seed's trace and server-stop's in one list, beside server-stop's capture: the seed's spans
