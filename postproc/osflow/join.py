@@ -23,7 +23,7 @@ import bisect
 import math
 import os
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from . import portmap, protocols
@@ -325,8 +325,13 @@ class Joiner:
                 votes[vote.key] += vote.weight
                 why.setdefault(vote.key, vote.why)
             ids = request_ids_of(ex)
-            outer = serving.innermost(ex.start, ex.end if not isinstance(ex, RpcExchange) else ex.request.end,
-                                      exclude=exclude, request_ids=ids, host=c.client.node)
+            inside = serving.containing(ex.start, ex.end, exclude=exclude, host=c.client.node) \
+                if c.protocol == "mysql" else []
+            if c.protocol == "mysql" and not ids:  # the innermost: the latest-starting of those (one scan)
+                outer = inside[0] if inside else None
+            else:
+                outer = serving.innermost(ex.start, ex.end if not isinstance(ex, RpcExchange) else ex.request.end,
+                                          exclude=exclude, request_ids=ids, host=c.client.node)
             if outer is not None and schema is not None and _uses_other_schema(outer[0], schema):
                 outer = None  # a service does not query another service's schema
             if outer is None and isinstance(ex, RpcExchange):
@@ -341,8 +346,8 @@ class Joiner:
                 votes[key] += 1 if c.protocol == "mysql" else 2
                 what = protocols.of(outer_ex).serving(outer_ex) or "a request"
                 why.setdefault(key, f"{key} was serving {what} at that moment")
-            if c.protocol == "mysql" and ex.start <= known_until:
-                for key in serving.containing(ex.start, ex.end, exclude=exclude, host=c.client.node):
+            if ex.start <= known_until:
+                for key in {key for key, _ in inside}:
                     if schema is None or not _uses_other_schema(key, schema):
                         covered[key] += 1
                         why.setdefault(key, f"{key} was serving a request at the moment of its statements")
@@ -509,15 +514,20 @@ class _Serving:
                     return key, ex
         return None
 
-    def containing(self, start: float, end: float, exclude: str | None, host: str = "") -> set[str]:
-        """The services serving a span that contains [start, end] (on ``host``)."""
+    def _around(self, start: float, end: float, exclude: str | None, host: str
+                ) -> Iterator[tuple[str, Exchange, tuple[str, ...]]]:
+        """(service, exchange, request ids) of each span that contains [start, end], served on ``host``
+        by another service than ``exclude``, the latest-starting first (a bounded scan back)."""
         i = bisect.bisect_right(self._starts, start)
-        found = set()
-        for j in range(i - 1, max(-1, i - 2000), -1):  # scan back a bounded distance, as innermost does
-            s, e, key, _, _, where = self._spans[j]
+        for j in range(i - 1, max(-1, i - 2000), -1):
+            _, e, key, ex, ids, where = self._spans[j]
             if e >= end and key != exclude and where == host:
-                found.add(key)
-        return found
+                yield key, ex, ids
+
+    def containing(self, start: float, end: float, exclude: str | None, host: str = "") -> list[tuple[str, Exchange]]:
+        """(service, exchange) of every span that contains [start, end] (on ``host``), the
+        latest-starting first."""
+        return [(key, ex) for key, ex, _ in self._around(start, end, exclude, host)]
 
     def innermost(
         self, start: float, end: float, exclude: str | None, request_ids: tuple[str, ...] = (), host: str = ""
@@ -525,12 +535,9 @@ class _Serving:
         """The latest-starting span that contains [start, end]; with ``request_ids``, one that
         carries one of them first (several services serve at once: the request id says which).
         Only spans served on ``host`` count: a process serves what its own host's services serve."""
-        i = bisect.bisect_right(self._starts, start)
         wanted = set(request_ids)
         for restrict in ((True, False) if wanted else (False,)):
-            # scan back a bounded distance
-            for j in range(i - 1, max(-1, i - 2000), -1):
-                s, e, key, ex, ids, where = self._spans[j]
-                if e >= end and key != exclude and where == host and (not restrict or wanted.intersection(ids)):
+            for key, ex, ids in self._around(start, end, exclude, host):
+                if not restrict or wanted.intersection(ids):
                     return key, ex
         return None
