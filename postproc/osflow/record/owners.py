@@ -166,7 +166,7 @@ class Btf:
 
 @dataclass(frozen=True)
 class Offsets:
-    """What the programs and :func:`decode` need to know of the kernel's structs."""
+    """What the programs and :class:`Decoder` need to know of the kernel's structs."""
 
     files: int  # task_struct.files
     fdt: int  # files_struct.fdt
@@ -434,12 +434,6 @@ class Decoder:
         wall, mono = clock
         return Event(kind, tgid, tid, fd, inode, wall - (mono - ns) / 1e9, kind != CONNECT or ret == 0, name,
                      family, (local, sport), (remote, dport), sock_key(src, sport, dst, dport))
-
-
-def decode(raw: bytes, o: Offsets, clock: tuple[float, int]) -> Event | None:
-    """An event from the ring buffer (``clock``: ``time.time()`` and ``time.monotonic_ns()`` at one
-    moment); None when not an IPv4/IPv6 socket.  (One event; :class:`Decoder` for many.)"""
-    return Decoder(o)(raw, clock)
 
 
 def _perf_event_open(tracepoint_id: int) -> int:
