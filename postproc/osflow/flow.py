@@ -142,7 +142,6 @@ class FlowBuilder:
         self._casts: dict[tuple[str, str], list[int]] = defaultdict(list)  # (callee label, id) -> casts
         # MySQL connection -> (index of the parent its checkout's statements had, given back to the pool since)
         self._checkout: dict[int, tuple[int, bool]] = {}
-        self._pools = _Pools()  # which connections are one process's, where no table says
         self._last_child: dict[int, int] = {}  # index -> index of its last child placed
         self._by_exchange: dict[int, int] = {}  # id of a pair's exchange -> its index, while kept (a proxy's legs)
 
@@ -203,12 +202,8 @@ class FlowBuilder:
                 open_[:] = [j for j in open_ if j in served and served[j][1] >= ex.start]
             ids = _identifiers(ex)
             proto = protocols.of(ex)
+            who = client.pid if client.pid is not None else worker_of_connection(ex.stream)
             pool = proto.pool_use(ex)
-            if client.pid is not None:
-                who = client.pid
-            else:
-                self._pools.note(ex, pool, client.label)
-                who = self._pools.worker(ex.stream)
             if pool == "checkout":
                 self._checkout.pop(ex.stream, None)
             instrument = proto.instrumentation(ex)
@@ -386,98 +381,6 @@ def worker_of_connection(stream: int) -> int:
 def describe_worker(who: int) -> str:
     """A pid or a connection (:func:`worker_of_connection`) in words."""
     return f"process {who}" if who >= 0 else f"connection {-1 - who}"
-
-
-class _Pools:
-    """Which database connections are one process's, where no table names the process.
-
-    A process's pool hands its connections out one after another: keystone's daemons (one thread
-    each) alternate between their two, giving one back (the rollback) and taking the other (the
-    pool's ping) a few milliseconds later, the same request's statements on both.  A checkout
-    soon after another connection's checkin, while that one stays in the pool, links the two
-    connections; once a connection's checkouts have mostly followed one other connection's
-    checkins (:attr:`LINKS` times at least), the two are one process's (and so on, transitively):
-    what the flow learns of a process (:func:`worker_of_connection`) it then learns of them all.
-    Two connections ever out of the pool at once are never taken for one process's: several
-    processes behind one front interleave their checkouts as closely, and a process that holds
-    several at once (green threads) is told apart by nothing else either."""
-
-    #: the longest gap (seconds) from a checkin to the next checkout of the same process
-    GAP = 0.02
-    #: links before two connections are taken for one process's
-    LINKS = 3
-    #: links and counts kept before the rare ones are dropped
-    MAX_LINKS = 20000
-
-    def __init__(self) -> None:
-        self._up: dict[int, int] = {}  # union-find: stream -> a stream of the same process
-        self._returned: dict[int, tuple[float, str]] = {}  # stream -> (end of its latest checkin, its client),
-        # while in the pool
-        self._links: Counter = Counter()  # (stream, stream) -> checkouts of one after a checkin of the other
-        self._follows: Counter = Counter()  # stream -> its checkouts that followed some checkin
-        self._members: dict[int, list[int]] = {}  # a root -> the streams it stands for (when several)
-        self._out: dict[int, str] = {}  # stream -> its client, while out of the pool
-        self._apart: set[tuple[int, int]] = set()  # connections seen out of the pool at once
-
-    def root(self, stream: int) -> int:
-        up = self._up
-        while up.get(stream, stream) != stream:
-            up[stream] = up.get(up[stream], up[stream])
-            stream = up[stream]
-        return stream
-
-    def worker(self, stream: int) -> int:
-        """The process of a connection, as :func:`worker_of_connection` numbers it."""
-        return worker_of_connection(self.root(stream))
-
-    def note(self, ex: Exchange, use: str | None, client: str) -> None:
-        """A pooled connection's checkout or checkin (``use``, :meth:`ProtocolModule.pool_use`) by
-        ``client`` (a service: another's connections are another process's)."""
-        s = ex.stream
-        if use == "checkin":
-            self._out.pop(s, None)
-            self._returned[s] = (ex.end, client)
-            return
-        if use != "checkout":
-            return
-        self._returned.pop(s, None)
-        for other, who in self._out.items():
-            if other != s and who == client and len(self._apart) < self.MAX_LINKS:
-                self._apart.add((min(s, other), max(s, other)))
-        self._out[s] = client
-        since = ex.start - self.GAP
-        for old in [k for k, (end, _) in self._returned.items() if end < since]:
-            del self._returned[old]
-        before = [(end, k) for k, (end, who) in self._returned.items() if end <= ex.start and who == client]
-        if not before:
-            return
-        _, other = max(before)
-        self._follows[s] += 1
-        key = (min(s, other), max(s, other))
-        self._links[key] += 1
-        self._trim()
-        n = self._links[key]
-        if n >= self.LINKS and 2 * n >= self._follows[s]:
-            a, b = self.root(s), self.root(other)
-            if a == b:
-                return
-            ones, twos = self._members.get(a, [a]), self._members.get(b, [b])
-            if any((min(x, y), max(x, y)) in self._apart for x in ones for y in twos):
-                return
-            self._up[max(a, b)] = min(a, b)
-            self._members[min(a, b)] = ones + twos
-            self._members.pop(max(a, b), None)
-
-    def _trim(self) -> None:
-        """Keep what could still join two connections, when there is much of it (flat memory): the
-        links and counts seen often enough, the connections out of the pool (a connection closed
-        while out never comes back)."""
-        if len(self._links) > self.MAX_LINKS:
-            self._links = Counter({k: n for k, n in self._links.items() if n >= self.LINKS})
-        if len(self._follows) > self.MAX_LINKS:
-            self._follows = Counter({k: n for k, n in self._follows.items() if n >= self.LINKS})
-        if len(self._out) > self.MAX_LINKS:
-            self._out.clear()
 
 
 class _Activity:
