@@ -171,6 +171,9 @@ class TokenInfo(_Fields):
     #: the token's service catalog, as far as osflow uses it: (endpoint URL, service key) of each
     #: endpoint whose service type it knows (:func:`osflow.openstack.catalog_endpoints`)
     catalog: tuple[tuple[str, str], ...] = ()
+    #: the token's audit ids (``audit_ids``: its own, then the token it was rescoped from): not
+    #: secret, and what keystone's revocation check names in its SQL when it validates the token
+    audit_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True, eq=False, repr=False)

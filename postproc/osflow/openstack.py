@@ -496,6 +496,32 @@ _UUID = re.compile(r"(?<![0-9A-Za-z-])[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{
 MAX_IDS = 32
 
 
+#: a keystone token's audit id: 16 random bytes in URL-safe base64, no padding
+AUDIT_ID = re.compile(r"[A-Za-z0-9_-]{22}")
+_AUDIT_SQL = re.compile(r"\baudit_(?:chain_)?id\s*=\s*'([A-Za-z0-9_-]{22})'")
+
+
+def audit_id(value: str) -> str:
+    """A token's audit id as an identifier beside the resource UUIDs (``audit:<id>``)."""
+    return f"audit:{value}"
+
+
+def audit_ids(text: str | None) -> tuple[str, ...]:
+    """The token audit ids a statement names, as identifiers: keystone checks a token it validates
+    against its revocation events by the token's audit id (``… audit_id = 'nkW-mo6mTXKQgNhj5RKyPQ'``),
+    and the validation's response names the same id (``audit_ids``), so the check is that request's.
+
+    >>> audit_ids("SELECT … WHERE (revocation_event.audit_id IS NULL OR "
+    ...           "revocation_event.audit_id = 'nkW-mo6mTXKQgNhj5RKyPQ')")
+    ('audit:nkW-mo6mTXKQgNhj5RKyPQ',)
+    >>> audit_ids("SELECT 1"), audit_ids(None)
+    ((), ())
+    """
+    if not text or "audit_" not in text:
+        return ()
+    return tuple(dict.fromkeys(audit_id(m.group(1)) for m in _AUDIT_SQL.finditer(text)))
+
+
 def resource_ids(text: str | None) -> tuple[str, ...]:
     """The resource UUIDs a text names (an instance's, a port's, an image's), lower case, each once,
     in order: what ties a request, the RPC it casts and the SQL its handling runs.  A request id

@@ -13,7 +13,7 @@ import json
 from collections.abc import Iterable, Iterator
 
 from ..model import Exchange, HttpRequest, HttpResponse, KeystoneAuth, Layer, Message, Packet, TokenInfo
-from ..openstack import TOKEN_HEADERS, catalog_endpoints, resource_ids, service_of_user_agent
+from ..openstack import AUDIT_ID, TOKEN_HEADERS, audit_id, catalog_endpoints, resource_ids, service_of_user_agent
 from ..redact import url_template
 from .base import Common, Failure, LayerDecoder, PairText, ProtocolModule, Vote, Words, fields_of, to_int, unescape
 
@@ -116,6 +116,8 @@ def token_info(body: str | None) -> TokenInfo | None:
         domain=_name(token.get("domain")),
         expires=token.get("expires_at") if isinstance(token.get("expires_at"), str) else None,
         catalog=catalog_endpoints(token.get("catalog")),
+        audit_ids=tuple(audit_id(a) for a in token.get("audit_ids") or ()
+                        if isinstance(a, str) and AUDIT_ID.fullmatch(a)),
     )
 
 
@@ -253,7 +255,13 @@ class Http(ProtocolModule):
                 yield Vote(key, 50, f"User-Agent '{(req.user_agent or '')[:60]}'")
 
     def identifiers(self, ex):
-        return resource_ids(ex.request.uri) if isinstance(ex.request, HttpRequest) else ()
+        """The resource UUIDs of its path, and the audit ids of the token a keystone response
+        describes (what keystone's SQL checking that token names)."""
+        ids = resource_ids(ex.request.uri) if isinstance(ex.request, HttpRequest) else ()
+        resp = ex.response
+        if isinstance(resp, HttpResponse) and resp.token is not None and resp.token.audit_ids:
+            ids += resp.token.audit_ids
+        return ids
 
     def serving(self, ex):
         req = ex.request

@@ -32,7 +32,7 @@ from ..model import (
     Packet,
     Pair,
 )
-from ..openstack import MYSQL_COMMANDS, SERVICE_TABLES, resource_ids, shared_schema, tables_in
+from ..openstack import MYSQL_COMMANDS, SERVICE_TABLES, audit_ids, resource_ids, shared_schema, tables_in
 from ..redact import sql_without_literals
 from .base import Attr, Common, Failure, LayerDecoder, PairText, ProtocolModule, Row, Vote, Words, server_attrs, to_int
 from .base import unescape as _unescape
@@ -601,7 +601,9 @@ class Mysql(ProtocolModule):
 
     def identifiers(self, ex):
         req = ex.request
-        return resource_ids(req.text) if isinstance(req, MysqlCommand) and req.command == "query" else ()
+        if not isinstance(req, MysqlCommand) or req.command != "query":
+            return ()
+        return resource_ids(req.text) + audit_ids(req.text)
 
     def groupable(self, ex):
         return not isinstance(ex.request, MysqlLogin)
