@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 
 import pytest
 
@@ -109,3 +110,42 @@ def test_explain_says_which_evidence_placed_the_workers_statements():
     # statements after it on that connection by the hold
     assert waiting and all(" SELECT 1: " in line for line in waiting)
     assert len(held) > 10 * len(waiting)
+
+
+KEYSTONE_SWAP = FIXTURES / "osprofiler" / "keystone-swap-8-users"
+
+
+def _audit_ids(capture) -> dict[int, set[str]]:
+    """Frame -> the audit ids a keystone token response in it names (tshark reads the capture)."""
+    r = subprocess.run(["tshark", "-r", str(capture), "-Y", 'http.response and http.file_data contains "audit_ids"',
+                        "-T", "fields", "-e", "frame.number", "-e", "http.file_data"],
+                       capture_output=True, text=True, check=True)
+    out = {}
+    for row in r.stdout.splitlines():
+        frame, _, body = row.partition("\t")
+        out[int(frame)] = set(json.loads(body)["token"]["audit_ids"])
+    return out
+
+
+def test_a_validation_is_the_daemons_that_checked_its_audit_id():
+    """Two daemons start on two token requests within 0.1 ms (OSProfiler: the other way round from
+    the order the requests came), and each goes on to take the next request waiting when it is done:
+    the order alone had every later request of both daemons swapped.  Keystone checks a token it
+    validates against its revocation events by the token's audit id, which the validation's response
+    names: the daemon that ran that check served the validation, all of it."""
+    pairs = _pairs(KEYSTONE_SWAP)
+    audits = _audit_ids(KEYSTONE_SWAP / "capture.pcapng")
+    validations = {p["id"]: audits[p["frames"][-1]] for p in pairs
+                   if p["request"].startswith("GET /v3/auth/tokens") and p["frames"][-1] in audits}
+    assert len(validations) == 8
+    checked = 0
+    for vid, ids in validations.items():
+        sql = [p for p in pairs if p["parent"] == vid and p["protocol"] == "mysql"]
+        checks = [p for p in pairs if p["protocol"] == "mysql" and "revocation_event" in p["request"]
+                  and any(f"audit_id = '{a}'" in p["request"] for a in ids)]
+        assert checks, vid
+        daemon = {_pid(p) for p in checks}
+        assert len(daemon) == 1 and all(p["parent"] == vid for p in checks), (vid, checks)
+        assert len(sql) > 20 and {_pid(p) for p in sql} == daemon, (vid, sorted({_pid(p) for p in sql}))
+        checked += 1
+    assert checked == 8

@@ -144,6 +144,8 @@ class FlowBuilder:
         self._checkout: dict[int, tuple[int, bool]] = {}
         self._last_child: dict[int, int] = {}  # index -> index of its last child placed
         self._by_exchange: dict[int, int] = {}  # id of a pair's exchange -> its index, while kept (a proxy's legs)
+        self._holder: dict[int, int] = {}  # MySQL connection -> the process (or connection) that holds its checkout
+        self._made: dict[tuple[int, int], list[int]] = defaultdict(list)  # (index, process) -> its children by it
 
     @property
     def kept(self) -> int:
@@ -216,14 +218,18 @@ class FlowBuilder:
                 held, returned = self._checkout.get(ex.stream, (None, False))
                 if returned and pool != "checkin":  # back in the pool: only its reset's rollback is the holder's
                     held = None
-                parent, placed = _parent(pairs, served, open_ or (), ex, text.tokens, who, activity, ids, held)
+                parent, placed, by_own = _parent(pairs, served, open_ or (), ex, text.tokens, who, activity, ids, held)
+                if by_own and parent is not None:
+                    self._rehome(parent - 1, who, ex.start, open_ or ())
             if parent is not None:
                 activity.note(parent - 1, ex, who, ids)
                 self._last_child[parent - 1] = i
+                self._made[(parent - 1, who)].append(i)
             if parent is None:
                 self._checkout.pop(ex.stream, None)
             elif pool is not None:  # whoever took it from the pool holds it until it gives it back
                 self._checkout[ex.stream] = (parent - 1, pool == "checkin")
+                self._holder[ex.stream] = who
             depth = 0 if parent is None else pairs[parent - 1].depth + 1
             pair = Pair(
                 id=i + 1,
@@ -249,6 +255,59 @@ class FlowBuilder:
             self.by_server[server.label].append(i)
             self.placed += 1
             self.frontier = max(self.frontier, ex.start)
+
+    def _rehome(self, idx: int, who: int, at: float, candidates: Iterable[int]) -> None:
+        """``who`` made a child of pair ``idx`` that only ``idx`` names (a resource, a token's audit id),
+        while the flow took it to serve another request in progress: a worker behind a front serves one
+        request at a time, so it serves ``idx`` now, and the worker taken to serve ``idx`` serves the
+        request ``who`` was taken to serve (two workers that started at once took the two requests the
+        other way round).  Their held pool checkouts follow."""
+        pids, served = self.activity.pids, self.served
+        if who < 0 or any(self.pairs[j].server.pid == who for j in candidates if j in self.pairs):
+            return  # a connection (a pool's: it serves one request, then another), or the server itself
+        others = [j for j in candidates if j != idx and who in pids.get(j, ()) and served[j][0] <= at <= served[j][1]]
+        if not others:
+            return
+        for j in others:
+            pids[j].discard(who)
+        if len(others) != 1:
+            return
+        old = others[0]
+        swapped = pids.get(idx, set()) - {who}
+        if swapped:
+            pids[idx] -= swapped
+            pids.setdefault(old, set()).update(swapped)
+        for stream, (held, returned) in list(self._checkout.items()):
+            if held == idx and self._holder.get(stream) in swapped:
+                self._checkout[stream] = (old, returned)
+        # what each made under the other so far was the other's too: the one the worker serves now, a
+        # request still in progress, is the only one it served since it was taken to serve the other
+        self._move(old, idx, who)
+        for w in swapped:
+            self._move(idx, old, w)
+
+    def _move(self, src: int, dst: int, who: int) -> None:
+        """Children of ``src`` that ``who`` made, placed by nothing of their own (no token, request id
+        or resource, which would have said whose they are), not given out, none with children, and
+        within ``dst``'s span: children of ``dst``."""
+        made = self._made.get((src, who))
+        if not made:
+            return
+        s, e = self.served[dst]
+        moving = [k for k in made if k >= self.given and k in self.pairs and k not in self._last_child
+                  and s <= self.pairs[k].exchange.start <= e and _unmarked(self.pairs[k])]
+        if not moving:
+            return
+        made[:] = [k for k in made if k not in moving]
+        target = self.pairs[dst]
+        for k in moving:
+            p = self.pairs[k]
+            self.pairs[k] = replace(p, parent=dst + 1, depth=target.depth + 1,
+                                    placed=f"{p.placed}; moved: {describe_worker(who)} served this request")
+            self.closure.move(k, src, dst, p.exchange.start)
+            self.activity.note(dst, p.exchange, who, _identifiers(p.exchange))
+            self._last_child[dst] = max(self._last_child.get(dst, -1), k)
+        self._made[(dst, who)].extend(moving)
 
     def _note_last(self, named) -> set[tuple[str, str]]:
         touched = set()
@@ -312,6 +371,9 @@ class FlowBuilder:
         """
         gone = [i for i in self.pairs if i < self.given and self.served[i][1] < self.frontier
                 and self._last_child.get(i, -1) < self.given]
+        gone_set = set(gone)
+        for made in [k for k in self._made if k[0] in gone_set]:
+            del self._made[made]
         for i in gone:
             self._by_exchange.pop(id(self.pairs[i].exchange), None)
             del self.pairs[i]
@@ -327,6 +389,7 @@ class FlowBuilder:
         self._kept(self._casts)
         for stream in [s for s, (j, _) in self._checkout.items() if j not in self.served]:
             del self._checkout[stream]
+            self._holder.pop(stream, None)
         self.closure.forget_ids(idle)
         return [i + 1 for i in gone]
 
@@ -425,6 +488,11 @@ class _Activity:
         return max(start, self.last.get(idx, 0.0), max(done, default=-math.inf))
 
 
+def _unmarked(pair: Pair) -> bool:
+    """Nothing in the pair says whose it is (no token, request id or resource): only who made it, and when."""
+    return not pair.tokens and not request_ids_of(pair.exchange) and not _identifiers(pair.exchange)
+
+
 def _token_lookup(ex: Exchange) -> bool:
     return protocols.of(ex).token_lookup(ex)
 
@@ -437,19 +505,20 @@ def _parent(
     pairs: dict[int, Pair], served: dict[int, tuple[float, float]], candidates, ex: Exchange,
     tokens: tuple[str, ...] = (), pid: int | None = None, activity: _Activity | None = None,
     ids: tuple[str, ...] = (), checkout: int | None = None,
-) -> tuple[int | None, str]:
-    """(parent id, what placed it) of ``ex``: of the pairs served to its client whose serving span
-    contains it (a cast from the moment it was published, a call until its reply came back), the
-    one the evidence agrees with -- a token both carry (the user's token a cache key or a
-    validation names), a request id, the process that served it and made this (or its other
-    children), a token lookup only the first in its request, a resource UUID both name (the request's
-    own or its children's, not one every candidate names), the request the statements before it on
-    its database connection went to since the pool gave the connection out (``checkout``: a green
-    thread holds its connection from the pool's ping until it gives it back), for a worker behind a
-    front (Apache's mod_wsgi daemons, uwsgi's workers) with nothing of its own in progress the oldest
-    request no process has taken yet --, and of those that agree most, the one active last (started,
-    made a child, or had a child's answer come back).  Several clients at once make several spans
-    contain a child; the evidence says whose."""
+) -> tuple[int | None, str, bool]:
+    """(parent id, what placed it, whether an identifier only the parent names did) of ``ex``: of the
+    pairs served to its client whose serving span contains it (a cast from the moment it was
+    published, a call until its reply came back), the one the evidence agrees with -- a token both
+    carry (the user's token a cache key or a validation names), a request id, the process that
+    served it and made this (or its other children), a token lookup only the first in its request,
+    an identifier both name (a resource UUID, a token's audit id: the request's own, which outweighs
+    a checkout and a process found by time, or its children's; not one every candidate names), the
+    request the statements before it on its database connection went to since the pool gave the
+    connection out (``checkout``: a green thread holds its connection from the pool's ping until it
+    gives it back), for a worker behind a front (Apache's mod_wsgi daemons, uwsgi's workers) with
+    nothing of its own in progress the oldest request no process has taken yet --, and of those that
+    agree most, the one active last (started, made a child, or had a child's answer come back).
+    Several clients at once make several spans contain a child; the evidence says whose."""
     start, end = ex.start, ex.end
     if isinstance(ex, RpcExchange) and ex.kind != "call":
         end = ex.request.end
@@ -468,11 +537,12 @@ def _parent(
             if len(found) >= _CANDIDATES:
                 break
     if not found:
-        return None, ""
+        return None, "", False
     if len(found) == 1:
-        return found[0][1].id, "time"
+        return found[0][1].id, "time", False
     best: Pair | None = None
-    best_score, best_why = -math.inf, ""  # every candidate may score below zero (a process that serves others)
+    # every candidate may score below zero (a process that serves others)
+    best_score, best_why, by_own = -math.inf, "", False
     mine = set(tokens)
     # without evidence, the request in progress that did something last (started, or made a child):
     # the inner of two nested ones, the one a concurrent server just took, the one a server that takes
@@ -508,8 +578,8 @@ def _parent(
         if idx == checkout:
             score += 3
             why.append("its connection's checkout")
-        if own.get(idx):  # outweighs a checkout placed by time alone: the holder is who names the resource
-            score += 4
+        if own.get(idx):  # outweighs a checkout and a process placed by time alone: the holder is who names it
+            score += 6
             why.append(f"resource {min(own[idx])}")
         elif kids.get(idx):
             score += 2
@@ -534,10 +604,10 @@ def _parent(
             else:
                 score -= 1
         if score > best_score:
-            best, best_score, best_why = cand, score, ", ".join(why)
+            best, best_score, best_why, by_own = cand, score, ", ".join(why), bool(own.get(idx))
     assert best is not None
     return best.id, (best_why + f" (of {len(found)} requests in progress)") if best_why else (
-        f"time: the last active of {len(found)} requests in progress")
+        f"time: the last active of {len(found)} requests in progress"), by_own
 
 
 def _steps(pairs: list[Pair], group: bool) -> list[Step]:

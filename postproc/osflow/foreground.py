@@ -241,6 +241,19 @@ class Closure:
         if root or (parent is not None and self._fg.get(parent)) or any(r in self._reached for r in sent):
             self._mark(i, pair.exchange.start)
 
+    def move(self, i: int, old: int, new: int, when: float) -> None:
+        """Pair ``i``, not settled, is found to be a child of ``new``, not of ``old``: foreground when
+        ``new`` is (a flag once set stays: both are requests in progress, and a foreground one's
+        other children were found foreground with it)."""
+        kids = self._children.get(old)
+        if kids is not None and i in kids:
+            kids.remove(i)
+        if self.client.nothing:
+            return
+        self._children[new].append(i)
+        if self._fg.get(new):
+            self._mark(i, when)
+
     def _mark(self, i: int, when: float) -> None:
         todo = [i]
         while todo:
