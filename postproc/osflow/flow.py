@@ -146,6 +146,7 @@ class FlowBuilder:
         self._by_exchange: dict[int, int] = {}  # id of a pair's exchange -> its index, while kept (a proxy's legs)
         self._holder: dict[int, int] = {}  # MySQL connection -> the process (or connection) that holds its checkout
         self._made: dict[tuple[int, int], list[int]] = defaultdict(list)  # (index, process) -> its children by it
+        self._firm: set[int] = set()  # pairs placed by what they carry: a token, a request id, a resource
 
     @property
     def kept(self) -> int:
@@ -218,9 +219,11 @@ class FlowBuilder:
                 held, returned = self._checkout.get(ex.stream, (None, False))
                 if returned and pool != "checkin":  # back in the pool: only its reset's rollback is the holder's
                     held = None
-                parent, placed, by_own = _parent(pairs, served, open_ or (), ex, text.tokens, who, activity, ids, held)
-                if by_own and parent is not None:
-                    self._rehome(parent - 1, who, ex.start, open_ or ())
+                parent, placed, firm = _parent(pairs, served, open_ or (), ex, text.tokens, who, activity, ids, held)
+                if firm and parent is not None:
+                    self._firm.add(i)
+                    if firm == "resource":
+                        self._rehome(parent - 1, who, ex.start, open_ or ())
             if parent is not None:
                 activity.note(parent - 1, ex, who, ids)
                 self._last_child[parent - 1] = i
@@ -287,15 +290,15 @@ class FlowBuilder:
             self._move(idx, old, w)
 
     def _move(self, src: int, dst: int, who: int) -> None:
-        """Children of ``src`` that ``who`` made, placed by nothing of their own (no token, request id
-        or resource, which would have said whose they are), not given out, none with children, and
-        within ``dst``'s span: children of ``dst``."""
+        """Children of ``src`` that ``who`` made, not placed by what they carry (a token, a request
+        id, a resource only ``src`` names), not given out, none with children, and within ``dst``'s
+        span: children of ``dst``."""
         made = self._made.get((src, who))
         if not made:
             return
         s, e = self.served[dst]
         moving = [k for k in made if k >= self.given and k in self.pairs and k not in self._last_child
-                  and s <= self.pairs[k].exchange.start <= e and _unmarked(self.pairs[k])]
+                  and s <= self.pairs[k].exchange.start <= e and k not in self._firm]
         if not moving:
             return
         made[:] = [k for k in made if k not in moving]
@@ -375,6 +378,7 @@ class FlowBuilder:
         for made in [k for k in self._made if k[0] in gone_set]:
             del self._made[made]
         for i in gone:
+            self._firm.discard(i)
             self._by_exchange.pop(id(self.pairs[i].exchange), None)
             del self.pairs[i]
             del self.served[i]
@@ -488,11 +492,6 @@ class _Activity:
         return max(start, self.last.get(idx, 0.0), max(done, default=-math.inf))
 
 
-def _unmarked(pair: Pair) -> bool:
-    """Nothing in the pair says whose it is (no token, request id or resource): only who made it, and when."""
-    return not pair.tokens and not request_ids_of(pair.exchange) and not _identifiers(pair.exchange)
-
-
 def _token_lookup(ex: Exchange) -> bool:
     return protocols.of(ex).token_lookup(ex)
 
@@ -505,8 +504,9 @@ def _parent(
     pairs: dict[int, Pair], served: dict[int, tuple[float, float]], candidates, ex: Exchange,
     tokens: tuple[str, ...] = (), pid: int | None = None, activity: _Activity | None = None,
     ids: tuple[str, ...] = (), checkout: int | None = None,
-) -> tuple[int | None, str, bool]:
-    """(parent id, what placed it, whether an identifier only the parent names did) of ``ex``: of the
+) -> tuple[int | None, str, str]:
+    """(parent id, what placed it, the firm evidence that did: ``resource`` (an identifier only the
+    parent names), ``token``, ``request id``, or none) of ``ex``: of the
     pairs served to its client whose serving span contains it (a cast from the moment it was
     published, a call until its reply came back), the one the evidence agrees with -- a token both
     carry (the user's token a cache key or a validation names), a request id, the process that
@@ -537,12 +537,12 @@ def _parent(
             if len(found) >= _CANDIDATES:
                 break
     if not found:
-        return None, "", False
+        return None, "", ""
     if len(found) == 1:
-        return found[0][1].id, "time", False
+        return found[0][1].id, "time", ""
     best: Pair | None = None
     # every candidate may score below zero (a process that serves others)
-    best_score, best_why, by_own = -math.inf, "", False
+    best_score, best_why, best_firm = -math.inf, "", ""
     mine = set(tokens)
     # without evidence, the request in progress that did something last (started, or made a child):
     # the inner of two nested ones, the one a concurrent server just took, the one a server that takes
@@ -571,7 +571,7 @@ def _parent(
         idle = [idx for idx, _, _ in found if not activity.pids.get(idx)]
         waiting = min(idle, key=lambda idx: (served[idx][0], idx)) if idle else None
     for idx, cand, handled in found:  # a tie keeps the first
-        score, why = 0, []
+        score, why, firm = 0, [], ""
         if idx == waiting:
             score += 1
             why.append("the oldest request waiting for a worker")
@@ -581,6 +581,7 @@ def _parent(
         if own.get(idx):  # outweighs a checkout and a process placed by time alone: the holder is who names it
             score += 6
             why.append(f"resource {min(own[idx])}")
+            firm = "resource"
         elif kids.get(idx):
             score += 2
             why.append(f"resource {min(kids[idx])}, as its other children")
@@ -591,9 +592,11 @@ def _parent(
         if shared:
             score += 4
             why.append(f"token {shared[0]}")
+            firm = firm or "token"
         if sent.intersection(handled):
             score += 2
             why.append("request id")
+            firm = firm or "request id"
         if pid is not None and cand.server.pid == pid:
             score += 1
             why.append(describe_worker(pid))
@@ -604,10 +607,10 @@ def _parent(
             else:
                 score -= 1
         if score > best_score:
-            best, best_score, best_why, by_own = cand, score, ", ".join(why), bool(own.get(idx))
+            best, best_score, best_why, best_firm = cand, score, ", ".join(why), firm
     assert best is not None
     return best.id, (best_why + f" (of {len(found)} requests in progress)") if best_why else (
-        f"time: the last active of {len(found)} requests in progress"), by_own
+        f"time: the last active of {len(found)} requests in progress"), best_firm
 
 
 def _steps(pairs: list[Pair], group: bool) -> list[Step]:
