@@ -15,7 +15,7 @@ import subprocess
 
 import pytest
 
-from support import FIXTURES, run_post
+from support import FIXTURES, run_post, tshark
 
 pytestmark = pytest.mark.tshark
 
@@ -117,7 +117,8 @@ KEYSTONE_SWAP = FIXTURES / "osprofiler" / "keystone-swap-8-users"
 
 def _audit_ids(capture) -> dict[int, set[str]]:
     """Frame -> the audit ids a keystone token response in it names (tshark reads the capture)."""
-    r = subprocess.run(["tshark", "-r", str(capture), "-Y", 'http.response and http.file_data contains "audit_ids"',
+    r = subprocess.run([tshark() or "tshark", "-r", str(capture),
+                        "-Y", 'http.response and http.file_data contains "audit_ids"',
                         "-T", "fields", "-e", "frame.number", "-e", "http.file_data"],
                        capture_output=True, text=True, check=True)
     out = {}

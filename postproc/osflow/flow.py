@@ -144,7 +144,6 @@ class FlowBuilder:
         self._checkout: dict[int, tuple[int, bool]] = {}
         self._last_child: dict[int, int] = {}  # index -> index of its last child placed
         self._by_exchange: dict[int, int] = {}  # id of a pair's exchange -> its index, while kept (a proxy's legs)
-        self._holder: dict[int, int] = {}  # MySQL connection -> the process (or connection) that holds its checkout
         self._made: dict[tuple[int, int], list[int]] = defaultdict(list)  # (index, process) -> its children by it
         self._firm: set[int] = set()  # pairs placed by what they carry: a token, a request id, a resource
 
@@ -232,7 +231,6 @@ class FlowBuilder:
                 self._checkout.pop(ex.stream, None)
             elif pool is not None:  # whoever took it from the pool holds it until it gives it back
                 self._checkout[ex.stream] = (parent - 1, pool == "checkin")
-                self._holder[ex.stream] = who
             depth = 0 if parent is None else pairs[parent - 1].depth + 1
             pair = Pair(
                 id=i + 1,
@@ -280,8 +278,11 @@ class FlowBuilder:
         if swapped:
             pids[idx] -= swapped
             pids.setdefault(old, set()).update(swapped)
-        for stream, (held, returned) in list(self._checkout.items()):
-            if held == idx and self._holder.get(stream) in swapped:
+        # the connections the swapped workers hold for idx: those their children of idx came on
+        for stream in {self.pairs[k].exchange.stream for w in swapped for k in self._made.get((idx, w), ())
+                       if k in self.pairs}:
+            held, returned = self._checkout.get(stream, (None, False))
+            if held == idx:
                 self._checkout[stream] = (old, returned)
         # what each made under the other so far was the other's too: the one the worker serves now, a
         # request still in progress, is the only one it served since it was taken to serve the other
@@ -301,7 +302,8 @@ class FlowBuilder:
                   and s <= self.pairs[k].exchange.start <= e and k not in self._firm]
         if not moving:
             return
-        made[:] = [k for k in made if k not in moving]
+        gone = set(moving)
+        made[:] = [k for k in made if k not in gone]
         target = self.pairs[dst]
         for k in moving:
             p = self.pairs[k]
@@ -393,7 +395,6 @@ class FlowBuilder:
         self._kept(self._casts)
         for stream in [s for s, (j, _) in self._checkout.items() if j not in self.served]:
             del self._checkout[stream]
-            self._holder.pop(stream, None)
         self.closure.forget_ids(idle)
         return [i + 1 for i in gone]
 

@@ -498,7 +498,7 @@ MAX_IDS = 32
 
 #: a keystone token's audit id: 16 random bytes in URL-safe base64, no padding
 AUDIT_ID = re.compile(r"[A-Za-z0-9_-]{22}")
-_AUDIT_SQL = re.compile(r"\baudit_(?:chain_)?id\s*=\s*'([A-Za-z0-9_-]{22})'")
+_AUDIT_SQL = re.compile(rf"\baudit_(?:chain_)?id\s*=\s*'({AUDIT_ID.pattern})'")
 
 
 def audit_id(value: str) -> str:
