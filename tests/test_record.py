@@ -256,7 +256,7 @@ def _kernel_owners() -> str:
 @pytest.mark.parametrize("host, family", [("127.0.0.1", socket.AF_INET), ("::1", socket.AF_INET6)])
 def test_the_kernel_names_who_connected_and_who_accepted_with_pid_fd_and_inode(host, family):
     """osflow.record.owners: a process connects and exits before anyone looks; this one accepts. The
-    kernel's events name both: the client's pid, fd and socket inode, the server's (its own fd and
+    kernel's events name both: the client's pid, parent, user, fd and socket inode, the server's (its own fd and
     inode, as fstat says), the 4-tuple each way; a connection on another port is not sent; a
     listener opened on a captured port is named with its fd."""
     from osflow.record.owners import ACCEPT, CONNECT, LISTEN, KernelOwners
@@ -296,6 +296,8 @@ def test_the_kernel_names_who_connected_and_who_accepted_with_pid_fd_and_inode(h
         assert [e.kind for e in events] == [CONNECT, ACCEPT], events  # the other port's two are not sent
         connect, accept = events
         assert (connect.pid, connect.fd, connect.inode) == (pid, fd, inode) and not os.path.exists(f"/proc/{pid}")
+        assert (connect.ppid, connect.uid) == (os.getpid(), os.getuid())  # its parent and user, gone as it is
+        assert connect.netns == accept.netns == os.stat("/proc/self/ns/net").st_ino
         assert connect.comm.startswith("python") and connect.established and connect.family == family
         assert connect.local == (host, sport) and connect.remote == (host, port)
         assert (accept.pid, accept.fd) == (os.getpid(), accepted.fileno())
@@ -403,8 +405,8 @@ def test_the_decoder_reads_each_member_where_the_kernels_offsets_put_it():
 
     from osflow.record import owners
 
-    o = owners.Offsets(files=0, fdt=0, fd=0, private_data=0, f_inode=0, i_ino=0, sock_type=0, sk=0,
-                       family=0, num=2, dport=4, rcv_saddr=8, daddr=12, v6_rcv_saddr=16, v6_daddr=32)
+    o = owners.Offsets(files=0, real_parent=0, tgid=0, fdt=0, fd=0, private_data=0, f_inode=0, i_ino=0,
+                       sock_type=0, sk=0, family=0, num=2, dport=4, rcv_saddr=8, daddr=12, v6_rcv_saddr=16, v6_daddr=32)
     decode = owners.Decoder(o)
 
     def raw(family: int, src: bytes, dst: bytes, sport: int, dport: int) -> bytes:
@@ -416,7 +418,8 @@ def test_the_decoder_reads_each_member_where_the_kernels_offsets_put_it():
             sk[o.rcv_saddr:o.rcv_saddr + 4], sk[o.daddr:o.daddr + 4] = src, dst
         else:
             sk[o.v6_rcv_saddr:o.v6_rcv_saddr + 16], sk[o.v6_daddr:o.v6_daddr + 16] = src, dst
-        head = owners._HEAD.pack(owners.CONNECT, 812, 813, 5, 4242, 2_000_000_000, 0, b"openstack\0junk\0")
+        head = owners._HEAD.pack(owners.CONNECT, 812, 813, 5, 4242, 2_000_000_000, 0, b"openstack\0junk\0", 811, 1000,
+                                 4026531840)
         return head + bytes(sk)
 
     clock = (1000.0, 3_000_000_000)
@@ -424,6 +427,7 @@ def test_the_decoder_reads_each_member_where_the_kernels_offsets_put_it():
                 clock)
     assert v4 is not None
     assert (v4.pid, v4.tid, v4.fd, v4.inode, v4.comm, v4.established) == (812, 813, 5, 4242, "openstack", True)
+    assert (v4.ppid, v4.uid, v4.netns) == (811, 1000, 4026531840)
     assert (v4.local, v4.remote, v4.when) == (("127.0.0.1", 43210), ("198.18.0.2", 8778), 999.0)
     assert v4.key == kernel.sock_key(socket.inet_aton("127.0.0.1"), 43210, socket.inet_aton("198.18.0.2"), 8778)
     six = socket.inet_pton(socket.AF_INET6, "fd00::1"), socket.inet_pton(socket.AF_INET6, "::1")
@@ -474,6 +478,37 @@ def test_the_socket_log_logs_the_kernels_events_without_looking_into_proc():
         log.close()
         for s in (client, server, listener):
             s.close()
+
+
+def test_a_client_gone_before_any_look_keeps_the_parent_and_namespace_the_kernel_named():
+    """A client that connected and exited before its event was read: /proc has nothing left, so
+    meta.json's short-lived owners take its parent and user from the kernel's event (the command's
+    tree in osflow-post goes through that parent), and its socket's network namespace, from the
+    event too, keeps another host's client out of the log; one still running is read from /proc."""
+    from osflow.record.owners import CONNECT, Event
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True)
+    pid = int(gone.stdout)
+    assert not os.path.exists(f"/proc/{pid}")
+    lo = socket.inet_aton("127.0.0.1")
+    here = os.stat("/proc/self/ns/net").st_ino
+    out = io.StringIO()
+    log = socketlog.SocketLog(out, [8778])
+    try:
+        log.from_kernel([
+            Event(CONNECT, pid, pid, 3, 991, time.time(), True, "openstack", socket.AF_INET, ("127.0.0.1", 40001),
+                  ("127.0.0.1", 8778), kernel.sock_key(lo, 40001, lo, 8778), os.getpid(), 0, here),
+            Event(CONNECT, pid, pid, 5, 993, time.time(), True, "openstack", socket.AF_INET, ("127.0.0.1", 40003),
+                  ("127.0.0.1", 8778), kernel.sock_key(lo, 40003, lo, 8778), os.getpid(), 0, here + 1),
+            Event(CONNECT, os.getpid(), os.getpid(), 4, 992, time.time(), True, "python3", socket.AF_INET,
+                  ("127.0.0.1", 40002), ("127.0.0.1", 8778), kernel.sock_key(lo, 40002, lo, 8778), 1, 0)])
+    finally:
+        log.close()
+    seen = {p.pid: p for p in log.owners_seen()}
+    assert (seen[pid].ppid, seen[pid].user, seen[pid].comm) == (os.getpid(), "root", "openstack")
+    assert log.other_netns == 1 and ":40001 " in out.getvalue() and ":40003 " not in out.getvalue()
+    assert seen[os.getpid()].ppid == os.getppid() and "pytest" in seen[os.getpid()].args  # /proc's
 
 
 def test_a_socket_gone_before_its_lookup_is_logged_from_its_syn_without_an_fd():

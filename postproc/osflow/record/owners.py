@@ -10,9 +10,10 @@ or accepted: :class:`KernelOwners` loads three small programs (assembled here, l
   map by thread;
 * ``syscalls/sys_exit_connect`` (0 or ``EINPROGRESS``), ``syscalls/sys_exit_listen`` (0),
   ``syscalls/sys_exit_accept4`` and ``syscalls/sys_exit_accept`` (the new fd): the current
-  process, its fd, and from its file table
+  process, its parent (``task->real_parent->tgid``) and user, its fd, and from its file table
   (``task->files->fdt->fd[fd]``, offsets read from the kernel's BTF, ``/sys/kernel/btf/vmlinux``)
-  the socket's inode and its addresses (``struct sock_common``),
+  the socket's inode, its addresses (``struct sock_common``) and its network namespace
+  (``skc_net->ns.inum``: a compute node in a namespace of the same machine is another host),
 
 and sends each connection on a captured port (a hash map of ports, checked in the kernel) to user
 space through a BPF ring buffer, read from shared memory without a system call (:meth:`KernelOwners.read`);
@@ -70,7 +71,7 @@ _PERF_FLAG_FD_CLOEXEC = 8
 _PERF_EVENT_IOC_ENABLE, _PERF_EVENT_IOC_SET_BPF = 0x2400, 0x40042408
 # helpers
 _MAP_LOOKUP, _MAP_UPDATE, _MAP_DELETE = 1, 2, 3
-_KTIME_GET_NS, _GET_CURRENT_PID_TGID, _GET_CURRENT_COMM, _GET_CURRENT_TASK = 5, 14, 16, 35
+_KTIME_GET_NS, _GET_CURRENT_PID_TGID, _GET_CURRENT_UID_GID, _GET_CURRENT_COMM, _GET_CURRENT_TASK = 5, 14, 15, 16, 35
 _PROBE_READ_KERNEL, _RINGBUF_OUTPUT = 113, 130
 # opcodes
 _LDX_B, _LDX_H, _LDX_W, _LDX_DW = 0x71, 0x69, 0x61, 0x79
@@ -87,8 +88,9 @@ CONNECT, ACCEPT, LISTEN = 1, 2, 3
 _EINPROGRESS = 115
 _SOCK_STREAM = 1
 #: the event: kind, tgid, tid, fd, inode, time (CLOCK_MONOTONIC ns), the syscall's return, comm,
-#: then the first bytes of the socket's ``struct sock_common``
-_HEAD = struct.Struct("=IIIIQQq16s")
+#: the parent's tgid, the uid, the socket's network namespace (its inode number, 0: not read), then
+#: the first bytes of the socket's ``struct sock_common``
+_HEAD = struct.Struct("=IIIIQQq16sIII4x")
 #: the ring buffer's size (bytes, a power of two): ~27,000 events (a connection is two) unread before
 #: any is lost: 2.5 s of a client connecting flat out on this project's VM (1 MiB lost events there)
 RING_BYTES = 1 << 22
@@ -169,6 +171,8 @@ class Offsets:
     """What the programs and :class:`Decoder` need to know of the kernel's structs."""
 
     files: int  # task_struct.files
+    real_parent: int  # task_struct.real_parent
+    tgid: int  # task_struct.tgid
     fdt: int  # files_struct.fdt
     fd: int  # fdtable.fd
     private_data: int  # file.private_data (the struct socket)
@@ -183,20 +187,27 @@ class Offsets:
     family: int
     v6_daddr: int
     v6_rcv_saddr: int
+    skc_net: int = 0  # sock_common.skc_net (the namespace's struct net)
+    ns_inum: int = 0  # net.ns + ns_common.inum (the namespace's inode number)
 
     @property
     def sk_bytes(self) -> int:
         """How much of ``struct sock_common`` each event copies (8-byte aligned)."""
-        return (max(self.v6_daddr, self.v6_rcv_saddr, self.family, self.num) + 16 + 7) & ~7
+        return (max(self.v6_daddr, self.v6_rcv_saddr, self.family, self.num, self.skc_net) + 16 + 7) & ~7
 
     @classmethod
     def from_btf(cls, btf: Btf) -> Offsets:
         o = btf.offset
-        return cls(o("task_struct", "files"), o("files_struct", "fdt"), o("fdtable", "fd"),
+        try:  # the namespace: 0, not read, where this kernel's structs differ (the /proc look then tells)
+            net = (o("sock_common", "skc_net"), o("net", "ns") + o("ns_common", "inum"))
+        except OSError:
+            net = (0, 0)
+        return cls(o("task_struct", "files"), o("task_struct", "real_parent"), o("task_struct", "tgid"),
+                   o("files_struct", "fdt"), o("fdtable", "fd"),
                    o("file", "private_data"), o("file", "f_inode"), o("inode", "i_ino"), o("socket", "type"),
                    o("socket", "sk"), o("sock_common", "skc_daddr"), o("sock_common", "skc_rcv_saddr"),
                    o("sock_common", "skc_dport"), o("sock_common", "skc_num"), o("sock_common", "skc_family"),
-                   o("sock_common", "skc_v6_daddr"), o("sock_common", "skc_v6_rcv_saddr"))
+                   o("sock_common", "skc_v6_daddr"), o("sock_common", "skc_v6_rcv_saddr"), *net)
 
 
 # --------------------------------------------------------------------------- the programs
@@ -290,6 +301,13 @@ def exit_program(kind: int, o: Offsets, ports: int, ring: int, lost: int, connec
         ]
     else:
         code += [(_JSLT_IMM, R7, 0, out, 0), (_MOV_REG, R8, R7)]  # r8 = the new fd
+    netns = [  # the socket's namespace: sk->skc_net->ns.inum (left 0 when it cannot be read)
+        (_LDX_DW, R3, R10, ev + _HEAD.size + o.skc_net, 0),
+        (_ADD_IMM, R3, 0, 0, o.ns_inum),
+        (_MOV_REG, R1, R10), (_ADD_IMM, R1, 0, 0, ev + 64),
+        (_MOV_IMM, R2, 0, 0, 4),
+        (_CALL, 0, 0, 0, _PROBE_READ_KERNEL),
+    ] if o.ns_inum else []
     code += [
         (_ST_W, R10, 0, ev, kind),
         (_CALL, 0, 0, 0, _GET_CURRENT_PID_TGID),
@@ -303,8 +321,17 @@ def exit_program(kind: int, o: Offsets, ports: int, ring: int, lost: int, connec
         (_MOV_REG, R1, R10), (_ADD_IMM, R1, 0, 0, ev + 40),
         (_MOV_IMM, R2, 0, 0, 16),
         (_CALL, 0, 0, 0, _GET_CURRENT_COMM),
+        (_CALL, 0, 0, 0, _GET_CURRENT_UID_GID),
+        (_STX_W, R10, R0, ev + 60, 0),  # uid: the lower half
+        (_ST_DW, R10, 0, ev + 64, 0),  # the namespace, read once the port is known to be captured
         (_CALL, 0, 0, 0, _GET_CURRENT_TASK),
         (_MOV_REG, R9, R0),
+        *read(R9, o.real_parent),  # the parent's tgid (0 for the first process): read as it is
+        (_ADD_IMM, R3, 0, 0, o.tgid),
+        (_MOV_REG, R1, R10), (_ADD_IMM, R1, 0, 0, ev + 56),
+        (_MOV_IMM, R2, 0, 0, 4),
+        (_CALL, 0, 0, 0, _PROBE_READ_KERNEL),
+        (_JNE_IMM, R0, 0, out, 0),
         *read(R9, o.files),
         *read(R3, o.fdt),
         *read(R3, o.fd),
@@ -340,6 +367,7 @@ def exit_program(kind: int, o: Offsets, ports: int, ring: int, lost: int, connec
         (_CALL, 0, 0, 0, _MAP_LOOKUP),
         (_JEQ_IMM, R0, 0, out, 0),
         ("send",),
+        *netns,
         ("map", R1, ring),
         (_MOV_REG, R2, R10), (_ADD_IMM, R2, 0, 0, ev),
         (_MOV_IMM, R3, 0, 0, size),
@@ -379,6 +407,9 @@ class Event(NamedTuple):
     local: tuple[str, int]
     remote: tuple[str, int]
     key: bytes  # as :func:`osflow.record.kernel.sock_key` builds it (the netlink rows' key)
+    ppid: int = 0  # the parent process when the syscall ran (0: not known)
+    uid: int = -1  # the process's user (-1: not known)
+    netns: int = 0  # the socket's network namespace, its inode number (0: not known)
 
 
 class Decoder:
@@ -413,7 +444,7 @@ class Decoder:
     def __call__(self, raw: bytes, clock: tuple[float, int]) -> Event | None:
         """The event of ``raw`` (``clock``: ``time.time()`` and ``time.monotonic_ns()`` at one moment);
         None when not an IPv4/IPv6 socket."""
-        kind, tgid, tid, fd, inode, ns, ret, comm = _HEAD.unpack_from(raw)
+        kind, tgid, tid, fd, inode, ns, ret, comm, ppid, uid, netns = _HEAD.unpack_from(raw)
         daddr, saddr, dport, sport, family, v6_daddr, v6_saddr = self._pick(self._sk.unpack_from(raw, _HEAD.size))
         if family == socket.AF_INET:
             src, dst = saddr, daddr
@@ -433,7 +464,7 @@ class Decoder:
             name = self._comms[comm] = comm.split(b"\0", 1)[0].decode("utf-8", "replace")
         wall, mono = clock
         return Event(kind, tgid, tid, fd, inode, wall - (mono - ns) / 1e9, kind != CONNECT or ret == 0, name,
-                     family, (local, sport), (remote, dport), sock_key(src, sport, dst, dport))
+                     family, (local, sport), (remote, dport), sock_key(src, sport, dst, dport), ppid, uid, netns)
 
 
 def _perf_event_open(tracepoint_id: int) -> int:
@@ -563,10 +594,12 @@ class KernelOwners:
     def _check(self, probe: socket.socket, ports_fd: int) -> None:
         """Connect to ``probe`` (a listener of this process on loopback, its port added to the
         captured ones): the kernel's events must name both ends, their fds and inodes, as this
-        process sees them, within a second, else OSError (offsets that do not fit this kernel, a
-        program that runs nowhere): the recorder then polls.  The probe's port is then removed;
+        process sees them (and its parent, user and network namespace), within a second, else
+        OSError (offsets that do not fit this kernel, a program that runs nowhere): the recorder
+        then polls.  The probe's port is then removed;
         the other events read meanwhile are kept for :meth:`read`."""
         port = probe.getsockname()[1]
+        netns = os.stat("/proc/self/ns/net").st_ino if self.offsets.ns_inum else 0
         client = socket.create_connection(("127.0.0.1", port), timeout=5)
         server, _ = probe.accept()
         try:
@@ -577,7 +610,7 @@ class KernelOwners:
             while not want <= seen and time.monotonic() < deadline:
                 for ev in self.read():
                     mine = ev.local[1] == port or ev.remote[1] == port
-                    if mine and ev.pid == os.getpid():
+                    if mine and (ev.pid, ev.ppid, ev.uid, ev.netns) == (os.getpid(), os.getppid(), os.getuid(), netns):
                         seen.add((ev.kind, ev.fd, ev.inode, port))
                     elif not mine:
                         self._pending.append(ev)

@@ -28,7 +28,7 @@ from .kernel import (
     tcp_rows_source,
 )
 from .owners import CONNECT, LISTEN, Event
-from .procs import ProcInfo, all_pids, comm_of, proc_info
+from .procs import ProcInfo, all_pids, comm_of, proc_info, user_name
 
 Owner = tuple  # (comm, pid, fd)
 
@@ -472,6 +472,8 @@ class SocketLog:
             self.attempts.pop(ev.inode, None)
             self.unresolved.pop(ev.inode, None)
             self._note(ev.inode, (owner,))
+            if ev.pid not in self.procs and ev.ppid and ev.uid >= 0:  # gone before a look: the kernel's word
+                self.procs[ev.pid] = ProcInfo(ev.pid, ev.ppid, user_name(ev.uid), owner[0], owner[0])
             _latest(self.socket_pids, ev.pid)
             lport, rport = ev.local[1], ev.remote[1]
             if ev.kind != CONNECT or lport in self.ports:
@@ -490,10 +492,13 @@ class SocketLog:
     def _elsewhere(self, ev: Event) -> bool:
         """Whether the kernel's event is of a socket in another network namespace than the log's
         (the syscall tracepoints see the whole machine: a compute node in a namespace of the same
-        machine is another host, and its 127.0.0.1 is not ours).  Told by the thread's
-        ``/proc/PID/task/TID/ns/net``; a thread gone before the look cannot be told: kept."""
+        machine is another host, and its 127.0.0.1 is not ours).  Told by the socket's own namespace
+        the kernel sent (:attr:`Event.netns`), else by the thread's ``/proc/PID/task/TID/ns/net``; a
+        thread gone before that look cannot be told: kept."""
         if self.netns is None:
             return False
+        if ev.netns:
+            return f"net:[{ev.netns}]" != self.netns
         ns = self._netns.get(ev.tid)
         if ns is None:
             ns = _readlink(f"{self.proc}/{ev.pid}/task/{ev.tid}/ns/net") or _readlink(f"{self.proc}/{ev.pid}/ns/net")
