@@ -596,8 +596,8 @@ class KernelOwners:
         captured ones): the kernel's events must name both ends, their fds and inodes, as this
         process sees them (and its parent, user and network namespace), within a second, else
         OSError (offsets that do not fit this kernel, a program that runs nowhere): the recorder
-        then polls.  The probe's port is then removed;
-        the other events read meanwhile are kept for :meth:`read`."""
+        then polls.  The probe's port is then removed; the other events read meanwhile are kept
+        for :meth:`read`."""
         port = probe.getsockname()[1]
         netns = os.stat("/proc/self/ns/net").st_ino if self.offsets.ns_inum else 0
         client = socket.create_connection(("127.0.0.1", port), timeout=5)
