@@ -6,4 +6,10 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 source "$ROOT/scripts/setup.sh"
 cd "$ROOT"
-exec python -m pytest -q --durations=25 "$@"
+# Two or more cores: the test files spread over as many workers (at most 4; OSFLOW_TEST_WORKERS=1
+# runs them in this process), each file whole in one worker so that its cached captures are made once.
+workers=${OSFLOW_TEST_WORKERS:-$(nproc)}
+[ "$workers" -le 4 ] || workers=4
+spread=()
+[ "$workers" -le 1 ] || spread=(-n "$workers" --dist loadfile)
+exec python -m pytest -q --durations=25 "${spread[@]}" "$@"
