@@ -244,6 +244,7 @@ class Joiner:
             if clients[s] is None and (wanted is None or s in wanted):
                 clients[s] = self._from_protocol(c, servers[s], serving, known_until)
         _follow_replies(amqp, clients)
+        _by_sent_request_id(conns, clients, rpcs, wanted)
 
         out: dict[int, ConnectionNames] = {}
         for s, c in conns.items():
@@ -331,7 +332,8 @@ class Joiner:
                 outer = inside[0] if inside else None
             else:
                 outer = serving.innermost(ex.start, ex.end if not isinstance(ex, RpcExchange) else ex.request.end,
-                                          exclude=exclude, request_ids=ids, host=c.client.node)
+                                          exclude=exclude, request_ids=ids, host=c.client.node,
+                                          sent=request_ids_of(ex, sent_only=True))
             if outer is not None and schema is not None and _uses_other_schema(outer[0], schema):
                 outer = None  # a service does not query another service's schema
             if outer is None and isinstance(ex, RpcExchange):
@@ -408,6 +410,30 @@ def _follow_replies(amqp: dict[int, AmqpConnection], clients: dict[int, Named | 
             if clients.get(s) is None:
                 clients[s] = Named(owner.key, f"its RPC replies queue {q} is {owner.key}'s ({owner.evidence})",
                                    "protocol", owner.pid)
+
+
+def _by_sent_request_id(conns: dict[int, _Conn], clients: dict[int, Named | None], rpcs: list[RpcExchange],
+                        wanted: set[int] | None) -> None:
+    """Name an HTTP client nothing else named by the request id it sends, when the RPCs sent with
+    that id came from one named service of its host (nova-compute's periodic task calls the
+    conductor and neutron with the task's own request id: no request it serves carries it)."""
+    senders: dict[tuple[str, str], dict[str, RpcExchange]] = {}
+    for ex in rpcs:
+        named = clients.get(ex.stream)
+        if named is not None and ex.stream in conns:
+            for rid in request_ids_of(ex, sent_only=True):
+                senders.setdefault((rid, conns[ex.stream].client.node), {}).setdefault(named.key, ex)
+    if not senders:
+        return
+    for s, c in conns.items():
+        if clients[s] is not None or c.protocol != "http" or (wanted is not None and s not in wanted):
+            continue
+        for rid in (r for ex in c.exchanges for r in request_ids_of(ex, sent_only=True)):
+            by = senders.get((rid, c.client.node), {})
+            if len(by) == 1:
+                (key, rpc), = by.items()
+                clients[s] = Named(key, f"sends request id {rid}, as {key}'s {rpc.kind} {rpc.oslo.method}", "protocol")
+                break
 
 
 def _rpc_spans(rpcs: list[RpcExchange]) -> list[tuple[float, float, int, RpcExchange]]:
@@ -530,14 +556,17 @@ class _Serving:
         return [(key, ex) for key, ex, _ in self._around(start, end, exclude, host)]
 
     def innermost(
-        self, start: float, end: float, exclude: str | None, request_ids: tuple[str, ...] = (), host: str = ""
+        self, start: float, end: float, exclude: str | None, request_ids: tuple[str, ...] = (), host: str = "",
+        sent: tuple[str, ...] = (),
     ) -> tuple[str, Exchange] | None:
         """The latest-starting span that contains [start, end]; with ``request_ids``, one that
         carries one of them first (several services serve at once: the request id says which).
+        ``sent``: the request ids the exchange was sent with; a span that carries others is another
+        request's (the exchange's process was working on something no span shows: a periodic task).
         Only spans served on ``host`` count: a process serves what its own host's services serve."""
-        wanted = set(request_ids)
+        wanted, mine = set(request_ids), set(sent)
         for restrict in ((True, False) if wanted else (False,)):
             for key, ex, ids in self._around(start, end, exclude, host):
-                if not restrict or wanted.intersection(ids):
+                if wanted.intersection(ids) or not restrict and not (mine and ids and mine.isdisjoint(ids)):
                     return key, ex
         return None
