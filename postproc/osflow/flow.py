@@ -36,7 +36,7 @@ from .model import (
     Step,
     Token,
 )
-from .openstack import MAX_IDS
+from .openstack import GREEN_THREADS, MAX_IDS
 from .options import AnalysisOptions
 from .prose import Prose
 from .protocols.mysql import is_pool_noise
@@ -142,6 +142,8 @@ class FlowBuilder:
         self._casts: dict[tuple[str, str], list[int]] = defaultdict(list)  # (callee label, id) -> casts
         # MySQL connection -> (index of the parent its checkout's statements had, given back to the pool since)
         self._checkout: dict[int, tuple[int, bool]] = {}
+        self._db: dict[int, str] = {}  # MySQL connection -> the database it is to, while a checkout is kept
+        self._touched: set[int] = set()  # indexes of the requests with a database statement placed under them
         self._last_child: dict[int, int] = {}  # index -> index of its last child placed
         self._by_exchange: dict[int, int] = {}  # id of a pair's exchange -> its index, while kept (a proxy's legs)
         self._made: dict[tuple[int, int], list[int]] = defaultdict(list)  # (index, process) -> its children by it
@@ -218,7 +220,15 @@ class FlowBuilder:
                 held, returned = self._checkout.get(ex.stream, (None, False))
                 if returned and pool != "checkin":  # back in the pool: only its reset's rollback is the holder's
                     held = None
-                parent, placed, firm = _parent(pairs, served, open_ or (), ex, text.tokens, who, activity, ids, held)
+                holding: frozenset[int] = frozenset()
+                untouched: frozenset[int] = frozenset()
+                if pool == "checkout" and client.service in GREEN_THREADS:
+                    # green threads: each of the requests in progress takes a connection of its own
+                    holding = frozenset(j for st, (j, back) in self._checkout.items()
+                                        if not back and self._db.get(st) == server.label)
+                    untouched = frozenset(j for j in open_ or () if j not in self._touched)
+                parent, placed, firm = _parent(pairs, served, open_ or (), ex, text.tokens, who, activity, ids, held,
+                                               holding, untouched)
                 if firm and parent is not None:
                     self._firm.add(i)
                     if firm == "resource":
@@ -231,6 +241,8 @@ class FlowBuilder:
                 self._checkout.pop(ex.stream, None)
             elif pool is not None:  # whoever took it from the pool holds it until it gives it back
                 self._checkout[ex.stream] = (parent - 1, pool == "checkin")
+                self._db[ex.stream] = server.label
+                self._touched.add(parent - 1)
             depth = 0 if parent is None else pairs[parent - 1].depth + 1
             pair = Pair(
                 id=i + 1,
@@ -395,6 +407,9 @@ class FlowBuilder:
         self._kept(self._casts)
         for stream in [s for s, (j, _) in self._checkout.items() if j not in self.served]:
             del self._checkout[stream]
+        for stream in [s for s in self._db if s not in self._checkout]:
+            del self._db[stream]
+        self._touched.intersection_update(self.served)
         self.closure.forget_ids(idle)
         return [i + 1 for i in gone]
 
@@ -504,7 +519,8 @@ def _identifiers(ex: Exchange) -> tuple[str, ...]:
 def _parent(
     pairs: dict[int, Pair], served: dict[int, tuple[float, float]], candidates, ex: Exchange,
     tokens: tuple[str, ...] = (), pid: int | None = None, activity: _Activity | None = None,
-    ids: tuple[str, ...] = (), checkout: int | None = None,
+    ids: tuple[str, ...] = (), checkout: int | None = None, holding: frozenset[int] = frozenset(),
+    untouched: frozenset[int] = frozenset(),
 ) -> tuple[int | None, str, str]:
     """(parent id, what placed it, the firm evidence that did: ``resource`` (an identifier only the
     parent names), ``token``, ``request id``, or none) of ``ex``: of the
@@ -516,8 +532,10 @@ def _parent(
     a checkout and a process found by time, or its children's; not one every candidate names), the
     request the statements before it on its database connection went to since the pool gave the
     connection out (``checkout``: a green thread holds its connection from the pool's ping until it
-    gives it back), for a worker behind a front (Apache's mod_wsgi daemons, uwsgi's workers) with
-    nothing of its own in progress the oldest request no process has taken yet --, and of those that
+    gives it back), at a checkout in a process of green threads not a request that holds another
+    connection to the same database (``holding``) but rather one with none yet (``untouched``), for
+    a worker behind a front (Apache's mod_wsgi daemons, uwsgi's workers) with nothing of its own in
+    progress the oldest request no process has taken yet --, and of those that
     agree most, the one active last (started, made a child, or had a child's answer come back).
     Several clients at once make several spans contain a child; the evidence says whose."""
     start, end = ex.start, ex.end
@@ -579,6 +597,11 @@ def _parent(
         if idx == checkout:
             score += 3
             why.append("its connection's checkout")
+        if idx in holding:  # a green thread holds one connection of a pool at a time
+            score -= 2
+        if idx in untouched:
+            score += 1
+            why.append("its first database connection")
         if own.get(idx):  # outweighs a checkout and a process placed by time alone: the holder is who names it
             score += 6
             why.append(f"resource {min(own[idx])}")

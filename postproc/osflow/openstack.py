@@ -58,6 +58,11 @@ MYSQL_COMMANDS = {
 
 # --------------------------------------------------------------------------- processes
 
+#: Services that serve several RPCs or requests at once in one process, each in a green thread of its own
+#: (eventlet), each green thread with a database connection of its own from the pool while it works.
+GREEN_THREADS = frozenset({"nova-conductor", "nova-scheduler", "nova-compute", "glance", "neutron-server",
+                           "cinder-volume", "cinder-scheduler", "heat-engine"})
+
 # Command lines (ps args, or ss's process name) -> service key.  First match wins.  A name
 # counts only where a program name can stand (not inside an option such as
 # --os-placement-api-version); the openstack CLI is recognised first, by its executable.
