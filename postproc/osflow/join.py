@@ -417,17 +417,17 @@ def _by_sent_request_id(conns: dict[int, _Conn], clients: dict[int, Named | None
     """Name an HTTP client nothing else named by the request id it sends, when the RPCs sent with
     that id came from one named service of its host (nova-compute's periodic task calls the
     conductor and neutron with the task's own request id: no request it serves carries it)."""
+    unnamed = [(s, c) for s, c in conns.items()
+               if clients[s] is None and c.protocol == "http" and (wanted is None or s in wanted)]
+    if not unnamed:  # the usual case: the RPCs' request ids are not worth collecting
+        return
     senders: dict[tuple[str, str], dict[str, RpcExchange]] = {}
     for ex in rpcs:
         named = clients.get(ex.stream)
         if named is not None and ex.stream in conns:
             for rid in request_ids_of(ex, sent_only=True):
                 senders.setdefault((rid, conns[ex.stream].client.node), {}).setdefault(named.key, ex)
-    if not senders:
-        return
-    for s, c in conns.items():
-        if clients[s] is not None or c.protocol != "http" or (wanted is not None and s not in wanted):
-            continue
+    for s, c in unnamed:
         for rid in (r for ex in c.exchanges for r in request_ids_of(ex, sent_only=True)):
             by = senders.get((rid, c.client.node), {})
             if len(by) == 1:
@@ -567,6 +567,6 @@ class _Serving:
         wanted, mine = set(request_ids), set(sent)
         for restrict in ((True, False) if wanted else (False,)):
             for key, ex, ids in self._around(start, end, exclude, host):
-                if wanted.intersection(ids) or not restrict and not (mine and ids and mine.isdisjoint(ids)):
+                if wanted.intersection(ids) or (not restrict and not (mine and ids and mine.isdisjoint(ids))):
                     return key, ex
         return None
